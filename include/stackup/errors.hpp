@@ -1,0 +1,94 @@
+// stackup — errors. Every error stackup throws derives from stackup::Error.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/version.hpp>
+#include <stackup/component.hpp>
+
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// Base of every error stackup throws.
+class Error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// An action is needed but the component does not implement it (absent member,
+/// or a component configured at run time that throws this from the action).
+class NotImplementedError : public Error {
+public:
+  using Error::Error;
+};
+
+/// `resume` was asked of a component that has nothing provisioned.
+class ProvisioningError : public Error {
+public:
+  using Error::Error;
+};
+
+/// A role string that the stack does not hold; the message lists the valid roles.
+class UnknownComponentError : public Error {
+public:
+  using Error::Error;
+};
+
+/// An action or an operation failed. Holds the component's role, the transition,
+/// the original exception (as `cause()` and as the nested exception), and every
+/// failure of the operation, including anything a rollback could not undo.
+///
+/// Construct it inside the `catch` that handles the cause: `std::nested_exception`
+/// captures the exception currently being handled.
+class TransitionError : public Error, public std::nested_exception {
+public:
+  /// One failure: which component, which transition, what it said.
+  struct Failure {
+    std::string role;
+    Transition transition;
+    std::string message;
+  };
+
+  /// Nests `std::current_exception()`; `failures` lists every failure of the
+  /// operation (the first one is the cause).
+  TransitionError(std::string role, Transition transition, std::string_view message,
+                  std::vector<Failure> failures = {})
+      : Error(std::string(message)), role_(std::move(role)), transition_(transition),
+        failures_(std::move(failures)) {}
+
+  /// Role of the component whose action stopped the operation.
+  [[nodiscard]] const std::string& role() const noexcept { return role_; }
+  /// The transition that failed.
+  [[nodiscard]] Transition transition() const noexcept { return transition_; }
+  /// The original exception (also reachable through `std::rethrow_if_nested`).
+  [[nodiscard]] std::exception_ptr cause() const noexcept { return nested_ptr(); }
+  /// Every failure of the operation, in the order they happened: for `down`,
+  /// every component that failed; for `up`, the cause then anything the
+  /// rollback could not undo.
+  [[nodiscard]] const std::vector<Failure>& failures() const noexcept { return failures_; }
+
+private:
+  std::string role_;
+  Transition transition_;
+  std::vector<Failure> failures_;
+};
+
+namespace detail {
+/// The message of the exception being handled (call only inside a `catch`).
+inline std::string current_message() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+} // namespace detail
+
+} // namespace stackup

@@ -1,0 +1,147 @@
+// stackup — fmt formatters, the status table and the console observer.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/component.hpp>
+#include <stackup/events.hpp>
+
+#include <fmt/color.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unistd.h>
+
+template <> struct fmt::formatter<stackup::State> : fmt::formatter<std::string_view> {
+  auto format(stackup::State v, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(stackup::to_string(v), ctx);
+  }
+};
+template <> struct fmt::formatter<stackup::Transition> : fmt::formatter<std::string_view> {
+  auto format(stackup::Transition v, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(stackup::to_string(v), ctx);
+  }
+};
+template <> struct fmt::formatter<stackup::Outcome> : fmt::formatter<std::string_view> {
+  auto format(stackup::Outcome v, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(stackup::to_string(v), ctx);
+  }
+};
+/// `role 'name': state`, plus ` (detail)` when the component offers one.
+template <> struct fmt::formatter<stackup::ComponentStatus> : fmt::formatter<std::string_view> {
+  auto format(const stackup::ComponentStatus& s, fmt::format_context& ctx) const {
+    std::string text = fmt::format("{} '{}': {}", s.role, s.name, s.state);
+    if (!s.detail.empty()) text += fmt::format(" ({})", s.detail);
+    return fmt::formatter<std::string_view>::format(text, ctx);
+  }
+};
+
+namespace stackup {
+
+/// Whether to decorate output written to `stream`: a terminal, and NO_COLOR unset.
+inline bool use_color(std::FILE* stream) {
+  const char* no_color = std::getenv("NO_COLOR");
+  return (no_color == nullptr || *no_color == '\0') && ::isatty(::fileno(stream)) == 1;
+}
+
+/// Past tense of a transition, for progress lines ("resumed").
+constexpr std::string_view past_tense(Transition t) noexcept {
+  switch (t) {
+  case Transition::provision: return "provisioned";
+  case Transition::resume: return "resumed";
+  case Transition::suspend: return "suspended";
+  case Transition::deprovision: return "deprovisioned";
+  }
+  return "?";
+}
+/// Present participle of a transition ("resuming").
+constexpr std::string_view participle(Transition t) noexcept {
+  switch (t) {
+  case Transition::provision: return "provisioning";
+  case Transition::resume: return "resuming";
+  case Transition::suspend: return "suspending";
+  case Transition::deprovision: return "deprovisioning";
+  }
+  return "?";
+}
+
+/// One progress line for an event, e.g. `✔ orchestrator 'web' resumed  0.21s`.
+/// `fancy` selects colour and symbols; otherwise plain ASCII.
+inline std::string progress_line(const Event& e, bool fancy) {
+  struct Look {
+    std::string_view symbol, ascii;
+    fmt::text_style style;
+  };
+  const auto seconds = std::chrono::duration<double>(e.elapsed).count();
+  std::string what;
+  Look look{"•", "-", fmt::fg(fmt::terminal_color::cyan)};
+  switch (e.outcome) {
+  case Outcome::started: what = fmt::format("{} ...", participle(e.transition)); break;
+  case Outcome::succeeded:
+    what = fmt::format("{}  {:.2f}s", past_tense(e.transition), seconds);
+    look = {"✔", "+", fmt::fg(fmt::terminal_color::green)};
+    break;
+  case Outcome::rolled_back:
+    what = fmt::format("{} (rollback)  {:.2f}s", past_tense(e.transition), seconds);
+    look = {"↺", "~", fmt::fg(fmt::terminal_color::yellow)};
+    break;
+  case Outcome::failed:
+    what = fmt::format("{} failed  {:.2f}s: {}", e.transition, seconds, e.message);
+    look = {"✘", "x", fmt::fg(fmt::terminal_color::red) | fmt::emphasis::bold};
+    break;
+  case Outcome::not_implemented:
+    what = fmt::format("{} skipped: {}", e.transition, e.message);
+    look = {"○", "o", fmt::fg(fmt::terminal_color::yellow)};
+    break;
+  case Outcome::already_done:
+    what = e.message.empty() ? fmt::format("{}: nothing to do", e.transition) : e.message;
+    look = {"✔", "=", fmt::fg(fmt::terminal_color::bright_black)};
+    break;
+  }
+  if (!fancy) return fmt::format("{} {} '{}' {}", look.ascii, e.role, e.component, what);
+  return fmt::format("{} {} '{}' {}", fmt::styled(look.symbol, look.style), fmt::styled(e.role, fmt::emphasis::bold),
+                     e.component, what);
+}
+
+/// A ready-made observer printing ZenML-like progress lines to `stream`
+/// (colour and symbols only on a terminal, NO_COLOR honoured):
+/// `stack.on_event(stackup::console_observer());`
+inline Observer console_observer(std::FILE* stream = stdout) {
+  const bool fancy = use_color(stream);
+  return [stream, fancy](const Event& e) {
+    fmt::print(stream, "{}\n", progress_line(e, fancy));
+    std::fflush(stream);
+  };
+}
+
+/// Renders `status()` as an aligned table: ROLE, NAME, FLAVOR, STATE, DETAIL.
+inline std::string status_table(std::span<const ComponentStatus> rows, bool fancy = false) {
+  std::size_t w_role = 4, w_name = 4, w_flavor = 6;
+  for (const auto& r : rows) {
+    w_role = std::max(w_role, r.role.size());
+    w_name = std::max(w_name, r.name.size());
+    w_flavor = std::max(w_flavor, r.flavor.size());
+  }
+  std::string out = fmt::format("{:<{}}  {:<{}}  {:<{}}  {:<13}  {}\n", "ROLE", w_role, "NAME", w_name, "FLAVOR",
+                                w_flavor, "STATE", "DETAIL");
+  for (const auto& r : rows) {
+    std::string state = fmt::format("{:<13}", r.state);
+    if (fancy) {
+      const auto color = r.state == State::running     ? fmt::terminal_color::green
+                         : r.state == State::suspended ? fmt::terminal_color::yellow
+                                                       : fmt::terminal_color::bright_black;
+      state = fmt::format("{}", fmt::styled(state, fmt::fg(color)));
+    }
+    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}  {}", r.role, w_role, r.name, w_name, r.flavor, w_flavor, state,
+                       r.detail);
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    out += '\n';
+  }
+  return out;
+}
+
+} // namespace stackup

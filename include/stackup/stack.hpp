@@ -1,0 +1,519 @@
+// stackup — Stack<Components...>: ZenML's stack up / stack down over a compile-time
+// dependency order, dispatched by folds (no virtual calls, no heap on the way).
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/component.hpp>
+#include <stackup/detail/plan.hpp>
+#include <stackup/errors.hpp>
+#include <stackup/events.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// Options of `up`. Members in this order, for designated initialisers.
+struct UpOptions {
+  bool rollback = true;  ///< on failure, undo what this call did, in reverse
+  bool parallel = false; ///< run independent components' actions concurrently
+};
+/// Options of `down`. Members in this order, for designated initialisers.
+struct DownOptions {
+  bool force = false;    ///< also deprovision (zenml stack down --force)
+  bool parallel = false; ///< run independent components' actions concurrently
+};
+
+namespace detail {
+template <class T> constexpr bool checked_component() {
+  if constexpr (Component<T>) return true;
+  else return not_a_component<T>::value;
+}
+template <bool AllComponents, class... Cs> constexpr bool checked_stack() {
+  if constexpr (AllComponents) return check_plan<Cs...>();
+  else return false;
+}
+template <class T, class... Cs> constexpr std::size_t type_index() {
+  constexpr std::array<bool, sizeof...(Cs)> same{std::is_same_v<T, Cs>...};
+  for (std::size_t i = 0; i < same.size(); ++i)
+    if (same[i]) return i;
+  return sizeof...(Cs);
+}
+inline void append(std::string& s, std::initializer_list<std::string_view> parts) {
+  for (auto p : parts) s.append(p);
+}
+} // namespace detail
+
+/// A stack of components with unique roles. Actions run in dependency order
+/// (`depends_on`, ties broken by listing order); suspend and deprovision in reverse.
+template <class... Cs> class Stack {
+  static_assert((detail::checked_component<Cs>() && ... && true));
+  static constexpr bool well_formed = (Component<Cs> && ... && true);
+  static_assert(detail::checked_stack<well_formed, Cs...>() || !well_formed);
+  using Plan = std::conditional_t<well_formed, detail::Plan<Cs...>, detail::Plan<>>;
+
+public:
+  /// Number of components.
+  static constexpr std::size_t size = sizeof...(Cs);
+  /// Roles in template-argument order.
+  static constexpr std::array<std::string_view, size> roles{std::string_view(Cs::role)...};
+  /// Indices of the components in action order (provision/resume order).
+  static constexpr std::array<std::size_t, size> order = Plan::result.order;
+
+  /// A stack named "default" of default-constructed components.
+  Stack() : name_("default") {}
+  /// A named stack of the given components: `Stack s{"local", Orchestrator{}, ArtifactStore{}}`.
+  explicit Stack(std::string_view name, Cs... components)
+      : name_(name), components_(std::move(components)...) {}
+
+  /// The stack's name.
+  [[nodiscard]] std::string_view name() const noexcept { return name_; }
+
+  /// The component of type T.
+  template <class T> [[nodiscard]] T& get() noexcept { return std::get<index_of<T>()>(components_); }
+  template <class T> [[nodiscard]] const T& get() const noexcept { return std::get<index_of<T>()>(components_); }
+  /// The component with role R: `stack.get<"orchestrator">()`.
+  template <FixedString R> [[nodiscard]] auto& get() noexcept { return std::get<index_of<R>()>(components_); }
+  template <FixedString R> [[nodiscard]] const auto& get() const noexcept { return std::get<index_of<R>()>(components_); }
+
+  /// Index (template-argument position) of a role, or `size` when absent.
+  [[nodiscard]] static constexpr std::size_t find(std::string_view role) noexcept {
+    for (std::size_t i = 0; i < size; ++i)
+      if (roles[i] == role) return i;
+    return size;
+  }
+
+  /// Set the observer (replaces any previous one; an empty function removes it).
+  /// It is called for every event, one at a time.
+  void on_event(Observer observer) { observer_ = std::move(observer); }
+
+  // ---- ZenML's Stack primitives -------------------------------------------------
+
+  /// Provision every component that is not provisioned, in dependency order.
+  /// Throws NotImplementedError / ProvisioningError as themselves, a component's
+  /// own exception wrapped in TransitionError. No rollback.
+  void provision() { primitive([&](Run& r) { each_in_order([&]<std::size_t K>() { provision_step<K>(r); }); }); }
+  /// Resume every component that is not running, in dependency order.
+  void resume() { primitive([&](Run& r) { each_in_order([&]<std::size_t K>() { resume_step<K>(r, true); }); }); }
+  /// Suspend every running component, in reverse order; tries every component.
+  void suspend() { exhaustive("suspend", [&](Run& r) { each_in_reverse([&]<std::size_t K>() { suspend_step<K>(r); }); }); }
+  /// Deprovision every provisioned component, in reverse order; tries every component.
+  void deprovision() { exhaustive("deprovision", [&](Run& r) { each_in_reverse([&]<std::size_t K>() { deprovision_step<K>(r); }); }); }
+
+  // ---- Operations ---------------------------------------------------------------
+
+  /// `zenml stack up`: provision() then resume(). All-or-nothing unless
+  /// `.rollback = false`. Throws TransitionError.
+  void up(UpOptions options = {}) {
+    Run r;
+    try {
+      each_in_order([&]<std::size_t K>() { provision_step<K>(r); });
+      each_in_order([&]<std::size_t K>() { resume_step<K>(r, true); });
+    } catch (...) {
+      fail_up(r, options);
+    }
+  }
+
+  /// `zenml stack down [--force]`: suspend every component; with `.force`, also
+  /// deprovision. Tries every component, then throws one TransitionError listing all failures.
+  void down(DownOptions options = {}) {
+    Run r;
+    each_in_reverse([&]<std::size_t K>() {
+      if (options.force) force_step<K>(r, false);
+      else suspend_step<K>(r);
+    });
+    if (r.cause) raise(r, "down");
+  }
+
+  /// `zenml <C> up`: C's dependencies first, then C. Same guarantees as up().
+  template <class C> void up(UpOptions options = {}) { up_at<index_of<C>()>(options); }
+  /// `zenml <C> down [--force]`: C's dependents first, then C. Same guarantees as down().
+  template <class C> void down(DownOptions options = {}) { down_at<index_of<C>()>(options); }
+  /// up<C>() by role string; UnknownComponentError when the stack has no such role.
+  void up(std::string_view role, UpOptions options = {}) {
+    by_role(role, [&]<std::size_t K>() { up_at<K>(options); });
+  }
+  /// down<C>() by role string; UnknownComponentError when the stack has no such role.
+  void down(std::string_view role, DownOptions options = {}) {
+    by_role(role, [&]<std::size_t K>() { down_at<K>(options); });
+  }
+
+  // ---- Queries ------------------------------------------------------------------
+
+  /// Every component is provisioned.
+  [[nodiscard]] bool is_provisioned() const {
+    return std::apply([](const auto&... c) { return (static_cast<bool>(c.is_provisioned()) && ... && true); }, components_);
+  }
+  /// Every component is running.
+  [[nodiscard]] bool is_running() const {
+    return std::apply([](const auto&... c) { return (static_cast<bool>(c.is_running()) && ... && true); }, components_);
+  }
+  /// One row per component, in template-argument order. Changes nothing.
+  [[nodiscard]] std::array<ComponentStatus, size> status() const {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::array<ComponentStatus, size>{status_at<I>()...};
+    }(std::make_index_sequence<size>{});
+  }
+  /// UnknownComponentError listing the valid roles, for a role string not in the stack.
+  [[nodiscard]] UnknownComponentError unknown_role(std::string_view role) const {
+    std::string m = "stackup: stack '" + name_ + "' has no component with role '" + std::string(role) + "'; valid roles: ";
+    for (std::size_t i = 0; i < size; ++i) detail::append(m, {i ? ", " : "", roles[i]});
+    return UnknownComponentError(m);
+  }
+
+private:
+  template <class T> static constexpr std::size_t index_of() {
+    constexpr std::size_t i = detail::type_index<T, Cs...>();
+    static_assert(i < size, "stackup: this type is not a component of the Stack: add it to the Stack's template arguments");
+    return i;
+  }
+  template <FixedString R> static constexpr std::size_t index_of() {
+    constexpr std::size_t i = find(R.view());
+    static_assert(i < size, "stackup: the Stack has no component with this role: check the spelling or add the component");
+    return i;
+  }
+
+  using Clock = std::chrono::steady_clock;
+  enum class Did : unsigned char { done, not_implemented };
+
+  // Bookkeeping of one operation; lives on the caller's stack, allocates only on failure.
+  struct Run {
+    struct Done {
+      std::uint32_t index;
+      Transition transition;
+    };
+    std::array<Done, 2 * size + 1> done; // journal of performed actions, for rollback
+    std::size_t count = 0;
+    std::size_t at = 0;                  // what is being attempted (for up's handler)
+    Transition doing = Transition::provision;
+    std::exception_ptr cause;            // first failure
+    std::size_t cause_index = 0;
+    Transition cause_transition = Transition::provision;
+    std::vector<TransitionError::Failure> failures;
+
+    void record(std::size_t k, Transition t) noexcept { done[count++] = {static_cast<std::uint32_t>(k), t}; }
+    // Call inside a catch: records the exception being handled.
+    void fail(std::size_t k, Transition t, std::string_view prefix = {}) {
+      failures.push_back({std::string(roles[k]), t, std::string(prefix) + detail::current_message()});
+      if (!cause) {
+        cause = std::current_exception();
+        cause_index = k;
+        cause_transition = t;
+      }
+    }
+  };
+
+  template <class F> static void each_in_order(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<order[I]>(), ...);
+    }(std::make_index_sequence<size>{});
+  }
+  template <class F> static void each_in_reverse(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<order[size - 1 - I]>(), ...);
+    }(std::make_index_sequence<size>{});
+  }
+  template <class F> void by_role(std::string_view role, F&& f) {
+    const bool found = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return ((roles[I] == role && (f.template operator()<I>(), true)) || ... || false);
+    }(std::make_index_sequence<size>{});
+    if (!found) throw unknown_role(role);
+  }
+
+  template <std::size_t K> auto& at() noexcept { return std::get<K>(components_); }
+  template <std::size_t K> const auto& at() const noexcept { return std::get<K>(components_); }
+  [[nodiscard]] std::string_view name_at(std::size_t k) const {
+    std::string_view n;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((I == k ? (n = detail::name_of(std::get<I>(components_)), 0) : 0), ...);
+    }(std::make_index_sequence<size>{});
+    return n;
+  }
+  template <std::size_t I> [[nodiscard]] ComponentStatus status_at() const {
+    using C = std::tuple_element_t<I, std::tuple<Cs...>>;
+    const auto& c = std::get<I>(components_);
+    ComponentStatus s{roles[I], detail::name_of(c), state_of(c), detail::flavor_of<C>(), {}};
+    if constexpr (detail::has_detail<C>) s.detail = c.detail();
+    return s;
+  }
+
+  // ---- events -------------------------------------------------------------------
+
+  template <std::size_t K> void emit(Transition t, Outcome o, std::chrono::nanoseconds elapsed, std::string message) {
+    observer_(Event{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::move(message)});
+  }
+  // A stand-alone event (already_done, not_implemented known at compile time).
+  template <std::size_t K> void note(Transition t, Outcome o, std::string_view message) {
+    if (observer_) [[unlikely]] emit<K>(t, o, {}, std::string(message));
+  }
+
+  template <Transition T, class C> static void invoke(C& c) {
+    if constexpr (T == Transition::provision) c.provision();
+    else if constexpr (T == Transition::resume) c.resume();
+    else if constexpr (T == Transition::suspend) c.suspend();
+    else c.deprovision();
+  }
+
+  // Runs one action with its started/end events. A NotImplementedError from the
+  // component is "not implemented learned at run time", not a failure.
+  template <std::size_t K, Transition T> Did act(bool undo = false) {
+    auto& c = at<K>();
+    if (!observer_) [[likely]] {
+      try {
+        invoke<T>(c);
+      } catch (const NotImplementedError&) {
+        return Did::not_implemented;
+      }
+      return Did::done;
+    }
+    emit<K>(T, Outcome::started, {}, {});
+    const auto t0 = Clock::now();
+    try {
+      invoke<T>(c);
+    } catch (const NotImplementedError& e) {
+      emit<K>(T, Outcome::not_implemented, Clock::now() - t0, e.what());
+      return Did::not_implemented;
+    } catch (...) {
+      emit<K>(T, Outcome::failed, Clock::now() - t0, detail::current_message());
+      throw;
+    }
+    emit<K>(T, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, {});
+    return Did::done;
+  }
+
+  template <std::size_t K> [[nodiscard]] std::string describe() const {
+    return std::string(roles[K]) + " '" + std::string(detail::name_of(at<K>())) + "'";
+  }
+  template <std::size_t K> [[noreturn]] void not_implemented(Transition t, std::string_view advice) {
+    std::string m = "stackup: " + describe<K>() + " does not implement " + std::string(to_string(t)) + "()";
+    if (!advice.empty()) detail::append(m, {"; ", advice});
+    throw NotImplementedError(m);
+  }
+
+  // ---- steps: one component, one phase --------------------------------------------
+
+  template <std::size_t K> void provision_step(Run& r) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    r.at = K;
+    r.doing = Transition::provision;
+    if (at<K>().is_provisioned()) return;
+    if constexpr (Provisionable<C>) {
+      if (act<K, Transition::provision>() == Did::done) return r.record(K, Transition::provision);
+    } else {
+      note<K>(Transition::provision, Outcome::not_implemented, "provision not implemented");
+    }
+    not_implemented<K>(Transition::provision, "it is not provisioned and cannot provision itself");
+  }
+
+  template <std::size_t K> void resume_step(Run& r, bool announce_running) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    r.at = K;
+    r.doing = Transition::resume;
+    if (at<K>().is_running()) {
+      if (announce_running) note<K>(Transition::resume, Outcome::already_done, "already running");
+      return;
+    }
+    if (!at<K>().is_provisioned())
+      throw ProvisioningError("stackup: cannot resume " + describe<K>() +
+                              ": nothing is provisioned; provision it first (provision() or up())");
+    if constexpr (Resumable<C>) {
+      if (act<K, Transition::resume>() == Did::done) return r.record(K, Transition::resume);
+    } else {
+      note<K>(Transition::resume, Outcome::not_implemented, "resume not implemented");
+    }
+    not_implemented<K>(Transition::resume, "it is provisioned but not running and cannot start itself");
+  }
+
+  template <std::size_t K> void suspend_step(Run& r) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    try {
+      if (!at<K>().is_running()) return note<K>(Transition::suspend, Outcome::already_done, "not running");
+      if constexpr (Suspendable<C>) act<K, Transition::suspend>();
+      else note<K>(Transition::suspend, Outcome::not_implemented, "suspend not implemented; use force to deprovision");
+    } catch (...) {
+      r.fail(K, Transition::suspend);
+    }
+  }
+
+  template <std::size_t K> void deprovision_step(Run& r) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    try {
+      if (!at<K>().is_provisioned()) return note<K>(Transition::deprovision, Outcome::already_done, "not provisioned");
+      if constexpr (Deprovisionable<C>) act<K, Transition::deprovision>();
+      else note<K>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
+    } catch (...) {
+      r.fail(K, Transition::deprovision);
+    }
+  }
+
+  // Force down of one component. As a dependent or part of the stack (`target` false),
+  // missing actions are skipped; as the target of down<C>, a missing deprovision is an error.
+  template <std::size_t K> void force_step(Run& r, bool target) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    bool running = false;
+    try {
+      running = at<K>().is_running();
+      if (running) {
+        if constexpr (Suspendable<C>) act<K, Transition::suspend>();
+        else note<K>(Transition::suspend, Outcome::not_implemented, "suspend not implemented; deprovision stops it");
+      }
+    } catch (...) {
+      r.fail(K, Transition::suspend);
+    }
+    try {
+      if (!at<K>().is_provisioned()) {
+        if (!running) note<K>(Transition::deprovision, Outcome::already_done, "already deprovisioned");
+        return;
+      }
+      if constexpr (Deprovisionable<C>) {
+        if (act<K, Transition::deprovision>() == Did::done || !target) return;
+      } else {
+        note<K>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
+        if (!target) return;
+      }
+      not_implemented<K>(Transition::deprovision, "it cannot be removed");
+    } catch (...) {
+      r.fail(K, Transition::deprovision);
+    }
+  }
+
+  // The target of a non-force down<C>: a missing suspend is an error that suggests force.
+  template <std::size_t K> void suspend_target(Run& r) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    try {
+      if (!at<K>().is_running()) return note<K>(Transition::suspend, Outcome::already_done, "not running");
+      if constexpr (Suspendable<C>) {
+        if (act<K, Transition::suspend>() == Did::done) return;
+      } else {
+        note<K>(Transition::suspend, Outcome::not_implemented, "suspend not implemented");
+      }
+      not_implemented<K>(Transition::suspend, "use down with force (--force) to deprovision it instead");
+    } catch (...) {
+      r.fail(K, Transition::suspend);
+    }
+  }
+
+  // ---- per-component operations ---------------------------------------------------
+
+  template <std::size_t K> void up_at(UpOptions options) {
+    [[maybe_unused]] static constexpr auto needed = Plan::closure_of(K);
+    Run r;
+    try {
+      each_in_order([&]<std::size_t I>() {
+        if constexpr (needed[I]) {
+          r.at = I;
+          r.doing = Transition::resume;
+          if (at<I>().is_running()) return note<I>(Transition::resume, Outcome::already_done, "already running");
+          provision_step<I>(r);
+          resume_step<I>(r, false);
+        }
+      });
+    } catch (...) {
+      fail_up(r, options);
+    }
+  }
+
+  template <std::size_t K> void down_at(DownOptions options) {
+    [[maybe_unused]] static constexpr auto dependents = Plan::dependents_of(K);
+    Run r;
+    each_in_reverse([&]<std::size_t I>() {
+      if constexpr (dependents[I]) {
+        if (options.force) force_step<I>(r, false);
+        else suspend_step<I>(r);
+      }
+    });
+    if (options.force) force_step<K>(r, true);
+    else suspend_target<K>(r);
+    if (r.cause) raise(r, "down");
+  }
+
+  // ---- failure handling -----------------------------------------------------------
+
+  template <class F> void primitive(F&& body) {
+    Run r;
+    try {
+      body(r);
+    } catch (const NotImplementedError&) {
+      throw;
+    } catch (const ProvisioningError&) {
+      throw;
+    } catch (...) {
+      r.fail(r.at, r.doing);
+      raise(r, to_string(r.doing));
+    }
+  }
+  template <class F> void exhaustive(std::string_view what, F&& body) {
+    Run r;
+    body(r);
+    if (r.cause) raise(r, what);
+  }
+
+  // Inside up's catch: record the cause, undo what this call did, throw.
+  [[noreturn]] void fail_up(Run& r, UpOptions options) {
+    r.fail(r.at, r.doing);
+    if (options.rollback) {
+      for (std::size_t i = r.count; i-- > 0;) undo(r.done[i].index, r.done[i].transition, r);
+    }
+    raise(r, "up", options.rollback);
+  }
+
+  void undo(std::size_t k, Transition t, Run& r) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((I == k ? (undo_at<I>(t, r), 0) : 0), ...);
+    }(std::make_index_sequence<size>{});
+  }
+  template <std::size_t K> void undo_at(Transition done, Run& r) {
+    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
+    const bool resumed = done == Transition::resume;
+    const Transition t = resumed ? Transition::suspend : Transition::deprovision;
+    try {
+      Did did = Did::not_implemented;
+      if (resumed) {
+        if constexpr (Suspendable<C>) did = act<K, Transition::suspend>(true);
+      } else {
+        if constexpr (Deprovisionable<C>) did = act<K, Transition::deprovision>(true);
+      }
+      if (did == Did::not_implemented) {
+        if (!(resumed ? Suspendable<C> : Deprovisionable<C>)) note<K>(t, Outcome::not_implemented, "cannot undo");
+        not_implemented<K>(t, resumed ? "it was left running" : "it was left provisioned");
+      }
+    } catch (...) {
+      r.fail(K, t, "rollback: ");
+    }
+  }
+
+  // Throws the TransitionError of a failed operation, nesting its first failure.
+  [[noreturn]] void raise(Run& r, std::string_view operation, bool rolled_back = false) {
+    std::string m = "stackup: stack '" + name_ + "' " + std::string(operation) + " failed: ";
+    const std::string_view role = roles[r.cause_index];
+    detail::append(m, {role, " '", name_at(r.cause_index), "' failed to ", to_string(r.cause_transition), ": ",
+                       r.failures.front().message});
+    for (std::size_t i = 1; i < r.failures.size(); ++i) {
+      const auto& f = r.failures[i];
+      detail::append(m, {i == 1 ? "; also: " : "; ", f.role, " ", to_string(f.transition), ": ", f.message});
+    }
+    if (rolled_back) m += r.failures.size() == 1 ? " (rolled back)" : " (rollback incomplete)";
+    try {
+      std::rethrow_exception(r.cause);
+    } catch (...) {
+      throw TransitionError(std::string(role), r.cause_transition, m, std::move(r.failures));
+    }
+  }
+
+  std::string name_;
+  std::tuple<Cs...> components_;
+  Observer observer_;
+};
+
+template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;
+
+} // namespace stackup
