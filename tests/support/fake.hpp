@@ -4,6 +4,8 @@
 
 #include <stackup/stackup.hpp>
 
+#include <doctest/doctest.h>
+
 #include <array>
 #include <optional>
 #include <stdexcept>
@@ -70,3 +72,13 @@ struct Recorder {
 };
 
 } // namespace fake
+
+namespace doctest {
+template <> struct StringMaker<std::vector<std::string>> {
+  static String convert(const std::vector<std::string>& v) {
+    std::string s = "{";
+    for (const auto& x : v) s += (s.size() > 1 ? ", \"" : "\"") + x + "\"";
+    return (s + "}").c_str();
+  }
+};
+} // namespace doctest
