@@ -8,3 +8,4 @@
 #include <stackup/events.hpp>
 #include <stackup/stack.hpp>
 #include <stackup/format.hpp>
+#include <stackup/cli.hpp>

@@ -1,0 +1,537 @@
+// cli::run against small in-memory components: grammar, exit codes, progress
+// lines, error reports, and that no argv can make it throw or crash.
+#include <stackup/stackup.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <unistd.h>
+
+namespace {
+
+using stackup::State;
+namespace cli = stackup::cli;
+
+// What the fake components act on: one state per role, a journal of actions,
+// and the action (e.g. "deployer.resume") that should fail.
+struct World {
+  std::map<std::string, State, std::less<>> states;
+  std::vector<std::string> calls;
+  std::string fail;             // "role.action" that throws a nested std::runtime_error
+  std::string fail_foreign;     // "role.action" that throws an int
+  std::string fail_query;       // role whose is_running() throws
+  std::filesystem::path log;    // the log file of the components that keep one
+};
+
+template <class Self> struct Fake : stackup::StackComponent<Self> {
+  explicit Fake(World& w) : world(&w) {}
+  World* world;
+
+  [[nodiscard]] State get() const {
+    auto it = world->states.find(Self::role);
+    return it == world->states.end() ? State::deprovisioned : it->second;
+  }
+  [[nodiscard]] bool is_provisioned() const { return get() != State::deprovisioned; }
+  [[nodiscard]] bool is_running() const {
+    if (world->fail_query == Self::role) throw std::runtime_error(std::string(Self::role) + ": pid file is garbage");
+    return get() == State::running;
+  }
+
+protected:
+  void act(std::string_view action, State to) {
+    const std::string key = std::string(Self::role) + "." + std::string(action);
+    world->calls.push_back(key);
+    if (world->fail_foreign == key) throw 42;
+    if (world->fail == key) {
+      try {
+        throw std::system_error(std::make_error_code(std::errc::connection_refused), "GET /health");
+      } catch (...) {
+        std::throw_with_nested(std::runtime_error(key + ": did not become ready"));
+      }
+    }
+    world->states[std::string(Self::role)] = to;
+  }
+};
+
+// A directory-like component: provision/deprovision only, running = provisioned.
+struct Store : Fake<Store> {
+  using Fake::Fake;
+  static constexpr std::string_view role = "store";
+  [[nodiscard]] bool is_running() const { return is_provisioned(); }
+  void provision() { act("provision", State::running); }
+  void deprovision() { act("deprovision", State::deprovisioned); }
+};
+// A daemon-like component with all four actions and a log.
+template <class Self> struct Daemonish : Fake<Self> {
+  using Fake<Self>::Fake;
+  void provision() { this->act("provision", State::suspended); }
+  void resume() { this->act("resume", State::running); }
+  void suspend() { this->act("suspend", State::suspended); }
+  void deprovision() { this->act("deprovision", State::deprovisioned); }
+  [[nodiscard]] std::filesystem::path log_file() const { return this->world->log; }
+  [[nodiscard]] std::string detail() const { return this->is_running() ? "pid 4242" : ""; }
+};
+struct Orch : Daemonish<Orch> {
+  using Daemonish::Daemonish;
+  static constexpr std::string_view role = "orch";
+  static constexpr std::string_view flavor = "fake_daemon";
+  [[nodiscard]] std::string_view name() const { return "web"; }
+};
+struct Deployer : Daemonish<Deployer> {
+  using Daemonish::Daemonish;
+  static constexpr std::string_view role = "deployer";
+  static constexpr std::string_view depends_on[] = {"store", "orch"};
+};
+// All four actions, no log.
+struct Tracker : Fake<Tracker> {
+  using Fake::Fake;
+  static constexpr std::string_view role = "tracker";
+  void provision() { act("provision", State::suspended); }
+  void resume() { act("resume", State::running); }
+  void suspend() { act("suspend", State::suspended); }
+  void deprovision() { act("deprovision", State::deprovisioned); }
+};
+
+using Demo = stackup::Stack<Store, Orch, Deployer, Tracker>;
+
+struct Fixture {
+  World world;
+  Demo stack{"demo", Store{world}, Orch{world}, Deployer{world}, Tracker{world}};
+  std::filesystem::path dir;
+
+  Fixture() {
+    static int counter = 0;
+    dir = std::filesystem::temp_directory_path() /
+          ("stackup-test-cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::create_directories(dir);
+    world.log = dir / "daemon.log";
+  }
+  ~Fixture() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  Fixture(const Fixture&) = delete;
+  Fixture& operator=(const Fixture&) = delete;
+
+  struct Result {
+    int code;
+    std::string out, err;
+  };
+  Result run(std::vector<std::string_view> words, cli::Options options = {.program = "t"}) {
+    std::ostringstream out, err;
+    const int code = cli::run(stack, std::span<const std::string_view>(words), out, err, options);
+    return {code, out.str(), err.str()};
+  }
+  void set_all(State s) {
+    for (auto r : Demo::roles) world.states[std::string(r)] = s;
+    world.states["store"] = s == State::suspended ? State::running : s; // a directory has no "suspended"
+  }
+};
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+// Masks timings so whole outputs can be compared.
+std::string masked(std::string s) {
+  for (std::size_t i = 0; i + 1 < s.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(s[i])) || (i > 0 && std::isdigit(static_cast<unsigned char>(s[i - 1]))))
+      continue;
+    std::size_t j = i;
+    while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+    if (j + 3 < s.size() && s[j] == '.' && std::isdigit(static_cast<unsigned char>(s[j + 1])) &&
+        std::isdigit(static_cast<unsigned char>(s[j + 2])) && s[j + 3] == 's')
+      s.replace(i, j + 4 - i, "T");
+  }
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("cli: stack up prints one line per action start and end, then a summary") {
+  Fixture f;
+  auto r = f.run({"stack", "up"});
+  CHECK(r.code == 0);
+  CHECK(r.err.empty());
+  CHECK(f.stack.is_running());
+  CHECK(masked(r.out) == "- store 'store' provisioning ...\n"
+                         "+ store 'store' provisioned  T\n"
+                         "- orch 'web' provisioning ...\n"
+                         "+ orch 'web' provisioned  T\n"
+                         "- deployer 'deployer' provisioning ...\n"
+                         "+ deployer 'deployer' provisioned  T\n"
+                         "- tracker 'tracker' provisioning ...\n"
+                         "+ tracker 'tracker' provisioned  T\n"
+                         "= store 'store' already running\n"
+                         "- orch 'web' resuming ...\n"
+                         "+ orch 'web' resumed  T\n"
+                         "- deployer 'deployer' resuming ...\n"
+                         "+ deployer 'deployer' resumed  T\n"
+                         "- tracker 'tracker' resuming ...\n"
+                         "+ tracker 'tracker' resumed  T\n"
+                         "stack 'demo' is up  T\n");
+
+  SUBCASE("a second up does nothing and says so") {
+    f.world.calls.clear();
+    r = f.run({"stack", "up"});
+    CHECK(r.code == 0);
+    CHECK(f.world.calls.empty());
+    CHECK(contains(r.out, "= orch 'web' already running\n"));
+    CHECK(contains(r.out, "stack 'demo' is already running: nothing to do\n"));
+  }
+}
+
+TEST_CASE("cli: stack down stops, skips what cannot suspend and says why; --force removes") {
+  Fixture f;
+  f.set_all(State::running);
+  auto r = f.run({"stack", "down"});
+  CHECK(r.code == 0);
+  CHECK(f.world.states["orch"] == State::suspended);
+  CHECK(f.world.states["store"] == State::running);
+  CHECK(contains(r.out, "o store 'store' suspend skipped: not implemented -- use --force to deprovision\n"));
+  CHECK(contains(r.out, "+ deployer 'deployer' suspended  "));
+  CHECK(contains(masked(r.out), "stack 'demo' is down  T\n"));
+  // Reverse order: the deployer stops before what it depends on.
+  CHECK(r.out.find("deployer 'deployer' suspended") < r.out.find("orch 'web' suspended"));
+
+  SUBCASE("down again: nothing to stop") {
+    f.world.calls.clear();
+    r = f.run({"stack", "down"});
+    CHECK(r.code == 0);
+    CHECK(f.world.calls.empty());
+    CHECK(contains(r.out, "= orch 'web' not running\n"));
+    CHECK(contains(r.out, "stack 'demo': nothing to stop\n"));
+  }
+}
+
+TEST_CASE("cli: stack down --force and -f deprovision everything; again: nothing to remove") {
+  for (std::string_view flag : {"--force", "-f", "-fp", "-pf"}) {
+    CAPTURE(flag);
+    Fixture f;
+    f.set_all(State::running);
+    auto r = f.run({"stack", "down", flag});
+    CHECK(r.code == 0);
+    for (auto role : Demo::roles) CHECK(f.world.states[std::string(role)] == State::deprovisioned);
+    CHECK(contains(masked(r.out), "stack 'demo' is down and deprovisioned  T\n"));
+    CHECK(contains(r.out, "+ store 'store' deprovisioned  "));
+    f.world.calls.clear();
+    r = f.run({"stack", "down", "--force"});
+    CHECK(r.code == 0);
+    CHECK(f.world.calls.empty());
+    CHECK(contains(r.out, "stack 'demo': nothing to remove\n"));
+  }
+}
+
+TEST_CASE("cli: status works fully down and half up, and changes nothing") {
+  Fixture f;
+  auto r = f.run({"stack", "status"});
+  CHECK(r.code == 0);
+  CHECK(f.world.calls.empty());
+  CHECK(r.out == "ROLE      NAME      FLAVOR       STATE          DETAIL\n"
+                 "store     store     custom       deprovisioned\n"
+                 "orch      web       fake_daemon  deprovisioned\n"
+                 "deployer  deployer  custom       deprovisioned\n"
+                 "tracker   tracker   custom       deprovisioned\n"
+                 "stack 'demo': 0 of 4 running, 0 provisioned\n");
+  f.world.states["store"] = State::running;
+  f.world.states["orch"] = State::running;
+  f.world.states["tracker"] = State::suspended;
+  r = f.run({"stack", "status"});
+  CHECK(r.code == 0);
+  CHECK(f.world.calls.empty());
+  CHECK(contains(r.out, "orch      web       fake_daemon  running        pid 4242\n"));
+  CHECK(contains(r.out, "tracker   tracker   custom       suspended\n"));
+  CHECK(contains(r.out, "stack 'demo': 2 of 4 running, 3 provisioned\n"));
+
+  r = f.run({"orch", "status"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "ROLE  NAME  FLAVOR       STATE          DETAIL\n"
+                 "orch  web   fake_daemon  running        pid 4242\n");
+}
+
+TEST_CASE("cli: status reports a query that throws as a failure, exit 1") {
+  Fixture f;
+  f.world.fail_query = "orch";
+  auto r = f.run({"stack", "status"});
+  CHECK(r.code == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err == "error: status failed\n  orch: pid file is garbage\n");
+}
+
+TEST_CASE("cli: <role> up brings its dependencies up first and says so") {
+  Fixture f;
+  auto r = f.run({"deployer", "up"});
+  CHECK(r.code == 0);
+  CHECK(f.world.calls == std::vector<std::string>{"store.provision", "orch.provision", "orch.resume",
+                                                  "deployer.provision", "deployer.resume"});
+  CHECK(r.out.starts_with("* deployer needs store, orch: they come up first\n"));
+  CHECK(contains(masked(r.out), "deployer 'deployer' is up  T\n"));
+  CHECK(f.world.states["tracker"] == State::deprovisioned);
+
+  r = f.run({"orch", "up", "-p"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "= orch 'web' already running\norch 'web' is already running: nothing to do\n");
+}
+
+TEST_CASE("cli: <role> down takes its dependents down first and says so") {
+  Fixture f;
+  f.set_all(State::running);
+  auto r = f.run({"orch", "down"});
+  CHECK(r.code == 0);
+  CHECK(f.world.calls == std::vector<std::string>{"deployer.suspend", "orch.suspend"});
+  CHECK(r.out.starts_with("* deployer depends on orch: it goes down first\n"));
+  CHECK(contains(masked(r.out), "orch 'web' is down  T\n"));
+
+  r = f.run({"orch", "down"});
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "orch 'web': nothing to stop\n"));
+
+  f.world.calls.clear();
+  r = f.run({"store", "down", "--force"});
+  CHECK(r.code == 0);
+  CHECK(f.world.calls == std::vector<std::string>{"deployer.deprovision", "store.deprovision"});
+  CHECK(r.out.starts_with("* deployer depends on store: it goes down first\n"));
+  CHECK(f.world.states["orch"] == State::suspended);
+  CHECK(f.world.states["tracker"] == State::running);
+}
+
+TEST_CASE("cli: <role> down of a component that cannot suspend fails and suggests --force") {
+  Fixture f;
+  f.set_all(State::running);
+  auto r = f.run({"store", "down"});
+  CHECK(r.code == 1);
+  CHECK(contains(r.err, "error: store down failed\n"));
+  CHECK(contains(r.err, "--force"));
+  CHECK(f.world.states["store"] == State::running);
+}
+
+TEST_CASE("cli: a failed up prints the error, each nested cause and what the rollback did") {
+  Fixture f;
+  f.world.fail = "deployer.resume";
+  auto r = f.run({"stack", "up"});
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "x deployer 'deployer' resume failed  "));
+  CHECK(contains(r.out, "~ orch 'web' suspended (rollback)  "));
+  CHECK(contains(r.out, "~ store 'store' deprovisioned (rollback)  "));
+  const std::vector<std::string_view> lines{
+      "error: stack up failed\n",
+      "  stackup: stack 'demo' up failed: deployer 'deployer' failed to resume: deployer.resume: did not become ready",
+      "    caused by: deployer.resume: did not become ready\n",
+      "      caused by: GET /health: Connection refused\n",
+      "rollback: undid the 5 actions this command had done; the stack is as it was before\n"};
+  std::size_t at = 0;
+  for (auto line : lines) {
+    CAPTURE(line);
+    const auto found = r.err.find(line, at);
+    if (found == std::string::npos) MESSAGE(r.out, r.err);
+    REQUIRE(found != std::string::npos);
+    at = found;
+  }
+  for (auto role : Demo::roles) CHECK(f.world.states[std::string(role)] == State::deprovisioned);
+
+  SUBCASE("--no-rollback leaves the partial state and says so") {
+    r = f.run({"stack", "up", "--no-rollback"});
+    CHECK(r.code == 1);
+    CHECK(contains(r.err, "rollback: off (--no-rollback)"));
+    CHECK(f.world.states["orch"] == State::running);
+    CHECK(f.world.states["deployer"] == State::suspended);
+  }
+  SUBCASE("a rollback that fails is listed") {
+    f.world.fail = "orch.resume";
+    f.world.fail_foreign = "store.deprovision";
+    r = f.run({"stack", "up"});
+    CHECK(r.code == 1);
+    CHECK(contains(r.err, "rollback: undid 3 actions, but could not undo:\n"));
+    CHECK(contains(r.err, "  - store deprovision: rollback: unknown exception (not derived from std::exception)\n"));
+  }
+}
+
+TEST_CASE("cli: a failed down lists every failure and still tries every component") {
+  Fixture f;
+  f.set_all(State::running);
+  f.world.fail = "deployer.suspend";
+  f.world.fail_foreign = "tracker.suspend";
+  auto r = f.run({"stack", "down"});
+  CHECK(r.code == 1);
+  CHECK(f.world.states["orch"] == State::suspended);
+  CHECK(contains(r.err, "error: stack down failed\n"));
+  CHECK(contains(r.err, "2 components failed (every other component was still tried):\n"));
+  CHECK(contains(r.err, "  - tracker suspend: unknown exception (not derived from std::exception)\n"));
+  CHECK(contains(r.err, "  - deployer suspend: deployer.suspend: did not become ready\n"));
+}
+
+TEST_CASE("cli: logs prints the component's log, --tail N its last lines") {
+  Fixture f;
+  auto r = f.run({"orch", "logs"});
+  CHECK(r.code == 0);
+  CHECK(r.out.empty());
+  CHECK(contains(r.err, "t: orch 'web' has no log yet: "));
+  {
+    std::ofstream(f.world.log) << "one\ntwo\nthree\nfour\n";
+  }
+  r = f.run({"orch", "logs"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "one\ntwo\nthree\nfour\n");
+  CHECK(f.run({"orch", "logs", "--tail", "2"}).out == "three\nfour\n");
+  CHECK(f.run({"orch", "logs", "-n", "1"}).out == "four\n");
+  CHECK(f.run({"orch", "logs", "--tail=3"}).out == "two\nthree\nfour\n");
+  CHECK(f.run({"orch", "logs", "--tail", "0"}).out.empty());
+  CHECK(f.run({"orch", "logs", "--tail", "99"}).out == "one\ntwo\nthree\nfour\n");
+  {
+    std::ofstream(f.world.log) << "a\n\nb"; // no final newline, an empty line
+  }
+  CHECK(f.run({"deployer", "logs", "--tail", "1"}).out == "b");
+  CHECK(f.run({"deployer", "logs", "--tail", "2"}).out == "\nb");
+  {
+    std::ofstream big(f.world.log);
+    for (int i = 0; i < 50000; ++i) big << "line " << i << '\n'; // larger than one read chunk
+  }
+  CHECK(f.run({"orch", "logs", "--tail", "2"}).out == "line 49998\nline 49999\n");
+  CHECK(f.run({"orch", "logs"}).out.size() == std::filesystem::file_size(f.world.log));
+}
+
+TEST_CASE("cli: bad command lines exit 2 with a message that names the problem, and the usage") {
+  Fixture f;
+  struct Case {
+    std::vector<std::string_view> words;
+    std::string_view message;
+  };
+  const std::vector<Case> cases{
+      {{}, "error: missing command\n"},
+      {{"bogus", "up"}, "error: unknown component role 'bogus'; valid roles: store, orch, deployer, tracker (or 'stack' for all of them)\n"},
+      {{"stack", "sideways"}, "error: unknown command 'sideways' for 'stack'; expected one of: up, down, status\n"},
+      {{"orch", "sideways"}, "error: unknown command 'sideways' for 'orch'; expected one of: up, down, status, logs\n"},
+      {{"stack"}, "error: missing command after 'stack'; expected one of: up, down, status\n"},
+      {{"orch"}, "error: missing command after 'orch'; expected one of: up, down, status, logs\n"},
+      {{"stack", "up", "--force"}, "error: unknown option '--force' for 'stack up'; valid options: --parallel (-p), --no-rollback\n"},
+      {{"stack", "down", "--bogus"}, "error: unknown option '--bogus' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
+      {{"stack", "down", "-x"}, "error: unknown option '-x' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
+      {{"stack", "down", "-fx"}, "error: unknown option '-x' for 'stack down'"},
+      {{"stack", "status", "-p"}, "error: unknown option '-p' for 'stack status'; valid options: none\n"},
+      {{"stack", "up", "now"}, "error: unexpected argument 'now' after 'stack up'\n"},
+      {{"orch", "down", "--force", "extra"}, "error: unexpected argument 'extra' after 'orch down'\n"},
+      {{"--bogus"}, "error: unknown option '--bogus'\n"},
+      {{"orch", "logs", "--tail"}, "error: option '--tail' needs a number of lines, e.g. '--tail 20'\n"},
+      {{"orch", "logs", "--tail", "ten"}, "error: option '--tail' needs a whole number of lines (0 or more), not 'ten'\n"},
+      {{"orch", "logs", "--tail", "-3"}, "not '-3'\n"},
+      {{"orch", "logs", "--tail", "5x"}, "not '5x'\n"},
+      {{"orch", "logs", "--tail="}, "not ''\n"},
+      {{"orch", "logs", "--tail", "99999999999999999999999"}, "not '99999999999999999999999'\n"},
+      {{"orch", "logs", "--force"}, "error: unknown option '--force' for 'orch logs'; valid options: --tail N (-n N)\n"},
+      {{"tracker", "logs"}, "error: tracker 'tracker' (custom) keeps no log; components with a log: orch, deployer\n"},
+      {{"stack", "logs"}, "error: 'stack logs' is not a command"},
+      {{""}, "error: unknown component role ''"},
+  };
+  for (const auto& c : cases) {
+    std::string joined;
+    for (auto w : c.words) joined += std::string(w) + " ";
+    CAPTURE(joined);
+    const auto r = f.run(c.words);
+    CHECK(r.code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.starts_with("error: "));
+    CHECK(contains(r.err, c.message));
+    CHECK(contains(r.err, "usage: t <stack|role> <command> [options]\n"));
+    CHECK(contains(r.err, "run 't --help' for the roles and options\n"));
+  }
+  CHECK(f.world.calls.empty());
+}
+
+TEST_CASE("cli: --help anywhere shows the help on the output stream, exit 0") {
+  Fixture f;
+  for (auto words : std::vector<std::vector<std::string_view>>{
+           {"--help"}, {"-h"}, {"help"}, {"stack", "--help"}, {"orch", "down", "--help"}, {"bogus", "--help"},
+           {"stack", "up", "--bogus", "-h"}}) {
+    const auto r = f.run(words);
+    CHECK(r.code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.starts_with("usage: t <stack|role> <command> [options]\n"));
+    CHECK(contains(r.out, "roles of stack 'demo':\n"
+                          "  store     custom\n"
+                          "  orch      fake_daemon\n"
+                          "  deployer  custom       needs store, orch\n"
+                          "  tracker   custom\n"));
+    CHECK(contains(r.out, "exit status: 0 done"));
+  }
+  CHECK(f.world.calls.empty());
+
+  const auto r = f.run({"--help"}, {.program = "ctl", .host_synopsis = "[--state-dir DIR]",
+                                    .host_help = "  --state-dir DIR where state lives"});
+  CHECK(r.out.starts_with("usage: ctl [--state-dir DIR] <stack|role> <command> [options]\n"));
+  CHECK(contains(r.out, "  --state-dir DIR where state lives\n"));
+}
+
+TEST_CASE("cli: colour and symbols only when asked, plain ASCII otherwise") {
+  Fixture f;
+  auto plain = f.run({"stack", "up"});
+  CHECK(std::all_of(plain.out.begin(), plain.out.end(), [](char c) { return static_cast<unsigned char>(c) < 128; }));
+  f.run({"stack", "down", "--force"});
+  auto fancy = f.run({"stack", "up"}, {.color = cli::Color::always});
+  CHECK(fancy.code == 0);
+  CHECK(contains(fancy.out, "\x1b["));
+  CHECK(contains(fancy.out, "✔"));
+  fancy = f.run({"stack", "down"}, {.color = cli::Color::always});
+  CHECK(contains(fancy.out, "not implemented — use --force to deprovision"));
+  // Streams other than std::cout / std::cerr are never taken for terminals.
+  auto automatic = f.run({"stack", "status"}, {.color = cli::Color::automatic});
+  CHECK(!contains(automatic.out, "\x1b["));
+}
+
+TEST_CASE("cli: run() leaves no observer behind") {
+  Fixture f;
+  {
+    std::ostringstream out, err;
+    std::vector<std::string_view> words{"stack", "up"};
+    CHECK(cli::run(f.stack, std::span<const std::string_view>(words), out, err) == 0);
+  } // out and err are gone: an observer still writing to them would crash below
+  f.stack.down({.force = true});
+  CHECK(!f.stack.is_provisioned());
+}
+
+TEST_CASE("cli: main's argc/argv, including argc 0 and a null argv") {
+  Fixture f;
+  std::ostringstream out, err;
+  std::string prog = "/usr/local/bin/ctl", stack = "stack", up = "up";
+  char* argv[] = {prog.data(), stack.data(), up.data(), nullptr};
+  CHECK(cli::run(f.stack, 3, argv, out, err) == 0);
+  CHECK(f.stack.is_running());
+  CHECK(cli::run(f.stack, 1, argv, out, err) == 2);
+  CHECK(contains(err.str(), "run 'ctl --help'"));
+  CHECK(cli::run(f.stack, 0, nullptr, out, err) == 2);
+  CHECK(cli::run(f.stack, 5, argv, out, err) == 0); // stops at the terminating null
+  CHECK(cli::run(f.stack, -1, argv, out, err) == 2);
+}
+
+TEST_CASE("cli: no command line makes run() throw, crash or act wrongly") {
+  // Every sequence of up to three words from a vocabulary of valid and invalid
+  // words: the exit code is always 0, 1 or 2, and usage errors change nothing.
+  const std::vector<std::string_view> vocabulary{"stack", "orch", "tracker", "up",     "down", "status", "logs",
+                                                 "--force", "-f", "-p",     "--tail", "3",    "x",      "",
+                                                 "--",      "-", "--tail=", "-n"};
+  Fixture f;
+  std::size_t runs = 0;
+  for (std::size_t n = 0; n <= 3; ++n) {
+    std::vector<std::size_t> pick(n, 0);
+    while (true) {
+      std::vector<std::string_view> words;
+      for (auto i : pick) words.push_back(vocabulary[i]);
+      const auto calls = f.world.calls.size();
+      const auto r = f.run(words);
+      ++runs;
+      CHECK((r.code == 0 || r.code == 1 || r.code == 2));
+      if (r.code == 2) CHECK(f.world.calls.size() == calls);
+      std::size_t k = 0;
+      while (k < n && ++pick[k] == vocabulary.size()) pick[k++] = 0;
+      if (k == n) break;
+    }
+  }
+  CHECK(runs == 1 + 18 + 18 * 18 + 18 * 18 * 18);
+}
