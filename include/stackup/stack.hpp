@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stackup/component.hpp>
+#include <stackup/detail/parallel.hpp>
 #include <stackup/detail/plan.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
@@ -13,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -25,12 +27,14 @@ namespace stackup {
 /// Options of `up`. Members in this order, for designated initialisers.
 struct UpOptions {
   bool rollback = true;  ///< on failure, undo what this call did, in reverse
-  bool parallel = false; ///< run independent components' actions concurrently
+  bool parallel = false; ///< run each action as soon as its dependencies are done, on several threads
+  std::size_t max_threads = 0; ///< with `parallel`: at most this many threads (0: one per ready component)
 };
 /// Options of `down`. Members in this order, for designated initialisers.
 struct DownOptions {
   bool force = false;    ///< also deprovision (zenml stack down --force)
-  bool parallel = false; ///< run independent components' actions concurrently
+  bool parallel = false; ///< run each action as soon as its dependents are done, on several threads
+  std::size_t max_threads = 0; ///< with `parallel`: at most this many threads (0: one per ready component)
 };
 
 namespace detail {
@@ -101,13 +105,14 @@ public:
   /// Provision every component that is not provisioned, in dependency order.
   /// Throws NotImplementedError / ProvisioningError as themselves, a component's
   /// own exception wrapped in TransitionError. No rollback.
-  void provision() { primitive([&](Run& r) { each_in_order([&]<std::size_t K>() { provision_step<K>(r); }); }); }
-  /// Resume every component that is not running, in dependency order.
-  void resume() { primitive([&](Run& r) { each_in_order([&]<std::size_t K>() { resume_step<K>(r, true); }); }); }
-  /// Suspend every running component, in reverse order; tries every component.
-  void suspend() { exhaustive("suspend", [&](Run& r) { each_in_reverse([&]<std::size_t K>() { suspend_step<K>(r); }); }); }
+  void provision() { primitive<Phase::provision>(); }
+  /// Resume every component that is not running, in dependency order. Errors as provision().
+  void resume() { primitive<Phase::resume>(); }
+  /// Suspend every running component, in reverse order; tries every component,
+  /// then throws one TransitionError listing every failure.
+  void suspend() { exhaustive<Phase::suspend>(); }
   /// Deprovision every provisioned component, in reverse order; tries every component.
-  void deprovision() { exhaustive("deprovision", [&](Run& r) { each_in_reverse([&]<std::size_t K>() { deprovision_step<K>(r); }); }); }
+  void deprovision() { exhaustive<Phase::deprovision>(); }
 
   // ---- Operations ---------------------------------------------------------------
 
@@ -115,22 +120,18 @@ public:
   /// `.rollback = false`. Throws TransitionError.
   void up(UpOptions options = {}) {
     Run r;
-    try {
-      each_in_order([&]<std::size_t K>() { provision_step<K>(r); });
-      each_in_order([&]<std::size_t K>() { resume_step<K>(r, true); });
-    } catch (...) {
-      fail_up(r, options);
-    }
+    if (run_phase<Phase::provision, All>(r, options.parallel, options.max_threads) &&
+        run_phase<Phase::resume, All>(r, options.parallel, options.max_threads))
+      return;
+    fail_up(r, options);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
   /// deprovision. Tries every component, then throws one TransitionError listing all failures.
   void down(DownOptions options = {}) {
     Run r;
-    each_in_reverse([&]<std::size_t K>() {
-      if (options.force) force_step<K>(r, false);
-      else suspend_step<K>(r);
-    });
+    if (options.force) run_phase<Phase::force, All>(r, options.parallel, options.max_threads);
+    else run_phase<Phase::suspend, All>(r, options.parallel, options.max_threads);
     if (r.cause) raise(r, "down");
   }
 
@@ -193,16 +194,20 @@ private:
     };
     std::array<Done, 2 * size + 1> done; // journal of performed actions, for rollback
     std::size_t count = 0;
-    std::size_t at = 0;                  // what is being attempted (for up's handler)
-    Transition doing = Transition::provision;
+    std::mutex* guard = nullptr;         // set while steps run on several threads
     std::exception_ptr cause;            // first failure
     std::size_t cause_index = 0;
     Transition cause_transition = Transition::provision;
     std::vector<TransitionError::Failure> failures;
 
-    void record(std::size_t k, Transition t) noexcept { done[count++] = {static_cast<std::uint32_t>(k), t}; }
+    std::unique_lock<std::mutex> lock() { return guard ? std::unique_lock(*guard) : std::unique_lock<std::mutex>(); }
+    void record(std::size_t k, Transition t) {
+      auto held = lock();
+      done[count++] = {static_cast<std::uint32_t>(k), t};
+    }
     // Call inside a catch: records the exception being handled.
     void fail(std::size_t k, Transition t, std::string_view prefix = {}) {
+      auto held = lock();
       failures.push_back({std::string(roles[k]), t, std::string(prefix) + detail::current_message()});
       if (!cause) {
         cause = std::current_exception();
@@ -249,7 +254,10 @@ private:
   // ---- events -------------------------------------------------------------------
 
   template <std::size_t K> void emit(Transition t, Outcome o, std::chrono::nanoseconds elapsed, std::string message) {
-    observer_(Event{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::move(message)});
+    Event e{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::move(message)};
+    if (!guard_) return observer_(e);
+    std::lock_guard serialise(*guard_);
+    observer_(e);
   }
   // A stand-alone event (already_done, not_implemented known at compile time).
   template <std::size_t K> void note(Transition t, Outcome o, std::string_view message) {
@@ -303,8 +311,6 @@ private:
 
   template <std::size_t K> void provision_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    r.at = K;
-    r.doing = Transition::provision;
     if (at<K>().is_provisioned()) return;
     if constexpr (Provisionable<C>) {
       if (act<K, Transition::provision>() == Did::done) return r.record(K, Transition::provision);
@@ -316,8 +322,6 @@ private:
 
   template <std::size_t K> void resume_step(Run& r, bool announce_running) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    r.at = K;
-    r.doing = Transition::resume;
     if (at<K>().is_running()) {
       if (announce_running) note<K>(Transition::resume, Outcome::already_done, "already running");
       return;
@@ -405,61 +409,133 @@ private:
   // ---- per-component operations ---------------------------------------------------
 
   template <std::size_t K> void up_at(UpOptions options) {
-    [[maybe_unused]] static constexpr auto needed = Plan::closure_of(K);
     Run r;
-    try {
-      each_in_order([&]<std::size_t I>() {
-        if constexpr (needed[I]) {
-          r.at = I;
-          r.doing = Transition::resume;
-          if (at<I>().is_running()) return note<I>(Transition::resume, Outcome::already_done, "already running");
-          provision_step<I>(r);
-          resume_step<I>(r, false);
-        }
-      });
-    } catch (...) {
-      fail_up(r, options);
-    }
+    if (!run_phase<Phase::up_one, Needs<K>>(r, options.parallel, options.max_threads)) fail_up(r, options);
   }
 
   template <std::size_t K> void down_at(DownOptions options) {
-    [[maybe_unused]] static constexpr auto dependents = Plan::dependents_of(K);
     Run r;
-    each_in_reverse([&]<std::size_t I>() {
-      if constexpr (dependents[I]) {
-        if (options.force) force_step<I>(r, false);
-        else suspend_step<I>(r);
-      }
-    });
+    if (options.force) run_phase<Phase::force, Dependents<K>>(r, options.parallel, options.max_threads);
+    else run_phase<Phase::suspend, Dependents<K>>(r, options.parallel, options.max_threads);
     if (options.force) force_step<K>(r, true);
     else suspend_target<K>(r);
     if (r.cause) raise(r, "down");
   }
 
+  // ---- phases: one step per component, in order or in parallel --------------------
+
+  enum class Phase { provision, resume, up_one, suspend, deprovision, force };
+  struct All {
+    static constexpr auto value = [] {
+      std::array<bool, size> a{};
+      a.fill(true);
+      return a;
+    }();
+  };
+  template <std::size_t K> struct Needs {
+    static constexpr auto value = Plan::closure_of(K);
+  };
+  template <std::size_t K> struct Dependents {
+    static constexpr auto value = Plan::dependents_of(K);
+  };
+
+  // One component's part of a phase. Never throws: failures go to `r`.
+  // Returns false when the phase must stop (a failure of up).
+  template <Phase P, std::size_t K> bool step(Run& r) {
+    if constexpr (P == Phase::provision || P == Phase::resume) {
+      try {
+        if constexpr (P == Phase::provision) provision_step<K>(r);
+        else resume_step<K>(r, true);
+        return true;
+      } catch (...) {
+        r.fail(K, P == Phase::provision ? Transition::provision : Transition::resume);
+        return false;
+      }
+    } else if constexpr (P == Phase::up_one) {
+      Transition t = Transition::resume;
+      try {
+        if (at<K>().is_running()) {
+          note<K>(Transition::resume, Outcome::already_done, "already running");
+          return true;
+        }
+        t = Transition::provision;
+        provision_step<K>(r);
+        t = Transition::resume;
+        resume_step<K>(r, false);
+        return true;
+      } catch (...) {
+        r.fail(K, t);
+        return false;
+      }
+    } else if constexpr (P == Phase::suspend) {
+      suspend_step<K>(r);
+      return true;
+    } else if constexpr (P == Phase::deprovision) {
+      deprovision_step<K>(r);
+      return true;
+    } else {
+      force_step<K>(r, false);
+      return true;
+    }
+  }
+
+  // Runs the phase's step for every component in Mask: a fold in (reverse)
+  // dependency order, or the parallel scheduler.
+  template <Phase P, class Mask> bool run_phase(Run& r, bool parallel, std::size_t max_threads) {
+    constexpr bool reverse = P == Phase::suspend || P == Phase::deprovision || P == Phase::force;
+    if (parallel) [[unlikely]] return run_parallel<P, Mask>(r, reverse, max_threads);
+    bool ok = true;
+    auto each = [&]<std::size_t K>() {
+      if constexpr (Mask::value[K]) {
+        if (ok) ok = step<P, K>(r);
+      }
+    };
+    if constexpr (reverse) each_in_reverse(each);
+    else each_in_order(each);
+    return ok;
+  }
+
+  template <Phase P, class Mask> bool run_parallel(Run& r, bool reverse, std::size_t max_threads) {
+    static constexpr auto table = []<std::size_t... I>(std::index_sequence<I...>) {
+      return std::array<bool (Stack::*)(Run&), size>{&Stack::step<P, I>...};
+    }(std::make_index_sequence<size>{});
+    std::mutex guard;
+    r.guard = &guard;
+    guard_ = &guard;
+    struct Reset {
+      Stack& s;
+      Run& r;
+      ~Reset() { s.guard_ = nullptr, r.guard = nullptr; }
+    } reset{*this, r};
+    const auto& plan = Plan::result;
+    detail::run_dag(Mask::value, plan.first, plan.dep, reverse, max_threads,
+                    [&](std::size_t i) { return (this->*table[i])(r); });
+    return !r.cause;
+  }
+
   // ---- failure handling -----------------------------------------------------------
 
-  template <class F> void primitive(F&& body) {
+  template <Phase P> void primitive() {
     Run r;
+    if (run_phase<P, All>(r, false, 0)) return;
     try {
-      body(r);
+      std::rethrow_exception(r.cause);
     } catch (const NotImplementedError&) {
       throw;
     } catch (const ProvisioningError&) {
       throw;
     } catch (...) {
-      r.fail(r.at, r.doing);
-      raise(r, to_string(r.doing));
+      raise(r, to_string(r.cause_transition));
     }
   }
-  template <class F> void exhaustive(std::string_view what, F&& body) {
+  template <Phase P> void exhaustive() {
     Run r;
-    body(r);
-    if (r.cause) raise(r, what);
+    run_phase<P, All>(r, false, 0);
+    if (r.cause) raise(r, P == Phase::suspend ? "suspend" : "deprovision");
   }
 
-  // Inside up's catch: record the cause, undo what this call did, throw.
+  // Undo what this call did, in reverse, then throw.
   [[noreturn]] void fail_up(Run& r, UpOptions options) {
-    r.fail(r.at, r.doing);
     if (options.rollback) {
       for (std::size_t i = r.count; i-- > 0;) undo(r.done[i].index, r.done[i].transition, r);
     }
@@ -512,6 +588,7 @@ private:
   std::string name_;
   std::tuple<Cs...> components_;
   Observer observer_;
+  std::mutex* guard_ = nullptr; // serialises events while a phase runs in parallel
 };
 
 template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;
