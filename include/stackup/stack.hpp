@@ -368,7 +368,8 @@ private:
       running = at<K>().is_running();
       if (running) {
         if constexpr (Suspendable<C>) act<K, Transition::suspend>();
-        else note<K>(Transition::suspend, Outcome::not_implemented, "suspend not implemented; deprovision stops it");
+        else note<K>(Transition::suspend, Outcome::not_implemented,
+                     Deprovisionable<C> ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
       }
     } catch (...) {
       r.fail(K, Transition::suspend);
