@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds and runs every stackup test: g++ and clang++ builds of the test suite,
+# compile-fail, header and consumer tests, and the suite again against the
+# generated single header (after checking that it is up to date).
+# Usage: tools/test.sh        (installs missing Debian packages first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/bootstrap.sh clang
+jobs=$(nproc)
+
+daemons() { pgrep -f -c -- '(test_daemon|demo_server)( |$)' || true; }
+before=$(daemons)
+
+run_suite() { # name, cmake options...
+  local name=$1
+  shift
+  echo "=== $name"
+  cmake -S . -B "build/$name" -DCMAKE_BUILD_TYPE=Debug "$@" >/dev/null
+  cmake --build "build/$name" -j "$jobs"
+  (cd "build/$name" && ctest --output-on-failure -j "$jobs" --timeout 300)
+}
+
+python3 tools/amalgamate.py --check
+run_suite gcc -DCMAKE_CXX_COMPILER=g++
+run_suite clang -DCMAKE_CXX_COMPILER=clang++
+run_suite single-header -DCMAKE_CXX_COMPILER=g++ -DSTACKUP_SINGLE_HEADER=ON
+
+after=$(daemons)
+if [ "$after" -gt "$before" ]; then
+  echo "stackup: $((after - before)) test daemon(s) outlived the tests:" >&2
+  pgrep -a -f -- '(test_daemon|demo_server)( |$)' >&2 || true
+  exit 1
+fi
+echo "stackup: all test suites passed"
