@@ -46,6 +46,14 @@ template <bool AllComponents, class... Cs> constexpr bool checked_stack() {
   if constexpr (AllComponents) return check_plan<Cs...>();
   else return false;
 }
+template <class T> constexpr std::string_view role_of() {
+  if constexpr (has_role<T>) return std::string_view(T::role);
+  else return {};
+}
+template <bool WellFormed, class... Cs> constexpr std::array<std::size_t, sizeof...(Cs)> order_of() {
+  if constexpr (WellFormed) return Plan<Cs...>::result.order;
+  else return {};
+}
 template <class T, class... Cs> constexpr std::size_t type_index() {
   constexpr std::array<bool, sizeof...(Cs)> same{std::is_same_v<T, Cs>...};
   for (std::size_t i = 0; i < same.size(); ++i)
@@ -69,9 +77,9 @@ public:
   /// Number of components.
   static constexpr std::size_t size = sizeof...(Cs);
   /// Roles in template-argument order.
-  static constexpr std::array<std::string_view, size> roles{std::string_view(Cs::role)...};
+  static constexpr std::array<std::string_view, size> roles{detail::role_of<Cs>()...};
   /// Indices of the components in action order (provision/resume order).
-  static constexpr std::array<std::size_t, size> order = Plan::result.order;
+  static constexpr std::array<std::size_t, size> order = detail::order_of<well_formed, Cs...>();
 
   /// A stack named "default" of default-constructed components.
   Stack() : name_("default") {}

@@ -27,19 +27,19 @@ template <FixedString Role, class First, class Second> struct duplicate_role {
   static_assert(always_false<First, Second>,
                 "stackup: two components of this Stack have the same role (first template argument); "
                 "a stack holds one component per role: remove one of them or give it another `role`");
-  static constexpr bool value = false;
+  static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 template <FixedString Role, FixedString MissingDependency, class ComponentType> struct missing_dependency {
   static_assert(always_false<ComponentType>,
                 "stackup: a component's depends_on names a role that this Stack does not hold "
                 "(second template argument): add a component with that role to the Stack, or remove it from depends_on");
-  static constexpr bool value = false;
+  static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 template <FixedString Role, class ComponentType> struct dependency_cycle {
   static_assert(always_false<ComponentType>,
                 "stackup: dependency cycle: this component's depends_on leads back to itself; "
                 "remove one depends_on entry on the cycle");
-  static constexpr bool value = false;
+  static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 template <class T> struct not_a_component {
   static_assert(has_role<T>, "stackup: this Stack template argument is not a Component: it needs "
@@ -49,7 +49,7 @@ template <class T> struct not_a_component {
   static_assert(has_is_running<T>, "stackup: this Stack template argument is not a Component: it needs "
                                    "`bool is_running() const` (derive from stackup::StackComponent<T> for the default)");
   static_assert(std::is_class_v<T>, "stackup: this Stack template argument is not a Component: it must be a class type");
-  static constexpr bool value = false;
+  static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 
 enum class PlanError { none, duplicate, missing, cycle };
