@@ -3,9 +3,13 @@
 #pragma once
 
 #include <stackup/version.hpp>
+// Below C++20, version.hpp has just issued its #error; skip the rest so that it is
+// the only diagnostic rather than the first of hundreds. Add new headers inside.
+#if defined(__cplusplus) && __cplusplus >= 202002L
 #include <stackup/component.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/stack.hpp>
 #include <stackup/format.hpp>
 #include <stackup/cli.hpp>
+#endif // C++20: add new headers above this line

@@ -1,0 +1,43 @@
+# Installs stackup from its source tree into a fresh prefix, the way a user
+# would (`cmake --install`), and checks that the package files are there.
+#
+#   cmake -DSTACKUP_SOURCE_DIR=<dir> -DBINARY_DIR=<dir> -DPREFIX=<dir> -DGENERATOR=<gen>
+#         -DCXX=<compiler> [-DMAKE_PROGRAM=<make>] [-DFMT_SOURCE_DIR=<dir>] -P install_stackup.cmake
+cmake_minimum_required(VERSION 3.21)
+
+file(REMOVE_RECURSE ${BINARY_DIR} ${PREFIX})
+set(options -S ${STACKUP_SOURCE_DIR} -B ${BINARY_DIR} -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX}
+            -DSTACKUP_BUILD_TESTS=OFF -DSTACKUP_BUILD_EXAMPLES=OFF -DSTACKUP_INSTALL=ON
+            # Installed somewhere other than where it was configured for: the
+            # package files must not depend on the configure-time prefix.
+            -DCMAKE_INSTALL_PREFIX=${BINARY_DIR}/unused-prefix)
+if(MAKE_PROGRAM)
+  list(APPEND options -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM})
+endif()
+if(FMT_SOURCE_DIR)
+  list(APPEND options -DFETCHCONTENT_SOURCE_DIR_FMT=${FMT_SOURCE_DIR})
+endif()
+
+foreach(command IN ITEMS "${CMAKE_COMMAND};${options}"
+                         "${CMAKE_COMMAND};--build;${BINARY_DIR}"
+                         "${CMAKE_COMMAND};--install;${BINARY_DIR};--prefix;${PREFIX}")
+  execute_process(COMMAND ${command} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    message("${out}")
+    list(JOIN command " " shown)
+    message(FATAL_ERROR "installing stackup failed: ${shown}")
+  endif()
+endforeach()
+
+# Whatever GNUInstallDirs chose on this platform, these must exist under PREFIX.
+foreach(pattern IN ITEMS include/stackup/stackup.hpp include/stackup/version.hpp include/stackup/detail/plan.hpp
+                         */cmake/stackup/stackupConfig.cmake */cmake/stackup/stackupConfigVersion.cmake
+                         */cmake/stackup/stackupTargets.cmake */pkgconfig/stackup.pc)
+  file(GLOB found ${PREFIX}/${pattern})
+  if(NOT found)
+    message(FATAL_ERROR "the install into ${PREFIX} lacks ${pattern}")
+  endif()
+endforeach()
+file(GLOB_RECURSE installed RELATIVE ${PREFIX} ${PREFIX}/*)
+list(LENGTH installed count)
+message(STATUS "stackup installed into ${PREFIX} (${count} files)")

@@ -1,0 +1,27 @@
+# Consumer: only the single header, copied into a bare directory and compiled
+# with the compiler alone -- `c++ -std=c++20 -I. main.cpp -lfmt`, no CMake target.
+#
+#   cmake -DSINGLE_HEADER=<single_include/stackup/stackup.hpp> -DPROGRAM=<consumer.cpp>
+#         -DWORK_DIR=<dir> -DCXX=<compiler> [-DFMT_FLAGS=<flags;...>] -P single_header.cmake
+#
+# FMT_FLAGS is empty when fmt is installed where the compiler looks by itself.
+cmake_minimum_required(VERSION 3.21)
+
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR}/stackup)
+file(COPY_FILE ${SINGLE_HEADER} ${WORK_DIR}/stackup/stackup.hpp)
+file(COPY_FILE ${PROGRAM} ${WORK_DIR}/main.cpp)
+
+set(command ${CXX} -std=c++20 -Wall -Wextra -I. main.cpp -o consumer ${FMT_FLAGS} -lfmt)
+list(JOIN command " " shown)
+message(STATUS "in ${WORK_DIR}: ${shown}")
+execute_process(COMMAND ${command} WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(NOT rc EQUAL 0)
+  message("${out}")
+  message(FATAL_ERROR "the single header alone did not compile: ${shown}")
+endif()
+execute_process(COMMAND ${WORK_DIR}/consumer WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+message("${out}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the single-header consumer failed (exit status ${rc})")
+endif()

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Generate single_include/stackup/stackup.hpp from the headers under include/.
+
+Starting from the umbrella header include/stackup/stackup.hpp, every
+`#include <stackup/...>` is replaced by the text of that header, the first time
+it is met (so each header appears once, after the headers it includes: dependency
+order). System and fmt includes are left as they are. The `#pragma once` (or
+classic include guard) of each inlined header is dropped; the result has one
+`#pragma once` of its own. The output depends only on the headers' contents, so
+running the script twice gives the same bytes.
+
+Usage:
+  python3 tools/amalgamate.py            write single_include/stackup/stackup.hpp
+  python3 tools/amalgamate.py --check    exit 1 if the checked-in file is stale
+  python3 tools/amalgamate.py --output FILE [--check]   use FILE instead
+
+Every public header under include/stackup/ (detail/ excepted) must be reachable
+from the umbrella; otherwise the script stops and says which #include to add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+INCLUDE_DIR = ROOT / "include"
+UMBRELLA = "stackup/stackup.hpp"
+DEFAULT_OUTPUT = ROOT / "single_include" / "stackup" / "stackup.hpp"
+REGENERATE = "python3 tools/amalgamate.py"
+
+# `#include <stackup/x.hpp>` or `#include "stackup/x.hpp"`, possibly indented or
+# with spaces after the `#`; anything after the closing delimiter is a comment.
+OWN_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"](stackup/[^>"]+)[>"]')
+PRAGMA_ONCE = re.compile(r"^\s*#\s*pragma\s+once\b")
+VERSION_MACRO = re.compile(r"^\s*#\s*define\s+STACKUP_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)\s*$")
+
+
+class AmalgamationError(Exception):
+    """A problem in include/ that the developer must fix; the message says how."""
+
+
+def read_header(name: str, included_from: str | None) -> str:
+    path = INCLUDE_DIR / name
+    if not path.is_file():
+        where = f" (included from include/{included_from})" if included_from else ""
+        raise AmalgamationError(f"include/{name} does not exist{where}")
+    return path.read_text(encoding="utf-8")
+
+
+def strip_include_guard(lines: list[str]) -> list[str]:
+    """Drop `#pragma once`, or a classic `#ifndef G / #define G ... #endif` guard."""
+    if any(PRAGMA_ONCE.match(line) for line in lines):
+        return [line for line in lines if not PRAGMA_ONCE.match(line)]
+    code = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("//")]
+    if len(code) >= 3:
+        first = re.match(r"^\s*#\s*ifndef\s+(\w+)\s*$", lines[code[0]])
+        second = re.match(r"^\s*#\s*define\s+(\w+)\s*$", lines[code[1]])
+        last = re.match(r"^\s*#\s*endif\b", lines[code[-1]])
+        if first and second and last and first.group(1) == second.group(1):
+            drop = {code[0], code[1], code[-1]}
+            return [line for i, line in enumerate(lines) if i not in drop]
+    return lines
+
+
+def read_version() -> str:
+    parts: dict[str, str] = {}
+    for line in read_header("stackup/version.hpp", None).splitlines():
+        m = VERSION_MACRO.match(line)
+        if m:
+            parts[m.group(1)] = m.group(2)
+    missing = [p for p in ("MAJOR", "MINOR", "PATCH") if p not in parts]
+    if missing:
+        raise AmalgamationError(
+            "include/stackup/version.hpp lacks "
+            + ", ".join(f"#define STACKUP_VERSION_{p} <number>" for p in missing))
+    return f"{parts['MAJOR']}.{parts['MINOR']}.{parts['PATCH']}"
+
+
+def public_headers() -> list[str]:
+    """Every header a user may include: include/stackup/**/*.hpp except detail/."""
+    found = []
+    for path in sorted((INCLUDE_DIR / "stackup").rglob("*.hpp")):
+        name = path.relative_to(INCLUDE_DIR).as_posix()
+        if "/detail/" not in name:
+            found.append(name)
+    return found
+
+
+def amalgamate() -> str:
+    version = read_version()
+    out: list[str] = [
+        "// stackup — bring a stack of infrastructure components up and down.",
+        f"// Version {version}. https://github.com/stackup-cpp/stackup",
+        "// SPDX-License-Identifier: MIT (the MIT licence)",
+        "//",
+        "// Single-header distribution: generated — do not edit, run tools/amalgamate.py",
+        "// (`" + REGENERATE + "` from the source tree) after changing include/.",
+        "#pragma once",
+    ]
+    done: set[str] = set()
+    active: list[str] = []  # include stack, to report cycles
+
+    def inline(name: str, included_from: str | None) -> None:
+        if name in done:
+            return
+        if name in active:
+            chain = " -> ".join(active + [name])
+            raise AmalgamationError(f"include cycle among stackup headers: {chain}")
+        active.append(name)
+        lines = strip_include_guard(read_header(name, included_from).splitlines())
+        out.append("")
+        out.append(f"// ---- begin {name} ----")
+        for line in lines:
+            m = OWN_INCLUDE.match(line)
+            if m:
+                inline(m.group(1), name)
+            else:
+                out.append(line.rstrip())
+        out.append(f"// ---- end {name} ----")
+        active.pop()
+        done.add(name)
+
+    inline(UMBRELLA, None)
+
+    unreachable = [h for h in public_headers() if h not in done]
+    if unreachable:
+        adds = "\n".join(f"  #include <{h}>" for h in unreachable)
+        raise AmalgamationError(
+            f"public header(s) not reachable from include/{UMBRELLA}, so the single header "
+            f"would lack them:\n{adds}\nadd these lines to include/{UMBRELLA}, then run {REGENERATE}")
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 when the output file differs from what would be generated")
+    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
+                        help="file to write or check (default: single_include/stackup/stackup.hpp)")
+    args = parser.parse_args()
+
+    try:
+        text = amalgamate()
+    except AmalgamationError as e:
+        print(f"amalgamate.py: error: {e}", file=sys.stderr)
+        return 2
+
+    output = args.output.resolve()
+    try:
+        shown = output.relative_to(ROOT).as_posix()
+    except ValueError:
+        shown = str(output)
+
+    if args.check:
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if current == text:
+            print(f"{shown} is up to date")
+            return 0
+        why = "is missing" if current is None else "is stale: it differs from what include/ generates"
+        print(f"error: {shown} {why}.\n"
+              f"Fix: run `{REGENERATE}` in the source tree and commit {shown}.", file=sys.stderr)
+        if current is not None:
+            diff = list(difflib.unified_diff(current.splitlines(), text.splitlines(),
+                                             f"{shown} (checked in)", f"{shown} (generated)", lineterm="", n=1))
+            shown_diff = diff[:40]
+            print("\n".join(shown_diff), file=sys.stderr)
+            if len(diff) > len(shown_diff):
+                print(f"... ({len(diff) - len(shown_diff)} more diff lines)", file=sys.stderr)
+        return 1
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # newline="\n": the same bytes on every platform.
+    with open(output, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    print(f"wrote {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
