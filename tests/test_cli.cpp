@@ -30,6 +30,7 @@ struct World {
   std::string fail;             // "role.action" that throws a nested std::runtime_error
   std::string fail_foreign;     // "role.action" that throws an int
   std::string fail_query;       // role whose is_running() throws
+  std::string fail_bare;        // "role.action" that throws a TransitionError with no cause, two lines
   std::filesystem::path log;    // the log file of the components that keep one
 };
 
@@ -52,6 +53,8 @@ protected:
     const std::string key = std::string(Self::role) + "." + std::string(action);
     world->calls.push_back(key);
     if (world->fail_foreign == key) throw 42;
+    if (world->fail_bare == key)  // made outside any catch: its nested_ptr() is null
+      throw stackup::TransitionError(std::string(Self::role), stackup::Transition::resume, "exited early; log:\n  boom");
     if (world->fail == key) {
       try {
         throw std::system_error(std::make_error_code(std::errc::connection_refused), "GET /health");
@@ -276,6 +279,10 @@ TEST_CASE("cli: <role> up brings its dependencies up first and says so") {
   CHECK(contains(masked(r.out), "deployer 'deployer' is up  T\n"));
   CHECK(f.world.states["tracker"] == State::deprovisioned);
 
+  f.world.states["orch"] = State::suspended;
+  r = f.run({"deployer", "up"});
+  CHECK(r.out.starts_with("* deployer needs orch: it comes up first\n")); // only what is not running yet
+
   r = f.run({"orch", "up", "-p"});
   CHECK(r.code == 0);
   CHECK(r.out == "= orch 'web' already running\norch 'web' is already running: nothing to do\n");
@@ -292,7 +299,7 @@ TEST_CASE("cli: <role> down takes its dependents down first and says so") {
 
   r = f.run({"orch", "down"});
   CHECK(r.code == 0);
-  CHECK(contains(r.out, "orch 'web': nothing to stop\n"));
+  CHECK(r.out == "= deployer 'deployer' not running\n= orch 'web' not running\norch 'web': nothing to stop\n");
 
   f.world.calls.clear();
   r = f.run({"store", "down", "--force"});
@@ -352,6 +359,16 @@ TEST_CASE("cli: a failed up prints the error, each nested cause and what the rol
     CHECK(contains(r.err, "rollback: undid 3 actions, but could not undo:\n"));
     CHECK(contains(r.err, "  - store deprovision: rollback: unknown exception (not derived from std::exception)\n"));
   }
+}
+
+TEST_CASE("cli: a cause that is a nested_exception without a cause, and a multi-line message") {
+  Fixture f;
+  f.world.fail_bare = "orch.resume";
+  auto r = f.run({"orch", "up"});
+  CHECK(r.code == 1); // std::rethrow_if_nested on it would have called std::terminate
+  CHECK(contains(r.err, "  stackup: stack 'demo' up failed: orch 'web' failed to resume: exited early; log:\n    boom"));
+  CHECK(contains(r.err, "\n    caused by: exited early; log:\n      boom\n"));
+  CHECK(contains(r.err, "rollback: undid the 1 action this command had done"));
 }
 
 TEST_CASE("cli: a failed down lists every failure and still tries every component") {

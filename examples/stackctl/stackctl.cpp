@@ -37,13 +37,6 @@ struct ModelDeployer : stackup::LocalDaemon<"model_deployer"> {
   static constexpr std::string_view depends_on[] = {stackup::roles::artifact_store, stackup::roles::orchestrator};
 };
 
-// Quotes a path for /bin/sh: '...' with each ' written as '\''.
-std::string sh_quote(const fs::path& p) {
-  std::string q = "'";
-  for (char c : p.string()) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // The demo_server built next to this program (or $STACKCTL_SERVER).
 fs::path server_program(const char* argv0) {
   if (const char* s = std::getenv("STACKCTL_SERVER"); s != nullptr && *s != '\0') return fs::absolute(s);
@@ -111,7 +104,6 @@ int main(int argc, char** argv) {
   };
   const fs::path artifacts = s.state / "artifacts";
   const fs::path tracker = s.state / "experiment_tracker";
-  const std::string q = sh_quote(tracker);
 
   try {
     stackup::Stack stack{
@@ -137,20 +129,21 @@ int main(int argc, char** argv) {
         // outside tool (k3d, terraform, docker compose) through its CLI.
         stackup::Command<"experiment_tracker">{{
             .name = "tracker",
-            .provision = "mkdir -p " + q + " && echo 'runs: 0' > " + q + "/runs.db",
-            .deprovision = "rm -rf " + q,
-            .resume = "date +%s > " + q + "/tracker.running",
-            .suspend = "rm -f " + q + "/tracker.running",
-            .is_provisioned = "test -f " + q + "/runs.db",
-            .is_running = "test -f " + q + "/tracker.running",
+            .provision = R"(mkdir -p "$TRACKER_DIR" && echo 'runs: 0' > "$TRACKER_DIR/runs.db")",
+            .deprovision = R"(rm -rf "$TRACKER_DIR")",
+            .resume = R"(date > "$TRACKER_DIR/tracker.running")",
+            .suspend = R"(rm -f "$TRACKER_DIR/tracker.running")",
+            .is_provisioned = R"(test -f "$TRACKER_DIR/runs.db")",
+            .is_running = R"(test -f "$TRACKER_DIR/tracker.running")",
+            .env = {{"TRACKER_DIR", tracker.string()}},
         }},
     };
     return stackup::cli::run(stack, std::span<const std::string_view>(s.words), std::cout, std::cerr,
                              {.program = "stackctl",
                               .host_synopsis = "[--state-dir DIR]",
-                              .host_help = "  --state-dir DIR where the demo keeps its state (before the command;\n"
-                                           "                  default ./.stackup-demo or $STACKCTL_STATE_DIR)\n"
-                                           "environment: STACKCTL_PORT_BASE (default 18731): the orchestrator's port;\n"
+                              .host_help = "  --state-dir DIR  where the demo keeps its state, given before the command\n"
+                                           "                   (default: $STACKCTL_STATE_DIR, else ./.stackup-demo)\n"
+                                           "environment: STACKCTL_PORT_BASE (default 18731) is the orchestrator's port;\n"
                                            "             the model deployer uses the next one\n"});
   } catch (const std::exception& e) {
     std::cerr << "error: cannot set up the demo stack: " << e.what() << '\n';

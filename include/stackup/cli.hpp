@@ -297,11 +297,11 @@ private:
       s += line + '\n';
     });
     s += "\noptions:\n"
-         "  -f, --force     down: also deprovision (remove what the components created)\n"
-         "  -p, --parallel  up/down: act on independent components at the same time\n"
-         "  --no-rollback   up: when an action fails, leave what was done in place\n"
-         "  --tail N        logs: print only the last N lines\n"
-         "  -h, --help      show this help\n";
+         "  -f, --force      down: also deprovision (remove what the components created)\n"
+         "  -p, --parallel   up/down: act on independent components at the same time\n"
+         "  --no-rollback    up: when an action fails, leave what was done in place\n"
+         "  --tail N         logs: print only the last N lines\n"
+         "  -h, --help       show this help\n";
     if (!options_.host_help.empty()) {
       s += options_.host_help;
       if (s.back() != '\n') s += '\n';
@@ -337,6 +337,16 @@ private:
     std::string_view f;
     at_index(k, [&]<std::size_t I, class C>() { f = stackup::detail::flavor_of<C>(); });
     return f;
+  }
+  // Component k's state; nothing when its queries throw (the operation that
+  // follows will report the error itself).
+  [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
+    std::optional<State> result;
+    try {
+      at_index(k, [&]<std::size_t I, class C>() { result = state_of(stack_.template get<C>()); });
+    } catch (...) {
+    }
+    return result;
   }
   [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", S::roles[k], name(k)); }
   // Roles flagged in `set`, in action order.
@@ -382,7 +392,7 @@ private:
           if (e.transition == Transition::suspend && !force)
             said.message = fmt::format("not implemented {} use --force to deprovision", dash);
           else if (e.transition == Transition::suspend)
-            said.message = fmt::format("not implemented {} deprovision stops it", dash);
+            said.message = fmt::format("not implemented {} deprovisioned directly", dash);
           else if (e.transition == Transition::deprovision)
             said.message = fmt::format("not implemented {} left in place", dash);
           else
@@ -447,13 +457,21 @@ private:
     if (!cmd.whole_stack) {
       std::size_t n = 0;
       const auto role = S::roles[cmd.index];
+      // Name the other components this command will act on, before it does.
       if (up) {
         auto needs = Plan::closure_of(cmd.index);
         needs[cmd.index] = false;
+        for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
         const std::string list = listed(needs, n);
         if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
       } else {
-        const std::string list = listed(Plan::dependents_of(cmd.index), n);
+        auto dependents = Plan::dependents_of(cmd.index);
+        for (std::size_t i = 0; i < size; ++i) {
+          if (!dependents[i]) continue;
+          const auto now = state_at(i); // those with something to stop (or, forced, to remove)
+          dependents[i] = !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
+        }
+        const std::string list = listed(dependents, n);
         if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", role,
                                 n == 1 ? "it goes down" : "they go down"));
       }
@@ -498,14 +516,21 @@ private:
   }
 
   void print_chain(const std::exception& e, int depth) {
-    err_ << fmt::format("{:{}}{}{}\n", "", 2 + 2 * depth, depth ? "caused by: " : "", e.what());
-    if (depth >= 16) return; // a cycle of nested exceptions is not possible, but stay bounded
+    const std::string indent(static_cast<std::size_t>(2 + 2 * depth), ' ');
+    std::string text = e.what();
+    for (std::size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += 1 + indent.size())
+      text.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
+    err_ << indent << (depth ? "caused by: " : "") << text << '\n';
+    // A nested_exception made outside a catch holds no cause; rethrow_if_nested
+    // would call std::terminate on it, so look before rethrowing.
+    const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
+    if (nested == nullptr || !nested->nested_ptr() || depth >= 16) return;
     try {
-      std::rethrow_if_nested(e);
-    } catch (const std::exception& nested) {
-      print_chain(nested, depth + 1);
+      std::rethrow_exception(nested->nested_ptr());
+    } catch (const std::exception& inner) {
+      print_chain(inner, depth + 1);
     } catch (...) {
-      err_ << fmt::format("{:{}}caused by: unknown exception (not derived from std::exception)\n", "", 4 + 2 * depth);
+      err_ << indent << "  caused by: unknown exception (not derived from std::exception)\n";
     }
   }
 

@@ -267,6 +267,8 @@ struct Sandbox {
     };
     replace_all(state.string(), "<state>");
     replace_all(dir.string(), "<dir>");
+    replace_all(DEMO_SERVER_PATH, "<demo_server>");
+    s = std::regex_replace(s, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)"), "<time>");
     s = std::regex_replace(s, std::regex(R"(\bpid[ =:]?\d+)"), "pid <pid>");
     s = std::regex_replace(s, std::regex(R"(\b\d+\.\d+s\b)"), "#.##s");
     s = std::regex_replace(s, std::regex("\\b" + std::to_string(port + 1) + "\\b"), "<port+1>");
