@@ -12,4 +12,10 @@
 #include <stackup/stack.hpp>
 #include <stackup/format.hpp>
 #include <stackup/cli.hpp>
+// The shipped components need Linux (/proc); elsewhere define STACKUP_NO_COMPONENTS.
+#if !defined(STACKUP_NO_COMPONENTS)
+#include <stackup/components/local_daemon.hpp>
+#include <stackup/components/local_directory.hpp>
+#include <stackup/components/command.hpp>
+#endif
 #endif // C++20: add new headers above this line

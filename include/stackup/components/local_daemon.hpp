@@ -1,0 +1,538 @@
+// stackup — LocalDaemon<"role">: a local process that the stack starts and stops,
+// tracked by a pid file holding the pid and the process start time, with
+// readiness probes and cross-process locking.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/component.hpp>
+#include <stackup/detail/posix.hpp>
+#include <stackup/errors.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// Readiness probes: how LocalDaemon knows its process is ready to serve.
+/// Probes only ever talk to 127.0.0.1.
+namespace ready {
+
+/// A readiness probe; build one with none(), tcp() or http().
+struct Probe {
+  /// What the probe checks.
+  enum class Kind : unsigned char { none, tcp, http };
+  Kind kind = Kind::none;
+  std::uint16_t port = 0; ///< tcp and http: the loopback port
+  std::string path{};     ///< http: the request path, e.g. "/health"
+
+  /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health".
+  [[nodiscard]] std::string describe() const {
+    switch (kind) {
+    case Kind::none: return "none";
+    case Kind::tcp: return "tcp 127.0.0.1:" + std::to_string(port);
+    case Kind::http: return "http://127.0.0.1:" + std::to_string(port) + path;
+    }
+    return "?";
+  }
+  friend bool operator==(const Probe&, const Probe&) = default;
+};
+
+/// No probe: the daemon is ready as soon as it is started (the default).
+inline Probe none() { return {}; }
+
+/// Ready when 127.0.0.1:`port` accepts a TCP connection.
+inline Probe tcp(std::uint16_t port) {
+  if (port == 0) throw Error("stackup: ready::tcp(0): give the port the daemon listens on");
+  return {Probe::Kind::tcp, port, {}};
+}
+
+/// Ready when `GET path` on 127.0.0.1:`port` answers with a 2xx status.
+inline Probe http(std::uint16_t port, std::string path = "/") {
+  if (port == 0) throw Error("stackup: ready::http(0, ...): give the port the daemon listens on");
+  if (path.empty() || path.front() != '/' ||
+      path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
+    throw Error("stackup: ready::http: path '" + path + "' must start with '/' and hold no spaces or line breaks");
+  return {Probe::Kind::http, port, std::move(path)};
+}
+
+} // namespace ready
+
+/// Configuration of a LocalDaemon; use designated initialisers, in this order.
+struct LocalDaemonConfig {
+  std::string name{};                  ///< display name; empty: the role
+  std::vector<std::string> command{};  ///< argv, no shell; argv[0] is looked up in PATH if it has no '/'
+  std::filesystem::path state_dir{};   ///< holds config, pid file, lock and daemon.log (mode 0700)
+  ready::Probe ready = ready::none(); ///< when the started process counts as ready
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(30); ///< resume: wait this long for readiness
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);  ///< suspend: SIGTERM, then SIGKILL after this
+  std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
+  std::filesystem::path working_dir{};      ///< empty: the caller's current directory
+};
+
+namespace detail {
+
+inline std::string escape_config_value(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  return out;
+}
+
+inline bool unescape_config_value(std::string_view v, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '\\') {
+      out += v[i];
+      continue;
+    }
+    if (++i == v.size()) return false;
+    if (v[i] == '\\') out += '\\';
+    else if (v[i] == 'n') out += '\n';
+    else if (v[i] == 'r') out += '\r';
+    else return false;
+  }
+  return true;
+}
+
+inline constexpr std::string_view daemon_config_header = "stackup local_daemon config 1";
+
+/// The state directory's `config` file: one `key value` per line, values
+/// escaped, closed by `end` so that a truncated file is detected.
+inline std::string format_daemon_config(std::string_view role, const LocalDaemonConfig& c) {
+  std::string out(daemon_config_header);
+  out += '\n';
+  auto line = [&](std::string_view key, std::string_view value) {
+    out.append(key).append(" ").append(escape_config_value(value)).append("\n");
+  };
+  line("role", role);
+  line("name", c.name);
+  for (const auto& a : c.command) line("arg", a);
+  switch (c.ready.kind) {
+  case ready::Probe::Kind::none: line("ready", "none"); break;
+  case ready::Probe::Kind::tcp: line("ready", "tcp " + std::to_string(c.ready.port)); break;
+  case ready::Probe::Kind::http: line("ready", "http " + std::to_string(c.ready.port) + " " + c.ready.path); break;
+  }
+  line("start_timeout_ms", std::to_string(c.start_timeout.count()));
+  line("stop_timeout_ms", std::to_string(c.stop_timeout.count()));
+  for (const auto& [k, v] : c.env) line("env", k + "=" + v);
+  line("working_dir", c.working_dir.string());
+  out += "end\n";
+  return out;
+}
+
+/// Parses a `config` file written by format_daemon_config. On failure returns
+/// false and says why (with the line number) in `why`. `role` receives the role
+/// the file was written for.
+inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std::string& role, std::string& why) {
+  c = LocalDaemonConfig{};
+  std::size_t number = 0;
+  bool ended = false, header = false;
+  std::string value;
+  auto fail = [&](std::string reason) {
+    why = "line " + std::to_string(number) + ": " + std::move(reason);
+    return false;
+  };
+  auto to_ms = [](std::string_view s, std::chrono::milliseconds& out) {
+    long long v = 0;
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (r.ec != std::errc{} || r.ptr != s.data() + s.size() || v < 0) return false;
+    out = std::chrono::milliseconds(v);
+    return true;
+  };
+  auto to_port = [](std::string_view s, std::uint16_t& out) {
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+    return r.ec == std::errc{} && r.ptr == s.data() + s.size() && out != 0;
+  };
+  while (!text.empty()) {
+    ++number;
+    const auto nl = text.find('\n');
+    if (nl == std::string_view::npos) return fail("no line break at the end (the file was cut short)");
+    const std::string_view l = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    if (ended) return fail("text after 'end'");
+    if (!header) {
+      if (l != daemon_config_header) return fail("not a stackup local_daemon config (first line '" +
+                                                 std::string(l.substr(0, 60)) + "')");
+      header = true;
+      continue;
+    }
+    if (l == "end") {
+      ended = true;
+      continue;
+    }
+    const auto sp = l.find(' ');
+    if (sp == std::string_view::npos) return fail("expected 'key value'");
+    const std::string_view key = l.substr(0, sp);
+    if (!unescape_config_value(l.substr(sp + 1), value)) return fail("bad escape in the value of '" + std::string(key) + "'");
+    if (key == "role") role = value;
+    else if (key == "name") c.name = value;
+    else if (key == "arg") c.command.push_back(value);
+    else if (key == "working_dir") c.working_dir = value;
+    else if (key == "start_timeout_ms") {
+      if (!to_ms(value, c.start_timeout)) return fail("start_timeout_ms is not a number of milliseconds");
+    } else if (key == "stop_timeout_ms") {
+      if (!to_ms(value, c.stop_timeout)) return fail("stop_timeout_ms is not a number of milliseconds");
+    } else if (key == "env") {
+      const auto eq = value.find('=');
+      if (eq == 0 || eq == std::string::npos) return fail("env entry is not KEY=VALUE");
+      c.env[value.substr(0, eq)] = value.substr(eq + 1);
+    } else if (key == "ready") {
+      const std::string_view v = value;
+      const auto s1 = v.find(' ');
+      const std::string_view kind = v.substr(0, s1);
+      if (kind == "none" && s1 == std::string_view::npos) {
+        c.ready = ready::none();
+      } else if (kind == "tcp" && s1 != std::string_view::npos) {
+        std::uint16_t port = 0;
+        if (!to_port(v.substr(s1 + 1), port)) return fail("ready tcp: bad port");
+        c.ready = {ready::Probe::Kind::tcp, port, {}};
+      } else if (kind == "http" && s1 != std::string_view::npos) {
+        const auto s2 = v.find(' ', s1 + 1);
+        std::uint16_t port = 0;
+        if (s2 == std::string_view::npos || !to_port(v.substr(s1 + 1, s2 - s1 - 1), port))
+          return fail("ready http: bad port");
+        const std::string_view path = v.substr(s2 + 1);
+        if (path.empty() || path.front() != '/' || path.find(' ') != std::string_view::npos)
+          return fail("ready http: bad path");
+        c.ready = {ready::Probe::Kind::http, port, std::string(path)};
+      } else {
+        return fail("ready is not 'none', 'tcp PORT' or 'http PORT PATH'");
+      }
+    } else {
+      return fail("unknown key '" + std::string(key.substr(0, 40)) + "'");
+    }
+  }
+  if (!header) {
+    why = "the file is empty";
+    return false;
+  }
+  if (!ended) {
+    why = "no 'end' line (the file was cut short)";
+    return false;
+  }
+  return true;
+}
+
+} // namespace detail
+
+/// A local process that the stack starts and stops (ZenML's LocalDaemonService,
+/// done right). Its state directory (mode 0700) holds `config`, the pid file
+/// `pid` ("<pid> <start time>"), `daemon.log` and a `lock` file.
+///
+/// - Queries read the real world on every call (pid file, /proc, probe), so a
+///   second process that knows only the state directory sees the truth.
+/// - `resume` starts the command in its own session (stdin /dev/null, output
+///   appended to daemon.log) and waits for readiness with 1–50 ms back-off.
+/// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
+///   `stop_timeout`. A pid whose start time does not match is never signalled.
+/// - Every action holds an exclusive flock on `lock`: two processes running
+///   `up` at once start one daemon.
+///
+/// ```cpp
+/// stackup::LocalDaemon<"orchestrator"> web{{
+///     .name = "web",
+///     .command = {"/usr/bin/python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"},
+///     .state_dir = ".stackup/orchestrator",
+///     .ready = stackup::ready::http(8765, "/"),
+/// }};
+/// ```
+template <FixedString Role> class LocalDaemon : public StackComponent<LocalDaemon<Role>> {
+public:
+  /// The component's role, from the template argument.
+  static constexpr std::string_view role = Role;
+  /// Shown by Stack::status().
+  static constexpr std::string_view flavor = "local_daemon";
+  /// The configuration type (designated initialisers).
+  using Config = LocalDaemonConfig;
+
+  /// A daemon with this configuration; `state_dir` is made absolute now, so a
+  /// later change of the current directory does not move it. Error when
+  /// `state_dir` is empty. Starts nothing.
+  explicit LocalDaemon(Config config) : config_(std::move(config)) {
+    if (config_.state_dir.empty())
+      throw Error("stackup: local_daemon (" + std::string(role) + "): .state_dir is empty: give it a directory");
+    config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
+    if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
+      config_.state_dir = config_.state_dir.parent_path();
+  }
+
+  /// The daemon whose state directory is `state_dir`, configured from its
+  /// `config` file: what another process (e.g. a status or down command) needs.
+  /// Error when the directory or its config is missing, unsafe or corrupt, or
+  /// was written for another role.
+  [[nodiscard]] static LocalDaemon from_state_dir(const std::filesystem::path& state_dir) {
+    LocalDaemon probe{Config{.state_dir = state_dir}};
+    const auto& dir = probe.config_.state_dir;
+    const auto fd = detail::posix::open_private_dir(dir);
+    if (!fd)
+      throw Error("stackup: no state directory " + detail::posix::quoted(dir) + " for role " + std::string(role) +
+                  ": provision the daemon first (e.g. `stack up`)");
+    const auto text = detail::posix::read_file_at(fd.get(), "config", 1 << 20, dir / "config");
+    if (!text)
+      throw Error("stackup: state directory " + detail::posix::quoted(dir) +
+                  " has no config file: provision the daemon again (it writes one)");
+    Config c;
+    std::string file_role, why;
+    if (!detail::parse_daemon_config(*text, c, file_role, why))
+      throw Error("stackup: config file " + detail::posix::quoted(dir / "config") + " is corrupt (" + why +
+                  "): provision the daemon again to rewrite it, or remove the file");
+    if (file_role != role)
+      throw Error("stackup: state directory " + detail::posix::quoted(dir) + " belongs to role '" + file_role +
+                  "', not '" + std::string(role) + "': open it with LocalDaemon<\"" + file_role + "\">");
+    c.state_dir = dir;
+    return LocalDaemon(std::move(c));
+  }
+
+  /// The configured name, or the role when none was given.
+  [[nodiscard]] std::string_view name() const noexcept {
+    return config_.name.empty() ? role : std::string_view(config_.name);
+  }
+  /// The configuration (state_dir absolute).
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  /// The state directory (absolute).
+  [[nodiscard]] const std::filesystem::path& state_dir() const noexcept { return config_.state_dir; }
+  /// The daemon's output: `<state_dir>/daemon.log`.
+  [[nodiscard]] std::filesystem::path log_file() const { return config_.state_dir / "daemon.log"; }
+  /// The pid file: `<state_dir>/pid`.
+  [[nodiscard]] std::filesystem::path pid_file() const { return config_.state_dir / "pid"; }
+
+  /// The daemon's pid while its process is alive (whether or not it is ready);
+  /// empty otherwise. Error on an unsafe state directory or a corrupt pid file.
+  [[nodiscard]] std::optional<pid_t> pid() const {
+    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    if (!dir) return std::nullopt;
+    const auto rec = read_pid(dir.get());
+    if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return std::nullopt;
+    return rec->pid;
+  }
+
+  /// For status tables: "pid 1234, port 8765" while alive, else where the log is.
+  [[nodiscard]] std::string detail() const {
+    try {
+      if (const auto p = pid()) {
+        std::string d = "pid " + std::to_string(*p);
+        if (config_.ready.kind != ready::Probe::Kind::none) d += ", port " + std::to_string(config_.ready.port);
+        return d;
+      }
+      return is_provisioned() ? "log " + log_file().string() : "state " + config_.state_dir.string();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+
+  /// The state directory exists with its config. Error when it is unsafe
+  /// (a symlink, another user's, group/world-writable).
+  [[nodiscard]] bool is_provisioned() const {
+    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    struct stat st{};
+    return dir && ::fstatat(dir.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+  }
+
+  /// The pid file parses, its process is alive with the recorded start time
+  /// (a reused pid is not ours), and the readiness probe, if any, passes.
+  /// Error on an unsafe state directory or a corrupt pid file.
+  [[nodiscard]] bool is_running() const {
+    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    if (!dir) return false;
+    const auto rec = read_pid(dir.get());
+    if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return false;
+    return probe(std::chrono::seconds(1));
+  }
+
+  /// Creates the state directory (mode 0700, parents as needed) and writes the
+  /// config. Refuses (Error naming the path and the reason) a state directory
+  /// that is a symlink, another user's, or group/world-writable.
+  void provision() {
+    const auto locked = detail::posix::lock_private_dir(config_.state_dir, true);
+    write_config(locked.dir.get());
+  }
+
+  /// Starts the command detached and waits until it is ready. Nothing to do if
+  /// it already runs. TransitionError when it exits before it is ready (with
+  /// its exit status and the last lines of its log) or when it is not ready
+  /// within start_timeout (it is stopped first); ProvisioningError when there
+  /// is no state directory.
+  void resume() {
+    namespace px = detail::posix;
+    if (config_.command.empty())
+      throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
+    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    if (!locked)
+      throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
+                              " does not exist: provision first");
+    const int dir = locked.dir.get();
+    write_config(dir);
+    if (const auto rec = read_pid(dir)) {
+      // Under the lock, so a concurrent `up` that started it is seen here.
+      if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
+      ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
+    }
+
+    px::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+    if (!log) throw Error("stackup: " + who() + ": cannot open " + px::quoted(log_file()) + ": " + px::sys_message(errno));
+    log = px::above_stdio(std::move(log));
+    px::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null) throw Error("stackup: cannot open /dev/null: " + px::sys_message(errno));
+    null = px::above_stdio(std::move(null));
+    std::string header = "--- stackup " + timestamp() + ": starting";
+    for (const auto& a : config_.command) header += " " + a;
+    header += "\n";
+    px::write_all(log.get(), header);
+    const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
+
+    px::SpawnOptions o;
+    o.argv = config_.command;
+    o.env = &config_.env;
+    o.working_dir = config_.working_dir;
+    o.stdin_fd = null.get();
+    o.stdout_fd = log.get();
+    o.stderr_fd = log.get();
+    px::PidRecord rec;
+    try {
+      // The pid file is written before the child may exec, so no daemon ever
+      // runs unrecorded, even if this process dies right now.
+      px::spawn(o, [&](pid_t child) {
+        const auto st = px::read_proc_stat(child);
+        if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
+        rec = {child, st->start_time};
+        px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
+      });
+    } catch (const std::exception& e) {
+      ::unlinkat(dir, "pid", 0);
+      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + ": " + e.what());
+    }
+    await_ready(dir, rec, run_start);
+  }
+
+  /// SIGTERM to the daemon's process group, up to stop_timeout for it to exit,
+  /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
+  /// the pid now another process's) is removed without signalling anything.
+  void suspend() {
+    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
+    if (locked) stop(locked.dir.get());
+  }
+
+  /// Stops the daemon if it runs, then removes the state directory.
+  void deprovision() {
+    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
+    if (!locked) return;
+    stop(locked.dir.get());
+    std::error_code ec;
+    std::filesystem::remove_all(config_.state_dir, ec);
+    if (ec)
+      throw Error("stackup: " + who() + ": cannot remove state directory " +
+                  detail::posix::quoted(config_.state_dir) + ": " + ec.message());
+  }
+
+private:
+  [[nodiscard]] std::string who() const {
+    return "local_daemon '" + std::string(name()) + "' (" + std::string(role) + ")";
+  }
+
+  static std::string timestamp() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&now, &tm);
+    char buf[32];
+    return std::string(buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm));
+  }
+
+  void write_config(int dir) const {
+    detail::posix::write_file_atomic(dir, "config", detail::format_daemon_config(role, config_),
+                                     config_.state_dir / "config");
+  }
+
+  // The pid file's record; empty when there is none. Error when it is corrupt:
+  // it names the file and what to do, and nothing has been signalled.
+  [[nodiscard]] std::optional<detail::posix::PidRecord> read_pid(int dir) const {
+    const auto text = detail::posix::read_file_at(dir, "pid", 256, pid_file());
+    if (!text) return std::nullopt;
+    detail::posix::PidRecord rec;
+    std::string why;
+    if (!detail::posix::parse_pid_record(*text, rec, why))
+      throw Error("stackup: " + who() + ": pid file " + detail::posix::quoted(pid_file()) + " " + why +
+                  "; nothing was signalled. If no process of this daemon is running (see " + log_file().string() +
+                  "), delete the pid file; otherwise stop that process yourself first");
+    return rec;
+  }
+
+  [[nodiscard]] bool probe(std::chrono::milliseconds timeout) const {
+    switch (config_.ready.kind) {
+    case ready::Probe::Kind::none: return true;
+    case ready::Probe::Kind::tcp: return detail::posix::tcp_probe(config_.ready.port, timeout);
+    case ready::Probe::Kind::http: return detail::posix::http_probe(config_.ready.port, config_.ready.path, timeout);
+    }
+    return false;
+  }
+
+  // Polls (1 ms back-off up to 50 ms) until the probe passes, the process ends,
+  // or start_timeout passes. `log_from`: where this run's output begins.
+  void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
+    namespace px = detail::posix;
+    using px::Clock;
+    const auto deadline = Clock::now() + config_.start_timeout;
+    px::Backoff backoff;
+    auto fail = [&](std::string what) {
+      ::unlinkat(dir, "pid", 0);
+      std::string tail = px::log_tail(dir, "daemon.log", log_from);
+      what += tail.empty() ? " (" + log_file().string() + " has nothing from it)"
+                           : "; last lines of " + log_file().string() + ":" + tail;
+      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
+    };
+    while (true) {
+      const auto ended = px::peek_exit(rec.pid);
+      if (ended && ended->code != px::unknown_exit) {
+        px::reap(rec.pid);
+        fail("exited with " + px::describe_exit(*ended) + " before it was ready");
+      }
+      if (px::identify(rec) != px::Identity::ours) fail("exited before it was ready");
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      if (Clock::now() >= deadline) {
+        const auto how = px::stop_process(rec, config_.stop_timeout, who());
+        append_log(dir, how == px::Stopped::killed ? "stopped with SIGKILL: not ready in time"
+                                                   : "stopped with SIGTERM: not ready in time");
+        fail("was not ready within " + px::format_duration(config_.start_timeout) + " (probe " +
+             config_.ready.describe() + "); it was stopped");
+      }
+      backoff.sleep(deadline);
+    }
+  }
+
+  // Stops the recorded process (if it is still ours) and removes the pid file.
+  void stop(int dir) {
+    namespace px = detail::posix;
+    const auto rec = read_pid(dir);
+    if (!rec) return;
+    const auto how = px::stop_process(*rec, config_.stop_timeout, who());
+    if (how == px::Stopped::terminated) append_log(dir, "stopped with SIGTERM");
+    if (how == px::Stopped::killed)
+      append_log(dir, "stopped with SIGKILL: still running " + px::format_duration(config_.stop_timeout) +
+                          " after SIGTERM");
+    ::unlinkat(dir, "pid", 0);
+  }
+
+  void append_log(int dir, std::string_view what) const {
+    detail::posix::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    if (log) detail::posix::write_all(log.get(), "--- stackup " + timestamp() + ": " + std::string(what) + "\n");
+  }
+
+  Config config_;
+};
+
+} // namespace stackup

@@ -1,0 +1,884 @@
+// stackup — POSIX internals of the shipped components: file descriptors, private
+// state directories with flock locks, process spawning, pid records carrying the
+// process start time, process-group stop with escalation, loopback readiness
+// probes and log tails. Not part of the public API.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/errors.hpp>
+
+#if !defined(__linux__)
+#error "stackup: the shipped components (LocalDaemon, LocalDirectory, Command) need Linux: they read process start times from /proc/<pid>/stat to never signal a reused pid. On other systems define STACKUP_NO_COMPONENTS before including <stackup/stackup.hpp> to use the core alone, and write your own components."
+#endif
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+extern "C" char** environ; // NOLINT: the process environment, inherited by spawned commands
+
+namespace stackup::detail::posix {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+/// The text of an errno value (thread-safe, unlike strerror).
+inline std::string sys_message(int e) { return std::system_category().message(e); }
+
+/// `'path'`, for messages.
+inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+/// "250ms", "10s", "1.5s": a duration for messages.
+inline std::string format_duration(milliseconds d) {
+  const auto ms = d.count();
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms / 1000) + "." + std::to_string((ms % 1000) / 100) + "s";
+}
+
+/// An owned file descriptor, closed on destruction. Movable, not copyable.
+class Fd {
+public:
+  Fd() noexcept = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+private:
+  int fd_ = -1;
+};
+
+/// Back-off for polling: 1 ms, doubling, capped at 50 ms — quick to notice
+/// readiness, cheap while waiting.
+class Backoff {
+public:
+  /// The next pause, never past `deadline`.
+  [[nodiscard]] Clock::duration next(Clock::time_point deadline) {
+    const auto d = std::min<Clock::duration>(step_, std::max<Clock::duration>(deadline - Clock::now(), {}));
+    step_ = std::min<Clock::duration>(step_ * 2, milliseconds(50));
+    return d;
+  }
+  /// Sleeps for the next pause.
+  void sleep(Clock::time_point deadline) { std::this_thread::sleep_for(next(deadline)); }
+
+private:
+  Clock::duration step_ = milliseconds(1);
+};
+
+// ---- files ----------------------------------------------------------------------
+
+/// Writes all of `data`; false (errno set) on failure.
+inline bool write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+/// Reads at most `limit` bytes of `name` in directory `dirfd` without following
+/// a symlink. Empty optional when the file does not exist; Error otherwise.
+inline std::optional<std::string> read_file_at(int dirfd, const char* name, std::size_t limit,
+                                               const std::filesystem::path& shown_as) {
+  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    const int e = errno;
+    if (e == ENOENT) return std::nullopt;
+    if (e == ELOOP)
+      throw Error("stackup: " + quoted(shown_as) + " is a symlink; stackup never reads its state through a symlink: "
+                  "remove the link");
+    throw Error("stackup: cannot open " + quoted(shown_as) + ": " + sys_message(e));
+  }
+  std::string out;
+  char buf[4096];
+  while (out.size() < limit) {
+    const ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, limit - out.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error("stackup: cannot read " + quoted(shown_as) + ": " + sys_message(errno));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+/// Replaces `name` in `dirfd` atomically (write a temporary file, then rename),
+/// so a reader sees the old content or the new, never a part.
+inline void write_file_atomic(int dirfd, const std::string& name, std::string_view content,
+                              const std::filesystem::path& shown_as) {
+  const std::string tmp = name + ".tmp";
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) throw Error("stackup: cannot create " + quoted(shown_as) + ".tmp: " + sys_message(errno));
+  if (!write_all(fd.get(), content)) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot write " + quoted(shown_as) + ".tmp: " + sys_message(e));
+  }
+  fd.reset();
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot replace " + quoted(shown_as) + ": " + sys_message(e));
+  }
+}
+
+/// `fd` itself when it is 3 or above, else a close-on-exec duplicate that is, so
+/// a child can dup2 it onto 0, 1 or 2 without clobbering another.
+inline Fd above_stdio(Fd fd) {
+  if (!fd || fd.get() > 2) return fd;
+  Fd dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  if (!dup) throw Error(std::string("stackup: cannot duplicate a file descriptor: ") + sys_message(errno));
+  return dup;
+}
+
+// ---- private state directories ----------------------------------------------------
+
+/// Opens `dir` as a private state directory: a real directory (not a symlink),
+/// owned by this user and writable by no one else. Empty when it does not exist;
+/// Error, naming the path, the reason and the fix, otherwise.
+inline Fd open_private_dir(const std::filesystem::path& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    const int e = errno;
+    if (e == ENOENT) return {};
+    struct stat st{};
+    if (::lstat(dir.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode))
+        throw Error("stackup: state directory " + quoted(dir) +
+                    " is a symlink; stackup keeps pid files and locks only in a real directory (a link could be "
+                    "redirected): remove the link or configure the real path");
+      if (!S_ISDIR(st.st_mode))
+        throw Error("stackup: state directory " + quoted(dir) +
+                    " exists but is not a directory: remove it or configure another state_dir");
+    }
+    throw Error("stackup: cannot open state directory " + quoted(dir) + ": " + sys_message(e));
+  }
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0)
+    throw Error("stackup: cannot stat state directory " + quoted(dir) + ": " + sys_message(errno));
+  if (st.st_uid != ::geteuid())
+    throw Error("stackup: state directory " + quoted(dir) + " is owned by uid " + std::to_string(st.st_uid) +
+                ", not by this user (uid " + std::to_string(::geteuid()) +
+                "); another user could forge its pid file: use a directory of your own");
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    const auto r = std::to_chars(mode, mode + sizeof mode, st.st_mode & 07777, 8);
+    throw Error("stackup: state directory " + quoted(dir) + " is writable by group or others (mode 0" +
+                std::string(mode, r.ptr) + "); another user could forge its pid file: run `chmod 700 " +
+                dir.string() + "` or configure another state_dir");
+  }
+  return fd;
+}
+
+/// A private state directory, opened and exclusively locked (flock on `lock`
+/// inside it). The lock is released when this is destroyed. Empty when the
+/// directory does not exist and was not to be created.
+struct LockedDir {
+  Fd dir;
+  Fd lock;
+  explicit operator bool() const noexcept { return static_cast<bool>(dir); }
+};
+
+/// Opens and locks the private state directory `dir` (creating it with mode 0700
+/// when `create`). Blocks while another process or thread holds the lock, then
+/// checks the directory was not removed or replaced meanwhile (retrying if so).
+inline LockedDir lock_private_dir(const std::filesystem::path& dir, bool create) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    if (create) {
+      std::error_code ec;
+      if (dir.has_parent_path()) std::filesystem::create_directories(dir.parent_path(), ec);
+      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        throw Error("stackup: cannot create state directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    LockedDir l;
+    l.dir = open_private_dir(dir);
+    if (!l.dir) {
+      if (create) continue;
+      return {};
+    }
+    if (create) {
+      struct stat st{};
+      // mkdir's mode is filtered by the umask; the state directory is exactly 0700.
+      if (::fstat(l.dir.get(), &st) == 0 && (st.st_mode & 07777) != 0700 && ::fchmod(l.dir.get(), 0700) != 0)
+        throw Error("stackup: cannot set mode 0700 on state directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    l.lock = Fd(::openat(l.dir.get(), "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+    if (!l.lock) {
+      if (errno == ENOENT) continue; // the directory was removed under us
+      throw Error("stackup: cannot open lock file " + quoted(dir / "lock") + ": " + sys_message(errno));
+    }
+    while (::flock(l.lock.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) throw Error("stackup: cannot lock " + quoted(dir / "lock") + ": " + sys_message(errno));
+    }
+    // While we waited, the holder may have removed the directory (deprovision):
+    // the lock we hold must be the one at the path now.
+    struct stat held{}, linked{}, opened{}, at_path{};
+    if (::fstat(l.lock.get(), &held) == 0 && ::fstatat(l.dir.get(), "lock", &linked, AT_SYMLINK_NOFOLLOW) == 0 &&
+        ::fstat(l.dir.get(), &opened) == 0 && ::lstat(dir.c_str(), &at_path) == 0 && held.st_ino == linked.st_ino &&
+        held.st_dev == linked.st_dev && opened.st_ino == at_path.st_ino && opened.st_dev == at_path.st_dev)
+      return l;
+  }
+  throw Error("stackup: cannot lock state directory " + quoted(dir) +
+              ": it keeps being removed or replaced by another process");
+}
+
+// ---- processes ----------------------------------------------------------------------
+
+/// What stackup needs from /proc/<pid>/stat.
+struct ProcStat {
+  char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
+  pid_t pgrp = 0;                   ///< field 5: process group
+  unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
+};
+
+/// Parses the content of /proc/<pid>/stat. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from the last ')'.
+inline std::optional<ProcStat> parse_proc_stat(std::string_view s) {
+  const auto close = s.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  s.remove_prefix(close + 1);
+  ProcStat out;
+  // Fields after ')' start at field 3.
+  for (int field = 3; field <= 22; ++field) {
+    if (s.empty() || s.front() != ' ') return std::nullopt;
+    s.remove_prefix(1);
+    const auto end = std::min(s.find(' '), s.size());
+    const std::string_view tok = s.substr(0, end);
+    if (tok.empty()) return std::nullopt;
+    if (field == 3) {
+      out.state = tok.front();
+    } else if (field == 5) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
+    } else if (field == 22) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.start_time).ec != std::errc{}) return std::nullopt;
+    }
+    s.remove_prefix(end);
+  }
+  return out;
+}
+
+/// /proc/<pid>/stat of a process, or empty when there is no such process.
+inline std::optional<ProcStat> read_proc_stat(pid_t pid) {
+  const std::string file = "/proc/" + std::to_string(pid) + "/stat";
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  char buf[1024];
+  std::size_t len = 0;
+  while (len < sizeof buf) {
+    const ssize_t n = ::read(fd.get(), buf + len, sizeof buf - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  return parse_proc_stat(std::string_view(buf, len));
+}
+
+/// A zombie has exited; only its parent's wait is missing.
+inline bool is_live_state(char state) noexcept { return state != 'Z' && state != 'X' && state != 'x'; }
+
+/// The largest pid the system hands out (/proc/sys/kernel/pid_max).
+inline pid_t max_pid() {
+  Fd fd(::open("/proc/sys/kernel/pid_max", O_RDONLY | O_CLOEXEC));
+  char buf[32];
+  long value = 0;
+  if (fd) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n > 0) std::from_chars(buf, buf + n, value);
+  }
+  return value > 1 ? static_cast<pid_t>(value) : pid_t{4194304}; // Linux's PID_MAX_LIMIT on 64-bit
+}
+
+/// A pid file's content: the pid and the start time of that process, which
+/// together identify it even after the pid number is reused.
+struct PidRecord {
+  pid_t pid = 0;
+  unsigned long long start_time = 0;
+};
+
+/// "<pid> <start time>\n".
+inline std::string format_pid_record(PidRecord r) {
+  return std::to_string(r.pid) + " " + std::to_string(r.start_time) + "\n";
+}
+
+/// Parses a pid file strictly. On failure returns false and says why in `why`;
+/// a pid of 0, 1, a negative or an out-of-range value is never accepted (they
+/// would make kill() hit a process group, init or everything).
+inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string& why) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (text.empty()) {
+    why = "is empty";
+    return false;
+  }
+  auto shown = [&] {
+    std::string s;
+    for (char c : text.substr(0, 40)) s += (c >= 0x20 && c < 0x7f) ? c : '?';
+    return "'" + s + (text.size() > 40 ? "...'" : "'");
+  };
+  const auto space = text.find(' ');
+  const std::string_view pid_text = text.substr(0, space);
+  const std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  auto digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!pid_text.empty() && pid_text.front() == '-' && digits(pid_text.substr(1))) {
+    why = "holds a negative pid (" + shown() + ")";
+    return false;
+  }
+  if (!digits(pid_text) || !digits(start_text)) {
+    why = "holds " + shown() + ", not '<pid> <start time>'";
+    return false;
+  }
+  long long pid = 0;
+  const pid_t limit = max_pid();
+  if (pid_text.size() > 12 || std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid).ec != std::errc{} ||
+      pid > limit) {
+    why = "holds pid " + std::string(pid_text.substr(0, 24)) + ", above the system's maximum (" +
+          std::to_string(limit) + ")";
+    return false;
+  }
+  if (pid <= 1) {
+    why = "holds pid " + std::to_string(pid) + ", which is never a daemon's (0 is a process group, 1 is init)";
+    return false;
+  }
+  if (std::from_chars(start_text.data(), start_text.data() + start_text.size(), out.start_time).ec != std::errc{}) {
+    why = "holds an out-of-range start time (" + shown() + ")";
+    return false;
+  }
+  out.pid = static_cast<pid_t>(pid);
+  return true;
+}
+
+/// Whether the process a record names is still that process.
+enum class Identity {
+  ours,   ///< alive, same start time
+  gone,   ///< no such process, or it has exited (zombie)
+  reused, ///< the pid now belongs to another process: never signal it
+};
+
+/// Checks a record against /proc; reaps the process when it is a zombie child
+/// of this process, so a long-lived host does not collect zombies.
+inline Identity identify(PidRecord r, bool reap_zombie = true) {
+  const auto st = read_proc_stat(r.pid);
+  if (!st) return Identity::gone;
+  if (st->start_time != r.start_time) return Identity::reused;
+  if (is_live_state(st->state)) return Identity::ours;
+  if (reap_zombie) {
+    while (::waitpid(r.pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+    }
+  }
+  return Identity::gone;
+}
+
+/// How a child process ended (waitid's si_code and si_status).
+struct ChildExit {
+  int code = 0;
+  int status = 0;
+};
+
+/// ChildExit::code when the status is unknown: the child was reaped elsewhere
+/// (e.g. the host sets SIGCHLD to SIG_IGN) or is not a child of this process.
+inline constexpr int unknown_exit = -1;
+
+/// The end of `pid` if it is a child of this process and has ended, without
+/// reaping it (its pid number stays reserved, so its group can still be
+/// signalled safely). `ChildExit{unknown_exit}` when `pid` is not (or no longer)
+/// a child of this process; empty while it runs.
+inline std::optional<ChildExit> peek_exit(pid_t pid) {
+  siginfo_t si{};
+  for (;;) {
+    if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0) break;
+    if (errno != EINTR) return ChildExit{unknown_exit, 0}; // ECHILD
+  }
+  if (si.si_pid == 0) return std::nullopt;
+  return ChildExit{si.si_code, si.si_status};
+}
+
+/// Reaps `pid` if it is a child that has ended.
+inline void reap(pid_t pid) noexcept {
+  while (::waitpid(pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+  }
+}
+
+/// "SIGTERM", or "signal 42".
+inline std::string signal_name(int sig) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  if (const char* abbrev = ::sigabbrev_np(sig)) return std::string("SIG") + abbrev;
+#endif
+  return "signal " + std::to_string(sig);
+}
+
+/// "exit status 3", "killed by SIGKILL".
+inline std::string describe_exit(ChildExit e) {
+  switch (e.code) {
+  case CLD_EXITED: return "exit status " + std::to_string(e.status);
+  case CLD_KILLED: return "killed by " + signal_name(e.status);
+  case CLD_DUMPED: return "killed by " + signal_name(e.status) + " (core dumped)";
+  case unknown_exit: return "an unknown exit status (reaped elsewhere: is SIGCHLD ignored?)";
+  default: return "an unknown end (code " + std::to_string(e.code) + ")";
+  }
+}
+
+/// Whether any process in group `pgid` is alive (zombies do not count).
+inline bool group_has_live_member(pid_t pgid) {
+  if (::kill(-pgid, 0) != 0 && errno == ESRCH) return false;
+  // kill() also reaches zombies; look for a live member.
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return true;
+  bool live = false;
+  while (const dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    const std::string_view n = entry->d_name;
+    if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
+    const auto st = read_proc_stat(pid);
+    if (st && st->pgrp == pgid && is_live_state(st->state)) {
+      live = true;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return live;
+}
+
+/// How stop_process ended.
+enum class Stopped {
+  not_running, ///< nothing to stop (gone, or the pid belongs to another process now)
+  terminated,  ///< exited after SIGTERM
+  killed,      ///< needed SIGKILL after the timeout
+};
+
+/// Stops the process a record names, and its process group when it leads one:
+/// SIGTERM, wait up to `timeout`, then SIGKILL. Signals nothing unless the
+/// record's start time matches the live process. Error if it survives SIGKILL.
+inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view who) {
+  const auto first = read_proc_stat(r.pid);
+  if (!first || first->start_time != r.start_time) return Stopped::not_running;
+  const bool group = first->pgrp == r.pid; // it leads its own group (a session we created)
+  const pid_t target = group ? -r.pid : r.pid;
+  auto gone = [&] {
+    if (identify(r, false) == Identity::ours) return false;
+    return !group || !group_has_live_member(r.pid);
+  };
+  auto finish = [&](Stopped how) {
+    reap(r.pid);
+    return how;
+  };
+  if (gone()) return finish(Stopped::not_running);
+  if (::kill(target, SIGTERM) != 0 && errno != ESRCH)
+    throw Error("stackup: cannot signal " + std::string(who) + " (pid " + std::to_string(r.pid) +
+                "): " + sys_message(errno));
+  auto deadline = Clock::now() + timeout;
+  Backoff backoff;
+  while (true) {
+    if (gone()) return finish(Stopped::terminated);
+    if (Clock::now() >= deadline) break;
+    backoff.sleep(deadline);
+  }
+  // The leader is unreaped (a zombie child of ours) or a member is alive, so the
+  // group's number cannot have been reused: signalling it is safe.
+  if (::kill(target, SIGKILL) != 0 && errno != ESRCH)
+    throw Error("stackup: cannot kill " + std::string(who) + " (pid " + std::to_string(r.pid) +
+                "): " + sys_message(errno));
+  deadline = Clock::now() + std::chrono::seconds(10);
+  Backoff again;
+  while (true) {
+    if (gone()) return finish(Stopped::killed);
+    if (Clock::now() >= deadline) break;
+    again.sleep(deadline);
+  }
+  throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) +
+              ") survived SIGKILL for 10s (stuck in the kernel?); its pid file is kept: check it with `ps -o "
+              "pid,stat,cmd -g " + std::to_string(r.pid) + "`");
+}
+
+/// What to run, and with which standard streams.
+struct SpawnOptions {
+  std::vector<std::string> argv;                        ///< argv[0] is looked up in PATH if it has no '/'
+  const std::map<std::string, std::string>* env = nullptr; ///< variables added to the inherited environment
+  std::filesystem::path working_dir;                    ///< empty: inherit
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;     ///< each must be above 2 (see above_stdio)
+};
+
+/// Starts `o.argv` in a new session (so it leads its own process group and has
+/// no controlling terminal), with default signal dispositions and an empty
+/// signal mask, and with no descriptor of ours but the three given.
+///
+/// `gate(pid)` runs in this process after the fork and before the child may
+/// exec: if this process dies during `gate`, the child exits instead of running
+/// unrecorded. Throws Error (after reaping the child) when the command cannot be
+/// started; what `gate` throws is rethrown after killing the child.
+template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
+  if (o.argv.empty() || o.argv.front().empty()) throw Error("stackup: cannot start an empty command");
+  // Everything the child needs is built here: between fork and exec it may only
+  // make async-signal-safe calls (no allocation), as the host may have threads.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    if (o.env != nullptr && o.env->count(std::string(kv.substr(0, kv.find('=')))) != 0) continue;
+    env_strings.emplace_back(kv);
+  }
+  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
+  if (const char* p = std::getenv("PATH")) path_var = p;
+  if (o.env != nullptr) {
+    for (const auto& [key, value] : *o.env) {
+      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos)
+        throw Error("stackup: invalid environment variable name '" + key + "': it must be non-empty, without '='");
+      env_strings.push_back(key + "=" + value);
+      if (key == "PATH") path_var = value;
+    }
+  }
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args(o.argv);
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> candidates;
+  if (o.argv.front().find('/') != std::string::npos) {
+    candidates.push_back(o.argv.front());
+  } else {
+    std::string_view rest = path_var;
+    while (true) {
+      const auto colon = rest.find(':');
+      const std::string_view dir = rest.substr(0, colon);
+      candidates.push_back((dir.empty() ? std::string(".") : std::string(dir)) + "/" + o.argv.front());
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
+
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+  Fd report_read(report[0]), report_write(report[1]);
+  int go[2];
+  // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
+    throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
+  Fd go_parent(go[0]), go_child(go[1]);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
+  if (pid == 0) {
+    // Child: async-signal-safe calls only.
+    struct Report {
+      int stage, err;
+    };
+    auto fail = [&](int stage) {
+      const Report rep{stage, errno};
+      [[maybe_unused]] const ssize_t n = ::write(report_write.get(), &rep, sizeof rep);
+      ::_exit(127);
+    };
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+    }
+    if (::setsid() < 0) fail(1);
+    if (::dup2(o.stdin_fd, 0) < 0 || ::dup2(o.stdout_fd, 1) < 0 || ::dup2(o.stderr_fd, 2) < 0) fail(2);
+#if defined(SYS_close_range)
+    // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
+    ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+#endif
+    if (cwd != nullptr && ::chdir(cwd) != 0) fail(3);
+    char byte = 0;
+    ssize_t got = 0;
+    do got = ::read(go_child.get(), &byte, 1);
+    while (got < 0 && errno == EINTR);
+    if (got != 1) ::_exit(125); // the parent did not record us: do not run
+    int err = ENOENT;
+    for (const auto& c : candidates) {
+      ::execve(c.c_str(), argv.data(), envp.data());
+      if (errno != ENOENT && errno != ENOTDIR) err = errno;
+      if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
+    }
+    errno = err;
+    fail(4);
+  }
+  report_write.reset();
+  go_child.reset();
+  try {
+    gate(pid);
+  } catch (...) {
+    ::kill(pid, SIGKILL); // still ours and not yet exec'd: safe
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  const char byte = 'g';
+  while (::send(go_parent.get(), &byte, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+  go_parent.reset();
+  int rep[2] = {0, 0};
+  std::size_t got = 0;
+  while (got < sizeof rep) {
+    const ssize_t n = ::read(report_read.get(), reinterpret_cast<char*>(rep) + got, sizeof rep - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got == 0) return pid; // the report pipe closed on exec: started
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  const char* stages[] = {"", "setsid", "redirect its output", "change to its working directory", "execute it"};
+  std::string what = "stackup: cannot start '" + o.argv.front() + "'";
+  const int stage = got == sizeof rep && rep[0] >= 1 && rep[0] <= 4 ? rep[0] : 4;
+  what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep[1]);
+  if (stage == 3) what += " (working_dir " + quoted(o.working_dir) + ")";
+  if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
+  throw Error(what);
+}
+
+// ---- shell commands -------------------------------------------------------------------
+
+/// The result of run_shell.
+struct ShellResult {
+  ChildExit exit;      ///< how the shell ended (after a kill when timed out)
+  bool timed_out = false;
+  std::string stderr_tail; ///< the last few KiB of its standard error
+};
+
+/// Runs `command` with /bin/sh -c in its own session (stdin and stdout /dev/null,
+/// stderr captured). Past `timeout`, its whole process group gets SIGTERM, then
+/// SIGKILL two seconds later. Returns when the shell exits, even if a process it
+/// started in the background still holds its stderr.
+inline ShellResult run_shell(const std::string& command, milliseconds timeout,
+                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env) {
+  constexpr std::size_t keep = 8192;
+  Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null) throw Error("stackup: cannot open /dev/null: " + sys_message(errno));
+  null = above_stdio(std::move(null));
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+  Fd err_read(p[0]), err_write(p[1]);
+  err_write = above_stdio(std::move(err_write));
+  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", command};
+  o.env = &env;
+  o.working_dir = working_dir;
+  o.stdin_fd = null.get();
+  o.stdout_fd = null.get();
+  o.stderr_fd = err_write.get();
+  const pid_t pid = spawn(o, [](pid_t) {});
+  err_write.reset();
+
+  ShellResult result;
+  bool open = true;
+  auto drain = [&] {
+    char buf[4096];
+    while (open) {
+      const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0) open = false;
+        break;
+      }
+      result.stderr_tail.append(buf, static_cast<std::size_t>(n));
+      if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+    }
+  };
+  auto deadline = Clock::now() + timeout;
+  Backoff backoff;
+  std::optional<ChildExit> ended;
+  while (!(ended = peek_exit(pid))) {
+    if (Clock::now() >= deadline) break;
+    const auto wait = std::chrono::duration_cast<milliseconds>(backoff.next(deadline));
+    if (open) {
+      pollfd pfd{err_read.get(), POLLIN, 0};
+      ::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
+      drain();
+    } else {
+      std::this_thread::sleep_for(wait);
+    }
+  }
+  if (!ended) {
+    result.timed_out = true;
+    ::kill(-pid, SIGTERM);
+    deadline = Clock::now() + std::chrono::seconds(2);
+    Backoff grace;
+    while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
+    // The shell is not reaped yet, so its group number cannot have been reused.
+    ::kill(-pid, SIGKILL);
+  }
+  siginfo_t si{};
+  int r = 0;
+  while ((r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED)) != 0 && errno == EINTR) {
+  }
+  result.exit = r == 0 ? ChildExit{si.si_code, si.si_status} : ended.value_or(ChildExit{unknown_exit, 0});
+  drain();
+  if (result.stderr_tail.size() > keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+  return result;
+}
+
+// ---- readiness probes -----------------------------------------------------------------
+
+/// A connected TCP socket to 127.0.0.1:port, or empty (refused, or not within `timeout`).
+inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return {};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  if (errno != EINPROGRESS) return {};
+  pollfd pfd{fd.get(), POLLOUT, 0};
+  if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  return fd;
+}
+
+/// Something accepts connections on 127.0.0.1:port.
+inline bool tcp_probe(std::uint16_t port, milliseconds timeout) {
+  return static_cast<bool>(connect_loopback(port, timeout));
+}
+
+/// `GET path` on 127.0.0.1:port answers 2xx within `timeout`.
+inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  Fd fd = connect_loopback(port, timeout);
+  if (!fd) return false;
+  auto left = [&] {
+    return static_cast<int>(std::max<long long>(
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1));
+  };
+  const std::string request = "GET " + std::string(path) + " HTTP/1.0\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                              "\r\nUser-Agent: stackup\r\nConnection: close\r\n\r\n";
+  std::string_view out = request;
+  while (!out.empty()) {
+    const ssize_t n = ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (Clock::now() >= deadline || ::poll(&pfd, 1, left()) != 1) return false;
+  }
+  std::string in;
+  char buf[256];
+  while (in.find('\n') == std::string::npos && in.size() < 512) {
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n > 0) {
+      in.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd pfd{fd.get(), POLLIN, 0};
+    if (Clock::now() >= deadline || ::poll(&pfd, 1, left()) != 1) return false;
+  }
+  // "HTTP/1.x 2xx ..."
+  const auto space = in.find(' ');
+  return in.compare(0, 5, "HTTP/") == 0 && space != std::string::npos && space + 4 <= in.size() &&
+         in[space + 1] == '2';
+}
+
+// ---- logs -----------------------------------------------------------------------------
+
+/// The last `max_lines` lines of `name` in `dirfd` from byte `from` on (at most
+/// the last 4 KiB), each indented, for error messages. Empty if there are none.
+inline std::string log_tail(int dirfd, const char* name, off_t from, std::size_t max_lines = 15) {
+  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return {};
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size <= from) return {};
+  const off_t start = std::max<off_t>(from, st.st_size - 4096);
+  std::string text(static_cast<std::size_t>(st.st_size - start), '\0');
+  const ssize_t n = ::pread(fd.get(), text.data(), text.size(), start);
+  if (n <= 0) return {};
+  text.resize(static_cast<std::size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  std::vector<std::string_view> lines;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    lines.push_back(rest.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  if (start > from && !lines.empty()) lines.erase(lines.begin()); // cut mid-line
+  std::string out;
+  for (std::size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i) {
+    out += "\n    ";
+    out += lines[i];
+  }
+  return out;
+}
+
+/// The last lines of a captured text, indented like log_tail.
+inline std::string text_tail(std::string_view text, std::size_t max_lines = 15) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  std::size_t begin = text.size();
+  for (std::size_t lines = 0; begin > 0; --begin) {
+    if (text[begin - 1] == '\n' && ++lines == max_lines) break;
+  }
+  std::string out;
+  std::string_view rest = text.substr(begin);
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    out += "\n    ";
+    out += rest.substr(0, nl);
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+} // namespace stackup::detail::posix

@@ -1,0 +1,724 @@
+// LocalDaemon against a real process (tests/programs/test_daemon): start, stop,
+// readiness, escalation to SIGKILL, hostile pid files, permissions, and two
+// processes racing to bring it up. Every test kills what it started, even when
+// it fails (Sweeper).
+#include <stackup/stackup.hpp>
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Daemon = stackup::LocalDaemon<"orchestrator">;
+
+static_assert(stackup::Provisionable<Daemon> && stackup::Resumable<Daemon> && stackup::Suspendable<Daemon> &&
+              stackup::Deprovisionable<Daemon>);
+static_assert(std::is_move_constructible_v<Daemon> && std::is_move_assignable_v<Daemon>);
+
+// A fresh directory under /tmp, removed with everything in it.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/stackup-daemon-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path, fs::perms::owner_all, ec);
+    fs::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+std::optional<std::string> slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void spit(const fs::path& p, std::string_view content) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << content;
+  REQUIRE(out.good());
+}
+
+// Fields of /proc/<pid>/stat, read independently of the library.
+struct Stat {
+  char state = '?';
+  long pgrp = 0;
+  unsigned long long start = 0;
+};
+std::optional<Stat> stat_of(pid_t pid) {
+  const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return std::nullopt;
+  std::istringstream in(text->substr(text->rfind(')') + 2));
+  Stat s;
+  std::string skip;
+  in >> s.state >> skip >> s.pgrp;
+  for (int field = 6; field < 22; ++field) in >> skip;
+  in >> s.start;
+  return s;
+}
+
+// Alive and not a zombie.
+bool alive(pid_t pid) {
+  const auto s = stat_of(pid);
+  return s && s->state != 'Z' && s->state != 'X';
+}
+
+// Live processes whose command line contains `tag`.
+std::vector<pid_t> tagged(const std::string& tag) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    pid_t pid = 0;
+    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
+    const auto cmdline = slurp(entry.path() / "cmdline");
+    if (cmdline && cmdline->find(tag) != std::string::npos && alive(pid) && pid != ::getpid()) out.push_back(pid);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Polls `done` for up to `limit` (a ceiling for a slow machine, not a timing assertion).
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// Kills every live process tagged with `tag` when it goes out of scope, so no
+// daemon outlives a test, even a failing one.
+struct Sweeper {
+  std::string tag;
+  ~Sweeper() {
+    for (int round = 0; round < 100; ++round) {
+      const auto pids = tagged(tag);
+      if (pids.empty()) break;
+      for (pid_t p : pids) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, WNOHANG);
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+  }
+};
+
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool port_open(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Runs a program (argv, no shell) and returns its exit status and stdout+stderr.
+struct Ran {
+  int status = -1;
+  std::string out;
+};
+Ran run(const std::vector<std::string>& argv) {
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(p[1], 1);
+    ::dup2(p[1], 2);
+    ::close(p[0]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  Ran r;
+  char buf[512];
+  ssize_t n = 0;
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Starts a process directly (not through stackup): an "unrelated" process.
+pid_t start_process(const std::vector<std::string>& argv) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The message of the stackup::Error that `f` throws; "" when it throws nothing.
+template <class F> std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const stackup::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+// One test's world: a temp directory, a sweeper for its processes, a free port.
+struct World {
+  TempDir tmp;
+  Sweeper sweeper{tmp.path.string()};
+  std::uint16_t port = free_port();
+  fs::path state = tmp.path / "state";
+
+  std::vector<std::string> command(std::initializer_list<std::string> extra = {}, std::uint16_t on = 0) const {
+    std::vector<std::string> c{STACKUP_TEST_DAEMON_PATH, "--port", std::to_string(on ? on : port), "--tag",
+                               tmp.path.string()};
+    c.insert(c.end(), extra.begin(), extra.end());
+    return c;
+  }
+  [[nodiscard]] Daemon daemon(std::initializer_list<std::string> extra = {}, stackup::ready::Probe probe = {},
+                              std::chrono::milliseconds start_timeout = 10s,
+                              std::chrono::milliseconds stop_timeout = 5s) const {
+    if (probe.kind == stackup::ready::Probe::Kind::none) probe = stackup::ready::http(port, "/health");
+    return Daemon{{.name = "web",
+                   .command = command(extra),
+                   .state_dir = state,
+                   .ready = probe,
+                   .start_timeout = start_timeout,
+                   .stop_timeout = stop_timeout}};
+  }
+  [[nodiscard]] std::vector<pid_t> processes() const { return tagged(tmp.path.string()); }
+};
+
+} // namespace
+
+TEST_CASE("local_daemon: up starts a real process, another process sees it, down stops it, force removes its state") {
+  World w;
+  stackup::Stack s{"local", w.daemon()};
+  auto& web = s.get<"orchestrator">();
+  CHECK_FALSE(s.is_provisioned());
+  CHECK(web.name() == "web");
+  CHECK(web.state_dir() == w.state);
+
+  s.up();
+  REQUIRE(web.pid().has_value());
+  const pid_t pid = *web.pid();
+  CHECK(alive(pid));
+  CHECK(port_open(w.port));
+  CHECK(web.is_running());
+  CHECK(w.processes() == std::vector<pid_t>{pid});
+  // Its own session and process group; the pid file records pid and start time.
+  CHECK(stat_of(pid)->pgrp == pid);
+  CHECK(slurp(web.pid_file()) == std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + "\n");
+  CHECK(contains(slurp(web.log_file()).value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
+  const auto status = s.status();
+  CHECK(status[0].flavor == "local_daemon");
+  CHECK(status[0].state == stackup::State::running);
+  CHECK(status[0].detail == "pid " + std::to_string(pid) + ", port " + std::to_string(w.port));
+
+  // A second process that knows only the state directory.
+  CHECK(run({STACKUP_DAEMON_QUERY_PATH, w.state.string()}).out == "running " + std::to_string(pid) + "\n");
+
+  // A second up calls no action and starts nothing.
+  std::vector<stackup::Outcome> outcomes;
+  s.on_event([&](const stackup::Event& e) { outcomes.push_back(e.outcome); });
+  s.up();
+  CHECK(outcomes == std::vector<stackup::Outcome>{stackup::Outcome::already_done});
+  CHECK(web.pid() == pid);
+  CHECK(w.processes() == std::vector<pid_t>{pid});
+
+  outcomes.clear();
+  s.down();
+  CHECK(outcomes == std::vector<stackup::Outcome>{stackup::Outcome::started, stackup::Outcome::succeeded});
+  CHECK_FALSE(alive(pid));
+  CHECK_FALSE(port_open(w.port));
+  CHECK_FALSE(fs::exists(web.pid_file()));
+  CHECK(fs::exists(w.state / "config"));
+  CHECK(s.get<"orchestrator">().state() == stackup::State::suspended);
+  CHECK(run({STACKUP_DAEMON_QUERY_PATH, w.state.string()}).out == "stopped\n");
+
+  outcomes.clear();
+  s.down(); // nothing to stop
+  CHECK(outcomes == std::vector<stackup::Outcome>{stackup::Outcome::already_done});
+
+  s.down({.force = true});
+  CHECK_FALSE(fs::exists(w.state));
+  CHECK_FALSE(s.is_provisioned());
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: the state directory is created with mode 0700 and read back by from_state_dir") {
+  World w;
+  Daemon d{{.name = "web",
+            .command = w.command(),
+            .state_dir = w.state,
+            .ready = stackup::ready::tcp(w.port),
+            .start_timeout = 7s,
+            .stop_timeout = 3s,
+            .env = {{"GREETING", "hello world"}},
+            .working_dir = w.tmp.path}};
+  const auto old_mask = ::umask(0); // a permissive umask must not loosen the state directory
+  d.provision();
+  ::umask(old_mask);
+  struct stat st{};
+  REQUIRE(::stat(w.state.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+  CHECK(d.is_provisioned());
+  CHECK_FALSE(d.is_running());
+
+  const auto copy = Daemon::from_state_dir(w.state);
+  CHECK(copy.name() == "web");
+  CHECK(copy.config().command == d.config().command);
+  CHECK(copy.config().ready == d.config().ready);
+  CHECK(copy.config().start_timeout == 7s);
+  CHECK(copy.config().stop_timeout == 3s);
+  CHECK(copy.config().env == d.config().env);
+  CHECK(copy.config().working_dir == w.tmp.path);
+
+  // Another role's state, a missing directory and a corrupt config are errors.
+  CHECK(contains(error_of([&] { (void)stackup::LocalDaemon<"model_deployer">::from_state_dir(w.state); }),
+                 "belongs to role 'orchestrator'"));
+  CHECK(contains(error_of([&] { (void)Daemon::from_state_dir(w.tmp.path / "nowhere"); }), "no state directory"));
+  const std::string config = *slurp(w.state / "config");
+  spit(w.state / "config", config.substr(0, config.size() / 2));
+  CHECK(contains(error_of([&] { (void)Daemon::from_state_dir(w.state); }), "is corrupt"));
+
+  // An existing private directory with a looser (but safe) mode is tightened.
+  d.deprovision();
+  CHECK_FALSE(fs::exists(w.state));
+  REQUIRE(::mkdir(w.state.c_str(), 0755) == 0);
+  ::chmod(w.state.c_str(), 0755);
+  d.provision();
+  REQUIRE(::stat(w.state.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+}
+
+TEST_CASE("local_daemon: env and working_dir reach the process") {
+  World w;
+  const std::string program = STACKUP_TEST_DAEMON_PATH;
+  Daemon d{{.command = {"/bin/sh", "-c", "pwd; echo \"greeting=$GREETING\"; exec \"$0\" --port " +
+                                             std::to_string(w.port) + " --tag " + w.tmp.path.string(),
+                        program},
+            .state_dir = w.state,
+            .ready = stackup::ready::tcp(w.port),
+            .env = {{"GREETING", "hello world"}},
+            .working_dir = w.tmp.path}};
+  CHECK(d.name() == "orchestrator"); // no name: the role
+  d.provision();
+  d.resume();
+  CHECK(d.is_running());
+  const std::string log = slurp(d.log_file()).value_or("");
+  CHECK(contains(log, w.tmp.path.string() + "\n"));
+  CHECK(contains(log, "greeting=hello world\n"));
+  d.deprovision();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a daemon that ignores SIGTERM is killed after stop_timeout") {
+  World w;
+  auto d = w.daemon({"--ignore-term"}, stackup::ready::tcp(w.port), 10s, 300ms);
+  d.provision();
+  d.resume();
+  const pid_t pid = d.pid().value_or(0);
+  REQUIRE(alive(pid));
+  d.suspend();
+  CHECK_FALSE(alive(pid));
+  CHECK_FALSE(d.is_running());
+  const std::string log = slurp(d.log_file()).value_or("");
+  CHECK(contains(log, "got SIGTERM, ignoring it")); // it did receive SIGTERM first
+  CHECK(contains(log, "stopped with SIGKILL"));
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: suspend stops the daemon's whole process group") {
+  World w;
+  auto d = w.daemon({"--spawn-child"});
+  d.provision();
+  d.resume();
+  REQUIRE(eventually([&] { return w.processes().size() == 2; }));
+  for (pid_t p : w.processes()) CHECK(stat_of(p)->pgrp == *d.pid());
+  d.suspend();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a daemon that exits at start fails resume with its exit status and log tail") {
+  World w;
+  stackup::Stack s{"local", w.daemon({"--exit-now", "boom: no config file found"})};
+  try {
+    s.up();
+    FAIL("up should have failed");
+  } catch (const stackup::TransitionError& e) {
+    CHECK(e.role() == "orchestrator");
+    CHECK(e.transition() == stackup::Transition::resume);
+    CHECK(contains(e.what(), "exited with exit status 3 before it was ready"));
+    CHECK(contains(e.what(), "boom: no config file found"));
+    CHECK(contains(e.what(), "(rolled back)"));
+  }
+  // up rolled back its provision: nothing is left.
+  CHECK_FALSE(fs::exists(w.state));
+  CHECK(w.processes().empty());
+
+  // The component's own error is a TransitionError too.
+  auto d = w.daemon({"--exit-now", "boom again"});
+  d.provision();
+  std::string message;
+  try {
+    d.resume();
+  } catch (const stackup::TransitionError& e) {
+    message = e.what();
+  }
+  CHECK(contains(message, "exit status 3"));
+  CHECK(contains(message, "boom again"));
+  CHECK_FALSE(contains(message, "boom: no config file found")); // only this run's output
+  CHECK_FALSE(fs::exists(d.pid_file()));
+  CHECK_FALSE(d.is_running());
+}
+
+TEST_CASE("local_daemon: a daemon that never becomes ready times out and leaves no process") {
+  World w;
+  auto d = w.daemon({"--ready-after", "600000"}, {}, 300ms, 2s);
+  d.provision();
+  std::string message;
+  try {
+    d.resume();
+  } catch (const stackup::TransitionError& e) {
+    message = e.what();
+  }
+  CHECK(contains(message, "was not ready within 300ms"));
+  CHECK(contains(message, "http://127.0.0.1:" + std::to_string(w.port) + "/health"));
+  CHECK(contains(message, "test_daemon: pid")); // the log tail
+  CHECK(w.processes().empty());
+  CHECK_FALSE(fs::exists(d.pid_file()));
+}
+
+TEST_CASE("local_daemon: a command that cannot be executed is a TransitionError") {
+  World w;
+  Daemon d{{.command = {(w.tmp.path / "no-such-program").string()}, .state_dir = w.state}};
+  d.provision();
+  const std::string message = error_of([&] { d.resume(); });
+  CHECK(contains(message, "no-such-program"));
+  CHECK(contains(message, "No such file or directory"));
+  CHECK_FALSE(fs::exists(d.pid_file()));
+  CHECK_THROWS_AS(d.resume(), stackup::TransitionError);
+
+  Daemon empty{{.state_dir = w.state}};
+  CHECK(contains(error_of([&] { empty.resume(); }), "no command configured"));
+}
+
+TEST_CASE("local_daemon: the http probe needs a 2xx answer, the tcp probe only an open port") {
+  World w;
+  auto tcp = w.daemon({"--unhealthy"}, stackup::ready::tcp(w.port));
+  tcp.provision();
+  tcp.resume();
+  CHECK(tcp.is_running());
+  const auto http = w.daemon({"--unhealthy"}, stackup::ready::http(w.port, "/health"));
+  CHECK(http.pid() == tcp.pid()); // same state directory, same process
+  CHECK_FALSE(http.is_running());
+  tcp.suspend();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a daemon killed behind the stack's back is seen as stopped and restarted by up") {
+  World w;
+  stackup::Stack s{"local", w.daemon()};
+  s.up();
+  const pid_t first = s.get<"orchestrator">().pid().value_or(0);
+  REQUIRE(first > 1);
+  REQUIRE(::kill(first, SIGKILL) == 0);
+  REQUIRE(eventually([&] { return !alive(first); }));
+  CHECK_FALSE(s.is_running());
+  // is_running reaped its zombie child.
+  errno = 0;
+  CHECK(::waitpid(first, nullptr, WNOHANG) == -1);
+  CHECK(errno == ECHILD);
+  s.up();
+  const pid_t second = s.get<"orchestrator">().pid().value_or(0);
+  CHECK(second != first);
+  CHECK(alive(second));
+  CHECK(port_open(w.port));
+  s.down({.force = true});
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a daemon started by one process can be stopped by another") {
+  World w;
+  auto d = w.daemon();
+  d.provision();
+  d.resume();
+  const pid_t pid = d.pid().value_or(0);
+  const auto ran = run({STACKUP_DAEMON_QUERY_PATH, w.state.string(), "down"});
+  CHECK(ran.status == 0);
+  CHECK(ran.out == "stopped\n");
+  CHECK_FALSE(alive(pid));
+  CHECK_FALSE(d.is_running());
+  CHECK_FALSE(fs::exists(d.pid_file()));
+}
+
+TEST_CASE("local_daemon: a pid file naming a live unrelated process: not running, never signalled") {
+  World w;
+  const std::uint16_t other_port = free_port();
+  const pid_t other = start_process(w.command({}, other_port));
+  REQUIRE(eventually([&] { return port_open(other_port); }));
+  const auto other_start = stat_of(other)->start;
+
+  auto d = w.daemon();
+  d.provision();
+  const std::string forged = std::to_string(other) + " " + std::to_string(other_start + 12345) + "\n";
+  spit(d.pid_file(), forged);
+  CHECK_FALSE(d.is_running());
+  CHECK_FALSE(d.pid().has_value());
+  d.suspend(); // stale: removed, nothing signalled
+  CHECK_FALSE(fs::exists(d.pid_file()));
+  CHECK(alive(other));
+
+  spit(d.pid_file(), forged);
+  d.resume(); // starts its own daemon
+  const pid_t ours = d.pid().value_or(0);
+  CHECK(ours != other);
+  CHECK(alive(ours));
+  spit(d.pid_file(), forged);
+  d.deprovision();
+  CHECK_FALSE(fs::exists(w.state));
+  CHECK(alive(other)); // SIGTERM would have ended it
+  CHECK(port_open(other_port));
+  // Our daemon's record was overwritten, so stackup has lost it; the sweeper ends it.
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+}
+
+TEST_CASE("local_daemon: a stale pid file is cleaned without signalling") {
+  World w;
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  REQUIRE(eventually([&] { return stat_of(child).has_value(); }));
+  const auto start = stat_of(child)->start;
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+
+  auto d = w.daemon();
+  d.provision();
+  spit(d.pid_file(), std::to_string(child) + " " + std::to_string(start) + "\n");
+  CHECK_FALSE(d.is_running());
+  d.suspend();
+  CHECK_FALSE(fs::exists(d.pid_file()));
+
+  spit(d.pid_file(), std::to_string(child) + " " + std::to_string(start) + "\n");
+  d.resume(); // a stale record does not stop a fresh start
+  CHECK(d.is_running());
+  d.suspend();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: garbage, empty, 0, 1, negative and huge pid files are clear errors; nothing is signalled") {
+  World w;
+  const std::uint16_t other_port = free_port();
+  const pid_t other = start_process(w.command({}, other_port));
+  REQUIRE(eventually([&] { return port_open(other_port); }));
+  const std::string other_start = std::to_string(stat_of(other)->start);
+  const std::string init_start = std::to_string(stat_of(1)->start);
+
+  auto d = w.daemon();
+  d.provision();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"garbage", "hello world\n"},
+      {"empty", ""},
+      {"pid only", std::to_string(other) + "\n"},
+      {"zero", "0 " + other_start + "\n"},
+      {"init", "1 " + init_start + "\n"},
+      {"negative", "-" + std::to_string(other) + " " + other_start + "\n"},
+      {"huge", "99999999999999999999 " + other_start + "\n"},
+      {"above pid_max", "4194305 " + other_start + "\n"},
+      {"trailing junk", std::to_string(other) + " " + other_start + " x\n"},
+  };
+  for (const auto& [what, content] : cases) {
+    CAPTURE(what);
+    spit(d.pid_file(), content);
+    const std::string message = error_of([&] { (void)d.is_running(); });
+    REQUIRE(contains(message, d.pid_file().string()));
+    CHECK(contains(message, "nothing was signalled"));
+    CHECK(contains(message, "delete the pid file"));
+    CHECK(contains(error_of([&] { (void)d.pid(); }), d.pid_file().string()));
+    CHECK(contains(error_of([&] { d.suspend(); }), d.pid_file().string()));
+    CHECK(contains(error_of([&] { d.deprovision(); }), d.pid_file().string()));
+    CHECK(contains(error_of([&] { d.resume(); }), d.pid_file().string()));
+    // Nothing deleted, nothing started, nothing signalled.
+    CHECK(slurp(d.pid_file()) == content);
+    CHECK(fs::exists(w.state / "config"));
+    CHECK(alive(other));
+    CHECK(alive(1));
+    CHECK(w.processes() == std::vector<pid_t>{other});
+  }
+  CHECK(contains(error_of([&] {
+                   spit(d.pid_file(), "0 1\n");
+                   (void)d.is_running();
+                 }),
+                 "never a daemon's"));
+  CHECK(contains(error_of([&] {
+                   spit(d.pid_file(), "-5 1\n");
+                   (void)d.is_running();
+                 }),
+                 "negative"));
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+}
+
+TEST_CASE("local_daemon: an unsafe state directory is refused") {
+  World w;
+  const fs::path real = w.tmp.path / "real";
+  fs::create_directory(real);
+  ::chmod(real.c_str(), 0700);
+
+  SUBCASE("a symlink") {
+    fs::create_directory_symlink(real, w.state);
+    auto d = w.daemon();
+    const std::string message = error_of([&] { d.provision(); });
+    CHECK(contains(message, w.state.string()));
+    CHECK(contains(message, "symlink"));
+    CHECK(contains(error_of([&] { (void)d.is_running(); }), "symlink"));
+    CHECK(fs::is_empty(real));
+  }
+  SUBCASE("world-writable") {
+    fs::create_directory(w.state);
+    ::chmod(w.state.c_str(), 0777);
+    auto d = w.daemon();
+    const std::string message = error_of([&] { d.provision(); });
+    CHECK(contains(message, w.state.string()));
+    CHECK(contains(message, "writable by group or others (mode 0777)"));
+    CHECK(contains(message, "chmod 700"));
+    CHECK(fs::is_empty(w.state));
+  }
+  SUBCASE("group-writable") {
+    fs::create_directory(w.state);
+    ::chmod(w.state.c_str(), 0770);
+    auto d = w.daemon();
+    CHECK(contains(error_of([&] { d.provision(); }), "writable by group or others"));
+  }
+  SUBCASE("a file") {
+    spit(w.state, "not a directory");
+    auto d = w.daemon();
+    CHECK(contains(error_of([&] { d.provision(); }), "is not a directory"));
+  }
+  SUBCASE("owned by another user") {
+    fs::create_directory(w.state);
+    ::chmod(w.state.c_str(), 0700);
+    if (::geteuid() == 0 && ::chown(w.state.c_str(), 65534, 65534) == 0) {
+      auto d = w.daemon();
+      CHECK(contains(error_of([&] { d.provision(); }), "is owned by uid 65534"));
+      CHECK(fs::is_empty(w.state));
+    } else {
+      MESSAGE("not root: cannot give a directory to another user; skipped");
+    }
+  }
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: two processes running up at the same moment start exactly one daemon") {
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    World w;
+    int barrier[2];
+    REQUIRE(::pipe(barrier) == 0);
+    std::vector<pid_t> racers;
+    for (int i = 0; i < 2; ++i) {
+      const pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        ::close(barrier[1]);
+        int code = 1;
+        try {
+          stackup::Stack s{"race", w.daemon()};
+          char c = 0;
+          [[maybe_unused]] const ssize_t n = ::read(barrier[0], &c, 1); // returns when the parent closes it
+          s.up();
+          code = 0;
+        } catch (...) {
+        }
+        ::_exit(code);
+      }
+      racers.push_back(pid);
+    }
+    ::close(barrier[0]);
+    ::close(barrier[1]); // go
+    for (pid_t r : racers) {
+      int status = 0;
+      REQUIRE(::waitpid(r, &status, 0) == r);
+      CHECK(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);
+    }
+    auto d = w.daemon();
+    const auto processes = w.processes();
+    CHECK(processes.size() == 1);
+    CHECK(d.is_running());
+    CHECK(processes == std::vector<pid_t>{d.pid().value_or(0)});
+    d.deprovision();
+    CHECK(eventually([&] { return w.processes().empty(); }));
+  }
+}
