@@ -36,6 +36,7 @@ REGENERATE = "python3 tools/amalgamate.py"
 # with spaces after the `#`; anything after the closing delimiter is a comment.
 OWN_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"](stackup/[^>"]+)[>"]')
 PRAGMA_ONCE = re.compile(r"^\s*#\s*pragma\s+once\b")
+CONDITIONAL = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b")
 VERSION_MACRO = re.compile(r"^\s*#\s*define\s+STACKUP_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)\s*$")
 
 
@@ -43,8 +44,8 @@ class AmalgamationError(Exception):
     """A problem in include/ that the developer must fix; the message says how."""
 
 
-def read_header(name: str, included_from: str | None) -> str:
-    path = INCLUDE_DIR / name
+def read_header(include_dir: pathlib.Path, name: str, included_from: str | None) -> str:
+    path = include_dir / name
     if not path.is_file():
         where = f" (included from include/{included_from})" if included_from else ""
         raise AmalgamationError(f"include/{name} does not exist{where}")
@@ -66,9 +67,9 @@ def strip_include_guard(lines: list[str]) -> list[str]:
     return lines
 
 
-def read_version() -> str:
+def read_version(include_dir: pathlib.Path) -> str:
     parts: dict[str, str] = {}
-    for line in read_header("stackup/version.hpp", None).splitlines():
+    for line in read_header(include_dir, "stackup/version.hpp", None).splitlines():
         m = VERSION_MACRO.match(line)
         if m:
             parts[m.group(1)] = m.group(2)
@@ -80,18 +81,19 @@ def read_version() -> str:
     return f"{parts['MAJOR']}.{parts['MINOR']}.{parts['PATCH']}"
 
 
-def public_headers() -> list[str]:
+def public_headers(include_dir: pathlib.Path) -> list[str]:
     """Every header a user may include: include/stackup/**/*.hpp except detail/."""
     found = []
-    for path in sorted((INCLUDE_DIR / "stackup").rglob("*.hpp")):
-        name = path.relative_to(INCLUDE_DIR).as_posix()
+    for path in sorted((include_dir / "stackup").rglob("*.hpp")):
+        name = path.relative_to(include_dir).as_posix()
         if "/detail/" not in name:
             found.append(name)
     return found
 
 
-def amalgamate() -> str:
-    version = read_version()
+def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR) -> str:
+    """The single header's text, generated from the headers under include_dir."""
+    version = read_version(include_dir)
     out: list[str] = [
         "// stackup — bring a stack of infrastructure components up and down.",
         f"// Version {version}. https://github.com/stackup-cpp/stackup",
@@ -103,30 +105,56 @@ def amalgamate() -> str:
     ]
     done: set[str] = set()
     active: list[str] = []  # include stack, to report cycles
+    # Open #if blocks, each branch with its own id: a header inlined inside a
+    # branch exists only there, so a later include must be inside it too.
+    branches: list[int] = []
+    inlined_in: dict[str, tuple[tuple[int, ...], str]] = {}
+    counter = iter(range(1, 1 << 30))
 
     def inline(name: str, included_from: str | None) -> None:
         if name in done:
+            first_branches, first_from = inlined_in[name]
+            if tuple(branches[:len(first_branches)]) != first_branches:
+                raise AmalgamationError(
+                    f"include/{name} is first included inside a conditional block (from include/{first_from}) "
+                    f"and again outside it (from include/{included_from}): the single header would lose it "
+                    f"there. Include it unconditionally first, e.g. from include/{UMBRELLA} before the #if")
             return
         if name in active:
             chain = " -> ".join(active + [name])
             raise AmalgamationError(f"include cycle among stackup headers: {chain}")
         active.append(name)
-        lines = strip_include_guard(read_header(name, included_from).splitlines())
+        inlined_in[name] = (tuple(branches), included_from or name)
+        depth = len(branches)
+        lines = strip_include_guard(read_header(include_dir, name, included_from).splitlines())
         out.append("")
         out.append(f"// ---- begin {name} ----")
         for line in lines:
             m = OWN_INCLUDE.match(line)
             if m:
                 inline(m.group(1), name)
-            else:
-                out.append(line.rstrip())
+                continue
+            c = CONDITIONAL.match(line)
+            if c:
+                kind = c.group(1)
+                if kind.startswith("if"):
+                    branches.append(next(counter))
+                elif len(branches) <= depth:
+                    raise AmalgamationError(f"include/{name}: #{kind} without a matching #if")
+                elif kind == "endif":
+                    branches.pop()
+                else:  # elif / else: a new branch of the same block
+                    branches[-1] = next(counter)
+            out.append(line.rstrip())
+        if len(branches) != depth:
+            raise AmalgamationError(f"include/{name}: an #if is not closed by #endif")
         out.append(f"// ---- end {name} ----")
         active.pop()
         done.add(name)
 
     inline(UMBRELLA, None)
 
-    unreachable = [h for h in public_headers() if h not in done]
+    unreachable = [h for h in public_headers(include_dir) if h not in done]
     if unreachable:
         adds = "\n".join(f"  #include <{h}>" for h in unreachable)
         raise AmalgamationError(

@@ -1633,11 +1633,11 @@ private:
       s += line + '\n';
     });
     s += "\noptions:\n"
-         "  -f, --force     down: also deprovision (remove what the components created)\n"
-         "  -p, --parallel  up/down: act on independent components at the same time\n"
-         "  --no-rollback   up: when an action fails, leave what was done in place\n"
-         "  --tail N        logs: print only the last N lines\n"
-         "  -h, --help      show this help\n";
+         "  -f, --force      down: also deprovision (remove what the components created)\n"
+         "  -p, --parallel   up/down: act on independent components at the same time\n"
+         "  --no-rollback    up: when an action fails, leave what was done in place\n"
+         "  --tail N         logs: print only the last N lines\n"
+         "  -h, --help       show this help\n";
     if (!options_.host_help.empty()) {
       s += options_.host_help;
       if (s.back() != '\n') s += '\n';
@@ -1673,6 +1673,16 @@ private:
     std::string_view f;
     at_index(k, [&]<std::size_t I, class C>() { f = stackup::detail::flavor_of<C>(); });
     return f;
+  }
+  // Component k's state; nothing when its queries throw (the operation that
+  // follows will report the error itself).
+  [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
+    std::optional<State> result;
+    try {
+      at_index(k, [&]<std::size_t I, class C>() { result = state_of(stack_.template get<C>()); });
+    } catch (...) {
+    }
+    return result;
   }
   [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", S::roles[k], name(k)); }
   // Roles flagged in `set`, in action order.
@@ -1718,7 +1728,7 @@ private:
           if (e.transition == Transition::suspend && !force)
             said.message = fmt::format("not implemented {} use --force to deprovision", dash);
           else if (e.transition == Transition::suspend)
-            said.message = fmt::format("not implemented {} deprovision stops it", dash);
+            said.message = fmt::format("not implemented {} deprovisioned directly", dash);
           else if (e.transition == Transition::deprovision)
             said.message = fmt::format("not implemented {} left in place", dash);
           else
@@ -1783,13 +1793,21 @@ private:
     if (!cmd.whole_stack) {
       std::size_t n = 0;
       const auto role = S::roles[cmd.index];
+      // Name the other components this command will act on, before it does.
       if (up) {
         auto needs = Plan::closure_of(cmd.index);
         needs[cmd.index] = false;
+        for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
         const std::string list = listed(needs, n);
         if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
       } else {
-        const std::string list = listed(Plan::dependents_of(cmd.index), n);
+        auto dependents = Plan::dependents_of(cmd.index);
+        for (std::size_t i = 0; i < size; ++i) {
+          if (!dependents[i]) continue;
+          const auto now = state_at(i); // those with something to stop (or, forced, to remove)
+          dependents[i] = !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
+        }
+        const std::string list = listed(dependents, n);
         if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", role,
                                 n == 1 ? "it goes down" : "they go down"));
       }
@@ -1834,14 +1852,21 @@ private:
   }
 
   void print_chain(const std::exception& e, int depth) {
-    err_ << fmt::format("{:{}}{}{}\n", "", 2 + 2 * depth, depth ? "caused by: " : "", e.what());
-    if (depth >= 16) return; // a cycle of nested exceptions is not possible, but stay bounded
+    const std::string indent(static_cast<std::size_t>(2 + 2 * depth), ' ');
+    std::string text = e.what();
+    for (std::size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += 1 + indent.size())
+      text.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
+    err_ << indent << (depth ? "caused by: " : "") << text << '\n';
+    // A nested_exception made outside a catch holds no cause; rethrow_if_nested
+    // would call std::terminate on it, so look before rethrowing.
+    const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
+    if (nested == nullptr || !nested->nested_ptr() || depth >= 16) return;
     try {
-      std::rethrow_if_nested(e);
-    } catch (const std::exception& nested) {
-      print_chain(nested, depth + 1);
+      std::rethrow_exception(nested->nested_ptr());
+    } catch (const std::exception& inner) {
+      print_chain(inner, depth + 1);
     } catch (...) {
-      err_ << fmt::format("{:{}}caused by: unknown exception (not derived from std::exception)\n", "", 4 + 2 * depth);
+      err_ << indent << "  caused by: unknown exception (not derived from std::exception)\n";
     }
   }
 
@@ -1937,5 +1962,1743 @@ template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const
 
 } // namespace stackup::cli
 // ---- end stackup/cli.hpp ----
+// The shipped components need Linux (/proc); elsewhere define STACKUP_NO_COMPONENTS.
+#if !defined(STACKUP_NO_COMPONENTS)
+
+// ---- begin stackup/components/local_daemon.hpp ----
+// stackup — LocalDaemon<"role">: a local process that the stack starts and stops,
+// tracked by a pid file holding the pid and the process start time, with
+// readiness probes and cross-process locking.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix.hpp ----
+// stackup — POSIX internals of the shipped components: file descriptors, private
+// state directories with flock locks, process spawning, pid records carrying the
+// process start time, process-group stop with escalation, loopback readiness
+// probes and log tails. Not part of the public API.
+// SPDX-License-Identifier: MIT
+
+
+#if !defined(__linux__)
+#error "stackup: the shipped components (LocalDaemon, LocalDirectory, Command) need Linux: they read process start times from /proc/<pid>/stat to never signal a reused pid. On other systems define STACKUP_NO_COMPONENTS before including <stackup/stackup.hpp> to use the core alone, and write your own components."
+#endif
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+extern "C" char** environ; // NOLINT: the process environment, inherited by spawned commands
+
+namespace stackup::detail::posix {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+/// The text of an errno value (thread-safe, unlike strerror).
+inline std::string sys_message(int e) { return std::system_category().message(e); }
+
+/// `'path'`, for messages.
+inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+/// "250ms", "10s", "1.5s": a duration for messages.
+inline std::string format_duration(milliseconds d) {
+  const auto ms = d.count();
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms / 1000) + "." + std::to_string((ms % 1000) / 100) + "s";
+}
+
+/// An owned file descriptor, closed on destruction. Movable, not copyable.
+class Fd {
+public:
+  Fd() noexcept = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+private:
+  int fd_ = -1;
+};
+
+/// Back-off for polling: 1 ms, doubling, capped at 50 ms — quick to notice
+/// readiness, cheap while waiting.
+class Backoff {
+public:
+  /// The next pause, never past `deadline`.
+  [[nodiscard]] Clock::duration next(Clock::time_point deadline) {
+    const auto d = std::min<Clock::duration>(step_, std::max<Clock::duration>(deadline - Clock::now(), {}));
+    step_ = std::min<Clock::duration>(step_ * 2, milliseconds(50));
+    return d;
+  }
+  /// Sleeps for the next pause.
+  void sleep(Clock::time_point deadline) { std::this_thread::sleep_for(next(deadline)); }
+
+private:
+  Clock::duration step_ = milliseconds(1);
+};
+
+// ---- files ----------------------------------------------------------------------
+
+/// Writes all of `data`; false (errno set) on failure.
+inline bool write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+/// Reads at most `limit` bytes of `name` in directory `dirfd` without following
+/// a symlink. Empty optional when the file does not exist; Error otherwise.
+inline std::optional<std::string> read_file_at(int dirfd, const char* name, std::size_t limit,
+                                               const std::filesystem::path& shown_as) {
+  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    const int e = errno;
+    if (e == ENOENT) return std::nullopt;
+    if (e == ELOOP)
+      throw Error("stackup: " + quoted(shown_as) + " is a symlink; stackup never reads its state through a symlink: "
+                  "remove the link");
+    throw Error("stackup: cannot open " + quoted(shown_as) + ": " + sys_message(e));
+  }
+  std::string out;
+  char buf[4096];
+  while (out.size() < limit) {
+    const ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, limit - out.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error("stackup: cannot read " + quoted(shown_as) + ": " + sys_message(errno));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+/// Replaces `name` in `dirfd` atomically (write a temporary file, then rename),
+/// so a reader sees the old content or the new, never a part.
+inline void write_file_atomic(int dirfd, const std::string& name, std::string_view content,
+                              const std::filesystem::path& shown_as) {
+  const std::string tmp = name + ".tmp";
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) throw Error("stackup: cannot create " + quoted(shown_as) + ".tmp: " + sys_message(errno));
+  if (!write_all(fd.get(), content)) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot write " + quoted(shown_as) + ".tmp: " + sys_message(e));
+  }
+  fd.reset();
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot replace " + quoted(shown_as) + ": " + sys_message(e));
+  }
+}
+
+/// `fd` itself when it is 3 or above, else a close-on-exec duplicate that is, so
+/// a child can dup2 it onto 0, 1 or 2 without clobbering another.
+inline Fd above_stdio(Fd fd) {
+  if (!fd || fd.get() > 2) return fd;
+  Fd dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  if (!dup) throw Error(std::string("stackup: cannot duplicate a file descriptor: ") + sys_message(errno));
+  return dup;
+}
+
+// ---- private state directories ----------------------------------------------------
+
+/// Opens `dir` as a private state directory: a real directory (not a symlink),
+/// owned by this user and writable by no one else. Empty when it does not exist;
+/// Error, naming the path, the reason and the fix, otherwise.
+inline Fd open_private_dir(const std::filesystem::path& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    const int e = errno;
+    if (e == ENOENT) return {};
+    struct stat st{};
+    if (::lstat(dir.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode))
+        throw Error("stackup: state directory " + quoted(dir) +
+                    " is a symlink; stackup keeps pid files and locks only in a real directory (a link could be "
+                    "redirected): remove the link or configure the real path");
+      if (!S_ISDIR(st.st_mode))
+        throw Error("stackup: state directory " + quoted(dir) +
+                    " exists but is not a directory: remove it or configure another state_dir");
+    }
+    throw Error("stackup: cannot open state directory " + quoted(dir) + ": " + sys_message(e));
+  }
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0)
+    throw Error("stackup: cannot stat state directory " + quoted(dir) + ": " + sys_message(errno));
+  if (st.st_uid != ::geteuid())
+    throw Error("stackup: state directory " + quoted(dir) + " is owned by uid " + std::to_string(st.st_uid) +
+                ", not by this user (uid " + std::to_string(::geteuid()) +
+                "); another user could forge its pid file: use a directory of your own");
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    const auto r = std::to_chars(mode, mode + sizeof mode, st.st_mode & 07777, 8);
+    throw Error("stackup: state directory " + quoted(dir) + " is writable by group or others (mode 0" +
+                std::string(mode, r.ptr) + "); another user could forge its pid file: run `chmod 700 " +
+                dir.string() + "` or configure another state_dir");
+  }
+  return fd;
+}
+
+/// A private state directory, opened and exclusively locked (flock on `lock`
+/// inside it). The lock is released when this is destroyed. Empty when the
+/// directory does not exist and was not to be created.
+struct LockedDir {
+  Fd dir;
+  Fd lock;
+  explicit operator bool() const noexcept { return static_cast<bool>(dir); }
+};
+
+/// Opens and locks the private state directory `dir` (creating it with mode 0700
+/// when `create`). Blocks while another process or thread holds the lock, then
+/// checks the directory was not removed or replaced meanwhile (retrying if so).
+inline LockedDir lock_private_dir(const std::filesystem::path& dir, bool create) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    if (create) {
+      std::error_code ec;
+      if (dir.has_parent_path()) std::filesystem::create_directories(dir.parent_path(), ec);
+      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        throw Error("stackup: cannot create state directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    LockedDir l;
+    l.dir = open_private_dir(dir);
+    if (!l.dir) {
+      if (create) continue;
+      return {};
+    }
+    if (create) {
+      struct stat st{};
+      // mkdir's mode is filtered by the umask; the state directory is exactly 0700.
+      if (::fstat(l.dir.get(), &st) == 0 && (st.st_mode & 07777) != 0700 && ::fchmod(l.dir.get(), 0700) != 0)
+        throw Error("stackup: cannot set mode 0700 on state directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    l.lock = Fd(::openat(l.dir.get(), "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+    if (!l.lock) {
+      if (errno == ENOENT) continue; // the directory was removed under us
+      throw Error("stackup: cannot open lock file " + quoted(dir / "lock") + ": " + sys_message(errno));
+    }
+    while (::flock(l.lock.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) throw Error("stackup: cannot lock " + quoted(dir / "lock") + ": " + sys_message(errno));
+    }
+    // While we waited, the holder may have removed the directory (deprovision):
+    // the lock we hold must be the one at the path now.
+    struct stat held{}, linked{}, opened{}, at_path{};
+    if (::fstat(l.lock.get(), &held) == 0 && ::fstatat(l.dir.get(), "lock", &linked, AT_SYMLINK_NOFOLLOW) == 0 &&
+        ::fstat(l.dir.get(), &opened) == 0 && ::lstat(dir.c_str(), &at_path) == 0 && held.st_ino == linked.st_ino &&
+        held.st_dev == linked.st_dev && opened.st_ino == at_path.st_ino && opened.st_dev == at_path.st_dev)
+      return l;
+  }
+  throw Error("stackup: cannot lock state directory " + quoted(dir) +
+              ": it keeps being removed or replaced by another process");
+}
+
+// ---- processes ----------------------------------------------------------------------
+
+/// What stackup needs from /proc/<pid>/stat.
+struct ProcStat {
+  char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
+  pid_t pgrp = 0;                   ///< field 5: process group
+  unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
+};
+
+/// Parses the content of /proc/<pid>/stat. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from the last ')'.
+inline std::optional<ProcStat> parse_proc_stat(std::string_view s) {
+  const auto close = s.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  s.remove_prefix(close + 1);
+  ProcStat out;
+  // Fields after ')' start at field 3.
+  for (int field = 3; field <= 22; ++field) {
+    if (s.empty() || s.front() != ' ') return std::nullopt;
+    s.remove_prefix(1);
+    const auto end = std::min(s.find(' '), s.size());
+    const std::string_view tok = s.substr(0, end);
+    if (tok.empty()) return std::nullopt;
+    if (field == 3) {
+      out.state = tok.front();
+    } else if (field == 5) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
+    } else if (field == 22) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.start_time).ec != std::errc{}) return std::nullopt;
+    }
+    s.remove_prefix(end);
+  }
+  return out;
+}
+
+/// /proc/<pid>/stat of a process, or empty when there is no such process.
+inline std::optional<ProcStat> read_proc_stat(pid_t pid) {
+  const std::string file = "/proc/" + std::to_string(pid) + "/stat";
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  char buf[1024];
+  std::size_t len = 0;
+  while (len < sizeof buf) {
+    const ssize_t n = ::read(fd.get(), buf + len, sizeof buf - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  return parse_proc_stat(std::string_view(buf, len));
+}
+
+/// A zombie has exited; only its parent's wait is missing.
+inline bool is_live_state(char state) noexcept { return state != 'Z' && state != 'X' && state != 'x'; }
+
+/// The largest pid the system hands out (/proc/sys/kernel/pid_max).
+inline pid_t max_pid() {
+  Fd fd(::open("/proc/sys/kernel/pid_max", O_RDONLY | O_CLOEXEC));
+  char buf[32];
+  long value = 0;
+  if (fd) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n > 0) std::from_chars(buf, buf + n, value);
+  }
+  return value > 1 ? static_cast<pid_t>(value) : pid_t{4194304}; // Linux's PID_MAX_LIMIT on 64-bit
+}
+
+/// A pid file's content: the pid and the start time of that process, which
+/// together identify it even after the pid number is reused.
+struct PidRecord {
+  pid_t pid = 0;
+  unsigned long long start_time = 0;
+};
+
+/// "<pid> <start time>\n".
+inline std::string format_pid_record(PidRecord r) {
+  return std::to_string(r.pid) + " " + std::to_string(r.start_time) + "\n";
+}
+
+/// Parses a pid file strictly. On failure returns false and says why in `why`;
+/// a pid of 0, 1, a negative or an out-of-range value is never accepted (they
+/// would make kill() hit a process group, init or everything).
+inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string& why) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (text.empty()) {
+    why = "is empty";
+    return false;
+  }
+  auto shown = [&] {
+    std::string s;
+    for (char c : text.substr(0, 40)) s += (c >= 0x20 && c < 0x7f) ? c : '?';
+    return "'" + s + (text.size() > 40 ? "...'" : "'");
+  };
+  const auto space = text.find(' ');
+  const std::string_view pid_text = text.substr(0, space);
+  const std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  auto digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!pid_text.empty() && pid_text.front() == '-' && digits(pid_text.substr(1))) {
+    why = "holds a negative pid (" + shown() + ")";
+    return false;
+  }
+  if (!digits(pid_text) || !digits(start_text)) {
+    why = "holds " + shown() + ", not '<pid> <start time>'";
+    return false;
+  }
+  long long pid = 0;
+  const pid_t limit = max_pid();
+  if (pid_text.size() > 12 || std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid).ec != std::errc{} ||
+      pid > limit) {
+    why = "holds pid " + std::string(pid_text.substr(0, 24)) + ", above the system's maximum (" +
+          std::to_string(limit) + ")";
+    return false;
+  }
+  if (pid <= 1) {
+    why = "holds pid " + std::to_string(pid) + ", which is never a daemon's (0 is a process group, 1 is init)";
+    return false;
+  }
+  if (std::from_chars(start_text.data(), start_text.data() + start_text.size(), out.start_time).ec != std::errc{}) {
+    why = "holds an out-of-range start time (" + shown() + ")";
+    return false;
+  }
+  out.pid = static_cast<pid_t>(pid);
+  return true;
+}
+
+/// Whether the process a record names is still that process.
+enum class Identity {
+  ours,   ///< alive, same start time
+  gone,   ///< no such process, or it has exited (zombie)
+  reused, ///< the pid now belongs to another process: never signal it
+};
+
+/// Checks a record against /proc; reaps the process when it is a zombie child
+/// of this process, so a long-lived host does not collect zombies.
+inline Identity identify(PidRecord r, bool reap_zombie = true) {
+  const auto st = read_proc_stat(r.pid);
+  if (!st) return Identity::gone;
+  if (st->start_time != r.start_time) return Identity::reused;
+  if (is_live_state(st->state)) return Identity::ours;
+  if (reap_zombie) {
+    while (::waitpid(r.pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+    }
+  }
+  return Identity::gone;
+}
+
+/// How a child process ended (waitid's si_code and si_status).
+struct ChildExit {
+  int code = 0;
+  int status = 0;
+};
+
+/// ChildExit::code when the status is unknown: the child was reaped elsewhere
+/// (e.g. the host sets SIGCHLD to SIG_IGN) or is not a child of this process.
+inline constexpr int unknown_exit = -1;
+
+/// The end of `pid` if it is a child of this process and has ended, without
+/// reaping it (its pid number stays reserved, so its group can still be
+/// signalled safely). `ChildExit{unknown_exit}` when `pid` is not (or no longer)
+/// a child of this process; empty while it runs.
+inline std::optional<ChildExit> peek_exit(pid_t pid) {
+  siginfo_t si{};
+  for (;;) {
+    if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0) break;
+    if (errno != EINTR) return ChildExit{unknown_exit, 0}; // ECHILD
+  }
+  if (si.si_pid == 0) return std::nullopt;
+  return ChildExit{si.si_code, si.si_status};
+}
+
+/// Reaps `pid` if it is a child that has ended.
+inline void reap(pid_t pid) noexcept {
+  while (::waitpid(pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+  }
+}
+
+/// "SIGTERM", or "signal 42".
+inline std::string signal_name(int sig) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  if (const char* abbrev = ::sigabbrev_np(sig)) return std::string("SIG") + abbrev;
+#endif
+  return "signal " + std::to_string(sig);
+}
+
+/// "exit status 3", "killed by SIGKILL".
+inline std::string describe_exit(ChildExit e) {
+  switch (e.code) {
+  case CLD_EXITED: return "exit status " + std::to_string(e.status);
+  case CLD_KILLED: return "killed by " + signal_name(e.status);
+  case CLD_DUMPED: return "killed by " + signal_name(e.status) + " (core dumped)";
+  case unknown_exit: return "an unknown exit status (reaped elsewhere: is SIGCHLD ignored?)";
+  default: return "an unknown end (code " + std::to_string(e.code) + ")";
+  }
+}
+
+/// Whether any process in group `pgid` is alive (zombies do not count).
+inline bool group_has_live_member(pid_t pgid) {
+  if (::kill(-pgid, 0) != 0 && errno == ESRCH) return false;
+  // kill() also reaches zombies; look for a live member.
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return true;
+  bool live = false;
+  while (const dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    const std::string_view n = entry->d_name;
+    if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
+    const auto st = read_proc_stat(pid);
+    if (st && st->pgrp == pgid && is_live_state(st->state)) {
+      live = true;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return live;
+}
+
+/// How stop_process ended.
+enum class Stopped {
+  not_running, ///< nothing to stop (gone, or the pid belongs to another process now)
+  terminated,  ///< exited after SIGTERM
+  killed,      ///< needed SIGKILL after the timeout
+};
+
+/// Stops the process a record names, and its process group when it leads one:
+/// SIGTERM, wait up to `timeout`, then SIGKILL. Signals nothing unless the
+/// record's start time matches the live process. Error if it survives SIGKILL.
+inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view who) {
+  const auto first = read_proc_stat(r.pid);
+  if (!first || first->start_time != r.start_time) return Stopped::not_running;
+  const bool group = first->pgrp == r.pid; // it leads its own group (a session we created)
+  const pid_t target = group ? -r.pid : r.pid;
+  auto gone = [&] {
+    if (identify(r, false) == Identity::ours) return false;
+    return !group || !group_has_live_member(r.pid);
+  };
+  auto finish = [&](Stopped how) {
+    reap(r.pid);
+    return how;
+  };
+  if (gone()) return finish(Stopped::not_running);
+  if (::kill(target, SIGTERM) != 0 && errno != ESRCH)
+    throw Error("stackup: cannot signal " + std::string(who) + " (pid " + std::to_string(r.pid) +
+                "): " + sys_message(errno));
+  auto deadline = Clock::now() + timeout;
+  Backoff backoff;
+  while (true) {
+    if (gone()) return finish(Stopped::terminated);
+    if (Clock::now() >= deadline) break;
+    backoff.sleep(deadline);
+  }
+  // The leader is unreaped (a zombie child of ours) or a member is alive, so the
+  // group's number cannot have been reused: signalling it is safe.
+  if (::kill(target, SIGKILL) != 0 && errno != ESRCH)
+    throw Error("stackup: cannot kill " + std::string(who) + " (pid " + std::to_string(r.pid) +
+                "): " + sys_message(errno));
+  deadline = Clock::now() + std::chrono::seconds(10);
+  Backoff again;
+  while (true) {
+    if (gone()) return finish(Stopped::killed);
+    if (Clock::now() >= deadline) break;
+    again.sleep(deadline);
+  }
+  throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) +
+              ") survived SIGKILL for 10s (stuck in the kernel?); its pid file is kept: check it with `ps -o "
+              "pid,stat,cmd -g " + std::to_string(r.pid) + "`");
+}
+
+/// What to run, and with which standard streams.
+struct SpawnOptions {
+  std::vector<std::string> argv;                        ///< argv[0] is looked up in PATH if it has no '/'
+  const std::map<std::string, std::string>* env = nullptr; ///< variables added to the inherited environment
+  std::filesystem::path working_dir;                    ///< empty: inherit
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;     ///< each must be above 2 (see above_stdio)
+};
+
+/// Starts `o.argv` in a new session (so it leads its own process group and has
+/// no controlling terminal), with default signal dispositions and an empty
+/// signal mask, and with no descriptor of ours but the three given.
+///
+/// `gate(pid)` runs in this process after the fork and before the child may
+/// exec: if this process dies during `gate`, the child exits instead of running
+/// unrecorded. Throws Error (after reaping the child) when the command cannot be
+/// started; what `gate` throws is rethrown after killing the child.
+template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
+  if (o.argv.empty() || o.argv.front().empty()) throw Error("stackup: cannot start an empty command");
+  // Everything the child needs is built here: between fork and exec it may only
+  // make async-signal-safe calls (no allocation), as the host may have threads.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    if (o.env != nullptr && o.env->count(std::string(kv.substr(0, kv.find('=')))) != 0) continue;
+    env_strings.emplace_back(kv);
+  }
+  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
+  if (const char* p = std::getenv("PATH")) path_var = p;
+  if (o.env != nullptr) {
+    for (const auto& [key, value] : *o.env) {
+      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos)
+        throw Error("stackup: invalid environment variable name '" + key + "': it must be non-empty, without '='");
+      env_strings.push_back(key + "=" + value);
+      if (key == "PATH") path_var = value;
+    }
+  }
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args(o.argv);
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> candidates;
+  if (o.argv.front().find('/') != std::string::npos) {
+    candidates.push_back(o.argv.front());
+  } else {
+    std::string_view rest = path_var;
+    while (true) {
+      const auto colon = rest.find(':');
+      const std::string_view dir = rest.substr(0, colon);
+      candidates.push_back((dir.empty() ? std::string(".") : std::string(dir)) + "/" + o.argv.front());
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
+
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+  Fd report_read(report[0]), report_write(report[1]);
+  int go[2];
+  // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
+    throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
+  Fd go_parent(go[0]), go_child(go[1]);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
+  if (pid == 0) {
+    // Child: async-signal-safe calls only.
+    struct Report {
+      int stage, err;
+    };
+    auto fail = [&](int stage) {
+      const Report rep{stage, errno};
+      [[maybe_unused]] const ssize_t n = ::write(report_write.get(), &rep, sizeof rep);
+      ::_exit(127);
+    };
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+    }
+    if (::setsid() < 0) fail(1);
+    if (::dup2(o.stdin_fd, 0) < 0 || ::dup2(o.stdout_fd, 1) < 0 || ::dup2(o.stderr_fd, 2) < 0) fail(2);
+#if defined(SYS_close_range)
+    // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
+    ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+#endif
+    if (cwd != nullptr && ::chdir(cwd) != 0) fail(3);
+    char byte = 0;
+    ssize_t got = 0;
+    do got = ::read(go_child.get(), &byte, 1);
+    while (got < 0 && errno == EINTR);
+    if (got != 1) ::_exit(125); // the parent did not record us: do not run
+    int err = ENOENT;
+    for (const auto& c : candidates) {
+      ::execve(c.c_str(), argv.data(), envp.data());
+      if (errno != ENOENT && errno != ENOTDIR) err = errno;
+      if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
+    }
+    errno = err;
+    fail(4);
+  }
+  report_write.reset();
+  go_child.reset();
+  try {
+    gate(pid);
+  } catch (...) {
+    ::kill(pid, SIGKILL); // still ours and not yet exec'd: safe
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  const char byte = 'g';
+  while (::send(go_parent.get(), &byte, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+  go_parent.reset();
+  int rep[2] = {0, 0};
+  std::size_t got = 0;
+  while (got < sizeof rep) {
+    const ssize_t n = ::read(report_read.get(), reinterpret_cast<char*>(rep) + got, sizeof rep - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got == 0) return pid; // the report pipe closed on exec: started
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  const char* stages[] = {"", "setsid", "redirect its output", "change to its working directory", "execute it"};
+  std::string what = "stackup: cannot start '" + o.argv.front() + "'";
+  const int stage = got == sizeof rep && rep[0] >= 1 && rep[0] <= 4 ? rep[0] : 4;
+  what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep[1]);
+  if (stage == 3) what += " (working_dir " + quoted(o.working_dir) + ")";
+  if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
+  throw Error(what);
+}
+
+// ---- shell commands -------------------------------------------------------------------
+
+/// The result of run_shell.
+struct ShellResult {
+  ChildExit exit;      ///< how the shell ended (after a kill when timed out)
+  bool timed_out = false;
+  std::string stderr_tail; ///< the last few KiB of its standard error
+};
+
+/// Runs `command` with /bin/sh -c in its own session (stdin and stdout /dev/null,
+/// stderr captured). Past `timeout`, its whole process group gets SIGTERM, then
+/// SIGKILL two seconds later. Returns when the shell exits, even if a process it
+/// started in the background still holds its stderr.
+inline ShellResult run_shell(const std::string& command, milliseconds timeout,
+                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env) {
+  constexpr std::size_t keep = 8192;
+  Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null) throw Error("stackup: cannot open /dev/null: " + sys_message(errno));
+  null = above_stdio(std::move(null));
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+  Fd err_read(p[0]), err_write(p[1]);
+  err_write = above_stdio(std::move(err_write));
+  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", command};
+  o.env = &env;
+  o.working_dir = working_dir;
+  o.stdin_fd = null.get();
+  o.stdout_fd = null.get();
+  o.stderr_fd = err_write.get();
+  const pid_t pid = spawn(o, [](pid_t) {});
+  err_write.reset();
+
+  ShellResult result;
+  bool open = true;
+  auto drain = [&] {
+    char buf[4096];
+    while (open) {
+      const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0) open = false;
+        break;
+      }
+      result.stderr_tail.append(buf, static_cast<std::size_t>(n));
+      if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+    }
+  };
+  auto deadline = Clock::now() + timeout;
+  Backoff backoff;
+  std::optional<ChildExit> ended;
+  while (!(ended = peek_exit(pid))) {
+    if (Clock::now() >= deadline) break;
+    const auto wait = std::chrono::duration_cast<milliseconds>(backoff.next(deadline));
+    if (open) {
+      pollfd pfd{err_read.get(), POLLIN, 0};
+      ::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
+      drain();
+    } else {
+      std::this_thread::sleep_for(wait);
+    }
+  }
+  if (!ended) {
+    result.timed_out = true;
+    ::kill(-pid, SIGTERM);
+    deadline = Clock::now() + std::chrono::seconds(2);
+    Backoff grace;
+    while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
+    // The shell is not reaped yet, so its group number cannot have been reused.
+    ::kill(-pid, SIGKILL);
+  }
+  siginfo_t si{};
+  int r = 0;
+  while ((r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED)) != 0 && errno == EINTR) {
+  }
+  result.exit = r == 0 ? ChildExit{si.si_code, si.si_status} : ended.value_or(ChildExit{unknown_exit, 0});
+  drain();
+  if (result.stderr_tail.size() > keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+  return result;
+}
+
+// ---- readiness probes -----------------------------------------------------------------
+
+/// A connected TCP socket to 127.0.0.1:port, or empty (refused, or not within `timeout`).
+inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return {};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  if (errno != EINPROGRESS) return {};
+  pollfd pfd{fd.get(), POLLOUT, 0};
+  if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  return fd;
+}
+
+/// Something accepts connections on 127.0.0.1:port.
+inline bool tcp_probe(std::uint16_t port, milliseconds timeout) {
+  return static_cast<bool>(connect_loopback(port, timeout));
+}
+
+/// `GET path` on 127.0.0.1:port answers 2xx within `timeout`.
+inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  Fd fd = connect_loopback(port, timeout);
+  if (!fd) return false;
+  auto left = [&] {
+    return static_cast<int>(std::max<long long>(
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1));
+  };
+  const std::string request = "GET " + std::string(path) + " HTTP/1.0\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                              "\r\nUser-Agent: stackup\r\nConnection: close\r\n\r\n";
+  std::string_view out = request;
+  while (!out.empty()) {
+    const ssize_t n = ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (Clock::now() >= deadline || ::poll(&pfd, 1, left()) != 1) return false;
+  }
+  std::string in;
+  char buf[256];
+  while (in.find('\n') == std::string::npos && in.size() < 512) {
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n > 0) {
+      in.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd pfd{fd.get(), POLLIN, 0};
+    if (Clock::now() >= deadline || ::poll(&pfd, 1, left()) != 1) return false;
+  }
+  // "HTTP/1.x 2xx ..."
+  const auto space = in.find(' ');
+  return in.compare(0, 5, "HTTP/") == 0 && space != std::string::npos && space + 4 <= in.size() &&
+         in[space + 1] == '2';
+}
+
+// ---- logs -----------------------------------------------------------------------------
+
+/// The last `max_lines` lines of `name` in `dirfd` from byte `from` on (at most
+/// the last 4 KiB), each indented, for error messages. Empty if there are none.
+inline std::string log_tail(int dirfd, const char* name, off_t from, std::size_t max_lines = 15) {
+  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return {};
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size <= from) return {};
+  const off_t start = std::max<off_t>(from, st.st_size - 4096);
+  std::string text(static_cast<std::size_t>(st.st_size - start), '\0');
+  const ssize_t n = ::pread(fd.get(), text.data(), text.size(), start);
+  if (n <= 0) return {};
+  text.resize(static_cast<std::size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  std::vector<std::string_view> lines;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    lines.push_back(rest.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  if (start > from && !lines.empty()) lines.erase(lines.begin()); // cut mid-line
+  std::string out;
+  for (std::size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i) {
+    out += "\n    ";
+    out += lines[i];
+  }
+  return out;
+}
+
+/// The last lines of a captured text, indented like log_tail.
+inline std::string text_tail(std::string_view text, std::size_t max_lines = 15) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  std::size_t begin = text.size();
+  for (std::size_t lines = 0; begin > 0; --begin) {
+    if (text[begin - 1] == '\n' && ++lines == max_lines) break;
+  }
+  std::string out;
+  std::string_view rest = text.substr(begin);
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    out += "\n    ";
+    out += rest.substr(0, nl);
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+} // namespace stackup::detail::posix
+// ---- end stackup/detail/posix.hpp ----
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// Readiness probes: how LocalDaemon knows its process is ready to serve.
+/// Probes only ever talk to 127.0.0.1.
+namespace ready {
+
+/// A readiness probe; build one with none(), tcp() or http().
+struct Probe {
+  /// What the probe checks.
+  enum class Kind : unsigned char { none, tcp, http };
+  Kind kind = Kind::none;
+  std::uint16_t port = 0; ///< tcp and http: the loopback port
+  std::string path{};     ///< http: the request path, e.g. "/health"
+
+  /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health".
+  [[nodiscard]] std::string describe() const {
+    switch (kind) {
+    case Kind::none: return "none";
+    case Kind::tcp: return "tcp 127.0.0.1:" + std::to_string(port);
+    case Kind::http: return "http://127.0.0.1:" + std::to_string(port) + path;
+    }
+    return "?";
+  }
+  friend bool operator==(const Probe&, const Probe&) = default;
+};
+
+/// No probe: the daemon is ready as soon as it is started (the default).
+inline Probe none() { return {}; }
+
+/// Ready when 127.0.0.1:`port` accepts a TCP connection.
+inline Probe tcp(std::uint16_t port) {
+  if (port == 0) throw Error("stackup: ready::tcp(0): give the port the daemon listens on");
+  return {Probe::Kind::tcp, port, {}};
+}
+
+/// Ready when `GET path` on 127.0.0.1:`port` answers with a 2xx status.
+inline Probe http(std::uint16_t port, std::string path = "/") {
+  if (port == 0) throw Error("stackup: ready::http(0, ...): give the port the daemon listens on");
+  if (path.empty() || path.front() != '/' ||
+      path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
+    throw Error("stackup: ready::http: path '" + path + "' must start with '/' and hold no spaces or line breaks");
+  return {Probe::Kind::http, port, std::move(path)};
+}
+
+} // namespace ready
+
+/// Configuration of a LocalDaemon; use designated initialisers, in this order.
+struct LocalDaemonConfig {
+  std::string name{};                  ///< display name; empty: the role
+  std::vector<std::string> command{};  ///< argv, no shell; argv[0] is looked up in PATH if it has no '/'
+  std::filesystem::path state_dir{};   ///< holds config, pid file, lock and daemon.log (mode 0700)
+  ready::Probe ready = ready::none(); ///< when the started process counts as ready
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(30); ///< resume: wait this long for readiness
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);  ///< suspend: SIGTERM, then SIGKILL after this
+  std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
+  std::filesystem::path working_dir{};      ///< empty: the caller's current directory
+};
+
+namespace detail {
+
+inline std::string escape_config_value(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  return out;
+}
+
+inline bool unescape_config_value(std::string_view v, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '\\') {
+      out += v[i];
+      continue;
+    }
+    if (++i == v.size()) return false;
+    if (v[i] == '\\') out += '\\';
+    else if (v[i] == 'n') out += '\n';
+    else if (v[i] == 'r') out += '\r';
+    else return false;
+  }
+  return true;
+}
+
+inline constexpr std::string_view daemon_config_header = "stackup local_daemon config 1";
+
+/// The state directory's `config` file: one `key value` per line, values
+/// escaped, closed by `end` so that a truncated file is detected.
+inline std::string format_daemon_config(std::string_view role, const LocalDaemonConfig& c) {
+  std::string out(daemon_config_header);
+  out += '\n';
+  auto line = [&](std::string_view key, std::string_view value) {
+    out.append(key).append(" ").append(escape_config_value(value)).append("\n");
+  };
+  line("role", role);
+  line("name", c.name);
+  for (const auto& a : c.command) line("arg", a);
+  switch (c.ready.kind) {
+  case ready::Probe::Kind::none: line("ready", "none"); break;
+  case ready::Probe::Kind::tcp: line("ready", "tcp " + std::to_string(c.ready.port)); break;
+  case ready::Probe::Kind::http: line("ready", "http " + std::to_string(c.ready.port) + " " + c.ready.path); break;
+  }
+  line("start_timeout_ms", std::to_string(c.start_timeout.count()));
+  line("stop_timeout_ms", std::to_string(c.stop_timeout.count()));
+  for (const auto& [k, v] : c.env) line("env", k + "=" + v);
+  line("working_dir", c.working_dir.string());
+  out += "end\n";
+  return out;
+}
+
+/// Parses a `config` file written by format_daemon_config. On failure returns
+/// false and says why (with the line number) in `why`. `role` receives the role
+/// the file was written for.
+inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std::string& role, std::string& why) {
+  c = LocalDaemonConfig{};
+  std::size_t number = 0;
+  bool ended = false, header = false;
+  std::string value;
+  auto fail = [&](std::string reason) {
+    why = "line " + std::to_string(number) + ": " + std::move(reason);
+    return false;
+  };
+  auto to_ms = [](std::string_view s, std::chrono::milliseconds& out) {
+    long long v = 0;
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (r.ec != std::errc{} || r.ptr != s.data() + s.size() || v < 0) return false;
+    out = std::chrono::milliseconds(v);
+    return true;
+  };
+  auto to_port = [](std::string_view s, std::uint16_t& out) {
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+    return r.ec == std::errc{} && r.ptr == s.data() + s.size() && out != 0;
+  };
+  while (!text.empty()) {
+    ++number;
+    const auto nl = text.find('\n');
+    if (nl == std::string_view::npos) return fail("no line break at the end (the file was cut short)");
+    const std::string_view l = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    if (ended) return fail("text after 'end'");
+    if (!header) {
+      if (l != daemon_config_header) return fail("not a stackup local_daemon config (first line '" +
+                                                 std::string(l.substr(0, 60)) + "')");
+      header = true;
+      continue;
+    }
+    if (l == "end") {
+      ended = true;
+      continue;
+    }
+    const auto sp = l.find(' ');
+    if (sp == std::string_view::npos) return fail("expected 'key value'");
+    const std::string_view key = l.substr(0, sp);
+    if (!unescape_config_value(l.substr(sp + 1), value)) return fail("bad escape in the value of '" + std::string(key) + "'");
+    if (key == "role") role = value;
+    else if (key == "name") c.name = value;
+    else if (key == "arg") c.command.push_back(value);
+    else if (key == "working_dir") c.working_dir = value;
+    else if (key == "start_timeout_ms") {
+      if (!to_ms(value, c.start_timeout)) return fail("start_timeout_ms is not a number of milliseconds");
+    } else if (key == "stop_timeout_ms") {
+      if (!to_ms(value, c.stop_timeout)) return fail("stop_timeout_ms is not a number of milliseconds");
+    } else if (key == "env") {
+      const auto eq = value.find('=');
+      if (eq == 0 || eq == std::string::npos) return fail("env entry is not KEY=VALUE");
+      c.env[value.substr(0, eq)] = value.substr(eq + 1);
+    } else if (key == "ready") {
+      const std::string_view v = value;
+      const auto s1 = v.find(' ');
+      const std::string_view kind = v.substr(0, s1);
+      if (kind == "none" && s1 == std::string_view::npos) {
+        c.ready = ready::none();
+      } else if (kind == "tcp" && s1 != std::string_view::npos) {
+        std::uint16_t port = 0;
+        if (!to_port(v.substr(s1 + 1), port)) return fail("ready tcp: bad port");
+        c.ready = {ready::Probe::Kind::tcp, port, {}};
+      } else if (kind == "http" && s1 != std::string_view::npos) {
+        const auto s2 = v.find(' ', s1 + 1);
+        std::uint16_t port = 0;
+        if (s2 == std::string_view::npos || !to_port(v.substr(s1 + 1, s2 - s1 - 1), port))
+          return fail("ready http: bad port");
+        const std::string_view path = v.substr(s2 + 1);
+        if (path.empty() || path.front() != '/' || path.find(' ') != std::string_view::npos)
+          return fail("ready http: bad path");
+        c.ready = {ready::Probe::Kind::http, port, std::string(path)};
+      } else {
+        return fail("ready is not 'none', 'tcp PORT' or 'http PORT PATH'");
+      }
+    } else {
+      return fail("unknown key '" + std::string(key.substr(0, 40)) + "'");
+    }
+  }
+  if (!header) {
+    why = "the file is empty";
+    return false;
+  }
+  if (!ended) {
+    why = "no 'end' line (the file was cut short)";
+    return false;
+  }
+  return true;
+}
+
+} // namespace detail
+
+/// A local process that the stack starts and stops (ZenML's LocalDaemonService,
+/// done right). Its state directory (mode 0700) holds `config`, the pid file
+/// `pid` ("<pid> <start time>"), `daemon.log` and a `lock` file.
+///
+/// - Queries read the real world on every call (pid file, /proc, probe), so a
+///   second process that knows only the state directory sees the truth.
+/// - `resume` starts the command in its own session (stdin /dev/null, output
+///   appended to daemon.log) and waits for readiness with 1–50 ms back-off.
+/// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
+///   `stop_timeout`. A pid whose start time does not match is never signalled.
+/// - Every action holds an exclusive flock on `lock`: two processes running
+///   `up` at once start one daemon.
+///
+/// ```cpp
+/// stackup::LocalDaemon<"orchestrator"> web{{
+///     .name = "web",
+///     .command = {"/usr/bin/python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"},
+///     .state_dir = ".stackup/orchestrator",
+///     .ready = stackup::ready::http(8765, "/"),
+/// }};
+/// ```
+template <FixedString Role> class LocalDaemon : public StackComponent<LocalDaemon<Role>> {
+public:
+  /// The component's role, from the template argument.
+  static constexpr std::string_view role = Role;
+  /// Shown by Stack::status().
+  static constexpr std::string_view flavor = "local_daemon";
+  /// The configuration type (designated initialisers).
+  using Config = LocalDaemonConfig;
+
+  /// A daemon with this configuration; `state_dir` is made absolute now, so a
+  /// later change of the current directory does not move it. Error when
+  /// `state_dir` is empty. Starts nothing.
+  explicit LocalDaemon(Config config) : config_(std::move(config)) {
+    if (config_.state_dir.empty())
+      throw Error("stackup: local_daemon (" + std::string(role) + "): .state_dir is empty: give it a directory");
+    config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
+    if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
+      config_.state_dir = config_.state_dir.parent_path();
+  }
+
+  /// The daemon whose state directory is `state_dir`, configured from its
+  /// `config` file: what another process (e.g. a status or down command) needs.
+  /// Error when the directory or its config is missing, unsafe or corrupt, or
+  /// was written for another role.
+  [[nodiscard]] static LocalDaemon from_state_dir(const std::filesystem::path& state_dir) {
+    LocalDaemon probe{Config{.state_dir = state_dir}};
+    const auto& dir = probe.config_.state_dir;
+    const auto fd = detail::posix::open_private_dir(dir);
+    if (!fd)
+      throw Error("stackup: no state directory " + detail::posix::quoted(dir) + " for role " + std::string(role) +
+                  ": provision the daemon first (e.g. `stack up`)");
+    const auto text = detail::posix::read_file_at(fd.get(), "config", 1 << 20, dir / "config");
+    if (!text)
+      throw Error("stackup: state directory " + detail::posix::quoted(dir) +
+                  " has no config file: provision the daemon again (it writes one)");
+    Config c;
+    std::string file_role, why;
+    if (!detail::parse_daemon_config(*text, c, file_role, why))
+      throw Error("stackup: config file " + detail::posix::quoted(dir / "config") + " is corrupt (" + why +
+                  "): provision the daemon again to rewrite it, or remove the file");
+    if (file_role != role)
+      throw Error("stackup: state directory " + detail::posix::quoted(dir) + " belongs to role '" + file_role +
+                  "', not '" + std::string(role) + "': open it with LocalDaemon<\"" + file_role + "\">");
+    c.state_dir = dir;
+    return LocalDaemon(std::move(c));
+  }
+
+  /// The configured name, or the role when none was given.
+  [[nodiscard]] std::string_view name() const noexcept {
+    return config_.name.empty() ? role : std::string_view(config_.name);
+  }
+  /// The configuration (state_dir absolute).
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  /// The state directory (absolute).
+  [[nodiscard]] const std::filesystem::path& state_dir() const noexcept { return config_.state_dir; }
+  /// The daemon's output: `<state_dir>/daemon.log`.
+  [[nodiscard]] std::filesystem::path log_file() const { return config_.state_dir / "daemon.log"; }
+  /// The pid file: `<state_dir>/pid`.
+  [[nodiscard]] std::filesystem::path pid_file() const { return config_.state_dir / "pid"; }
+
+  /// The daemon's pid while its process is alive (whether or not it is ready);
+  /// empty otherwise. Error on an unsafe state directory or a corrupt pid file.
+  [[nodiscard]] std::optional<pid_t> pid() const {
+    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    if (!dir) return std::nullopt;
+    const auto rec = read_pid(dir.get());
+    if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return std::nullopt;
+    return rec->pid;
+  }
+
+  /// For status tables: "pid 1234, port 8765" while alive, else where the log is.
+  [[nodiscard]] std::string detail() const {
+    try {
+      if (const auto p = pid()) {
+        std::string d = "pid " + std::to_string(*p);
+        if (config_.ready.kind != ready::Probe::Kind::none) d += ", port " + std::to_string(config_.ready.port);
+        return d;
+      }
+      return is_provisioned() ? "log " + log_file().string() : "state " + config_.state_dir.string();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+
+  /// The state directory exists with its config. Error when it is unsafe
+  /// (a symlink, another user's, group/world-writable).
+  [[nodiscard]] bool is_provisioned() const {
+    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    struct stat st{};
+    return dir && ::fstatat(dir.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+  }
+
+  /// The pid file parses, its process is alive with the recorded start time
+  /// (a reused pid is not ours), and the readiness probe, if any, passes.
+  /// Error on an unsafe state directory or a corrupt pid file.
+  [[nodiscard]] bool is_running() const {
+    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    if (!dir) return false;
+    const auto rec = read_pid(dir.get());
+    if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return false;
+    return probe(std::chrono::seconds(1));
+  }
+
+  /// Creates the state directory (mode 0700, parents as needed) and writes the
+  /// config. Refuses (Error naming the path and the reason) a state directory
+  /// that is a symlink, another user's, or group/world-writable.
+  void provision() {
+    const auto locked = detail::posix::lock_private_dir(config_.state_dir, true);
+    write_config(locked.dir.get());
+  }
+
+  /// Starts the command detached and waits until it is ready. Nothing to do if
+  /// it already runs. TransitionError when it exits before it is ready (with
+  /// its exit status and the last lines of its log) or when it is not ready
+  /// within start_timeout (it is stopped first); ProvisioningError when there
+  /// is no state directory.
+  void resume() {
+    namespace px = detail::posix;
+    if (config_.command.empty())
+      throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
+    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    if (!locked)
+      throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
+                              " does not exist: provision first");
+    const int dir = locked.dir.get();
+    write_config(dir);
+    if (const auto rec = read_pid(dir)) {
+      // Under the lock, so a concurrent `up` that started it is seen here.
+      if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
+      ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
+    }
+
+    px::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+    if (!log) throw Error("stackup: " + who() + ": cannot open " + px::quoted(log_file()) + ": " + px::sys_message(errno));
+    log = px::above_stdio(std::move(log));
+    px::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null) throw Error("stackup: cannot open /dev/null: " + px::sys_message(errno));
+    null = px::above_stdio(std::move(null));
+    std::string header = "--- stackup " + timestamp() + ": starting";
+    for (const auto& a : config_.command) header += " " + a;
+    header += "\n";
+    px::write_all(log.get(), header);
+    const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
+
+    px::SpawnOptions o;
+    o.argv = config_.command;
+    o.env = &config_.env;
+    o.working_dir = config_.working_dir;
+    o.stdin_fd = null.get();
+    o.stdout_fd = log.get();
+    o.stderr_fd = log.get();
+    px::PidRecord rec;
+    try {
+      // The pid file is written before the child may exec, so no daemon ever
+      // runs unrecorded, even if this process dies right now.
+      px::spawn(o, [&](pid_t child) {
+        const auto st = px::read_proc_stat(child);
+        if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
+        rec = {child, st->start_time};
+        px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
+      });
+    } catch (const std::exception& e) {
+      ::unlinkat(dir, "pid", 0);
+      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + ": " + e.what());
+    }
+    await_ready(dir, rec, run_start);
+  }
+
+  /// SIGTERM to the daemon's process group, up to stop_timeout for it to exit,
+  /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
+  /// the pid now another process's) is removed without signalling anything.
+  void suspend() {
+    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
+    if (locked) stop(locked.dir.get());
+  }
+
+  /// Stops the daemon if it runs, then removes the state directory.
+  void deprovision() {
+    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
+    if (!locked) return;
+    stop(locked.dir.get());
+    std::error_code ec;
+    std::filesystem::remove_all(config_.state_dir, ec);
+    if (ec)
+      throw Error("stackup: " + who() + ": cannot remove state directory " +
+                  detail::posix::quoted(config_.state_dir) + ": " + ec.message());
+  }
+
+private:
+  [[nodiscard]] std::string who() const {
+    return "local_daemon '" + std::string(name()) + "' (" + std::string(role) + ")";
+  }
+
+  static std::string timestamp() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&now, &tm);
+    char buf[32];
+    return std::string(buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm));
+  }
+
+  void write_config(int dir) const {
+    detail::posix::write_file_atomic(dir, "config", detail::format_daemon_config(role, config_),
+                                     config_.state_dir / "config");
+  }
+
+  // The pid file's record; empty when there is none. Error when it is corrupt:
+  // it names the file and what to do, and nothing has been signalled.
+  [[nodiscard]] std::optional<detail::posix::PidRecord> read_pid(int dir) const {
+    const auto text = detail::posix::read_file_at(dir, "pid", 256, pid_file());
+    if (!text) return std::nullopt;
+    detail::posix::PidRecord rec;
+    std::string why;
+    if (!detail::posix::parse_pid_record(*text, rec, why))
+      throw Error("stackup: " + who() + ": pid file " + detail::posix::quoted(pid_file()) + " " + why +
+                  "; nothing was signalled. If no process of this daemon is running (see " + log_file().string() +
+                  "), delete the pid file; otherwise stop that process yourself first");
+    return rec;
+  }
+
+  [[nodiscard]] bool probe(std::chrono::milliseconds timeout) const {
+    switch (config_.ready.kind) {
+    case ready::Probe::Kind::none: return true;
+    case ready::Probe::Kind::tcp: return detail::posix::tcp_probe(config_.ready.port, timeout);
+    case ready::Probe::Kind::http: return detail::posix::http_probe(config_.ready.port, config_.ready.path, timeout);
+    }
+    return false;
+  }
+
+  // Polls (1 ms back-off up to 50 ms) until the probe passes, the process ends,
+  // or start_timeout passes. `log_from`: where this run's output begins.
+  void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
+    namespace px = detail::posix;
+    using px::Clock;
+    const auto deadline = Clock::now() + config_.start_timeout;
+    px::Backoff backoff;
+    auto fail = [&](std::string what) {
+      ::unlinkat(dir, "pid", 0);
+      std::string tail = px::log_tail(dir, "daemon.log", log_from);
+      what += tail.empty() ? " (" + log_file().string() + " has nothing from it)"
+                           : "; last lines of " + log_file().string() + ":" + tail;
+      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
+    };
+    while (true) {
+      const auto ended = px::peek_exit(rec.pid);
+      if (ended && ended->code != px::unknown_exit) {
+        px::reap(rec.pid);
+        fail("exited with " + px::describe_exit(*ended) + " before it was ready");
+      }
+      if (px::identify(rec) != px::Identity::ours) fail("exited before it was ready");
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      if (Clock::now() >= deadline) {
+        const auto how = px::stop_process(rec, config_.stop_timeout, who());
+        append_log(dir, how == px::Stopped::killed ? "stopped with SIGKILL: not ready in time"
+                                                   : "stopped with SIGTERM: not ready in time");
+        fail("was not ready within " + px::format_duration(config_.start_timeout) + " (probe " +
+             config_.ready.describe() + "); it was stopped");
+      }
+      backoff.sleep(deadline);
+    }
+  }
+
+  // Stops the recorded process (if it is still ours) and removes the pid file.
+  void stop(int dir) {
+    namespace px = detail::posix;
+    const auto rec = read_pid(dir);
+    if (!rec) return;
+    const auto how = px::stop_process(*rec, config_.stop_timeout, who());
+    if (how == px::Stopped::terminated) append_log(dir, "stopped with SIGTERM");
+    if (how == px::Stopped::killed)
+      append_log(dir, "stopped with SIGKILL: still running " + px::format_duration(config_.stop_timeout) +
+                          " after SIGTERM");
+    ::unlinkat(dir, "pid", 0);
+  }
+
+  void append_log(int dir, std::string_view what) const {
+    detail::posix::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    if (log) detail::posix::write_all(log.get(), "--- stackup " + timestamp() + ": " + std::string(what) + "\n");
+  }
+
+  Config config_;
+};
+
+} // namespace stackup
+// ---- end stackup/components/local_daemon.hpp ----
+
+// ---- begin stackup/components/local_directory.hpp ----
+// stackup — LocalDirectory<"role">: a directory that provision creates and
+// deprovision removes, but only if stackup created it (an ownership marker).
+// SPDX-License-Identifier: MIT
+
+
+#include <pwd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// Configuration of a LocalDirectory; use designated initialisers.
+struct LocalDirectoryConfig {
+  std::string name{};           ///< display name; empty: the role
+  std::filesystem::path path{}; ///< the directory (made absolute at construction)
+};
+
+/// A directory (an artifact store, a data folder). `provision` creates it
+/// (parents too) and writes stackup's ownership marker `.stackup-directory` in
+/// it; `deprovision` removes it, refusing a directory without the marker (one
+/// stackup did not create), a symlink, `/`, the user's home or one of its
+/// parents. Provisioned = the directory exists with the marker; running =
+/// provisioned (there is no resume or suspend).
+///
+/// ```cpp
+/// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
+/// ```
+template <FixedString Role> class LocalDirectory : public StackComponent<LocalDirectory<Role>> {
+public:
+  /// The component's role, from the template argument.
+  static constexpr std::string_view role = Role;
+  /// Shown by Stack::status().
+  static constexpr std::string_view flavor = "local_directory";
+  /// The configuration type (designated initialisers).
+  using Config = LocalDirectoryConfig;
+  /// The ownership marker's file name, inside the directory.
+  static constexpr const char* marker = ".stackup-directory";
+
+  /// A directory with this configuration; a relative path is made absolute now.
+  explicit LocalDirectory(Config config) : config_(std::move(config)) {
+    if (!config_.path.empty()) {
+      config_.path = std::filesystem::absolute(config_.path).lexically_normal();
+      if (!config_.path.has_filename() && config_.path.has_relative_path())
+        config_.path = config_.path.parent_path();
+    }
+  }
+
+  /// The configured name, or the role when none was given.
+  [[nodiscard]] std::string_view name() const noexcept {
+    return config_.name.empty() ? role : std::string_view(config_.name);
+  }
+  /// The directory (absolute).
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
+  /// For status tables: the path.
+  [[nodiscard]] std::string detail() const { return config_.path.string(); }
+
+  /// The directory exists (not through a symlink) and carries the marker.
+  [[nodiscard]] bool is_provisioned() const {
+    if (config_.path.empty()) return false;
+    struct stat st{};
+    if (::lstat(config_.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    return ::lstat((config_.path / marker).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  }
+  /// Same as is_provisioned(): a directory is running when it exists.
+  [[nodiscard]] bool is_running() const { return is_provisioned(); }
+
+  /// Creates the directory (parents too) and writes the marker. An existing
+  /// empty directory is adopted; Error (naming the path) for a symlink, a file,
+  /// or a non-empty directory without the marker.
+  void provision() {
+    check_path("create");
+    struct stat st{};
+    if (::lstat(config_.path.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode)) refuse("create", "it is a symlink; stackup never works through a symlink: configure the real path");
+      if (!S_ISDIR(st.st_mode)) refuse("create", "it exists and is not a directory: remove it or choose another path");
+      if (is_provisioned()) return;
+      std::error_code ec;
+      if (!std::filesystem::is_empty(config_.path, ec) || ec)
+        refuse("take over", "it exists, is not empty and has no stackup marker (stackup did not create it): "
+                            "choose another path, or empty it yourself");
+    } else {
+      std::error_code ec;
+      std::filesystem::create_directories(config_.path, ec);
+      if (ec) throw Error("stackup: " + who() + ": cannot create " + detail::posix::quoted(config_.path) + ": " + ec.message());
+    }
+    detail::posix::Fd dir(::open(config_.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir) throw Error("stackup: " + who() + ": cannot open " + detail::posix::quoted(config_.path) + ": " +
+                          detail::posix::sys_message(errno));
+    detail::posix::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!m || !detail::posix::write_all(m.get(), "created by stackup for " + std::string(role) +
+                                                     "; deprovision removes this directory and everything in it\n"))
+      throw Error("stackup: " + who() + ": cannot write the marker " + detail::posix::quoted(config_.path / marker) +
+                  ": " + detail::posix::sys_message(errno));
+  }
+
+  /// Removes the directory and everything in it. Nothing to do if it does not
+  /// exist. Error (naming the path, removing nothing) when it lacks the marker,
+  /// is a symlink, or is `/`, empty, the home directory or a parent of it.
+  void deprovision() {
+    check_path("remove");
+    struct stat st{};
+    if (::lstat(config_.path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return;
+      throw Error("stackup: " + who() + ": cannot inspect " + detail::posix::quoted(config_.path) + ": " +
+                  detail::posix::sys_message(errno));
+    }
+    if (S_ISLNK(st.st_mode)) refuse("remove", "it is a symlink; stackup never removes through a symlink");
+    if (!S_ISDIR(st.st_mode)) refuse("remove", "it is not a directory");
+    if (!is_provisioned())
+      refuse("remove", std::string("it has no stackup marker (") + marker +
+                           "), so stackup did not create it: remove it yourself if you mean to");
+    std::error_code ec;
+    std::filesystem::remove_all(config_.path, ec); // does not follow symlinks inside
+    if (ec) throw Error("stackup: " + who() + ": cannot remove " + detail::posix::quoted(config_.path) + ": " + ec.message());
+  }
+
+private:
+  [[nodiscard]] std::string who() const {
+    return "local_directory '" + std::string(name()) + "' (" + std::string(role) + ")";
+  }
+  [[noreturn]] void refuse(std::string_view action, std::string_view why) const {
+    throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
+                detail::posix::quoted(config_.path) + ": " + std::string(why));
+  }
+
+  static std::vector<std::filesystem::path> homes() {
+    std::vector<std::filesystem::path> out;
+    if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+        found->pw_dir != nullptr)
+      out.emplace_back(found->pw_dir);
+    return out;
+  }
+
+  // Paths stackup never creates or removes: empty, "/", a home directory or a
+  // parent of one (symlinks in parents resolved).
+  void check_path(std::string_view action) const {
+    if (config_.path.empty()) refuse(action, "the path is empty: set .path");
+    std::error_code ec;
+    const auto real = std::filesystem::weakly_canonical(config_.path, ec);
+    const auto& p = ec ? config_.path : real;
+    if (p == p.root_path()) refuse(action, "it is the root directory");
+    for (const auto& home : homes()) {
+      const auto h = std::filesystem::weakly_canonical(home, ec);
+      if (ec) continue;
+      if (p == h) refuse(action, "it is the home directory");
+      const auto rel = h.lexically_relative(p);
+      if (!rel.empty() && *rel.begin() != "..") refuse(action, "it holds the home directory " + h.string());
+    }
+  }
+
+  Config config_;
+};
+
+} // namespace stackup
+// ---- end stackup/components/local_directory.hpp ----
+
+// ---- begin stackup/components/command.hpp ----
+// stackup — Command<"role">: a component driven by shell commands, one per action
+// and per query (k3d, kubectl, terraform, docker compose, ...).
+// SPDX-License-Identifier: MIT
+
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace stackup {
+
+/// Configuration of a Command; use designated initialisers, in this order.
+/// Every command runs with `/bin/sh -c`. An empty action is "not implemented";
+/// an empty `is_provisioned` counts as true, an empty `is_running` as
+/// `is_provisioned()`.
+struct CommandConfig {
+  std::string name{};           ///< display name; empty: the role
+  std::string provision{};      ///< creates the resources
+  std::string deprovision{};    ///< destroys them
+  std::string resume{};         ///< starts them
+  std::string suspend{};        ///< stops them, keeping them
+  std::string is_provisioned{}; ///< query: exit status 0 = provisioned
+  std::string is_running{};     ///< query: exit status 0 = running
+  std::chrono::milliseconds timeout = std::chrono::minutes(5); ///< per command; then its process group is killed
+  std::filesystem::path working_dir{};      ///< empty: the caller's current directory
+  std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
+};
+
+/// A component whose actions and queries are shell commands: the way a stack
+/// drives engines beyond one machine instead of reimplementing them.
+///
+/// - Query: exit status 0 = true, any other = false; but a query that the shell
+///   cannot run (status 126/127), that is killed, or that times out is an Error.
+/// - Action: exit status 0 = done; otherwise TransitionError with the exit
+///   status and the tail of its stderr. An empty action throws
+///   NotImplementedError, which the stack treats as an absent action.
+/// - Each command runs in its own session, stdin and stdout on /dev/null,
+///   stderr captured; past `timeout` its whole process group is killed.
+///   A command that leaves a process running in the background should redirect
+///   that process's output (`server > log 2>&1 &`).
+///
+/// ```cpp
+/// stackup::Command<"orchestrator"> k3d{{
+///     .name = "k3d-demo",
+///     .provision = "k3d cluster create demo",
+///     .deprovision = "k3d cluster delete demo",
+///     .resume = "k3d cluster start demo",
+///     .suspend = "k3d cluster stop demo",
+///     .is_provisioned = "k3d cluster get demo",
+///     .is_running = "k3d cluster list demo --no-headers | grep -q ' 1/1 '",
+/// }};
+/// ```
+template <FixedString Role> class Command : public StackComponent<Command<Role>> {
+public:
+  /// The component's role, from the template argument.
+  static constexpr std::string_view role = Role;
+  /// Shown by Stack::status().
+  static constexpr std::string_view flavor = "command";
+  /// The configuration type (designated initialisers).
+  using Config = CommandConfig;
+
+  /// A component with these commands. Runs nothing.
+  explicit Command(Config config) : config_(std::move(config)) {}
+
+  /// The configured name, or the role when none was given.
+  [[nodiscard]] std::string_view name() const noexcept {
+    return config_.name.empty() ? role : std::string_view(config_.name);
+  }
+  /// The configuration.
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  /// For status tables: the query that decides the state.
+  [[nodiscard]] std::string detail() const {
+    const std::string& q = config_.is_running.empty() ? config_.is_provisioned : config_.is_running;
+    if (q.empty()) return {};
+    return "query: " + (q.size() > 60 ? q.substr(0, 57) + "..." : q);
+  }
+
+  /// Runs the `is_provisioned` query (true when it is empty).
+  [[nodiscard]] bool is_provisioned() const {
+    return config_.is_provisioned.empty() || query(config_.is_provisioned, "is_provisioned");
+  }
+  /// Runs the `is_running` query (is_provisioned() when it is empty).
+  [[nodiscard]] bool is_running() const {
+    return config_.is_running.empty() ? is_provisioned() : query(config_.is_running, "is_running");
+  }
+
+  /// Runs the `provision` command.
+  void provision() { act(config_.provision, Transition::provision); }
+  /// Runs the `deprovision` command.
+  void deprovision() { act(config_.deprovision, Transition::deprovision); }
+  /// Runs the `resume` command.
+  void resume() { act(config_.resume, Transition::resume); }
+  /// Runs the `suspend` command.
+  void suspend() { act(config_.suspend, Transition::suspend); }
+
+private:
+  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(role) + ")"; }
+
+  [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
+    return detail::posix::run_shell(command, config_.timeout, config_.working_dir, config_.env);
+  }
+
+  static std::string stderr_part(const detail::posix::ShellResult& r) {
+    const std::string tail = detail::posix::text_tail(r.stderr_tail);
+    return tail.empty() ? std::string(" (no stderr output)") : "; stderr:" + tail;
+  }
+
+  [[nodiscard]] bool query(const std::string& command, std::string_view which) const {
+    namespace px = detail::posix;
+    const auto r = run(command);
+    const std::string where = "stackup: " + who() + ": " + std::string(which) + " query `" + command + "` ";
+    if (r.timed_out)
+      throw Error(where + "did not finish within " + px::format_duration(config_.timeout) +
+                  " and was killed with its process group" + stderr_part(r));
+    if (r.exit.code != CLD_EXITED)
+      throw Error(where + "ended with " + px::describe_exit(r.exit) + ", neither yes nor no" + stderr_part(r));
+    if (r.exit.status == 126 || r.exit.status == 127)
+      throw Error(where + "could not be run by the shell (exit status " + std::to_string(r.exit.status) +
+                  "): check the command and PATH" + stderr_part(r));
+    return r.exit.status == 0;
+  }
+
+  void act(const std::string& command, Transition t) {
+    namespace px = detail::posix;
+    if (command.empty())
+      throw NotImplementedError("stackup: " + who() + " has no " + std::string(to_string(t)) + " command");
+    const auto r = run(command);
+    const std::string where = "stackup: " + who() + ": " + std::string(to_string(t)) + " `" + command + "` ";
+    if (r.timed_out)
+      throw TransitionError(std::string(role), t,
+                            where + "did not finish within " + px::format_duration(config_.timeout) +
+                                " and was killed with its process group" + stderr_part(r));
+    if (r.exit.code != CLD_EXITED || r.exit.status != 0)
+      throw TransitionError(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
+  }
+
+  Config config_;
+};
+
+} // namespace stackup
+// ---- end stackup/components/command.hpp ----
+#endif
 #endif // C++20: add new headers above this line
 // ---- end stackup/stackup.hpp ----

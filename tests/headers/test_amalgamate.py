@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Unit tests of tools/amalgamate.py on small header trees made for each test."""
+
+import pathlib
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
+sys.path.insert(0, str(TOOLS))
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
+import amalgamate  # noqa: E402
+
+VERSION = """\
+#pragma once
+#define STACKUP_VERSION_MAJOR 3
+#define STACKUP_VERSION_MINOR 14
+#define STACKUP_VERSION_PATCH 15
+"""
+
+
+class Tree:
+    """A throw-away include/ directory."""
+
+    def __init__(self, files: dict[str, str]):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.include = pathlib.Path(self._tmp.name) / "include"
+        for name, text in {"stackup/version.hpp": VERSION, **files}.items():
+            path = self.include / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text), encoding="utf-8")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._tmp.cleanup()
+
+
+def body(text: str) -> list[str]:
+    """The generated lines after the banner, without blank lines and markers."""
+    lines = text.splitlines()
+    start = lines.index("#pragma once") + 1
+    return [l for l in lines[start:] if l.strip() and not l.startswith("// ---- ")]
+
+
+class Amalgamate(unittest.TestCase):
+    def test_inlines_each_header_once_after_what_it_includes(self):
+        with Tree({
+            "stackup/stackup.hpp": """\
+                #pragma once
+                #include <stackup/version.hpp>
+                #include <stackup/b.hpp>
+                #include <stackup/a.hpp>
+                """,
+            "stackup/a.hpp": """\
+                #pragma once
+                #include <stackup/version.hpp>
+                int a();
+                """,
+            "stackup/b.hpp": """\
+                #pragma once
+                #include "stackup/a.hpp"
+                #include <vector>
+                #include <fmt/format.h>
+                int b();
+                """,
+        }) as t:
+            out = body(amalgamate.amalgamate(t.include))
+        self.assertEqual(out, [
+            "#define STACKUP_VERSION_MAJOR 3",
+            "#define STACKUP_VERSION_MINOR 14",
+            "#define STACKUP_VERSION_PATCH 15",
+            "int a();",
+            "#include <vector>",
+            "#include <fmt/format.h>",
+            "int b();",
+        ])
+
+    def test_banner_names_version_licence_and_command(self):
+        with Tree({"stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n"}) as t:
+            text = amalgamate.amalgamate(t.include)
+        banner = text[:text.index("#pragma once")]
+        self.assertIn("Version 3.14.15", banner)
+        self.assertIn("SPDX-License-Identifier: MIT", banner)
+        self.assertIn("generated — do not edit, run tools/amalgamate.py", banner)
+        self.assertEqual(text.count("#pragma once"), 1)
+
+    def test_classic_include_guard_is_dropped(self):
+        with Tree({
+            "stackup/stackup.hpp": """\
+                // umbrella
+                #ifndef STACKUP_HPP
+                #define STACKUP_HPP
+                #include <stackup/version.hpp>
+                int u();
+                #endif // STACKUP_HPP
+                """,
+        }) as t:
+            out = body(amalgamate.amalgamate(t.include))
+        self.assertNotIn("#ifndef STACKUP_HPP", out)
+        self.assertNotIn("#define STACKUP_HPP", out)
+        self.assertFalse(any(l.startswith("#endif") for l in out))
+        self.assertIn("int u();", out)
+
+    def test_output_is_deterministic(self):
+        files = {"stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n#include <map>\n"}
+        with Tree(files) as t:
+            self.assertEqual(amalgamate.amalgamate(t.include), amalgamate.amalgamate(t.include))
+
+    def test_public_header_missing_from_the_umbrella_is_an_error(self):
+        with Tree({
+            "stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n",
+            "stackup/components/daemon.hpp": "#pragma once\n",
+            "stackup/detail/internal.hpp": "#pragma once\n",  # internal: need not be reachable
+        }) as t:
+            with self.assertRaises(amalgamate.AmalgamationError) as e:
+                amalgamate.amalgamate(t.include)
+        self.assertIn("#include <stackup/components/daemon.hpp>", str(e.exception))
+        self.assertNotIn("detail/internal.hpp", str(e.exception))
+
+    def test_missing_header_names_who_includes_it(self):
+        with Tree({"stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n#include <stackup/nope.hpp>\n"}) as t:
+            with self.assertRaises(amalgamate.AmalgamationError) as e:
+                amalgamate.amalgamate(t.include)
+        self.assertIn("include/stackup/nope.hpp does not exist (included from include/stackup/stackup.hpp)",
+                      str(e.exception))
+
+    def test_header_first_inlined_inside_an_if_and_needed_outside_is_an_error(self):
+        with Tree({
+            "stackup/stackup.hpp": """\
+                #pragma once
+                #include <stackup/version.hpp>
+                #if defined(EXTRA)
+                #include <stackup/posix.hpp>
+                #endif
+                #include <stackup/late.hpp>
+                """,
+            "stackup/posix.hpp": "#pragma once\nint p();\n",
+            "stackup/late.hpp": "#pragma once\n#include <stackup/posix.hpp>\n",
+        }) as t:
+            with self.assertRaises(amalgamate.AmalgamationError) as e:
+                amalgamate.amalgamate(t.include)
+        self.assertIn("stackup/posix.hpp is first included inside a conditional block", str(e.exception))
+
+    def test_header_included_again_inside_the_same_branch_is_fine(self):
+        with Tree({
+            "stackup/stackup.hpp": """\
+                #pragma once
+                #include <stackup/version.hpp>
+                #if __cplusplus >= 202002L
+                #include <stackup/posix.hpp>
+                #include <stackup/late.hpp>
+                #else
+                #endif
+                """,
+            "stackup/posix.hpp": "#pragma once\nint p();\n",
+            "stackup/late.hpp": "#pragma once\n#include <stackup/posix.hpp>\nint late();\n",
+        }) as t:
+            out = body(amalgamate.amalgamate(t.include))
+        self.assertEqual(out.count("int p();"), 1)
+        self.assertLess(out.index("int p();"), out.index("int late();"))
+
+
+class CheckMode(unittest.TestCase):
+    """--check on the real tree: up to date passes, a stale copy fails with the fix."""
+
+    def run_check(self, path: pathlib.Path):
+        return subprocess.run([sys.executable, str(TOOLS / "amalgamate.py"), "--check", "--output", str(path)],
+                              capture_output=True, text=True)
+
+    def test_fresh_copy_passes_and_stale_copy_fails(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = pathlib.Path(d) / "stackup.hpp"
+            path.write_text(amalgamate.amalgamate(), encoding="utf-8", newline="\n")
+            self.assertEqual(self.run_check(path).returncode, 0)
+
+            path.write_text(path.read_text(encoding="utf-8").replace("#pragma once", "#pragma  once", 1),
+                            encoding="utf-8", newline="\n")
+            stale = self.run_check(path)
+            self.assertEqual(stale.returncode, 1)
+            self.assertIn("is stale", stale.stderr)
+            self.assertIn("Fix: run `python3 tools/amalgamate.py`", stale.stderr)
+
+            path.unlink()
+            missing = self.run_check(path)
+            self.assertEqual(missing.returncode, 1)
+            self.assertIn("is missing", missing.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
