@@ -598,7 +598,9 @@ TEST_CASE("local_daemon: garbage, empty, 0, 1, negative and huge pid files are c
       {"above pid_max", "4194305 " + other_start + "\n"},
       {"trailing junk", std::to_string(other) + " " + other_start + " x\n"},
   };
-  for (const auto& [what, content] : cases) {
+  for (const auto& one : cases) {
+    const std::string& what = one.first;
+    const std::string& content = one.second;
     CAPTURE(what);
     spit(d.pid_file(), content);
     const std::string message = error_of([&] { (void)d.is_running(); });
