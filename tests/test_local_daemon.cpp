@@ -668,6 +668,48 @@ TEST_CASE("local_daemon: an unsafe state directory is refused") {
     auto d = w.daemon();
     CHECK(contains(error_of([&] { d.provision(); }), "is not a directory"));
   }
+  SUBCASE("a directory holding someone else's files") {
+    fs::create_directory(w.state);
+    ::chmod(w.state.c_str(), 0755);
+    spit(w.state / "notes.txt", "mine\n");
+    auto d = w.daemon();
+    const std::string message = error_of([&] { d.provision(); });
+    CHECK(contains(message, "holds files stackup did not write (e.g. 'notes.txt')"));
+    CHECK_FALSE(fs::exists(w.state / "lock"));
+    CHECK_FALSE(fs::exists(w.state / "config"));
+    struct stat st{};
+    REQUIRE(::stat(w.state.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0755); // untouched
+    // Without a config, deprovision removes only stackup's own files and keeps the rest.
+    ::chmod(w.state.c_str(), 0700);
+    spit(w.state / "daemon.log", "old log\n");
+    CHECK(contains(error_of([&] { d.deprovision(); }), "holds files stackup did not write"));
+    CHECK_FALSE(fs::exists(w.state / "daemon.log"));
+    CHECK(slurp(w.state / "notes.txt") == "mine\n");
+  }
+  SUBCASE("the root or the home directory") {
+    Daemon root{{.command = w.command(), .state_dir = "/"}};
+    CHECK(contains(error_of([&] { root.provision(); }), "it is the root directory"));
+    CHECK(contains(error_of([&] { root.deprovision(); }), "it is the root directory"));
+    CHECK_FALSE(fs::exists("/config"));
+    CHECK_FALSE(fs::exists("/lock"));
+
+    const fs::path home = w.tmp.path / "home";
+    fs::create_directory(home);
+    ::chmod(home.c_str(), 0700);
+    const char* old = std::getenv("HOME");
+    const std::string saved = old != nullptr ? old : "";
+    ::setenv("HOME", home.c_str(), 1);
+    Daemon at_home{{.command = w.command(), .state_dir = home}};
+    const std::string message = error_of([&] { at_home.provision(); });
+    Daemon above_home{{.command = w.command(), .state_dir = w.tmp.path}};
+    const std::string above = error_of([&] { above_home.deprovision(); });
+    if (old != nullptr) ::setenv("HOME", saved.c_str(), 1);
+    else ::unsetenv("HOME");
+    CHECK(contains(message, "it is the home directory"));
+    CHECK(contains(above, "holds the home directory"));
+    CHECK(fs::is_empty(home));
+  }
   SUBCASE("owned by another user") {
     fs::create_directory(w.state);
     ::chmod(w.state.c_str(), 0700);

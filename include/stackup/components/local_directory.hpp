@@ -7,15 +7,11 @@
 #include <stackup/detail/posix.hpp>
 #include <stackup/errors.hpp>
 
-#include <pwd.h>
-
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
-#include <vector>
 
 namespace stackup {
 
@@ -133,32 +129,11 @@ private:
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
   }
 
-  static std::vector<std::filesystem::path> homes() {
-    std::vector<std::filesystem::path> out;
-    if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
-    passwd pw{};
-    passwd* found = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
-        found->pw_dir != nullptr)
-      out.emplace_back(found->pw_dir);
-    return out;
-  }
-
   // Paths stackup never creates or removes: empty, "/", a home directory or a
-  // parent of one (symlinks in parents resolved).
+  // parent of one.
   void check_path(std::string_view action) const {
-    if (config_.path.empty()) refuse(action, "the path is empty: set .path");
-    std::error_code ec;
-    const auto real = std::filesystem::weakly_canonical(config_.path, ec);
-    const auto& p = ec ? config_.path : real;
-    if (p == p.root_path()) refuse(action, "it is the root directory");
-    for (const auto& home : homes()) {
-      const auto h = std::filesystem::weakly_canonical(home, ec);
-      if (ec) continue;
-      if (p == h) refuse(action, "it is the home directory");
-      const auto rel = h.lexically_relative(p);
-      if (!rel.empty() && *rel.begin() != "..") refuse(action, "it holds the home directory " + h.string());
+    if (const std::string why = detail::posix::forbidden_directory(config_.path); !why.empty()) {
+      refuse(action, config_.path.empty() ? why + ": set .path" : why);
     }
   }
 

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -31,6 +32,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -178,6 +180,40 @@ inline Fd above_stdio(Fd fd) {
   Fd dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
   if (!dup) throw Error(std::string("stackup: cannot duplicate a file descriptor: ") + sys_message(errno));
   return dup;
+}
+
+// ---- paths stackup never takes over ---------------------------------------------------
+
+/// The user's home directories ($HOME and the password database's), as given.
+inline std::vector<std::filesystem::path> home_directories() {
+  std::vector<std::filesystem::path> out;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+      found->pw_dir != nullptr && *found->pw_dir != '\0')
+    out.emplace_back(found->pw_dir);
+  return out;
+}
+
+/// Why stackup must never create, own or remove `p` as a whole: it is empty,
+/// the root directory, a home directory or a parent of one (symlinks in
+/// parents resolved). Empty when `p` is fine.
+inline std::string forbidden_directory(const std::filesystem::path& p) {
+  if (p.empty()) return "the path is empty";
+  std::error_code ec;
+  const auto real = std::filesystem::weakly_canonical(p, ec);
+  const auto& path = ec ? p : real;
+  if (path == path.root_path()) return "it is the root directory";
+  for (const auto& home : home_directories()) {
+    const auto h = std::filesystem::weakly_canonical(home, ec);
+    if (ec) continue;
+    if (path == h) return "it is the home directory";
+    const auto rel = h.lexically_relative(path);
+    if (!rel.empty() && *rel.begin() != "..") return "it holds the home directory " + h.string();
+  }
+  return {};
 }
 
 // ---- private state directories ----------------------------------------------------
