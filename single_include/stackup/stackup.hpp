@@ -1989,6 +1989,7 @@ template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -2004,6 +2005,7 @@ template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -2151,6 +2153,40 @@ inline Fd above_stdio(Fd fd) {
   Fd dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
   if (!dup) throw Error(std::string("stackup: cannot duplicate a file descriptor: ") + sys_message(errno));
   return dup;
+}
+
+// ---- paths stackup never takes over ---------------------------------------------------
+
+/// The user's home directories ($HOME and the password database's), as given.
+inline std::vector<std::filesystem::path> home_directories() {
+  std::vector<std::filesystem::path> out;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+      found->pw_dir != nullptr && *found->pw_dir != '\0')
+    out.emplace_back(found->pw_dir);
+  return out;
+}
+
+/// Why stackup must never create, own or remove `p` as a whole: it is empty,
+/// the root directory, a home directory or a parent of one (symlinks in
+/// parents resolved). Empty when `p` is fine.
+inline std::string forbidden_directory(const std::filesystem::path& p) {
+  if (p.empty()) return "the path is empty";
+  std::error_code ec;
+  const auto real = std::filesystem::weakly_canonical(p, ec);
+  const auto& path = ec ? p : real;
+  if (path == path.root_path()) return "it is the root directory";
+  for (const auto& home : home_directories()) {
+    const auto h = std::filesystem::weakly_canonical(home, ec);
+    if (ec) continue;
+    if (path == h) return "it is the home directory";
+    const auto rel = h.lexically_relative(path);
+    if (!rel.empty() && *rel.begin() != "..") return "it holds the home directory " + h.string();
+  }
+  return {};
 }
 
 // ---- private state directories ----------------------------------------------------
@@ -2863,6 +2899,7 @@ inline std::string text_tail(std::string_view text, std::size_t max_lines = 15) 
 #include <cstdint>
 #include <ctime>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -3109,8 +3146,8 @@ public:
   /// The configuration type (designated initialisers).
   using Config = LocalDaemonConfig;
 
-  /// A daemon with this configuration; `state_dir` is made absolute now, so a
-  /// later change of the current directory does not move it. Error when
+  /// A daemon with this configuration; `state_dir` and `working_dir` are made
+  /// absolute now, so a later change of the current directory does not move them. Error when
   /// `state_dir` is empty. Starts nothing.
   explicit LocalDaemon(Config config) : config_(std::move(config)) {
     if (config_.state_dir.empty())
@@ -3118,6 +3155,7 @@ public:
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
     if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
       config_.state_dir = config_.state_dir.parent_path();
+    if (!config_.working_dir.empty()) config_.working_dir = std::filesystem::absolute(config_.working_dir);
   }
 
   /// The daemon whose state directory is `state_dir`, configured from its
@@ -3205,8 +3243,11 @@ public:
 
   /// Creates the state directory (mode 0700, parents as needed) and writes the
   /// config. Refuses (Error naming the path and the reason) a state directory
-  /// that is a symlink, another user's, or group/world-writable.
+  /// that is a symlink, another user's, or group/world-writable; and `/`, a home
+  /// directory (or a parent of one), or an existing directory holding files
+  /// stackup did not write: the state directory is stackup's own.
   void provision() {
+    refuse_foreign_state_dir();
     const auto locked = detail::posix::lock_private_dir(config_.state_dir, true);
     write_config(locked.dir.get());
   }
@@ -3276,19 +3317,60 @@ public:
     if (locked) stop(locked.dir.get());
   }
 
-  /// Stops the daemon if it runs, then removes the state directory.
+  /// Stops the daemon if it runs, then removes the state directory. Without a
+  /// config (not provisioned by stackup) only stackup's own files are removed,
+  /// and the directory only if nothing else is left in it.
   void deprovision() {
-    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
+    namespace px = detail::posix;
+    if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
+      throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
+                  ": " + why);
+    const auto locked = px::lock_private_dir(config_.state_dir, false);
     if (!locked) return;
-    stop(locked.dir.get());
+    const int dir = locked.dir.get();
+    stop(dir);
+    struct stat st{};
     std::error_code ec;
-    std::filesystem::remove_all(config_.state_dir, ec);
+    if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      std::filesystem::remove_all(config_.state_dir, ec); // does not follow symlinks inside
+    } else {
+      for (const char* f : own_files) ::unlinkat(dir, f, 0);
+      if (::rmdir(config_.state_dir.c_str()) != 0 && errno != ENOENT)
+        throw Error("stackup: " + who() + ": removed stackup's files but left state directory " +
+                    px::quoted(config_.state_dir) + " in place: it has no config and holds files stackup did not "
+                    "write (" + px::sys_message(errno) + "); remove it yourself if you mean to");
+    }
     if (ec)
-      throw Error("stackup: " + who() + ": cannot remove state directory " +
-                  detail::posix::quoted(config_.state_dir) + ": " + ec.message());
+      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(config_.state_dir) + ": " +
+                  ec.message());
   }
 
 private:
+  // Every file stackup writes in a state directory.
+  static constexpr const char* own_files[] = {"config", "config.tmp", "pid", "pid.tmp", "daemon.log", "lock"};
+
+  // Before taking over an existing state directory: it must not be a directory
+  // stackup must never own, nor hold anything but stackup's files (unless it
+  // already has a config: then it is ours).
+  void refuse_foreign_state_dir() const {
+    namespace px = detail::posix;
+    const auto& dir = config_.state_dir;
+    if (const std::string why = px::forbidden_directory(dir); !why.empty())
+      throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(dir) + ": " + why +
+                  "; give the daemon a directory of its own");
+    const auto fd = px::open_private_dir(dir); // Error if unsafe
+    struct stat st{};
+    if (!fd || ::fstatat(fd.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0) return;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string n = entry.path().filename().string();
+      if (std::none_of(std::begin(own_files), std::end(own_files), [&](const char* f) { return n == f; }))
+        throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(dir) +
+                    ": it already holds files stackup did not write (e.g. '" + n +
+                    "'); give the daemon a directory of its own");
+    }
+  }
+
   [[nodiscard]] std::string who() const {
     return "local_daemon '" + std::string(name()) + "' (" + std::string(role) + ")";
   }
@@ -3393,15 +3475,11 @@ private:
 // SPDX-License-Identifier: MIT
 
 
-#include <pwd.h>
-
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
-#include <vector>
 
 namespace stackup {
 
@@ -3519,32 +3597,11 @@ private:
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
   }
 
-  static std::vector<std::filesystem::path> homes() {
-    std::vector<std::filesystem::path> out;
-    if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
-    passwd pw{};
-    passwd* found = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
-        found->pw_dir != nullptr)
-      out.emplace_back(found->pw_dir);
-    return out;
-  }
-
   // Paths stackup never creates or removes: empty, "/", a home directory or a
-  // parent of one (symlinks in parents resolved).
+  // parent of one.
   void check_path(std::string_view action) const {
-    if (config_.path.empty()) refuse(action, "the path is empty: set .path");
-    std::error_code ec;
-    const auto real = std::filesystem::weakly_canonical(config_.path, ec);
-    const auto& p = ec ? config_.path : real;
-    if (p == p.root_path()) refuse(action, "it is the root directory");
-    for (const auto& home : homes()) {
-      const auto h = std::filesystem::weakly_canonical(home, ec);
-      if (ec) continue;
-      if (p == h) refuse(action, "it is the home directory");
-      const auto rel = h.lexically_relative(p);
-      if (!rel.empty() && *rel.begin() != "..") refuse(action, "it holds the home directory " + h.string());
+    if (const std::string why = detail::posix::forbidden_directory(config_.path); !why.empty()) {
+      refuse(action, config_.path.empty() ? why + ": set .path" : why);
     }
   }
 
