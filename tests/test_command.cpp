@@ -58,6 +58,25 @@ bool alive(pid_t pid) {
   return state != 'Z' && state != 'X';
 }
 
+// Kills, at the end of the scope, the process whose pid a command wrote to
+// `file`: a test never leaves its background process behind, even when it fails.
+struct KillRecorded {
+  fs::path file;
+  ~KillRecorded() {
+    const std::string text = slurp(file);
+    pid_t pid = 0;
+    if (std::from_chars(text.data(), text.data() + text.size(), pid).ec == std::errc{} && pid > 1 && alive(pid))
+      ::kill(pid, SIGKILL);
+  }
+};
+
+pid_t recorded_pid(const fs::path& file) {
+  const std::string text = slurp(file);
+  pid_t pid = 0;
+  std::from_chars(text.data(), text.data() + text.size(), pid);
+  return pid;
+}
+
 template <class F> std::string error_of(F&& f) {
   try {
     f();
@@ -176,6 +195,7 @@ TEST_CASE("command: empty queries default to provisioned, and running = provisio
 
 TEST_CASE("command: a command past its timeout is killed with its whole process group") {
   TempDir t;
+  const KillRecorded guard{t.path / "background"};
   Cmd c{{.resume = "sleep 600 & echo $! > background; sleep 600", .timeout = 300ms, .working_dir = t.path}};
   std::string message;
   try {
@@ -185,15 +205,12 @@ TEST_CASE("command: a command past its timeout is killed with its whole process 
   }
   CHECK(contains(message, "did not finish within 300ms"));
   CHECK(contains(message, "killed with its process group"));
-  const std::string text = slurp(t.path / "background");
-  pid_t background = 0;
-  REQUIRE(std::from_chars(text.data(), text.data() + text.size(), background).ec == std::errc{});
+  const pid_t background = recorded_pid(t.path / "background");
   REQUIRE(background > 1);
   // The background sleep was in the group: it is gone (or a zombie awaiting its new parent).
   const auto end = std::chrono::steady_clock::now() + 10s;
   while (alive(background) && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
   CHECK_FALSE(alive(background));
-  if (alive(background)) ::kill(background, SIGKILL); // never leave it behind
 
   Cmd slow_query{{.is_running = "sleep 600", .timeout = 200ms}};
   CHECK(contains(error_of([&] { (void)slow_query.is_running(); }), "did not finish within 200ms"));
@@ -203,14 +220,12 @@ TEST_CASE("command: a background process that keeps stderr open does not hold up
   TempDir t;
   // The shell exits at once; the sleep it leaves behind keeps the stderr pipe
   // open. Waiting for the pipe to close would hit the timeout and throw.
+  const KillRecorded guard{t.path / "background"};
   Cmd c{{.resume = "(sleep 600 & echo $! > background); echo started >&2", .timeout = 20s, .working_dir = t.path}};
   CHECK_NOTHROW(c.resume());
-  const std::string text = slurp(t.path / "background");
-  pid_t background = 0;
-  REQUIRE(std::from_chars(text.data(), text.data() + text.size(), background).ec == std::errc{});
+  const pid_t background = recorded_pid(t.path / "background");
   REQUIRE(background > 1);
   CHECK(alive(background)); // a successful command's background work is left running
-  ::kill(background, SIGKILL);
 }
 
 TEST_CASE("command: an empty action is not implemented; down skips it, up reports it") {
