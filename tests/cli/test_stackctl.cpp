@@ -380,6 +380,31 @@ TEST_CASE("golden: bad input exits 2 with a helpful message and changes nothing"
   CHECK(!fs::exists(box.dir / ".stackup-demo"));
 }
 
+TEST_CASE("odd command lines: never a crash, a signal or a change") {
+  Sandbox box;
+  const std::vector<std::vector<std::string>> odd{
+      {std::string(100000, 'x')},
+      {"stack", std::string(100000, '-')},
+      {"\xff\xfe\x01", "up"},
+      {"stack", "down", "-fffz"},
+      {"stack", "down", "--force=yes"},
+      {"--"},
+      {"-"},
+      {"orchestrator", "logs", "--tail", "18446744073709551616"},
+      {"--state-dir=", "stack", "up"},
+      {"--state-dir", "", "stack", "up"},
+  };
+  for (const auto& words : odd) {
+    CAPTURE(words.front().substr(0, 40));
+    const Result r = box.ctl(words);
+    CHECK(r.code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.starts_with("error: "));
+  }
+  CHECK(!fs::exists(box.state));
+  CHECK(box.daemons().empty());
+}
+
 TEST_CASE("state across processes: up in one, status and down in others; repeated up and down") {
   Sandbox box;
   Result r = box.ctl({"stack", "up"});
