@@ -496,6 +496,7 @@ TEST_CASE("cli: colour and symbols only when asked, plain ASCII otherwise") {
   CHECK(contains(fancy.out, "\x1b["));
   CHECK(contains(fancy.out, "✔"));
   fancy = f.run({"stack", "down"}, {.color = cli::Color::always});
+  CHECK(contains(fancy.out, "\x1b[1mstore\x1b[0m 'store' suspend skipped: not implemented — use --force to deprovision"));
   CHECK(contains(fancy.out, "not implemented — use --force to deprovision"));
   // Streams other than std::cout / std::cerr are never taken for terminals.
   auto automatic = f.run({"stack", "status"}, {.color = cli::Color::automatic});
@@ -551,4 +552,31 @@ TEST_CASE("cli: no command line makes run() throw, crash or act wrongly") {
     }
   }
   CHECK(runs == 1 + 18 + 18 * 18 + 18 * 18 * 18);
+}
+
+namespace {
+// ZenML's defaults: always provisioned, always running, no actions at all.
+struct Fixed : stackup::StackComponent<Fixed> {
+  static constexpr std::string_view role = "fixed";
+};
+} // namespace
+
+TEST_CASE("cli: a skipped action says what the user can do about it") {
+  World world;
+  stackup::Stack stack{"s", Fixed{}, Store{world}};
+  world.states["store"] = State::running;
+  auto run = [&](std::vector<std::string_view> words) {
+    std::ostringstream out, err;
+    const int code = cli::run(stack, std::span<const std::string_view>(words), out, err);
+    CHECK(code == 0);
+    return out.str();
+  };
+  std::string out = run({"stack", "down"});
+  CHECK(contains(out, "o store 'store' suspend skipped: not implemented -- use --force to deprovision\n"));
+  CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented -- it keeps running\n"));
+  out = run({"stack", "down", "--force"});
+  CHECK(contains(out, "o store 'store' suspend skipped: not implemented -- deprovision follows\n"));
+  CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented -- it keeps running\n"));
+  CHECK(contains(out, "o fixed 'fixed' deprovision skipped: not implemented -- left in place\n"));
+  CHECK(world.states["store"] == State::deprovisioned);
 }

@@ -105,6 +105,10 @@ inline std::string seconds(std::chrono::nanoseconds d) {
 /// Writes the last `n` lines of `path` (all of it when `n` is empty) to `out`,
 /// reading backwards from the end so a large log costs only what is printed.
 inline void copy_tail(const std::filesystem::path& path, std::optional<std::size_t> n, std::ostream& out) {
+  // Only a regular file, not through a symlink: a FIFO in its place would block forever.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec)))
+    throw Error("cannot show " + path.string() + ": it is not a regular file (a symlink, a FIFO or a device?): remove it");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path.string());
   if (!n) {
@@ -338,6 +342,12 @@ private:
     at_index(k, [&]<std::size_t I, class C>() { f = stackup::detail::flavor_of<C>(); });
     return f;
   }
+  // Whether component k has a deprovision() (a Command may still refuse at run time).
+  [[nodiscard]] static bool deprovisionable(std::size_t k) {
+    bool result = false;
+    at_index(k, [&]<std::size_t I, class C>() { result = Deprovisionable<C>; });
+    return result;
+  }
   // Component k's state; nothing when its queries throw (the operation that
   // follows will report the error itself).
   [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
@@ -388,11 +398,14 @@ private:
         if (e.outcome != Outcome::not_implemented) {
           out_ << progress_line(e, fancy_out_) << '\n';
         } else {
+          // Say why in the command line's terms: what the user can do about it.
           Event said = e;
-          if (e.transition == Transition::suspend && !force)
-            said.message = fmt::format("not implemented {} use --force to deprovision", dash);
+          const bool removable = deprovisionable(S::find(e.role));
+          if (e.transition == Transition::suspend && removable)
+            said.message = fmt::format("not implemented {} {}", dash,
+                                       force ? "deprovision follows" : "use --force to deprovision");
           else if (e.transition == Transition::suspend)
-            said.message = fmt::format("not implemented {} deprovisioned directly", dash);
+            said.message = fmt::format("not implemented {} it keeps running", dash);
           else if (e.transition == Transition::deprovision)
             said.message = fmt::format("not implemented {} left in place", dash);
           else
