@@ -388,8 +388,8 @@ public:
       ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
     }
 
-    px::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
-    if (!log) throw Error("stackup: " + who() + ": cannot open " + px::quoted(log_file()) + ": " + px::sys_message(errno));
+    px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (!log) throw Error("stackup: " + who() + ": cannot open " + px::quoted(log_file()) + ": " + px::own_file_error(errno));
     log = px::above_stdio(std::move(log));
     px::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!null) throw Error("stackup: cannot open /dev/null: " + px::sys_message(errno));
@@ -574,7 +574,7 @@ private:
   }
 
   void append_log(int dir, std::string_view what) const {
-    detail::posix::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    const auto log = detail::posix::open_own_file(dir, "daemon.log", O_WRONLY | O_APPEND);
     if (log) detail::posix::write_all(log.get(), "--- stackup " + timestamp() + ": " + std::string(what) + "\n");
   }
 

@@ -125,18 +125,44 @@ inline bool write_all(int fd, std::string_view data) noexcept {
   return true;
 }
 
+/// Opens `name` in `dirfd` as one of stackup's own files: never through a
+/// symlink (errno ELOOP) and only a regular file (errno EINVAL otherwise): a
+/// FIFO or a device put in its place would block open() or read() forever.
+/// Empty, with errno set, on failure.
+inline Fd open_own_file(int dirfd, const char* name, int flags, mode_t mode = 0) {
+  Fd fd(::openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, mode));
+  if (!fd) {
+    if (errno == ENXIO) errno = EINVAL; // a FIFO opened for writing with no reader
+    return fd;
+  }
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fd.reset();
+    errno = EINVAL;
+    return fd;
+  }
+  // Blocking again: the log becomes a daemon's stdout and stderr.
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+/// Why open_own_file failed, for messages.
+inline std::string own_file_error(int e) {
+  return e == EINVAL ? "it is not a regular file (a FIFO, a device or a directory?): remove it" : sys_message(e);
+}
+
 /// Reads at most `limit` bytes of `name` in directory `dirfd` without following
 /// a symlink. Empty optional when the file does not exist; Error otherwise.
 inline std::optional<std::string> read_file_at(int dirfd, const char* name, std::size_t limit,
                                                const std::filesystem::path& shown_as) {
-  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+  Fd fd = open_own_file(dirfd, name, O_RDONLY);
   if (!fd) {
     const int e = errno;
     if (e == ENOENT) return std::nullopt;
     if (e == ELOOP)
       throw Error("stackup: " + quoted(shown_as) + " is a symlink; stackup never reads its state through a symlink: "
                   "remove the link");
-    throw Error("stackup: cannot open " + quoted(shown_as) + ": " + sys_message(e));
+    throw Error("stackup: cannot open " + quoted(shown_as) + ": " + own_file_error(e));
   }
   std::string out;
   char buf[4096];
@@ -871,7 +897,7 @@ inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds t
 /// The last `max_lines` lines of `name` in `dirfd` from byte `from` on (at most
 /// the last 4 KiB), each indented, for error messages. Empty if there are none.
 inline std::string log_tail(int dirfd, const char* name, off_t from, std::size_t max_lines = 15) {
-  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  Fd fd = open_own_file(dirfd, name, O_RDONLY);
   if (!fd) return {};
   struct stat st{};
   if (::fstat(fd.get(), &st) != 0 || st.st_size <= from) return {};
