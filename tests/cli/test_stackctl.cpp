@@ -56,8 +56,11 @@ Result spawn(const std::vector<std::string>& argv, const std::vector<std::pair<s
   if (pid == 0) {
     ::dup2(out_pipe[1], 1);
     ::dup2(merge ? out_pipe[1] : err_pipe[1], 2);
+    // Only what the test gives: nothing from the caller's environment may move
+    // the state or the ports of a test (or colour its output).
+    for (const char* name : {"STACKCTL_STATE_DIR", "STACKCTL_PORT_BASE", "STACKCTL_SERVER", "STACKCTL", "NO_COLOR"})
+      ::unsetenv(name);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::unsetenv("NO_COLOR");
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -242,7 +245,9 @@ struct Sandbox {
       ctl({"stack", "down", "--force"});
     } catch (...) {
     }
-    for (pid_t pid : demo_daemons({port, port + 1})) ::kill(pid, SIGKILL);
+    const auto left = demo_daemons({port, port + 1});
+    if (!left.empty()) FAIL_CHECK(left.size() << " demo daemon(s) outlived 'stack down --force'; killing them");
+    for (pid_t pid : left) ::kill(pid, SIGKILL);
     std::error_code ec;
     fs::remove_all(dir, ec);
   }
