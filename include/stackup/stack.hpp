@@ -183,12 +183,12 @@ private:
   template <class T> static constexpr std::size_t index_of() {
     constexpr std::size_t i = detail::type_index<T, Cs...>();
     static_assert(i < size, "stackup: this type is not a component of the Stack: add it to the Stack's template arguments");
-    return i;
+    return i < size ? i : 0; // after the assertion, no second error from std::get
   }
   template <FixedString R> static constexpr std::size_t index_of() {
     constexpr std::size_t i = find(R.view());
-    static_assert(i < size, "stackup: the Stack has no component with this role: check the spelling or add the component");
-    return i;
+    if constexpr (i >= size) static_assert(detail::unknown_role<detail::spelled<R>, Cs...>::value);
+    return i < size ? i : 0; // after the assertion, no second error from std::get
   }
 
   using Clock = std::chrono::steady_clock;

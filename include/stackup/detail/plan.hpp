@@ -9,6 +9,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 
 namespace stackup::detail {
 
@@ -21,34 +22,48 @@ template <std::size_t N> constexpr FixedString<N> fixed(std::string_view s) {
   return f;
 }
 
+/// A role spelt as a pack of characters. Reporting templates take the role in
+/// this form because clang prints a FixedString argument as numbers
+/// ({{97, 112, 105, 0}}), while both compilers print role_name<'a', 'p', 'i'>.
+template <char... Chars> struct role_name {};
+template <FixedString S, std::size_t... I> role_name<S.data[I]...> spell(std::index_sequence<I...>);
+template <FixedString S> using spelled = decltype(spell<S>(std::make_index_sequence<S.size()>{}));
+
 // Reporting templates: instantiated only on a broken stack, so the compiler's
 // "in instantiation of ..." line shows the role and the component types.
-template <FixedString Role, class First, class Second> struct duplicate_role {
+template <class Role, class First, class Second> struct duplicate_role {
   static_assert(always_false<First, Second>,
                 "stackup: two components of this Stack have the same role (first template argument); "
                 "a stack holds one component per role: remove one of them or give it another `role`");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
-template <FixedString Role, FixedString MissingDependency, class ComponentType> struct missing_dependency {
+template <class Role, class MissingDependency, class ComponentType> struct missing_dependency {
   static_assert(always_false<ComponentType>,
                 "stackup: a component's depends_on names a role that this Stack does not hold "
                 "(second template argument): add a component with that role to the Stack, or remove it from depends_on");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
-template <FixedString Role, class ComponentType> struct dependency_cycle {
+template <class Role, class ComponentType> struct dependency_cycle {
   static_assert(always_false<ComponentType>,
                 "stackup: dependency cycle: this component's depends_on leads back to itself; "
                 "remove one depends_on entry on the cycle");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 template <class T> struct not_a_component {
-  static_assert(has_role<T>, "stackup: this Stack template argument is not a Component: it needs "
-                             "`static constexpr std::string_view role = \"...\";`");
-  static_assert(has_is_provisioned<T>, "stackup: this Stack template argument is not a Component: it needs "
-                                       "`bool is_provisioned() const` (derive from stackup::StackComponent<T> for the default)");
-  static_assert(has_is_running<T>, "stackup: this Stack template argument is not a Component: it needs "
-                                   "`bool is_running() const` (derive from stackup::StackComponent<T> for the default)");
+  // The class-type rule first: clang reports only the first failed assertion here.
   static_assert(std::is_class_v<T>, "stackup: this Stack template argument is not a Component: it must be a class type");
+  static_assert(!std::is_class_v<T> || has_role<T>, "stackup: this Stack template argument is not a Component: it needs "
+                             "`static constexpr std::string_view role = \"...\";`");
+  static_assert(!std::is_class_v<T> || has_is_provisioned<T>, "stackup: this Stack template argument is not a Component: it needs "
+                                       "`bool is_provisioned() const` (derive from stackup::StackComponent<T> for the default)");
+  static_assert(!std::is_class_v<T> || has_is_running<T>, "stackup: this Stack template argument is not a Component: it needs "
+                                   "`bool is_running() const` (derive from stackup::StackComponent<T> for the default)");
+  static constexpr bool value = true; // the static_assert above has already failed: report once
+};
+
+template <class Role, class... StackComponents> struct unknown_role {
+  static_assert(always_false<Role>,
+                "stackup: the Stack has no component with this role: check the spelling or add the component");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 
@@ -145,14 +160,15 @@ template <class... Cs> constexpr bool check_plan() {
   constexpr auto& r = P::result;
   if constexpr (r.error == PlanError::duplicate) {
     using A = nth<r.a, Cs...>;
-    return duplicate_role<fixed<std::string_view(A::role).size() + 1>(A::role), A, nth<r.b, Cs...>>::value;
+    return duplicate_role<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>, A, nth<r.b, Cs...>>::value;
   } else if constexpr (r.error == PlanError::missing) {
     using A = nth<r.a, Cs...>;
     constexpr std::string_view missing = dependency<A>(r.b);
-    return missing_dependency<fixed<std::string_view(A::role).size() + 1>(A::role), fixed<missing.size() + 1>(missing), A>::value;
+    return missing_dependency<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>,
+                              spelled<fixed<missing.size() + 1>(missing)>, A>::value;
   } else if constexpr (r.error == PlanError::cycle) {
     using A = nth<r.a, Cs...>;
-    return dependency_cycle<fixed<std::string_view(A::role).size() + 1>(A::role), A>::value;
+    return dependency_cycle<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>, A>::value;
   } else {
     return true;
   }
