@@ -78,6 +78,17 @@ private:
   std::vector<Failure> failures_;
 };
 
+/// Throws a TransitionError for a failure that has no exception behind it (a
+/// component's own check failed): its cause is an Error with the same message, so
+/// `cause()` is never null and `std::rethrow_if_nested` never terminates.
+[[noreturn]] inline void throw_transition_error(std::string role, Transition transition, const std::string& message) {
+  try {
+    throw Error(message);
+  } catch (const Error&) {
+    throw TransitionError(std::move(role), transition, message);
+  }
+}
+
 namespace detail {
 /// The message of the exception being handled (call only inside a `catch`).
 inline std::string current_message() {
