@@ -447,7 +447,19 @@ public:
     struct stat st{};
     std::error_code ec;
     if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      std::filesystem::remove_all(config_.state_dir, ec); // does not follow symlinks inside
+      // Move the directory away while holding its lock: a process waiting for
+      // that lock then finds no state directory at the path and gives up,
+      // instead of locking a new lock file inside a directory being removed
+      // (two holders at once). A waiter may still add one lock file to the moved
+      // directory before it notices: removing again takes care of it.
+      auto doomed = config_.state_dir;
+      doomed += ".removing-" + std::to_string(::getpid());
+      if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
+      for (int attempt = 0; attempt < 16; ++attempt) {
+        ec.clear();
+        std::filesystem::remove_all(doomed, ec); // does not follow symlinks inside
+        if (ec != std::errc::directory_not_empty) break;
+      }
     } else {
       for (const char* f : own_files) ::unlinkat(dir, f, 0);
       if (::rmdir(config_.state_dir.c_str()) != 0 && errno != ENOENT)
