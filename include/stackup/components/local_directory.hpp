@@ -92,7 +92,9 @@ public:
     detail::posix::Fd dir(::open(config_.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir) throw Error("stackup: " + who() + ": cannot open " + detail::posix::quoted(config_.path) + ": " +
                           detail::posix::sys_message(errno));
-    detail::posix::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+    // O_EXCL: the directory was empty or new, so the marker cannot exist (and a
+    // FIFO or link planted meanwhile is refused rather than opened).
+    detail::posix::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!m || !detail::posix::write_all(m.get(), "created by stackup for " + std::string(role) +
                                                      "; deprovision removes this directory and everything in it\n"))
       throw Error("stackup: " + who() + ": cannot write the marker " + detail::posix::quoted(config_.path / marker) +
