@@ -274,6 +274,17 @@ private:
   std::vector<Failure> failures_;
 };
 
+/// Throws a TransitionError for a failure that has no exception behind it (a
+/// component's own check failed): its cause is an Error with the same message, so
+/// `cause()` is never null and `std::rethrow_if_nested` never terminates.
+[[noreturn]] inline void throw_transition_error(std::string role, Transition transition, const std::string& message) {
+  try {
+    throw Error(message);
+  } catch (const Error&) {
+    throw TransitionError(std::move(role), transition, message);
+  }
+}
+
 namespace detail {
 /// The message of the exception being handled (call only inside a `catch`).
 inline std::string current_message() {
@@ -445,6 +456,7 @@ void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 
 namespace stackup::detail {
 
@@ -457,34 +469,48 @@ template <std::size_t N> constexpr FixedString<N> fixed(std::string_view s) {
   return f;
 }
 
+/// A role spelt as a pack of characters. Reporting templates take the role in
+/// this form because clang prints a FixedString argument as numbers
+/// ({{97, 112, 105, 0}}), while both compilers print role_name<'a', 'p', 'i'>.
+template <char... Chars> struct role_name {};
+template <FixedString S, std::size_t... I> role_name<S.data[I]...> spell(std::index_sequence<I...>);
+template <FixedString S> using spelled = decltype(spell<S>(std::make_index_sequence<S.size()>{}));
+
 // Reporting templates: instantiated only on a broken stack, so the compiler's
 // "in instantiation of ..." line shows the role and the component types.
-template <FixedString Role, class First, class Second> struct duplicate_role {
+template <class Role, class First, class Second> struct duplicate_role {
   static_assert(always_false<First, Second>,
                 "stackup: two components of this Stack have the same role (first template argument); "
                 "a stack holds one component per role: remove one of them or give it another `role`");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
-template <FixedString Role, FixedString MissingDependency, class ComponentType> struct missing_dependency {
+template <class Role, class MissingDependency, class ComponentType> struct missing_dependency {
   static_assert(always_false<ComponentType>,
                 "stackup: a component's depends_on names a role that this Stack does not hold "
                 "(second template argument): add a component with that role to the Stack, or remove it from depends_on");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
-template <FixedString Role, class ComponentType> struct dependency_cycle {
+template <class Role, class ComponentType> struct dependency_cycle {
   static_assert(always_false<ComponentType>,
                 "stackup: dependency cycle: this component's depends_on leads back to itself; "
                 "remove one depends_on entry on the cycle");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 template <class T> struct not_a_component {
-  static_assert(has_role<T>, "stackup: this Stack template argument is not a Component: it needs "
-                             "`static constexpr std::string_view role = \"...\";`");
-  static_assert(has_is_provisioned<T>, "stackup: this Stack template argument is not a Component: it needs "
-                                       "`bool is_provisioned() const` (derive from stackup::StackComponent<T> for the default)");
-  static_assert(has_is_running<T>, "stackup: this Stack template argument is not a Component: it needs "
-                                   "`bool is_running() const` (derive from stackup::StackComponent<T> for the default)");
+  // The class-type rule first: clang reports only the first failed assertion here.
   static_assert(std::is_class_v<T>, "stackup: this Stack template argument is not a Component: it must be a class type");
+  static_assert(!std::is_class_v<T> || has_role<T>, "stackup: this Stack template argument is not a Component: it needs "
+                             "`static constexpr std::string_view role = \"...\";`");
+  static_assert(!std::is_class_v<T> || has_is_provisioned<T>, "stackup: this Stack template argument is not a Component: it needs "
+                                       "`bool is_provisioned() const` (derive from stackup::StackComponent<T> for the default)");
+  static_assert(!std::is_class_v<T> || has_is_running<T>, "stackup: this Stack template argument is not a Component: it needs "
+                                   "`bool is_running() const` (derive from stackup::StackComponent<T> for the default)");
+  static constexpr bool value = true; // the static_assert above has already failed: report once
+};
+
+template <class Role, class... StackComponents> struct unknown_role {
+  static_assert(always_false<Role>,
+                "stackup: the Stack has no component with this role: check the spelling or add the component");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 
@@ -581,14 +607,15 @@ template <class... Cs> constexpr bool check_plan() {
   constexpr auto& r = P::result;
   if constexpr (r.error == PlanError::duplicate) {
     using A = nth<r.a, Cs...>;
-    return duplicate_role<fixed<std::string_view(A::role).size() + 1>(A::role), A, nth<r.b, Cs...>>::value;
+    return duplicate_role<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>, A, nth<r.b, Cs...>>::value;
   } else if constexpr (r.error == PlanError::missing) {
     using A = nth<r.a, Cs...>;
     constexpr std::string_view missing = dependency<A>(r.b);
-    return missing_dependency<fixed<std::string_view(A::role).size() + 1>(A::role), fixed<missing.size() + 1>(missing), A>::value;
+    return missing_dependency<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>,
+                              spelled<fixed<missing.size() + 1>(missing)>, A>::value;
   } else if constexpr (r.error == PlanError::cycle) {
     using A = nth<r.a, Cs...>;
-    return dependency_cycle<fixed<std::string_view(A::role).size() + 1>(A::role), A>::value;
+    return dependency_cycle<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>, A>::value;
   } else {
     return true;
   }
@@ -771,12 +798,12 @@ private:
   template <class T> static constexpr std::size_t index_of() {
     constexpr std::size_t i = detail::type_index<T, Cs...>();
     static_assert(i < size, "stackup: this type is not a component of the Stack: add it to the Stack's template arguments");
-    return i;
+    return i < size ? i : 0; // after the assertion, no second error from std::get
   }
   template <FixedString R> static constexpr std::size_t index_of() {
     constexpr std::size_t i = find(R.view());
-    static_assert(i < size, "stackup: the Stack has no component with this role: check the spelling or add the component");
-    return i;
+    if constexpr (i >= size) static_assert(detail::unknown_role<detail::spelled<R>, Cs...>::value);
+    return i < size ? i : 0; // after the assertion, no second error from std::get
   }
 
   using Clock = std::chrono::steady_clock;
@@ -1441,6 +1468,10 @@ inline std::string seconds(std::chrono::nanoseconds d) {
 /// Writes the last `n` lines of `path` (all of it when `n` is empty) to `out`,
 /// reading backwards from the end so a large log costs only what is printed.
 inline void copy_tail(const std::filesystem::path& path, std::optional<std::size_t> n, std::ostream& out) {
+  // Only a regular file, not through a symlink: a FIFO in its place would block forever.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec)))
+    throw Error("cannot show " + path.string() + ": it is not a regular file (a symlink, a FIFO or a device?): remove it");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path.string());
   if (!n) {
@@ -1674,6 +1705,12 @@ private:
     at_index(k, [&]<std::size_t I, class C>() { f = stackup::detail::flavor_of<C>(); });
     return f;
   }
+  // Whether component k has a deprovision() (a Command may still refuse at run time).
+  [[nodiscard]] static bool deprovisionable(std::size_t k) {
+    bool result = false;
+    at_index(k, [&]<std::size_t I, class C>() { result = Deprovisionable<C>; });
+    return result;
+  }
   // Component k's state; nothing when its queries throw (the operation that
   // follows will report the error itself).
   [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
@@ -1724,11 +1761,14 @@ private:
         if (e.outcome != Outcome::not_implemented) {
           out_ << progress_line(e, fancy_out_) << '\n';
         } else {
+          // Say why in the command line's terms: what the user can do about it.
           Event said = e;
-          if (e.transition == Transition::suspend && !force)
-            said.message = fmt::format("not implemented {} use --force to deprovision", dash);
+          const bool removable = deprovisionable(S::find(e.role));
+          if (e.transition == Transition::suspend && removable)
+            said.message = fmt::format("not implemented {} {}", dash,
+                                       force ? "deprovision follows" : "use --force to deprovision");
           else if (e.transition == Transition::suspend)
-            said.message = fmt::format("not implemented {} deprovisioned directly", dash);
+            said.message = fmt::format("not implemented {} it keeps running", dash);
           else if (e.transition == Transition::deprovision)
             said.message = fmt::format("not implemented {} left in place", dash);
           else
@@ -2098,18 +2138,44 @@ inline bool write_all(int fd, std::string_view data) noexcept {
   return true;
 }
 
+/// Opens `name` in `dirfd` as one of stackup's own files: never through a
+/// symlink (errno ELOOP) and only a regular file (errno EINVAL otherwise): a
+/// FIFO or a device put in its place would block open() or read() forever.
+/// Empty, with errno set, on failure.
+inline Fd open_own_file(int dirfd, const char* name, int flags, mode_t mode = 0) {
+  Fd fd(::openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, mode));
+  if (!fd) {
+    if (errno == ENXIO) errno = EINVAL; // a FIFO opened for writing with no reader
+    return fd;
+  }
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fd.reset();
+    errno = EINVAL;
+    return fd;
+  }
+  // Blocking again: the log becomes a daemon's stdout and stderr.
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+/// Why open_own_file failed, for messages.
+inline std::string own_file_error(int e) {
+  return e == EINVAL ? "it is not a regular file (a FIFO, a device or a directory?): remove it" : sys_message(e);
+}
+
 /// Reads at most `limit` bytes of `name` in directory `dirfd` without following
 /// a symlink. Empty optional when the file does not exist; Error otherwise.
 inline std::optional<std::string> read_file_at(int dirfd, const char* name, std::size_t limit,
                                                const std::filesystem::path& shown_as) {
-  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+  Fd fd = open_own_file(dirfd, name, O_RDONLY);
   if (!fd) {
     const int e = errno;
     if (e == ENOENT) return std::nullopt;
     if (e == ELOOP)
       throw Error("stackup: " + quoted(shown_as) + " is a symlink; stackup never reads its state through a symlink: "
                   "remove the link");
-    throw Error("stackup: cannot open " + quoted(shown_as) + ": " + sys_message(e));
+    throw Error("stackup: cannot open " + quoted(shown_as) + ": " + own_file_error(e));
   }
   std::string out;
   char buf[4096];
@@ -2844,7 +2910,7 @@ inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds t
 /// The last `max_lines` lines of `name` in `dirfd` from byte `from` on (at most
 /// the last 4 KiB), each indented, for error messages. Empty if there are none.
 inline std::string log_tail(int dirfd, const char* name, off_t from, std::size_t max_lines = 15) {
-  Fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  Fd fd = open_own_file(dirfd, name, O_RDONLY);
   if (!fd) return {};
   struct stat st{};
   if (::fstat(fd.get(), &st) != 0 || st.st_size <= from) return {};
@@ -3273,8 +3339,8 @@ public:
       ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
     }
 
-    px::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
-    if (!log) throw Error("stackup: " + who() + ": cannot open " + px::quoted(log_file()) + ": " + px::sys_message(errno));
+    px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (!log) throw Error("stackup: " + who() + ": cannot open " + px::quoted(log_file()) + ": " + px::own_file_error(errno));
     log = px::above_stdio(std::move(log));
     px::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!null) throw Error("stackup: cannot open /dev/null: " + px::sys_message(errno));
@@ -3332,7 +3398,19 @@ public:
     struct stat st{};
     std::error_code ec;
     if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      std::filesystem::remove_all(config_.state_dir, ec); // does not follow symlinks inside
+      // Move the directory away while holding its lock: a process waiting for
+      // that lock then finds no state directory at the path and gives up,
+      // instead of locking a new lock file inside a directory being removed
+      // (two holders at once). A waiter may still add one lock file to the moved
+      // directory before it notices: removing again takes care of it.
+      auto doomed = config_.state_dir;
+      doomed += ".removing-" + std::to_string(::getpid());
+      if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
+      for (int attempt = 0; attempt < 16; ++attempt) {
+        ec.clear();
+        std::filesystem::remove_all(doomed, ec); // does not follow symlinks inside
+        if (ec != std::errc::directory_not_empty) break;
+      }
     } else {
       for (const char* f : own_files) ::unlinkat(dir, f, 0);
       if (::rmdir(config_.state_dir.c_str()) != 0 && errno != ENOENT)
@@ -3459,7 +3537,7 @@ private:
   }
 
   void append_log(int dir, std::string_view what) const {
-    detail::posix::Fd log(::openat(dir, "daemon.log", O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    const auto log = detail::posix::open_own_file(dir, "daemon.log", O_WRONLY | O_APPEND);
     if (log) detail::posix::write_all(log.get(), "--- stackup " + timestamp() + ": " + std::string(what) + "\n");
   }
 
@@ -3560,7 +3638,9 @@ public:
     detail::posix::Fd dir(::open(config_.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir) throw Error("stackup: " + who() + ": cannot open " + detail::posix::quoted(config_.path) + ": " +
                           detail::posix::sys_message(errno));
-    detail::posix::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+    // O_EXCL: the directory was empty or new, so the marker cannot exist (and a
+    // FIFO or link planted meanwhile is refused rather than opened).
+    detail::posix::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!m || !detail::posix::write_all(m.get(), "created by stackup for " + std::string(role) +
                                                      "; deprovision removes this directory and everything in it\n"))
       throw Error("stackup: " + who() + ": cannot write the marker " + detail::posix::quoted(config_.path / marker) +
