@@ -5,12 +5,15 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -183,4 +186,42 @@ TEST_CASE("local_directory: never /, an empty path, the home directory or a pare
   CHECK(contains(message, "home directory"));
   CHECK(contains(above, "holds the home directory"));
   CHECK(fs::is_directory(home));
+}
+
+TEST_CASE("local_directory: processes provisioning the same directory at the same moment all succeed") {
+  for (int round = 0; round < 5; ++round) {
+    CAPTURE(round);
+    TempDir t;
+    const fs::path where = t.path / "shared" / "store";
+    int barrier[2];
+    REQUIRE(::pipe(barrier) == 0);
+    std::vector<pid_t> racers;
+    for (int i = 0; i < 4; ++i) {
+      const pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        ::close(barrier[1]);
+        int code = 1;
+        try {
+          Dir d{{.path = where}};
+          char c = 0;
+          [[maybe_unused]] const ssize_t n = ::read(barrier[0], &c, 1); // returns when the parent closes it
+          d.provision();
+          code = d.is_provisioned() ? 0 : 2;
+        } catch (...) {
+        }
+        ::_exit(code);
+      }
+      racers.push_back(pid);
+    }
+    ::close(barrier[0]);
+    ::close(barrier[1]); // go
+    for (pid_t r : racers) {
+      int status = 0;
+      REQUIRE(::waitpid(r, &status, 0) == r);
+      CHECK(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);
+    }
+    CHECK(Dir{{.path = where}}.is_provisioned());
+  }
 }
