@@ -3620,31 +3620,38 @@ public:
   /// empty directory is adopted; Error (naming the path) for a symlink, a file,
   /// or a non-empty directory without the marker.
   void provision() {
+    namespace px = detail::posix;
     check_path("create");
     struct stat st{};
-    if (::lstat(config_.path.c_str(), &st) == 0) {
-      if (S_ISLNK(st.st_mode)) refuse("create", "it is a symlink; stackup never works through a symlink: configure the real path");
-      if (!S_ISDIR(st.st_mode)) refuse("create", "it exists and is not a directory: remove it or choose another path");
-      if (is_provisioned()) return;
+    if (::lstat(config_.path.c_str(), &st) != 0) {
       std::error_code ec;
-      if (!std::filesystem::is_empty(config_.path, ec) || ec)
+      std::filesystem::create_directories(config_.path, ec); // no error if another process just made it
+      if (ec) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + ec.message());
+    }
+    px::Fd dir(::open(config_.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir) {
+      const int e = errno;
+      if (::lstat(config_.path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+        refuse("create", "it is a symlink; stackup never works through a symlink: configure the real path");
+      if (e == ENOTDIR) refuse("create", "it exists and is not a directory: remove it or choose another path");
+      throw Error("stackup: " + who() + ": cannot open " + px::quoted(config_.path) + ": " + px::sys_message(e));
+    }
+    if (is_provisioned()) return;
+    // Anything but the marker (which a concurrent provision may have just
+    // written) means the directory is someone else's.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(config_.path, ec)) {
+      if (entry.path().filename() != marker)
         refuse("take over", "it exists, is not empty and has no stackup marker (stackup did not create it): "
                             "choose another path, or empty it yourself");
-    } else {
-      std::error_code ec;
-      std::filesystem::create_directories(config_.path, ec);
-      if (ec) throw Error("stackup: " + who() + ": cannot create " + detail::posix::quoted(config_.path) + ": " + ec.message());
     }
-    detail::posix::Fd dir(::open(config_.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) throw Error("stackup: " + who() + ": cannot open " + detail::posix::quoted(config_.path) + ": " +
-                          detail::posix::sys_message(errno));
-    // O_EXCL: the directory was empty or new, so the marker cannot exist (and a
-    // FIFO or link planted meanwhile is refused rather than opened).
-    detail::posix::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-    if (!m || !detail::posix::write_all(m.get(), "created by stackup for " + std::string(role) +
-                                                     "; deprovision removes this directory and everything in it\n"))
-      throw Error("stackup: " + who() + ": cannot write the marker " + detail::posix::quoted(config_.path / marker) +
-                  ": " + detail::posix::sys_message(errno));
+    // O_EXCL: never open something planted in the marker's place (a FIFO, a link).
+    px::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!m && errno == EEXIST && is_provisioned()) return; // a concurrent provision won the race
+    if (!m || !px::write_all(m.get(), "created by stackup for " + std::string(role) +
+                                          "; deprovision removes this directory and everything in it\n"))
+      throw Error("stackup: " + who() + ": cannot write the marker " + px::quoted(config_.path / marker) + ": " +
+                  px::sys_message(errno));
   }
 
   /// Removes the directory and everything in it. Nothing to do if it does not
