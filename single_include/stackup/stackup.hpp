@@ -3501,7 +3501,7 @@ private:
       std::string tail = px::log_tail(dir, "daemon.log", log_from);
       what += tail.empty() ? " (" + log_file().string() + " has nothing from it)"
                            : "; last lines of " + log_file().string() + ":" + tail;
-      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
+      throw_transition_error(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
     };
     while (true) {
       const auto ended = px::peek_exit(rec.pid);
@@ -3831,11 +3831,11 @@ private:
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(to_string(t)) + " `" + command + "` ";
     if (r.timed_out)
-      throw TransitionError(std::string(role), t,
+      throw_transition_error(std::string(role), t,
                             where + "did not finish within " + px::format_duration(config_.timeout) +
                                 " and was killed with its process group" + stderr_part(r));
     if (r.exit.code != CLD_EXITED || r.exit.status != 0)
-      throw TransitionError(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
+      throw_transition_error(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
   }
 
   Config config_;

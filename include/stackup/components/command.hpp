@@ -134,11 +134,11 @@ private:
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(to_string(t)) + " `" + command + "` ";
     if (r.timed_out)
-      throw TransitionError(std::string(role), t,
+      throw_transition_error(std::string(role), t,
                             where + "did not finish within " + px::format_duration(config_.timeout) +
                                 " and was killed with its process group" + stderr_part(r));
     if (r.exit.code != CLD_EXITED || r.exit.status != 0)
-      throw TransitionError(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
+      throw_transition_error(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
   }
 
   Config config_;

@@ -550,7 +550,7 @@ private:
       std::string tail = px::log_tail(dir, "daemon.log", log_from);
       what += tail.empty() ? " (" + log_file().string() + " has nothing from it)"
                            : "; last lines of " + log_file().string() + ":" + tail;
-      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
+      throw_transition_error(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
     };
     while (true) {
       const auto ended = px::peek_exit(rec.pid);
