@@ -553,12 +553,15 @@ private:
       throw_transition_error(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
     };
     while (true) {
+      // Identify without reaping, then look at the exit again: a process that
+      // ends between the two checks still reports its exit status.
+      const bool gone = px::identify(rec, false) != px::Identity::ours;
       const auto ended = px::peek_exit(rec.pid);
       if (ended && ended->code != px::unknown_exit) {
         px::reap(rec.pid);
         fail("exited with " + px::describe_exit(*ended) + " before it was ready");
       }
-      if (px::identify(rec) != px::Identity::ours) fail("exited before it was ready");
+      if (gone) fail("exited before it was ready");
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
       if (Clock::now() >= deadline) {
