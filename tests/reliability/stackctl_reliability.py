@@ -116,6 +116,15 @@ def alive(pid):
         return False
 
 
+def session_leader(pid):
+    """The process leads its own session, as every daemon stackup starts does."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[3]) == pid
+    except (OSError, IndexError, ValueError):
+        return False
+
+
 class Env:
     """One scenario's world: a temp dir, a state dir, ports, a token, the wrapper."""
 
@@ -252,8 +261,8 @@ def clean_after_force_down(env, what):
 
 def status_is_truthful(env, what, expected):
     """status reports `expected` states, matches what the processes show, and changes nothing."""
-    def snapshot():  # the wrapper's short `sleep` helpers come and go by themselves
-        return env.state_entries(), [p for p in env.processes() if not p[1].startswith("sleep ")]
+    def snapshot():  # the daemons lead their sessions; the wrapper's short-lived helpers do not
+        return env.state_entries(), [p for p in env.processes() if session_leader(p[0])]
     before = snapshot()
     code, out, rows = env.status()
     check(code == 0, f"{what}: stack status exits 0", out)
