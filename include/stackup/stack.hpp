@@ -22,6 +22,17 @@
 #include <utility>
 #include <vector>
 
+// Forces inlining of the few functions on the transition path, so a stack's
+// operations compile to the checks and calls a person would write; GCC and Clang
+// otherwise stop inlining the per-component folds of larger stacks.
+#if defined(__GNUC__) || defined(__clang__)
+#define STACKUP_ALWAYS_INLINE [[gnu::always_inline]] inline
+#elif defined(_MSC_VER)
+#define STACKUP_ALWAYS_INLINE [[msvc::forceinline]] inline
+#else
+#define STACKUP_ALWAYS_INLINE inline
+#endif
+
 namespace stackup {
 
 /// Options of `up`. Members in this order, for designated initialisers.
@@ -131,7 +142,7 @@ public:
     if (run_phase<Phase::provision, All>(r, options.parallel, options.max_threads) &&
         run_phase<Phase::resume, All>(r, options.parallel, options.max_threads))
       return;
-    fail_up(r, options);
+    fail_up(r, options, false);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
@@ -196,12 +207,9 @@ private:
 
   // Bookkeeping of one operation; lives on the caller's stack, allocates only on failure.
   struct Run {
-    struct Done {
-      std::uint32_t index;
-      Transition transition;
-    };
-    std::array<Done, 2 * size + 1> done; // journal of performed actions, for rollback
-    std::size_t count = 0;
+    // What this call did, per component (bit 1: provisioned, bit 2: resumed), for
+    // rollback. One byte per component: parallel steps write different bytes, no lock.
+    std::array<unsigned char, size> did{};
     std::mutex* guard = nullptr;         // set while steps run on several threads
     std::exception_ptr cause;            // first failure
     std::size_t cause_index = 0;
@@ -209,9 +217,8 @@ private:
     std::vector<TransitionError::Failure> failures;
 
     std::unique_lock<std::mutex> lock() { return guard ? std::unique_lock(*guard) : std::unique_lock<std::mutex>(); }
-    void record(std::size_t k, Transition t) {
-      auto held = lock();
-      done[count++] = {static_cast<std::uint32_t>(k), t};
+    STACKUP_ALWAYS_INLINE void record(std::size_t k, Transition t) {
+      did[k] |= t == Transition::provision ? 1 : 2;
     }
     // Call inside a catch: records the exception being handled.
     void fail(std::size_t k, Transition t, std::string_view prefix = {}) {
@@ -261,15 +268,15 @@ private:
 
   // ---- events -------------------------------------------------------------------
 
-  template <std::size_t K> void emit(Transition t, Outcome o, std::chrono::nanoseconds elapsed, std::string message) {
-    Event e{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::move(message)};
+  template <std::size_t K> void emit(Transition t, Outcome o, std::chrono::nanoseconds elapsed, std::string_view message) {
+    Event e{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::string(message)};
     if (!guard_) return observer_(e);
     std::lock_guard serialise(*guard_);
     observer_(e);
   }
   // A stand-alone event (already_done, not_implemented known at compile time).
-  template <std::size_t K> void note(Transition t, Outcome o, std::string_view message) {
-    if (observer_) [[unlikely]] emit<K>(t, o, {}, std::string(message));
+  template <std::size_t K> STACKUP_ALWAYS_INLINE void note(Transition t, Outcome o, std::string_view message) {
+    if (observer_) [[unlikely]] emit<K>(t, o, {}, message);
   }
 
   template <Transition T, class C> static void invoke(C& c) {
@@ -281,16 +288,18 @@ private:
 
   // Runs one action with its started/end events. A NotImplementedError from the
   // component is "not implemented learned at run time", not a failure.
-  template <std::size_t K, Transition T> Did act(bool undo = false) {
-    auto& c = at<K>();
-    if (!observer_) [[likely]] {
-      try {
-        invoke<T>(c);
-      } catch (const NotImplementedError&) {
-        return Did::not_implemented;
-      }
-      return Did::done;
+  template <std::size_t K, Transition T> STACKUP_ALWAYS_INLINE Did act(bool undo = false) {
+    if (observer_) [[unlikely]] return act_observed<K, T>(undo);
+    try {
+      invoke<T>(at<K>());
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
     }
+    return Did::done;
+  }
+  // act() with its events, out of line so that act() itself stays small.
+  template <std::size_t K, Transition T> Did act_observed(bool undo) {
+    auto& c = at<K>();
     emit<K>(T, Outcome::started, {}, {});
     const auto t0 = Clock::now();
     try {
@@ -309,6 +318,10 @@ private:
   template <std::size_t K> [[nodiscard]] std::string describe() const {
     return std::string(roles[K]) + " '" + std::string(detail::name_of(at<K>())) + "'";
   }
+  template <std::size_t K> [[noreturn]] void not_provisioned() {
+    throw ProvisioningError("stackup: cannot resume " + describe<K>() +
+                            ": nothing is provisioned; provision it first (provision() or up())");
+  }
   template <std::size_t K> [[noreturn]] void not_implemented(Transition t, std::string_view advice) {
     std::string m = "stackup: " + describe<K>() + " does not implement " + std::string(to_string(t)) + "()";
     if (!advice.empty()) detail::append(m, {"; ", advice});
@@ -317,7 +330,7 @@ private:
 
   // ---- steps: one component, one phase --------------------------------------------
 
-  template <std::size_t K> void provision_step(Run& r) {
+  template <std::size_t K> STACKUP_ALWAYS_INLINE void provision_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     if (at<K>().is_provisioned()) return;
     if constexpr (Provisionable<C>) {
@@ -328,15 +341,14 @@ private:
     not_implemented<K>(Transition::provision, "it is not provisioned and cannot provision itself");
   }
 
-  template <std::size_t K> void resume_step(Run& r, bool announce_running) {
+  template <std::size_t K> STACKUP_ALWAYS_INLINE void resume_step(Run& r, bool announce_running) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     if (at<K>().is_running()) {
       if (announce_running) note<K>(Transition::resume, Outcome::already_done, "already running");
       return;
     }
     if (!at<K>().is_provisioned())
-      throw ProvisioningError("stackup: cannot resume " + describe<K>() +
-                              ": nothing is provisioned; provision it first (provision() or up())");
+      not_provisioned<K>();
     if constexpr (Resumable<C>) {
       if (act<K, Transition::resume>() == Did::done) return r.record(K, Transition::resume);
     } else {
@@ -345,7 +357,7 @@ private:
     not_implemented<K>(Transition::resume, "it is provisioned but not running and cannot start itself");
   }
 
-  template <std::size_t K> void suspend_step(Run& r) {
+  template <std::size_t K> STACKUP_ALWAYS_INLINE void suspend_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     try {
       if (!at<K>().is_running()) return note<K>(Transition::suspend, Outcome::already_done, "not running");
@@ -356,7 +368,7 @@ private:
     }
   }
 
-  template <std::size_t K> void deprovision_step(Run& r) {
+  template <std::size_t K> STACKUP_ALWAYS_INLINE void deprovision_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     try {
       if (!at<K>().is_provisioned()) return note<K>(Transition::deprovision, Outcome::already_done, "not provisioned");
@@ -369,7 +381,7 @@ private:
 
   // Force down of one component. As a dependent or part of the stack (`target` false),
   // missing actions are skipped; as the target of down<C>, a missing deprovision is an error.
-  template <std::size_t K> void force_step(Run& r, bool target) {
+  template <std::size_t K> STACKUP_ALWAYS_INLINE void force_step(Run& r, bool target) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     bool running = false;
     try {
@@ -419,7 +431,7 @@ private:
 
   template <std::size_t K> void up_at(UpOptions options) {
     Run r;
-    if (!run_phase<Phase::up_one, Needs<K>>(r, options.parallel, options.max_threads)) fail_up(r, options);
+    if (!run_phase<Phase::up_one, Needs<K>>(r, options.parallel, options.max_threads)) fail_up(r, options, true);
   }
 
   template <std::size_t K> void down_at(DownOptions options) {
@@ -450,7 +462,7 @@ private:
 
   // One component's part of a phase. Never throws: failures go to `r`.
   // Returns false when the phase must stop (a failure of up).
-  template <Phase P, std::size_t K> bool step(Run& r) {
+  template <Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool step(Run& r) {
     if constexpr (P == Phase::provision || P == Phase::resume) {
       try {
         if constexpr (P == Phase::provision) provision_step<K>(r);
@@ -493,15 +505,12 @@ private:
   template <Phase P, class Mask> bool run_phase(Run& r, bool parallel, std::size_t max_threads) {
     constexpr bool reverse = P == Phase::suspend || P == Phase::deprovision || P == Phase::force;
     if (parallel) [[unlikely]] return run_parallel<P, Mask>(r, reverse, max_threads);
-    bool ok = true;
-    auto each = [&]<std::size_t K>() {
-      if constexpr (Mask::value[K]) {
-        if (ok) ok = step<P, K>(r);
-      }
-    };
-    if constexpr (reverse) each_in_reverse(each);
-    else each_in_order(each);
-    return ok;
+    return run_sequential<P, Mask, reverse>(r, std::make_index_sequence<size>{});
+  }
+  // The steps in (reverse) order, stopping at the first that returns false.
+  template <Phase P, class Mask, bool Reverse, std::size_t... I>
+  STACKUP_ALWAYS_INLINE bool run_sequential(Run& r, std::index_sequence<I...>) {
+    return ((!Mask::value[order[Reverse ? size - 1 - I : I]] || step<P, order[Reverse ? size - 1 - I : I]>(r)) && ...);
   }
 
   template <Phase P, class Mask> bool run_parallel(Run& r, bool reverse, std::size_t max_threads) {
@@ -544,9 +553,16 @@ private:
   }
 
   // Undo what this call did, in reverse, then throw.
-  [[noreturn]] void fail_up(Run& r, UpOptions options) {
+  // The undo runs in reverse dependency order: for a whole-stack up, every resume
+  // is undone before any provision; for up<C> (`per_component`), one component at a time.
+  [[noreturn]] void fail_up(Run& r, UpOptions options, bool per_component) {
     if (options.rollback) {
-      for (std::size_t i = r.count; i-- > 0;) undo(r.done[i].index, r.done[i].transition, r);
+      for (std::size_t pass = per_component ? 1 : 2; pass-- > 0;)
+        for (std::size_t n = size; n-- > 0;) {
+          const std::size_t k = order[n];
+          if ((r.did[k] & 2) && (per_component || pass == 1)) undo(k, Transition::resume, r);
+          if ((r.did[k] & 1) && (per_component || pass == 0)) undo(k, Transition::provision, r);
+        }
     }
     raise(r, "up", options.rollback);
   }

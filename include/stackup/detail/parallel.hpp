@@ -57,9 +57,12 @@ void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std
       if (stop || pending == 0) return;
       const std::size_t i = ready.back();
       ready.pop_back();
-      if (!ready.empty()) { // more is ready: wake an idle worker, or start one
-        if (idle > 0) cv.notify_one();
+      // Everything else that is ready gets a worker now: idle ones are woken, the
+      // rest started here, so a busy machine costs one scheduling delay, not one per thread.
+      for (std::size_t more = ready.size(), woken = 0; more > 0; --more) {
+        if (woken < idle) ++woken, cv.notify_one();
         else if (threads.size() + 1 < limit) threads.emplace_back([&self] { self(self); });
+        else break;
       }
       lock.unlock();
       const bool ok = step(i);
