@@ -151,10 +151,12 @@ part_valgrind() {
   done
   build_program "$dir/core_tests" "-std=c++20 -g -O1 -I$root/include $(pkg-config --cflags fmt 2>/dev/null)" \
     "${sources[@]}" || return 1
-  # The exhaustive fault matrices run under the sanitizers; here their smaller
-  # siblings (k-th call, failing undo, everything fails) stand in for them.
+  # The exhaustive fault matrices, and the parallel fault suites, run under the
+  # sanitizers; here the smaller sequential ones (k-th call, failing undo,
+  # everything fails) stand in for them, to keep valgrind's run short.
   valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
-    --track-origins=yes --quiet "$dir/core_tests" --no-version --test-case-exclude='*one fault at every*'
+    --track-origins=yes --quiet "$dir/core_tests" --no-version \
+    --test-case-exclude='*one fault at every*,parallel: fault injection*'
 }
 
 # Waits for one fuzz run; says how it ended.
