@@ -84,6 +84,7 @@ struct Balanced {
   std::mutex m;
   std::atomic<int> inside{0};
   bool overlapped = false;
+  bool unbalanced = false;
   std::map<std::string, int> open;
   std::vector<std::string> lines;
   stackup::Observer observer() {
@@ -91,14 +92,18 @@ struct Balanced {
       if (++inside != 1) overlapped = true;
       const std::string key = std::string(stackup::to_string(e.transition)) + " " + std::string(e.role);
       if (e.outcome == stackup::Outcome::started) ++open[key];
-      else if (e.outcome != stackup::Outcome::already_done && open[key] > 0) --open[key];
+      else if (e.outcome != stackup::Outcome::already_done &&
+               !(e.outcome == stackup::Outcome::not_implemented && open[key] == 0)) {
+        if (open[key] != 1) unbalanced = true; // an end without its started, or a second end
+        --open[key];
+      }
       lines.push_back(key + " " + std::string(stackup::to_string(e.outcome)));
       std::this_thread::sleep_for(1ms); // widen the window for overlaps
       --inside;
     };
   }
   bool balanced() const {
-    return std::all_of(open.begin(), open.end(), [](const auto& kv) { return kv.second == 0; });
+    return !unbalanced && std::all_of(open.begin(), open.end(), [](const auto& kv) { return kv.second == 0; });
   }
 };
 } // namespace

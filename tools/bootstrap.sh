@@ -4,7 +4,7 @@
 # Usage: tools/bootstrap.sh [extra-package ...]
 set -euo pipefail
 
-packages=(cmake g++ python3 pkg-config libfmt-dev doctest-dev "$@")
+packages=(cmake make g++ python3 pkg-config libfmt-dev doctest-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -555,7 +555,8 @@ private:
              << "'" << program_ << " stack status' shows it\n";
         return;
       }
-      if (failures.size() <= 1) {
+      const auto undone = std::count_if(failures.begin(), failures.end(), [](const auto& f) { return f.rollback; });
+      if (undone == 0) {
         if (tally.rolled_back == 0) err_ << "rollback: this command had changed nothing, so nothing was undone\n";
         else
           err_ << fmt::format("rollback: undid the {} action{} this command had done; the stack is as it was before\n",
@@ -564,8 +565,8 @@ private:
       }
       err_ << fmt::format("rollback: undid {} action{}, but could not undo:\n", tally.rolled_back,
                           tally.rolled_back == 1 ? "" : "s");
-      for (std::size_t i = 1; i < failures.size(); ++i)
-        err_ << fmt::format("  - {} {}: {}\n", failures[i].role, failures[i].transition, failures[i].message);
+      for (const auto& f : failures)
+        if (f.rollback) err_ << fmt::format("  - {} {}: {}\n", f.role, f.transition, f.message);
       err_ << "'" << program_ << " stack status' shows what is left\n";
       return;
     }

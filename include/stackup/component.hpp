@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstddef>
 #include <ranges>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -120,7 +121,12 @@ template <class T> concept has_depends_on = requires {
 
 /// The component's display name: `name()` when it has one, else its role.
 template <class T> constexpr std::string_view name_of(const T& c) {
-  if constexpr (has_name<T>) return std::string_view(c.name());
+  if constexpr (has_name<T>) {
+    static_assert(!std::is_same_v<decltype(c.name()), std::string>,
+                  "stackup: a component's name() must not return a std::string by value (events and status keep a "
+                  "view of it): return std::string_view, or a const std::string& to a member");
+    return std::string_view(c.name());
+  }
   else return std::string_view(T::role);
 }
 template <class T> constexpr std::size_t dependency_count() {

@@ -52,6 +52,7 @@ public:
     std::string role;
     Transition transition;
     std::string message;
+    bool rollback = false; ///< an undo of `up`'s rollback that failed (the action stays done)
   };
 
   /// Nests `std::current_exception()`; `failures` lists every failure of the
@@ -68,8 +69,9 @@ public:
   /// The original exception (also reachable through `std::rethrow_if_nested`).
   [[nodiscard]] std::exception_ptr cause() const noexcept { return nested_ptr(); }
   /// Every failure of the operation, in the order they happened: for `down`,
-  /// every component that failed; for `up`, the cause then anything the
-  /// rollback could not undo.
+  /// every component that failed; for `up`, the actions that failed (more than
+  /// one only in parallel mode), then anything the rollback could not undo
+  /// (`Failure::rollback`).
   [[nodiscard]] const std::vector<Failure>& failures() const noexcept { return failures_; }
 
 private:

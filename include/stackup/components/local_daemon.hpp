@@ -445,6 +445,7 @@ public:
     const int dir = locked.dir.get();
     stop(dir);
     struct stat st{};
+    std::filesystem::path doomed = config_.state_dir; // where the directory is while it is removed
     std::error_code ec;
     if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
       // Move the directory away while holding its lock: a process waiting for
@@ -452,7 +453,7 @@ public:
       // instead of locking a new lock file inside a directory being removed
       // (two holders at once). A waiter may still add one lock file to the moved
       // directory before it notices: removing again takes care of it.
-      auto doomed = config_.state_dir;
+      doomed = config_.state_dir;
       doomed += ".removing-" + std::to_string(::getpid());
       if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
       for (int attempt = 0; attempt < 16; ++attempt) {
@@ -468,8 +469,8 @@ public:
                     "write (" + px::sys_message(errno) + "); remove it yourself if you mean to");
     }
     if (ec)
-      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(config_.state_dir) + ": " +
-                  ec.message());
+      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(doomed) + ": " +
+                  ec.message() + "; remove it yourself");
   }
 
 private:

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <mutex>
 #include <span>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -61,8 +62,13 @@ void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std
       // rest started here, so a busy machine costs one scheduling delay, not one per thread.
       for (std::size_t more = ready.size(), woken = 0; more > 0; --more) {
         if (woken < idle) ++woken, cv.notify_one();
-        else if (threads.size() + 1 < limit) threads.emplace_back([&self] { self(self); });
-        else break;
+        else if (threads.size() + 1 < limit) {
+          try {
+            threads.emplace_back([&self] { self(self); });
+          } catch (const std::system_error&) {
+            break; // no more threads to be had: the running ones carry on
+          }
+        } else break;
       }
       lock.unlock();
       const bool ok = step(i);
