@@ -238,7 +238,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
 /// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log) and waits for readiness with 1–50 ms back-off.
+///   appended to daemon.log) and waits for readiness with 1–10 ms back-off.
 /// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
 ///   `stop_timeout`. A pid whose start time does not match is never signalled.
 /// - Every action holds an exclusive flock on `lock`: two processes running
@@ -539,7 +539,7 @@ private:
     return false;
   }
 
-  // Polls (1 ms back-off up to 50 ms) until the probe passes, the process ends,
+  // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
   // or start_timeout passes. `log_from`: where this run's output begins.
   void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
     namespace px = detail::posix;

@@ -99,7 +99,7 @@ private:
   int fd_ = -1;
 };
 
-/// Back-off for polling: 1 ms, doubling, capped at 50 ms — quick to notice
+/// Back-off for polling: 1 ms, doubling, capped at 10 ms — quick to notice
 /// readiness, cheap while waiting.
 class Backoff {
 public:
