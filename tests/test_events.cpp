@@ -96,3 +96,22 @@ TEST_CASE("events: removing the observer stops delivery") {
   s.up();
   CHECK(rec.lines.empty());
 }
+
+TEST_CASE("events: an observer that throws changes nothing about the operation") {
+  S s;
+  s.on_event([](const stackup::Event&) { throw std::runtime_error("observer broke"); });
+  s.get<Fake<"b", "a">>().fail = Transition::resume;
+  try {
+    s.up();
+    FAIL("up should have thrown");
+  } catch (const stackup::TransitionError& e) {
+    CHECK(e.role() == "b"); // the component's error, not the observer's
+    CHECK_THROWS_WITH(std::rethrow_exception(e.cause()), "b: resume exploded");
+  }
+  // every action done was still recorded, so the rollback undid all of it
+  CHECK_FALSE(s.get<Fake<"a">>().provisioned);
+  CHECK_FALSE(s.get<Fake<"b", "a">>().provisioned);
+  s.get<Fake<"b", "a">>().fail.reset();
+  s.up();
+  CHECK(s.is_running());
+}
