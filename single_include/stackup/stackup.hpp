@@ -39,6 +39,7 @@
 #include <concepts>
 #include <cstddef>
 #include <ranges>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -150,7 +151,12 @@ template <class T> concept has_depends_on = requires {
 
 /// The component's display name: `name()` when it has one, else its role.
 template <class T> constexpr std::string_view name_of(const T& c) {
-  if constexpr (has_name<T>) return std::string_view(c.name());
+  if constexpr (has_name<T>) {
+    static_assert(!std::is_same_v<decltype(c.name()), std::string>,
+                  "stackup: a component's name() must not return a std::string by value (events and status keep a "
+                  "view of it): return std::string_view, or a const std::string& to a member");
+    return std::string_view(c.name());
+  }
   else return std::string_view(T::role);
 }
 template <class T> constexpr std::size_t dependency_count() {
@@ -248,6 +254,7 @@ public:
     std::string role;
     Transition transition;
     std::string message;
+    bool rollback = false; ///< an undo of `up`'s rollback that failed (the action stays done)
   };
 
   /// Nests `std::current_exception()`; `failures` lists every failure of the
@@ -264,8 +271,9 @@ public:
   /// The original exception (also reachable through `std::rethrow_if_nested`).
   [[nodiscard]] std::exception_ptr cause() const noexcept { return nested_ptr(); }
   /// Every failure of the operation, in the order they happened: for `down`,
-  /// every component that failed; for `up`, the cause then anything the
-  /// rollback could not undo.
+  /// every component that failed; for `up`, the actions that failed (more than
+  /// one only in parallel mode), then anything the rollback could not undo
+  /// (`Failure::rollback`).
   [[nodiscard]] const std::vector<Failure>& failures() const noexcept { return failures_; }
 
 private:
@@ -371,6 +379,7 @@ template <class T> constexpr std::string_view flavor_of() {
 #include <cstddef>
 #include <mutex>
 #include <span>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -425,8 +434,13 @@ void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std
       // rest started here, so a busy machine costs one scheduling delay, not one per thread.
       for (std::size_t more = ready.size(), woken = 0; more > 0; --more) {
         if (woken < idle) ++woken, cv.notify_one();
-        else if (threads.size() + 1 < limit) threads.emplace_back([&self] { self(self); });
-        else break;
+        else if (threads.size() + 1 < limit) {
+          try {
+            threads.emplace_back([&self] { self(self); });
+          } catch (const std::system_error&) {
+            break; // no more threads to be had: the running ones carry on
+          }
+        } else break;
       }
       lock.unlock();
       const bool ok = step(i);
@@ -627,11 +641,13 @@ template <class... Cs> constexpr bool check_plan() {
 } // namespace stackup::detail
 // ---- end stackup/detail/plan.hpp ----
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -649,6 +665,12 @@ template <class... Cs> constexpr bool check_plan() {
 #define STACKUP_ALWAYS_INLINE [[msvc::forceinline]] inline
 #else
 #define STACKUP_ALWAYS_INLINE inline
+#endif
+// Marks what runs only when something fails, so it stays out of the inlined path.
+#if defined(__GNUC__) || defined(__clang__)
+#define STACKUP_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define STACKUP_COLD
 #endif
 
 namespace stackup {
@@ -734,7 +756,8 @@ public:
   }
 
   /// Set the observer (replaces any previous one; an empty function removes it).
-  /// It is called for every event, one at a time.
+  /// It is called for every event, one at a time. An exception thrown by the
+  /// observer is ignored: it never interrupts an action or replaces its error.
   void on_event(Observer observer) { observer_ = std::move(observer); }
 
   // ---- ZenML's Stack primitives -------------------------------------------------
@@ -757,6 +780,7 @@ public:
   /// `.rollback = false`. Throws TransitionError.
   void up(UpOptions options = {}) {
     Run r;
+    r.did = {};
     if (run_phase<Phase::provision, All>(r, options.parallel, options.max_threads) &&
         run_phase<Phase::resume, All>(r, options.parallel, options.max_threads))
       return;
@@ -769,7 +793,7 @@ public:
     Run r;
     if (options.force) run_phase<Phase::force, All>(r, options.parallel, options.max_threads);
     else run_phase<Phase::suspend, All>(r, options.parallel, options.max_threads);
-    if (r.cause) raise(r, "down");
+    if (r.failed) [[unlikely]] raise(r, "down");
   }
 
   /// `zenml <C> up`: C's dependencies first, then C. Same guarantees as up().
@@ -823,29 +847,38 @@ private:
   using Clock = std::chrono::steady_clock;
   enum class Did : unsigned char { done, not_implemented };
 
-  // Bookkeeping of one operation; lives on the caller's stack, allocates only on failure.
-  struct Run {
-    // What this call did, per component (bit 1: provisioned, bit 2: resumed), for
-    // rollback. One byte per component: parallel steps write different bytes, no lock.
-    std::array<unsigned char, size> did{};
-    std::mutex* guard = nullptr;         // set while steps run on several threads
-    std::exception_ptr cause;            // first failure
+  // What went wrong in one operation; allocated at its first failure only.
+  struct Failed {
+    std::exception_ptr cause; // first failure
     std::size_t cause_index = 0;
     Transition cause_transition = Transition::provision;
     std::vector<TransitionError::Failure> failures;
+  };
+  // Bookkeeping of one operation; lives on the caller's stack, allocates only on
+  // failure. Kept small so that an operation that succeeds only sets and tests a
+  // few words besides what its components do.
+  struct Run {
+    // What this call did, per component (bit 1: provisioned, bit 2: resumed), for
+    // rollback; set to zero by up (down never reads it). One byte per component:
+    // parallel steps write different bytes, no lock.
+    std::array<unsigned char, size> did;
+    std::mutex* guard = nullptr;         // set while steps run on several threads
+    std::unique_ptr<Failed> failed;      // null while nothing failed
 
     std::unique_lock<std::mutex> lock() { return guard ? std::unique_lock(*guard) : std::unique_lock<std::mutex>(); }
     STACKUP_ALWAYS_INLINE void record(std::size_t k, Transition t) {
       did[k] |= t == Transition::provision ? 1 : 2;
     }
     // Call inside a catch: records the exception being handled.
-    void fail(std::size_t k, Transition t, std::string_view prefix = {}) {
+    STACKUP_COLD void fail(std::size_t k, Transition t, std::string_view prefix = {}) {
       auto held = lock();
-      failures.push_back({std::string(roles[k]), t, std::string(prefix) + detail::current_message()});
-      if (!cause) {
-        cause = std::current_exception();
-        cause_index = k;
-        cause_transition = t;
+      if (!failed) failed = std::make_unique<Failed>();
+      failed->failures.push_back(
+          {std::string(roles[k]), t, std::string(prefix) + detail::current_message(), !prefix.empty()});
+      if (!failed->cause) {
+        failed->cause = std::current_exception();
+        failed->cause_index = k;
+        failed->cause_transition = t;
       }
     }
   };
@@ -887,14 +920,22 @@ private:
   // ---- events -------------------------------------------------------------------
 
   template <std::size_t K> void emit(Transition t, Outcome o, std::chrono::nanoseconds elapsed, std::string_view message) {
-    Event e{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::string(message)};
-    if (!guard_) return observer_(e);
-    std::lock_guard serialise(*guard_);
-    observer_(e);
+    // An observer watches; it must not steer. Its exception is dropped so that it can
+    // neither skip an action's bookkeeping nor replace a component's error.
+    try {
+      Event e{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::string(message)};
+      if (!guard_) return observer_(e);
+      std::lock_guard serialise(*guard_);
+      observer_(e);
+    } catch (...) {
+    }
   }
   // A stand-alone event (already_done, not_implemented known at compile time).
-  template <std::size_t K> STACKUP_ALWAYS_INLINE void note(Transition t, Outcome o, std::string_view message) {
-    if (observer_) [[unlikely]] emit<K>(t, o, {}, message);
+  // `Quiet`: the caller has seen that there is no observer, so nothing is tested here.
+  template <std::size_t K, bool Quiet = false>
+  STACKUP_ALWAYS_INLINE void note(Transition t, Outcome o, std::string_view message) {
+    if constexpr (!Quiet)
+      if (observer_) [[unlikely]] emit<K>(t, o, {}, message);
   }
 
   template <Transition T, class C> static void invoke(C& c) {
@@ -906,8 +947,10 @@ private:
 
   // Runs one action with its started/end events. A NotImplementedError from the
   // component is "not implemented learned at run time", not a failure.
-  template <std::size_t K, Transition T> STACKUP_ALWAYS_INLINE Did act(bool undo = false) {
-    if (observer_) [[unlikely]] return act_observed<K, T>(undo);
+  // `Quiet`: as for note().
+  template <std::size_t K, Transition T, bool Quiet = false> STACKUP_ALWAYS_INLINE Did act(bool undo = false) {
+    if constexpr (!Quiet)
+      if (observer_) [[unlikely]] return act_observed<K, T>(undo);
     try {
       invoke<T>(at<K>());
     } catch (const NotImplementedError&) {
@@ -916,7 +959,7 @@ private:
     return Did::done;
   }
   // act() with its events, out of line so that act() itself stays small.
-  template <std::size_t K, Transition T> Did act_observed(bool undo) {
+  template <std::size_t K, Transition T> STACKUP_COLD Did act_observed(bool undo) {
     auto& c = at<K>();
     emit<K>(T, Outcome::started, {}, {});
     const auto t0 = Clock::now();
@@ -936,11 +979,11 @@ private:
   template <std::size_t K> [[nodiscard]] std::string describe() const {
     return std::string(roles[K]) + " '" + std::string(detail::name_of(at<K>())) + "'";
   }
-  template <std::size_t K> [[noreturn]] void not_provisioned() {
+  template <std::size_t K> [[noreturn]] STACKUP_COLD void not_provisioned() {
     throw ProvisioningError("stackup: cannot resume " + describe<K>() +
                             ": nothing is provisioned; provision it first (provision() or up())");
   }
-  template <std::size_t K> [[noreturn]] void not_implemented(Transition t, std::string_view advice) {
+  template <std::size_t K> [[noreturn]] STACKUP_COLD void not_implemented(Transition t, std::string_view advice) {
     std::string m = "stackup: " + describe<K>() + " does not implement " + std::string(to_string(t)) + "()";
     if (!advice.empty()) detail::append(m, {"; ", advice});
     throw NotImplementedError(m);
@@ -948,50 +991,53 @@ private:
 
   // ---- steps: one component, one phase --------------------------------------------
 
-  template <std::size_t K> STACKUP_ALWAYS_INLINE void provision_step(Run& r) {
+  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void provision_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    if (at<K>().is_provisioned()) return;
-    if constexpr (Provisionable<C>) {
-      if (act<K, Transition::provision>() == Did::done) return r.record(K, Transition::provision);
-    } else {
-      note<K>(Transition::provision, Outcome::not_implemented, "provision not implemented");
+    // The action on the straight path, as compilers lay out the hand-written
+    // `if (!c.is_provisioned()) c.provision();`; without the hint GCC moves it
+    // behind a jump and back (two instructions per action).
+    if (!at<K>().is_provisioned()) [[likely]] {
+      if constexpr (Provisionable<C>) {
+        if (act<K, Transition::provision, Quiet>() == Did::done) return r.record(K, Transition::provision);
+      } else {
+        note<K, Quiet>(Transition::provision, Outcome::not_implemented, "provision not implemented");
+      }
+      not_implemented<K>(Transition::provision, "it is not provisioned and cannot provision itself");
     }
-    not_implemented<K>(Transition::provision, "it is not provisioned and cannot provision itself");
   }
 
-  template <std::size_t K> STACKUP_ALWAYS_INLINE void resume_step(Run& r, bool announce_running) {
+  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void resume_step(Run& r, bool announce_running) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    if (at<K>().is_running()) {
-      if (announce_running) note<K>(Transition::resume, Outcome::already_done, "already running");
-      return;
+    if (!at<K>().is_running()) [[likely]] {
+      if (!at<K>().is_provisioned()) not_provisioned<K>();
+      if constexpr (Resumable<C>) {
+        if (act<K, Transition::resume, Quiet>() == Did::done) return r.record(K, Transition::resume);
+      } else {
+        note<K, Quiet>(Transition::resume, Outcome::not_implemented, "resume not implemented");
+      }
+      not_implemented<K>(Transition::resume, "it is provisioned but not running and cannot start itself");
+    } else if (announce_running) {
+      note<K, Quiet>(Transition::resume, Outcome::already_done, "already running");
     }
-    if (!at<K>().is_provisioned())
-      not_provisioned<K>();
-    if constexpr (Resumable<C>) {
-      if (act<K, Transition::resume>() == Did::done) return r.record(K, Transition::resume);
-    } else {
-      note<K>(Transition::resume, Outcome::not_implemented, "resume not implemented");
-    }
-    not_implemented<K>(Transition::resume, "it is provisioned but not running and cannot start itself");
   }
 
-  template <std::size_t K> STACKUP_ALWAYS_INLINE void suspend_step(Run& r) {
+  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void suspend_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     try {
-      if (!at<K>().is_running()) return note<K>(Transition::suspend, Outcome::already_done, "not running");
-      if constexpr (Suspendable<C>) act<K, Transition::suspend>();
-      else note<K>(Transition::suspend, Outcome::not_implemented, "suspend not implemented; use force to deprovision");
+      if (!at<K>().is_running()) return note<K, Quiet>(Transition::suspend, Outcome::already_done, "not running");
+      if constexpr (Suspendable<C>) act<K, Transition::suspend, Quiet>();
+      else note<K, Quiet>(Transition::suspend, Outcome::not_implemented, "suspend not implemented; use force to deprovision");
     } catch (...) {
       r.fail(K, Transition::suspend);
     }
   }
 
-  template <std::size_t K> STACKUP_ALWAYS_INLINE void deprovision_step(Run& r) {
+  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void deprovision_step(Run& r) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     try {
-      if (!at<K>().is_provisioned()) return note<K>(Transition::deprovision, Outcome::already_done, "not provisioned");
-      if constexpr (Deprovisionable<C>) act<K, Transition::deprovision>();
-      else note<K>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
+      if (!at<K>().is_provisioned()) return note<K, Quiet>(Transition::deprovision, Outcome::already_done, "not provisioned");
+      if constexpr (Deprovisionable<C>) act<K, Transition::deprovision, Quiet>();
+      else note<K, Quiet>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
     } catch (...) {
       r.fail(K, Transition::deprovision);
     }
@@ -999,14 +1045,14 @@ private:
 
   // Force down of one component. As a dependent or part of the stack (`target` false),
   // missing actions are skipped; as the target of down<C>, a missing deprovision is an error.
-  template <std::size_t K> STACKUP_ALWAYS_INLINE void force_step(Run& r, bool target) {
+  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void force_step(Run& r, bool target) {
     using C = std::tuple_element_t<K, std::tuple<Cs...>>;
     bool running = false;
     try {
       running = at<K>().is_running();
       if (running) {
-        if constexpr (Suspendable<C>) act<K, Transition::suspend>();
-        else note<K>(Transition::suspend, Outcome::not_implemented,
+        if constexpr (Suspendable<C>) act<K, Transition::suspend, Quiet>();
+        else note<K, Quiet>(Transition::suspend, Outcome::not_implemented,
                      Deprovisionable<C> ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
       }
     } catch (...) {
@@ -1014,13 +1060,13 @@ private:
     }
     try {
       if (!at<K>().is_provisioned()) {
-        if (!running) note<K>(Transition::deprovision, Outcome::already_done, "already deprovisioned");
+        if (!running) note<K, Quiet>(Transition::deprovision, Outcome::already_done, "already deprovisioned");
         return;
       }
       if constexpr (Deprovisionable<C>) {
-        if (act<K, Transition::deprovision>() == Did::done || !target) return;
+        if (act<K, Transition::deprovision, Quiet>() == Did::done || !target) return;
       } else {
-        note<K>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
+        note<K, Quiet>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
         if (!target) return;
       }
       not_implemented<K>(Transition::deprovision, "it cannot be removed");
@@ -1049,6 +1095,7 @@ private:
 
   template <std::size_t K> void up_at(UpOptions options) {
     Run r;
+    r.did = {};
     if (!run_phase<Phase::up_one, Needs<K>>(r, options.parallel, options.max_threads)) fail_up(r, options, true);
   }
 
@@ -1058,7 +1105,7 @@ private:
     else run_phase<Phase::suspend, Dependents<K>>(r, options.parallel, options.max_threads);
     if (options.force) force_step<K>(r, true);
     else suspend_target<K>(r);
-    if (r.cause) raise(r, "down");
+    if (r.failed) [[unlikely]] raise(r, "down");
   }
 
   // ---- phases: one step per component, in order or in parallel --------------------
@@ -1080,11 +1127,11 @@ private:
 
   // One component's part of a phase. Never throws: failures go to `r`.
   // Returns false when the phase must stop (a failure of up).
-  template <Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool step(Run& r) {
+  template <Phase P, std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE bool step(Run& r) {
     if constexpr (P == Phase::provision || P == Phase::resume) {
       try {
-        if constexpr (P == Phase::provision) provision_step<K>(r);
-        else resume_step<K>(r, true);
+        if constexpr (P == Phase::provision) provision_step<K, Quiet>(r);
+        else resume_step<K, Quiet>(r, true);
         return true;
       } catch (...) {
         r.fail(K, P == Phase::provision ? Transition::provision : Transition::resume);
@@ -1094,47 +1141,62 @@ private:
       Transition t = Transition::resume;
       try {
         if (at<K>().is_running()) {
-          note<K>(Transition::resume, Outcome::already_done, "already running");
+          note<K, Quiet>(Transition::resume, Outcome::already_done, "already running");
           return true;
         }
         t = Transition::provision;
-        provision_step<K>(r);
+        provision_step<K, Quiet>(r);
         t = Transition::resume;
-        resume_step<K>(r, false);
+        resume_step<K, Quiet>(r, false);
         return true;
       } catch (...) {
         r.fail(K, t);
         return false;
       }
     } else if constexpr (P == Phase::suspend) {
-      suspend_step<K>(r);
+      suspend_step<K, Quiet>(r);
       return true;
     } else if constexpr (P == Phase::deprovision) {
-      deprovision_step<K>(r);
+      deprovision_step<K, Quiet>(r);
       return true;
     } else {
-      force_step<K>(r, false);
+      force_step<K, Quiet>(r, false);
       return true;
     }
   }
 
-  // Runs the phase's step for every component in Mask: a fold in (reverse)
-  // dependency order, or the parallel scheduler.
-  template <Phase P, class Mask> bool run_phase(Run& r, bool parallel, std::size_t max_threads) {
+  // Runs the phase's step for every component in Mask. Without an observer and
+  // threads, a fold in (reverse) dependency order whose steps test nothing but the
+  // components' state: the observer is tested once per phase, not once per action
+  // (an observer set by a component's own action takes effect from the next phase).
+  // With an observer, or in parallel, the steps that test it, one call each.
+  template <Phase P, class Mask> STACKUP_ALWAYS_INLINE bool run_phase(Run& r, bool parallel, std::size_t max_threads) {
     constexpr bool reverse = P == Phase::suspend || P == Phase::deprovision || P == Phase::force;
-    if (parallel) [[unlikely]] return run_parallel<P, Mask>(r, reverse, max_threads);
-    return run_sequential<P, Mask, reverse>(r, std::make_index_sequence<size>{});
+    if (parallel || observer_) [[unlikely]] return run_observed<P, Mask>(r, reverse, parallel, max_threads);
+    return run_quiet<P, Mask, reverse>(r, std::make_index_sequence<size>{});
   }
   // The steps in (reverse) order, stopping at the first that returns false.
   template <Phase P, class Mask, bool Reverse, std::size_t... I>
-  STACKUP_ALWAYS_INLINE bool run_sequential(Run& r, std::index_sequence<I...>) {
-    return ((!Mask::value[order[Reverse ? size - 1 - I : I]] || step<P, order[Reverse ? size - 1 - I : I]>(r)) && ...);
+  STACKUP_ALWAYS_INLINE bool run_quiet(Run& r, std::index_sequence<I...>) {
+    return ((!Mask::value[order[Reverse ? size - 1 - I : I]] || step<P, order[Reverse ? size - 1 - I : I], true>(r)) && ...);
+  }
+  // step<P, K> of every component, by index: out-of-line steps for the observed
+  // and parallel paths (one instantiation each, not one inlined fold per path).
+  template <Phase P>
+  static constexpr auto step_table = []<std::size_t... I>(std::index_sequence<I...>) {
+    return std::array<bool (Stack::*)(Run&), size>{&Stack::step<P, I>...};
+  }(std::make_index_sequence<size>{});
+
+  template <Phase P, class Mask> STACKUP_COLD bool run_observed(Run& r, bool reverse, bool parallel, std::size_t max_threads) {
+    if (parallel) return run_parallel<P, Mask>(r, reverse, max_threads);
+    for (std::size_t n = 0; n < size; ++n) {
+      const std::size_t k = order[reverse ? size - 1 - n : n];
+      if (Mask::value[k] && !(this->*step_table<P>[k])(r)) return false;
+    }
+    return true;
   }
 
   template <Phase P, class Mask> bool run_parallel(Run& r, bool reverse, std::size_t max_threads) {
-    static constexpr auto table = []<std::size_t... I>(std::index_sequence<I...>) {
-      return std::array<bool (Stack::*)(Run&), size>{&Stack::step<P, I>...};
-    }(std::make_index_sequence<size>{});
     std::mutex guard;
     r.guard = &guard;
     guard_ = &guard;
@@ -1145,35 +1207,36 @@ private:
     } reset{*this, r};
     const auto& plan = Plan::result;
     detail::run_dag(Mask::value, plan.first, plan.dep, reverse, max_threads,
-                    [&](std::size_t i) { return (this->*table[i])(r); });
-    return !r.cause;
+                    [&](std::size_t i) { return (this->*step_table<P>[i])(r); });
+    return !r.failed;
   }
 
   // ---- failure handling -----------------------------------------------------------
 
   template <Phase P> void primitive() {
     Run r;
+    r.did = {};
     if (run_phase<P, All>(r, false, 0)) return;
     try {
-      std::rethrow_exception(r.cause);
+      std::rethrow_exception(r.failed->cause);
     } catch (const NotImplementedError&) {
       throw;
     } catch (const ProvisioningError&) {
       throw;
     } catch (...) {
-      raise(r, to_string(r.cause_transition));
+      raise(r, to_string(r.failed->cause_transition));
     }
   }
   template <Phase P> void exhaustive() {
     Run r;
     run_phase<P, All>(r, false, 0);
-    if (r.cause) raise(r, P == Phase::suspend ? "suspend" : "deprovision");
+    if (r.failed) raise(r, P == Phase::suspend ? "suspend" : "deprovision");
   }
 
   // Undo what this call did, in reverse, then throw.
   // The undo runs in reverse dependency order: for a whole-stack up, every resume
   // is undone before any provision; for up<C> (`per_component`), one component at a time.
-  [[noreturn]] void fail_up(Run& r, UpOptions options, bool per_component) {
+  [[noreturn]] STACKUP_COLD void fail_up(Run& r, UpOptions options, bool per_component) {
     if (options.rollback) {
       for (std::size_t pass = per_component ? 1 : 2; pass-- > 0;)
         for (std::size_t n = size; n-- > 0;) {
@@ -1211,7 +1274,8 @@ private:
   }
 
   // Throws the TransitionError of a failed operation, nesting its first failure.
-  [[noreturn]] void raise(Run& r, std::string_view operation, bool rolled_back = false) {
+  [[noreturn]] STACKUP_COLD void raise(Run& run, std::string_view operation, bool rolled_back = false) {
+    Failed& r = *run.failed;
     std::string m = "stackup: stack '" + name_ + "' " + std::string(operation) + " failed: ";
     const std::string_view role = roles[r.cause_index];
     detail::append(m, {role, " '", name_at(r.cause_index), "' failed to ", to_string(r.cause_transition), ": ",
@@ -1220,7 +1284,10 @@ private:
       const auto& f = r.failures[i];
       detail::append(m, {i == 1 ? "; also: " : "; ", f.role, " ", to_string(f.transition), ": ", f.message});
     }
-    if (rolled_back) m += r.failures.size() == 1 ? " (rolled back)" : " (rollback incomplete)";
+    if (rolled_back) {
+      const bool complete = std::none_of(r.failures.begin(), r.failures.end(), [](const auto& f) { return f.rollback; });
+      m += complete ? " (rolled back)" : " (rollback incomplete)";
+    }
     try {
       std::rethrow_exception(r.cause);
     } catch (...) {
@@ -1937,7 +2004,8 @@ private:
              << "'" << program_ << " stack status' shows it\n";
         return;
       }
-      if (failures.size() <= 1) {
+      const auto undone = std::count_if(failures.begin(), failures.end(), [](const auto& f) { return f.rollback; });
+      if (undone == 0) {
         if (tally.rolled_back == 0) err_ << "rollback: this command had changed nothing, so nothing was undone\n";
         else
           err_ << fmt::format("rollback: undid the {} action{} this command had done; the stack is as it was before\n",
@@ -1946,8 +2014,8 @@ private:
       }
       err_ << fmt::format("rollback: undid {} action{}, but could not undo:\n", tally.rolled_back,
                           tally.rolled_back == 1 ? "" : "s");
-      for (std::size_t i = 1; i < failures.size(); ++i)
-        err_ << fmt::format("  - {} {}: {}\n", failures[i].role, failures[i].transition, failures[i].message);
+      for (const auto& f : failures)
+        if (f.rollback) err_ << fmt::format("  - {} {}: {}\n", f.role, f.transition, f.message);
       err_ << "'" << program_ << " stack status' shows what is left\n";
       return;
     }
@@ -2131,7 +2199,7 @@ private:
   int fd_ = -1;
 };
 
-/// Back-off for polling: 1 ms, doubling, capped at 50 ms — quick to notice
+/// Back-off for polling: 1 ms, doubling, capped at 10 ms — quick to notice
 /// readiness, cheap while waiting.
 class Backoff {
 public:
@@ -3214,7 +3282,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
 /// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log) and waits for readiness with 1–50 ms back-off.
+///   appended to daemon.log) and waits for readiness with 1–10 ms back-off.
 /// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
 ///   `stop_timeout`. A pid whose start time does not match is never signalled.
 /// - Every action holds an exclusive flock on `lock`: two processes running
@@ -3421,6 +3489,7 @@ public:
     const int dir = locked.dir.get();
     stop(dir);
     struct stat st{};
+    std::filesystem::path doomed = config_.state_dir; // where the directory is while it is removed
     std::error_code ec;
     if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
       // Move the directory away while holding its lock: a process waiting for
@@ -3428,7 +3497,7 @@ public:
       // instead of locking a new lock file inside a directory being removed
       // (two holders at once). A waiter may still add one lock file to the moved
       // directory before it notices: removing again takes care of it.
-      auto doomed = config_.state_dir;
+      doomed = config_.state_dir;
       doomed += ".removing-" + std::to_string(::getpid());
       if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
       for (int attempt = 0; attempt < 16; ++attempt) {
@@ -3444,8 +3513,8 @@ public:
                     "write (" + px::sys_message(errno) + "); remove it yourself if you mean to");
     }
     if (ec)
-      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(config_.state_dir) + ": " +
-                  ec.message());
+      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(doomed) + ": " +
+                  ec.message() + "; remove it yourself");
   }
 
 private:
@@ -3514,7 +3583,7 @@ private:
     return false;
   }
 
-  // Polls (1 ms back-off up to 50 ms) until the probe passes, the process ends,
+  // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
   // or start_timeout passes. `log_from`: where this run's output begins.
   void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
     namespace px = detail::posix;
