@@ -526,9 +526,13 @@ void check_error(const stackup::TransitionError& e, const std::vector<Fired>& fa
     const auto& f = failures[i];
     INFO("failure #", i, ": ", f.role, " ", stackup::to_string(f.transition), ": ", f.message);
     const bool forward = f.transition == Transition::provision || f.transition == Transition::resume;
+    CHECK(f.rollback == !forward);
     CHECK(f.message.rfind("rollback: ", 0) == (forward ? std::string::npos : 0));
     if (forward) CHECK(op.parallel);
   }
+  CHECK_FALSE(failures.front().rollback);
+  if (!op.is_up())
+    for (const auto& f : failures) CHECK_FALSE(f.rollback);
 }
 
 // Every started gets exactly one end; the state is exactly what the events say.
