@@ -4,11 +4,11 @@
 #pragma once
 
 #include <stackup/component.hpp>
+#include <stackup/detail/engine.hpp>
 #include <stackup/detail/plan.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/format.hpp>
-#include <stackup/stack.hpp>
 
 #include <fmt/color.h>
 #include <fmt/format.h>
@@ -28,7 +28,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -62,11 +61,6 @@ inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
 
 namespace detail {
-
-/// A component that keeps a log file (e.g. LocalDaemon): `<role> logs` prints it.
-template <class T> concept has_log_file = requires(const T& c) {
-  { c.log_file() } -> std::convertible_to<std::filesystem::path>;
-};
 
 enum class Verb { up, down, status, logs };
 
@@ -142,16 +136,16 @@ inline void copy_tail(const std::filesystem::path& path, std::optional<std::size
   while (in.read(buf, sizeof buf) || in.gcount() > 0) out.write(buf, in.gcount());
 }
 
-/// Parses, runs and reports one command against a Stack.
-template <class... Cs> class Runner {
-  using S = Stack<Cs...>;
-  using Plan = stackup::detail::Plan<Cs...>;
-  static constexpr std::size_t size = sizeof...(Cs);
+using Table = stackup::detail::Table;
+
+/// Parses, runs and reports one command against a stack, through its run-time
+/// view (the engine's Table): compiled once, whatever the kind of stack.
+class Runner {
   using Clock = std::chrono::steady_clock;
 
 public:
-  Runner(S& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
-      : stack_(stack), out_(out), err_(err), options_(options), program_(program),
+  Runner(const Table& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
+      : stack_(stack), size(stack.size()), out_(out), err_(err), options_(options), program_(program),
         fancy_out_(decorate(out, options.color)), fancy_err_(decorate(err, options.color)) {}
 
   int run(std::span<const std::string_view> args) {
@@ -180,14 +174,14 @@ private:
 
   [[nodiscard]] std::string roles_list() const {
     std::string s;
-    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", S::roles[i]);
+    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles[i]);
     return s;
   }
+  [[nodiscard]] bool keeps_log(std::size_t k) const { return stack_.slots[k].ops->log_file != nullptr; }
   [[nodiscard]] std::string logging_roles() const {
     std::string s;
-    each_type([&]<std::size_t I, class C>() {
-      if constexpr (has_log_file<C>) s += fmt::format("{}{}", s.empty() ? "" : ", ", S::roles[I]);
-    });
+    for (std::size_t i = 0; i < size; ++i)
+      if (keeps_log(i)) s += fmt::format("{}{}", s.empty() ? "" : ", ", stack_.roles[i]);
     return s.empty() ? "none" : s;
   }
 
@@ -204,7 +198,7 @@ private:
       cmd.whole_stack = true;
     } else {
       cmd.whole_stack = false;
-      cmd.index = S::find(target);
+      cmd.index = stack_.find(target);
       if (cmd.index == size)
         return fmt::format("unknown component role '{}'; valid roles: {} (or 'stack' for all of them)", target,
                            roles_list());
@@ -238,6 +232,8 @@ private:
         else return fmt::format("option '{}' needs a number of lines, e.g. '{} 20'", a, a);
         std::size_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec == std::errc::result_out_of_range && end == value.data() + value.size())
+          return fmt::format("option '--tail' got '{}' lines: too large (at most {})", value, std::size_t(-1));
         if (value.empty() || ec != std::errc{} || end != value.data() + value.size())
           return fmt::format("option '--tail' needs a whole number of lines (0 or more), not '{}'", value);
         cmd.tail = n;
@@ -259,9 +255,7 @@ private:
       else return fmt::format("unexpected argument '{}' after '{}'", a, where);
     }
     if (cmd.verb == Verb::logs) {
-      bool keeps_log = false;
-      at_index(cmd.index, [&]<std::size_t I, class C>() { keeps_log = has_log_file<C>; });
-      if (!keeps_log)
+      if (!keeps_log(cmd.index))
         return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(cmd.index),
                            flavor(cmd.index), logging_roles());
     }
@@ -286,20 +280,20 @@ private:
 
   [[nodiscard]] std::string help() const {
     std::string s = synopsis();
-    s += fmt::format("\nroles of stack '{}':\n", stack_.name());
+    s += fmt::format("\nroles of stack '{}':\n", stack_.stack);
     std::size_t width = 0;
-    for (auto r : S::roles) width = std::max(width, r.size());
+    for (auto r : stack_.roles) width = std::max(width, r.size());
     std::size_t fwidth = 0;
-    each_type([&]<std::size_t I, class C>() { fwidth = std::max(fwidth, stackup::detail::flavor_of<C>().size()); });
-    each_type([&]<std::size_t I, class C>() {
-      std::string line = fmt::format("  {:<{}}  {:<{}}", S::roles[I], width, stackup::detail::flavor_of<C>(), fwidth);
+    for (std::size_t i = 0; i < size; ++i) fwidth = std::max(fwidth, flavor(i).size());
+    for (std::size_t i = 0; i < size; ++i) {
+      std::string line = fmt::format("  {:<{}}  {:<{}}", stack_.roles[i], width, flavor(i), fwidth);
       std::string deps;
-      for (std::size_t d = 0; d < stackup::detail::dependency_count<C>(); ++d)
-        deps += fmt::format("{}{}", d ? ", " : "", stackup::detail::dependency<C>(d));
+      for (std::size_t e = stack_.first[i]; e < stack_.first[i + 1]; ++e)
+        deps += fmt::format("{}{}", e > stack_.first[i] ? ", " : "", stack_.roles[stack_.dep[e]]);
       if (!deps.empty()) line += fmt::format("  needs {}", deps);
       while (!line.empty() && line.back() == ' ') line.pop_back();
       s += line + '\n';
-    });
+    }
     s += "\noptions:\n"
          "  -f, --force      down: also deprovision (remove what the components created)\n"
          "  -p, --parallel   up/down: act on independent components at the same time\n"
@@ -320,52 +314,36 @@ private:
     return exit_usage;
   }
 
-  // ---- helpers over the component types -----------------------------------------
+  // ---- helpers over the components ------------------------------------------------
 
-  template <class F> static void each_type(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f.template operator()<I, std::tuple_element_t<I, std::tuple<Cs...>>>(), ...);
-    }(std::make_index_sequence<size>{});
-  }
-  template <class F> static void at_index(std::size_t k, F&& f) {
-    each_type([&]<std::size_t I, class C>() {
-      if (I == k) f.template operator()<I, C>();
-    });
-  }
-  [[nodiscard]] std::string_view name(std::size_t k) const {
-    std::string_view n;
-    at_index(k, [&]<std::size_t I, class C>() { n = stackup::detail::name_of(stack_.template get<C>()); });
-    return n;
-  }
-  [[nodiscard]] std::string_view flavor(std::size_t k) const {
-    std::string_view f;
-    at_index(k, [&]<std::size_t I, class C>() { f = stackup::detail::flavor_of<C>(); });
-    return f;
-  }
+  [[nodiscard]] std::string_view name(std::size_t k) const { return stack_.name(k); }
+  [[nodiscard]] std::string_view flavor(std::size_t k) const { return stack_.slots[k].ops->flavor; }
   // Whether component k has a deprovision() (a Command may still refuse at run time).
-  [[nodiscard]] static bool deprovisionable(std::size_t k) {
-    bool result = false;
-    at_index(k, [&]<std::size_t I, class C>() { result = Deprovisionable<C>; });
-    return result;
-  }
+  [[nodiscard]] bool deprovisionable(std::size_t k) const { return stack_.has(k, Transition::deprovision); }
   // Component k's state; nothing when its queries throw (the operation that
   // follows will report the error itself).
   [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
-    std::optional<State> result;
     try {
-      at_index(k, [&]<std::size_t I, class C>() { result = state_of(stack_.template get<C>()); });
+      return stack_.state(k);
     } catch (...) {
+      return std::nullopt;
     }
-    return result;
   }
-  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", S::roles[k], name(k)); }
+  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", stack_.roles[k], name(k)); }
   // Roles flagged in `set`, in action order.
-  static std::string listed(const std::array<bool, size>& set, std::size_t& count) {
+  [[nodiscard]] std::string listed(const std::vector<bool>& set, std::size_t& count) const {
     std::string s;
     count = 0;
-    for (auto i : Plan::result.order)
-      if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", S::roles[i]);
+    for (auto i : stack_.order)
+      if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", stack_.roles[i]);
     return s;
+  }
+  // Component k and what it needs (`up`), or what needs it (`down`), transitively.
+  [[nodiscard]] std::vector<bool> related(std::size_t k, Verb verb) const {
+    std::vector<unsigned char> marks(size, 0);
+    if (verb == Verb::up) stackup::detail::mark_closure(k, stack_.order, stack_.first, stack_.dep, marks, 1);
+    else stackup::detail::mark_dependents(k, stack_.order, stack_.first, stack_.dep, marks, 1);
+    return {marks.begin(), marks.end()};
   }
 
   [[nodiscard]] std::string label(std::string_view text, fmt::terminal_color color) const {
@@ -384,14 +362,15 @@ private:
   };
 
   // Sets the observer that prints one line per action start and end; the guard
-  // removes it again, since it refers to this Runner.
+  // puts the host's own observer back, since this one refers to this Runner.
   struct ObserverGuard {
-    S& stack;
-    ~ObserverGuard() { stack.on_event({}); }
+    const Table& stack;
+    Observer host;
+    ~ObserverGuard() { stack.events.set(std::move(host)); }
   };
   void observe(const Command& cmd, Tally& tally) {
     const std::string_view dash = fancy_out_ ? "—" : "--";
-    stack_.on_event([this, &tally, force = cmd.force, dash](const Event& e) {
+    stack_.events.set([this, &tally, force = cmd.force, dash](const Event& e) {
       try {
         if (e.outcome == Outcome::started) ++tally.actions;
         if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
@@ -400,7 +379,7 @@ private:
         } else {
           // Say why in the command line's terms: what the user can do about it.
           Event said = e;
-          const bool removable = deprovisionable(S::find(e.role));
+          const bool removable = deprovisionable(stack_.find(e.role));
           if (e.transition == Transition::suspend && removable)
             said.message = fmt::format("not implemented {} {}", dash,
                                        force ? "deprovision follows" : "use --force to deprovision");
@@ -423,7 +402,9 @@ private:
 
   int status(const Command& cmd) {
     try {
-      const auto rows = stack_.status();
+      std::vector<ComponentStatus> rows;
+      rows.reserve(size);
+      for (std::size_t k = 0; k < size; ++k) rows.push_back(stack_.status(k));
       std::span<const ComponentStatus> shown(rows);
       if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
       out_ << status_table(shown, fancy_out_);
@@ -433,7 +414,7 @@ private:
           running += r.state == State::running;
           provisioned += r.state != State::deprovisioned;
         }
-        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.name(), running, size, provisioned);
+        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.stack, running, size, provisioned);
       }
       return exit_success;
     } catch (...) {
@@ -442,11 +423,9 @@ private:
   }
 
   int logs(const Command& cmd) {
-    std::filesystem::path path;
-    at_index(cmd.index, [&]<std::size_t I, class C>() {
-      if constexpr (has_log_file<C>) path = stack_.template get<C>().log_file();
-    });
     try {
+      const auto& slot = stack_.slots[cmd.index];
+      const std::filesystem::path path = slot.ops->log_file(slot.object);
       std::error_code ec;
       if (!std::filesystem::exists(path, ec)) {
         err_ << fmt::format("{}: {} has no log yet: {} does not exist (it has not been started since it was "
@@ -464,21 +443,21 @@ private:
 
   int operate(const Command& cmd) {
     Tally tally;
-    ObserverGuard guard{stack_};
+    ObserverGuard guard{stack_, std::move(stack_.events.observer)};
     observe(cmd, tally);
     const bool up = cmd.verb == Verb::up;
     if (!cmd.whole_stack) {
       std::size_t n = 0;
-      const auto role = S::roles[cmd.index];
+      const auto role = stack_.roles[cmd.index];
       // Name the other components this command will act on, before it does.
       if (up) {
-        auto needs = Plan::closure_of(cmd.index);
+        auto needs = related(cmd.index, Verb::up);
         needs[cmd.index] = false;
         for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
         const std::string list = listed(needs, n);
         if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
       } else {
-        auto dependents = Plan::dependents_of(cmd.index);
+        auto dependents = related(cmd.index, Verb::down);
         for (std::size_t i = 0; i < size; ++i) {
           if (!dependents[i]) continue;
           const auto now = state_at(i); // those with something to stop (or, forced, to remove)
@@ -491,16 +470,19 @@ private:
     }
     const auto t0 = Clock::now();
     try {
-      if (cmd.whole_stack && up) stack_.up(UpOptions{.rollback = cmd.rollback, .parallel = cmd.parallel});
-      else if (cmd.whole_stack) stack_.down(DownOptions{.force = cmd.force, .parallel = cmd.parallel});
-      else if (up) stack_.up(S::roles[cmd.index], UpOptions{.rollback = cmd.rollback, .parallel = cmd.parallel});
-      else stack_.down(S::roles[cmd.index], DownOptions{.force = cmd.force, .parallel = cmd.parallel});
+      namespace engine = stackup::detail;
+      const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel};
+      const DownOptions down_options{.force = cmd.force, .parallel = cmd.parallel};
+      if (cmd.whole_stack && up) engine::up(stack_, up_options);
+      else if (cmd.whole_stack) engine::down(stack_, down_options);
+      else if (up) engine::up_one(stack_, cmd.index, up_options);
+      else engine::down_one(stack_, cmd.index, down_options);
     } catch (...) {
-      const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : S::roles[cmd.index],
+      const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index],
                                            up ? "up" : "down", cmd.force ? " --force" : "");
       return report(what + " failed", std::current_exception(), cmd, tally);
     }
-    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.name()) : describe(cmd.index);
+    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
     const std::string took = seconds(Clock::now() - t0);
     std::string summary;
     if (up && tally.actions == 0) summary = fmt::format("{} is already running: nothing to do", subject);
@@ -576,7 +558,8 @@ private:
     }
   }
 
-  S& stack_;
+  const Table& stack_;
+  std::size_t size;
   std::ostream& out_;
   std::ostream& err_;
   const Options& options_;
@@ -585,15 +568,13 @@ private:
   bool fancy_err_;
 };
 
-template <class... Cs>
-int run_words(Stack<Cs...>& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-              const Options& options, std::string_view program) noexcept {
+inline int run_words(const Table& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
+                     const Options& options, std::string_view program) noexcept {
   try {
-    Runner<Cs...> runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
+    Runner runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
     try {
       return runner.run(args);
     } catch (...) {
-      stack.on_event({});
       return runner.crashed();
     }
   } catch (...) {
@@ -601,40 +582,50 @@ int run_words(Stack<Cs...>& stack, std::span<const std::string_view> args, std::
   }
 }
 
-} // namespace detail
-
-/// Runs one command line against `stack`: the words after the program name
-/// (`{"stack", "down", "--force"}`), writing progress and results to `out`,
-/// errors to `err`. Returns 0 done, 1 an action failed, 2 usage error; never
-/// throws. While it runs it is the stack's observer; it leaves none set.
-template <class... Cs>
-int run(Stack<Cs...>& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-        const Options& options = {}) noexcept {
-  return detail::run_words(stack, args, out, err, options, options.program);
-}
-
-/// `main`'s arguments, written to `out` and `err` (for tests and embedding).
-template <class... Cs>
-int run(Stack<Cs...>& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
-        const Options& options = {}) noexcept {
+inline int run_main(const Table& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
+                    const Options& options) noexcept {
   try {
     std::vector<std::string_view> words;
     std::string_view program = options.program;
     if (argv != nullptr && argc > 0) {
-      if (program.empty() && argv[0] != nullptr) program = detail::base_name(argv[0]);
+      if (program.empty() && argv[0] != nullptr) program = base_name(argv[0]);
       for (int i = 1; i < argc && argv[i] != nullptr; ++i) words.emplace_back(argv[i]);
     }
-    return detail::run_words(stack, words, out, err, options, program);
+    return run_words(stack, words, out, err, options, program);
   } catch (...) {
     return exit_failure;
   }
+}
+
+/// Either kind of stack: Stack<Cs...> or DynamicStack.
+template <class S> concept runnable = requires(S& s) { stackup::detail::FrontAccess::view(s); };
+
+} // namespace detail
+
+/// Runs one command line against `stack` (a Stack<Cs...> or a DynamicStack): the
+/// words after the program name (`{"stack", "down", "--force"}`), writing
+/// progress and results to `out`, errors to `err`. Returns 0 done, 1 an action
+/// failed, 2 usage error; never throws. While it runs it is the stack's
+/// observer; the host's own observer is back when it returns.
+template <detail::runnable S>
+int run(S& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
+        const Options& options = {}) noexcept {
+  auto view = stackup::detail::FrontAccess::view(stack);
+  return detail::run_words(view.table, args, out, err, options, options.program);
+}
+
+/// `main`'s arguments, written to `out` and `err` (for tests and embedding).
+template <detail::runnable S>
+int run(S& stack, int argc, char** argv, std::ostream& out, std::ostream& err, const Options& options = {}) noexcept {
+  auto view = stackup::detail::FrontAccess::view(stack);
+  return detail::run_main(view.table, argc, argv, out, err, options);
 }
 
 /// ZenML's command line for `stack`, in one call from `main`:
 /// `return stackup::cli::run(stack, argc, argv);` Grammar: `stack up`,
 /// `stack down [--force]`, `stack status`, `<role> up|down|status|logs`, `--help`.
 /// Progress goes to std::cout, errors to std::cerr.
-template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const Options& options = {}) noexcept {
+template <detail::runnable S> int run(S& stack, int argc, char** argv, const Options& options = {}) noexcept {
   return run(stack, argc, argv, std::cout, std::cerr, options);
 }
 

@@ -39,6 +39,15 @@ public:
   using Error::Error;
 };
 
+/// A stack that cannot exist: an empty or duplicate role, a dependency on a role
+/// the stack lacks, a dependency cycle, an empty (moved-from) AnyComponent. The
+/// message names the rule, the roles and the fix; thrown when a DynamicStack is
+/// built (Stack<Cs...> reports the same rules at compile time).
+class StackDefinitionError : public Error {
+public:
+  using Error::Error;
+};
+
 /// An action or an operation failed. Holds the component's role, the transition,
 /// the original exception (as `cause()` and as the nested exception), and every
 /// failure of the operation, including anything a rollback could not undo.

@@ -9,7 +9,11 @@
 #include <stackup/component.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
+#include <stackup/options.hpp>
 #include <stackup/stack.hpp>
+#include <stackup/any_component.hpp>
+#include <stackup/dynamic_stack.hpp>
+#include <stackup/parallel.hpp>
 #include <stackup/format.hpp>
 #include <stackup/cli.hpp>
 // The shipped components need Linux (/proc); elsewhere define STACKUP_NO_COMPONENTS.

@@ -1,37 +1,42 @@
-// stackup — the scheduler of parallel transitions (internal).
+// stackup — the scheduler of parallel transitions (`.parallel = true`), kept out
+// of the core headers so that a stack that does not use it does not pay for
+// <thread> and <mutex>. The umbrella header <stackup/stackup.hpp> includes it.
 // SPDX-License-Identifier: MIT
 #pragma once
+
+#include <stackup/detail/engine.hpp>
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <mutex>
-#include <span>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 namespace stackup::detail {
 
-/// Runs `step(i)` for every component i with `mask[i]`, each as soon as its
-/// prerequisites among the masked ones have finished: its dependencies, or with
-/// `reverse` its dependents. `first`/`dep` are the dependency lists (Plan::Result).
-/// `step` must not throw; it returns false to stop scheduling new steps (steps in
-/// flight still finish). Threads: one per ready component, at most `max_threads`
-/// (0: no limit), the calling thread included. Returns when every started step ended.
+/// Runs `step(i)` for every component i in scope (`scope` 0: all; else those
+/// whose mark has a `scope` bit), each as soon as its prerequisites in scope have
+/// finished: its dependencies, or with `reverse` its dependents. `step` must not
+/// throw; it returns false to stop scheduling new steps (steps in flight still
+/// finish). Threads: one per ready component, at most `max_threads` (0: no
+/// limit), the calling thread included. Returns when every started step ended.
 template <class Step>
-void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std::span<const std::size_t> dep,
-             bool reverse, std::size_t max_threads, Step&& step) {
-  const std::size_t n = mask.size();
+void run_dag(const Table& t, std::span<const unsigned char> marks, unsigned char scope, bool reverse,
+             std::size_t max_threads, Step&& step) {
+  const std::size_t n = t.size();
+  auto in = [&](std::size_t i) { return scope == 0 || (marks[i] & scope) != 0; };
   std::vector<std::size_t> waiting(n, 0);
   std::vector<std::vector<std::size_t>> next(n); // who waits for i
   std::size_t pending = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!mask[i]) continue;
+    if (!in(i)) continue;
     ++pending;
-    for (std::size_t e = first[i]; e < first[i + 1]; ++e) {
-      const std::size_t d = dep[e];
-      if (!mask[d]) continue;
+    for (std::size_t e = t.first[i]; e < t.first[i + 1]; ++e) {
+      const std::size_t d = t.dep[e];
+      if (!in(d)) continue;
       const std::size_t before = reverse ? i : d, after = reverse ? d : i;
       next[before].push_back(after);
       ++waiting[after];
@@ -39,7 +44,7 @@ void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std
   }
   std::vector<std::size_t> ready;
   for (std::size_t i = n; i-- > 0;) // reversed, so that pop_back takes the lowest index first
-    if (mask[i] && waiting[i] == 0) ready.push_back(i);
+    if (in(i) && waiting[i] == 0) ready.push_back(i);
 
   std::mutex m;
   std::condition_variable cv;
@@ -85,7 +90,37 @@ void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std
   work(work);
   // Once the caller's thread saw the end (stop, or nothing pending), no worker
   // starts a thread any more; wait for the steps still in flight.
-  for (auto& t : threads) t.join();
+  for (auto& th : threads) th.join();
 }
+
+/// A std::mutex as the engine's Lock.
+class MutexLock final : public Lock {
+public:
+  void lock() override { m_.lock(); }
+  void unlock() override { m_.unlock(); }
+
+private:
+  std::mutex m_;
+};
+
+/// One phase in parallel: failures and events are serialised by one lock.
+inline bool run_parallel_phase(const Table& t, Run& r, Phase p, unsigned char scope, std::size_t max_threads) {
+  MutexLock guard;
+  r.guard = &guard;
+  t.events.guard = &guard;
+  struct Reset {
+    const Table& t;
+    Run& r;
+    ~Reset() { t.events.guard = nullptr, r.guard = nullptr; }
+  } reset{t, r};
+  run_dag(t, r.marks, scope, reversed(p), max_threads, [&](std::size_t k) {
+    Indirect a{t, k};
+    return step(p, a, r);
+  });
+  return !r.failed;
+}
+
+// Registers the scheduler with the engine when this header is part of the program.
+inline const bool parallel_registered = (parallel_phase = &run_parallel_phase, true);
 
 } // namespace stackup::detail

@@ -1,0 +1,140 @@
+// stackup — AnyComponent: any component, chosen at run time (value semantics).
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/component.hpp>
+#include <stackup/detail/engine.hpp>
+#include <stackup/errors.hpp>
+#include <stackup/events.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+namespace detail {
+template <class C> std::vector<std::string> dependencies_of() {
+  std::vector<std::string> deps;
+  deps.reserve(dependency_count<C>());
+  for (std::size_t k = 0; k < dependency_count<C>(); ++k) deps.emplace_back(dependency<C>(k));
+  return deps;
+}
+template <class T, class Self> concept other_than = !std::is_same_v<std::remove_cvref_t<T>, Self>;
+} // namespace detail
+
+/// Any component, chosen at run time: the element of a DynamicStack. Movable,
+/// not copyable. Calls reach the wrapped object through a table built once per
+/// wrapped type; what the type lacks (an action, `name()`, `detail()`) is known
+/// from its type, as for Stack<Cs...>. A moved-from AnyComponent is empty.
+class AnyComponent {
+public:
+  /// Wraps a Component: role and `depends_on` from its type.
+  template <class C>
+    requires detail::other_than<C, AnyComponent> && Component<std::remove_cvref_t<C>>
+  AnyComponent(C&& component) // NOLINT(google-explicit-constructor): a component is an AnyComponent
+      : AnyComponent(std::string(std::remove_cvref_t<C>::role), std::forward<C>(component),
+                     detail::dependencies_of<std::remove_cvref_t<C>>()) {}
+
+  /// Wraps any type with const `is_provisioned()` and `is_running()` (and any of
+  /// the four actions) under a role and dependencies given at run time. A type
+  /// with `void assign_role(std::string_view)` (the shipped components without a
+  /// role argument) is told its role.
+  template <class C>
+    requires detail::other_than<C, AnyComponent> && detail::has_queries<std::remove_cvref_t<C>>
+  AnyComponent(std::string role, C&& component, std::vector<std::string> depends_on = {})
+      : object_(new std::remove_cvref_t<C>(std::forward<C>(component))),
+        ops_(&detail::ops_of<std::remove_cvref_t<C>>), role_(std::move(role)), depends_on_(std::move(depends_on)) {
+    if constexpr (requires(std::remove_cvref_t<C>& c) { c.assign_role(std::string_view()); })
+      static_cast<std::remove_cvref_t<C>*>(object_)->assign_role(role_);
+  }
+
+  AnyComponent(AnyComponent&& other) noexcept
+      : object_(std::exchange(other.object_, nullptr)), ops_(std::exchange(other.ops_, nullptr)),
+        role_(std::exchange(other.role_, {})), depends_on_(std::exchange(other.depends_on_, {})) {}
+  AnyComponent& operator=(AnyComponent&& other) noexcept {
+    if (this != &other) {
+      reset();
+      object_ = std::exchange(other.object_, nullptr);
+      ops_ = std::exchange(other.ops_, nullptr);
+      role_ = std::exchange(other.role_, {});
+      depends_on_ = std::exchange(other.depends_on_, {});
+    }
+    return *this;
+  }
+  AnyComponent(const AnyComponent&) = delete;
+  AnyComponent& operator=(const AnyComponent&) = delete;
+  ~AnyComponent() { reset(); }
+
+  /// False for a moved-from AnyComponent (which a DynamicStack refuses).
+  [[nodiscard]] bool has_value() const noexcept { return object_ != nullptr; }
+  /// The role.
+  [[nodiscard]] const std::string& role() const noexcept { return role_; }
+  /// The roles this component needs, in the order given.
+  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return depends_on_; }
+  /// The display name: the wrapped `name()`, else the role.
+  [[nodiscard]] std::string_view name() const { return ops().name ? ops_->name(object_) : std::string_view(role_); }
+  /// The wrapped type's `flavor` (e.g. "local_daemon"), or "custom".
+  [[nodiscard]] std::string_view flavor() const { return ops().flavor; }
+  /// What the wrapped `detail()` offers (pid, port, path), or empty.
+  [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
+  /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
+  [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// running if is_running(), else suspended if is_provisioned(), else deprovisioned.
+  [[nodiscard]] State state() const {
+    if (is_running()) return State::running;
+    return is_provisioned() ? State::suspended : State::deprovisioned;
+  }
+  /// The wrapped `is_provisioned()`.
+  [[nodiscard]] bool is_provisioned() const { return ops().is_provisioned(object_); }
+  /// The wrapped `is_running()`.
+  [[nodiscard]] bool is_running() const { return ops().is_running(object_); }
+  /// Whether the wrapped type has that action (it may still refuse at run time
+  /// by throwing NotImplementedError).
+  [[nodiscard]] bool has(Transition t) const { return ops().action[static_cast<int>(t)] != nullptr; }
+
+  /// The wrapped action; NotImplementedError when the type lacks it.
+  void provision() { act(Transition::provision); }
+  void resume() { act(Transition::resume); }
+  void suspend() { act(Transition::suspend); }
+  void deprovision() { act(Transition::deprovision); }
+
+  /// The wrapped object if it is a T, else nullptr (as std::function::target).
+  template <class T> [[nodiscard]] T* target() noexcept {
+    return ops_ && ops_->type == &detail::type_tag<T> ? static_cast<T*>(object_) : nullptr;
+  }
+  template <class T> [[nodiscard]] const T* target() const noexcept {
+    return ops_ && ops_->type == &detail::type_tag<T> ? static_cast<const T*>(object_) : nullptr;
+  }
+
+private:
+  friend class DynamicStack;
+
+  [[nodiscard]] const detail::Ops& ops() const {
+    if (!ops_) [[unlikely]]
+      throw Error("stackup: this AnyComponent is empty (it was moved from): assign a component to it first");
+    return *ops_;
+  }
+  void act(Transition t) {
+    void (*const action)(void*) = ops().action[static_cast<int>(t)];
+    if (!action)
+      throw NotImplementedError("stackup: " + role_ + " '" + std::string(name()) + "' does not implement " +
+                                std::string(to_string(t)) + "()");
+    action(object_);
+  }
+  void reset() noexcept {
+    if (object_) ops_->destroy(object_);
+    object_ = nullptr;
+    ops_ = nullptr;
+  }
+
+  void* object_ = nullptr;
+  const detail::Ops* ops_ = nullptr;
+  std::string role_;
+  std::vector<std::string> depends_on_;
+};
+
+} // namespace stackup

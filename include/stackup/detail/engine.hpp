@@ -1,0 +1,663 @@
+// stackup — the transition engine (internal): ZenML's rules (DESIGN §3, §4) —
+// steps, rollback, exhaustive down, per-component operations, events, errors —
+// written once for every kind of stack. Stack<Cs...> and DynamicStack only say
+// where their components are (a Table); the rules of one step are templates over
+// how the step reaches its component (Direct: a call the compiler can inline;
+// Indirect: through the component type's Ops, with events).
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/component.hpp>
+#include <stackup/detail/plan.hpp>
+#include <stackup/errors.hpp>
+#include <stackup/events.hpp>
+#include <stackup/options.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <stackup/detail/macro_scope.hpp>
+
+namespace stackup::detail {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Did : unsigned char { done, not_implemented };
+/// One component's part of an operation.
+enum class Phase : unsigned char { provision, resume, up_one, suspend, deprovision, force };
+inline constexpr std::size_t phase_count = 6;
+/// What a missing action means for the component at hand: skipped (a dependent,
+/// or the whole stack) or an error (the target of a per-component down).
+enum class Missing : unsigned char { skip, error };
+/// What a failed up undoes: the whole stack (every resume, then every provision)
+/// or one component and its dependencies (one component at a time).
+enum class Undo : unsigned char { stack, per_component };
+
+// Bits of a component's byte in Run::marks.
+inline constexpr unsigned char did_provision = 1; // this operation provisioned it
+inline constexpr unsigned char did_resume = 2;    // this operation resumed it
+inline constexpr unsigned char in_scope = 4;      // a per-component operation acts on it
+
+// ---- what an action may be asked of a type -------------------------------------------
+
+template <class T> concept has_provision = requires(T& c) { c.provision(); };
+template <class T> concept has_resume = requires(T& c) { c.resume(); };
+template <class T> concept has_suspend = requires(T& c) { c.suspend(); };
+template <class T> concept has_deprovision = requires(T& c) { c.deprovision(); };
+/// The two queries: all a type needs to be wrapped with a role given at run time.
+template <class T> concept has_queries = std::is_class_v<T> && has_is_provisioned<T> && has_is_running<T>;
+
+template <class T> constexpr bool has_action(Transition t) noexcept {
+  switch (t) {
+  case Transition::provision: return has_provision<T>;
+  case Transition::resume: return has_resume<T>;
+  case Transition::suspend: return has_suspend<T>;
+  case Transition::deprovision: return has_deprovision<T>;
+  }
+  return false;
+}
+template <class T> STACKUP_ALWAYS_INLINE void invoke(T& c, Transition t) {
+  if (t == Transition::provision) {
+    if constexpr (has_provision<T>) c.provision();
+  } else if (t == Transition::resume) {
+    if constexpr (has_resume<T>) c.resume();
+  } else if (t == Transition::suspend) {
+    if constexpr (has_suspend<T>) c.suspend();
+  } else {
+    if constexpr (has_deprovision<T>) c.deprovision();
+  }
+}
+
+// ---- one operation's bookkeeping ----------------------------------------------------------
+
+/// A lock, given by the parallel scheduler (the core does not include <mutex>).
+class Lock {
+public:
+  virtual void lock() = 0;
+  virtual void unlock() = 0;
+
+protected:
+  ~Lock() = default;
+};
+struct Locked {
+  Lock* held;
+  explicit Locked(Lock* l) : held(l) {
+    if (held) held->lock();
+  }
+  ~Locked() {
+    if (held) held->unlock();
+  }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+};
+
+/// What went wrong in one operation; allocated at its first failure only.
+struct Failed {
+  std::exception_ptr cause; // first failure
+  std::size_t cause_index = 0;
+  Transition cause_transition = Transition::provision;
+  std::vector<TransitionError::Failure> failures;
+};
+
+/// Bookkeeping of one operation; lives on the caller's stack and allocates only
+/// on failure, so an operation that succeeds only sets and tests a few bytes
+/// besides what its components do.
+struct Run {
+  std::span<const std::string_view> roles;
+  std::span<unsigned char> marks; // one byte per component (did_provision, did_resume, in_scope)
+  Lock* guard = nullptr;          // set while steps run on several threads
+  std::unique_ptr<Failed> failed; // null while nothing failed
+
+  STACKUP_ALWAYS_INLINE void record(std::size_t k, Transition t) {
+    marks[k] |= t == Transition::provision ? did_provision : did_resume;
+  }
+  /// Call inside a catch: records the exception being handled.
+  STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
+    Locked hold(guard);
+    if (!failed) failed = std::make_unique<Failed>();
+    failed->failures.push_back({std::string(roles[k]), t, (rollback ? "rollback: " : "") + current_message(), rollback});
+    if (!failed->cause) {
+      failed->cause = std::current_exception();
+      failed->cause_index = k;
+      failed->cause_transition = t;
+    }
+  }
+};
+
+// ---- component types, reached at run time ----------------------------------------------
+
+/// What the engine needs of one component type, built once per type.
+struct Ops {
+  bool (*is_provisioned)(const void*);
+  bool (*is_running)(const void*);
+  void (*action[4])(void*);                              // by Transition; null: not implemented
+  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events: one call per step
+  std::string_view (*name)(const void*);                 // null: the role
+  std::string (*detail)(const void*);                    // null: none
+  std::string (*log_file)(const void*);                  // null: keeps no log
+  void (*destroy)(void*);
+  std::string_view flavor;
+  const void* type; // &type_tag<C>
+};
+template <class T> inline constexpr char type_tag = 0;
+
+/// A component of a stack: where it is, and what its type can do.
+struct Slot {
+  void* object;
+  const Ops* ops;
+};
+
+/// A stack as the engine sees it: its components in listing order, their roles,
+/// the plan, the observer and one byte of scratch per component.
+struct Events;
+struct Table {
+  std::string_view stack;
+  std::span<const Slot> slots;
+  std::span<const std::string_view> roles;
+  std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
+  Events& events;
+  std::span<unsigned char> marks;
+
+  [[nodiscard]] std::size_t size() const noexcept { return slots.size(); }
+  [[nodiscard]] std::string_view name(std::size_t k) const {
+    return slots[k].ops->name ? slots[k].ops->name(slots[k].object) : roles[k];
+  }
+  [[nodiscard]] bool is_provisioned(std::size_t k) const { return slots[k].ops->is_provisioned(slots[k].object); }
+  [[nodiscard]] bool is_running(std::size_t k) const { return slots[k].ops->is_running(slots[k].object); }
+  [[nodiscard]] State state(std::size_t k) const {
+    if (is_running(k)) return State::running;
+    if (is_provisioned(k)) return State::suspended;
+    return State::deprovisioned;
+  }
+  [[nodiscard]] bool has(std::size_t k, Transition t) const {
+    return slots[k].ops->action[static_cast<int>(t)] != nullptr;
+  }
+  [[nodiscard]] ComponentStatus status(std::size_t k) const {
+    const Ops& o = *slots[k].ops;
+    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string()};
+  }
+  /// Index of `role`, or size() (linear: for messages and the command line).
+  [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
+    std::size_t i = 0;
+    while (i < roles.size() && roles[i] != role) ++i;
+    return i;
+  }
+};
+
+// ---- events ---------------------------------------------------------------------------
+
+/// A stack's observer, and what keeps calls to it safe.
+struct Events {
+  Observer observer;
+  Lock* guard = nullptr;  // set while a phase runs in parallel: events are serialised
+  bool reporting = false; // the observer is running (it must not start an operation)
+  bool replaced = false;  // the observer called on_event(): `pending` takes over when it returns
+  Observer pending;
+
+  /// on_event(): while the observer runs, its replacement waits for it to return.
+  void set(Observer o) {
+    Locked hold(guard);
+    if (reporting) {
+      pending = std::move(o);
+      replaced = true;
+    } else {
+      observer = std::move(o);
+    }
+  }
+};
+
+/// An operation started from inside the stack's own observer is refused: the
+/// stack is in the middle of another one.
+[[noreturn]] STACKUP_COLD inline void refuse_reentry(std::string_view stack) {
+  throw Error("stackup: an observer of stack '" + std::string(stack) +
+              "' started an operation on that stack while being told of an event; an observer must not act on "
+              "the stack it watches: act after the operation returns");
+}
+inline void check_not_reporting(const Table& t) {
+  if (t.events.reporting) [[unlikely]] refuse_reentry(t.stack);
+}
+
+/// Calls the observer, if any, one event at a time. Its exception is dropped: an
+/// observer watches, it must not steer (skip bookkeeping or replace an error).
+STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outcome o, std::chrono::nanoseconds elapsed,
+                              std::string_view message) {
+  Events& ev = t.events;
+  Locked hold(ev.guard);
+  if (!ev.observer || ev.reporting) return;
+  ev.reporting = true;
+  try {
+    ev.observer(Event{t.stack, t.roles[k], t.name(k), x, o, elapsed, std::string(message)});
+  } catch (...) {
+  }
+  ev.reporting = false;
+  if (ev.replaced) {
+    ev.observer = std::move(ev.pending);
+    ev.pending = nullptr;
+    ev.replaced = false;
+  }
+}
+
+// ---- reaching one component ---------------------------------------------------------------
+
+/// A component of type C reached directly, without events: the quiet path.
+template <class C> struct Direct {
+  C& c;
+  std::size_t k;
+  [[nodiscard]] bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
+  [[nodiscard]] bool is_running() const { return static_cast<bool>(c.is_running()); }
+  [[nodiscard]] static constexpr bool has(Transition t) noexcept { return has_action<C>(t); }
+  STACKUP_ALWAYS_INLINE Did act(Transition t, bool /*undo*/ = false) {
+    try {
+      invoke(c, t);
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  }
+  void note(Transition, Outcome, std::string_view) const noexcept {}
+  [[nodiscard]] std::string_view name(const Run& r) const {
+    if constexpr (has_name<C>) return std::string_view(c.name());
+    else return r.roles[k];
+  }
+};
+
+/// A component reached through its Ops, with its events.
+struct Indirect {
+  const Table& t;
+  std::size_t k;
+  [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
+  [[nodiscard]] bool is_running() const { return t.is_running(k); }
+  [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
+  Did act(Transition x, bool undo = false) {
+    void (*const action)(void*) = t.slots[k].ops->action[static_cast<int>(x)];
+    void* const object = t.slots[k].object;
+    // Without an observer (tested under the lock in parallel mode), no events.
+    if (!t.events.guard && !t.events.observer) {
+      try {
+        action(object);
+      } catch (const NotImplementedError&) {
+        return Did::not_implemented;
+      }
+      return Did::done;
+    }
+    emit(t, k, x, Outcome::started, {}, {});
+    const auto t0 = Clock::now();
+    try {
+      action(object);
+    } catch (const NotImplementedError& e) {
+      emit(t, k, x, Outcome::not_implemented, Clock::now() - t0, e.what());
+      return Did::not_implemented;
+    } catch (...) {
+      emit(t, k, x, Outcome::failed, Clock::now() - t0, current_message());
+      throw;
+    }
+    emit(t, k, x, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, {});
+    return Did::done;
+  }
+  void note(Transition x, Outcome o, std::string_view message) const {
+    if (t.events.guard || t.events.observer) [[unlikely]] emit(t, k, x, o, {}, message);
+  }
+  [[nodiscard]] std::string_view name(const Run&) const { return t.name(k); }
+};
+
+// ---- errors of one step -----------------------------------------------------------------
+
+[[noreturn]] STACKUP_COLD inline void not_implemented(std::string_view role, std::string_view name, Transition t,
+                                                      std::string_view advice) {
+  std::string m = "stackup: " + std::string(role) + " '" + std::string(name) + "' does not implement " +
+                  std::string(to_string(t)) + "()";
+  if (!advice.empty()) m.append("; ").append(advice);
+  throw NotImplementedError(m);
+}
+[[noreturn]] STACKUP_COLD inline void not_provisioned(std::string_view role, std::string_view name) {
+  throw ProvisioningError("stackup: cannot resume " + std::string(role) + " '" + std::string(name) +
+                          "': nothing is provisioned; provision it first (provision() or up())");
+}
+
+// ---- the rules of one step (DESIGN §3), written once ------------------------------------
+
+/// Does `x` when the component has it; otherwise reports it not implemented.
+template <class A> STACKUP_ALWAYS_INLINE Did perform(A& a, Transition x, std::string_view absent, bool undo = false) {
+  if (a.has(x)) return a.act(x, undo);
+  a.note(x, Outcome::not_implemented, absent);
+  return Did::not_implemented;
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
+  // The action on the straight path, as compilers lay out the hand-written
+  // `if (!c.is_provisioned()) c.provision();`.
+  if (!a.is_provisioned()) [[likely]] {
+    if (perform(a, Transition::provision, "provision not implemented") == Did::done)
+      return r.record(a.k, Transition::provision);
+    not_implemented(r.roles[a.k], a.name(r), Transition::provision, "it is not provisioned and cannot provision itself");
+  }
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool announce_running) {
+  if (!a.is_running()) [[likely]] {
+    if (!a.is_provisioned()) not_provisioned(r.roles[a.k], a.name(r));
+    if (perform(a, Transition::resume, "resume not implemented") == Did::done) return r.record(a.k, Transition::resume);
+    not_implemented(r.roles[a.k], a.name(r), Transition::resume, "it is provisioned but not running and cannot start itself");
+  } else if (announce_running) {
+    a.note(Transition::resume, Outcome::already_done, "already running");
+  }
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing missing) {
+  try {
+    if (!a.is_running()) return a.note(Transition::suspend, Outcome::already_done, "not running");
+    const Did did = perform(a, Transition::suspend,
+                            missing == Missing::skip ? "suspend not implemented; use force to deprovision"
+                                                     : "suspend not implemented");
+    if (did == Did::done || missing == Missing::skip) return;
+    not_implemented(r.roles[a.k], a.name(r), Transition::suspend, "use down with force (--force) to deprovision it instead");
+  } catch (...) {
+    r.fail(a.k, Transition::suspend);
+  }
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void deprovision_step(A& a, Run& r) {
+  try {
+    if (!a.is_provisioned()) return a.note(Transition::deprovision, Outcome::already_done, "not provisioned");
+    perform(a, Transition::deprovision, "deprovision not implemented");
+  } catch (...) {
+    r.fail(a.k, Transition::deprovision);
+  }
+}
+
+// Force down of one component: stop it if it runs and can, then deprovision it;
+// a failed suspend still gets its deprovision attempt.
+template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing missing) {
+  bool running = false;
+  try {
+    running = a.is_running();
+    if (running)
+      perform(a, Transition::suspend,
+              a.has(Transition::deprovision) ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+  } catch (...) {
+    r.fail(a.k, Transition::suspend);
+  }
+  try {
+    if (!a.is_provisioned()) {
+      if (!running) a.note(Transition::deprovision, Outcome::already_done, "already deprovisioned");
+      return;
+    }
+    if (perform(a, Transition::deprovision, "deprovision not implemented") == Did::done || missing == Missing::skip)
+      return;
+    not_implemented(r.roles[a.k], a.name(r), Transition::deprovision, "it cannot be removed");
+  } catch (...) {
+    r.fail(a.k, Transition::deprovision);
+  }
+}
+
+// Undoes what an up did to one component (rollback): resumed → suspend, provisioned → deprovision.
+template <class A> void undo_step(A& a, Run& r, Transition done) {
+  const bool resumed = done == Transition::resume;
+  const Transition x = resumed ? Transition::suspend : Transition::deprovision;
+  try {
+    if (perform(a, x, "cannot undo", true) == Did::done) return;
+    not_implemented(r.roles[a.k], a.name(r), x, resumed ? "it was left running" : "it was left provisioned");
+  } catch (...) {
+    r.fail(a.k, x, true);
+  }
+}
+
+/// One component's part of a phase. Never throws: failures go to `r`. Returns
+/// false when the phase must stop (a failure of up).
+template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
+  switch (p) {
+  case Phase::provision:
+    try {
+      provision_step(a, r);
+      return true;
+    } catch (...) {
+      r.fail(a.k, Transition::provision);
+      return false;
+    }
+  case Phase::resume:
+    try {
+      resume_step(a, r, true);
+      return true;
+    } catch (...) {
+      r.fail(a.k, Transition::resume);
+      return false;
+    }
+  case Phase::up_one: {
+    Transition t = Transition::resume;
+    try {
+      if (a.is_running()) {
+        a.note(Transition::resume, Outcome::already_done, "already running");
+        return true;
+      }
+      t = Transition::provision;
+      provision_step(a, r);
+      t = Transition::resume;
+      resume_step(a, r, false);
+      return true;
+    } catch (...) {
+      r.fail(a.k, t);
+      return false;
+    }
+  }
+  case Phase::suspend: suspend_step(a, r, Missing::skip); return true;
+  case Phase::deprovision: deprovision_step(a, r); return true;
+  case Phase::force: force_step(a, r, Missing::skip); return true;
+  }
+  return true;
+}
+
+inline constexpr bool reversed(Phase p) noexcept {
+  return p == Phase::suspend || p == Phase::deprovision || p == Phase::force;
+}
+
+// ---- Ops of a type ---------------------------------------------------------------------
+
+template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
+  Direct<C> a{*static_cast<C*>(object), k};
+  return step(P, a, r);
+}
+template <class C, Transition T> void action_of(void* object) { invoke(*static_cast<C*>(object), T); }
+template <class C, Transition T> constexpr void (*action_ptr())(void*) {
+  if constexpr (has_action<C>(T)) return &action_of<C, T>;
+  else return nullptr;
+}
+template <class T> concept has_log_file = requires(const T& c) {
+  { c.log_file().string() } -> std::convertible_to<std::string>;
+};
+
+/// The Ops of type C, one per type in the program (its address identifies C).
+template <class C>
+inline constexpr Ops ops_of{
+    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); },
+    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); },
+    {action_ptr<C, Transition::provision>(), action_ptr<C, Transition::resume>(), action_ptr<C, Transition::suspend>(),
+     action_ptr<C, Transition::deprovision>()},
+    {&quiet_step<C, Phase::provision>, &quiet_step<C, Phase::resume>, &quiet_step<C, Phase::up_one>,
+     &quiet_step<C, Phase::suspend>, &quiet_step<C, Phase::deprovision>, &quiet_step<C, Phase::force>},
+    [] {
+      if constexpr (has_name<C>) return +[](const void* o) { return name_of(*static_cast<const C*>(o)); };
+      else return static_cast<std::string_view (*)(const void*)>(nullptr);
+    }(),
+    [] {
+      if constexpr (has_detail<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->detail()); };
+      else return static_cast<std::string (*)(const void*)>(nullptr);
+    }(),
+    [] {
+      if constexpr (has_log_file<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); };
+      else return static_cast<std::string (*)(const void*)>(nullptr);
+    }(),
+    [](void* o) { delete static_cast<C*>(o); },
+    flavor_of<C>(),
+    &type_tag<C>,
+};
+
+/// How cli::run and the stacks' friends reach a stack's Table: both kinds of
+/// stack befriend it and define a View holding a Table.
+struct FrontAccess {
+  template <class S> static auto view(S& s) -> typename S::View { return typename S::View(s); }
+};
+
+// ---- phases ---------------------------------------------------------------------------
+
+/// Runs `run_dag` for a phase in parallel; set by <stackup/parallel.hpp>.
+inline bool (*parallel_phase)(const Table&, Run&, Phase, unsigned char scope, std::size_t max_threads) = nullptr;
+
+[[noreturn]] STACKUP_COLD inline void no_scheduler() {
+  throw Error("stackup: parallel mode (.parallel = true) needs the scheduler: #include <stackup/parallel.hpp> "
+              "(the umbrella header <stackup/stackup.hpp> includes it)");
+}
+
+/// Runs the phase's step for every component in scope (scope 0: all), in
+/// (reverse) action order, stopping at the first step that returns false. The
+/// observer is tested once per phase: one set by a component's own action takes
+/// effect from the next phase.
+inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads) {
+  if (parallel) {
+    if (!parallel_phase) no_scheduler();
+    return parallel_phase(t, r, p, scope, max_threads);
+  }
+  const std::size_t n = t.size();
+  const bool reverse = reversed(p);
+  const bool observed = static_cast<bool>(t.events.observer);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t k = t.order[reverse ? n - 1 - i : i];
+    if (scope != 0 && !(r.marks[k] & scope)) continue;
+    bool ok;
+    if (observed) {
+      Indirect a{t, k};
+      ok = step(p, a, r);
+    } else {
+      ok = t.slots[k].ops->quiet[static_cast<int>(p)](t.slots[k].object, r, k);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// ---- failures -----------------------------------------------------------------------------
+
+/// Throws the TransitionError of a failed operation, nesting its first failure.
+[[noreturn]] STACKUP_COLD inline void raise(const Table& t, Run& run, std::string_view operation, bool rolled_back = false) {
+  Failed& f = *run.failed;
+  const std::string_view role = t.roles[f.cause_index];
+  std::string m = "stackup: stack '" + std::string(t.stack) + "' " + std::string(operation) + " failed: ";
+  m.append(role).append(" '").append(t.name(f.cause_index)).append("' failed to ").append(to_string(f.cause_transition));
+  m.append(": ").append(f.failures.front().message);
+  for (std::size_t i = 1; i < f.failures.size(); ++i) {
+    const auto& x = f.failures[i];
+    m.append(i == 1 ? "; also: " : "; ").append(x.role).append(" ").append(to_string(x.transition)).append(": ").append(x.message);
+  }
+  if (rolled_back) {
+    bool complete = true;
+    for (const auto& x : f.failures) complete = complete && !x.rollback;
+    m += complete ? " (rolled back)" : " (rollback incomplete)";
+  }
+  try {
+    std::rethrow_exception(f.cause);
+  } catch (...) {
+    throw TransitionError(std::string(role), f.cause_transition, m, std::move(f.failures));
+  }
+}
+
+/// Undoes what this up did, in reverse, then throws. For a whole-stack up every
+/// resume is undone before any provision; for up of one component, one component
+/// at a time.
+[[noreturn]] STACKUP_COLD inline void fail_up(const Table& t, Run& r, const UpOptions& options, Undo undo) {
+  if (options.rollback) {
+    const bool per_component = undo == Undo::per_component;
+    for (std::size_t pass = per_component ? 1 : 2; pass-- > 0;)
+      for (std::size_t n = t.size(); n-- > 0;) {
+        const std::size_t k = t.order[n];
+        Indirect a{t, k};
+        if ((r.marks[k] & did_resume) && (per_component || pass == 1)) undo_step(a, r, Transition::resume);
+        if ((r.marks[k] & did_provision) && (per_component || pass == 0)) undo_step(a, r, Transition::provision);
+      }
+  }
+  raise(t, r, "up", options.rollback);
+}
+
+// ---- operations -----------------------------------------------------------------------------
+
+inline Run start(const Table& t) {
+  check_not_reporting(t);
+  for (auto& m : t.marks) m = 0;
+  return Run{t.roles, t.marks, nullptr, nullptr};
+}
+
+/// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
+inline void up(const Table& t, const UpOptions& o) {
+  Run r = start(t);
+  if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
+      run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
+    return;
+  fail_up(t, r, o, Undo::stack);
+}
+
+/// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
+inline void down(const Table& t, const DownOptions& o) {
+  Run r = start(t);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
+  if (r.failed) [[unlikely]] raise(t, r, "down");
+}
+
+/// `zenml <role> up`: k's dependencies first, then k.
+inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
+  Run r = start(t);
+  mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
+  if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
+}
+
+/// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
+inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
+  Run r = start(t);
+  mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  Indirect a{t, k};
+  if (o.force) force_step(a, r, Missing::error);
+  else suspend_step(a, r, Missing::error);
+  if (r.failed) [[unlikely]] raise(t, r, "down");
+}
+
+/// ZenML's provision() / resume(): NotImplementedError and ProvisioningError as
+/// themselves, a component's own exception wrapped in TransitionError; no rollback.
+inline void primitive(const Table& t, Phase p) {
+  Run r = start(t);
+  if (run_phase(t, r, p, 0, false, 0)) return;
+  try {
+    std::rethrow_exception(r.failed->cause);
+  } catch (const NotImplementedError&) {
+    throw;
+  } catch (const ProvisioningError&) {
+    throw;
+  } catch (...) {
+    raise(t, r, to_string(r.failed->cause_transition));
+  }
+}
+
+/// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
+inline void exhaustive(const Table& t, Phase p) {
+  Run r = start(t);
+  run_phase(t, r, p, 0, false, 0);
+  if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
+}
+
+/// UnknownComponentError listing the valid roles.
+[[nodiscard]] inline UnknownComponentError unknown_role(std::string_view stack, std::span<const std::string_view> roles,
+                                                        std::string_view role) {
+  std::string m = "stackup: stack '" + std::string(stack) + "' has no component with role '" + std::string(role) +
+                  "'; valid roles: ";
+  for (std::size_t i = 0; i < roles.size(); ++i) m.append(i ? ", " : "").append(roles[i]);
+  return UnknownComponentError(m);
+}
+
+} // namespace stackup::detail
+
+#include <stackup/detail/macro_unscope.hpp>

@@ -1,0 +1,4 @@
+// stackup — undefines the macros of macro_scope.hpp.
+// SPDX-License-Identifier: MIT
+#undef STACKUP_ALWAYS_INLINE
+#undef STACKUP_COLD

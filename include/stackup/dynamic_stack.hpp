@@ -1,0 +1,195 @@
+// stackup — DynamicStack: a stack assembled at run time (from a file, a plugin, a
+// command line), with the same operations, semantics, events and errors as
+// Stack<Cs...>: both are fronts over one engine (detail/engine.hpp).
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/any_component.hpp>
+#include <stackup/component.hpp>
+#include <stackup/detail/engine.hpp>
+#include <stackup/detail/plan.hpp>
+#include <stackup/errors.hpp>
+#include <stackup/events.hpp>
+#include <stackup/options.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// A stack of AnyComponents with unique roles, checked when it is built
+/// (StackDefinitionError). Actions run in dependency order (ties by listing
+/// order); suspend and deprovision in reverse. Movable, not copyable.
+class DynamicStack {
+public:
+  /// A stack named "default".
+  explicit DynamicStack(std::vector<AnyComponent> components) : DynamicStack("default", std::move(components)) {}
+  /// A named stack of the given components; StackDefinitionError if it cannot exist.
+  DynamicStack(std::string name, std::vector<AnyComponent> components)
+      : name_(std::move(name)), parts_(std::move(components)) {
+    plan();
+  }
+
+  /// The stack's name.
+  [[nodiscard]] std::string_view name() const noexcept { return name_; }
+  /// Number of components.
+  [[nodiscard]] std::size_t size() const noexcept { return parts_.size(); }
+  /// Roles in the order given.
+  [[nodiscard]] std::span<const std::string_view> roles() const noexcept { return roles_; }
+  /// Indices of the components in action order (provision/resume order).
+  [[nodiscard]] std::span<const std::size_t> order() const noexcept { return order_; }
+  /// Index (position in the order given) of a role, or size() when absent. O(log N).
+  [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
+    const auto at = std::lower_bound(sorted_.begin(), sorted_.end(), role,
+                                     [&](std::size_t i, std::string_view r) { return roles_[i] < r; });
+    return at != sorted_.end() && roles_[*at] == role ? *at : size();
+  }
+  /// The component with that role; UnknownComponentError when the stack lacks it.
+  [[nodiscard]] AnyComponent& get(std::string_view role) { return parts_[checked(role)]; }
+  [[nodiscard]] const AnyComponent& get(std::string_view role) const { return parts_[checked(role)]; }
+
+  /// Set the observer (replaces any previous one; an empty function removes it).
+  /// As for Stack<Cs...>: called one event at a time, its exceptions ignored; called
+  /// by the observer itself, the replacement takes effect when it returns.
+  void on_event(Observer observer) { events_.set(std::move(observer)); }
+
+  // ---- ZenML's Stack primitives (as Stack<Cs...>) ----------------------------------
+
+  /// Provision every component that is not provisioned, in dependency order.
+  void provision() { detail::primitive(table(), detail::Phase::provision); }
+  /// Resume every component that is not running, in dependency order.
+  void resume() { detail::primitive(table(), detail::Phase::resume); }
+  /// Suspend every running component, in reverse order; tries every component.
+  void suspend() { detail::exhaustive(table(), detail::Phase::suspend); }
+  /// Deprovision every provisioned component, in reverse order; tries every component.
+  void deprovision() { detail::exhaustive(table(), detail::Phase::deprovision); }
+
+  // ---- Operations (as Stack<Cs...>) ---------------------------------------------------
+
+  /// `zenml stack up`: provision() then resume(); all-or-nothing unless `.rollback = false`.
+  void up(UpOptions options = {}) { detail::up(table(), options); }
+  /// `zenml stack down [--force]`: tries every component, then one TransitionError.
+  void down(DownOptions options = {}) { detail::down(table(), options); }
+  /// `zenml <role> up`: its dependencies first; UnknownComponentError for a role it lacks.
+  void up(std::string_view role, UpOptions options = {}) { detail::up_one(table(), checked(role), options); }
+  /// `zenml <role> down [--force]`: its dependents first; UnknownComponentError for a role it lacks.
+  void down(std::string_view role, DownOptions options = {}) { detail::down_one(table(), checked(role), options); }
+
+  // ---- Queries ----------------------------------------------------------------------
+
+  /// Every component is provisioned.
+  [[nodiscard]] bool is_provisioned() const {
+    return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_provisioned(); });
+  }
+  /// Every component is running.
+  [[nodiscard]] bool is_running() const {
+    return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_running(); });
+  }
+  /// One row per component, in the order given. Changes nothing.
+  [[nodiscard]] std::vector<ComponentStatus> status() const {
+    const detail::Table t = table();
+    std::vector<ComponentStatus> rows;
+    rows.reserve(size());
+    for (std::size_t k = 0; k < size(); ++k) rows.push_back(t.status(k));
+    return rows;
+  }
+  /// UnknownComponentError listing the valid roles, for a role string not in the stack.
+  [[nodiscard]] UnknownComponentError unknown_role(std::string_view role) const {
+    return detail::unknown_role(name_, roles_, role);
+  }
+
+private:
+  friend struct detail::FrontAccess;
+  struct View {
+    detail::Table table;
+    explicit View(const DynamicStack& s) : table(s.table()) {}
+  };
+
+  [[nodiscard]] detail::Table table() const {
+    return {name_, slots_, roles_, order_, first_, dep_, events_, marks_};
+  }
+  [[nodiscard]] std::size_t checked(std::string_view role) const {
+    const std::size_t k = find(role);
+    if (k == size()) throw unknown_role(role);
+    return k;
+  }
+
+  [[noreturn]] void refuse(const std::string& problem) const {
+    throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+  }
+  [[nodiscard]] std::string listed_roles() const {
+    constexpr std::size_t shown = 20;
+    std::string s;
+    for (std::size_t i = 0; i < roles_.size() && i < shown; ++i) s.append(i ? ", " : "").append(roles_[i]);
+    if (roles_.size() > shown) s += ", ... (" + std::to_string(roles_.size() - shown) + " more)";
+    return s;
+  }
+
+  // Checks the stack and computes its plan: O(N log N + E log N).
+  void plan() {
+    const std::size_t n = parts_.size();
+    std::size_t edges = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!parts_[i].has_value())
+        refuse("component " + std::to_string(i + 1) +
+               " is empty (a moved-from AnyComponent): put a component in it or leave it out");
+      edges += parts_[i].depends_on_.size();
+    }
+    roles_.reserve(n);
+    slots_.reserve(n);
+    first_.reserve(n + 1);
+    std::vector<std::string_view> names;
+    names.reserve(edges);
+    for (auto& c : parts_) {
+      roles_.emplace_back(c.role_);
+      slots_.push_back({c.object_, c.ops_});
+      first_.push_back(names.size());
+      for (const auto& d : c.depends_on_) names.emplace_back(d);
+    }
+    first_.push_back(names.size());
+    dep_.resize(edges);
+    order_.resize(n);
+    marks_.resize(n);
+    sorted_.resize(n);
+    std::vector<std::size_t> waiting(n), next_first(n + 1), next(edges), heap(n);
+    const detail::PlanScratch scratch{sorted_, waiting, next_first, next, heap};
+    const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
+    const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
+    switch (p.error) {
+    case detail::PlanError::none: return;
+    case detail::PlanError::empty_role:
+      refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
+    case detail::PlanError::duplicate:
+      refuse("duplicate role " + quoted(roles_[p.a]) + " (components " + std::to_string(p.a + 1) + " and " +
+             std::to_string(p.b + 1) + "); a stack holds one component per role: remove one of them or give it another role");
+    case detail::PlanError::missing:
+      refuse(quoted(roles_[p.a]) + " depends on " + quoted(names[first_[p.a] + p.b]) +
+             ", which the stack does not hold (roles: " + listed_roles() +
+             "): add a component with that role or remove it from depends_on");
+    case detail::PlanError::cycle: {
+      std::string path(roles_[p.a]);
+      std::size_t at = p.a;
+      do {
+        at = detail::cycle_next(at, first_, dep_, scratch);
+        path.append(" -> ").append(roles_[at]);
+      } while (at != p.a);
+      refuse("dependency cycle: " + path + "; remove one depends_on entry on the cycle");
+    }
+    }
+  }
+
+  std::string name_;
+  std::vector<AnyComponent> parts_;
+  std::vector<std::string_view> roles_; // views of parts_[i].role_, which do not move
+  std::vector<detail::Slot> slots_;
+  std::vector<std::size_t> order_, first_, dep_, sorted_;
+  mutable std::vector<unsigned char> marks_; // the engine's scratch, one byte per component
+  mutable detail::Events events_;
+};
+
+} // namespace stackup
