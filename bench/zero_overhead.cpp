@@ -1,6 +1,6 @@
 // Zero overhead: `up()` then `down({.force = true})` on stacks of 16 and 64 trivial
 // components, against the same checks and calls written by hand and against a
-// classic virtual-dispatch design.
+// classic virtual-dispatch design; and the same for a DynamicStack.
 //
 //   bench_zero_overhead [google-benchmark flags]       ns/op of every variant
 //   bench_zero_overhead --count VARIANT N ITERATIONS   the measured loop alone, for
@@ -110,6 +110,19 @@ template <std::size_t N> struct StackupStack {
   void down() { s.down({.force = true}); }
 };
 
+// A run-time stack of the same components, each wrapped in an AnyComponent.
+template <std::size_t N> struct DynamicStackup {
+  stackup::DynamicStack s{"bench", [] {
+                            std::vector<stackup::AnyComponent> parts;
+                            [&]<std::size_t... I>(std::index_sequence<I...>) {
+                              (parts.emplace_back(Trivial<I>{}), ...);
+                            }(std::make_index_sequence<N>{});
+                            return parts;
+                          }()};
+  void up() { s.up(); }
+  void down() { s.down({.force = true}); }
+};
+
 // One operation: up, then force down. ClobberMemory after each makes the compiler
 // store every flag and reload it, as it must when the components are real.
 template <class S> inline void cycle(S& s) {
@@ -128,9 +141,11 @@ template <class S> void run(benchmark::State& state) {
 BENCHMARK(run<Hand16>)->Name("zero_overhead/hand/16");
 BENCHMARK(run<StackupStack<16>>)->Name("zero_overhead/stackup/16");
 BENCHMARK(run<VirtualStack<16>>)->Name("zero_overhead/virtual/16");
+BENCHMARK(run<DynamicStackup<16>>)->Name("zero_overhead/dynamic/16");
 BENCHMARK(run<Hand64>)->Name("zero_overhead/hand/64");
 BENCHMARK(run<StackupStack<64>>)->Name("zero_overhead/stackup/64");
 BENCHMARK(run<VirtualStack<64>>)->Name("zero_overhead/virtual/64");
+BENCHMARK(run<DynamicStackup<64>>)->Name("zero_overhead/dynamic/64");
 
 // The measured loop alone, collected by callgrind only between the two toggles.
 template <class S> [[gnu::noinline]] void count(long iterations) {
@@ -148,7 +163,8 @@ int count_main(std::string_view variant, std::string_view n, long iterations) {
   if (variant == "hand") small ? count<Hand16>(iterations) : count<Hand64>(iterations);
   else if (variant == "stackup") small ? count<StackupStack<16>>(iterations) : count<StackupStack<64>>(iterations);
   else if (variant == "virtual") small ? count<VirtualStack<16>>(iterations) : count<VirtualStack<64>>(iterations);
-  else return std::fprintf(stderr, "bench_zero_overhead: VARIANT must be hand, stackup or virtual\n"), 2;
+  else if (variant == "dynamic") small ? count<DynamicStackup<16>>(iterations) : count<DynamicStackup<64>>(iterations);
+  else return std::fprintf(stderr, "bench_zero_overhead: VARIANT must be hand, stackup, virtual or dynamic\n"), 2;
   return 0;
 }
 
@@ -156,7 +172,7 @@ int count_main(std::string_view variant, std::string_view n, long iterations) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "--count") {
-    if (argc != 5) return std::fprintf(stderr, "usage: bench_zero_overhead --count hand|stackup|virtual 16|64 ITERATIONS\n"), 2;
+    if (argc != 5) return std::fprintf(stderr, "usage: bench_zero_overhead --count hand|stackup|virtual|dynamic 16|64 ITERATIONS\n"), 2;
     return count_main(argv[2], argv[3], std::atol(argv[4]));
   }
   benchmark::Initialize(&argc, argv);

@@ -366,11 +366,11 @@ private:
   struct ObserverGuard {
     const Table& stack;
     Observer host;
-    ~ObserverGuard() { stack.events.set(std::move(host)); }
+    ~ObserverGuard() { stack.events->set(std::move(host)); }
   };
   void observe(const Command& cmd, Tally& tally) {
     const std::string_view dash = fancy_out_ ? "—" : "--";
-    stack_.events.set([this, &tally, force = cmd.force, dash](const Event& e) {
+    stack_.events->set([this, &tally, force = cmd.force, dash](const Event& e) {
       try {
         if (e.outcome == Outcome::started) ++tally.actions;
         if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
@@ -443,7 +443,7 @@ private:
 
   int operate(const Command& cmd) {
     Tally tally;
-    ObserverGuard guard{stack_, std::move(stack_.events.observer)};
+    ObserverGuard guard{stack_, std::move(stack_.events->observer)};
     observe(cmd, tally);
     const bool up = cmd.verb == Verb::up;
     if (!cmd.whole_stack) {

@@ -33,7 +33,33 @@ public:
   DynamicStack(std::string name, std::vector<AnyComponent> components)
       : name_(std::move(name)), parts_(std::move(components)) {
     plan();
+    table_ = make_table();
   }
+  DynamicStack(DynamicStack&& other) noexcept
+      : name_(std::move(other.name_)), parts_(std::move(other.parts_)), roles_(std::move(other.roles_)),
+        slots_(std::move(other.slots_)), ordered_(std::move(other.ordered_)), order_(std::move(other.order_)),
+        first_(std::move(other.first_)), dep_(std::move(other.dep_)), sorted_(std::move(other.sorted_)),
+        marks_(std::move(other.marks_)), events_(std::move(other.events_)), table_(make_table()) {}
+  DynamicStack& operator=(DynamicStack&& other) noexcept {
+    if (this != &other) {
+      name_ = std::move(other.name_);
+      parts_ = std::move(other.parts_);
+      roles_ = std::move(other.roles_);
+      slots_ = std::move(other.slots_);
+      ordered_ = std::move(other.ordered_);
+      order_ = std::move(other.order_);
+      first_ = std::move(other.first_);
+      dep_ = std::move(other.dep_);
+      sorted_ = std::move(other.sorted_);
+      marks_ = std::move(other.marks_);
+      events_ = std::move(other.events_);
+      table_ = make_table();
+    }
+    return *this;
+  }
+  DynamicStack(const DynamicStack&) = delete;
+  DynamicStack& operator=(const DynamicStack&) = delete;
+  ~DynamicStack() = default;
 
   /// The stack's name.
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
@@ -92,7 +118,7 @@ public:
   }
   /// One row per component, in the order given. Changes nothing.
   [[nodiscard]] std::vector<ComponentStatus> status() const {
-    const detail::Table t = table();
+    const detail::Table& t = table();
     std::vector<ComponentStatus> rows;
     rows.reserve(size());
     for (std::size_t k = 0; k < size(); ++k) rows.push_back(t.status(k));
@@ -107,11 +133,13 @@ private:
   friend struct detail::FrontAccess;
   struct View {
     detail::Table table;
-    explicit View(const DynamicStack& s) : table(s.table()) {}
+    explicit View(const DynamicStack& s) : table(s.table_) {}
   };
 
-  [[nodiscard]] detail::Table table() const {
-    return {name_, slots_, roles_, order_, first_, dep_, events_, marks_};
+  [[nodiscard]] const detail::Table& table() const noexcept { return table_; }
+  // The engine's view of this stack: spans of the members, rebuilt when it moves.
+  [[nodiscard]] detail::Table make_table() const {
+    return {name_, slots_, ordered_, roles_, order_, first_, dep_, &events_, marks_};
   }
   [[nodiscard]] std::size_t checked(std::string_view role) const {
     const std::size_t k = find(role);
@@ -147,7 +175,7 @@ private:
     names.reserve(edges);
     for (auto& c : parts_) {
       roles_.emplace_back(c.role_);
-      slots_.push_back({c.object_, c.ops_});
+      slots_.push_back({c.object_, c.ops_, slots_.size()});
       first_.push_back(names.size());
       for (const auto& d : c.depends_on_) names.emplace_back(d);
     }
@@ -161,7 +189,10 @@ private:
     const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
     const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
     switch (p.error) {
-    case detail::PlanError::none: return;
+    case detail::PlanError::none:
+      ordered_.reserve(n);
+      for (const std::size_t k : order_) ordered_.push_back(slots_[k]);
+      return;
     case detail::PlanError::empty_role:
       refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
     case detail::PlanError::duplicate:
@@ -186,10 +217,11 @@ private:
   std::string name_;
   std::vector<AnyComponent> parts_;
   std::vector<std::string_view> roles_; // views of parts_[i].role_, which do not move
-  std::vector<detail::Slot> slots_;
+  std::vector<detail::Slot> slots_, ordered_; // listing order, action order
   std::vector<std::size_t> order_, first_, dep_, sorted_;
   mutable std::vector<unsigned char> marks_; // the engine's scratch, one byte per component
   mutable detail::Events events_;
+  detail::Table table_{make_table()};
 };
 
 } // namespace stackup

@@ -107,11 +107,11 @@ private:
 inline bool run_parallel_phase(const Table& t, Run& r, Phase p, unsigned char scope, std::size_t max_threads) {
   MutexLock guard;
   r.guard = &guard;
-  t.events.guard = &guard;
+  t.events->guard = &guard;
   struct Reset {
     const Table& t;
     Run& r;
-    ~Reset() { t.events.guard = nullptr, r.guard = nullptr; }
+    ~Reset() { t.events->guard = nullptr, r.guard = nullptr; }
   } reset{t, r};
   run_dag(t, r.marks, scope, reversed(p), max_threads, [&](std::size_t k) {
     Indirect a{t, k};

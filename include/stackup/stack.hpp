@@ -181,9 +181,9 @@ public:
       if (quiet<detail::Phase::provision, false>(r, std::make_index_sequence<size>{}) &&
           quiet<detail::Phase::resume, false>(r, std::make_index_sequence<size>{}))
         return;
-      detail::fail_up(View(*this, marks).table, r, options, detail::Undo::stack);
+      rollback(r, options);
     }
-    detail::up(View(*this).table, options);
+    engine_up(options);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
@@ -193,10 +193,10 @@ public:
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
       else quiet<detail::Phase::suspend, true>(r, std::make_index_sequence<size>{});
-      if (r.failed) [[unlikely]] detail::raise(View(*this).table, r, "down");
+      if (r.failed) [[unlikely]] raise(r);
       return;
     }
-    detail::down(View(*this).table, options);
+    engine_down(options);
   }
 
   /// `zenml <C> up`: C's dependencies first, then C. Same guarantees as up().
@@ -259,28 +259,41 @@ private:
 
   // The stack as the engine sees it; built only off the quiet path.
   struct View {
-    std::array<detail::Slot, size> slots;
+    std::array<detail::Slot, size> slots, ordered;
     std::array<unsigned char, size> own_marks{};
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs>}...};
+            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs>, I}...};
           }(std::make_index_sequence<size>{})),
-          table{s.name_,     slots,     roles,     order, plan_.first, plan_.dep,
-                s.events_, marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
+          ordered([&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<detail::Slot, size>{slots[order[I]]...};
+          }(std::make_index_sequence<size>{})),
+          table{s.name_, slots,     ordered, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
     View(const View&) = delete;
     View& operator=(const View&) = delete;
   };
+
+  // The quiet path's failures, out of line: the View they need stays off the path.
+  [[noreturn]] STACKUP_COLD void rollback(detail::Run& r, const UpOptions& options) {
+    detail::fail_up(View(*this, r.marks).table, r, options, detail::Undo::stack);
+  }
+  [[noreturn]] STACKUP_COLD void raise(detail::Run& r) { detail::raise(View(*this).table, r, "down"); }
+  // With an observer, or in parallel: the engine's own walk, also out of line.
+  [[gnu::noinline]] void engine_up(const UpOptions& options) { detail::up(View(*this).table, options); }
+  [[gnu::noinline]] void engine_down(const DownOptions& options) { detail::down(View(*this).table, options); }
 
   // The quiet path: the steps of one phase, inlined in (reverse) action order,
   // stopping at the first that returns false.
   template <detail::Phase P, bool Reverse, std::size_t... I>
   STACKUP_ALWAYS_INLINE bool quiet(detail::Run& r, std::index_sequence<I...>) {
-    return (quiet_at<P, order[Reverse ? size - 1 - I : I]>(r) && ...);
+    unsigned char* const marks = r.marks.data(); // read once: the components' stores could alias it
+    return (quiet_at<P, order[Reverse ? size - 1 - I : I]>(r, marks) && ...);
   }
-  template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r) {
+  template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
     auto& c = detail::held<K>(storage_);
-    detail::Direct<std::remove_reference_t<decltype(c)>> a{c, K};
+    detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
     return detail::step(P, a, r);
   }
 

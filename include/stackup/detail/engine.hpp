@@ -116,9 +116,6 @@ struct Run {
   Lock* guard = nullptr;          // set while steps run on several threads
   std::unique_ptr<Failed> failed; // null while nothing failed
 
-  STACKUP_ALWAYS_INLINE void record(std::size_t k, Transition t) {
-    marks[k] |= t == Transition::provision ? did_provision : did_resume;
-  }
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
     Locked hold(guard);
@@ -139,7 +136,7 @@ struct Ops {
   bool (*is_provisioned)(const void*);
   bool (*is_running)(const void*);
   void (*action[4])(void*);                              // by Transition; null: not implemented
-  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events: one call per step
+  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events (provision, resume: may throw)
   std::string_view (*name)(const void*);                 // null: the role
   std::string (*detail)(const void*);                    // null: none
   std::string (*log_file)(const void*);                  // null: keeps no log
@@ -149,10 +146,11 @@ struct Ops {
 };
 template <class T> inline constexpr char type_tag = 0;
 
-/// A component of a stack: where it is, and what its type can do.
+/// A component of a stack: where it is, what its type can do, its listing index.
 struct Slot {
   void* object;
   const Ops* ops;
+  std::size_t index;
 };
 
 /// A stack as the engine sees it: its components in listing order, their roles,
@@ -160,10 +158,11 @@ struct Slot {
 struct Events;
 struct Table {
   std::string_view stack;
-  std::span<const Slot> slots;
+  std::span<const Slot> slots;   // listing order
+  std::span<const Slot> ordered; // action order (the quiet path walks it)
   std::span<const std::string_view> roles;
   std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
-  Events& events;
+  Events* events;
   std::span<unsigned char> marks;
 
   [[nodiscard]] std::size_t size() const noexcept { return slots.size(); }
@@ -195,22 +194,26 @@ struct Table {
 // ---- events ---------------------------------------------------------------------------
 
 /// A stack's observer, and what keeps calls to it safe.
+struct Events;
+/// The stack whose observer this thread is running, if any.
+inline thread_local const Events* reporting = nullptr;
+
 struct Events {
   Observer observer;
-  Lock* guard = nullptr;  // set while a phase runs in parallel: events are serialised
-  bool reporting = false; // the observer is running (it must not start an operation)
-  bool replaced = false;  // the observer called on_event(): `pending` takes over when it returns
+  Lock* guard = nullptr; // set while a phase runs in parallel: events are serialised
+  bool replaced = false; // the observer called on_event(): `pending` takes over when it returns
   Observer pending;
 
-  /// on_event(): while the observer runs, its replacement waits for it to return.
+  /// on_event(): the observer's own replacement waits for it to return (the
+  /// running function must not be destroyed under its feet).
   void set(Observer o) {
-    Locked hold(guard);
-    if (reporting) {
+    if (reporting == this) { // called by the observer: this thread holds the guard already
       pending = std::move(o);
       replaced = true;
-    } else {
-      observer = std::move(o);
+      return;
     }
+    Locked hold(guard);
+    observer = std::move(o);
   }
 };
 
@@ -222,22 +225,23 @@ struct Events {
               "the stack it watches: act after the operation returns");
 }
 inline void check_not_reporting(const Table& t) {
-  if (t.events.reporting) [[unlikely]] refuse_reentry(t.stack);
+  if (reporting == t.events) [[unlikely]] refuse_reentry(t.stack);
 }
 
 /// Calls the observer, if any, one event at a time. Its exception is dropped: an
 /// observer watches, it must not steer (skip bookkeeping or replace an error).
 STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outcome o, std::chrono::nanoseconds elapsed,
                               std::string_view message) {
-  Events& ev = t.events;
+  Events& ev = *t.events;
   Locked hold(ev.guard);
-  if (!ev.observer || ev.reporting) return;
-  ev.reporting = true;
+  if (!ev.observer) return;
+  const Events* const outer = reporting;
+  reporting = &ev;
   try {
     ev.observer(Event{t.stack, t.roles[k], t.name(k), x, o, elapsed, std::string(message)});
   } catch (...) {
   }
-  ev.reporting = false;
+  reporting = outer;
   if (ev.replaced) {
     ev.observer = std::move(ev.pending);
     ev.pending = nullptr;
@@ -248,11 +252,14 @@ STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outco
 // ---- reaching one component ---------------------------------------------------------------
 
 /// A component of type C reached directly, without events: the quiet path.
-template <class C> struct Direct {
+/// `Index` is std::size_t, or for Stack<Cs...> a std::integral_constant, so that
+/// a step's failure handler needs nothing kept from the step.
+template <class C, class Index = std::size_t> struct Direct {
   C& c;
-  std::size_t k;
-  [[nodiscard]] bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
-  [[nodiscard]] bool is_running() const { return static_cast<bool>(c.is_running()); }
+  Index k;
+  unsigned char* marks; // the operation's record (a local of the caller: no reload after the component's stores)
+  [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
+  [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_running() const { return static_cast<bool>(c.is_running()); }
   [[nodiscard]] static constexpr bool has(Transition t) noexcept { return has_action<C>(t); }
   STACKUP_ALWAYS_INLINE Did act(Transition t, bool /*undo*/ = false) {
     try {
@@ -262,8 +269,9 @@ template <class C> struct Direct {
     }
     return Did::done;
   }
-  void note(Transition, Outcome, std::string_view) const noexcept {}
-  [[nodiscard]] std::string_view name(const Run& r) const {
+  STACKUP_ALWAYS_INLINE void note(Transition, Outcome, std::string_view) const noexcept {}
+  STACKUP_ALWAYS_INLINE void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
+  [[nodiscard]] STACKUP_ALWAYS_INLINE std::string_view name(const Run& r) const {
     if constexpr (has_name<C>) return std::string_view(c.name());
     else return r.roles[k];
   }
@@ -280,7 +288,7 @@ struct Indirect {
     void (*const action)(void*) = t.slots[k].ops->action[static_cast<int>(x)];
     void* const object = t.slots[k].object;
     // Without an observer (tested under the lock in parallel mode), no events.
-    if (!t.events.guard && !t.events.observer) {
+    if (!t.events->guard && !t.events->observer) {
       try {
         action(object);
       } catch (const NotImplementedError&) {
@@ -303,8 +311,9 @@ struct Indirect {
     return Did::done;
   }
   void note(Transition x, Outcome o, std::string_view message) const {
-    if (t.events.guard || t.events.observer) [[unlikely]] emit(t, k, x, o, {}, message);
+    if (t.events->guard || t.events->observer) [[unlikely]] emit(t, k, x, o, {}, message);
   }
+  void record(Transition x) { t.marks[k] |= x == Transition::provision ? did_provision : did_resume; }
   [[nodiscard]] std::string_view name(const Run&) const { return t.name(k); }
 };
 
@@ -317,9 +326,16 @@ struct Indirect {
   if (!advice.empty()) m.append("; ").append(advice);
   throw NotImplementedError(m);
 }
-[[noreturn]] STACKUP_COLD inline void not_provisioned(std::string_view role, std::string_view name) {
-  throw ProvisioningError("stackup: cannot resume " + std::string(role) + " '" + std::string(name) +
+// Throws the ProvisioningError of a resume asked of a component with nothing
+// provisioned. Takes the access by value and builds the text out of line, so the
+// quiet path keeps nothing in memory for it.
+template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
+  throw ProvisioningError("stackup: cannot resume " + std::string(r.roles[a.k]) + " '" + std::string(a.name(r)) +
                           "': nothing is provisioned; provision it first (provision() or up())");
+}
+/// not_implemented() for the component that `a` reaches.
+template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Transition t, std::string_view advice) {
+  not_implemented(r.roles[a.k], a.name(r), t, advice);
 }
 
 // ---- the rules of one step (DESIGN §3), written once ------------------------------------
@@ -336,16 +352,16 @@ template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
   // `if (!c.is_provisioned()) c.provision();`.
   if (!a.is_provisioned()) [[likely]] {
     if (perform(a, Transition::provision, "provision not implemented") == Did::done)
-      return r.record(a.k, Transition::provision);
-    not_implemented(r.roles[a.k], a.name(r), Transition::provision, "it is not provisioned and cannot provision itself");
+      return a.record(Transition::provision);
+    lacks(a, r, Transition::provision, "it is not provisioned and cannot provision itself");
   }
 }
 
 template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool announce_running) {
   if (!a.is_running()) [[likely]] {
-    if (!a.is_provisioned()) not_provisioned(r.roles[a.k], a.name(r));
-    if (perform(a, Transition::resume, "resume not implemented") == Did::done) return r.record(a.k, Transition::resume);
-    not_implemented(r.roles[a.k], a.name(r), Transition::resume, "it is provisioned but not running and cannot start itself");
+    if (!a.is_provisioned()) not_provisioned(a, r);
+    if (perform(a, Transition::resume, "resume not implemented") == Did::done) return a.record(Transition::resume);
+    lacks(a, r, Transition::resume, "it is provisioned but not running and cannot start itself");
   } else if (announce_running) {
     a.note(Transition::resume, Outcome::already_done, "already running");
   }
@@ -358,7 +374,7 @@ template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing
                             missing == Missing::skip ? "suspend not implemented; use force to deprovision"
                                                      : "suspend not implemented");
     if (did == Did::done || missing == Missing::skip) return;
-    not_implemented(r.roles[a.k], a.name(r), Transition::suspend, "use down with force (--force) to deprovision it instead");
+    lacks(a, r, Transition::suspend, "use down with force (--force) to deprovision it instead");
   } catch (...) {
     r.fail(a.k, Transition::suspend);
   }
@@ -386,13 +402,13 @@ template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing m
     r.fail(a.k, Transition::suspend);
   }
   try {
-    if (!a.is_provisioned()) {
-      if (!running) a.note(Transition::deprovision, Outcome::already_done, "already deprovisioned");
-      return;
+    if (a.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
+      if (perform(a, Transition::deprovision, "deprovision not implemented") == Did::done || missing == Missing::skip)
+        return;
+      lacks(a, r, Transition::deprovision, "it cannot be removed");
+    } else if (!running) {
+      a.note(Transition::deprovision, Outcome::already_done, "already deprovisioned");
     }
-    if (perform(a, Transition::deprovision, "deprovision not implemented") == Did::done || missing == Missing::skip)
-      return;
-    not_implemented(r.roles[a.k], a.name(r), Transition::deprovision, "it cannot be removed");
   } catch (...) {
     r.fail(a.k, Transition::deprovision);
   }
@@ -404,7 +420,7 @@ template <class A> void undo_step(A& a, Run& r, Transition done) {
   const Transition x = resumed ? Transition::suspend : Transition::deprovision;
   try {
     if (perform(a, x, "cannot undo", true) == Did::done) return;
-    not_implemented(r.roles[a.k], a.name(r), x, resumed ? "it was left running" : "it was left provisioned");
+    lacks(a, r, x, resumed ? "it was left running" : "it was left provisioned");
   } catch (...) {
     r.fail(a.k, x, true);
   }
@@ -460,9 +476,14 @@ inline constexpr bool reversed(Phase p) noexcept {
 
 // ---- Ops of a type ---------------------------------------------------------------------
 
+// The quiet step of a DynamicStack: provision and resume leave their exception to
+// the caller's walk (one handler per walk, not one per step); the others catch.
 template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
-  Direct<C> a{*static_cast<C*>(object), k};
-  return step(P, a, r);
+  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+  if constexpr (P == Phase::provision) provision_step(a, r);
+  else if constexpr (P == Phase::resume) resume_step(a, r, true);
+  else return step(P, a, r);
+  return true;
 }
 template <class C, Transition T> void action_of(void* object) { invoke(*static_cast<C*>(object), T); }
 template <class C, Transition T> constexpr void (*action_ptr())(void*) {
@@ -515,6 +536,18 @@ inline bool (*parallel_phase)(const Table&, Run&, Phase, unsigned char scope, st
               "(the umbrella header <stackup/stackup.hpp> includes it)");
 }
 
+template <class It> bool quiet_walk(It first, It last, Run& r, Phase p) {
+  const auto q = static_cast<int>(p);
+  try {
+    for (; first != last; ++first)
+      if (!first->ops->quiet[q](first->object, r, first->index)) return false;
+  } catch (...) { // only provision and resume throw
+    r.fail(first->index, p == Phase::provision ? Transition::provision : Transition::resume);
+    return false;
+  }
+  return true;
+}
+
 /// Runs the phase's step for every component in scope (scope 0: all), in
 /// (reverse) action order, stopping at the first step that returns false. The
 /// observer is tested once per phase: one set by a component's own action takes
@@ -526,7 +559,10 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
   }
   const std::size_t n = t.size();
   const bool reverse = reversed(p);
-  const bool observed = static_cast<bool>(t.events.observer);
+  if (!t.events->observer && scope == 0) // the quiet path: one indirect call per step
+    return reverse ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
+                   : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
+  const bool observed = static_cast<bool>(t.events->observer);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t k = t.order[reverse ? n - 1 - i : i];
     if (scope != 0 && !(r.marks[k] & scope)) continue;
@@ -586,15 +622,20 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 
 // ---- operations -----------------------------------------------------------------------------
 
-inline Run start(const Table& t) {
+/// What an operation keeps per component: nothing (a whole-stack down) or what
+/// it did and which components it acts on (up, per-component operations).
+enum class Record : unsigned char { nothing, marks };
+
+inline Run start(const Table& t, Record record) {
   check_not_reporting(t);
-  for (auto& m : t.marks) m = 0;
+  if (record == Record::marks)
+    for (auto& m : t.marks) m = 0;
   return Run{t.roles, t.marks, nullptr, nullptr};
 }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t);
+  Run r = start(t, Record::marks);
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -603,21 +644,21 @@ inline void up(const Table& t, const UpOptions& o) {
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
-  Run r = start(t);
+  Run r = start(t, Record::nothing);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t);
+  Run r = start(t, Record::marks);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t);
+  Run r = start(t, Record::marks);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   Indirect a{t, k};
@@ -629,7 +670,7 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// ZenML's provision() / resume(): NotImplementedError and ProvisioningError as
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
-  Run r = start(t);
+  Run r = start(t, Record::marks);
   if (run_phase(t, r, p, 0, false, 0)) return;
   try {
     std::rethrow_exception(r.failed->cause);
@@ -644,7 +685,7 @@ inline void primitive(const Table& t, Phase p) {
 
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
-  Run r = start(t);
+  Run r = start(t, Record::nothing);
   run_phase(t, r, p, 0, false, 0);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
