@@ -766,3 +766,50 @@ TEST_CASE("local_daemon: two processes running up at the same moment start exact
     CHECK(eventually([&] { return w.processes().empty(); }));
   }
 }
+
+TEST_CASE("local_daemon: a timeout of milliseconds::max() means wait, not overflow") {
+  World w;
+  constexpr auto forever = std::chrono::milliseconds::max();
+  // Ready only after a while: resume waits for it.
+  auto d = w.daemon({"--ready-after", "300", "--term-delay", "300"}, stackup::ready::tcp(w.port), forever, forever);
+  d.provision();
+  d.resume();
+  const pid_t pid = d.pid().value_or(0);
+  REQUIRE(alive(pid));
+  CHECK(port_open(w.port));
+  // Takes a while to exit after SIGTERM: suspend waits for it instead of killing it.
+  d.suspend();
+  CHECK_FALSE(alive(pid));
+  const std::string log = slurp(d.log_file()).value_or("");
+  CHECK(contains(log, "test_daemon: exiting after SIGTERM"));
+  CHECK(contains(log, "stopped with SIGTERM"));
+  CHECK_FALSE(contains(log, "SIGKILL"));
+  // The config keeps the value, and another process reads it back.
+  CHECK(Daemon::from_state_dir(w.state).config().start_timeout == forever);
+  CHECK(Daemon::from_state_dir(w.state).config().stop_timeout == forever);
+  d.deprovision();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a zero or negative timeout means no wait") {
+  World w;
+  // Negative counts as zero, so the config file stays readable by another process.
+  auto d = w.daemon({"--ready-after", "600000", "--term-delay", "600000"}, stackup::ready::tcp(w.port), -5s, -1ms);
+  CHECK(d.config().start_timeout == 0ms);
+  CHECK(d.config().stop_timeout == 0ms);
+  d.provision();
+  CHECK(Daemon::from_state_dir(w.state).config().stop_timeout == 0ms);
+  // start_timeout 0: not ready at the first look, so resume fails and stops it;
+  // stop_timeout 0: SIGKILL right after SIGTERM.
+  const std::string message = error_of([&] { d.resume(); });
+  CHECK(contains(message, "was not ready within 0ms"));
+  CHECK(contains(slurp(d.log_file()).value_or(""), "stopped with SIGKILL: not ready in time"));
+  CHECK(w.processes().empty());
+  // With no probe, zero is enough: the daemon is ready once started.
+  Daemon quick{{.command = w.command(), .state_dir = w.tmp.path / "quick", .start_timeout = 0ms}};
+  quick.provision();
+  quick.resume();
+  CHECK(quick.is_running());
+  quick.deprovision();
+  CHECK(w.processes().empty());
+}

@@ -75,8 +75,12 @@ struct LocalDaemonConfig {
   std::vector<std::string> command{};  ///< argv, no shell; argv[0] is looked up in PATH if it has no '/'
   std::filesystem::path state_dir{};   ///< holds config, pid file, lock and daemon.log (mode 0700)
   ready::Probe ready = ready::none(); ///< when the started process counts as ready
-  std::chrono::milliseconds start_timeout = std::chrono::seconds(30); ///< resume: wait this long for readiness
-  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);  ///< suspend: SIGTERM, then SIGKILL after this
+  /// resume: wait this long for readiness. milliseconds::max() waits for ever;
+  /// zero (or negative, which counts as zero) looks once.
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(30);
+  /// suspend: SIGTERM, then SIGKILL after this. milliseconds::max() never
+  /// escalates; zero (or negative, which counts as zero) sends SIGKILL at once.
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
 };
@@ -262,11 +266,13 @@ public:
   using Config = LocalDaemonConfig;
 
   /// A daemon with this configuration; `state_dir` and `working_dir` are made
-  /// absolute now, so a later change of the current directory does not move them. Error when
-  /// `state_dir` is empty. Starts nothing.
+  /// absolute now, so a later change of the current directory does not move them;
+  /// a negative timeout becomes zero. Error when `state_dir` is empty. Starts nothing.
   explicit LocalDaemon(Config config) : config_(std::move(config)) {
     if (config_.state_dir.empty())
       throw Error("stackup: local_daemon (" + std::string(role) + "): .state_dir is empty: give it a directory");
+    config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
+    config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
     if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
       config_.state_dir = config_.state_dir.parent_path();
@@ -544,7 +550,7 @@ private:
   void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
     namespace px = detail::posix;
     using px::Clock;
-    const auto deadline = Clock::now() + config_.start_timeout;
+    const auto deadline = px::deadline_after(config_.start_timeout);
     px::Backoff backoff;
     auto fail = [&](std::string what) {
       ::unlinkat(dir, "pid", 0);

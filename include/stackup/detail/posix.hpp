@@ -63,6 +63,18 @@ inline std::string quoted(const std::filesystem::path& p) {
   return s;
 }
 
+/// The deadline `timeout` from now. Saturates: a timeout too large for the
+/// clock (milliseconds::max()) means "wait", where `Clock::now() + timeout`
+/// would overflow (undefined behaviour) into a deadline in the past. Zero or
+/// negative means now: no wait at all.
+inline Clock::time_point deadline_after(milliseconds timeout) noexcept {
+  const auto now = Clock::now();
+  if (timeout <= milliseconds::zero()) return now;
+  if (timeout >= std::chrono::duration_cast<milliseconds>(Clock::time_point::max() - now))
+    return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(timeout);
+}
+
 /// "250ms", "10s", "1.5s": a duration for messages.
 inline std::string format_duration(milliseconds d) {
   const auto ms = d.count();
@@ -583,7 +595,7 @@ inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view 
   if (::kill(target, SIGTERM) != 0 && errno != ESRCH)
     throw Error("stackup: cannot signal " + std::string(who) + " (pid " + std::to_string(r.pid) +
                 "): " + sys_message(errno));
-  auto deadline = Clock::now() + timeout;
+  auto deadline = deadline_after(timeout);
   Backoff backoff;
   while (true) {
     if (gone()) return finish(Stopped::terminated);
@@ -595,7 +607,7 @@ inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view 
   if (::kill(target, SIGKILL) != 0 && errno != ESRCH)
     throw Error("stackup: cannot kill " + std::string(who) + " (pid " + std::to_string(r.pid) +
                 "): " + sys_message(errno));
-  deadline = Clock::now() + std::chrono::seconds(10);
+  deadline = deadline_after(std::chrono::seconds(10));
   Backoff again;
   while (true) {
     if (gone()) return finish(Stopped::killed);
@@ -797,7 +809,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
       if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
     }
   };
-  auto deadline = Clock::now() + timeout;
+  auto deadline = deadline_after(timeout);
   Backoff backoff;
   std::optional<ChildExit> ended;
   while (!(ended = peek_exit(pid))) {
@@ -814,7 +826,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   if (!ended) {
     result.timed_out = true;
     ::kill(-pid, SIGTERM);
-    deadline = Clock::now() + std::chrono::seconds(2);
+    deadline = deadline_after(std::chrono::seconds(2));
     Backoff grace;
     while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
     // The shell is not reaped yet, so its group number cannot have been reused.
