@@ -813,3 +813,31 @@ TEST_CASE("local_daemon: a zero or negative timeout means no wait") {
   quick.deprovision();
   CHECK(w.processes().empty());
 }
+
+TEST_CASE("local_daemon: a host started with stdin, stdout and stderr closed starts, stops and runs commands") {
+  World w;
+  const fs::path result = w.tmp.path / "result";
+  std::vector<std::string> argv{STACKUP_CLOSED_STDIO_PATH, result.string(), w.state.string(), std::to_string(w.port)};
+  for (const auto& a : w.command()) argv.push_back(a);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(0);
+    ::close(1);
+    ::close(2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(slurp(result).value_or("no result") == "ok\n");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The daemon's output went to its log, not to a descriptor of the host.
+  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
+  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "stopped with SIGTERM"));
+  CHECK(w.processes().empty());
+}

@@ -677,14 +677,22 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   }
   const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
 
+  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
+    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  // Every descriptor here is moved above 2 (a host started with closed stdio
+  // gets 0-2 from pipe()), so the child's dup2 onto 0-2 clobbers none of them.
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
   Fd report_read(report[0]), report_write(report[1]);
+  report_read = above_stdio(std::move(report_read));
+  report_write = above_stdio(std::move(report_write));
   int go[2];
   // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
     throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
   Fd go_parent(go[0]), go_child(go[1]);
+  go_parent = above_stdio(std::move(go_parent));
+  go_child = above_stdio(std::move(go_child));
 
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
@@ -781,6 +789,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
   Fd err_read(p[0]), err_write(p[1]);
+  err_read = above_stdio(std::move(err_read));
   err_write = above_stdio(std::move(err_write));
   ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 
