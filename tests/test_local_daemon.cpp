@@ -674,17 +674,18 @@ TEST_CASE("local_daemon: an unsafe state directory is refused") {
     spit(w.state / "notes.txt", "mine\n");
     auto d = w.daemon();
     const std::string message = error_of([&] { d.provision(); });
-    CHECK(contains(message, "holds files stackup did not write (e.g. 'notes.txt')"));
+    CHECK(contains(message, w.state.string()));
+    CHECK(contains(message, "it has no stackup marker"));
     CHECK_FALSE(fs::exists(w.state / "lock"));
     CHECK_FALSE(fs::exists(w.state / "config"));
     struct stat st{};
     REQUIRE(::stat(w.state.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0755); // untouched
-    // Without a config, deprovision removes only stackup's own files and keeps the rest.
+    // Nor does deprovision touch it, not even a file with one of stackup's names.
     ::chmod(w.state.c_str(), 0700);
     spit(w.state / "daemon.log", "old log\n");
-    CHECK(contains(error_of([&] { d.deprovision(); }), "holds files stackup did not write"));
-    CHECK_FALSE(fs::exists(w.state / "daemon.log"));
+    CHECK(contains(error_of([&] { d.deprovision(); }), "it has no stackup marker"));
+    CHECK(slurp(w.state / "daemon.log") == "old log\n");
     CHECK(slurp(w.state / "notes.txt") == "mine\n");
   }
   SUBCASE("the root or the home directory") {
@@ -767,6 +768,34 @@ TEST_CASE("local_daemon: two processes running up at the same moment start exact
   }
 }
 
+TEST_CASE("local_daemon: a host started with stdin, stdout and stderr closed starts, stops and runs commands") {
+  World w;
+  const fs::path result = w.tmp.path / "result";
+  std::vector<std::string> argv{STACKUP_CLOSED_STDIO_PATH, result.string(), w.state.string(), std::to_string(w.port)};
+  for (const auto& a : w.command()) argv.push_back(a);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(0);
+    ::close(1);
+    ::close(2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(slurp(result).value_or("no result") == "ok\n");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The daemon's output went to its log, not to a descriptor of the host.
+  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
+  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "stopped with SIGTERM"));
+  CHECK(w.processes().empty());
+}
+
 TEST_CASE("local_daemon: a timeout of milliseconds::max() means wait, not overflow") {
   World w;
   constexpr auto forever = std::chrono::milliseconds::max();
@@ -814,30 +843,87 @@ TEST_CASE("local_daemon: a zero or negative timeout means no wait") {
   CHECK(w.processes().empty());
 }
 
-TEST_CASE("local_daemon: a host started with stdin, stdout and stderr closed starts, stops and runs commands") {
+TEST_CASE("local_daemon: a state directory made by 0.1.0 (no marker) stays manageable with its daemon running") {
   World w;
-  const fs::path result = w.tmp.path / "result";
-  std::vector<std::string> argv{STACKUP_CLOSED_STDIO_PATH, result.string(), w.state.string(), std::to_string(w.port)};
-  for (const auto& a : w.command()) argv.push_back(a);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(0);
-    ::close(1);
-    ::close(2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
+  for (const std::string how : {"status, then down --force", "down and up again adopt it"}) {
+    CAPTURE(how);
+    // 0.1.0 wrote the same files minus the marker: build one, with a live daemon.
+    {
+      auto d = w.daemon();
+      d.provision();
+      d.resume();
+    }
+    REQUIRE(fs::remove(w.state / Daemon::marker));
+    REQUIRE(slurp(w.state / "config").value_or("").rfind("stackup local_daemon config 1\n", 0) == 0);
+    const pid_t pid = Daemon::from_state_dir(w.state).pid().value_or(0);
+    REQUIRE(alive(pid));
+
+    stackup::Stack s{"legacy", w.daemon()};
+    CHECK(s.status()[0].state == stackup::State::running);
+    CHECK(run({STACKUP_DAEMON_QUERY_PATH, w.state.string()}).out == "running " + std::to_string(pid) + "\n");
+    if (how == "down and up again adopt it") {
+      s.down();
+      CHECK_FALSE(alive(pid));
+      CHECK_FALSE(fs::exists(w.state / Daemon::marker));
+      s.up(); // resume writes the marker: the directory is now provably stackup's
+      CHECK(s.get<"orchestrator">().is_running());
+      CHECK(contains(slurp(w.state / Daemon::marker).value_or(""), "created by stackup"));
+    }
+    s.down({.force = true});
+    CHECK_FALSE(alive(pid));
+    CHECK_FALSE(fs::exists(w.state));
+    CHECK(w.processes().empty());
   }
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  CHECK(slurp(result).value_or("no result") == "ok\n");
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  // The daemon's output went to its log, not to a descriptor of the host.
-  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
-  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "stopped with SIGTERM"));
-  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a deprovision killed between moving the state directory away and removing it is finished later") {
+  World w;
+  // The pid of a process that has ended: a deprovision that was killed.
+  const auto dead_pid = [] {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) ::_exit(0);
+    REQUIRE(::waitpid(pid, nullptr, 0) == pid);
+    return pid;
+  };
+  const pid_t dead = dead_pid();
+  const auto leftover = [&](std::string_view owner_pid, bool legacy) {
+    auto d = w.daemon();
+    d.provision();
+    spit(w.state / "daemon.log", "a log\n");
+    fs::create_directories(w.state / "data" / "deep");
+    spit(w.state / "data" / "deep" / "file", "x\n");
+    if (legacy) fs::remove(w.state / Daemon::marker);
+    fs::path moved = w.state;
+    moved += ".removing-" + std::string(owner_pid);
+    fs::rename(w.state, moved);
+    return moved;
+  };
+  const fs::path stale = leftover(std::to_string(dead), false);
+  const fs::path stale_legacy = leftover(std::to_string(dead_pid()), true); // as 0.1.0 left it
+  // Not provably stackup's, or its deprovision may still be running: left alone.
+  const fs::path busy = leftover(std::to_string(::getpid()), false);
+  fs::path foreign = w.state;
+  foreign += ".removing-" + std::to_string(dead) + "1";
+  fs::create_directory(foreign);
+  ::chmod(foreign.c_str(), 0700);
+  spit(foreign / "config", "not stackup's\n");
+  fs::path unrelated = w.state;
+  unrelated += ".removing-backup";
+  fs::create_directory(unrelated);
+  spit(unrelated / Daemon::marker, "created by stackup\n");
+
+  SUBCASE("provision cleans up") { w.daemon().provision(); }
+  SUBCASE("deprovision cleans up") {
+    auto d = w.daemon();
+    d.provision();
+    d.deprovision();
+    CHECK_FALSE(fs::exists(w.state));
+  }
+  SUBCASE("deprovision cleans up even with no state directory") { w.daemon().deprovision(); }
+  CHECK_FALSE(fs::exists(stale));
+  CHECK_FALSE(fs::exists(stale_legacy));
+  CHECK(fs::exists(busy / Daemon::marker));
+  CHECK(slurp(foreign / "config") == "not stackup's\n");
+  CHECK(fs::exists(unrelated / Daemon::marker));
 }

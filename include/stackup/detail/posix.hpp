@@ -226,6 +226,55 @@ inline Fd above_stdio(Fd fd) {
   return dup;
 }
 
+// ---- ownership markers -----------------------------------------------------------------
+
+/// How every ownership marker stackup writes begins: what tells a marker from a
+/// file that merely has its name.
+inline constexpr std::string_view marker_prefix = "created by stackup";
+
+/// Whether `name` in `dirfd` is a regular file (not a symlink) whose content
+/// begins with `prefix`. False when it is not, or cannot be read.
+inline bool begins_with(int dirfd, const char* name, std::string_view prefix) {
+  const Fd fd = open_own_file(dirfd, name, O_RDONLY);
+  if (!fd) return false;
+  std::string head(prefix.size(), '\0');
+  std::size_t got = 0;
+  while (got < head.size()) {
+    const ssize_t n = ::read(fd.get(), head.data() + got, head.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got == head.size() && head == prefix;
+}
+
+/// Whether `name` in `dirfd` is a stackup ownership marker: a regular file
+/// whose content begins with marker_prefix.
+inline bool has_marker(int dirfd, const char* name) { return begins_with(dirfd, name, marker_prefix); }
+
+/// Creates the ownership marker `name` in `dirfd` with `content` (which begins
+/// with marker_prefix), never replacing an existing file: the content is
+/// written to `<name>.tmp` (O_CREAT | O_EXCL) and hard-linked to `name`, so a
+/// reader sees no marker or the whole one. False when `name` already exists;
+/// Error when it cannot be created.
+inline bool create_marker(int dirfd, const char* name, std::string_view content, const std::filesystem::path& shown_as) {
+  const std::string tmp = std::string(name) + ".tmp";
+  ::unlinkat(dirfd, tmp.c_str(), 0); // left by a create that was interrupted
+  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd || !write_all(fd.get(), content)) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot write the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
+  }
+  fd.reset();
+  const int linked = ::linkat(dirfd, tmp.c_str(), dirfd, name, 0);
+  const int e = errno;
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  if (linked == 0) return true;
+  if (e == EEXIST) return false;
+  throw Error("stackup: cannot create the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
+}
+
 // ---- paths stackup never takes over ---------------------------------------------------
 
 /// The user's home directories ($HOME and the password database's), as given.
