@@ -1,4 +1,4 @@
-// Hostile files: stackup's on-disk state (pid file, config, log, lock, the state
+// Hostile files: stackup's on-disk state (pid file, config, log, lock, marker, the state
 // directory itself, a LocalDirectory's path and marker) replaced by garbage,
 // truncated, out-of-range values, FIFOs, directories, symlinks. Each operation
 // must end with a clear stackup::Error that names the file (or a sane answer),
@@ -485,7 +485,7 @@ TEST_CASE("hostile files: FIFOs, directories and symlinks in place of pid, confi
   const fs::path outside = w.tmp.path / "outside";
   const std::string record = std::to_string(w.witness.pid()) + " " + std::to_string(w.witness.start()) + "\n";
 
-  for (const std::string file : {"pid", "config", "daemon.log", "lock"}) {
+  for (const std::string file : {"pid", "config", "daemon.log", "lock", Daemon::marker}) {
     for (const std::string kind : {"fifo", "directory", "symlink", "dangling symlink", "symlink to /dev/zero"}) {
       CAPTURE(file);
       CAPTURE(kind);
