@@ -823,17 +823,25 @@ TEST_CASE("local_daemon: a timeout of milliseconds::max() means wait, not overfl
 TEST_CASE("local_daemon: a zero or negative timeout means no wait") {
   World w;
   // Negative counts as zero, so the config file stays readable by another process.
-  auto d = w.daemon({"--ready-after", "600000", "--term-delay", "600000"}, stackup::ready::tcp(w.port), -5s, -1ms);
-  CHECK(d.config().start_timeout == 0ms);
-  CHECK(d.config().stop_timeout == 0ms);
-  d.provision();
+  auto never_ready = w.daemon({"--ready-after", "600000"}, stackup::ready::tcp(w.port), -5s, -1ms);
+  CHECK(never_ready.config().start_timeout == 0ms);
+  CHECK(never_ready.config().stop_timeout == 0ms);
+  never_ready.provision();
+  CHECK(Daemon::from_state_dir(w.state).config().start_timeout == 0ms);
   CHECK(Daemon::from_state_dir(w.state).config().stop_timeout == 0ms);
-  // start_timeout 0: not ready at the first look, so resume fails and stops it;
-  // stop_timeout 0: SIGKILL right after SIGTERM.
-  const std::string message = error_of([&] { d.resume(); });
-  CHECK(contains(message, "was not ready within 0ms"));
-  CHECK(contains(slurp(d.log_file()).value_or(""), "stopped with SIGKILL: not ready in time"));
+  // start_timeout 0: not ready at the first look, so resume fails and stops it.
+  CHECK(contains(error_of([&] { never_ready.resume(); }), "was not ready within 0ms"));
   CHECK(w.processes().empty());
+
+  // stop_timeout 0: SIGKILL right after SIGTERM, although it would exit in time.
+  auto slow_to_stop = w.daemon({"--term-delay", "600000"}, stackup::ready::tcp(w.port), 10s, 0ms);
+  slow_to_stop.resume();
+  const pid_t pid = slow_to_stop.pid().value_or(0);
+  REQUIRE(alive(pid));
+  slow_to_stop.suspend();
+  CHECK_FALSE(alive(pid));
+  CHECK(contains(slurp(slow_to_stop.log_file()).value_or(""), "stopped with SIGKILL: still running 0ms after SIGTERM"));
+
   // With no probe, zero is enough: the daemon is ready once started.
   Daemon quick{{.command = w.command(), .state_dir = w.tmp.path / "quick", .start_timeout = 0ms}};
   quick.provision();
