@@ -386,8 +386,7 @@ public:
       throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(config_.state_dir) + ": " + why +
                   "; give the daemon a directory of its own");
     remove_leftovers();
-    (void)open_state(); // before the lock file is created in a directory that is not ours
-    const auto locked = px::lock_private_dir(config_.state_dir, true);
+    const auto locked = lock_state(true);
     claim(locked.dir.get());
     write_config(locked.dir.get());
   }
@@ -401,8 +400,7 @@ public:
     namespace px = detail::posix;
     if (config_.command.empty())
       throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
-    (void)open_state();
-    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    const auto locked = lock_state(false);
     if (!locked)
       throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
                               " does not exist: provision first");
@@ -455,11 +453,7 @@ public:
   /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
   /// the pid now another process's) is removed without signalling anything.
   void suspend() {
-    (void)open_state();
-    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
-    if (!locked) return;
-    check_owner(locked.dir.get());
-    stop(locked.dir.get());
+    if (const auto locked = lock_state(false)) stop(locked.dir.get());
   }
 
   /// Stops the daemon if it runs, then removes the state directory, the
@@ -472,11 +466,9 @@ public:
       throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
                   ": " + why);
     remove_leftovers();
-    (void)open_state();
-    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    const auto locked = lock_state(false);
     if (!locked) return;
     const int dir = locked.dir.get();
-    check_owner(dir);
     stop(dir);
     // Move the directory away while holding its lock: a process waiting for
     // that lock then finds no state directory at the path and gives up,
@@ -500,8 +492,6 @@ private:
     foreign,   // anything else: never written to, signalled from or removed
   };
 
-  static constexpr const char* marker_tmp = ".stackup-daemon.tmp"; // create_marker's temporary file
-
   static Owner owner_of(int dir) {
     namespace px = detail::posix;
     if (px::has_marker(dir, marker)) return Owner::ours;
@@ -512,6 +502,7 @@ private:
       if (copy >= 0) ::close(copy);
       return Owner::foreign;
     }
+    const std::string marker_tmp = std::string(marker) + ".tmp"; // create_marker's temporary file
     Owner found = Owner::unclaimed;
     while (const dirent* e = ::readdir(entries)) {
       const std::string_view n = e->d_name;
@@ -536,8 +527,8 @@ private:
     if (owner == Owner::foreign)
       throw Error("stackup: " + who() + ": refusing state directory " + detail::posix::quoted(config_.state_dir) +
                   ": it has no stackup marker (" + marker +
-                  ") and is not empty, so stackup did not create it; stackup reads, writes, signals and removes "
-                  "nothing through it: give the daemon a directory of its own (a new or empty one)");
+                  ") and is not empty, so stackup did not create it and leaves it untouched: give the daemon a "
+                  "directory of its own (a new or empty one)");
     return owner;
   }
 
@@ -547,6 +538,16 @@ private:
     auto dir = detail::posix::open_private_dir(config_.state_dir);
     if (dir) check_owner(dir.get());
     return dir;
+  }
+
+  // The state directory, locked (created if `create`); checked to be
+  // stackup's before the lock file is created in it, and again under the lock.
+  // Empty when it does not exist and was not to be created.
+  [[nodiscard]] detail::posix::LockedDir lock_state(bool create) const {
+    (void)open_state();
+    auto locked = detail::posix::lock_private_dir(config_.state_dir, create);
+    if (locked) check_owner(locked.dir.get());
+    return locked;
   }
 
   // Under the lock: makes the directory provably stackup's (writes the marker
