@@ -20,7 +20,8 @@ Every stackctl run is a separate process, as a user's would be:
                the directory provisioned or gone, never an unmarked or
                half-removed one; a writer adding files during `down --force`
                leaves it removed or still provisioned, and a later `down
-               --force` removes it.
+               --force` removes it; so does a `down --force` killed with
+               SIGKILL while it removes the contents.
 
 The daemons run through a small wrapper (STACKCTL_SERVER) around demo_server
 that can hold a daemon before it starts serving, or hold its exit after SIGTERM,
@@ -498,6 +499,32 @@ def scenario_directory(env, rounds=int(os.environ.get("RELIABILITY_DIRECTORY_ROU
                   repr(env.state_entries()[:5]))
             code, out = env.run("artifact_store", "down", "--force")
             check(code == 0 and env.state_entries() == [], f"{what} {r}: a later down --force removes it all",
+                  out + repr(env.state_entries()[:5]))
+
+        # down --force killed while it removes the contents: the directory is
+        # still provisioned, and the next down --force removes everything.
+        what = "directory removal killed"
+        killed = False
+        for _ in range(5):  # until the kill lands during the removal, not after it
+            env.run("artifact_store", "up")
+            fill(artifacts, DIRECTORY_FILES * 10)
+            p = env.start("artifact_store", "down", "--force")
+            aside = f"{artifacts}.removing-{p.pid}"
+            while p.poll() is None and not os.path.exists(aside):
+                time.sleep(0.001)
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+            if p.returncode == -signal.SIGKILL:
+                killed = True
+                break
+        if check(killed, f"{what}: stackctl was killed by SIGKILL while it removed the contents"):
+            check(marked(aside), f"{what}: the contents moved aside keep the marker", repr(env.state_entries()[:5]))
+            status_is_truthful(env, what, {"artifact_store": "running", "orchestrator": "deprovisioned",
+                                                  "model_deployer": "deprovisioned",
+                                                  "experiment_tracker": "deprovisioned"})
+            code, out = env.run("artifact_store", "down", "--force")
+            check(code == 0 and env.state_entries() == [], f"{what}: the next down --force removes it all",
                   out + repr(env.state_entries()[:5]))
     finally:
         busy.stop()
