@@ -400,6 +400,87 @@ inline LockedDir lock_private_dir(const std::filesystem::path& dir, bool create)
               ": it keeps being removed or replaced by another process");
 }
 
+// ---- directories shared with other processes -------------------------------------
+
+/// Opens the directory `dir` and takes an exclusive flock on it, blocking while
+/// another process or thread holds it. The lock lasts as long as the returned
+/// descriptor and leaves no file behind. Symlinks in `dir` are followed (it is
+/// the parent of what is acted on, not that). If `dir` was replaced while this
+/// waited, the directory now at the path is locked instead. Empty when `dir`
+/// does not exist; Error when it cannot be opened or locked.
+inline Fd lock_directory(const std::filesystem::path& dir) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return {};
+      throw Error("stackup: cannot open directory " + quoted(dir) + " to lock it: " + sys_message(errno));
+    }
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) throw Error("stackup: cannot lock directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    struct stat held{}, at_path{};
+    if (::fstat(fd.get(), &held) == 0 && ::stat(dir.c_str(), &at_path) == 0 && held.st_ino == at_path.st_ino &&
+        held.st_dev == at_path.st_dev)
+      return fd;
+  }
+  throw Error("stackup: cannot lock directory " + quoted(dir) + ": it keeps being replaced by another process");
+}
+
+/// The names in directory `dirfd` (without "." and ".."), appended to `names`.
+/// 0, or the errno of the failure.
+inline int list_directory(int dirfd, std::vector<std::string>& names) {
+  // A descriptor of its own: readdir moves the offset of the one it reads.
+  const int own = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (own < 0) return errno;
+  DIR* d = ::fdopendir(own);
+  if (d == nullptr) {
+    const int e = errno;
+    ::close(own);
+    return e;
+  }
+  errno = 0;
+  while (const dirent* entry = ::readdir(d)) {
+    const std::string_view n = entry->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  const int e = errno;
+  ::closedir(d);
+  return e;
+}
+
+/// Removes everything inside directory `dirfd` but the entry named `keep`
+/// (nothing kept when null), depth first and never through a symlink (a link is
+/// removed, not what it points to). 0, or the errno of the first entry that
+/// could not be removed (what is left stays as it is).
+inline int remove_contents(int dirfd, const char* keep = nullptr) {
+  std::vector<std::string> names;
+  if (const int e = list_directory(dirfd, names)) return e;
+  for (const auto& n : names) {
+    if (keep != nullptr && n == keep) continue;
+    if (::unlinkat(dirfd, n.c_str(), 0) == 0 || errno == ENOENT) continue;
+    const int unlink_error = errno;
+    if (unlink_error != EISDIR && unlink_error != EPERM) return unlink_error; // Linux says EISDIR, POSIX EPERM
+    Fd sub(::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub) return errno == ENOTDIR ? unlink_error : errno;
+    if (const int e = remove_contents(sub.get())) return e;
+    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return errno;
+  }
+  return 0;
+}
+
+/// Swaps the entries `a` and `b` of directory `dirfd` in one atomic step
+/// (renameat2 with RENAME_EXCHANGE). False, with errno set, when they cannot be
+/// swapped, also when the kernel or the file system cannot do it (EINVAL, ENOSYS).
+inline bool exchange_entries(int dirfd, const char* a, const char* b) noexcept {
+#if defined(SYS_renameat2)
+  constexpr unsigned rename_exchange = 1U << 1; // RENAME_EXCHANGE, from <linux/fs.h>
+  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, rename_exchange) == 0;
+#else
+  errno = ENOSYS;
+  return false;
+#endif
+}
+
 // ---- processes ----------------------------------------------------------------------
 
 /// What stackup needs from /proc/<pid>/stat.
