@@ -832,7 +832,31 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
 
 // ---- readiness probes -----------------------------------------------------------------
 
-/// A connected TCP socket to 127.0.0.1:port, or empty (refused, or not within `timeout`).
+/// Whether TCP socket `fd` is connected to itself. A connect() from an unbound
+/// socket to a port nothing listens on can pick that very port as its source
+/// port (when it lies in the ephemeral range), and the socket then connects to
+/// itself (TCP simultaneous open): a connection with no server behind it.
+inline bool connected_to_itself(int fd) noexcept {
+  sockaddr_in self{}, peer{};
+  socklen_t self_len = sizeof self, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+    return false;
+  return self.sin_port == peer.sin_port && self.sin_addr.s_addr == peer.sin_addr.s_addr;
+}
+
+/// Closes a socket with a reset instead of the closing handshake: it leaves no
+/// TIME_WAIT behind, so its port is free again at once.
+inline void close_with_reset(Fd& fd) noexcept {
+  const linger reset{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  fd.reset();
+}
+
+/// A TCP socket connected to a server on 127.0.0.1:port, or empty (refused, not
+/// within `timeout`, or connected to itself). A socket connected to itself holds
+/// the port the daemon is about to listen on: it is reset at once, leaving
+/// nothing on the port.
 inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return {};
@@ -840,13 +864,15 @@ inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
-  if (errno != EINPROGRESS) return {};
-  pollfd pfd{fd.get(), POLLOUT, 0};
-  if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno != EINPROGRESS) return {};
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  }
+  if (connected_to_itself(fd.get())) close_with_reset(fd);
   return fd;
 }
 
