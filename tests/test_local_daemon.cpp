@@ -78,6 +78,7 @@ void spit(const fs::path& p, std::string_view content) {
 struct Stat {
   char state = '?';
   long pgrp = 0;
+  long session = 0;
   unsigned long long start = 0;
 };
 std::optional<Stat> stat_of(pid_t pid) {
@@ -86,8 +87,8 @@ std::optional<Stat> stat_of(pid_t pid) {
   std::istringstream in(text->substr(text->rfind(')') + 2));
   Stat s;
   std::string skip;
-  in >> s.state >> skip >> s.pgrp;
-  for (int field = 6; field < 22; ++field) in >> skip;
+  in >> s.state >> skip >> s.pgrp >> s.session;
+  for (int field = 7; field < 22; ++field) in >> skip;
   in >> s.start;
   return s;
 }
@@ -107,6 +108,20 @@ std::vector<pid_t> tagged(const std::string& tag) {
     if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
     const auto cmdline = slurp(entry.path() / "cmdline");
     if (cmdline && cmdline->find(tag) != std::string::npos && alive(pid) && pid != ::getpid()) out.push_back(pid);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Live processes of session `sid`.
+std::vector<pid_t> in_session(pid_t sid) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    pid_t pid = 0;
+    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
+    const auto s = stat_of(pid);
+    if (s && s->session == sid && alive(pid)) out.push_back(pid);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -161,6 +176,20 @@ bool port_open(std::uint16_t port) {
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A server (one that sets SO_REUSEADDR, as most do) could listen on 127.0.0.1:port now.
+bool listenable(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 1) == 0;
   ::close(fd);
   return ok;
 }
@@ -271,9 +300,17 @@ TEST_CASE("local_daemon: up starts a real process, another process sees it, down
   CHECK(port_open(w.port));
   CHECK(web.is_running());
   CHECK(w.processes() == std::vector<pid_t>{pid});
-  // Its own session and process group; the pid file records pid and start time.
+  // Its own session and process group; the pid file records pid, start time and
+  // the invocation id in its environment.
   CHECK(stat_of(pid)->pgrp == pid);
-  CHECK(slurp(web.pid_file()) == std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + "\n");
+  CHECK(stat_of(pid)->session == pid);
+  const std::string record = slurp(web.pid_file()).value_or("");
+  const std::string id = record.substr(record.rfind(' ') + 1, 32);
+  CHECK(record == std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + " " + id + "\n");
+  CHECK(id.size() == 32);
+  CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(contains(slurp("/proc/" + std::to_string(pid) + "/environ").value_or(""),
+                 std::string("STACKUP_INVOCATION_ID=") + id + '\0'));
   CHECK(contains(slurp(web.log_file()).value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
   const auto status = s.status();
   CHECK(status[0].flavor == "local_daemon");
@@ -403,6 +440,149 @@ TEST_CASE("local_daemon: suspend stops the daemon's whole process group") {
   for (pid_t p : w.processes()) CHECK(stat_of(p)->pgrp == *d.pid());
   d.suspend();
   CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a command that puts its server in the background fails up, and the rollback stops that server") {
+  World w;
+  // `sh` starts the server in the background and exits at once: the process
+  // stackup started is gone, the server it left runs on in its session. The
+  // server never answers 2xx, so up cannot pass for ready by chance.
+  Daemon d{{.name = "web",
+            .command = {"/bin/sh", "-c",
+                        "echo \"leader $$\"; \"$0\" --port " + std::to_string(w.port) + " --unhealthy --tag " +
+                            w.tmp.path.string() + " &",
+                        STACKUP_TEST_DAEMON_PATH},
+            .state_dir = w.state,
+            .ready = stackup::ready::http(w.port, "/health"),
+            .stop_timeout = 5s}};
+  stackup::Stack s{"local", std::move(d)};
+  std::string message;
+  try {
+    s.up();
+    FAIL("up should have failed");
+  } catch (const stackup::TransitionError& e) {
+    message = e.what();
+  }
+  CHECK(contains(message, "exited with exit status 0 before it was ready"));
+  CHECK(contains(message, "left processes running in its session"));
+  CHECK(contains(message, "(rolled back)"));
+  const auto at = message.find("    leader ");
+  REQUIRE(at != std::string::npos); // the log tail in the message
+  const pid_t leader = std::atoi(message.c_str() + at + 11);
+  REQUIRE(leader > 1);
+  CHECK(in_session(leader).empty());
+  CHECK(w.processes().empty());
+  CHECK(listenable(w.port));
+  CHECK_FALSE(fs::exists(w.state));
+}
+
+TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by the next up and by down --force") {
+  World w;
+  // `sh` waits for its server, so up succeeds; killing `sh` then leaves the
+  // server running in the session of a recorded process that is gone.
+  Daemon d{{.name = "web",
+            .command = {"/bin/sh", "-c",
+                        "\"$0\" --port " + std::to_string(w.port) + " --tag " + w.tmp.path.string() + " & wait",
+                        STACKUP_TEST_DAEMON_PATH},
+            .state_dir = w.state,
+            .ready = stackup::ready::http(w.port, "/health"),
+            .stop_timeout = 5s}};
+  stackup::Stack s{"local", std::move(d)};
+  auto& web = s.get<"orchestrator">();
+  // Kills the running daemon's recorded process; returns it and the server it leaves.
+  auto orphan_the_server = [&] {
+    const pid_t leader = web.pid().value_or(0);
+    REQUIRE(leader > 1);
+    std::vector<pid_t> members;
+    REQUIRE(eventually([&] { return (members = in_session(leader)).size() == 2; }));
+    // Every process of the daemon carries the invocation id its pid file records.
+    const std::string record = slurp(web.pid_file()).value_or("");
+    const std::string id = record.substr(record.rfind(' ') + 1, 32);
+    for (pid_t p : members) {
+      CAPTURE(p);
+      CHECK(contains(slurp("/proc/" + std::to_string(p) + "/environ").value_or(""),
+                     std::string("STACKUP_INVOCATION_ID=") + id + '\0'));
+    }
+    REQUIRE(::kill(leader, SIGKILL) == 0);
+    REQUIRE(eventually([&] { return !alive(leader); }));
+    CHECK_FALSE(web.is_running()); // the daemon is its recorded process: gone (and now reaped)
+    CHECK_FALSE(fs::exists("/proc/" + std::to_string(leader)));
+    const auto left = in_session(leader);
+    REQUIRE(left.size() == 1);
+    CHECK(port_open(w.port)); // the server still holds the port
+    return std::pair{leader, left.front()};
+  };
+
+  s.up();
+  const auto [first, first_server] = orphan_the_server();
+  // The next up stops what the first run left before it starts anew: one server, not two.
+  s.up();
+  CHECK_FALSE(alive(first_server));
+  CHECK(in_session(first).empty());
+  const pid_t second = web.pid().value_or(0);
+  CHECK(second != first);
+  CHECK(web.is_running());
+  CHECK(w.processes() == in_session(second));
+
+  const auto [leader, server] = orphan_the_server();
+  s.down({.force = true});
+  CHECK_FALSE(alive(server));
+  CHECK(in_session(leader).empty());
+  CHECK(w.processes().empty());
+  CHECK(listenable(w.port));
+  CHECK_FALSE(fs::exists(w.state));
+}
+
+TEST_CASE("local_daemon: a stale record naming an unrelated session whose leader exited: nothing is signalled") {
+  World w;
+  // An unrelated session whose leader has exited and left a process behind:
+  // what the pid of a stale record can name once that pid has been reused.
+  const std::uint16_t other_port = free_port();
+  int report[2];
+  REQUIRE(::pipe(report) == 0);
+  const pid_t leader = ::fork();
+  REQUIRE(leader >= 0);
+  if (leader == 0) {
+    ::setsid();
+    const pid_t member = start_process(w.command({}, other_port));
+    [[maybe_unused]] const ssize_t n = ::write(report[1], &member, sizeof member);
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  pid_t member = 0;
+  REQUIRE(::read(report[0], &member, sizeof member) == static_cast<ssize_t>(sizeof member));
+  ::close(report[0]);
+  REQUIRE(eventually([&] { return !alive(leader); }));
+  const std::string leader_start = std::to_string(stat_of(leader)->start); // a zombie still has it
+  ::waitpid(leader, nullptr, 0);
+  REQUIRE(eventually([&] { return port_open(other_port); }));
+  REQUIRE(stat_of(member)->session == leader);
+
+  auto d = w.daemon();
+  const std::vector<std::string> records = {
+      std::to_string(leader) + " " + leader_start + "\n",                                     // 0.1.0's format
+      std::to_string(leader) + " " + leader_start + " 0123456789abcdef0123456789abcdef\n", // another start's id
+  };
+  for (const auto& record : records) {
+    CAPTURE(record);
+    d.provision();
+    spit(d.pid_file(), record);
+    CHECK_FALSE(d.is_running());
+    CHECK_FALSE(d.pid().has_value());
+    d.suspend(); // stale: removed, nothing signalled
+    CHECK_FALSE(fs::exists(d.pid_file()));
+    spit(d.pid_file(), record);
+    stackup::Stack s{"local", w.daemon()};
+    s.up(); // starts a daemon of its own
+    CHECK(s.is_running());
+    s.down();
+    spit(d.pid_file(), record);
+    s.down({.force = true});
+    CHECK_FALSE(fs::exists(w.state));
+    CHECK(alive(member));
+    CHECK(port_open(other_port));
+  }
+  ::kill(member, SIGKILL); // the sweeper also ends the daemon whose record was overwritten
 }
 
 TEST_CASE("local_daemon: a daemon that exits at start fails resume with its exit status and log tail") {

@@ -236,8 +236,8 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 
 /// A local process that the stack starts and stops (ZenML's LocalDaemonService,
 /// done right). Its state directory (mode 0700) holds the ownership marker
-/// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>"),
-/// `daemon.log` and a `lock` file.
+/// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>
+/// <invocation id>"), `daemon.log` and a `lock` file.
 ///
 /// - The state directory is stackup's own: provision creates it (or takes an
 ///   empty one) and writes the marker. A directory without the marker — one
@@ -249,9 +249,18 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
 /// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log) and waits for readiness with 1–10 ms back-off.
-/// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
-///   `stop_timeout`. A pid whose start time does not match is never signalled.
+///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
+///   the pid file records) and waits for readiness with 1–10 ms back-off.
+/// - `suspend` sends SIGTERM to every process group of the daemon's session, then
+///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
+///   signalled.
+/// - The command must run its server in the foreground. One that puts it in the
+///   background (`sh -c 'server &'`) and exits is not supported: `resume` fails
+///   and stops what it left in its session. Should the daemon's own process exit
+///   later, the daemon is not running, and the next `resume` or `deprovision`
+///   stops what it left in its session, as long as that is provably the
+///   daemon's: the recorded process is not yet reaped, or a process there
+///   carries the start's `STACKUP_INVOCATION_ID` in its environment.
 /// - Every action holds an exclusive flock on `lock`: two processes running
 ///   `up` at once start one daemon.
 ///
@@ -364,7 +373,9 @@ public:
 
   /// The pid file parses, its process is alive with the recorded start time
   /// (a reused pid is not ours), and the readiness probe, if any, passes.
-  /// Error on an unsafe or foreign state directory or a corrupt pid file.
+  /// Processes left in its session once that process has exited do not count
+  /// (the next resume or deprovision stops them). Error on an unsafe or foreign
+  /// state directory or a corrupt pid file.
   [[nodiscard]] bool is_running() const {
     const auto dir = open_state();
     if (!dir) return false;
@@ -410,7 +421,9 @@ public:
     if (const auto rec = read_pid(dir)) {
       // Under the lock, so a concurrent `up` that started it is seen here.
       if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
-      ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
+      // Stale: the process is gone or the pid reused. What it left in its
+      // session is stopped, so that this start is the only one.
+      stop(dir);
     }
 
     px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -425,21 +438,24 @@ public:
     px::write_all(log.get(), header);
     const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
 
+    px::PidRecord rec{0, 0, px::new_invocation_id()};
+    auto env = config_.env;
+    if (!rec.invocation_id.empty()) env[std::string(px::invocation_variable)] = rec.invocation_id;
     px::SpawnOptions o;
     o.argv = config_.command;
-    o.env = &config_.env;
+    o.env = &env;
     o.working_dir = config_.working_dir;
     o.stdin_fd = null.get();
     o.stdout_fd = log.get();
     o.stderr_fd = log.get();
-    px::PidRecord rec;
     try {
       // The pid file is written before the child may exec, so no daemon ever
       // runs unrecorded, even if this process dies right now.
       px::spawn(o, [&](pid_t child) {
         const auto st = px::read_proc_stat(child);
         if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
-        rec = {child, st->start_time};
+        rec.pid = child;
+        rec.start_time = st->start_time;
         px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
       });
     } catch (const std::exception& e) {
@@ -654,7 +670,7 @@ private:
 
   // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
   // or start_timeout passes. `log_from`: where this run's output begins.
-  void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
+  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from) {
     namespace px = detail::posix;
     using px::Clock;
     const auto deadline = px::deadline_after(config_.start_timeout);
@@ -671,11 +687,20 @@ private:
       // ends between the two checks still reports its exit status.
       const bool gone = px::identify(rec, false) != px::Identity::ours;
       const auto ended = px::peek_exit(rec.pid);
-      if (ended && ended->code != px::unknown_exit) {
-        px::reap(rec.pid);
-        fail("exited with " + px::describe_exit(*ended) + " before it was ready");
+      const bool status = ended && ended->code != px::unknown_exit;
+      if (gone || status) {
+        // Before it is reaped (stop_process does that), while its session is surely ours.
+        const bool left = px::stop_process(rec, config_.stop_timeout, who()) != px::Stopped::not_running;
+        std::string what = status ? "exited with " + px::describe_exit(*ended) + " before it was ready"
+                                  : std::string("exited before it was ready");
+        if (left) {
+          append_log(dir, "stopped the processes it left in its session");
+          what += "; it left processes running in its session, which were stopped: the command must run its "
+                  "server in the foreground (one that puts it in the background, like `sh -c 'server &'`, is "
+                  "not supported)";
+        }
+        fail(what);
       }
-      if (gone) fail("exited before it was ready");
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
       if (Clock::now() >= deadline) {

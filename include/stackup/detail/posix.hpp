@@ -19,6 +19,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -487,6 +489,7 @@ inline bool exchange_entries(int dirfd, const char* a, const char* b) noexcept {
 struct ProcStat {
   char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
   pid_t pgrp = 0;                   ///< field 5: process group
+  pid_t session = 0;                ///< field 6: session
   unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
 };
 
@@ -508,6 +511,8 @@ inline std::optional<ProcStat> parse_proc_stat(std::string_view s) {
       out.state = tok.front();
     } else if (field == 5) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
+    } else if (field == 6) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.session).ec != std::errc{}) return std::nullopt;
     } else if (field == 22) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.start_time).ec != std::errc{}) return std::nullopt;
     }
@@ -548,15 +553,48 @@ inline pid_t max_pid() {
 }
 
 /// A pid file's content: the pid and the start time of that process, which
-/// together identify it even after the pid number is reused.
+/// together identify it even after the pid number is reused, and the invocation
+/// id of that start (see invocation_variable).
 struct PidRecord {
   pid_t pid = 0;
   unsigned long long start_time = 0;
+  std::string invocation_id{}; ///< 32 hexadecimal digits; empty in pid files of stackup 0.1.0
 };
 
-/// "<pid> <start time>\n".
-inline std::string format_pid_record(PidRecord r) {
-  return std::to_string(r.pid) + " " + std::to_string(r.start_time) + "\n";
+/// The environment variable LocalDaemon sets to the invocation id of a start.
+/// Every process the daemon starts inherits it: once the daemon's own process
+/// has exited, it is what proves that a process it left behind is its.
+inline constexpr std::string_view invocation_variable = "STACKUP_INVOCATION_ID";
+
+/// Whether `s` is an invocation id: 32 lowercase hexadecimal digits.
+inline bool is_invocation_id(std::string_view s) noexcept {
+  return s.size() == 32 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+/// A new random invocation id; empty if the system gives no random bytes.
+inline std::string new_invocation_id() {
+  unsigned char bytes[16];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return {};
+    got += static_cast<std::size_t>(n);
+  }
+  std::string id;
+  for (const unsigned char b : bytes) {
+    id += "0123456789abcdef"[b >> 4];
+    id += "0123456789abcdef"[b & 15];
+  }
+  return id;
+}
+
+/// "<pid> <start time> <invocation id>\n" ("<pid> <start time>\n" without an id).
+inline std::string format_pid_record(const PidRecord& r) {
+  std::string out = std::to_string(r.pid) + " " + std::to_string(r.start_time);
+  if (!r.invocation_id.empty()) out += " " + r.invocation_id;
+  return out + "\n";
 }
 
 /// Parses a pid file strictly. On failure returns false and says why in `why`;
@@ -575,7 +613,12 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   };
   const auto space = text.find(' ');
   const std::string_view pid_text = text.substr(0, space);
-  const std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  std::optional<std::string_view> id_text; // 0.1.0 wrote none
+  if (const auto second = start_text.find(' '); second != std::string_view::npos) {
+    id_text = start_text.substr(second + 1);
+    start_text = start_text.substr(0, second);
+  }
   auto digits = [](std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
@@ -583,8 +626,8 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     why = "holds a negative pid (" + shown() + ")";
     return false;
   }
-  if (!digits(pid_text) || !digits(start_text)) {
-    why = "holds " + shown() + ", not '<pid> <start time>'";
+  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text))) {
+    why = "holds " + shown() + ", not '<pid> <start time> <invocation id>'";
     return false;
   }
   long long pid = 0;
@@ -604,6 +647,7 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     return false;
   }
   out.pid = static_cast<pid_t>(pid);
+  out.invocation_id = id_text.value_or(std::string_view{});
   return true;
 }
 
@@ -616,7 +660,7 @@ enum class Identity {
 
 /// Checks a record against /proc; reaps the process when it is a zombie child
 /// of this process, so a long-lived host does not collect zombies.
-inline Identity identify(PidRecord r, bool reap_zombie = true) {
+inline Identity identify(const PidRecord& r, bool reap_zombie = true) {
   const auto st = read_proc_stat(r.pid);
   if (!st) return Identity::gone;
   if (st->start_time != r.start_time) return Identity::reused;
@@ -677,25 +721,83 @@ inline std::string describe_exit(ChildExit e) {
   }
 }
 
-/// Whether any process in group `pgid` is alive (zombies do not count).
-inline bool group_has_live_member(pid_t pgid) {
-  if (::kill(-pgid, 0) != 0 && errno == ESRCH) return false;
-  // kill() also reaches zombies; look for a live member.
+/// Whether the environment `pid` started with holds `entry` ("NAME=value") as
+/// a whole entry. False when it cannot be read (gone, or another user's).
+inline bool environment_has(pid_t pid, std::string_view entry) {
+  const std::string file = "/proc/" + std::to_string(pid) + "/environ";
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  std::string env;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    env.append(buf, static_cast<std::size_t>(n));
+  }
+  std::string_view rest = env;
+  while (!rest.empty()) {
+    const auto end = rest.find('\0');
+    if (rest.substr(0, end) == entry) return true;
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return false;
+}
+
+/// What is left alive of the daemon a record names.
+struct Remains {
+  bool leader = false;         ///< the recorded process itself is alive
+  std::vector<pid_t> groups{}; ///< the process groups of its session that hold a live process
+  [[nodiscard]] bool empty() const noexcept { return !leader && groups.empty(); }
+};
+
+/// What is left alive of the daemon `r` records: its process, and every process
+/// in its session (spawn made it a session leader, so the session id is the
+/// recorded pid), which includes what a command that puts its server in the
+/// background leaves behind. The session counts only while it is provably the
+/// daemon's: while the recorded process exists with the recorded start time
+/// (alive, or a zombie not yet reaped) its pid cannot be reused; once it is
+/// reaped, Linux still does not reuse the pid while the session has a process,
+/// but may after the session ended, for another session. So then the session
+/// counts only if one of its processes carries the record's invocation id.
+inline Remains remains_of(const PidRecord& r) {
+  Remains out;
+  const auto leader = read_proc_stat(r.pid);
+  if (leader && leader->start_time != r.start_time) return out; // the pid is another process's now
+  out.leader = leader && is_live_state(leader->state);
+  if (leader && leader->session != r.pid) return out; // leads no session: stackup did not start it
+  if (!leader && r.invocation_id.empty()) return out; // reaped, and nothing could prove the session is its
+  const std::string mark = std::string(invocation_variable) + "=" + r.invocation_id;
+  bool proven = leader.has_value();
   DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return true;
-  bool live = false;
+  if (proc == nullptr) return out;
   while (const dirent* entry = ::readdir(proc)) {
     pid_t pid = 0;
     const std::string_view n = entry->d_name;
     if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
     const auto st = read_proc_stat(pid);
-    if (st && st->pgrp == pgid && is_live_state(st->state)) {
-      live = true;
-      break;
-    }
+    if (!st || st->session != r.pid || !is_live_state(st->state)) continue;
+    proven = proven || environment_has(pid, mark);
+    if (std::find(out.groups.begin(), out.groups.end(), st->pgrp) == out.groups.end()) out.groups.push_back(st->pgrp);
   }
   ::closedir(proc);
-  return live;
+  if (!proven) out.groups.clear();
+  return out;
+}
+
+/// Sends `sig` to each process group of what remains of a daemon, or to its
+/// process alone when it leads no session (a record stackup did not write).
+inline void signal_remains(const PidRecord& r, const Remains& left, int sig, std::string_view who) {
+  auto send = [&](pid_t target) {
+    if (::kill(target, sig) != 0 && errno != ESRCH)
+      throw Error("stackup: cannot send " + signal_name(sig) + " to " + std::string(who) + " (pid " +
+                  std::to_string(r.pid) + "): " + sys_message(errno));
+  };
+  if (left.groups.empty() && left.leader) send(r.pid);
+  for (const pid_t group : left.groups) {
+    if (group > 1) send(-group); // never -1 (every process) or -0 (our own group)
+  }
 }
 
 /// How stop_process ended.
@@ -705,26 +807,26 @@ enum class Stopped {
   killed,      ///< needed SIGKILL after the timeout
 };
 
-/// Stops the process a record names, and its process group when it leads one:
-/// SIGTERM, wait up to `timeout`, then SIGKILL. Signals nothing unless the
-/// record's start time matches the live process. Error if it survives SIGKILL.
-inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view who) {
-  const auto first = read_proc_stat(r.pid);
-  if (!first || first->start_time != r.start_time) return Stopped::not_running;
-  const bool group = first->pgrp == r.pid; // it leads its own group (a session we created)
-  const pid_t target = group ? -r.pid : r.pid;
+/// Stops the daemon a record names and what it left in its session (see
+/// remains_of): SIGTERM, wait up to `timeout` for all of it to exit, then
+/// SIGKILL. Signals nothing that is not provably the daemon's: a pid whose start
+/// time differs is another process's. Error if something survives SIGKILL.
+inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::string_view who) {
+  if (const auto first = read_proc_stat(r.pid); first && first->start_time != r.start_time)
+    return Stopped::not_running;
+  Remains left = remains_of(r);
   auto gone = [&] {
+    // Cheap while the recorded process lives; the session is looked at once it is gone.
     if (identify(r, false) == Identity::ours) return false;
-    return !group || !group_has_live_member(r.pid);
+    left = remains_of(r);
+    return left.empty();
   };
   auto finish = [&](Stopped how) {
     reap(r.pid);
     return how;
   };
-  if (gone()) return finish(Stopped::not_running);
-  if (::kill(target, SIGTERM) != 0 && errno != ESRCH)
-    throw Error("stackup: cannot signal " + std::string(who) + " (pid " + std::to_string(r.pid) +
-                "): " + sys_message(errno));
+  if (left.empty()) return finish(Stopped::not_running);
+  signal_remains(r, left, SIGTERM, who);
   auto deadline = deadline_after(timeout);
   Backoff backoff;
   while (true) {
@@ -732,11 +834,7 @@ inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view 
     if (Clock::now() >= deadline) break;
     backoff.sleep(deadline);
   }
-  // The leader is unreaped (a zombie child of ours) or a member is alive, so the
-  // group's number cannot have been reused: signalling it is safe.
-  if (::kill(target, SIGKILL) != 0 && errno != ESRCH)
-    throw Error("stackup: cannot kill " + std::string(who) + " (pid " + std::to_string(r.pid) +
-                "): " + sys_message(errno));
+  signal_remains(r, remains_of(r), SIGKILL, who);
   deadline = deadline_after(std::chrono::seconds(10));
   Backoff again;
   while (true) {
@@ -746,7 +844,7 @@ inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view 
   }
   throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) +
               ") survived SIGKILL for 10s (stuck in the kernel?); its pid file is kept: check it with `ps -o "
-              "pid,stat,cmd -g " + std::to_string(r.pid) + "`");
+              "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
 /// What to run, and with which standard streams.
@@ -983,7 +1081,31 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
 
 // ---- readiness probes -----------------------------------------------------------------
 
-/// A connected TCP socket to 127.0.0.1:port, or empty (refused, or not within `timeout`).
+/// Whether TCP socket `fd` is connected to itself. A connect() from an unbound
+/// socket to a port nothing listens on can pick that very port as its source
+/// port (when it lies in the ephemeral range), and the socket then connects to
+/// itself (TCP simultaneous open): a connection with no server behind it.
+inline bool connected_to_itself(int fd) noexcept {
+  sockaddr_in self{}, peer{};
+  socklen_t self_len = sizeof self, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+    return false;
+  return self.sin_port == peer.sin_port && self.sin_addr.s_addr == peer.sin_addr.s_addr;
+}
+
+/// Closes a socket with a reset instead of the closing handshake: it leaves no
+/// TIME_WAIT behind, so its port is free again at once.
+inline void close_with_reset(Fd& fd) noexcept {
+  const linger reset{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  fd.reset();
+}
+
+/// A TCP socket connected to a server on 127.0.0.1:port, or empty (refused, not
+/// within `timeout`, or connected to itself). A socket connected to itself holds
+/// the port the daemon is about to listen on: it is reset at once, leaving
+/// nothing on the port.
 inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return {};
@@ -991,13 +1113,15 @@ inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
-  if (errno != EINPROGRESS) return {};
-  pollfd pfd{fd.get(), POLLOUT, 0};
-  if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno != EINPROGRESS) return {};
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::clamp<milliseconds::rep>(timeout.count(), 1, INT_MAX))) != 1) return {};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  }
+  if (connected_to_itself(fd.get())) close_with_reset(fd);
   return fd;
 }
 
@@ -1008,12 +1132,12 @@ inline bool tcp_probe(std::uint16_t port, milliseconds timeout) {
 
 /// `GET path` on 127.0.0.1:port answers 2xx within `timeout`.
 inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   Fd fd = connect_loopback(port, timeout);
   if (!fd) return false;
   auto left = [&] {
-    return static_cast<int>(std::max<long long>(
-        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1));
+    return static_cast<int>(std::clamp<long long>(
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1, INT_MAX));
   };
   const std::string request = "GET " + std::string(path) + " HTTP/1.0\r\nHost: 127.0.0.1:" + std::to_string(port) +
                               "\r\nUser-Agent: stackup\r\nConnection: close\r\n\r\n";
