@@ -256,3 +256,20 @@ TEST_CASE("command: an empty action is not implemented; down skips it, up report
     CHECK_THROWS_AS(std::rethrow_exception(e.cause()), stackup::NotImplementedError);
   }
 }
+
+TEST_CASE("command: a timeout of milliseconds::max() means wait; zero or negative means no time at all") {
+  TempDir tmp;
+  Cmd forever{{.provision = "sleep 0.2; echo done > '" + (tmp.path / "out").string() + "'",
+               .is_provisioned = "sleep 0.2",
+               .timeout = std::chrono::milliseconds::max()}};
+  CHECK(forever.is_provisioned());
+  forever.provision();
+  CHECK(slurp(tmp.path / "out") == "done\n");
+
+  for (const auto timeout : {0ms, -1ms, std::chrono::milliseconds::min()}) {
+    CAPTURE(timeout.count());
+    Cmd none{{.provision = "sleep 30", .timeout = timeout}};
+    const std::string message = error_of([&] { none.provision(); });
+    CHECK(contains(message, "did not finish within 0ms"));
+  }
+}

@@ -1,4 +1,4 @@
-// Hostile files: stackup's on-disk state (pid file, config, log, lock, the state
+// Hostile files: stackup's on-disk state (pid file, config, log, lock, marker, the state
 // directory itself, a LocalDirectory's path and marker) replaced by garbage,
 // truncated, out-of-range values, FIFOs, directories, symlinks. Each operation
 // must end with a clear stackup::Error that names the file (or a sane answer),
@@ -485,7 +485,7 @@ TEST_CASE("hostile files: FIFOs, directories and symlinks in place of pid, confi
   const fs::path outside = w.tmp.path / "outside";
   const std::string record = std::to_string(w.witness.pid()) + " " + std::to_string(w.witness.start()) + "\n";
 
-  for (const std::string file : {"pid", "config", "daemon.log", "lock"}) {
+  for (const std::string file : {"pid", "config", "daemon.log", "lock", Daemon::marker}) {
     for (const std::string kind : {"fifo", "directory", "symlink", "dangling symlink", "symlink to /dev/zero"}) {
       CAPTURE(file);
       CAPTURE(kind);
@@ -716,4 +716,90 @@ TEST_CASE("hostile files: a LocalDirectory replaced by a symlink or a file, or w
     CHECK(tree(elsewhere) == elsewhere_before);
   }
   CHECK(w.witness.untouched());
+}
+
+// ---- a directory stackup did not create -------------------------------------------------
+
+TEST_CASE("hostile files: a state directory stackup did not create is refused by every query and action, untouched") {
+  World w;
+  std::string key = "-----BEGIN OPENSSH PRIVATE KEY-----\n";
+  for (int i = 0; i < 8; ++i) key += std::string(64, static_cast<char>('A' + i)) + "\n";
+  key += "-----END OPENSSH PRIVATE KEY-----\n";
+  // Each like a directory a user might point state_dir at by mistake: all mode
+  // 0700, owned by the user, and holding a regular file named `config`.
+  const auto make = [&](const std::string& kind) {
+    std::error_code ec;
+    fs::remove_all(w.state, ec);
+    fs::create_directory(w.state);
+    ::chmod(w.state.c_str(), 0700);
+    if (kind == "a git directory") {
+      spit(w.state / "config", "[core]\n\trepositoryformatversion = 0\n\tbare = false\n");
+      spit(w.state / "HEAD", "ref: refs/heads/main\n");
+      fs::create_directories(w.state / "objects" / "ab");
+      spit(w.state / "objects" / "ab" / "cdef", "blob\n");
+    } else if (kind == "an ssh directory") {
+      spit(w.state / "config", "Host *\n  IdentityFile ~/.ssh/id_ed25519\n");
+      spit(w.state / "id_ed25519", key);
+      ::chmod((w.state / "id_ed25519").c_str(), 0600);
+    } else if (kind == "only a config") {
+      spit(w.state / "config", "user = someone\n");
+    } else if (kind == "stackup's own file names") { // as 0.1.0 accepted: no marker, no stackup config
+      spit(w.state / "config", "not stackup's\n");
+      spit(w.state / "pid", std::to_string(w.witness.pid()) + " " + std::to_string(w.witness.start()) + "\n");
+      spit(w.state / "daemon.log", "a log\n");
+    } else { // a marker that is not stackup's
+      spit(w.state / Daemon::marker, "not created by stackup\n");
+      spit(w.state / "config", "user = someone\n");
+    }
+  };
+  const auto mode_of = [](const fs::path& p) {
+    struct stat st{};
+    return ::stat(p.c_str(), &st) == 0 ? st.st_mode & 07777 : 0U;
+  };
+  for (const std::string kind :
+       {"a git directory", "an ssh directory", "only a config", "stackup's own file names", "a forged marker"}) {
+    CAPTURE(kind);
+    auto d = w.daemon();
+    const std::vector<std::pair<std::string, std::function<std::string()>>> ops = {
+        {"is_provisioned", [&] { return std::to_string(d.is_provisioned()); }},
+        {"is_running", [&] { return std::to_string(d.is_running()); }},
+        {"pid", [&] { return std::to_string(d.pid().value_or(0)); }},
+        {"from_state_dir", [&] { return std::string(Daemon::from_state_dir(w.state).name()); }},
+        {"provision", [&] { return d.provision(), std::string("done"); }},
+        {"resume", [&] { return d.resume(), std::string("done"); }},
+        {"suspend", [&] { return d.suspend(), std::string("done"); }},
+        {"deprovision", [&] { return d.deprovision(), std::string("done"); }},
+        {"status", [&] { return std::string(stackup::to_string(w.stack().status()[1].state)); }},
+        {"up", [&] { return w.stack().up(), std::string("up"); }},
+        {"down", [&] { return w.stack().down(), std::string("down"); }},
+        {"down --force", [&] { return w.stack().down({.force = true}), std::string("down --force"); }},
+        {"cli status", [&] { return cli(w, {"stack", "status"}); }},
+        {"cli up", [&] { return cli(w, {"stack", "up"}); }},
+        {"cli down --force", [&] { return cli(w, {"stack", "down", "--force"}); }},
+    };
+    for (const auto& entry : ops) {
+      const auto& name = entry.first;
+      const auto& op = entry.second;
+      make(kind);
+      const auto before = tree(w.state);
+      const Ended e = guarded(op);
+      INFO(name, " -> ", show(e));
+      if (name.rfind("cli", 0) == 0) {
+        CHECK(contains(e.text, "exit 1"));
+        CHECK(contains(e.text, w.state.string()));
+      } else if (name != "status") {
+        CHECK(e.clear_error_naming(w.state));
+      }
+      CHECK(contains(e.text, "has no stackup marker"));
+      CHECK(contains(e.text, "give the daemon a directory of its own"));
+      CHECK(tree(w.state) == before); // byte for byte: nothing written, nothing removed
+      CHECK(mode_of(w.state) == 0700);
+      CHECK(w.witness.untouched());
+      CHECK(w.processes().empty());
+    }
+    // detail() never throws: it says what is wrong.
+    make(kind);
+    CHECK(contains(d.detail(), "has no stackup marker"));
+  }
+  CHECK(w.witness.signals() == "");
 }

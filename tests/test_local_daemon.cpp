@@ -78,6 +78,7 @@ void spit(const fs::path& p, std::string_view content) {
 struct Stat {
   char state = '?';
   long pgrp = 0;
+  long session = 0;
   unsigned long long start = 0;
 };
 std::optional<Stat> stat_of(pid_t pid) {
@@ -86,8 +87,8 @@ std::optional<Stat> stat_of(pid_t pid) {
   std::istringstream in(text->substr(text->rfind(')') + 2));
   Stat s;
   std::string skip;
-  in >> s.state >> skip >> s.pgrp;
-  for (int field = 6; field < 22; ++field) in >> skip;
+  in >> s.state >> skip >> s.pgrp >> s.session;
+  for (int field = 7; field < 22; ++field) in >> skip;
   in >> s.start;
   return s;
 }
@@ -107,6 +108,20 @@ std::vector<pid_t> tagged(const std::string& tag) {
     if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
     const auto cmdline = slurp(entry.path() / "cmdline");
     if (cmdline && cmdline->find(tag) != std::string::npos && alive(pid) && pid != ::getpid()) out.push_back(pid);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Live processes of session `sid`.
+std::vector<pid_t> in_session(pid_t sid) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    pid_t pid = 0;
+    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
+    const auto s = stat_of(pid);
+    if (s && s->session == sid && alive(pid)) out.push_back(pid);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -161,6 +176,20 @@ bool port_open(std::uint16_t port) {
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A server (one that sets SO_REUSEADDR, as most do) could listen on 127.0.0.1:port now.
+bool listenable(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 1) == 0;
   ::close(fd);
   return ok;
 }
@@ -271,9 +300,17 @@ TEST_CASE("local_daemon: up starts a real process, another process sees it, down
   CHECK(port_open(w.port));
   CHECK(web.is_running());
   CHECK(w.processes() == std::vector<pid_t>{pid});
-  // Its own session and process group; the pid file records pid and start time.
+  // Its own session and process group; the pid file records pid, start time and
+  // the invocation id in its environment.
   CHECK(stat_of(pid)->pgrp == pid);
-  CHECK(slurp(web.pid_file()) == std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + "\n");
+  CHECK(stat_of(pid)->session == pid);
+  const std::string record = slurp(web.pid_file()).value_or("");
+  const std::string id = record.substr(record.rfind(' ') + 1, 32);
+  CHECK(record == std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + " " + id + "\n");
+  CHECK(id.size() == 32);
+  CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(contains(slurp("/proc/" + std::to_string(pid) + "/environ").value_or(""),
+                 std::string("STACKUP_INVOCATION_ID=") + id + '\0'));
   CHECK(contains(slurp(web.log_file()).value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
   const auto status = s.status();
   CHECK(status[0].flavor == "local_daemon");
@@ -403,6 +440,149 @@ TEST_CASE("local_daemon: suspend stops the daemon's whole process group") {
   for (pid_t p : w.processes()) CHECK(stat_of(p)->pgrp == *d.pid());
   d.suspend();
   CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a command that puts its server in the background fails up, and the rollback stops that server") {
+  World w;
+  // `sh` starts the server in the background and exits at once: the process
+  // stackup started is gone, the server it left runs on in its session. The
+  // server never answers 2xx, so up cannot pass for ready by chance.
+  Daemon d{{.name = "web",
+            .command = {"/bin/sh", "-c",
+                        "echo \"leader $$\"; \"$0\" --port " + std::to_string(w.port) + " --unhealthy --tag " +
+                            w.tmp.path.string() + " &",
+                        STACKUP_TEST_DAEMON_PATH},
+            .state_dir = w.state,
+            .ready = stackup::ready::http(w.port, "/health"),
+            .stop_timeout = 5s}};
+  stackup::Stack s{"local", std::move(d)};
+  std::string message;
+  try {
+    s.up();
+    FAIL("up should have failed");
+  } catch (const stackup::TransitionError& e) {
+    message = e.what();
+  }
+  CHECK(contains(message, "exited with exit status 0 before it was ready"));
+  CHECK(contains(message, "left processes running in its session"));
+  CHECK(contains(message, "(rolled back)"));
+  const auto at = message.find("    leader ");
+  REQUIRE(at != std::string::npos); // the log tail in the message
+  const pid_t leader = std::atoi(message.c_str() + at + 11);
+  REQUIRE(leader > 1);
+  CHECK(in_session(leader).empty());
+  CHECK(w.processes().empty());
+  CHECK(listenable(w.port));
+  CHECK_FALSE(fs::exists(w.state));
+}
+
+TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by the next up and by down --force") {
+  World w;
+  // `sh` waits for its server, so up succeeds; killing `sh` then leaves the
+  // server running in the session of a recorded process that is gone.
+  Daemon d{{.name = "web",
+            .command = {"/bin/sh", "-c",
+                        "\"$0\" --port " + std::to_string(w.port) + " --tag " + w.tmp.path.string() + " & wait",
+                        STACKUP_TEST_DAEMON_PATH},
+            .state_dir = w.state,
+            .ready = stackup::ready::http(w.port, "/health"),
+            .stop_timeout = 5s}};
+  stackup::Stack s{"local", std::move(d)};
+  auto& web = s.get<"orchestrator">();
+  // Kills the running daemon's recorded process; returns it and the server it leaves.
+  auto orphan_the_server = [&] {
+    const pid_t leader = web.pid().value_or(0);
+    REQUIRE(leader > 1);
+    std::vector<pid_t> members;
+    REQUIRE(eventually([&] { return (members = in_session(leader)).size() == 2; }));
+    // Every process of the daemon carries the invocation id its pid file records.
+    const std::string record = slurp(web.pid_file()).value_or("");
+    const std::string id = record.substr(record.rfind(' ') + 1, 32);
+    for (pid_t p : members) {
+      CAPTURE(p);
+      CHECK(contains(slurp("/proc/" + std::to_string(p) + "/environ").value_or(""),
+                     std::string("STACKUP_INVOCATION_ID=") + id + '\0'));
+    }
+    REQUIRE(::kill(leader, SIGKILL) == 0);
+    REQUIRE(eventually([&] { return !alive(leader); }));
+    CHECK_FALSE(web.is_running()); // the daemon is its recorded process: gone (and now reaped)
+    CHECK_FALSE(fs::exists("/proc/" + std::to_string(leader)));
+    const auto left = in_session(leader);
+    REQUIRE(left.size() == 1);
+    CHECK(port_open(w.port)); // the server still holds the port
+    return std::pair{leader, left.front()};
+  };
+
+  s.up();
+  const auto [first, first_server] = orphan_the_server();
+  // The next up stops what the first run left before it starts anew: one server, not two.
+  s.up();
+  CHECK_FALSE(alive(first_server));
+  CHECK(in_session(first).empty());
+  const pid_t second = web.pid().value_or(0);
+  CHECK(second != first);
+  CHECK(web.is_running());
+  CHECK(w.processes() == in_session(second));
+
+  const auto [leader, server] = orphan_the_server();
+  s.down({.force = true});
+  CHECK_FALSE(alive(server));
+  CHECK(in_session(leader).empty());
+  CHECK(w.processes().empty());
+  CHECK(listenable(w.port));
+  CHECK_FALSE(fs::exists(w.state));
+}
+
+TEST_CASE("local_daemon: a stale record naming an unrelated session whose leader exited: nothing is signalled") {
+  World w;
+  // An unrelated session whose leader has exited and left a process behind:
+  // what the pid of a stale record can name once that pid has been reused.
+  const std::uint16_t other_port = free_port();
+  int report[2];
+  REQUIRE(::pipe(report) == 0);
+  const pid_t leader = ::fork();
+  REQUIRE(leader >= 0);
+  if (leader == 0) {
+    ::setsid();
+    const pid_t member = start_process(w.command({}, other_port));
+    [[maybe_unused]] const ssize_t n = ::write(report[1], &member, sizeof member);
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  pid_t member = 0;
+  REQUIRE(::read(report[0], &member, sizeof member) == static_cast<ssize_t>(sizeof member));
+  ::close(report[0]);
+  REQUIRE(eventually([&] { return !alive(leader); }));
+  const std::string leader_start = std::to_string(stat_of(leader)->start); // a zombie still has it
+  ::waitpid(leader, nullptr, 0);
+  REQUIRE(eventually([&] { return port_open(other_port); }));
+  REQUIRE(stat_of(member)->session == leader);
+
+  auto d = w.daemon();
+  const std::vector<std::string> records = {
+      std::to_string(leader) + " " + leader_start + "\n",                                     // 0.1.0's format
+      std::to_string(leader) + " " + leader_start + " 0123456789abcdef0123456789abcdef\n", // another start's id
+  };
+  for (const auto& record : records) {
+    CAPTURE(record);
+    d.provision();
+    spit(d.pid_file(), record);
+    CHECK_FALSE(d.is_running());
+    CHECK_FALSE(d.pid().has_value());
+    d.suspend(); // stale: removed, nothing signalled
+    CHECK_FALSE(fs::exists(d.pid_file()));
+    spit(d.pid_file(), record);
+    stackup::Stack s{"local", w.daemon()};
+    s.up(); // starts a daemon of its own
+    CHECK(s.is_running());
+    s.down();
+    spit(d.pid_file(), record);
+    s.down({.force = true});
+    CHECK_FALSE(fs::exists(w.state));
+    CHECK(alive(member));
+    CHECK(port_open(other_port));
+  }
+  ::kill(member, SIGKILL); // the sweeper also ends the daemon whose record was overwritten
 }
 
 TEST_CASE("local_daemon: a daemon that exits at start fails resume with its exit status and log tail") {
@@ -674,17 +854,18 @@ TEST_CASE("local_daemon: an unsafe state directory is refused") {
     spit(w.state / "notes.txt", "mine\n");
     auto d = w.daemon();
     const std::string message = error_of([&] { d.provision(); });
-    CHECK(contains(message, "holds files stackup did not write (e.g. 'notes.txt')"));
+    CHECK(contains(message, w.state.string()));
+    CHECK(contains(message, "it has no stackup marker"));
     CHECK_FALSE(fs::exists(w.state / "lock"));
     CHECK_FALSE(fs::exists(w.state / "config"));
     struct stat st{};
     REQUIRE(::stat(w.state.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0755); // untouched
-    // Without a config, deprovision removes only stackup's own files and keeps the rest.
+    // Nor does deprovision touch it, not even a file with one of stackup's names.
     ::chmod(w.state.c_str(), 0700);
     spit(w.state / "daemon.log", "old log\n");
-    CHECK(contains(error_of([&] { d.deprovision(); }), "holds files stackup did not write"));
-    CHECK_FALSE(fs::exists(w.state / "daemon.log"));
+    CHECK(contains(error_of([&] { d.deprovision(); }), "it has no stackup marker"));
+    CHECK(slurp(w.state / "daemon.log") == "old log\n");
     CHECK(slurp(w.state / "notes.txt") == "mine\n");
   }
   SUBCASE("the root or the home directory") {
@@ -765,4 +946,172 @@ TEST_CASE("local_daemon: two processes running up at the same moment start exact
     d.deprovision();
     CHECK(eventually([&] { return w.processes().empty(); }));
   }
+}
+
+TEST_CASE("local_daemon: a host started with stdin, stdout and stderr closed starts, stops and runs commands") {
+  World w;
+  const fs::path result = w.tmp.path / "result";
+  std::vector<std::string> argv{STACKUP_CLOSED_STDIO_PATH, result.string(), w.state.string(), std::to_string(w.port)};
+  for (const auto& a : w.command()) argv.push_back(a);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(0);
+    ::close(1);
+    ::close(2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(slurp(result).value_or("no result") == "ok\n");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The daemon's output went to its log, not to a descriptor of the host.
+  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port)));
+  CHECK(contains(slurp(w.state / "daemon.log").value_or(""), "stopped with SIGTERM"));
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a timeout of milliseconds::max() means wait, not overflow") {
+  World w;
+  constexpr auto forever = std::chrono::milliseconds::max();
+  // Ready only after a while: resume waits for it.
+  auto d = w.daemon({"--ready-after", "300", "--term-delay", "300"}, stackup::ready::tcp(w.port), forever, forever);
+  d.provision();
+  d.resume();
+  const pid_t pid = d.pid().value_or(0);
+  REQUIRE(alive(pid));
+  CHECK(port_open(w.port));
+  // Takes a while to exit after SIGTERM: suspend waits for it instead of killing it.
+  d.suspend();
+  CHECK_FALSE(alive(pid));
+  const std::string log = slurp(d.log_file()).value_or("");
+  CHECK(contains(log, "test_daemon: exiting after SIGTERM"));
+  CHECK(contains(log, "stopped with SIGTERM"));
+  CHECK_FALSE(contains(log, "SIGKILL"));
+  // The config keeps the value, and another process reads it back.
+  CHECK(Daemon::from_state_dir(w.state).config().start_timeout == forever);
+  CHECK(Daemon::from_state_dir(w.state).config().stop_timeout == forever);
+  d.deprovision();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a zero or negative timeout means no wait") {
+  World w;
+  // Negative counts as zero, so the config file stays readable by another process.
+  auto never_ready = w.daemon({"--ready-after", "600000"}, stackup::ready::tcp(w.port), -5s, -1ms);
+  CHECK(never_ready.config().start_timeout == 0ms);
+  CHECK(never_ready.config().stop_timeout == 0ms);
+  never_ready.provision();
+  CHECK(Daemon::from_state_dir(w.state).config().start_timeout == 0ms);
+  CHECK(Daemon::from_state_dir(w.state).config().stop_timeout == 0ms);
+  // start_timeout 0: not ready at the first look, so resume fails and stops it.
+  CHECK(contains(error_of([&] { never_ready.resume(); }), "was not ready within 0ms"));
+  CHECK(w.processes().empty());
+
+  // stop_timeout 0: SIGKILL right after SIGTERM, although it would exit in time.
+  auto slow_to_stop = w.daemon({"--term-delay", "600000"}, stackup::ready::tcp(w.port), 10s, 0ms);
+  slow_to_stop.resume();
+  const pid_t pid = slow_to_stop.pid().value_or(0);
+  REQUIRE(alive(pid));
+  slow_to_stop.suspend();
+  CHECK_FALSE(alive(pid));
+  CHECK(contains(slurp(slow_to_stop.log_file()).value_or(""), "stopped with SIGKILL: still running 0ms after SIGTERM"));
+
+  // With no probe, zero is enough: the daemon is ready once started.
+  Daemon quick{{.command = w.command(), .state_dir = w.tmp.path / "quick", .start_timeout = 0ms}};
+  quick.provision();
+  quick.resume();
+  CHECK(quick.is_running());
+  quick.deprovision();
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a state directory made by 0.1.0 (no marker) stays manageable with its daemon running") {
+  World w;
+  for (const std::string how : {"status, then down --force", "down and up again adopt it"}) {
+    CAPTURE(how);
+    // 0.1.0 wrote the same files minus the marker: build one, with a live daemon.
+    {
+      auto d = w.daemon();
+      d.provision();
+      d.resume();
+    }
+    REQUIRE(fs::remove(w.state / Daemon::marker));
+    REQUIRE(slurp(w.state / "config").value_or("").rfind("stackup local_daemon config 1\n", 0) == 0);
+    const pid_t pid = Daemon::from_state_dir(w.state).pid().value_or(0);
+    REQUIRE(alive(pid));
+
+    stackup::Stack s{"legacy", w.daemon()};
+    CHECK(s.status()[0].state == stackup::State::running);
+    CHECK(run({STACKUP_DAEMON_QUERY_PATH, w.state.string()}).out == "running " + std::to_string(pid) + "\n");
+    if (how == "down and up again adopt it") {
+      s.down();
+      CHECK_FALSE(alive(pid));
+      CHECK_FALSE(fs::exists(w.state / Daemon::marker));
+      s.up(); // resume writes the marker: the directory is now provably stackup's
+      CHECK(s.get<"orchestrator">().is_running());
+      CHECK(contains(slurp(w.state / Daemon::marker).value_or(""), "created by stackup"));
+    }
+    s.down({.force = true});
+    CHECK_FALSE(alive(pid));
+    CHECK_FALSE(fs::exists(w.state));
+    CHECK(w.processes().empty());
+  }
+}
+
+TEST_CASE("local_daemon: a deprovision killed between moving the state directory away and removing it is finished later") {
+  World w;
+  // The pid of a process that has ended: a deprovision that was killed.
+  const auto dead_pid = [] {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) ::_exit(0);
+    REQUIRE(::waitpid(pid, nullptr, 0) == pid);
+    return pid;
+  };
+  const pid_t dead = dead_pid();
+  const auto leftover = [&](std::string_view owner_pid, bool legacy) {
+    auto d = w.daemon();
+    d.provision();
+    spit(w.state / "daemon.log", "a log\n");
+    fs::create_directories(w.state / "data" / "deep");
+    spit(w.state / "data" / "deep" / "file", "x\n");
+    if (legacy) fs::remove(w.state / Daemon::marker);
+    fs::path moved = w.state;
+    moved += ".removing-" + std::string(owner_pid);
+    fs::rename(w.state, moved);
+    return moved;
+  };
+  const fs::path stale = leftover(std::to_string(dead), false);
+  const fs::path stale_legacy = leftover(std::to_string(dead_pid()), true); // as 0.1.0 left it
+  // Not provably stackup's, or its deprovision may still be running: left alone.
+  const fs::path busy = leftover(std::to_string(::getpid()), false);
+  fs::path foreign = w.state;
+  foreign += ".removing-" + std::to_string(dead) + "1";
+  fs::create_directory(foreign);
+  ::chmod(foreign.c_str(), 0700);
+  spit(foreign / "config", "not stackup's\n");
+  fs::path unrelated = w.state;
+  unrelated += ".removing-backup";
+  fs::create_directory(unrelated);
+  spit(unrelated / Daemon::marker, "created by stackup\n");
+
+  SUBCASE("provision cleans up") { w.daemon().provision(); }
+  SUBCASE("deprovision cleans up") {
+    auto d = w.daemon();
+    d.provision();
+    d.deprovision();
+    CHECK_FALSE(fs::exists(w.state));
+  }
+  SUBCASE("deprovision cleans up even with no state directory") { w.daemon().deprovision(); }
+  CHECK_FALSE(fs::exists(stale));
+  CHECK_FALSE(fs::exists(stale_legacy));
+  CHECK(fs::exists(busy / Daemon::marker));
+  CHECK(slurp(foreign / "config") == "not stackup's\n");
+  CHECK(fs::exists(unrelated / Daemon::marker));
 }

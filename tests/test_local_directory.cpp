@@ -3,16 +3,24 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -51,6 +59,57 @@ template <class F> std::string error_of(F&& f) {
 bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
 
 void touch(const fs::path& p) { std::ofstream(p) << "data\n"; }
+
+// A directory worth removing: `files` files in a few subdirectories.
+void fill(const fs::path& dir, int files) {
+  for (int i = 0; i < files; ++i) {
+    const fs::path sub = dir / ("run-" + std::to_string(i % 8));
+    fs::create_directories(sub);
+    touch(sub / ("artifact-" + std::to_string(i)));
+  }
+}
+
+// Everything in `dir`, recursively, as sorted relative paths.
+std::vector<std::string> tree(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    out.push_back(it->path().lexically_relative(dir).string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// While alive, this thread runs without its effective capabilities, so that
+// file permissions hold for root too: the only portable way, as root or not, to
+// make a removal fail half-way at a chosen place. (Capabilities set by the raw
+// system call are per thread.)
+class WithoutPrivileges {
+public:
+  WithoutPrivileges() {
+    REQUIRE(::syscall(SYS_capget, &header_, saved_) == 0);
+    __user_cap_data_struct none[2] = {saved_[0], saved_[1]};
+    none[0].effective = none[1].effective = 0;
+    REQUIRE(::syscall(SYS_capset, &header_, none) == 0);
+  }
+  ~WithoutPrivileges() { ::syscall(SYS_capset, &header_, saved_); }
+  WithoutPrivileges(const WithoutPrivileges&) = delete;
+  WithoutPrivileges& operator=(const WithoutPrivileges&) = delete;
+
+private:
+  __user_cap_header_struct header_{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct saved_[2]{};
+};
+
+// Whether a process waits in flock() for a lock on the file with inode `ino`
+// (a "->" line of /proc/locks).
+bool flock_waiter_on(ino_t ino) {
+  std::ifstream locks("/proc/locks");
+  const std::string needle = ":" + std::to_string(ino) + " ";
+  for (std::string line; std::getline(locks, line);)
+    if (contains(line, "->") && contains(line, "FLOCK") && contains(line, needle)) return true;
+  return false;
+}
 
 } // namespace
 
@@ -224,4 +283,220 @@ TEST_CASE("local_directory: processes provisioning the same directory at the sam
     }
     CHECK(Dir{{.path = where}}.is_provisioned());
   }
+}
+
+TEST_CASE("local_directory: a removal that fails half-way leaves it provisioned; deprovisioning again finishes") {
+  TempDir t;
+  const fs::path parent = t.path / "parent";
+  const fs::path where = parent / "artifacts";
+  stackup::Stack s{"local", Dir{{.name = "artifacts", .path = where}}};
+  auto& dir = s.get<"artifact_store">();
+  s.up();
+  fill(where, 20);
+
+  SUBCASE("the directory itself cannot go (its parent is read-only): it keeps its marker") {
+    fs::permissions(parent, fs::perms::owner_read | fs::perms::owner_exec);
+    std::string message;
+    {
+      WithoutPrivileges unprivileged;
+      message = error_of([&] { dir.deprovision(); });
+    }
+    fs::permissions(parent, fs::perms::owner_all);
+    CHECK(contains(message, "cannot remove '" + where.string() + "'"));
+    CHECK(contains(message, "still provisioned"));
+    CHECK(fs::is_regular_file(where / Dir::marker));
+  }
+  SUBCASE("something in it cannot go (a read-only subdirectory): what is left keeps the marker") {
+    fs::permissions(where / "run-3", fs::perms::owner_read | fs::perms::owner_exec);
+    std::string message;
+    {
+      WithoutPrivileges unprivileged;
+      message = error_of([&] { dir.deprovision(); });
+    }
+    CHECK(contains(message, "cannot remove '" + where.string()));
+    CHECK(contains(message, "Permission denied"));
+    CHECK(contains(message, "still provisioned"));
+    // Wherever what is left now is (moved aside or not), it carries the marker.
+    for (const auto& entry : fs::directory_iterator(parent)) {
+      CAPTURE(entry.path());
+      CHECK(fs::is_regular_file(entry.path() / Dir::marker));
+      if (fs::exists(entry.path() / "run-3")) fs::permissions(entry.path() / "run-3", fs::perms::owner_all);
+    }
+  }
+  // Still provisioned: status says so, up does not refuse it, and down --force finishes the job.
+  CHECK(dir.is_provisioned());
+  CHECK(s.status()[0].state == stackup::State::running);
+  s.up();
+  s.down({.force = true});
+  CHECK_FALSE(fs::exists(where));
+  CHECK(tree(parent).empty()); // nothing moved aside is left, and the lock left no file
+}
+
+TEST_CASE("local_directory: what a killed deprovision left beside the directory is removed by the next down --force") {
+  TempDir t;
+  const fs::path parent = t.path / "parent";
+  const fs::path where = parent / "artifacts";
+  stackup::Stack s{"local", Dir{{.name = "artifacts", .path = where}}};
+  s.up(); // the empty marked directory a deprovision swaps in first
+  // The contents it had swapped out, marked, half-removed when it was killed.
+  const fs::path aside = parent / "artifacts.removing-4194000";
+  Dir{{.path = aside}}.provision();
+  fill(aside, 30);
+  // Look-alikes that are not stackup's (no marker, not a directory, a symlink,
+  // another name) and a marked directory elsewhere: all stay as they are.
+  const fs::path elsewhere = t.path / "elsewhere";
+  Dir{{.path = elsewhere}}.provision();
+  touch(elsewhere / "precious");
+  fs::create_directory(parent / "artifacts.removing-77");
+  touch(parent / "artifacts.removing-77" / "precious");
+  touch(parent / "artifacts.removing-78");
+  fs::create_directory_symlink(elsewhere, parent / "artifacts.removing-79");
+  Dir{{.path = parent / "artifacts.removing-7x"}}.provision();
+  Dir{{.path = parent / "other.removing-80"}}.provision();
+  const auto elsewhere_before = tree(elsewhere);
+
+  CHECK(s.get<"artifact_store">().is_provisioned());
+  s.down({.force = true});
+  CHECK_FALSE(fs::exists(where));
+  CHECK_FALSE(fs::exists(aside));
+  CHECK(tree(parent) == std::vector<std::string>{"artifacts.removing-77", "artifacts.removing-77/precious",
+                                                 "artifacts.removing-78", "artifacts.removing-79",
+                                                 "artifacts.removing-7x", "artifacts.removing-7x/.stackup-directory",
+                                                 "other.removing-80", "other.removing-80/.stackup-directory"});
+  CHECK(tree(elsewhere) == elsewhere_before);
+}
+
+TEST_CASE("local_directory: a writer adding files during deprovision leaves it removed or still provisioned") {
+  TempDir t;
+  const fs::path where = t.path / "artifacts";
+  Dir dir{{.path = where}};
+  for (int round = 0; round < 5; ++round) {
+    CAPTURE(round);
+    dir.provision();
+    fill(where, 100);
+    std::atomic<bool> stop{false}, started{false};
+    std::thread writer([&] {
+      for (int i = 0; !stop; ++i) {
+        std::ofstream(where / ("new-" + std::to_string(i))) << "x"; // by path: fails once the directory is gone
+        started = true;
+      }
+    });
+    while (!started) std::this_thread::yield();
+    const std::string message = error_of([&] { dir.deprovision(); });
+    stop = true;
+    writer.join();
+    CAPTURE(message);
+    CHECK((message.empty() || contains(message, "still provisioned")));
+    CHECK((!fs::exists(where) || dir.is_provisioned()));
+    CHECK(error_of([&] { dir.deprovision(); }).empty());
+    CHECK(tree(t.path).empty());
+  }
+}
+
+TEST_CASE("local_directory: processes and threads racing provision and deprovision all succeed") {
+  SUBCASE("processes") {
+    for (int round = 0; round < 6; ++round) {
+      CAPTURE(round);
+      TempDir t;
+      const fs::path where = t.path / "shared" / "store";
+      Dir{{.path = where}}.provision();
+      fill(where, 100);
+      int barrier[2];
+      REQUIRE(::pipe(barrier) == 0);
+      std::vector<pid_t> racers;
+      for (int i = 0; i < 6; ++i) {
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+          ::close(barrier[1]);
+          int code = 1;
+          try {
+            Dir d{{.path = where}};
+            char c = 0;
+            [[maybe_unused]] const ssize_t n = ::read(barrier[0], &c, 1); // returns when the parent closes it
+            if (i % 3 == 0) d.provision();
+            else d.deprovision();
+            code = 0;
+          } catch (...) {
+          }
+          ::_exit(code);
+        }
+        racers.push_back(pid);
+      }
+      ::close(barrier[0]);
+      ::close(barrier[1]); // go
+      for (pid_t r : racers) {
+        int status = 0;
+        REQUIRE(::waitpid(r, &status, 0) == r);
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+      }
+      // As the last one to run left it: provisioned, or gone with nothing beside it.
+      const auto left = tree(t.path / "shared");
+      CAPTURE(left.size());
+      CHECK((left.empty() || (Dir{{.path = where}}.is_provisioned() &&
+                              std::all_of(left.begin(), left.end(), [](const std::string& e) {
+                                return e.rfind("store", 0) == 0 && !contains(e, ".removing-");
+                              }))));
+    }
+  }
+  SUBCASE("threads") {
+    TempDir t;
+    const fs::path where = t.path / "store";
+    std::atomic<int> failures{0};
+    std::vector<std::thread> racers;
+    for (int i = 0; i < 4; ++i) {
+      racers.emplace_back([&, i] {
+        Dir d{{.path = where}};
+        for (int k = 0; k < 25; ++k) {
+          try {
+            if ((i + k) % 2 == 0) {
+              d.provision();
+              std::ofstream(where / ("file-" + std::to_string(i) + "-" + std::to_string(k))) << "x";
+            } else {
+              d.deprovision();
+            }
+          } catch (const stackup::Error&) {
+            ++failures;
+          }
+        }
+      });
+    }
+    for (auto& r : racers) r.join();
+    CHECK(failures == 0);
+    Dir d{{.path = where}};
+    CHECK((!fs::exists(where) || d.is_provisioned()));
+    d.deprovision();
+    CHECK(tree(t.path).empty());
+  }
+}
+
+TEST_CASE("local_directory: a deprovision waiting for the lock acts on the directory at the path when it gets it") {
+  TempDir t;
+  const fs::path parent = t.path / "parent";
+  const fs::path where = parent / "artifacts";
+  Dir{{.path = where}}.provision();
+  touch(where / "first");
+  // Hold the lock of the parent, as a concurrent action would.
+  const int held = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(held >= 0);
+  REQUIRE(::flock(held, LOCK_EX) == 0);
+  struct stat st{};
+  REQUIRE(::fstat(held, &st) == 0);
+  std::atomic<bool> done{false};
+  std::string message;
+  std::thread remover([&] {
+    message = error_of([&] { Dir{{.path = where}}.deprovision(); });
+    done = true;
+  });
+  while (!done && !flock_waiter_on(st.st_ino)) std::this_thread::yield();
+  // While it waits, the parent is moved away and another one takes its place.
+  fs::rename(parent, t.path / "moved");
+  Dir{{.path = where}}.provision();
+  touch(where / "second");
+  ::close(held); // releases the lock
+  remover.join();
+  CHECK(message.empty());
+  CHECK_FALSE(fs::exists(where)); // the directory at the path when it acted
+  CHECK(fs::exists(t.path / "moved" / "artifacts" / "first")); // not the one that was moved away
 }

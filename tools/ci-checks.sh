@@ -6,7 +6,8 @@
 #             Sanitizer; any report, from any process (daemons included), fails
 #   tsan      the parallel and multi-process tests under ThreadSanitizer: the
 #             parallel and fault-injection suites, LocalDaemon's concurrent up,
-#             and concurrent stackctl processes (some in parallel mode)
+#             LocalDirectory's racing threads and processes, and concurrent
+#             stackctl processes (some in parallel mode)
 #   valgrind  the core tests under valgrind --error-exitcode=1 --leak-check=full
 #   fuzz      every libFuzzer target in tests/fuzz for FUZZ_SECONDS each; any
 #             crash, leak or hang fails
@@ -123,7 +124,8 @@ part_tsan() {
   defs=$(build_test_programs "$dir" "$flags") || return 1
   # The suites with threads or several processes, in one doctest binary.
   build_program "$dir/stackup_tests" "$flags $defs" "$root/tests/main.cpp" "$root/tests/test_parallel.cpp" \
-    "$root/tests/test_fault_injection.cpp" "$root/tests/test_local_daemon.cpp" || return 1
+    "$root/tests/test_fault_injection.cpp" "$root/tests/test_local_daemon.cpp" "$root/tests/test_local_directory.cpp" \
+    || return 1
   build_program "$dir/stackctl" "$flags" "$root/examples/stackctl/stackctl.cpp" || return 1
   build_program "$dir/demo_server" "$flags" "$root/examples/stackctl/demo_server.cpp" || return 1
   rm -rf "$reports" && mkdir -p "$reports"

@@ -23,6 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   px::PidRecord again;
   std::string why_again;
   if (!px::parse_pid_record(px::format_pid_record(rec), again, why_again)) std::abort();
-  if (again.pid != rec.pid || again.start_time != rec.start_time) std::abort();
+  if (again.pid != rec.pid || again.start_time != rec.start_time || again.invocation_id != rec.invocation_id) std::abort();
   return 0;
 }

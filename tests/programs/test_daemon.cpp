@@ -1,11 +1,12 @@
 // test_daemon: a small real daemon for the LocalDaemon tests.
 //
-//   test_daemon --port N [--ready-after MS] [--ignore-term] [--exit-now MESSAGE]
-//               [--unhealthy] [--spawn-child] [--tag TEXT]
+//   test_daemon --port N [--ready-after MS] [--ignore-term] [--term-delay MS]
+//               [--exit-now MESSAGE] [--unhealthy] [--spawn-child] [--tag TEXT]
 //
 // Listens on 127.0.0.1:N and answers `GET /health` with 200 (503 with
 // --unhealthy), anything else with 404. --ready-after delays the listening
-// socket; --ignore-term logs and ignores SIGTERM; --exit-now prints MESSAGE on
+// socket; --ignore-term logs and ignores SIGTERM; --term-delay takes MS to exit
+// after SIGTERM, saying so when it starts and when it exits; --exit-now prints MESSAGE on
 // stderr and exits with status 3; --spawn-child forks a child that stays in the
 // daemon's process group; --tag is ignored (tests use it to find their processes).
 // SPDX-License-Identifier: MIT
@@ -14,6 +15,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,9 +35,20 @@ extern "C" void on_term(int) {
   [[maybe_unused]] const ssize_t n = ::write(2, msg, sizeof msg - 1);
 }
 
+timespec term_delay{0, 0};
+
+extern "C" void on_term_slowly(int) {
+  static const char got[] = "test_daemon: got SIGTERM, exiting after a delay\n";
+  static const char done[] = "test_daemon: exiting after SIGTERM\n";
+  [[maybe_unused]] ssize_t n = ::write(1, got, sizeof got - 1);
+  ::nanosleep(&term_delay, nullptr);
+  n = ::write(1, done, sizeof done - 1);
+  ::_exit(0);
+}
+
 int usage(const char* why) {
   std::fprintf(stderr, "test_daemon: %s\nusage: test_daemon --port N [--ready-after MS] [--ignore-term] "
-                       "[--exit-now MESSAGE] [--unhealthy] [--spawn-child] [--tag TEXT]\n", why);
+                       "[--term-delay MS] [--exit-now MESSAGE] [--unhealthy] [--spawn-child] [--tag TEXT]\n", why);
   return 2;
 }
 
@@ -60,7 +73,7 @@ void answer(int client, bool healthy) {
 } // namespace
 
 int main(int argc, char** argv) {
-  long port = -1, ready_after = 0;
+  long port = -1, ready_after = 0, slow_term = -1;
   bool ignore_term = false, unhealthy = false, spawn_child = false;
   const char* exit_now = nullptr;
   for (int i = 1; i < argc; ++i) {
@@ -68,6 +81,7 @@ int main(int argc, char** argv) {
     const bool has_value = i + 1 < argc;
     if (a == "--port" && has_value) port = std::strtol(argv[++i], nullptr, 10);
     else if (a == "--ready-after" && has_value) ready_after = std::strtol(argv[++i], nullptr, 10);
+    else if (a == "--term-delay" && has_value) slow_term = std::strtol(argv[++i], nullptr, 10);
     else if (a == "--exit-now" && has_value) exit_now = argv[++i];
     else if (a == "--tag" && has_value) ++i;
     else if (a == "--ignore-term") ignore_term = true;
@@ -86,6 +100,13 @@ int main(int argc, char** argv) {
   if (ignore_term) {
     struct sigaction sa{};
     sa.sa_handler = on_term;
+    ::sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+  }
+  if (slow_term >= 0) {
+    term_delay = {slow_term / 1000, (slow_term % 1000) * 1000000};
+    struct sigaction sa{};
+    sa.sa_handler = on_term_slowly;
     ::sigemptyset(&sa.sa_mask);
     ::sigaction(SIGTERM, &sa, nullptr);
   }

@@ -13,6 +13,15 @@ Every stackctl run is a separate process, as a user's would be:
                component; 4 x `stack down --force` at once: all exit 0, nothing
                left. Then up and down racing each other: no crash, and a final
                `stack down --force` leaves nothing.
+  directory    the artifact store (a LocalDirectory holding a few thousand
+               files) under contention, round after round, with busy processes
+               loading the CPU: 4 x `artifact_store down --force` at once all
+               exit 0 and leave nothing; `up` and `down --force` racing leave
+               the directory provisioned or gone, never an unmarked or
+               half-removed one; a writer adding files during `down --force`
+               leaves it removed or still provisioned, and a later `down
+               --force` removes it; so does a `down --force` killed with
+               SIGKILL while it removes the contents.
 
 The daemons run through a small wrapper (STACKCTL_SERVER) around demo_server
 that can hold a daemon before it starts serving, or hold its exit after SIGTERM,
@@ -39,6 +48,8 @@ ROLES = ["artifact_store", "orchestrator", "model_deployer", "experiment_tracker
 # A ceiling for one stackctl run or one awaited condition: it only stops a hung
 # test; nothing is asserted about how long anything takes.
 CEILING = float(os.environ.get("RELIABILITY_CEILING", "120"))
+# Files put in the artifact store before it is removed, so that removal takes long enough to race.
+DIRECTORY_FILES = int(os.environ.get("RELIABILITY_DIRECTORY_FILES", "300"))
 
 WRAPPER = r"""#!/bin/sh
 # demo_server, slowed down on demand for the model deployer ("deployer"):
@@ -389,7 +400,154 @@ def scenario_concurrent(env, rounds=int(os.environ.get("RELIABILITY_ROUNDS", "6"
         check(env.state_entries() == [], f"{what} round {r}: no state is left", repr(env.state_entries()))
 
 
-SCENARIOS = {"crash-up": scenario_crash_up, "crash-down": scenario_crash_down, "concurrent": scenario_concurrent}
+def fill(directory, files=DIRECTORY_FILES):
+    """A directory full of artifacts: subdirectories of small files, so removal takes a while."""
+    for i in range(files):
+        sub = os.path.join(directory, f"run-{i % 20}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"artifact-{i}"), "w") as f:
+            f.write("data\n")
+
+
+def marked(directory):
+    return os.path.isfile(os.path.join(directory, ".stackup-directory")) and not os.path.islink(directory)
+
+
+class Busy:
+    """Processes spinning on the CPU (as many as there are cores), so that racers
+    are preempted at arbitrary points. They spin only inside `with busy:` (the
+    races), not while the driver prepares a round; killed by stop()."""
+
+    def __init__(self, env):
+        code = "import time\nend = time.monotonic() + %f\nwhile time.monotonic() < end: pass\n" % CEILING
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], env=env.env())
+                      for _ in range(os.cpu_count() or 2)]
+        self._signal(signal.SIGSTOP)
+
+    def _signal(self, sig):
+        for p in self.procs:
+            p.send_signal(sig)
+
+    def __enter__(self):
+        self._signal(signal.SIGCONT)
+        return self
+
+    def __exit__(self, *exc):
+        self._signal(signal.SIGSTOP)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def scenario_directory(env, rounds=int(os.environ.get("RELIABILITY_DIRECTORY_ROUNDS", "15"))):
+    artifacts = os.path.join(env.state, "artifacts")
+    no_marker = "no stackup marker"
+    busy = Busy(env)
+    try:
+        for r in range(1, rounds + 1):
+            what = f"directory round {r}"
+            code, out = env.run("artifact_store", "up")
+            if not check(code == 0 and marked(artifacts), f"{what}: artifact_store up creates the marked directory",
+                         out):
+                return
+            fill(artifacts)
+            with busy:
+                downs = race(env, [("artifact_store", "down", "--force"), ("artifact_store", "down", "-f", "-p"),
+                                   ("artifact_store", "down", "--force"), ("artifact_store", "down", "-f")], what)
+            for i, (code, out) in enumerate(downs):
+                check(code == 0 and no_marker not in out, f"{what}: concurrent down --force #{i + 1} exits 0", out)
+            check(env.state_entries() == [], f"{what}: the directory is gone, nothing left beside it",
+                  repr(env.state_entries()[:5]))
+
+            # up and down --force racing: either order, never a directory left half-removed or unmarked.
+            env.run("artifact_store", "up")
+            fill(artifacts, DIRECTORY_FILES // 4)
+            with busy:
+                results = race(env, [("artifact_store", "down", "-f"), ("artifact_store", "up"),
+                                     ("artifact_store", "down", "--force", "-p"), ("artifact_store", "up", "-p")],
+                               what)
+            for i, (code, out) in enumerate(results):
+                # An up whose check saw the directory before a down removed it
+                # reports it not provisioned (exit 1); nothing else may fail.
+                check(code in (0, 1) and no_marker not in out and "internal error" not in out,
+                      f"{what}: up/down racer #{i + 1} exits 0 or 1 and refuses nothing", out)
+            left = env.state_entries()
+            check(left == [] or (marked(artifacts) and all(e.startswith("artifacts") for e in left)
+                                 and not any(".removing-" in e for e in left)),
+                  f"{what}: after up racing down the directory is provisioned or gone", repr(left[:5]))
+            code, out = env.run("artifact_store", "down", "--force")
+            check(code == 0 and env.state_entries() == [], f"{what}: a final down --force leaves nothing",
+                  out + repr(env.state_entries()[:5]))
+
+        # A writer adding files while down --force removes the directory.
+        what = "directory with a writer"
+        for r in range(1, 4):
+            env.run("artifact_store", "up")
+            fill(artifacts, DIRECTORY_FILES // 4)
+            writer = subprocess.Popen([sys.executable, "-c", WRITER, artifacts], env=env.env(),
+                                      stdout=subprocess.PIPE, text=True)
+            writer.stdout.readline()  # it has started writing
+            with busy:
+                code, out = env.run("artifact_store", "down", "--force")
+            writer.kill()
+            writer.wait()
+            check(code in (0, 1) and no_marker not in out, f"{what} {r}: down --force exits 0 or 1", out)
+            check(not os.path.exists(artifacts) or marked(artifacts),
+                  f"{what} {r}: the directory is removed or still provisioned (marked)",
+                  repr(env.state_entries()[:5]))
+            code, out = env.run("artifact_store", "down", "--force")
+            check(code == 0 and env.state_entries() == [], f"{what} {r}: a later down --force removes it all",
+                  out + repr(env.state_entries()[:5]))
+
+        # down --force killed while it removes the contents: the directory is
+        # still provisioned, and the next down --force removes everything.
+        what = "directory removal killed"
+        killed = False
+        for _ in range(5):  # until the kill lands during the removal, not after it
+            env.run("artifact_store", "up")
+            fill(artifacts, DIRECTORY_FILES * 10)
+            p = env.start("artifact_store", "down", "--force")
+            aside = f"{artifacts}.removing-{p.pid}"
+            while p.poll() is None and not os.path.exists(aside):
+                time.sleep(0.001)
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+            if p.returncode == -signal.SIGKILL:
+                killed = True
+                break
+        if check(killed, f"{what}: stackctl was killed by SIGKILL while it removed the contents"):
+            check(marked(aside), f"{what}: the contents moved aside keep the marker", repr(env.state_entries()[:5]))
+            status_is_truthful(env, what, {"artifact_store": "running", "orchestrator": "deprovisioned",
+                                                  "model_deployer": "deprovisioned",
+                                                  "experiment_tracker": "deprovisioned"})
+            code, out = env.run("artifact_store", "down", "--force")
+            check(code == 0 and env.state_entries() == [], f"{what}: the next down --force removes it all",
+                  out + repr(env.state_entries()[:5]))
+    finally:
+        busy.stop()
+
+
+# Adds files to the directory given as argv[1], by path, until killed.
+WRITER = r"""
+import os, sys
+d = sys.argv[1]
+n = 0
+print("writing", flush=True)
+while True:
+    try:
+        with open(os.path.join(d, "new-%d" % n), "w") as f:
+            f.write("x")
+    except OSError:
+        pass
+    n += 1
+"""
+
+
+SCENARIOS = {"crash-up": scenario_crash_up, "crash-down": scenario_crash_down, "concurrent": scenario_concurrent,
+             "directory": scenario_directory}
 
 
 def main():

@@ -7,6 +7,7 @@
 #include <stackup/detail/posix.hpp>
 #include <stackup/errors.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -28,7 +29,9 @@ struct CommandConfig {
   std::string suspend{};        ///< stops them, keeping them
   std::string is_provisioned{}; ///< query: exit status 0 = provisioned
   std::string is_running{};     ///< query: exit status 0 = running
-  std::chrono::milliseconds timeout = std::chrono::minutes(5); ///< per command; then its process group is killed
+  /// Per command; then its process group is killed. milliseconds::max() waits
+  /// for ever; zero (or negative, which counts as zero) gives no time at all.
+  std::chrono::milliseconds timeout = std::chrono::minutes(5);
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
 };
@@ -66,8 +69,10 @@ public:
   /// The configuration type (designated initialisers).
   using Config = CommandConfig;
 
-  /// A component with these commands. Runs nothing.
-  explicit Command(Config config) : config_(std::move(config)) {}
+  /// A component with these commands; a negative timeout becomes zero. Runs nothing.
+  explicit Command(Config config) : config_(std::move(config)) {
+    config_.timeout = std::max(config_.timeout, std::chrono::milliseconds::zero());
+  }
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {

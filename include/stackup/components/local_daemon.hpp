@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <ctime>
 #include <filesystem>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -73,10 +72,14 @@ inline Probe http(std::uint16_t port, std::string path = "/") {
 struct LocalDaemonConfig {
   std::string name{};                  ///< display name; empty: the role
   std::vector<std::string> command{};  ///< argv, no shell; argv[0] is looked up in PATH if it has no '/'
-  std::filesystem::path state_dir{};   ///< holds config, pid file, lock and daemon.log (mode 0700)
+  std::filesystem::path state_dir{};   ///< stackup's own directory (mode 0700): marker, config, pid file, lock, daemon.log
   ready::Probe ready = ready::none(); ///< when the started process counts as ready
-  std::chrono::milliseconds start_timeout = std::chrono::seconds(30); ///< resume: wait this long for readiness
-  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);  ///< suspend: SIGTERM, then SIGKILL after this
+  /// resume: wait this long for readiness. milliseconds::max() waits for ever;
+  /// zero (or negative, which counts as zero) looks once.
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(30);
+  /// suspend: SIGTERM, then SIGKILL after this. milliseconds::max() never
+  /// escalates; zero (or negative, which counts as zero) sends SIGKILL at once.
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
 };
@@ -232,15 +235,32 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 } // namespace detail
 
 /// A local process that the stack starts and stops (ZenML's LocalDaemonService,
-/// done right). Its state directory (mode 0700) holds `config`, the pid file
-/// `pid` ("<pid> <start time>"), `daemon.log` and a `lock` file.
+/// done right). Its state directory (mode 0700) holds the ownership marker
+/// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>
+/// <invocation id>"), `daemon.log` and a `lock` file.
 ///
+/// - The state directory is stackup's own: provision creates it (or takes an
+///   empty one) and writes the marker. A directory without the marker — one
+///   stackup did not create, such as a `.git` or `~/.ssh` that happens to hold a
+///   `config` — is refused by every query and action with an Error, and is
+///   never written to, signalled from or removed. (A directory made by
+///   stackup 0.1.0, which wrote no marker, is recognised by its config's first
+///   line and gets the marker at its next provision or resume.)
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
 /// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log) and waits for readiness with 1–10 ms back-off.
-/// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
-///   `stop_timeout`. A pid whose start time does not match is never signalled.
+///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
+///   the pid file records) and waits for readiness with 1–10 ms back-off.
+/// - `suspend` sends SIGTERM to every process group of the daemon's session, then
+///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
+///   signalled.
+/// - The command must run its server in the foreground. One that puts it in the
+///   background (`sh -c 'server &'`) and exits is not supported: `resume` fails
+///   and stops what it left in its session. Should the daemon's own process exit
+///   later, the daemon is not running, and the next `resume` or `deprovision`
+///   stops what it left in its session, as long as that is provably the
+///   daemon's: the recorded process is not yet reaped, or a process there
+///   carries the start's `STACKUP_INVOCATION_ID` in its environment.
 /// - Every action holds an exclusive flock on `lock`: two processes running
 ///   `up` at once start one daemon.
 ///
@@ -260,13 +280,18 @@ public:
   static constexpr std::string_view flavor = "local_daemon";
   /// The configuration type (designated initialisers).
   using Config = LocalDaemonConfig;
+  /// The ownership marker's file name, inside the state directory: proof that
+  /// stackup created the directory.
+  static constexpr const char* marker = ".stackup-daemon";
 
   /// A daemon with this configuration; `state_dir` and `working_dir` are made
-  /// absolute now, so a later change of the current directory does not move them. Error when
-  /// `state_dir` is empty. Starts nothing.
+  /// absolute now, so a later change of the current directory does not move them;
+  /// a negative timeout becomes zero. Error when `state_dir` is empty. Starts nothing.
   explicit LocalDaemon(Config config) : config_(std::move(config)) {
     if (config_.state_dir.empty())
       throw Error("stackup: local_daemon (" + std::string(role) + "): .state_dir is empty: give it a directory");
+    config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
+    config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
     if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
       config_.state_dir = config_.state_dir.parent_path();
@@ -275,12 +300,12 @@ public:
 
   /// The daemon whose state directory is `state_dir`, configured from its
   /// `config` file: what another process (e.g. a status or down command) needs.
-  /// Error when the directory or its config is missing, unsafe or corrupt, or
-  /// was written for another role.
+  /// Error when the directory or its config is missing, unsafe or corrupt, was
+  /// written for another role, or the directory is not stackup's.
   [[nodiscard]] static LocalDaemon from_state_dir(const std::filesystem::path& state_dir) {
     LocalDaemon probe{Config{.state_dir = state_dir}};
     const auto& dir = probe.config_.state_dir;
-    const auto fd = detail::posix::open_private_dir(dir);
+    const auto fd = probe.open_state();
     if (!fd)
       throw Error("stackup: no state directory " + detail::posix::quoted(dir) + " for role " + std::string(role) +
                   ": provision the daemon first (e.g. `stack up`)");
@@ -314,9 +339,9 @@ public:
   [[nodiscard]] std::filesystem::path pid_file() const { return config_.state_dir / "pid"; }
 
   /// The daemon's pid while its process is alive (whether or not it is ready);
-  /// empty otherwise. Error on an unsafe state directory or a corrupt pid file.
+  /// empty otherwise. Error on an unsafe or foreign state directory or a corrupt pid file.
   [[nodiscard]] std::optional<pid_t> pid() const {
-    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    const auto dir = open_state();
     if (!dir) return std::nullopt;
     const auto rec = read_pid(dir.get());
     if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return std::nullopt;
@@ -337,33 +362,43 @@ public:
     }
   }
 
-  /// The state directory exists with its config. Error when it is unsafe
-  /// (a symlink, another user's, group/world-writable).
+  /// The state directory exists, is stackup's, and holds its config. Error
+  /// when it is unsafe (a symlink, another user's, group/world-writable) or
+  /// not stackup's (no marker): "no" would make `up` provision into it.
   [[nodiscard]] bool is_provisioned() const {
-    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    const auto dir = open_state();
     struct stat st{};
     return dir && ::fstatat(dir.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
   }
 
   /// The pid file parses, its process is alive with the recorded start time
   /// (a reused pid is not ours), and the readiness probe, if any, passes.
-  /// Error on an unsafe state directory or a corrupt pid file.
+  /// Processes left in its session once that process has exited do not count
+  /// (the next resume or deprovision stops them). Error on an unsafe or foreign
+  /// state directory or a corrupt pid file.
   [[nodiscard]] bool is_running() const {
-    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    const auto dir = open_state();
     if (!dir) return false;
     const auto rec = read_pid(dir.get());
     if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return false;
     return probe(std::chrono::seconds(1));
   }
 
-  /// Creates the state directory (mode 0700, parents as needed) and writes the
-  /// config. Refuses (Error naming the path and the reason) a state directory
-  /// that is a symlink, another user's, or group/world-writable; and `/`, a home
-  /// directory (or a parent of one), or an existing directory holding files
-  /// stackup did not write: the state directory is stackup's own.
+  /// Creates the state directory (mode 0700, parents as needed) with the
+  /// ownership marker, and writes the config. Refuses (Error naming the path and
+  /// the reason) a state directory that is a symlink, another user's, or
+  /// group/world-writable; `/`, a home directory (or a parent of one); and an
+  /// existing directory without the marker that is not empty: the state
+  /// directory is stackup's own. Also finishes removals a killed deprovision
+  /// left behind (`<state_dir>.removing-<pid>`).
   void provision() {
-    refuse_foreign_state_dir();
-    const auto locked = detail::posix::lock_private_dir(config_.state_dir, true);
+    namespace px = detail::posix;
+    if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
+      throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(config_.state_dir) + ": " + why +
+                  "; give the daemon a directory of its own");
+    remove_leftovers();
+    const auto locked = lock_state(true);
+    claim(locked.dir.get());
     write_config(locked.dir.get());
   }
 
@@ -376,16 +411,19 @@ public:
     namespace px = detail::posix;
     if (config_.command.empty())
       throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
-    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    const auto locked = lock_state(false);
     if (!locked)
       throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
                               " does not exist: provision first");
     const int dir = locked.dir.get();
+    claim(dir);
     write_config(dir);
     if (const auto rec = read_pid(dir)) {
       // Under the lock, so a concurrent `up` that started it is seen here.
       if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
-      ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
+      // Stale: the process is gone or the pid reused. What it left in its
+      // session is stopped, so that this start is the only one.
+      stop(dir);
     }
 
     px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -400,21 +438,24 @@ public:
     px::write_all(log.get(), header);
     const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
 
+    px::PidRecord rec{0, 0, px::new_invocation_id()};
+    auto env = config_.env;
+    if (!rec.invocation_id.empty()) env[std::string(px::invocation_variable)] = rec.invocation_id;
     px::SpawnOptions o;
     o.argv = config_.command;
-    o.env = &config_.env;
+    o.env = &env;
     o.working_dir = config_.working_dir;
     o.stdin_fd = null.get();
     o.stdout_fd = log.get();
     o.stderr_fd = log.get();
-    px::PidRecord rec;
     try {
       // The pid file is written before the child may exec, so no daemon ever
       // runs unrecorded, even if this process dies right now.
       px::spawn(o, [&](pid_t child) {
         const auto st = px::read_proc_stat(child);
         if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
-        rec = {child, st->start_time};
+        rec.pid = child;
+        rec.start_time = st->start_time;
         px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
       });
     } catch (const std::exception& e) {
@@ -428,74 +469,162 @@ public:
   /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
   /// the pid now another process's) is removed without signalling anything.
   void suspend() {
-    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
-    if (locked) stop(locked.dir.get());
+    if (const auto locked = lock_state(false)) stop(locked.dir.get());
   }
 
-  /// Stops the daemon if it runs, then removes the state directory. Without a
-  /// config (not provisioned by stackup) only stackup's own files are removed,
-  /// and the directory only if nothing else is left in it.
+  /// Stops the daemon if it runs, then removes the state directory, the
+  /// ownership marker last. Refuses (Error, removing nothing) a directory that
+  /// is not stackup's. Also finishes removals a killed deprovision left behind
+  /// (`<state_dir>.removing-<pid>`).
   void deprovision() {
     namespace px = detail::posix;
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
                   ": " + why);
-    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    remove_leftovers();
+    const auto locked = lock_state(false);
     if (!locked) return;
     const int dir = locked.dir.get();
     stop(dir);
-    struct stat st{};
-    std::filesystem::path doomed = config_.state_dir; // where the directory is while it is removed
-    std::error_code ec;
-    if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      // Move the directory away while holding its lock: a process waiting for
-      // that lock then finds no state directory at the path and gives up,
-      // instead of locking a new lock file inside a directory being removed
-      // (two holders at once). A waiter may still add one lock file to the moved
-      // directory before it notices: removing again takes care of it.
-      doomed = config_.state_dir;
-      doomed += ".removing-" + std::to_string(::getpid());
-      if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
-      for (int attempt = 0; attempt < 16; ++attempt) {
-        ec.clear();
-        std::filesystem::remove_all(doomed, ec); // does not follow symlinks inside
-        if (ec != std::errc::directory_not_empty) break;
-      }
-    } else {
-      for (const char* f : own_files) ::unlinkat(dir, f, 0);
-      if (::rmdir(config_.state_dir.c_str()) != 0 && errno != ENOENT)
-        throw Error("stackup: " + who() + ": removed stackup's files but left state directory " +
-                    px::quoted(config_.state_dir) + " in place: it has no config and holds files stackup did not "
-                    "write (" + px::sys_message(errno) + "); remove it yourself if you mean to");
-    }
-    if (ec)
+    // Move the directory away while holding its lock: a process waiting for
+    // that lock then finds no state directory at the path and gives up,
+    // instead of locking a new lock file inside a directory being removed (two
+    // holders at once). If this process dies before the removal ends, the next
+    // provision or deprovision finishes it (remove_leftovers).
+    std::filesystem::path doomed = config_.state_dir;
+    doomed += ".removing-" + std::to_string(::getpid());
+    if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
+    if (const std::error_code ec = remove_state_tree(doomed))
       throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(doomed) + ": " +
                   ec.message() + "; remove it yourself");
   }
 
 private:
-  // Every file stackup writes in a state directory.
-  static constexpr const char* own_files[] = {"config", "config.tmp", "pid", "pid.tmp", "daemon.log", "lock"};
+  // What proves that a state directory is stackup's.
+  enum class Owner : unsigned char {
+    ours,      // it carries the marker
+    legacy,    // made by stackup 0.1.0: no marker, but a config in stackup's format
+    unclaimed, // empty, or only what an interrupted provision leaves: provision may take it
+    foreign,   // anything else: never written to, signalled from or removed
+  };
 
-  // Before taking over an existing state directory: it must not be a directory
-  // stackup must never own, nor hold anything but stackup's files (unless it
-  // already has a config: then it is ours).
-  void refuse_foreign_state_dir() const {
+  static Owner owner_of(int dir) {
     namespace px = detail::posix;
-    const auto& dir = config_.state_dir;
-    if (const std::string why = px::forbidden_directory(dir); !why.empty())
-      throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(dir) + ": " + why +
-                  "; give the daemon a directory of its own");
-    const auto fd = px::open_private_dir(dir); // Error if unsafe
-    struct stat st{};
-    if (!fd || ::fstatat(fd.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0) return;
+    if (px::has_marker(dir, marker)) return Owner::ours;
+    if (px::begins_with(dir, "config", std::string(detail::daemon_config_header) + "\n")) return Owner::legacy;
+    const int copy = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); // readdir has its own position
+    DIR* entries = copy >= 0 ? ::fdopendir(copy) : nullptr;
+    if (entries == nullptr) {
+      if (copy >= 0) ::close(copy);
+      return Owner::foreign;
+    }
+    const std::string marker_tmp = std::string(marker) + ".tmp"; // create_marker's temporary file
+    Owner found = Owner::unclaimed;
+    while (const dirent* e = ::readdir(entries)) {
+      const std::string_view n = e->d_name;
+      struct stat st{};
+      if (n == "." || n == "..") continue;
+      // The lock file lock_private_dir creates is empty; nothing ever writes to it.
+      if (n == "lock" && ::fstatat(dir, "lock", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          st.st_size == 0)
+        continue;
+      if (n == marker_tmp) continue;
+      found = Owner::foreign;
+      break;
+    }
+    ::closedir(entries);
+    return found;
+  }
+
+  // The owner of the open state directory `dir`; Error, naming the path and
+  // the fix, when it is foreign.
+  Owner check_owner(int dir) const {
+    const Owner owner = owner_of(dir);
+    if (owner == Owner::foreign)
+      throw Error("stackup: " + who() + ": refusing state directory " + detail::posix::quoted(config_.state_dir) +
+                  ": it has no stackup marker (" + marker +
+                  ") and is not empty, so stackup did not create it and leaves it untouched: give the daemon a "
+                  "directory of its own (a new or empty one)");
+    return owner;
+  }
+
+  // The state directory, opened and checked (Error when unsafe or foreign);
+  // empty when it does not exist.
+  [[nodiscard]] detail::posix::Fd open_state() const {
+    auto dir = detail::posix::open_private_dir(config_.state_dir);
+    if (dir) check_owner(dir.get());
+    return dir;
+  }
+
+  // The state directory, locked (created if `create`); checked to be
+  // stackup's before the lock file is created in it, and again under the lock.
+  // Empty when it does not exist and was not to be created.
+  [[nodiscard]] detail::posix::LockedDir lock_state(bool create) const {
+    (void)open_state();
+    auto locked = detail::posix::lock_private_dir(config_.state_dir, create);
+    if (locked) check_owner(locked.dir.get());
+    return locked;
+  }
+
+  // Under the lock: makes the directory provably stackup's (writes the marker
+  // into an empty directory or one made by 0.1.0). Error when it is foreign.
+  void claim(int dir) const {
+    if (check_owner(dir) == Owner::ours) return;
+    const std::string content = std::string(detail::posix::marker_prefix) + " as the state directory of local_daemon " +
+                                std::string(role) + "; deprovision removes this directory and everything in it\n";
+    if (!detail::posix::create_marker(dir, marker, content, config_.state_dir / marker) &&
+        !detail::posix::has_marker(dir, marker))
+      check_owner(dir); // something that is not a marker appeared in its place: foreign now
+  }
+
+  // Removes a state directory with everything in it, its proofs of ownership
+  // (config, then the marker) last: a removal cut short leaves a directory that
+  // is still provably stackup's, so a later remove_leftovers finishes it.
+  static std::error_code remove_state_tree(const std::filesystem::path& dir) {
+    namespace fs = std::filesystem;
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-      const std::string n = entry.path().filename().string();
-      if (std::none_of(std::begin(own_files), std::end(own_files), [&](const char* f) { return n == f; }))
-        throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(dir) +
-                    ": it already holds files stackup did not write (e.g. '" + n +
-                    "'); give the daemon a directory of its own");
+    // A process that was waiting for the lock may add one lock file meanwhile: go again.
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      std::vector<fs::path> rest;
+      for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const auto n = it->path().filename();
+        if (n != marker && n != "config") rest.push_back(it->path());
+      }
+      if (ec) return ec == std::errc::no_such_file_or_directory ? std::error_code{} : ec;
+      for (const auto& p : rest)
+        if (fs::remove_all(p, ec); ec) return ec; // does not follow symlinks inside
+      for (const char* proof : {"config", marker})
+        if (::unlink((dir / proof).c_str()) != 0 && errno != ENOENT) return {errno, std::system_category()};
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return {};
+      if (errno != ENOTEMPTY && errno != EEXIST) return {errno, std::system_category()};
+    }
+    return std::make_error_code(std::errc::directory_not_empty);
+  }
+
+  // Finishes removals that a deprovision killed after moving the state
+  // directory away left behind: `<state_dir>.removing-<pid>` directories whose
+  // process is gone and that are provably stackup's (or hold nothing). Best
+  // effort: what cannot be removed now is left for the next call.
+  void remove_leftovers() const {
+    namespace px = detail::posix;
+    namespace fs = std::filesystem;
+    const std::string prefix = config_.state_dir.filename().string() + ".removing-";
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(config_.state_dir.parent_path(), ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      const std::string n = it->path().filename().string();
+      if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
+      pid_t pid = 0;
+      const auto r = std::from_chars(n.data() + prefix.size(), n.data() + n.size(), pid);
+      if (r.ec != std::errc{} || r.ptr != n.data() + n.size() || pid <= 0) continue;
+      if (const auto st = px::read_proc_stat(pid); st && px::is_live_state(st->state)) continue; // may be removing it
+      try {
+        const auto dir = px::open_private_dir(it->path()); // a real directory of ours, or Error
+        if (!dir || owner_of(dir.get()) == Owner::foreign) continue;
+      } catch (const Error&) {
+        continue;
+      }
+      (void)remove_state_tree(it->path());
     }
   }
 
@@ -541,10 +670,10 @@ private:
 
   // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
   // or start_timeout passes. `log_from`: where this run's output begins.
-  void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
+  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from) {
     namespace px = detail::posix;
     using px::Clock;
-    const auto deadline = Clock::now() + config_.start_timeout;
+    const auto deadline = px::deadline_after(config_.start_timeout);
     px::Backoff backoff;
     auto fail = [&](std::string what) {
       ::unlinkat(dir, "pid", 0);
@@ -558,11 +687,20 @@ private:
       // ends between the two checks still reports its exit status.
       const bool gone = px::identify(rec, false) != px::Identity::ours;
       const auto ended = px::peek_exit(rec.pid);
-      if (ended && ended->code != px::unknown_exit) {
-        px::reap(rec.pid);
-        fail("exited with " + px::describe_exit(*ended) + " before it was ready");
+      const bool status = ended && ended->code != px::unknown_exit;
+      if (gone || status) {
+        // Before it is reaped (stop_process does that), while its session is surely ours.
+        const bool left = px::stop_process(rec, config_.stop_timeout, who()) != px::Stopped::not_running;
+        std::string what = status ? "exited with " + px::describe_exit(*ended) + " before it was ready"
+                                  : std::string("exited before it was ready");
+        if (left) {
+          append_log(dir, "stopped the processes it left in its session");
+          what += "; it left processes running in its session, which were stopped: the command must run its "
+                  "server in the foreground (one that puts it in the background, like `sh -c 'server &'`, is "
+                  "not supported)";
+        }
+        fail(what);
       }
-      if (gone) fail("exited before it was ready");
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
       if (Clock::now() >= deadline) {

@@ -19,6 +19,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -61,6 +63,18 @@ inline std::string quoted(const std::filesystem::path& p) {
   s += p.native();
   s += '\'';
   return s;
+}
+
+/// The deadline `timeout` from now. Saturates: a timeout too large for the
+/// clock (milliseconds::max()) means "wait", where `Clock::now() + timeout`
+/// would overflow (undefined behaviour) into a deadline in the past. Zero or
+/// negative means now: no wait at all.
+inline Clock::time_point deadline_after(milliseconds timeout) noexcept {
+  const auto now = Clock::now();
+  if (timeout <= milliseconds::zero()) return now;
+  if (timeout >= std::chrono::duration_cast<milliseconds>(Clock::time_point::max() - now))
+    return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(timeout);
 }
 
 /// "250ms", "10s", "1.5s": a duration for messages.
@@ -214,6 +228,55 @@ inline Fd above_stdio(Fd fd) {
   return dup;
 }
 
+// ---- ownership markers -----------------------------------------------------------------
+
+/// How every ownership marker stackup writes begins: what tells a marker from a
+/// file that merely has its name.
+inline constexpr std::string_view marker_prefix = "created by stackup";
+
+/// Whether `name` in `dirfd` is a regular file (not a symlink) whose content
+/// begins with `prefix`. False when it is not, or cannot be read.
+inline bool begins_with(int dirfd, const char* name, std::string_view prefix) {
+  const Fd fd = open_own_file(dirfd, name, O_RDONLY);
+  if (!fd) return false;
+  std::string head(prefix.size(), '\0');
+  std::size_t got = 0;
+  while (got < head.size()) {
+    const ssize_t n = ::read(fd.get(), head.data() + got, head.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got == head.size() && head == prefix;
+}
+
+/// Whether `name` in `dirfd` is a stackup ownership marker: a regular file
+/// whose content begins with marker_prefix.
+inline bool has_marker(int dirfd, const char* name) { return begins_with(dirfd, name, marker_prefix); }
+
+/// Creates the ownership marker `name` in `dirfd` with `content` (which begins
+/// with marker_prefix), never replacing an existing file: the content is
+/// written to `<name>.tmp` (O_CREAT | O_EXCL) and hard-linked to `name`, so a
+/// reader sees no marker or the whole one. False when `name` already exists;
+/// Error when it cannot be created.
+inline bool create_marker(int dirfd, const char* name, std::string_view content, const std::filesystem::path& shown_as) {
+  const std::string tmp = std::string(name) + ".tmp";
+  ::unlinkat(dirfd, tmp.c_str(), 0); // left by a create that was interrupted
+  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd || !write_all(fd.get(), content)) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot write the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
+  }
+  fd.reset();
+  const int linked = ::linkat(dirfd, tmp.c_str(), dirfd, name, 0);
+  const int e = errno;
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  if (linked == 0) return true;
+  if (e == EEXIST) return false;
+  throw Error("stackup: cannot create the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
+}
+
 // ---- paths stackup never takes over ---------------------------------------------------
 
 /// The user's home directories ($HOME and the password database's), as given.
@@ -339,12 +402,94 @@ inline LockedDir lock_private_dir(const std::filesystem::path& dir, bool create)
               ": it keeps being removed or replaced by another process");
 }
 
+// ---- directories shared with other processes -------------------------------------
+
+/// Opens the directory `dir` and takes an exclusive flock on it, blocking while
+/// another process or thread holds it. The lock lasts as long as the returned
+/// descriptor and leaves no file behind. Symlinks in `dir` are followed (it is
+/// the parent of what is acted on, not that). If `dir` was replaced while this
+/// waited, the directory now at the path is locked instead. Empty when `dir`
+/// does not exist; Error when it cannot be opened or locked.
+inline Fd lock_directory(const std::filesystem::path& dir) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return {};
+      throw Error("stackup: cannot open directory " + quoted(dir) + " to lock it: " + sys_message(errno));
+    }
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) throw Error("stackup: cannot lock directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    struct stat held{}, at_path{};
+    if (::fstat(fd.get(), &held) == 0 && ::stat(dir.c_str(), &at_path) == 0 && held.st_ino == at_path.st_ino &&
+        held.st_dev == at_path.st_dev)
+      return fd;
+  }
+  throw Error("stackup: cannot lock directory " + quoted(dir) + ": it keeps being replaced by another process");
+}
+
+/// The names in directory `dirfd` (without "." and ".."), appended to `names`.
+/// 0, or the errno of the failure.
+inline int list_directory(int dirfd, std::vector<std::string>& names) {
+  // A descriptor of its own: readdir moves the offset of the one it reads.
+  const int own = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (own < 0) return errno;
+  DIR* d = ::fdopendir(own);
+  if (d == nullptr) {
+    const int e = errno;
+    ::close(own);
+    return e;
+  }
+  errno = 0;
+  while (const dirent* entry = ::readdir(d)) {
+    const std::string_view n = entry->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  const int e = errno;
+  ::closedir(d);
+  return e;
+}
+
+/// Removes everything inside directory `dirfd` but the entry named `keep`
+/// (nothing kept when null), depth first and never through a symlink (a link is
+/// removed, not what it points to). 0, or the errno of the first entry that
+/// could not be removed (what is left stays as it is).
+inline int remove_contents(int dirfd, const char* keep = nullptr) {
+  std::vector<std::string> names;
+  if (const int e = list_directory(dirfd, names)) return e;
+  for (const auto& n : names) {
+    if (keep != nullptr && n == keep) continue;
+    if (::unlinkat(dirfd, n.c_str(), 0) == 0 || errno == ENOENT) continue;
+    const int unlink_error = errno;
+    if (unlink_error != EISDIR && unlink_error != EPERM) return unlink_error; // Linux says EISDIR, POSIX EPERM
+    Fd sub(::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub) return errno == ENOTDIR ? unlink_error : errno;
+    if (const int e = remove_contents(sub.get())) return e;
+    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return errno;
+  }
+  return 0;
+}
+
+/// Swaps the entries `a` and `b` of directory `dirfd` in one atomic step
+/// (renameat2 with RENAME_EXCHANGE). False, with errno set, when they cannot be
+/// swapped, also when the kernel or the file system cannot do it (EINVAL, ENOSYS).
+inline bool exchange_entries(int dirfd, const char* a, const char* b) noexcept {
+#if defined(SYS_renameat2)
+  constexpr unsigned rename_exchange = 1U << 1; // RENAME_EXCHANGE, from <linux/fs.h>
+  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, rename_exchange) == 0;
+#else
+  errno = ENOSYS;
+  return false;
+#endif
+}
+
 // ---- processes ----------------------------------------------------------------------
 
 /// What stackup needs from /proc/<pid>/stat.
 struct ProcStat {
   char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
   pid_t pgrp = 0;                   ///< field 5: process group
+  pid_t session = 0;                ///< field 6: session
   unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
 };
 
@@ -366,6 +511,8 @@ inline std::optional<ProcStat> parse_proc_stat(std::string_view s) {
       out.state = tok.front();
     } else if (field == 5) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
+    } else if (field == 6) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.session).ec != std::errc{}) return std::nullopt;
     } else if (field == 22) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.start_time).ec != std::errc{}) return std::nullopt;
     }
@@ -406,15 +553,48 @@ inline pid_t max_pid() {
 }
 
 /// A pid file's content: the pid and the start time of that process, which
-/// together identify it even after the pid number is reused.
+/// together identify it even after the pid number is reused, and the invocation
+/// id of that start (see invocation_variable).
 struct PidRecord {
   pid_t pid = 0;
   unsigned long long start_time = 0;
+  std::string invocation_id{}; ///< 32 hexadecimal digits; empty in pid files of stackup 0.1.0
 };
 
-/// "<pid> <start time>\n".
-inline std::string format_pid_record(PidRecord r) {
-  return std::to_string(r.pid) + " " + std::to_string(r.start_time) + "\n";
+/// The environment variable LocalDaemon sets to the invocation id of a start.
+/// Every process the daemon starts inherits it: once the daemon's own process
+/// has exited, it is what proves that a process it left behind is its.
+inline constexpr std::string_view invocation_variable = "STACKUP_INVOCATION_ID";
+
+/// Whether `s` is an invocation id: 32 lowercase hexadecimal digits.
+inline bool is_invocation_id(std::string_view s) noexcept {
+  return s.size() == 32 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+/// A new random invocation id; empty if the system gives no random bytes.
+inline std::string new_invocation_id() {
+  unsigned char bytes[16];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return {};
+    got += static_cast<std::size_t>(n);
+  }
+  std::string id;
+  for (const unsigned char b : bytes) {
+    id += "0123456789abcdef"[b >> 4];
+    id += "0123456789abcdef"[b & 15];
+  }
+  return id;
+}
+
+/// "<pid> <start time> <invocation id>\n" ("<pid> <start time>\n" without an id).
+inline std::string format_pid_record(const PidRecord& r) {
+  std::string out = std::to_string(r.pid) + " " + std::to_string(r.start_time);
+  if (!r.invocation_id.empty()) out += " " + r.invocation_id;
+  return out + "\n";
 }
 
 /// Parses a pid file strictly. On failure returns false and says why in `why`;
@@ -433,7 +613,12 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   };
   const auto space = text.find(' ');
   const std::string_view pid_text = text.substr(0, space);
-  const std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  std::optional<std::string_view> id_text; // 0.1.0 wrote none
+  if (const auto second = start_text.find(' '); second != std::string_view::npos) {
+    id_text = start_text.substr(second + 1);
+    start_text = start_text.substr(0, second);
+  }
   auto digits = [](std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
@@ -441,8 +626,8 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     why = "holds a negative pid (" + shown() + ")";
     return false;
   }
-  if (!digits(pid_text) || !digits(start_text)) {
-    why = "holds " + shown() + ", not '<pid> <start time>'";
+  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text))) {
+    why = "holds " + shown() + ", not '<pid> <start time> <invocation id>'";
     return false;
   }
   long long pid = 0;
@@ -462,6 +647,7 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     return false;
   }
   out.pid = static_cast<pid_t>(pid);
+  out.invocation_id = id_text.value_or(std::string_view{});
   return true;
 }
 
@@ -474,7 +660,7 @@ enum class Identity {
 
 /// Checks a record against /proc; reaps the process when it is a zombie child
 /// of this process, so a long-lived host does not collect zombies.
-inline Identity identify(PidRecord r, bool reap_zombie = true) {
+inline Identity identify(const PidRecord& r, bool reap_zombie = true) {
   const auto st = read_proc_stat(r.pid);
   if (!st) return Identity::gone;
   if (st->start_time != r.start_time) return Identity::reused;
@@ -535,25 +721,83 @@ inline std::string describe_exit(ChildExit e) {
   }
 }
 
-/// Whether any process in group `pgid` is alive (zombies do not count).
-inline bool group_has_live_member(pid_t pgid) {
-  if (::kill(-pgid, 0) != 0 && errno == ESRCH) return false;
-  // kill() also reaches zombies; look for a live member.
+/// Whether the environment `pid` started with holds `entry` ("NAME=value") as
+/// a whole entry. False when it cannot be read (gone, or another user's).
+inline bool environment_has(pid_t pid, std::string_view entry) {
+  const std::string file = "/proc/" + std::to_string(pid) + "/environ";
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  std::string env;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    env.append(buf, static_cast<std::size_t>(n));
+  }
+  std::string_view rest = env;
+  while (!rest.empty()) {
+    const auto end = rest.find('\0');
+    if (rest.substr(0, end) == entry) return true;
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return false;
+}
+
+/// What is left alive of the daemon a record names.
+struct Remains {
+  bool leader = false;         ///< the recorded process itself is alive
+  std::vector<pid_t> groups{}; ///< the process groups of its session that hold a live process
+  [[nodiscard]] bool empty() const noexcept { return !leader && groups.empty(); }
+};
+
+/// What is left alive of the daemon `r` records: its process, and every process
+/// in its session (spawn made it a session leader, so the session id is the
+/// recorded pid), which includes what a command that puts its server in the
+/// background leaves behind. The session counts only while it is provably the
+/// daemon's: while the recorded process exists with the recorded start time
+/// (alive, or a zombie not yet reaped) its pid cannot be reused; once it is
+/// reaped, Linux still does not reuse the pid while the session has a process,
+/// but may after the session ended, for another session. So then the session
+/// counts only if one of its processes carries the record's invocation id.
+inline Remains remains_of(const PidRecord& r) {
+  Remains out;
+  const auto leader = read_proc_stat(r.pid);
+  if (leader && leader->start_time != r.start_time) return out; // the pid is another process's now
+  out.leader = leader && is_live_state(leader->state);
+  if (leader && leader->session != r.pid) return out; // leads no session: stackup did not start it
+  if (!leader && r.invocation_id.empty()) return out; // reaped, and nothing could prove the session is its
+  const std::string mark = std::string(invocation_variable) + "=" + r.invocation_id;
+  bool proven = leader.has_value();
   DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return true;
-  bool live = false;
+  if (proc == nullptr) return out;
   while (const dirent* entry = ::readdir(proc)) {
     pid_t pid = 0;
     const std::string_view n = entry->d_name;
     if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
     const auto st = read_proc_stat(pid);
-    if (st && st->pgrp == pgid && is_live_state(st->state)) {
-      live = true;
-      break;
-    }
+    if (!st || st->session != r.pid || !is_live_state(st->state)) continue;
+    proven = proven || environment_has(pid, mark);
+    if (std::find(out.groups.begin(), out.groups.end(), st->pgrp) == out.groups.end()) out.groups.push_back(st->pgrp);
   }
   ::closedir(proc);
-  return live;
+  if (!proven) out.groups.clear();
+  return out;
+}
+
+/// Sends `sig` to each process group of what remains of a daemon, or to its
+/// process alone when it leads no session (a record stackup did not write).
+inline void signal_remains(const PidRecord& r, const Remains& left, int sig, std::string_view who) {
+  auto send = [&](pid_t target) {
+    if (::kill(target, sig) != 0 && errno != ESRCH)
+      throw Error("stackup: cannot send " + signal_name(sig) + " to " + std::string(who) + " (pid " +
+                  std::to_string(r.pid) + "): " + sys_message(errno));
+  };
+  if (left.groups.empty() && left.leader) send(r.pid);
+  for (const pid_t group : left.groups) {
+    if (group > 1) send(-group); // never -1 (every process) or -0 (our own group)
+  }
 }
 
 /// How stop_process ended.
@@ -563,39 +807,35 @@ enum class Stopped {
   killed,      ///< needed SIGKILL after the timeout
 };
 
-/// Stops the process a record names, and its process group when it leads one:
-/// SIGTERM, wait up to `timeout`, then SIGKILL. Signals nothing unless the
-/// record's start time matches the live process. Error if it survives SIGKILL.
-inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view who) {
-  const auto first = read_proc_stat(r.pid);
-  if (!first || first->start_time != r.start_time) return Stopped::not_running;
-  const bool group = first->pgrp == r.pid; // it leads its own group (a session we created)
-  const pid_t target = group ? -r.pid : r.pid;
+/// Stops the daemon a record names and what it left in its session (see
+/// remains_of): SIGTERM, wait up to `timeout` for all of it to exit, then
+/// SIGKILL. Signals nothing that is not provably the daemon's: a pid whose start
+/// time differs is another process's. Error if something survives SIGKILL.
+inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::string_view who) {
+  if (const auto first = read_proc_stat(r.pid); first && first->start_time != r.start_time)
+    return Stopped::not_running;
+  Remains left = remains_of(r);
   auto gone = [&] {
+    // Cheap while the recorded process lives; the session is looked at once it is gone.
     if (identify(r, false) == Identity::ours) return false;
-    return !group || !group_has_live_member(r.pid);
+    left = remains_of(r);
+    return left.empty();
   };
   auto finish = [&](Stopped how) {
     reap(r.pid);
     return how;
   };
-  if (gone()) return finish(Stopped::not_running);
-  if (::kill(target, SIGTERM) != 0 && errno != ESRCH)
-    throw Error("stackup: cannot signal " + std::string(who) + " (pid " + std::to_string(r.pid) +
-                "): " + sys_message(errno));
-  auto deadline = Clock::now() + timeout;
+  if (left.empty()) return finish(Stopped::not_running);
+  signal_remains(r, left, SIGTERM, who);
+  auto deadline = deadline_after(timeout);
   Backoff backoff;
   while (true) {
     if (gone()) return finish(Stopped::terminated);
     if (Clock::now() >= deadline) break;
     backoff.sleep(deadline);
   }
-  // The leader is unreaped (a zombie child of ours) or a member is alive, so the
-  // group's number cannot have been reused: signalling it is safe.
-  if (::kill(target, SIGKILL) != 0 && errno != ESRCH)
-    throw Error("stackup: cannot kill " + std::string(who) + " (pid " + std::to_string(r.pid) +
-                "): " + sys_message(errno));
-  deadline = Clock::now() + std::chrono::seconds(10);
+  signal_remains(r, remains_of(r), SIGKILL, who);
+  deadline = deadline_after(std::chrono::seconds(10));
   Backoff again;
   while (true) {
     if (gone()) return finish(Stopped::killed);
@@ -604,7 +844,7 @@ inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view 
   }
   throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) +
               ") survived SIGKILL for 10s (stuck in the kernel?); its pid file is kept: check it with `ps -o "
-              "pid,stat,cmd -g " + std::to_string(r.pid) + "`");
+              "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
 /// What to run, and with which standard streams.
@@ -665,14 +905,22 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   }
   const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
 
+  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
+    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  // Every descriptor here is moved above 2 (a host started with closed stdio
+  // gets 0-2 from pipe()), so the child's dup2 onto 0-2 clobbers none of them.
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
   Fd report_read(report[0]), report_write(report[1]);
+  report_read = above_stdio(std::move(report_read));
+  report_write = above_stdio(std::move(report_write));
   int go[2];
   // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
     throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
   Fd go_parent(go[0]), go_child(go[1]);
+  go_parent = above_stdio(std::move(go_parent));
+  go_child = above_stdio(std::move(go_child));
 
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
@@ -769,6 +1017,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
   Fd err_read(p[0]), err_write(p[1]);
+  err_read = above_stdio(std::move(err_read));
   err_write = above_stdio(std::move(err_write));
   ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 
@@ -797,7 +1046,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
       if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
     }
   };
-  auto deadline = Clock::now() + timeout;
+  auto deadline = deadline_after(timeout);
   Backoff backoff;
   std::optional<ChildExit> ended;
   while (!(ended = peek_exit(pid))) {
@@ -814,7 +1063,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   if (!ended) {
     result.timed_out = true;
     ::kill(-pid, SIGTERM);
-    deadline = Clock::now() + std::chrono::seconds(2);
+    deadline = deadline_after(std::chrono::seconds(2));
     Backoff grace;
     while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
     // The shell is not reaped yet, so its group number cannot have been reused.
@@ -832,7 +1081,31 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
 
 // ---- readiness probes -----------------------------------------------------------------
 
-/// A connected TCP socket to 127.0.0.1:port, or empty (refused, or not within `timeout`).
+/// Whether TCP socket `fd` is connected to itself. A connect() from an unbound
+/// socket to a port nothing listens on can pick that very port as its source
+/// port (when it lies in the ephemeral range), and the socket then connects to
+/// itself (TCP simultaneous open): a connection with no server behind it.
+inline bool connected_to_itself(int fd) noexcept {
+  sockaddr_in self{}, peer{};
+  socklen_t self_len = sizeof self, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+    return false;
+  return self.sin_port == peer.sin_port && self.sin_addr.s_addr == peer.sin_addr.s_addr;
+}
+
+/// Closes a socket with a reset instead of the closing handshake: it leaves no
+/// TIME_WAIT behind, so its port is free again at once.
+inline void close_with_reset(Fd& fd) noexcept {
+  const linger reset{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  fd.reset();
+}
+
+/// A TCP socket connected to a server on 127.0.0.1:port, or empty (refused, not
+/// within `timeout`, or connected to itself). A socket connected to itself holds
+/// the port the daemon is about to listen on: it is reset at once, leaving
+/// nothing on the port.
 inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return {};
@@ -840,13 +1113,15 @@ inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
-  if (errno != EINPROGRESS) return {};
-  pollfd pfd{fd.get(), POLLOUT, 0};
-  if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno != EINPROGRESS) return {};
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::clamp<milliseconds::rep>(timeout.count(), 1, INT_MAX))) != 1) return {};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  }
+  if (connected_to_itself(fd.get())) close_with_reset(fd);
   return fd;
 }
 
@@ -857,12 +1132,12 @@ inline bool tcp_probe(std::uint16_t port, milliseconds timeout) {
 
 /// `GET path` on 127.0.0.1:port answers 2xx within `timeout`.
 inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   Fd fd = connect_loopback(port, timeout);
   if (!fd) return false;
   auto left = [&] {
-    return static_cast<int>(std::max<long long>(
-        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1));
+    return static_cast<int>(std::clamp<long long>(
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1, INT_MAX));
   };
   const std::string request = "GET " + std::string(path) + " HTTP/1.0\r\nHost: 127.0.0.1:" + std::to_string(port) +
                               "\r\nUser-Agent: stackup\r\nConnection: close\r\n\r\n";
