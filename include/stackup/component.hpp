@@ -139,6 +139,29 @@ template <class T> constexpr std::string_view dependency(std::size_t i) {
 }
 } // namespace detail
 
+namespace detail {
+/// The role of a shipped component: the template argument (`LocalDaemon<"cache">`),
+/// or, with none (`LocalDaemon<>`, `LocalDaemon{config}`), the role it is given at
+/// run time by AnyComponent (`assign_role`). The second kind has no static `role`,
+/// so it is not a Component of Stack<Cs...>, only of a DynamicStack.
+template <FixedString Role, bool AtRunTime = (Role.size() == 0)> class RoleOf {
+public:
+  /// The component's role, from the template argument.
+  static constexpr std::string_view role = Role;
+  [[nodiscard]] constexpr std::string_view role_name() const noexcept { return role; }
+};
+template <FixedString Role> class RoleOf<Role, true> {
+public:
+  /// The role given at run time (empty until then).
+  [[nodiscard]] std::string_view role_name() const noexcept { return role_; }
+  /// Called by AnyComponent with the role the stack knows this component by.
+  void assign_role(std::string_view role) { role_ = role; }
+
+private:
+  std::string role_;
+};
+} // namespace detail
+
 /// CRTP base with ZenML's defaults: always provisioned, always running, no
 /// actions. Declares no constructor, so `Derived{}` stays aggregate initialisation.
 template <class Derived> class StackComponent {

@@ -60,10 +60,8 @@ struct CommandConfig {
 ///     .is_running = "k3d cluster list demo --no-headers | grep -q ' 1/1 '",
 /// }};
 /// ```
-template <FixedString Role> class Command : public StackComponent<Command<Role>> {
+template <FixedString Role = ""> class Command : public StackComponent<Command<Role>>, public detail::RoleOf<Role> {
 public:
-  /// The component's role, from the template argument.
-  static constexpr std::string_view role = Role;
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "command";
   /// The configuration type (designated initialisers).
@@ -76,7 +74,7 @@ public:
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? role : std::string_view(config_.name);
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
   }
   /// The configuration.
   [[nodiscard]] const Config& config() const noexcept { return config_; }
@@ -106,7 +104,7 @@ public:
   void suspend() { act(config_.suspend, Transition::suspend); }
 
 private:
-  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(role) + ")"; }
+  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
     return detail::posix::run_shell(command, config_.timeout, config_.working_dir, config_.env);
@@ -139,11 +137,11 @@ private:
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(to_string(t)) + " `" + command + "` ";
     if (r.timed_out)
-      throw_transition_error(std::string(role), t,
+      throw_transition_error(std::string(this->role_name()), t,
                             where + "did not finish within " + px::format_duration(config_.timeout) +
                                 " and was killed with its process group" + stderr_part(r));
     if (r.exit.code != CLD_EXITED || r.exit.status != 0)
-      throw_transition_error(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
+      throw_transition_error(std::string(this->role_name()), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
   }
 
   Config config_;

@@ -272,10 +272,8 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///     .ready = stackup::ready::http(8765, "/"),
 /// }};
 /// ```
-template <FixedString Role> class LocalDaemon : public StackComponent<LocalDaemon<Role>> {
+template <FixedString Role = ""> class LocalDaemon : public StackComponent<LocalDaemon<Role>>, public detail::RoleOf<Role> {
 public:
-  /// The component's role, from the template argument.
-  static constexpr std::string_view role = Role;
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_daemon";
   /// The configuration type (designated initialisers).
@@ -289,7 +287,8 @@ public:
   /// a negative timeout becomes zero. Error when `state_dir` is empty. Starts nothing.
   explicit LocalDaemon(Config config) : config_(std::move(config)) {
     if (config_.state_dir.empty())
-      throw Error("stackup: local_daemon (" + std::string(role) + "): .state_dir is empty: give it a directory");
+      throw Error("stackup: local_daemon" + (Role.size() ? " (" + std::string(Role.view()) + ")" : std::string()) +
+                  ": .state_dir is empty: give it a directory");
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
@@ -307,8 +306,7 @@ public:
     const auto& dir = probe.config_.state_dir;
     const auto fd = probe.open_state();
     if (!fd)
-      throw Error("stackup: no state directory " + detail::posix::quoted(dir) + " for role " + std::string(role) +
-                  ": provision the daemon first (e.g. `stack up`)");
+      throw Error("stackup: no state directory " + detail::posix::quoted(dir) + ": provision the daemon first (e.g. `stack up`)");
     const auto text = detail::posix::read_file_at(fd.get(), "config", 1 << 20, dir / "config");
     if (!text)
       throw Error("stackup: state directory " + detail::posix::quoted(dir) +
@@ -318,16 +316,20 @@ public:
     if (!detail::parse_daemon_config(*text, c, file_role, why))
       throw Error("stackup: config file " + detail::posix::quoted(dir / "config") + " is corrupt (" + why +
                   "): provision the daemon again to rewrite it, or remove the file");
-    if (file_role != role)
-      throw Error("stackup: state directory " + detail::posix::quoted(dir) + " belongs to role '" + file_role +
-                  "', not '" + std::string(role) + "': open it with LocalDaemon<\"" + file_role + "\">");
     c.state_dir = dir;
-    return LocalDaemon(std::move(c));
+    LocalDaemon daemon(std::move(c));
+    if constexpr (Role.size() == 0) {
+      daemon.assign_role(file_role); // the role the directory was made for
+    } else if (file_role != Role.view()) {
+      throw Error("stackup: state directory " + detail::posix::quoted(dir) + " belongs to role '" + file_role +
+                  "', not '" + std::string(Role.view()) + "': open it with LocalDaemon<\"" + file_role + "\">");
+    }
+    return daemon;
   }
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? role : std::string_view(config_.name);
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
   }
   /// The configuration (state_dir absolute).
   [[nodiscard]] const Config& config() const noexcept { return config_; }
@@ -460,7 +462,7 @@ public:
       });
     } catch (const std::exception& e) {
       ::unlinkat(dir, "pid", 0);
-      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + ": " + e.what());
+      throw TransitionError(std::string(this->role_name()), Transition::resume, "stackup: " + who() + ": " + e.what());
     }
     await_ready(dir, rec, run_start);
   }
@@ -571,7 +573,7 @@ private:
   void claim(int dir) const {
     if (check_owner(dir) == Owner::ours) return;
     const std::string content = std::string(detail::posix::marker_prefix) + " as the state directory of local_daemon " +
-                                std::string(role) + "; deprovision removes this directory and everything in it\n";
+                                std::string(this->role_name()) + "; deprovision removes this directory and everything in it\n";
     if (!detail::posix::create_marker(dir, marker, content, config_.state_dir / marker) &&
         !detail::posix::has_marker(dir, marker))
       check_owner(dir); // something that is not a marker appeared in its place: foreign now
@@ -629,7 +631,7 @@ private:
   }
 
   [[nodiscard]] std::string who() const {
-    return "local_daemon '" + std::string(name()) + "' (" + std::string(role) + ")";
+    return "local_daemon '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
   }
 
   static std::string timestamp() {
@@ -641,7 +643,7 @@ private:
   }
 
   void write_config(int dir) const {
-    detail::posix::write_file_atomic(dir, "config", detail::format_daemon_config(role, config_),
+    detail::posix::write_file_atomic(dir, "config", detail::format_daemon_config(this->role_name(), config_),
                                      config_.state_dir / "config");
   }
 
@@ -680,7 +682,7 @@ private:
       std::string tail = px::log_tail(dir, "daemon.log", log_from);
       what += tail.empty() ? " (" + log_file().string() + " has nothing from it)"
                            : "; last lines of " + log_file().string() + ":" + tail;
-      throw_transition_error(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
+      throw_transition_error(std::string(this->role_name()), Transition::resume, "stackup: " + who() + " " + what);
     };
     while (true) {
       // Identify without reaping, then look at the exit again: a process that

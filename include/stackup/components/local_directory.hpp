@@ -42,10 +42,8 @@ struct LocalDirectoryConfig {
 /// ```cpp
 /// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
 /// ```
-template <FixedString Role> class LocalDirectory : public StackComponent<LocalDirectory<Role>> {
+template <FixedString Role = ""> class LocalDirectory : public StackComponent<LocalDirectory<Role>>, public detail::RoleOf<Role> {
 public:
-  /// The component's role, from the template argument.
-  static constexpr std::string_view role = Role;
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_directory";
   /// The configuration type (designated initialisers).
@@ -64,7 +62,7 @@ public:
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? role : std::string_view(config_.name);
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
   }
   /// The directory (absolute).
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
@@ -160,7 +158,7 @@ private:
   static constexpr std::string_view removing = ".removing-";
 
   [[nodiscard]] std::string who() const {
-    return "local_directory '" + std::string(name()) + "' (" + std::string(role) + ")";
+    return "local_directory '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
   }
   [[noreturn]] void refuse(std::string_view action, std::string_view why) const {
     throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
@@ -198,15 +196,15 @@ private:
   }
 
   // O_EXCL: never open something planted in the marker's place (a FIFO, a link).
-  static bool write_marker(int dir) {
+  bool write_marker(int dir) const {
     const detail::posix::Fd m(::openat(dir, marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-    return m && detail::posix::write_all(m.get(), "created by stackup for " + std::string(role) +
+    return m && detail::posix::write_all(m.get(), "created by stackup for " + std::string(this->role_name()) +
                                                       "; deprovision removes this directory and everything in it\n");
   }
 
   // Creates `name` in `parent` as an empty directory with the marker; false
   // (and nothing left) when it cannot.
-  static bool make_marked(int parent, const std::string& name, mode_t mode) {
+  bool make_marked(int parent, const std::string& name, mode_t mode) const {
     if (::mkdirat(parent, name.c_str(), mode) != 0) return false;
     const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (dir && write_marker(dir.get())) return true;
@@ -219,7 +217,7 @@ private:
   // marker, then the directory, so that it carries the proof of ownership until
   // nothing else is left. 0, or the errno of the failure; the marker is then
   // still there (written again if the directory itself could not go).
-  static int remove_marked(int parent, const std::string& name) {
+  int remove_marked(int parent, const std::string& name) const {
     const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir) return errno == ENOENT ? 0 : errno;
     int e = 0;
