@@ -6,8 +6,10 @@ Starting from the umbrella header include/stackup/stackup.hpp, every
 it is met (so each header appears once, after the headers it includes: dependency
 order). System and fmt includes are left as they are. The `#pragma once` (or
 classic include guard) of each inlined header is dropped; the result has one
-`#pragma once` of its own. The output depends only on the headers' contents, so
-running the script twice gives the same bytes.
+`#pragma once` of its own. A header with neither (such as detail/macro_scope.hpp,
+meant to be textually repeated) is inlined at every include, as the preprocessor
+would. The output depends only on the headers' contents, so running the script
+twice gives the same bytes.
 
 Usage:
   python3 tools/amalgamate.py            write single_include/stackup/stackup.hpp
@@ -50,6 +52,10 @@ def read_header(include_dir: pathlib.Path, name: str, included_from: str | None)
         where = f" (included from include/{included_from})" if included_from else ""
         raise AmalgamationError(f"include/{name} does not exist{where}")
     return path.read_text(encoding="utf-8")
+
+
+def has_include_guard(lines: list[str]) -> bool:
+    return strip_include_guard(lines) != lines
 
 
 def strip_include_guard(lines: list[str]) -> list[str]:
@@ -112,6 +118,10 @@ def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR) -> str:
     counter = iter(range(1, 1 << 30))
 
     def inline(name: str, included_from: str | None) -> None:
+        raw = read_header(include_dir, name, included_from).splitlines()
+        if not has_include_guard(raw):  # repeated on purpose: inline its text again
+            out.extend(line.rstrip() for line in raw if not OWN_INCLUDE.match(line))
+            return
         if name in done:
             first_branches, first_from = inlined_in[name]
             if tuple(branches[:len(first_branches)]) != first_branches:
@@ -126,7 +136,7 @@ def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR) -> str:
         active.append(name)
         inlined_in[name] = (tuple(branches), included_from or name)
         depth = len(branches)
-        lines = strip_include_guard(read_header(include_dir, name, included_from).splitlines())
+        lines = strip_include_guard(raw)
         out.append("")
         out.append(f"// ---- begin {name} ----")
         for line in lines:

@@ -47,6 +47,32 @@ def body(text: str) -> list[str]:
 
 
 class Amalgamate(unittest.TestCase):
+    def test_a_header_without_guard_is_inlined_at_every_include(self):
+        with Tree({
+            "stackup/stackup.hpp": """\
+                #pragma once
+                #include <stackup/version.hpp>
+                #include <stackup/a.hpp>
+                #include <stackup/b.hpp>
+                """,
+            "stackup/a.hpp": """\
+                #pragma once
+                #include <stackup/detail/scope.hpp>
+                int a;
+                #include <stackup/detail/unscope.hpp>
+                """,
+            "stackup/b.hpp": """\
+                #pragma once
+                #include <stackup/detail/scope.hpp>
+                int b;
+                #include <stackup/detail/unscope.hpp>
+                """,
+            "stackup/detail/scope.hpp": "#define M 1\n",
+            "stackup/detail/unscope.hpp": "#undef M\n",
+        }) as t:
+            lines = [l for l in body(amalgamate.amalgamate(t.include)) if not l.startswith("#define STACKUP_VERSION")]
+            self.assertEqual(lines, ["#define M 1", "int a;", "#undef M", "#define M 1", "int b;", "#undef M"])
+
     def test_inlines_each_header_once_after_what_it_includes(self):
         with Tree({
             "stackup/stackup.hpp": """\
