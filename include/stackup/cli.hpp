@@ -14,8 +14,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <exception>
@@ -25,11 +27,16 @@
 #include <optional>
 #include <ostream>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace stackup::cli {
 
@@ -137,6 +144,84 @@ inline void copy_tail(const std::filesystem::path& path, std::optional<std::size
 }
 
 using Table = stackup::detail::Table;
+
+// ---- Ctrl-C and SIGTERM while an operation runs ------------------------------------
+
+// What the signal handler may touch: plain data, set before it is installed.
+struct SignalState {
+  static inline volatile std::sig_atomic_t caught = 0; // the first signal, 0 while none
+  static inline int wake = -1;                         // write end of the pipe the watcher reads
+  static inline char again[512]{};                     // said on a second signal, before exiting
+  static inline std::size_t again_size = 0;
+};
+
+// First signal: wake the watcher (which asks the operation to stop). Second: say
+// what state things may be in and end the process at once. Async-signal-safe.
+inline void on_signal(int sig) {
+  if (SignalState::caught == 0) {
+    SignalState::caught = sig;
+    const char byte = 1;
+    [[maybe_unused]] const auto n = ::write(SignalState::wake, &byte, 1);
+    return;
+  }
+  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, SignalState::again, SignalState::again_size);
+  ::_exit(128 + SignalState::caught);
+}
+
+/// While it lives, SIGINT and SIGTERM ask the operation to stop (through
+/// `token()`); a second one ends the process at once. The host's handlers are
+/// put back when it dies. Without a pipe (no descriptors left) it does nothing.
+class Interrupts {
+public:
+  explicit Interrupts(std::string_view again) {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) {
+      fds_[0] = fds_[1] = -1;
+      return;
+    }
+    SignalState::caught = 0;
+    SignalState::wake = fds_[1];
+    SignalState::again_size = std::min(again.size(), sizeof SignalState::again);
+    std::copy_n(again.data(), SignalState::again_size, SignalState::again);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    installed_ = ::sigaction(SIGINT, &sa, &host_int_) == 0 && ::sigaction(SIGTERM, &sa, &host_term_) == 0;
+    watcher_ = std::jthread([this] {
+      char byte = 0;
+      ssize_t n = 0;
+      while ((n = ::read(fds_[0], &byte, 1)) < 0 && errno == EINTR) {
+      }
+      if (n == 1) source_.request_stop();
+    });
+  }
+  ~Interrupts() {
+    if (fds_[0] < 0) return;
+    if (installed_) {
+      ::sigaction(SIGINT, &host_int_, nullptr);
+      ::sigaction(SIGTERM, &host_term_, nullptr);
+    }
+    SignalState::wake = -1;
+    ::close(fds_[1]); // the watcher's read ends
+    watcher_.join();
+    ::close(fds_[0]);
+  }
+  Interrupts(const Interrupts&) = delete;
+  Interrupts& operator=(const Interrupts&) = delete;
+
+  [[nodiscard]] std::stop_token token() const noexcept { return source_.get_token(); }
+  /// The signal that asked the operation to stop, or 0.
+  [[nodiscard]] static int signal() noexcept { return SignalState::caught; }
+
+private:
+  int fds_[2]{-1, -1};
+  bool installed_ = false;
+  struct sigaction host_int_ {}, host_term_ {};
+  std::stop_source source_;
+  std::jthread watcher_;
+};
 
 /// Parses, runs and reports one command against a stack, through its run-time
 /// view (the engine's Table): compiled once, whatever the kind of stack.
@@ -469,10 +554,16 @@ private:
       }
     }
     const auto t0 = Clock::now();
+    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
+    // down finishes the component in flight; a second one ends the process at once.
+    const Interrupts interrupts(fmt::format(
+        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
+        program_, up ? "up" : "down", program_));
+    const std::stop_token stop = interrupts.token();
     try {
       namespace engine = stackup::detail;
-      const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel};
-      const DownOptions down_options{.force = cmd.force, .parallel = cmd.parallel};
+      const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel, .stop = &stop};
+      const DownOptions down_options{.force = cmd.force, .parallel = cmd.parallel, .stop = &stop};
       if (cmd.whole_stack && up) engine::up(stack_, up_options);
       else if (cmd.whole_stack) engine::down(stack_, down_options);
       else if (up) engine::up_one(stack_, cmd.index, up_options);
@@ -480,7 +571,11 @@ private:
     } catch (...) {
       const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index],
                                            up ? "up" : "down", cmd.force ? " --force" : "");
-      return report(what + " failed", std::current_exception(), cmd, tally);
+      const int sig = Interrupts::signal();
+      if (sig == 0) return report(what + " failed", std::current_exception(), cmd, tally);
+      report(fmt::format("{} interrupted ({})", what, sig == SIGINT ? "SIGINT" : "SIGTERM"), std::current_exception(), cmd,
+             tally);
+      return 128 + sig;
     }
     const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
     const std::string took = seconds(Clock::now() - t0);

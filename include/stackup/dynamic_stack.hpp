@@ -39,7 +39,9 @@ public:
       : name_(std::move(other.name_)), parts_(std::move(other.parts_)), roles_(std::move(other.roles_)),
         slots_(std::move(other.slots_)), ordered_(std::move(other.ordered_)), order_(std::move(other.order_)),
         first_(std::move(other.first_)), dep_(std::move(other.dep_)), sorted_(std::move(other.sorted_)),
-        marks_(std::move(other.marks_)), events_(std::move(other.events_)), table_(make_table()) {}
+        marks_(std::move(other.marks_)), events_(std::move(other.events_)), table_(make_table()) {
+    other.table_ = other.make_table(); // empty: a moved-from stack acts on nothing
+  }
   DynamicStack& operator=(DynamicStack&& other) noexcept {
     if (this != &other) {
       name_ = std::move(other.name_);
@@ -54,6 +56,7 @@ public:
       marks_ = std::move(other.marks_);
       events_ = std::move(other.events_);
       table_ = make_table();
+      other.table_ = other.make_table();
     }
     return *this;
   }

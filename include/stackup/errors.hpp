@@ -39,6 +39,13 @@ public:
   using Error::Error;
 };
 
+/// An operation stopped early because a stop was requested (UpOptions::stop,
+/// DownOptions::stop, or Ctrl-C under cli::run); the cause of its TransitionError.
+class InterruptedError : public Error {
+public:
+  using Error::Error;
+};
+
 /// A stack that cannot exist: an empty or duplicate role, a dependency on a role
 /// the stack lacks, a dependency cycle, an empty (moved-from) AnyComponent. The
 /// message names the rule, the roles and the fix; thrown when a DynamicStack is

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace stackup::detail {
@@ -113,9 +114,18 @@ inline bool run_parallel_phase(const Table& t, Run& r, Phase p, unsigned char sc
     Run& r;
     ~Reset() { t.events->guard = nullptr, r.guard = nullptr; }
   } reset{t, r};
+  // Workers carry the caller's observers in progress, so that an operation they
+  // start from inside one is refused there too (the frames outlive run_dag).
+  const Reporting* const caller = reporting;
   run_dag(t, r.marks, scope, reversed(p), max_threads, [&](std::size_t k) {
+    if (r.stop && r.stop->stop_requested()) [[unlikely]]
+      return interrupted(r, k, p, "this one and those not started yet");
+    const StopScope stop_scope(r, p); // on this worker's thread
+    const Reporting* const own = std::exchange(reporting, caller);
     Indirect a{t, k};
-    return step(p, a, r);
+    const bool ok = step(p, a, r);
+    reporting = own;
+    return ok;
   });
   return !r.failed;
 }

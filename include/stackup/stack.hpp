@@ -174,8 +174,8 @@ public:
 
   /// `zenml stack up`: provision() then resume(). All-or-nothing unless
   /// `.rollback = false`. Throws TransitionError.
-  void up(UpOptions options = {}) {
-    if (!options.parallel && !events_.observer) [[likely]] {
+  STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
+    if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       std::array<unsigned char, size> marks{};
       detail::Run r{roles, marks, nullptr, nullptr};
       if (quiet<detail::Phase::provision, false>(r, std::make_index_sequence<size>{}) &&
@@ -188,8 +188,8 @@ public:
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
   /// deprovision. Tries every component, then throws one TransitionError listing all failures.
-  void down(DownOptions options = {}) {
-    if (!options.parallel && !events_.observer) [[likely]] {
+  STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
+    if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
       else quiet<detail::Phase::suspend, true>(r, std::make_index_sequence<size>{});

@@ -119,6 +119,8 @@ private:
     namespace px = detail::posix;
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(which) + " query `" + command + "` ";
+    if (r.stopped)
+      throw InterruptedError(where + "was stopped with its process group: a stop was requested" + stderr_part(r));
     if (r.timed_out)
       throw Error(where + "did not finish within " + px::format_duration(config_.timeout) +
                   " and was killed with its process group" + stderr_part(r));
@@ -136,6 +138,8 @@ private:
       throw NotImplementedError("stackup: " + who() + " has no " + std::string(to_string(t)) + " command");
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(to_string(t)) + " `" + command + "` ";
+    if (r.stopped)
+      throw InterruptedError(where + "was stopped with its process group: a stop was requested" + stderr_part(r));
     if (r.timed_out)
       throw_transition_error(std::string(this->role_name()), t,
                             where + "did not finish within " + px::format_duration(config_.timeout) +

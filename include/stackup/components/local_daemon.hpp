@@ -705,6 +705,12 @@ private:
       }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      if (stop_requested()) { // Ctrl-C, or UpOptions::stop: give up the wait, leave nothing running
+        px::stop_process(rec, config_.stop_timeout, who());
+        append_log(dir, "stopped: the start was interrupted (a stop was requested)");
+        ::unlinkat(dir, "pid", 0);
+        throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
+      }
       if (Clock::now() >= deadline) {
         const auto how = px::stop_process(rec, config_.stop_timeout, who());
         append_log(dir, how == px::Stopped::killed ? "stopped with SIGKILL: not ready in time"

@@ -115,6 +115,7 @@ struct Run {
   std::span<unsigned char> marks; // one byte per component (did_provision, did_resume, in_scope)
   Lock* guard = nullptr;          // set while steps run on several threads
   std::unique_ptr<Failed> failed; // null while nothing failed
+  const std::stop_token* stop = nullptr; // null: nothing to check
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
@@ -195,8 +196,18 @@ struct Table {
 
 /// A stack's observer, and what keeps calls to it safe.
 struct Events;
-/// The stack whose observer this thread is running, if any.
-inline thread_local const Events* reporting = nullptr;
+/// The stacks whose observers this thread is running, innermost first (an
+/// observer may act on another stack, whose observer runs inside it).
+struct Reporting {
+  const Events* events;
+  const Reporting* outer;
+  [[nodiscard]] bool on(const Events* e) const noexcept {
+    for (const Reporting* r = this; r; r = r->outer)
+      if (r->events == e) return true;
+    return false;
+  }
+};
+inline thread_local const Reporting* reporting = nullptr;
 
 struct Events {
   Observer observer;
@@ -207,7 +218,7 @@ struct Events {
   /// on_event(): the observer's own replacement waits for it to return (the
   /// running function must not be destroyed under its feet).
   void set(Observer o) {
-    if (reporting == this) { // called by the observer: this thread holds the guard already
+    if (reporting && reporting->on(this)) { // called by its observer: this thread holds the guard already
       pending = std::move(o);
       replaced = true;
       return;
@@ -225,7 +236,7 @@ struct Events {
               "the stack it watches: act after the operation returns");
 }
 inline void check_not_reporting(const Table& t) {
-  if (reporting == t.events) [[unlikely]] refuse_reentry(t.stack);
+  if (reporting && reporting->on(t.events)) [[unlikely]] refuse_reentry(t.stack);
 }
 
 /// Calls the observer, if any, one event at a time. Its exception is dropped: an
@@ -235,13 +246,13 @@ STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outco
   Events& ev = *t.events;
   Locked hold(ev.guard);
   if (!ev.observer) return;
-  const Events* const outer = reporting;
-  reporting = &ev;
+  const Reporting frame{&ev, reporting};
+  reporting = &frame;
   try {
     ev.observer(Event{t.stack, t.roles[k], t.name(k), x, o, elapsed, std::string(message)});
   } catch (...) {
   }
-  reporting = outer;
+  reporting = frame.outer;
   if (ev.replaced) {
     ev.observer = std::move(ev.pending);
     ev.pending = nullptr;
@@ -473,6 +484,42 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
 inline constexpr bool reversed(Phase p) noexcept {
   return p == Phase::suspend || p == Phase::deprovision || p == Phase::force;
 }
+/// The transition a phase's failure is reported under before it acts.
+inline constexpr Transition first_transition(Phase p) noexcept {
+  switch (p) {
+  case Phase::provision: case Phase::up_one: return Transition::provision;
+  case Phase::resume: return Transition::resume;
+  case Phase::suspend: case Phase::force: return Transition::suspend;
+  case Phase::deprovision: return Transition::deprovision;
+  }
+  return Transition::provision;
+}
+
+/// While an up's forward phase runs on this thread, its components' own waits
+/// see the stop request (stackup::stop_requested()); undo and down actions do not.
+class StopScope {
+public:
+  StopScope(const Run& r, Phase p) : saved_(current_stop) {
+    if (p == Phase::provision || p == Phase::resume || p == Phase::up_one) current_stop = r.stop;
+  }
+  ~StopScope() { current_stop = saved_; }
+  StopScope(const StopScope&) = delete;
+  StopScope& operator=(const StopScope&) = delete;
+
+private:
+  const std::stop_token* saved_;
+};
+
+/// Records that the phase stopped before component k because a stop was
+/// requested; `left` names what was left as it was. Returns false (stop the phase).
+STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::string& left) noexcept {
+  try {
+    throw InterruptedError("stopped before acting on it: a stop was requested; left as they were: " + left);
+  } catch (...) {
+    r.fail(k, first_transition(p));
+  }
+  return false;
+}
 
 // ---- Ops of a type ---------------------------------------------------------------------
 
@@ -548,34 +595,41 @@ template <class It> bool quiet_walk(It first, It last, Run& r, Phase p) {
   return true;
 }
 
+/// run_phase off the quiet path: with an observer, a scope, or a stop token.
+[[gnu::noinline]] inline bool walk(const Table& t, Run& r, Phase p, unsigned char scope) {
+  const std::size_t n = t.size();
+  const bool reverse = reversed(p);
+  const StopScope stop_scope(r, p);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t k = t.order[reverse ? n - 1 - i : i];
+    if (scope != 0 && !(r.marks[k] & scope)) continue;
+    if (r.stop && r.stop->stop_requested()) [[unlikely]] {
+      std::string left;
+      for (std::size_t j = i; j < n; ++j) {
+        const std::size_t x = t.order[reverse ? n - 1 - j : j];
+        if (scope == 0 || (r.marks[x] & scope)) left.append(left.empty() ? "" : ", ").append(t.roles[x]);
+      }
+      return interrupted(r, k, p, left);
+    }
+    Indirect a{t, k};
+    if (!step(p, a, r)) return false;
+  }
+  return true;
+}
+
 /// Runs the phase's step for every component in scope (scope 0: all), in
-/// (reverse) action order, stopping at the first step that returns false. The
-/// observer is tested once per phase: one set by a component's own action takes
-/// effect from the next phase.
+/// (reverse) action order, stopping at the first step that returns false. On the
+/// quiet path the observer is tested once per phase: one set by a component's
+/// own action takes effect from the next phase.
 inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads) {
   if (parallel) {
     if (!parallel_phase) no_scheduler();
     return parallel_phase(t, r, p, scope, max_threads);
   }
-  const std::size_t n = t.size();
-  const bool reverse = reversed(p);
-  if (!t.events->observer && scope == 0) // the quiet path: one indirect call per step
-    return reverse ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
-                   : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
-  const bool observed = static_cast<bool>(t.events->observer);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t k = t.order[reverse ? n - 1 - i : i];
-    if (scope != 0 && !(r.marks[k] & scope)) continue;
-    bool ok;
-    if (observed) {
-      Indirect a{t, k};
-      ok = step(p, a, r);
-    } else {
-      ok = t.slots[k].ops->quiet[static_cast<int>(p)](t.slots[k].object, r, k);
-    }
-    if (!ok) return false;
-  }
-  return true;
+  if (!t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
+    return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
+                       : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
+  return walk(t, r, p, scope);
 }
 
 // ---- failures -----------------------------------------------------------------------------
@@ -626,16 +680,16 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record) {
+inline Run start(const Table& t, Record record, const std::stop_token* stop = nullptr) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
-  return Run{t.roles, t.marks, nullptr, nullptr};
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
 }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks);
+  Run r = start(t, Record::marks, o.stop);
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -644,23 +698,27 @@ inline void up(const Table& t, const UpOptions& o) {
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
-  Run r = start(t, Record::nothing);
+  Run r = start(t, Record::nothing, o.stop);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks);
+  Run r = start(t, Record::marks, o.stop);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t, Record::marks);
+  Run r = start(t, Record::marks, o.stop);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
+    interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
+    raise(t, r, "down");
+  }
   Indirect a{t, k};
   if (o.force) force_step(a, r, Missing::error);
   else suspend_step(a, r, Missing::error);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stackup/errors.hpp>
+#include <stackup/options.hpp>
 
 #if !defined(__linux__)
 #error "stackup: the shipped components (LocalDaemon, LocalDirectory, Command) need Linux: they read process start times from /proc/<pid>/stat to never signal a reused pid. On other systems define STACKUP_NO_COMPONENTS before including <stackup/stackup.hpp> to use the core alone, and write your own components."
@@ -999,8 +1000,9 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
 
 /// The result of run_shell.
 struct ShellResult {
-  ChildExit exit;      ///< how the shell ended (after a kill when timed out)
+  ChildExit exit;      ///< how the shell ended (after a kill when timed out or stopped)
   bool timed_out = false;
+  bool stopped = false; ///< killed because the operation was asked to stop (stackup::stop_requested())
   std::string stderr_tail; ///< the last few KiB of its standard error
 };
 
@@ -1051,6 +1053,10 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   std::optional<ChildExit> ended;
   while (!(ended = peek_exit(pid))) {
     if (Clock::now() >= deadline) break;
+    if (stop_requested()) {
+      result.stopped = true;
+      break;
+    }
     const auto wait = std::chrono::duration_cast<milliseconds>(backoff.next(deadline));
     if (open) {
       pollfd pfd{err_read.get(), POLLIN, 0};
@@ -1061,7 +1067,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
     }
   }
   if (!ended) {
-    result.timed_out = true;
+    result.timed_out = !result.stopped;
     ::kill(-pid, SIGTERM);
     deadline = deadline_after(std::chrono::seconds(2));
     Backoff grace;
