@@ -206,12 +206,17 @@ private:
              ", which the stack does not hold (roles: " + listed_roles() +
              "): add a component with that role or remove it from depends_on");
     case detail::PlanError::cycle: {
-      std::string path(roles_[p.a]);
-      std::size_t at = p.a;
+      // The path from the cycle's first component in listing order, back to it.
+      std::size_t start = p.a;
+      for (std::size_t at = detail::cycle_next(p.a, first_, dep_, scratch); at != p.a;
+           at = detail::cycle_next(at, first_, dep_, scratch))
+        start = std::min(start, at);
+      std::string path(roles_[start]);
+      std::size_t at = start;
       do {
         at = detail::cycle_next(at, first_, dep_, scratch);
         path.append(" -> ").append(roles_[at]);
-      } while (at != p.a);
+      } while (at != start);
       refuse("dependency cycle: " + path + "; remove one depends_on entry on the cycle");
     }
     }
