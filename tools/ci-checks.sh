@@ -123,9 +123,12 @@ part_tsan() {
   flags="-std=c++20 -g -O1 -fsanitize=thread -fno-omit-frame-pointer -I$root/include $(pkg-config --cflags fmt 2>/dev/null)"
   defs=$(build_test_programs "$dir" "$flags") || return 1
   # The suites with threads or several processes, in one doctest binary.
-  build_program "$dir/stackup_tests" "$flags $defs" "$root/tests/main.cpp" "$root/tests/test_parallel.cpp" \
-    "$root/tests/test_fault_injection.cpp" "$root/tests/test_local_daemon.cpp" "$root/tests/test_local_directory.cpp" \
-    || return 1
+  local sources=() src
+  for src in main test_parallel test_fault_injection test_local_daemon test_local_directory test_events test_stop \
+             test_dynamic_stack; do
+    [ -f "$root/tests/$src.cpp" ] && sources+=("$root/tests/$src.cpp")
+  done
+  build_program "$dir/stackup_tests" "$flags $defs" "${sources[@]}" || return 1
   build_program "$dir/stackctl" "$flags" "$root/examples/stackctl/stackctl.cpp" || return 1
   build_program "$dir/demo_server" "$flags" "$root/examples/stackctl/demo_server.cpp" || return 1
   rm -rf "$reports" && mkdir -p "$reports"
@@ -148,7 +151,7 @@ part_valgrind() {
   # (test_allocations replaces operator new to count calls, as valgrind does to
   # check them: the two cannot share a process, so it runs under ASan only.)
   for src in main test_semantics test_rollback test_events test_concepts test_format \
-             test_second_unit test_parallel test_cli test_fault_injection; do
+             test_second_unit test_parallel test_cli test_fault_injection test_dynamic_stack; do
     [ -f "$root/tests/$src.cpp" ] && sources+=("$root/tests/$src.cpp")
   done
   build_program "$dir/core_tests" "-std=c++20 -g -O1 -I$root/include $(pkg-config --cflags fmt 2>/dev/null)" \
