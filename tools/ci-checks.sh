@@ -5,9 +5,9 @@
 #             concurrency tests) built with AddressSanitizer + UndefinedBehavior-
 #             Sanitizer; any report, from any process (daemons included), fails
 #   tsan      the parallel and multi-process tests under ThreadSanitizer: the
-#             parallel and fault-injection suites, LocalDaemon's concurrent up,
-#             LocalDirectory's racing threads and processes, and concurrent
-#             stackctl processes (some in parallel mode)
+#             parallel, fault-injection, events, stop and run-time stack suites
+#             (both kinds of stack), LocalDaemon's concurrent up, LocalDirectory's
+#             racing threads and processes, and concurrent stackctl processes
 #   valgrind  the core tests under valgrind --error-exitcode=1 --leak-check=full
 #   fuzz      every libFuzzer target in tests/fuzz for FUZZ_SECONDS each; any
 #             crash, leak or hang fails
