@@ -1,5 +1,9 @@
 // cli::run against small in-memory components: grammar, exit codes, progress
-// lines, error reports, and that no argv can make it throw or crash.
+// lines, error reports, and that no argv can make it throw or crash. Every case
+// runs against both kinds of stack (tests/support/kinds.hpp): cli::run is
+// compiled once over the engine's view, so the two must print the same.
+#include "support/kinds.hpp"
+
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
@@ -105,11 +109,10 @@ struct Tracker : Fake<Tracker> {
   void deprovision() { act("deprovision", State::deprovisioned); }
 };
 
-using Demo = stackup::Stack<Store, Orch, Deployer, Tracker>;
-
-struct Fixture {
+template <class K> struct Fixture {
   World world;
-  Demo stack{"demo", Store{world}, Orch{world}, Deployer{world}, Tracker{world}};
+  kinds::StackOf<K, Store, Orch, Deployer, Tracker> stack =
+      kinds::make_from<K>("demo", Store{world}, Orch{world}, Deployer{world}, Tracker{world});
   std::filesystem::path dir;
 
   Fixture() {
@@ -136,7 +139,7 @@ struct Fixture {
     return {code, out.str(), err.str()};
   }
   void set_all(State s) {
-    for (auto r : Demo::roles) world.states[std::string(r)] = s;
+    for (auto r : kinds::roles(stack)) world.states[std::string(r)] = s;
     world.states["store"] = s == State::suspended ? State::running : s; // a directory has no "suspended"
   }
 };
@@ -159,8 +162,9 @@ std::string masked(std::string s) {
 
 } // namespace
 
-TEST_CASE("cli: stack up prints one line per action start and end, then a summary") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: stack up prints one line per action start and end, then a summary", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   auto r = f.run({"stack", "up"});
   CHECK(r.code == 0);
   CHECK(r.err.empty());
@@ -192,8 +196,9 @@ TEST_CASE("cli: stack up prints one line per action start and end, then a summar
   }
 }
 
-TEST_CASE("cli: stack down stops, skips what cannot suspend and says why; --force removes") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: stack down stops, skips what cannot suspend and says why; --force removes", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   f.set_all(State::running);
   auto r = f.run({"stack", "down"});
   CHECK(r.code == 0);
@@ -215,14 +220,15 @@ TEST_CASE("cli: stack down stops, skips what cannot suspend and says why; --forc
   }
 }
 
-TEST_CASE("cli: stack down --force and -f deprovision everything; again: nothing to remove") {
+TEST_CASE_TEMPLATE("cli: stack down --force and -f deprovision everything; again: nothing to remove", K, kinds::Typed,
+                   kinds::Dynamic) {
   for (std::string_view flag : {"--force", "-f", "-fp", "-pf"}) {
     CAPTURE(flag);
-    Fixture f;
+    Fixture<K> f;
     f.set_all(State::running);
     auto r = f.run({"stack", "down", flag});
     CHECK(r.code == 0);
-    for (auto role : Demo::roles) CHECK(f.world.states[std::string(role)] == State::deprovisioned);
+    for (auto role : kinds::roles(f.stack)) CHECK(f.world.states[std::string(role)] == State::deprovisioned);
     CHECK(contains(masked(r.out), "stack 'demo' is down and deprovisioned  T\n"));
     CHECK(contains(r.out, "+ store 'store' deprovisioned  "));
     f.world.calls.clear();
@@ -233,8 +239,8 @@ TEST_CASE("cli: stack down --force and -f deprovision everything; again: nothing
   }
 }
 
-TEST_CASE("cli: status works fully down and half up, and changes nothing") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: status works fully down and half up, and changes nothing", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   auto r = f.run({"stack", "status"});
   CHECK(r.code == 0);
   CHECK(f.world.calls.empty());
@@ -260,8 +266,8 @@ TEST_CASE("cli: status works fully down and half up, and changes nothing") {
                  "orch  web   fake_daemon  running        pid 4242\n");
 }
 
-TEST_CASE("cli: status reports a query that throws as a failure, exit 1") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: status reports a query that throws as a failure, exit 1", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   f.world.fail_query = "orch";
   auto r = f.run({"stack", "status"});
   CHECK(r.code == 1);
@@ -269,8 +275,8 @@ TEST_CASE("cli: status reports a query that throws as a failure, exit 1") {
   CHECK(r.err == "error: status failed\n  orch: pid file is garbage\n");
 }
 
-TEST_CASE("cli: <role> up brings its dependencies up first and says so") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: <role> up brings its dependencies up first and says so", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   auto r = f.run({"deployer", "up"});
   CHECK(r.code == 0);
   CHECK(f.world.calls == std::vector<std::string>{"store.provision", "orch.provision", "orch.resume",
@@ -288,8 +294,8 @@ TEST_CASE("cli: <role> up brings its dependencies up first and says so") {
   CHECK(r.out == "= orch 'web' already running\norch 'web' is already running: nothing to do\n");
 }
 
-TEST_CASE("cli: <role> down takes its dependents down first and says so") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: <role> down takes its dependents down first and says so", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   f.set_all(State::running);
   auto r = f.run({"orch", "down"});
   CHECK(r.code == 0);
@@ -310,8 +316,9 @@ TEST_CASE("cli: <role> down takes its dependents down first and says so") {
   CHECK(f.world.states["tracker"] == State::running);
 }
 
-TEST_CASE("cli: <role> down of a component that cannot suspend fails and suggests --force") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: <role> down of a component that cannot suspend fails and suggests --force", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   f.set_all(State::running);
   auto r = f.run({"store", "down"});
   CHECK(r.code == 1);
@@ -320,8 +327,9 @@ TEST_CASE("cli: <role> down of a component that cannot suspend fails and suggest
   CHECK(f.world.states["store"] == State::running);
 }
 
-TEST_CASE("cli: a failed up prints the error, each nested cause and what the rollback did") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: a failed up prints the error, each nested cause and what the rollback did", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   f.world.fail = "deployer.resume";
   auto r = f.run({"stack", "up"});
   CHECK(r.code == 1);
@@ -342,7 +350,7 @@ TEST_CASE("cli: a failed up prints the error, each nested cause and what the rol
     REQUIRE(found != std::string::npos);
     at = found;
   }
-  for (auto role : Demo::roles) CHECK(f.world.states[std::string(role)] == State::deprovisioned);
+  for (auto role : kinds::roles(f.stack)) CHECK(f.world.states[std::string(role)] == State::deprovisioned);
 
   SUBCASE("--no-rollback leaves the partial state and says so") {
     r = f.run({"stack", "up", "--no-rollback"});
@@ -361,8 +369,9 @@ TEST_CASE("cli: a failed up prints the error, each nested cause and what the rol
   }
 }
 
-TEST_CASE("cli: a cause that is a nested_exception without a cause, and a multi-line message") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: a cause that is a nested_exception without a cause, and a multi-line message", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   f.world.fail_bare = "orch.resume";
   auto r = f.run({"orch", "up"});
   CHECK(r.code == 1); // std::rethrow_if_nested on it would have called std::terminate
@@ -371,8 +380,9 @@ TEST_CASE("cli: a cause that is a nested_exception without a cause, and a multi-
   CHECK(contains(r.err, "rollback: undid the 1 action this command had done"));
 }
 
-TEST_CASE("cli: a failed down lists every failure and still tries every component") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: a failed down lists every failure and still tries every component", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   f.set_all(State::running);
   f.world.fail = "deployer.suspend";
   f.world.fail_foreign = "tracker.suspend";
@@ -385,8 +395,8 @@ TEST_CASE("cli: a failed down lists every failure and still tries every componen
   CHECK(contains(r.err, "  - deployer suspend: deployer.suspend: did not become ready\n"));
 }
 
-TEST_CASE("cli: logs prints the component's log, --tail N its last lines") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: logs prints the component's log, --tail N its last lines", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   auto r = f.run({"orch", "logs"});
   CHECK(r.code == 0);
   CHECK(r.out.empty());
@@ -415,8 +425,9 @@ TEST_CASE("cli: logs prints the component's log, --tail N its last lines") {
   CHECK(f.run({"orch", "logs"}).out.size() == std::filesystem::file_size(f.world.log));
 }
 
-TEST_CASE("cli: bad command lines exit 2 with a message that names the problem, and the usage") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the problem, and the usage", K,
+                   kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   struct Case {
     std::vector<std::string_view> words;
     std::string_view message;
@@ -463,8 +474,9 @@ TEST_CASE("cli: bad command lines exit 2 with a message that names the problem, 
   CHECK(f.world.calls.empty());
 }
 
-TEST_CASE("cli: --help anywhere shows the help on the output stream, exit 0") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: --help anywhere shows the help on the output stream, exit 0", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
   for (auto words : std::vector<std::vector<std::string_view>>{
            {"--help"}, {"-h"}, {"help"}, {"stack", "--help"}, {"orch", "down", "--help"}, {"bogus", "--help"},
            {"stack", "up", "--bogus", "-h"}}) {
@@ -487,8 +499,8 @@ TEST_CASE("cli: --help anywhere shows the help on the output stream, exit 0") {
   CHECK(contains(r.out, "  --state-dir DIR where state lives\n"));
 }
 
-TEST_CASE("cli: colour and symbols only when asked, plain ASCII otherwise") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: colour and symbols only when asked, plain ASCII otherwise", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   auto plain = f.run({"stack", "up"});
   CHECK(std::all_of(plain.out.begin(), plain.out.end(), [](char c) { return static_cast<unsigned char>(c) < 128; }));
   f.run({"stack", "down", "--force"});
@@ -504,8 +516,8 @@ TEST_CASE("cli: colour and symbols only when asked, plain ASCII otherwise") {
   CHECK(!contains(automatic.out, "\x1b["));
 }
 
-TEST_CASE("cli: run() leaves no observer behind") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: run() leaves no observer behind", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   {
     std::ostringstream out, err;
     std::vector<std::string_view> words{"stack", "up"};
@@ -515,8 +527,8 @@ TEST_CASE("cli: run() leaves no observer behind") {
   CHECK(!f.stack.is_provisioned());
 }
 
-TEST_CASE("cli: main's argc/argv, including argc 0 and a null argv") {
-  Fixture f;
+TEST_CASE_TEMPLATE("cli: main's argc/argv, including argc 0 and a null argv", K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
   std::ostringstream out, err;
   std::string prog = "/usr/local/bin/ctl", stack = "stack", up = "up";
   char* argv[] = {prog.data(), stack.data(), up.data(), nullptr};
@@ -529,13 +541,13 @@ TEST_CASE("cli: main's argc/argv, including argc 0 and a null argv") {
   CHECK(cli::run(f.stack, -1, argv, out, err) == 2);
 }
 
-TEST_CASE("cli: no command line makes run() throw, crash or act wrongly") {
+TEST_CASE_TEMPLATE("cli: no command line makes run() throw, crash or act wrongly", K, kinds::Typed, kinds::Dynamic) {
   // Every sequence of up to three words from a vocabulary of valid and invalid
   // words: the exit code is always 0, 1 or 2, and usage errors change nothing.
   const std::vector<std::string_view> vocabulary{"stack", "orch", "tracker", "up",     "down", "status", "logs",
                                                  "--force", "-f", "-p",     "--tail", "3",    "x",      "",
                                                  "--",      "-", "--tail=", "-n"};
-  Fixture f;
+  Fixture<K> f;
   std::size_t runs = 0;
   for (std::size_t n = 0; n <= 3; ++n) {
     std::vector<std::size_t> pick(n, 0);
@@ -562,9 +574,9 @@ struct Fixed : stackup::StackComponent<Fixed> {
 };
 } // namespace
 
-TEST_CASE("cli: a skipped action says what the user can do about it") {
+TEST_CASE_TEMPLATE("cli: a skipped action says what the user can do about it", K, kinds::Typed, kinds::Dynamic) {
   World world;
-  stackup::Stack stack{"s", Fixed{}, Store{world}};
+  auto stack = kinds::make_from<K>("s", Fixed{}, Store{world});
   world.states["store"] = State::running;
   auto run = [&](std::vector<std::string_view> words) {
     std::ostringstream out, err;

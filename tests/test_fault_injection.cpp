@@ -11,6 +11,10 @@
 //     called concurrently;
 //   - actions respect the dependency order and are never called needlessly;
 //   - a failure during rollback is reported and the rest of the rollback goes on.
+// Every case runs against both kinds of stack (tests/support/kinds.hpp): the same
+// six component types as a Stack<Cs...> and as a DynamicStack of AnyComponents.
+#include "support/kinds.hpp"
+
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
@@ -338,7 +342,8 @@ static_assert(stackup::Provisionable<Faulty<0>> && stackup::Resumable<Faulty<0>>
               stackup::Deprovisionable<Faulty<0>>);
 
 // Listed out of dependency order on purpose: the stack sorts.
-using FaultyStack = stackup::Stack<Faulty<4>, Faulty<5>, Faulty<2>, Faulty<3>, Faulty<0>, Faulty<1>>;
+template <class K>
+using FaultyStack = kinds::StackOf<K, Faulty<4>, Faulty<5>, Faulty<2>, Faulty<3>, Faulty<0>, Faulty<1>>;
 
 // ---- events -----------------------------------------------------------------------
 
@@ -375,11 +380,12 @@ private:
   std::vector<Recorded> events_;
 };
 
-struct Fixture {
+template <class K> struct Fixture {
   World world;
   Recorder recorder;
-  FaultyStack stack{"faulty", Faulty<4>{{}, &world}, Faulty<5>{{}, &world}, Faulty<2>{{}, &world},
-                    Faulty<3>{{}, &world}, Faulty<0>{{}, &world}, Faulty<1>{{}, &world}};
+  FaultyStack<K> stack = kinds::make_from<K>("faulty", Faulty<4>{{}, &world}, Faulty<5>{{}, &world},
+                                             Faulty<2>{{}, &world}, Faulty<3>{{}, &world}, Faulty<0>{{}, &world},
+                                             Faulty<1>{{}, &world});
   explicit Fixture(bool observe = true) {
     if (observe) stack.on_event([this](const stackup::Event& e) { recorder.record(e); });
   }
@@ -429,7 +435,7 @@ struct Result {
   std::string other; // any other exception: always a defect
 };
 
-Result run(Fixture& f, const Op& op) {
+template <class K> Result run(Fixture<K>& f, const Op& op) {
   Result r;
   f.world.mark();
   f.recorder.clear();
@@ -536,7 +542,7 @@ void check_error(const stackup::TransitionError& e, const std::vector<Fired>& fa
 }
 
 // Every started gets exactly one end; the state is exactly what the events say.
-void check_events(const Fixture& f, const Snapshot& before, const std::vector<Fired>& fired) {
+template <class K> void check_events(const Fixture<K>& f, const Snapshot& before, const std::vector<Fired>& fired) {
   const auto& events = f.recorder.events();
   CHECK_FALSE(f.recorder.concurrent());
   CHECK_FALSE(f.recorder.malformed());
@@ -602,7 +608,7 @@ void check_events(const Fixture& f, const Snapshot& before, const std::vector<Fi
 }
 
 /// Runs one operation and checks every promise. Returns the faults it fired.
-std::vector<Fired> run_and_check(Fixture& f, const Op& op) {
+template <class K> std::vector<Fired> run_and_check(Fixture<K>& f, const Op& op) {
   const Snapshot before = f.world.snapshot();
   const std::string what = describe(op, before);
   INFO(what);
@@ -680,12 +686,13 @@ std::vector<Snapshot> consistent_states() {
 constexpr Snapshot all_in(State s) { return {s, s, s, s, s, s}; }
 
 // One fault at every (component, action, kind), k = 1, every operation of the
-// stack, from every consistent start state (or every `stride`-th, to bound time).
-void single_fault_matrix(bool parallel, std::size_t stride) {
+// stack, from every consistent start state (or every `stride`-th from `first`,
+// to bound time).
+template <class K> void single_fault_matrix(bool parallel, std::size_t stride, std::size_t first = 0) {
   const auto states = consistent_states();
   REQUIRE(states.size() > 50);
   std::size_t ops = 0;
-  for (std::size_t si = 0; si < states.size(); si += stride) {
+  for (std::size_t si = first; si < states.size(); si += stride) {
     for (std::size_t c = 0; c < n_components; ++c)
       for (Transition t : all_transitions)
         for (Kind kind : all_kinds) {
@@ -697,7 +704,7 @@ void single_fault_matrix(bool parallel, std::size_t stride) {
                                              Op{.what = Op::down, .force = false, .parallel = parallel},
                                              Op{.what = Op::down, .force = true, .parallel = parallel}};
           for (const Op& op : operations) {
-            Fixture f;
+            Fixture<K> f;
             f.world.set(states[si]);
             f.world.inject(c, t, kind);
             run_and_check(f, op);
@@ -710,14 +717,14 @@ void single_fault_matrix(bool parallel, std::size_t stride) {
 
 // The k-th call of one action fails, somewhere in a script of operations that
 // walks the stack up and down (whole stack and per component), starting empty.
-void kth_call_script(bool parallel) {
+template <class K> void kth_call_script(bool parallel) {
   for (std::size_t c = 0; c < n_components; ++c)
     for (Transition t : all_transitions)
       for (Kind kind : all_kinds)
         for (int k = 1; k <= 3; ++k)
           for (bool observe : {true, false}) {
             INFO("fault: ", kind_name(kind), " on ", role_of[c], ".", stackup::to_string(t), " call #", k);
-            Fixture f(observe);
+            Fixture<K> f(observe);
             f.world.inject(c, t, kind, k);
             const std::size_t target = (c + 2) % n_components;
             const std::array<Op, 9> script{
@@ -743,7 +750,7 @@ void kth_call_script(bool parallel) {
 
 // A forward action fails, then an undo fails too: both are reported, and the
 // rest of the rollback still happens.
-void rollback_failure_matrix(bool parallel) {
+template <class K> void rollback_failure_matrix(bool parallel) {
   std::size_t both = 0;
   for (std::size_t c = 0; c < n_components; ++c)
     for (Transition t : {Transition::provision, Transition::resume})
@@ -752,7 +759,7 @@ void rollback_failure_matrix(bool parallel) {
           for (Kind kind : all_kinds) {
             INFO("fault: error on ", role_of[c], ".", stackup::to_string(t), ", then ", kind_name(kind), " on ",
                  role_of[u], ".", stackup::to_string(undo));
-            Fixture f;
+            Fixture<K> f;
             f.world.inject(c, t, Kind::error);
             f.world.inject(u, undo, kind);
             const auto fired = run_and_check(f, Op{.what = Op::up, .parallel = parallel});
@@ -767,9 +774,9 @@ void rollback_failure_matrix(bool parallel) {
 
 // Every action of every component fails: down still tries them all and reports
 // each failure; up reports its one failure and undoes what it did.
-void everything_fails(bool parallel) {
+template <class K> void everything_fails(bool parallel) {
   for (Kind kind : {Kind::error, Kind::foreign}) {
-    Fixture f;
+    Fixture<K> f;
     f.world.set(all_in(State::running));
     for (std::size_t c = 0; c < n_components; ++c)
       for (Transition t : all_transitions) f.world.inject(c, t, kind);
@@ -782,7 +789,7 @@ void everything_fails(bool parallel) {
     CHECK(f.world.snapshot() == all_in(State::suspended));
   }
   {
-    Fixture f;
+    Fixture<K> f;
     for (std::size_t c = 0; c < n_components; ++c)
       for (Transition t : all_transitions) f.world.inject(c, t, Kind::error, 1);
     const auto fired = run_and_check(f, Op{.what = Op::up, .parallel = parallel});
@@ -793,37 +800,56 @@ void everything_fails(bool parallel) {
 
 } // namespace
 
-TEST_CASE("fault injection: the test stack is well-formed") {
+TEST_CASE_TEMPLATE("fault injection: the test stack is well-formed", K, kinds::Typed, kinds::Dynamic) {
   CHECK(consistent_states().size() > 50);
-  CHECK(FaultyStack::size == n_components);
   // The independent closures agree with the declared dependencies.
   CHECK(dependencies_closure(4) == Set{true, true, true, true, true, false});
   CHECK(dependents_closure(0) == Set{true, false, true, true, true, false});
-  Fixture f;
+  Fixture<K> f;
+  CHECK(kinds::size(f.stack) == n_components);
+  CHECK(kinds::roles(f.stack) == std::vector<std::string_view>{"model_deployer", "alerter", "orchestrator",
+                                                               "experiment_tracker", "artifact_store",
+                                                               "container_registry"});
   run_and_check(f, Op{.what = Op::up});
   CHECK(f.world.snapshot() == all_in(State::running));
   run_and_check(f, Op{.what = Op::down, .force = true});
   CHECK(f.world.snapshot() == all_in(State::deprovisioned));
 }
 
-TEST_CASE("fault injection: one fault at every (component, action) from every start state") {
-  single_fault_matrix(false, 1);
+TEST_CASE_TEMPLATE("fault injection: one fault at every (component, action) from every start state", K, kinds::Typed,
+                   kinds::Dynamic) {
+  single_fault_matrix<K>(false, 1);
 }
-TEST_CASE("fault injection: the k-th call fails, across a script of operations") { kth_call_script(false); }
-TEST_CASE("fault injection: a failing undo is reported and the rest of the rollback goes on") {
-  rollback_failure_matrix(false);
+TEST_CASE_TEMPLATE("fault injection: the k-th call fails, across a script of operations", K, kinds::Typed,
+                   kinds::Dynamic) {
+  kth_call_script<K>(false);
 }
-TEST_CASE("fault injection: when everything fails, down tries everything and reports everything") {
-  everything_fails(false);
+TEST_CASE_TEMPLATE("fault injection: a failing undo is reported and the rest of the rollback goes on", K, kinds::Typed,
+                   kinds::Dynamic) {
+  rollback_failure_matrix<K>(false);
+}
+TEST_CASE_TEMPLATE("fault injection: when everything fails, down tries everything and reports everything", K,
+                   kinds::Typed, kinds::Dynamic) {
+  everything_fails<K>(false);
 }
 
-// The same promises with parallel execution. Every third start state keeps the
-// suite quick under ThreadSanitizer; the sequential case covers them all.
-TEST_CASE("parallel: fault injection: one fault at every (component, action)") { single_fault_matrix(true, 3); }
-TEST_CASE("parallel: fault injection: the k-th call fails, across a script of operations") { kth_call_script(true); }
-TEST_CASE("parallel: fault injection: a failing undo is reported and the rest of the rollback goes on") {
-  rollback_failure_matrix(true);
+// The same promises with parallel execution. The sequential case covers every
+// start state with both kinds of stack; here, to keep the suite quick under
+// ThreadSanitizer, each kind takes every sixth start state, the two interleaved
+// (Stack from the first, DynamicStack from the fourth): together every third.
+TEST_CASE_TEMPLATE("parallel: fault injection: one fault at every (component, action)", K, kinds::Typed,
+                   kinds::Dynamic) {
+  single_fault_matrix<K>(true, 6, kinds::is_dynamic<K> ? 3 : 0);
 }
-TEST_CASE("parallel: fault injection: when everything fails, down tries everything and reports everything") {
-  everything_fails(true);
+TEST_CASE_TEMPLATE("parallel: fault injection: the k-th call fails, across a script of operations", K, kinds::Typed,
+                   kinds::Dynamic) {
+  kth_call_script<K>(true);
+}
+TEST_CASE_TEMPLATE("parallel: fault injection: a failing undo is reported and the rest of the rollback goes on", K,
+                   kinds::Typed, kinds::Dynamic) {
+  rollback_failure_matrix<K>(true);
+}
+TEST_CASE_TEMPLATE("parallel: fault injection: when everything fails, down tries everything and reports everything", K,
+                   kinds::Typed, kinds::Dynamic) {
+  everything_fails<K>(true);
 }

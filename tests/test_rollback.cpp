@@ -1,5 +1,7 @@
-// up() is all-or-nothing; down() never stops half-way (DESIGN §3).
+// up() is all-or-nothing; down() never stops half-way (DESIGN §3). Both kinds of
+// stack (tests/support/kinds.hpp).
 #include "support/fake.hpp"
+#include "support/kinds.hpp"
 
 #include <doctest/doctest.h>
 
@@ -8,21 +10,21 @@
 using stackup::Transition;
 using fake::Fake;
 using fake::Log;
+using kinds::get;
 
 namespace {
 using A = Fake<"a">;
 using B = Fake<"b", "a">;
 using C = Fake<"c", "b">;
 using D = Fake<"d", "c">;
-using S = stackup::Stack<A, B, C, D>;
 
-S make(Log& log) {
-  S s;
-  s.get<A>().log = s.get<B>().log = s.get<C>().log = s.get<D>().log = &log;
+template <class K> auto make(Log& log) {
+  auto s = kinds::make<K, A, B, C, D>();
+  get<A>(s).log = get<B>(s).log = get<C>(s).log = get<D>(s).log = &log;
   return s;
 }
-template <class F> void each(S& s, F f) { f(s.get<A>()), f(s.get<B>()), f(s.get<C>()), f(s.get<D>()); }
-std::vector<stackup::State> states(const S& s) {
+template <class S, class F> void each(S& s, F f) { f(get<A>(s)), f(get<B>(s)), f(get<C>(s)), f(get<D>(s)); }
+template <class S> std::vector<stackup::State> states(const S& s) {
   std::vector<stackup::State> v;
   for (const auto& row : s.status()) v.push_back(row.state);
   return v;
@@ -35,15 +37,16 @@ struct Broken : stackup::StackComponent<Broken> {
 const char* const names[] = {"a", "b", "c", "d"};
 } // namespace
 
-TEST_CASE("rollback: a failure at every position of provision and resume undoes this call's actions") {
+TEST_CASE_TEMPLATE("rollback: a failure at every position of provision and resume undoes this call's actions", K,
+                   kinds::Typed, kinds::Dynamic) {
   for (Transition t : {Transition::provision, Transition::resume}) {
     for (int pos = 0; pos < 4; ++pos) {
       CAPTURE(t);
       CAPTURE(pos);
       Log log;
-      S s = make(log);
+      auto s = make<K>(log);
       // a starts suspended (provisioned before this call): rollback must not deprovision it
-      s.get<A>().provisioned = !(pos == 0 && t == Transition::provision);
+      get<A>(s).provisioned = !(pos == 0 && t == Transition::provision);
       each(s, [&](auto& c) { c.fail = (std::string_view(c.role) == names[pos]) ? std::optional(t) : std::nullopt; });
       const auto before = states(s);
       try {
@@ -76,20 +79,21 @@ TEST_CASE("rollback: a failure at every position of provision and resume undoes 
   }
 }
 
-TEST_CASE("rollback: .rollback = false leaves the partial state in place") {
+TEST_CASE_TEMPLATE("rollback: .rollback = false leaves the partial state in place", K, kinds::Typed, kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.get<C>().fail = Transition::resume;
+  auto s = make<K>(log);
+  get<C>(s).fail = Transition::resume;
   CHECK_THROWS_AS(s.up({.rollback = false}), stackup::TransitionError);
   CHECK(states(s) == std::vector{stackup::State::running, stackup::State::running, stackup::State::suspended,
                                  stackup::State::suspended});
 }
 
-TEST_CASE("rollback: what the rollback cannot undo is listed, and the rest is still undone") {
+TEST_CASE_TEMPLATE("rollback: what the rollback cannot undo is listed, and the rest is still undone", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.get<D>().fail = Transition::resume;
-  s.get<B>().fail = Transition::suspend; // undoing b's resume fails
+  auto s = make<K>(log);
+  get<D>(s).fail = Transition::resume;
+  get<B>(s).fail = Transition::suspend; // undoing b's resume fails
   try {
     s.up();
     FAIL("up should have thrown");
@@ -109,22 +113,23 @@ TEST_CASE("rollback: what the rollback cannot undo is listed, and the rest is st
   CHECK_FALSE(s.is_provisioned());
 }
 
-TEST_CASE("rollback: up<C>() rolls back its dependencies too") {
+TEST_CASE_TEMPLATE("rollback: up<C>() rolls back its dependencies too", K, kinds::Typed, kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.get<C>().fail = Transition::resume;
-  CHECK_THROWS_AS(s.up<C>(), stackup::TransitionError);
-  CHECK_FALSE(s.get<A>().provisioned);
-  CHECK_FALSE(s.get<B>().provisioned);
-  CHECK_FALSE(s.get<C>().provisioned);
+  auto s = make<K>(log);
+  get<C>(s).fail = Transition::resume;
+  CHECK_THROWS_AS(kinds::up<C>(s), stackup::TransitionError);
+  CHECK_FALSE(get<A>(s).provisioned);
+  CHECK_FALSE(get<B>(s).provisioned);
+  CHECK_FALSE(get<C>(s).provisioned);
 }
 
-TEST_CASE("down: tries every component, then reports every failure in one TransitionError") {
+TEST_CASE_TEMPLATE("down: tries every component, then reports every failure in one TransitionError", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
-  s.get<C>().fail = Transition::suspend;
-  s.get<A>().fail = Transition::suspend;
+  get<C>(s).fail = Transition::suspend;
+  get<A>(s).fail = Transition::suspend;
   try {
     s.down();
     FAIL("down should have thrown");
@@ -135,25 +140,27 @@ TEST_CASE("down: tries every component, then reports every failure in one Transi
     CHECK(e.failures()[1].role == "a");
     CHECK(std::string(e.what()).find("a suspend: a: suspend exploded") != std::string::npos);
   }
-  CHECK_FALSE(s.get<D>().running);
-  CHECK_FALSE(s.get<B>().running);
+  CHECK_FALSE(get<D>(s).running);
+  CHECK_FALSE(get<B>(s).running);
 }
 
-TEST_CASE("down: with force, a component whose suspend failed still gets its deprovision") {
+TEST_CASE_TEMPLATE("down: with force, a component whose suspend failed still gets its deprovision", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
-  s.get<B>().fail = Transition::suspend;
+  get<B>(s).fail = Transition::suspend;
   CHECK_THROWS_AS(s.down({.force = true}), stackup::TransitionError);
-  CHECK_FALSE(s.get<B>().provisioned);
-  CHECK_FALSE(s.get<A>().provisioned);
+  CHECK_FALSE(get<B>(s).provisioned);
+  CHECK_FALSE(get<A>(s).provisioned);
   CHECK(std::find(log.begin(), log.end(), "deprovision b") != log.end());
 }
 
-TEST_CASE("down: a query that throws is a failure of that component, not the end of the down") {
-  stackup::Stack<Fake<"x">, Broken, Fake<"y">> s;
-  s.get<Fake<"x">>().running = s.get<Fake<"y">>().running = true;
+TEST_CASE_TEMPLATE("down: a query that throws is a failure of that component, not the end of the down", K,
+                   kinds::Typed, kinds::Dynamic) {
+  auto s = kinds::make<K, Fake<"x">, Broken, Fake<"y">>();
+  get<Fake<"x">>(s).running = get<Fake<"y">>(s).running = true;
   CHECK_THROWS_WITH_AS(s.down(), doctest::Contains("cannot tell"), stackup::TransitionError);
-  CHECK_FALSE(s.get<Fake<"x">>().running);
-  CHECK_FALSE(s.get<Fake<"y">>().running);
+  CHECK_FALSE(get<Fake<"x">>(s).running);
+  CHECK_FALSE(get<Fake<"y">>(s).running);
 }

@@ -1,5 +1,7 @@
-// Every row of DESIGN §3: what each stack operation does to each component.
+// Every row of DESIGN §3: what each stack operation does to each component, for
+// both kinds of stack (Stack<Cs...> and DynamicStack, tests/support/kinds.hpp).
 #include "support/fake.hpp"
+#include "support/kinds.hpp"
 
 #include <doctest/doctest.h>
 
@@ -8,6 +10,7 @@ using fake::Fake;
 using fake::Fixed;
 using fake::Log;
 using fake::OneWay;
+using kinds::get;
 
 namespace {
 // store <- tracker <- orchestrator ; deployer -> orchestrator, store
@@ -35,25 +38,29 @@ struct SelfStarting : stackup::StackComponent<SelfStarting> {
   void resume() { ++resumes; }
 };
 
-S make(Log& log) {
-  S s;
-  s.get<Store>().log = &log;
-  s.get<Tracker>().log = &log;
-  s.get<Orch>().log = &log;
-  s.get<Deployer>().log = &log;
+template <class K> auto make(Log& log) {
+  auto s = kinds::make<K, Deployer, Orch, Tracker, Store>();
+  get<Store>(s).log = &log;
+  get<Tracker>(s).log = &log;
+  get<Orch>(s).log = &log;
+  get<Deployer>(s).log = &log;
   return s;
 }
 } // namespace
 
-TEST_CASE("semantics: action order is topological, ties by listing order") {
-  CHECK(S::order == std::array<std::size_t, 4>{3, 2, 1, 0});
-  using T = stackup::Stack<Fake<"b", "a">, Fake<"c">, Fake<"a">>;
-  CHECK(T::order == std::array<std::size_t, 3>{1, 2, 0});
+TEST_CASE_TEMPLATE("semantics: action order is topological, ties by listing order", K, kinds::Typed, kinds::Dynamic) {
+  static_assert(S::order == std::array<std::size_t, 4>{3, 2, 1, 0}); // settled at compile time for Stack<Cs...>
+  Log log;
+  CHECK(kinds::order(make<K>(log)) == std::vector<std::size_t>{3, 2, 1, 0});
+  CHECK(kinds::order(kinds::make<K, Fake<"b", "a">, Fake<"c">, Fake<"a">>()) == std::vector<std::size_t>{1, 2, 0});
+  CHECK(kinds::roles(make<K>(log)) ==
+        std::vector<std::string_view>{"model_deployer", "orchestrator", "experiment_tracker", "artifact_store"});
 }
 
-TEST_CASE("semantics: up provisions everything in order, then resumes in order") {
+TEST_CASE_TEMPLATE("semantics: up provisions everything in order, then resumes in order", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
   CHECK(log == Log{"provision artifact_store", "provision experiment_tracker", "provision orchestrator",
                    "provision model_deployer", "resume artifact_store", "resume experiment_tracker",
@@ -62,9 +69,9 @@ TEST_CASE("semantics: up provisions everything in order, then resumes in order")
   CHECK(s.is_provisioned());
 }
 
-TEST_CASE("semantics: up and down are idempotent") {
+TEST_CASE_TEMPLATE("semantics: up and down are idempotent", K, kinds::Typed, kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
   log.clear();
   s.up();
@@ -79,11 +86,12 @@ TEST_CASE("semantics: up and down are idempotent") {
   CHECK_FALSE(s.is_running());
 }
 
-TEST_CASE("semantics: down --force stops then deprovisions each component, in reverse") {
+TEST_CASE_TEMPLATE("semantics: down --force stops then deprovisions each component, in reverse", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
-  s.get<Orch>().running = false; // already stopped: only deprovisioned
+  get<Orch>(s).running = false; // already stopped: only deprovisioned
   log.clear();
   s.down({.force = true});
   CHECK(log == Log{"suspend model_deployer", "deprovision model_deployer", "deprovision orchestrator",
@@ -95,58 +103,62 @@ TEST_CASE("semantics: down --force stops then deprovisions each component, in re
   CHECK(log.empty());
 }
 
-TEST_CASE("semantics: provision() skips provisioned components and needs Provisionable") {
+TEST_CASE_TEMPLATE("semantics: provision() skips provisioned components and needs Provisionable", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.get<Tracker>().provisioned = true;
+  auto s = make<K>(log);
+  get<Tracker>(s).provisioned = true;
   s.provision();
   CHECK(log == Log{"provision artifact_store", "provision orchestrator", "provision model_deployer"});
   CHECK_FALSE(s.is_running());
 
-  stackup::Stack<Manual> m;
+  auto m = kinds::make<K, Manual>();
   CHECK_THROWS_WITH_AS(m.provision(), doctest::Contains("manual 'manual' does not implement provision()"),
                        stackup::NotImplementedError);
 }
 
-TEST_CASE("semantics: resume() starts provisioned components, ProvisioningError otherwise") {
+TEST_CASE_TEMPLATE("semantics: resume() starts provisioned components, ProvisioningError otherwise", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   CHECK_THROWS_WITH_AS(s.resume(), doctest::Contains("cannot resume artifact_store 'artifact_store'"),
                        stackup::ProvisioningError);
   CHECK(log.empty());
   s.provision();
   log.clear();
-  s.get<Tracker>().running = true;
+  get<Tracker>(s).running = true;
   s.resume();
   CHECK(log == Log{"resume artifact_store", "resume orchestrator", "resume model_deployer"});
 
-  stackup::Stack<OneWay<"x">, Fixed<"y">> o;
-  o.get<OneWay<"x">>().provisioned = true;
+  auto o = kinds::make<K, OneWay<"x">, Fixed<"y">>();
+  get<OneWay<"x">>(o).provisioned = true;
   o.resume();
   CHECK(o.is_running());
 
-  stackup::Stack<Stuck> st;
+  auto st = kinds::make<K, Stuck>();
   CHECK_THROWS_AS(st.resume(), stackup::NotImplementedError);
 }
 
-TEST_CASE("semantics: suspend() and deprovision() skip what a component cannot do, and go on") {
+TEST_CASE_TEMPLATE("semantics: suspend() and deprovision() skip what a component cannot do, and go on", K,
+                   kinds::Typed, kinds::Dynamic) {
   Log log;
-  stackup::Stack<Fixed<"always">, OneWay<"oneway">, Fake<"fake">> s;
-  s.get<Fake<"fake">>().log = &log;
+  auto s = kinds::make<K, Fixed<"always">, OneWay<"oneway">, Fake<"fake">>();
+  get<Fake<"fake">>(s).log = &log;
   s.up();
   CHECK(s.is_running());
   s.suspend();
   CHECK(log == Log{"provision fake", "resume fake", "suspend fake"});
-  CHECK(s.get<OneWay<"oneway">>().running); // not Suspendable: left as it is
+  CHECK(get<OneWay<"oneway">>(s).running); // not Suspendable: left as it is
   s.deprovision();
   CHECK(log.back() == "deprovision fake");
-  CHECK(s.get<OneWay<"oneway">>().provisioned);
+  CHECK(get<OneWay<"oneway">>(s).provisioned);
 }
 
-TEST_CASE("semantics: the primitives throw a component's own exception as TransitionError") {
+TEST_CASE_TEMPLATE("semantics: the primitives throw a component's own exception as TransitionError", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.get<Orch>().fail = Transition::provision;
+  auto s = make<K>(log);
+  get<Orch>(s).fail = Transition::provision;
   try {
     s.provision();
     FAIL("provision() should have thrown");
@@ -157,48 +169,51 @@ TEST_CASE("semantics: the primitives throw a component's own exception as Transi
     CHECK_THROWS_WITH_AS(std::rethrow_exception(e.cause()), "orchestrator: provision exploded", std::runtime_error);
   }
   // no rollback for primitives: what was done stays done
-  CHECK(s.get<Tracker>().provisioned);
+  CHECK(get<Tracker>(s).provisioned);
 }
 
-TEST_CASE("semantics: up<C>() brings C's dependencies first, then C") {
+TEST_CASE_TEMPLATE("semantics: up<C>() brings C's dependencies first, then C", K, kinds::Typed, kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.up<Orch>();
+  auto s = make<K>(log);
+  kinds::up<Orch>(s);
   CHECK(log == Log{"provision artifact_store", "resume artifact_store", "provision experiment_tracker",
                    "resume experiment_tracker", "provision orchestrator", "resume orchestrator"});
-  CHECK_FALSE(s.get<Deployer>().provisioned);
+  CHECK_FALSE(get<Deployer>(s).provisioned);
   log.clear();
-  s.up<Orch>(); // already running: nothing
+  kinds::up<Orch>(s); // already running: nothing
   CHECK(log.empty());
-  s.get<Orch>().running = false; // suspended: resume only
+  get<Orch>(s).running = false; // suspended: resume only
   s.up("orchestrator");
   CHECK(log == Log{"resume orchestrator"});
 }
 
-TEST_CASE("semantics: up<C>() on a component whose provision also starts it does not resume it") {
-  stackup::Stack<SelfStarting> s;
-  s.up<SelfStarting>();
-  CHECK(s.get<SelfStarting>().resumes == 0);
-  s.get<SelfStarting>().on = false;
+TEST_CASE_TEMPLATE("semantics: up<C>() on a component whose provision also starts it does not resume it", K,
+                   kinds::Typed, kinds::Dynamic) {
+  auto s = kinds::make<K, SelfStarting>();
+  kinds::up<SelfStarting>(s);
+  CHECK(get<SelfStarting>(s).resumes == 0);
+  get<SelfStarting>(s).on = false;
   s.up();
-  CHECK(s.get<SelfStarting>().resumes == 0);
+  CHECK(get<SelfStarting>(s).resumes == 0);
 }
 
-TEST_CASE("semantics: down<C>() stops C's running dependents first, then C") {
+TEST_CASE_TEMPLATE("semantics: down<C>() stops C's running dependents first, then C", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
   log.clear();
-  s.down<Tracker>();
+  kinds::down<Tracker>(s);
   CHECK(log == Log{"suspend model_deployer", "suspend orchestrator", "suspend experiment_tracker"});
-  CHECK(s.get<Store>().running);
+  CHECK(get<Store>(s).running);
   log.clear();
   s.down("experiment_tracker"); // nothing running there any more
   CHECK(log.empty());
 }
 
-TEST_CASE("semantics: down<C>() of a component that cannot suspend suggests force") {
-  stackup::Stack<Fake<"user", "fixed">, Fixed<"fixed">> s;
+TEST_CASE_TEMPLATE("semantics: down<C>() of a component that cannot suspend suggests force", K, kinds::Typed,
+                   kinds::Dynamic) {
+  auto s = kinds::make<K, Fake<"user", "fixed">, Fixed<"fixed">>();
   s.up();
   try {
     s.down("fixed");
@@ -210,45 +225,47 @@ TEST_CASE("semantics: down<C>() of a component that cannot suspend suggests forc
     CHECK_THROWS_AS(std::rethrow_exception(e.cause()), stackup::NotImplementedError);
   }
   // the dependent was still stopped first
-  CHECK_FALSE(s.get<Fake<"user", "fixed">>().running);
+  CHECK_FALSE(get<Fake<"user", "fixed">>(s).running);
 }
 
-TEST_CASE("semantics: down<C>({.force}) takes dependents down with force, then removes C") {
+TEST_CASE_TEMPLATE("semantics: down<C>({.force}) takes dependents down with force, then removes C", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
   log.clear();
-  s.down<Orch>({.force = true});
+  kinds::down<Orch>(s, {.force = true});
   CHECK(log == Log{"suspend model_deployer", "deprovision model_deployer", "suspend orchestrator",
                    "deprovision orchestrator"});
-  CHECK(s.get<Tracker>().running);
+  CHECK(get<Tracker>(s).running);
   log.clear();
-  s.down<Orch>({.force = true});
+  kinds::down<Orch>(s, {.force = true});
   CHECK(log.empty());
 
-  stackup::Stack<Fixed<"fixed">> f;
+  auto f = kinds::make<K, Fixed<"fixed">>();
   CHECK_THROWS_AS(f.down("fixed", {.force = true}), stackup::TransitionError);
 }
 
-TEST_CASE("semantics: run-time NotImplementedError is treated like an absent member") {
+TEST_CASE_TEMPLATE("semantics: run-time NotImplementedError is treated like an absent member", K, kinds::Typed,
+                   kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   s.up();
-  s.get<Orch>().decline = Transition::suspend;
+  get<Orch>(s).decline = Transition::suspend;
   log.clear();
   s.down(); // skipped, no failure
-  CHECK(s.get<Orch>().running);
-  CHECK_FALSE(s.get<Store>().running);
-  CHECK_THROWS_AS(s.down<Orch>(), stackup::TransitionError); // but as the target, it is an error
+  CHECK(get<Orch>(s).running);
+  CHECK_FALSE(get<Store>(s).running);
+  CHECK_THROWS_AS(kinds::down<Orch>(s), stackup::TransitionError); // but as the target, it is an error
 
-  S t = make(log);
-  t.get<Store>().decline = Transition::provision;
+  auto t = make<K>(log);
+  get<Store>(t).decline = Transition::provision;
   CHECK_THROWS_AS(t.provision(), stackup::NotImplementedError);
 }
 
-TEST_CASE("semantics: unknown role strings name the valid roles") {
+TEST_CASE_TEMPLATE("semantics: unknown role strings name the valid roles", K, kinds::Typed, kinds::Dynamic) {
   Log log;
-  S s = make(log);
+  auto s = make<K>(log);
   CHECK_THROWS_WITH_AS(s.up("orchestrater"),
                        doctest::Contains("no component with role 'orchestrater'; valid roles: model_deployer, "
                                          "orchestrator, experiment_tracker, artifact_store"),
@@ -257,11 +274,11 @@ TEST_CASE("semantics: unknown role strings name the valid roles") {
   CHECK(log.empty());
 }
 
-TEST_CASE("semantics: status lists components in template-argument order") {
+TEST_CASE_TEMPLATE("semantics: status lists components in template-argument order", K, kinds::Typed, kinds::Dynamic) {
   Log log;
-  S s = make(log);
-  s.get<Orch>().provisioned = true;
-  s.get<Store>().provisioned = s.get<Store>().running = true;
+  auto s = make<K>(log);
+  get<Orch>(s).provisioned = true;
+  get<Store>(s).provisioned = get<Store>(s).running = true;
   const auto st = s.status();
   REQUIRE(st.size() == 4);
   CHECK(st[0].role == "model_deployer");
@@ -281,4 +298,19 @@ TEST_CASE("semantics: construction, names and access") {
   CHECK(&s.get<"b">() == &s.get<Fixed<"b">>());
   const auto& cs = s;
   CHECK(cs.get<"a">().provisioned);
+}
+
+TEST_CASE("semantics: construction, names and access (DynamicStack)") {
+  auto s = kinds::make_from<kinds::Dynamic>("local", Fake<"a">{}, Fixed<"b">{});
+  static_assert(std::is_same_v<decltype(s), stackup::DynamicStack>);
+  CHECK(s.name() == "local");
+  std::vector<stackup::AnyComponent> one;
+  one.emplace_back(Fixed<"b">{});
+  CHECK(stackup::DynamicStack{std::move(one)}.name() == "default");
+  s.get("a").target<Fake<"a">>()->provisioned = true;
+  CHECK(get<Fake<"a">>(s).provisioned);
+  CHECK(s.get("b").target<Fixed<"b">>() != nullptr);
+  CHECK(s.get("b").target<Fake<"a">>() == nullptr);
+  const auto& cs = s;
+  CHECK(cs.get("a").target<Fake<"a">>()->provisioned);
 }
