@@ -1,4 +1,5 @@
-// No observer, no heap: repeated up()/down({.force = true}) allocate nothing.
+// No observer, no heap: repeated up()/down({.force = true}) allocate nothing, on
+// either kind of stack.
 #include "support/fake.hpp"
 
 #include <doctest/doctest.h>
@@ -6,6 +7,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <string>
+#include <vector>
 
 namespace {
 std::atomic<long> allocations{0};
@@ -40,6 +43,52 @@ TEST_CASE("allocations: up and down allocate nothing without an observer") {
     s.down({.force = true});
   }
   CHECK(allocations.load() - before == 0);
+  // sanity: the counter does see allocations
+  auto* p = new int(1);
+  CHECK(allocations.load() - before == 1);
+  delete p;
+}
+
+namespace {
+// A component with a role given at run time (no static role, no base class).
+struct Toggle {
+  bool provisioned = false, running = false;
+  bool is_provisioned() const { return provisioned; }
+  bool is_running() const { return running; }
+  void provision() { provisioned = true; }
+  void resume() { running = true; }
+  void suspend() { running = false; }
+  void deprovision() { provisioned = running = false; }
+};
+} // namespace
+
+TEST_CASE("allocations: a DynamicStack's up and down allocate nothing without an observer") {
+  using namespace fake;
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back(Fake<"a">{});
+  parts.emplace_back(Fake<"b", "a">{});
+  parts.emplace_back(Fake<"c", "b">{});
+  parts.emplace_back(Fixed<"d">{});
+  parts.emplace_back(OneWay<"e">{});
+  parts.emplace_back("f", Toggle{}, std::vector<std::string>{"c", "e"});
+  stackup::DynamicStack s{"dynamic", std::move(parts)}; // building it allocates; using it must not
+  s.up(); // warm-up
+  s.up("c");
+  s.down();
+  s.down("b");
+  s.down({.force = true});
+  const long before = allocations.load();
+  for (int i = 0; i < 100; ++i) {
+    s.up();
+    s.up("c");
+    s.down();
+    s.up("b");
+    s.down("b");
+    s.up("f");
+    s.down({.force = true});
+  }
+  CHECK(allocations.load() - before == 0);
+  CHECK(s.get("f").target<Toggle>()->provisioned == false);
   // sanity: the counter does see allocations
   auto* p = new int(1);
   CHECK(allocations.load() - before == 1);
