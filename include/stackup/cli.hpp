@@ -415,12 +415,14 @@ private:
     }
   }
   [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", stack_.roles[k], name(k)); }
-  // Roles flagged in `set`, in action order.
-  [[nodiscard]] std::string listed(const std::vector<bool>& set, std::size_t& count) const {
+  // Roles flagged in `set`, in the order `verb` acts on them (down: reverse).
+  [[nodiscard]] std::string listed(const std::vector<bool>& set, Verb verb, std::size_t& count) const {
     std::string s;
     count = 0;
-    for (auto i : stack_.order)
+    for (std::size_t n = 0; n < size; ++n) {
+      const std::size_t i = stack_.order[verb == Verb::down ? size - 1 - n : n];
       if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", stack_.roles[i]);
+    }
     return s;
   }
   // Component k and what it needs (`up`), or what needs it (`down`), transitively.
@@ -539,7 +541,7 @@ private:
         auto needs = related(cmd.index, Verb::up);
         needs[cmd.index] = false;
         for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
-        const std::string list = listed(needs, n);
+        const std::string list = listed(needs, Verb::up, n);
         if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
       } else {
         auto dependents = related(cmd.index, Verb::down);
@@ -548,7 +550,7 @@ private:
           const auto now = state_at(i); // those with something to stop (or, forced, to remove)
           dependents[i] = !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
         }
-        const std::string list = listed(dependents, n);
+        const std::string list = listed(dependents, Verb::down, n);
         if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", role,
                                 n == 1 ? "it goes down" : "they go down"));
       }
