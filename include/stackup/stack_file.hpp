@@ -296,7 +296,9 @@ public:
     if (text.empty())
       fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what +
                              " is empty: give a path (relative paths are against the file's directory)");
-    return (ctx_->directory / text).lexically_normal();
+    std::filesystem::path resolved = (ctx_->directory / text).lexically_normal();
+    if (resolved.has_relative_path() && !resolved.has_filename()) resolved = resolved.parent_path(); // "dir/" -> "dir"
+    return resolved;
   }
   /// An optional nested table (such as `ready`), read with the same rules.
   [[nodiscard]] std::optional<StackFileTable> table(std::string_view key) const {
