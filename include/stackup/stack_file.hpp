@@ -194,7 +194,7 @@ class Flavors;
 /// file's directory, and throw StackFileError at the offending place, saying
 /// what is valid. Every key a factory asks for is a valid key; once the factory
 /// returns, any other key in the table (or in a table it got from `table()`) is
-/// an error that lists the valid ones.
+/// an error that lists the valid ones. Valid only during the factory's call.
 class StackFileTable {
 public:
   /// The component's role (the table's key under [components]).
