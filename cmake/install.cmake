@@ -9,6 +9,13 @@ install(TARGETS stackup EXPORT stackupTargets)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/stackup DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING PATTERN "*.hpp")
 install(EXPORT stackupTargets NAMESPACE stackup:: DESTINATION ${STACKUP_CMAKE_DIR})
+# stackup::stack_file in an export set of its own, loaded only by
+# find_package(stackup COMPONENTS stack_file): a consumer without stack files
+# never needs toml++.
+if(TARGET stackup_stack_file)
+  install(TARGETS stackup_stack_file EXPORT stackupStackFileTargets)
+  install(EXPORT stackupStackFileTargets NAMESPACE stackup:: DESTINATION ${STACKUP_CMAKE_DIR})
+endif()
 
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/stackupConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/stackupConfig.cmake

@@ -18,6 +18,9 @@ Usage:
 
 Every public header under include/stackup/ (detail/ excepted) must be reachable
 from the umbrella; otherwise the script stops and says which #include to add.
+The exception is OPT_IN: headers that need a dependency of their own (stack_file.hpp
+needs toml++), which the umbrella and the single header must NOT include; the
+script stops if one of them is reached.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ INCLUDE_DIR = ROOT / "include"
 UMBRELLA = "stackup/stackup.hpp"
 DEFAULT_OUTPUT = ROOT / "single_include" / "stackup" / "stackup.hpp"
 REGENERATE = "python3 tools/amalgamate.py"
+# Public headers a user includes on purpose, because they bring a dependency the
+# core does not have. They stay out of the umbrella and of the single header.
+OPT_IN = {
+    "stackup/stack_file.hpp": "it needs toml++ (the CMake target stackup::stack_file)",
+}
 
 # `#include <stackup/x.hpp>` or `#include "stackup/x.hpp"`, possibly indented or
 # with spaces after the `#`; anything after the closing delimiter is a comment.
@@ -97,8 +105,9 @@ def public_headers(include_dir: pathlib.Path) -> list[str]:
     return found
 
 
-def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR) -> str:
+def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR, opt_in: dict[str, str] | None = None) -> str:
     """The single header's text, generated from the headers under include_dir."""
+    opt_in = OPT_IN if opt_in is None else opt_in
     version = read_version(include_dir)
     out: list[str] = [
         "// stackup — bring a stack of infrastructure components up and down.",
@@ -118,6 +127,10 @@ def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR) -> str:
     counter = iter(range(1, 1 << 30))
 
     def inline(name: str, included_from: str | None) -> None:
+        if name in opt_in:
+            raise AmalgamationError(
+                f"include/{included_from} includes <{name}>, which is opt-in ({opt_in[name]}): "
+                f"the umbrella and the single header must not include it; remove that #include")
         raw = read_header(include_dir, name, included_from).splitlines()
         if not has_include_guard(raw):  # repeated on purpose: inline its text again
             out.extend(line.rstrip() for line in raw if not OWN_INCLUDE.match(line))
@@ -164,7 +177,7 @@ def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR) -> str:
 
     inline(UMBRELLA, None)
 
-    unreachable = [h for h in public_headers(include_dir) if h not in done]
+    unreachable = [h for h in public_headers(include_dir) if h not in done and h not in opt_in]
     if unreachable:
         adds = "\n".join(f"  #include <{h}>" for h in unreachable)
         raise AmalgamationError(

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building stackup's tests and examples needs, from Debian packages,
-# when it is missing: fmt, doctest, Google Benchmark, clang (for fuzzing), valgrind.
+# when it is missing: fmt, doctest, toml++ (stack files), Google Benchmark, clang (for fuzzing), valgrind.
 # Usage: tools/bootstrap.sh [extra-package ...]
 set -euo pipefail
 
-packages=(cmake make g++ python3 pkg-config libfmt-dev doctest-dev "$@")
+packages=(cmake make g++ python3 pkg-config libfmt-dev doctest-dev libtomlplusplus-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

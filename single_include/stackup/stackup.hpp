@@ -169,6 +169,29 @@ template <class T> constexpr std::string_view dependency(std::size_t i) {
 }
 } // namespace detail
 
+namespace detail {
+/// The role of a shipped component: the template argument (`LocalDaemon<"cache">`),
+/// or, with none (`LocalDaemon<>`, `LocalDaemon{config}`), the role it is given at
+/// run time by AnyComponent (`assign_role`). The second kind has no static `role`,
+/// so it is not a Component of Stack<Cs...>, only of a DynamicStack.
+template <FixedString Role, bool AtRunTime = (Role.size() == 0)> class RoleOf {
+public:
+  /// The component's role, from the template argument.
+  static constexpr std::string_view role = Role;
+  [[nodiscard]] constexpr std::string_view role_name() const noexcept { return role; }
+};
+template <FixedString Role> class RoleOf<Role, true> {
+public:
+  /// The role given at run time (empty until then).
+  [[nodiscard]] std::string_view role_name() const noexcept { return role_; }
+  /// Called by AnyComponent with the role the stack knows this component by.
+  void assign_role(std::string_view role) { role_ = role; }
+
+private:
+  std::string role_;
+};
+} // namespace detail
+
 /// CRTP base with ZenML's defaults: always provisioned, always running, no
 /// actions. Declares no constructor, so `Derived{}` stays aggregate initialisation.
 template <class Derived> class StackComponent {
@@ -237,6 +260,22 @@ public:
 
 /// A role string that the stack does not hold; the message lists the valid roles.
 class UnknownComponentError : public Error {
+public:
+  using Error::Error;
+};
+
+/// An operation stopped early because a stop was requested (UpOptions::stop,
+/// DownOptions::stop, or Ctrl-C under cli::run); the cause of its TransitionError.
+class InterruptedError : public Error {
+public:
+  using Error::Error;
+};
+
+/// A stack that cannot exist: an empty or duplicate role, a dependency on a role
+/// the stack lacks, a dependency cycle, an empty (moved-from) AnyComponent. The
+/// message names the rule, the roles and the fix; thrown when a DynamicStack is
+/// built (Stack<Cs...> reports the same rules at compile time).
+class StackDefinitionError : public Error {
 public:
   using Error::Error;
 };
@@ -364,114 +403,70 @@ template <class T> constexpr std::string_view flavor_of() {
 } // namespace stackup
 // ---- end stackup/events.hpp ----
 
-// ---- begin stackup/stack.hpp ----
-// stackup — Stack<Components...>: ZenML's stack up / stack down over a compile-time
-// dependency order, dispatched by folds (no virtual calls, no heap on the way).
+// ---- begin stackup/options.hpp ----
+// stackup — the options of up() and down(), shared by every kind of stack.
 // SPDX-License-Identifier: MIT
 
 
-// ---- begin stackup/detail/parallel.hpp ----
-// stackup — the scheduler of parallel transitions (internal).
-// SPDX-License-Identifier: MIT
-
-#include <algorithm>
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
-#include <span>
-#include <system_error>
-#include <thread>
-#include <vector>
+#include <stop_token>
 
-namespace stackup::detail {
+namespace stackup {
 
-/// Runs `step(i)` for every component i with `mask[i]`, each as soon as its
-/// prerequisites among the masked ones have finished: its dependencies, or with
-/// `reverse` its dependents. `first`/`dep` are the dependency lists (Plan::Result).
-/// `step` must not throw; it returns false to stop scheduling new steps (steps in
-/// flight still finish). Threads: one per ready component, at most `max_threads`
-/// (0: no limit), the calling thread included. Returns when every started step ended.
-template <class Step>
-void run_dag(std::span<const bool> mask, std::span<const std::size_t> first, std::span<const std::size_t> dep,
-             bool reverse, std::size_t max_threads, Step&& step) {
-  const std::size_t n = mask.size();
-  std::vector<std::size_t> waiting(n, 0);
-  std::vector<std::vector<std::size_t>> next(n); // who waits for i
-  std::size_t pending = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!mask[i]) continue;
-    ++pending;
-    for (std::size_t e = first[i]; e < first[i + 1]; ++e) {
-      const std::size_t d = dep[e];
-      if (!mask[d]) continue;
-      const std::size_t before = reverse ? i : d, after = reverse ? d : i;
-      next[before].push_back(after);
-      ++waiting[after];
-    }
-  }
-  std::vector<std::size_t> ready;
-  for (std::size_t i = n; i-- > 0;) // reversed, so that pop_back takes the lowest index first
-    if (mask[i] && waiting[i] == 0) ready.push_back(i);
+/// Options of `up`. Members in this order, for designated initialisers.
+struct UpOptions {
+  bool rollback = true;  ///< on failure, undo what this call did, in reverse
+  bool parallel = false; ///< run each action as soon as its dependencies are done, on several threads
+  std::size_t max_threads = 0; ///< with `parallel`: at most this many threads (0: one per ready component)
+  /// A stop token to watch, e.g. `.stop = &token` (it must outlive the call).
+  /// When a stop is requested: no further action starts, stackup's own waits
+  /// (readiness, commands) give up, and what this call did is rolled back as for
+  /// a failure (unless `.rollback = false`); the failure's cause is an
+  /// InterruptedError. Null (the default): nothing is checked, nothing is paid.
+  const std::stop_token* stop = nullptr;
+};
+/// Options of `down`. Members in this order, for designated initialisers.
+struct DownOptions {
+  bool force = false;    ///< also deprovision (zenml stack down --force)
+  bool parallel = false; ///< run each action as soon as its dependents are done, on several threads
+  std::size_t max_threads = 0; ///< with `parallel`: at most this many threads (0: one per ready component)
+  /// A stop token to watch (`.stop = &token`; it must outlive the call). When a
+  /// stop is requested: the action in flight finishes, no further action starts;
+  /// TransitionError (cause: InterruptedError) names what was left as it was.
+  const std::stop_token* stop = nullptr;
+};
 
-  std::mutex m;
-  std::condition_variable cv;
-  bool stop = false;
-  std::size_t idle = 0;
-  const std::size_t limit = max_threads == 0 ? n : max_threads;
-  std::vector<std::jthread> threads; // declared last: joined before the state above dies
-  threads.reserve(limit);
+namespace detail {
+// The stop token of the up running a forward action on this thread, if any.
+inline thread_local const std::stop_token* current_stop = nullptr;
+} // namespace detail
 
-  auto work = [&](auto& self) -> void {
-    std::unique_lock lock(m);
-    for (;;) {
-      ++idle;
-      cv.wait(lock, [&] { return stop || pending == 0 || !ready.empty(); });
-      --idle;
-      if (stop || pending == 0) return;
-      const std::size_t i = ready.back();
-      ready.pop_back();
-      // Everything else that is ready gets a worker now: idle ones are woken, the
-      // rest started here, so a busy machine costs one scheduling delay, not one per thread.
-      for (std::size_t more = ready.size(), woken = 0; more > 0; --more) {
-        if (woken < idle) ++woken, cv.notify_one();
-        else if (threads.size() + 1 < limit) {
-          try {
-            threads.emplace_back([&self] { self(self); });
-          } catch (const std::system_error&) {
-            break; // no more threads to be had: the running ones carry on
-          }
-        } else break;
-      }
-      lock.unlock();
-      const bool ok = step(i);
-      lock.lock();
-      --pending;
-      if (!ok) stop = true;
-      else
-        for (std::size_t j : next[i])
-          if (--waiting[j] == 0) ready.push_back(j);
-      std::sort(ready.begin(), ready.end(), std::greater<>());
-      cv.notify_all();
-    }
-  };
-  work(work);
-  // Once the caller's thread saw the end (stop, or nothing pending), no worker
-  // starts a thread any more; wait for the steps still in flight.
-  for (auto& t : threads) t.join();
-}
+/// True when the operation that runs the calling component's action was asked
+/// to stop (UpOptions::stop, or Ctrl-C under cli::run). Only provision and
+/// resume during an up see it (undo and down actions are left to finish): a
+/// long action may poll it and give up early by throwing.
+inline bool stop_requested() noexcept { return detail::current_stop && detail::current_stop->stop_requested(); }
 
-} // namespace stackup::detail
-// ---- end stackup/detail/parallel.hpp ----
+} // namespace stackup
+// ---- end stackup/options.hpp ----
 
-// ---- begin stackup/detail/plan.hpp ----
-// stackup — compile-time checks and action order of a Stack (internal).
+// ---- begin stackup/stack.hpp ----
+// stackup — Stack<Components...>: a stack whose components are known when
+// compiling. Its checks and action order are settled at compile time; its
+// operations are those of the shared engine (detail/engine.hpp), with a quiet
+// path for up() and down() that the compiler turns into the checks and calls a
+// person would write (no virtual call, no heap).
 // SPDX-License-Identifier: MIT
 
 
-#include <array>
+// ---- begin stackup/detail/diagnostics.hpp ----
+// stackup — compile-time diagnostics of Stack<Cs...> (internal): reporting
+// templates whose names and arguments carry the rule, the role and the types.
+// SPDX-License-Identifier: MIT
+
+
 #include <cstddef>
 #include <string_view>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -525,144 +520,948 @@ template <class T> struct not_a_component {
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 
-template <class Role, class... StackComponents> struct unknown_role {
+template <class Role, class... StackComponents> struct no_such_role {
   static_assert(always_false<Role>,
                 "stackup: the Stack has no component with this role: check the spelling or add the component");
   static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 
-enum class PlanError { none, duplicate, missing, cycle };
-
-/// Dependency graph and action order of `Cs...`, computed by constant evaluation.
-template <class... Cs> struct Plan {
-  static constexpr std::size_t size = sizeof...(Cs);
-  static constexpr std::array<std::string_view, size> roles{std::string_view(Cs::role)...};
-  static constexpr std::array<std::size_t, size> dep_counts{dependency_count<Cs>()...};
-  static constexpr std::size_t edges = (dependency_count<Cs>() + ... + 0);
-
-  struct Result {
-    std::array<std::size_t, size> order{};        // topological, ties by listing order
-    std::array<std::size_t, size + 1> first{};    // dependencies of i: dep[first[i] .. first[i+1])
-    std::array<std::size_t, edges + 1> dep{};     // dependency indices
-    PlanError error = PlanError::none;
-    std::size_t a = 0, b = 0;                     // offending component(s) / depends_on entry
-  };
-
-  static constexpr Result compute() {
-    Result r{};
-    std::array<std::string_view, edges + 1> names{};
-    {
-      std::size_t e = 0, i = 0;
-      ((r.first[i] = e, [&] { for (std::size_t k = 0; k < dependency_count<Cs>(); ++k) names[e++] = dependency<Cs>(k); }(), ++i), ...);
-      r.first[size] = e;
-    }
-    for (std::size_t i = 0; i < size; ++i)
-      for (std::size_t j = i + 1; j < size; ++j)
-        if (roles[i] == roles[j]) { r.error = PlanError::duplicate; r.a = i; r.b = j; return r; }
-    for (std::size_t i = 0; i < size; ++i)
-      for (std::size_t e = r.first[i]; e < r.first[i + 1]; ++e) {
-        std::size_t j = 0;
-        while (j < size && roles[j] != names[e]) ++j;
-        if (j == size) { r.error = PlanError::missing; r.a = i; r.b = e - r.first[i]; return r; }
-        r.dep[e] = j;
-      }
-    std::array<bool, size + 1> placed{};
-    for (std::size_t n = 0; n < size; ++n) {
-      std::size_t pick = size;
-      for (std::size_t i = 0; i < size && pick == size; ++i) {
-        if (placed[i]) continue;
-        bool ready = true;
-        for (std::size_t e = r.first[i]; e < r.first[i + 1] && ready; ++e) ready = placed[r.dep[e]];
-        if (ready) pick = i;
-      }
-      if (pick == size) { // every unplaced component waits: walk unplaced dependencies until one repeats
-        std::size_t at = 0;
-        while (placed[at]) ++at;
-        for (std::size_t step = 0; step < size; ++step)
-          for (std::size_t e = r.first[at]; e < r.first[at + 1]; ++e)
-            if (!placed[r.dep[e]]) { at = r.dep[e]; break; }
-        r.error = PlanError::cycle; r.a = at;
-        return r;
-      }
-      placed[pick] = true;
-      r.order[n] = pick;
-    }
-    return r;
-  }
-
-  static constexpr Result result = compute();
-
-  /// Components that `K` needs, transitively, plus K itself.
-  static constexpr std::array<bool, size> closure_of(std::size_t k) {
-    std::array<bool, size> need{};
-    need[k] = true;
-    for (std::size_t n = size; n-- > 0;) {
-      const std::size_t i = result.order[n];
-      if (need[i])
-        for (std::size_t e = result.first[i]; e < result.first[i + 1]; ++e) need[result.dep[e]] = true;
-    }
-    return need;
-  }
-  /// Components that need `K`, transitively (K excluded).
-  static constexpr std::array<bool, size> dependents_of(std::size_t k) {
-    std::array<bool, size> hit{};
-    for (std::size_t n = 0; n < size; ++n) {
-      const std::size_t i = result.order[n];
-      for (std::size_t e = result.first[i]; e < result.first[i + 1]; ++e)
-        if (result.dep[e] == k || hit[result.dep[e]]) { hit[i] = true; break; }
-    }
-    return hit;
-  }
+template <class Role, class ComponentType> struct empty_role {
+  static_assert(always_false<ComponentType>,
+                "stackup: a component of this Stack has an empty role: give it `static constexpr std::string_view role = \"...\";`");
+  static constexpr bool value = true; // the static_assert above has already failed: report once
 };
 
-template <std::size_t I, class... Ts> using nth = std::tuple_element_t<I, std::tuple<Ts...>>;
+} // namespace stackup::detail
+// ---- end stackup/detail/diagnostics.hpp ----
 
-/// True when the stack is well-formed; otherwise instantiates the reporting
-/// template that names the rule, the fix, the role and the types.
-template <class... Cs> constexpr bool check_plan() {
-  using P = Plan<Cs...>;
-  constexpr auto& r = P::result;
-  if constexpr (r.error == PlanError::duplicate) {
-    using A = nth<r.a, Cs...>;
-    return duplicate_role<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>, A, nth<r.b, Cs...>>::value;
-  } else if constexpr (r.error == PlanError::missing) {
-    using A = nth<r.a, Cs...>;
-    constexpr std::string_view missing = dependency<A>(r.b);
-    return missing_dependency<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>,
-                              spelled<fixed<missing.size() + 1>(missing)>, A>::value;
-  } else if constexpr (r.error == PlanError::cycle) {
-    using A = nth<r.a, Cs...>;
-    return dependency_cycle<spelled<fixed<std::string_view(A::role).size() + 1>(A::role)>, A>::value;
-  } else {
-    return true;
+// ---- begin stackup/detail/engine.hpp ----
+// stackup — the transition engine (internal): ZenML's rules (DESIGN §3, §4) —
+// steps, rollback, exhaustive down, per-component operations, events, errors —
+// written once for every kind of stack. Stack<Cs...> and DynamicStack only say
+// where their components are (a Table); the rules of one step are templates over
+// how the step reaches its component (Direct: a call the compiler can inline;
+// Indirect: through the component type's Ops, with events).
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/plan.hpp ----
+// stackup — the dependency plan of a stack (internal): checks and action order,
+// one algorithm for compile time (Stack<Cs...>) and run time (DynamicStack).
+// SPDX-License-Identifier: MIT
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string_view>
+
+namespace stackup::detail {
+
+/// Why a stack cannot exist.
+enum class PlanError : unsigned char { none, empty_role, duplicate, missing, cycle };
+
+/// The first problem of a stack, in listing order: `empty_role` a; `duplicate`
+/// components a < b; `missing` entry b of a's depends_on; `cycle` a lies on one.
+struct PlanProblem {
+  PlanError error = PlanError::none;
+  std::size_t a = 0, b = 0;
+};
+
+/// Working memory of compute_plan, given by the caller (arrays at compile time,
+/// vectors at run time): n = components, e = dependency entries.
+struct PlanScratch {
+  std::span<std::size_t> sorted;      // n: indices sorted by role
+  std::span<std::size_t> waiting;     // n: unplaced dependencies; after a cycle, > 0 exactly for unplaced ones
+  std::span<std::size_t> next_first;  // n + 1: dependents of i: next[next_first[i] .. next_first[i+1])
+  std::span<std::size_t> next;        // e
+  std::span<std::size_t> heap;        // n: ready components, lowest index first
+};
+
+/// After compute_plan found a cycle: the next component on it after `at`.
+constexpr std::size_t cycle_next(std::size_t at, std::span<const std::size_t> first, std::span<const std::size_t> dep,
+                                 const PlanScratch& s) {
+  for (std::size_t e = first[at]; e < first[at + 1]; ++e)
+    if (s.waiting[dep[e]] != 0) return dep[e];
+  return at; // not reached: an unplaced component has an unplaced dependency
+}
+
+/// Checks a stack and computes its action order: topological by `depends_on`,
+/// ties by listing order (the lowest index whose dependencies are placed goes
+/// next). `first`/`names`: the dependency names of i are names[first[i] ..
+/// first[i+1]). Writes `dep` (names resolved to indices) and `order`.
+/// O(N log N + E log N) comparisons of roles; usable in constant expressions.
+constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std::span<const std::size_t> first,
+                                   std::span<const std::string_view> names, std::span<std::size_t> dep,
+                                   std::span<std::size_t> order, PlanScratch s) {
+  const std::size_t n = roles.size();
+  for (std::size_t i = 0; i < n; ++i)
+    if (roles[i].empty()) return {PlanError::empty_role, i, 0};
+
+  for (std::size_t i = 0; i < n; ++i) s.sorted[i] = i;
+  std::sort(s.sorted.begin(), s.sorted.end(), [&](std::size_t x, std::size_t y) {
+    return roles[x] != roles[y] ? roles[x] < roles[y] : x < y;
+  });
+  // Equal roles are adjacent, lowest index first: report the pair whose first index is lowest.
+  PlanProblem dup{PlanError::none, n, n};
+  for (std::size_t j = 0; j + 1 < n; ++j)
+    if (roles[s.sorted[j]] == roles[s.sorted[j + 1]] && (j == 0 || roles[s.sorted[j - 1]] != roles[s.sorted[j]]) &&
+        s.sorted[j] < dup.a)
+      dup = {PlanError::duplicate, s.sorted[j], s.sorted[j + 1]};
+  if (dup.error != PlanError::none) return dup;
+
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t e = first[i]; e < first[i + 1]; ++e) {
+      const auto at = std::lower_bound(s.sorted.begin(), s.sorted.end(), names[e],
+                                       [&](std::size_t x, std::string_view name) { return roles[x] < name; });
+      if (at == s.sorted.end() || roles[*at] != names[e]) return {PlanError::missing, i, e - first[i]};
+      dep[e] = *at;
+    }
+
+  // Kahn's algorithm with a min-heap of ready indices.
+  for (std::size_t i = 0; i <= n; ++i) s.next_first[i] = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    s.waiting[i] = first[i + 1] - first[i];
+    for (std::size_t e = first[i]; e < first[i + 1]; ++e) ++s.next_first[dep[e] + 1];
   }
+  for (std::size_t i = 0; i < n; ++i) s.next_first[i + 1] += s.next_first[i];
+  for (std::size_t i = 0; i < n; ++i) s.heap[i] = s.next_first[i]; // fill positions
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t e = first[i]; e < first[i + 1]; ++e) s.next[s.heap[dep[e]]++] = i;
+  std::size_t ready = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (s.waiting[i] == 0) s.heap[ready++] = i; // ascending: already a min-heap
+  std::size_t placed = 0;
+  while (ready > 0) {
+    std::pop_heap(s.heap.begin(), s.heap.begin() + static_cast<std::ptrdiff_t>(ready), std::greater<>());
+    const std::size_t i = s.heap[--ready];
+    order[placed++] = i;
+    for (std::size_t x = s.next_first[i]; x < s.next_first[i + 1]; ++x)
+      if (--s.waiting[s.next[x]] == 0) {
+        s.heap[ready++] = s.next[x];
+        std::push_heap(s.heap.begin(), s.heap.begin() + static_cast<std::ptrdiff_t>(ready), std::greater<>());
+      }
+  }
+  if (placed == n) return {};
+  // Every unplaced component waits for an unplaced one: n steps along unplaced
+  // dependencies from the first of them end on a cycle.
+  std::size_t at = 0;
+  while (s.waiting[at] == 0) ++at;
+  for (std::size_t step = 0; step < n; ++step) at = cycle_next(at, first, dep, s);
+  return {PlanError::cycle, at, 0};
+}
+
+/// Marks (bit `bit` of `marks`) component k and everything it needs, transitively.
+inline void mark_closure(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
+                         std::span<const std::size_t> dep, std::span<unsigned char> marks, unsigned char bit) {
+  marks[k] |= bit;
+  for (std::size_t n = order.size(); n-- > 0;) {
+    const std::size_t i = order[n];
+    if (marks[i] & bit)
+      for (std::size_t e = first[i]; e < first[i + 1]; ++e) marks[dep[e]] |= bit;
+  }
+}
+
+/// Marks (bit `bit` of `marks`) every component that needs k, transitively (k excluded).
+inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
+                            std::span<const std::size_t> dep, std::span<unsigned char> marks, unsigned char bit) {
+  for (const std::size_t i : order)
+    for (std::size_t e = first[i]; e < first[i + 1]; ++e)
+      if (dep[e] == k || (marks[dep[e]] & bit)) {
+        marks[i] |= bit;
+        break;
+      }
 }
 
 } // namespace stackup::detail
 // ---- end stackup/detail/plan.hpp ----
 
-#include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstddef>
-#include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-// Forces inlining of the few functions on the transition path, so a stack's
-// operations compile to the checks and calls a person would write; GCC and Clang
-// otherwise stop inlining the per-component folds of larger stacks.
+// stackup — internal macros; every header that includes this includes
+// macro_unscope.hpp at its end, so none of them leaks into user code.
+// SPDX-License-Identifier: MIT
+// (no include guard: each header defines the macros again for itself)
+
+// Forces inlining where a measurement shows it pays: the steps of Stack<Cs...>'s
+// quiet path, so an operation compiles to the checks and calls a person would write.
 #if defined(__GNUC__) || defined(__clang__)
 #define STACKUP_ALWAYS_INLINE [[gnu::always_inline]] inline
-#elif defined(_MSC_VER)
-#define STACKUP_ALWAYS_INLINE [[msvc::forceinline]] inline
+#else
+#define STACKUP_ALWAYS_INLINE inline
+#endif
+// Marks what runs only when something fails, so it stays out of the inlined path.
+#if defined(__GNUC__) || defined(__clang__)
+#define STACKUP_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define STACKUP_COLD
+#endif
+
+namespace stackup::detail {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Did : unsigned char { done, not_implemented };
+/// One component's part of an operation.
+enum class Phase : unsigned char { provision, resume, up_one, suspend, deprovision, force };
+inline constexpr std::size_t phase_count = 6;
+/// What a missing action means for the component at hand: skipped (a dependent,
+/// or the whole stack) or an error (the target of a per-component down).
+enum class Missing : unsigned char { skip, error };
+/// What a failed up undoes: the whole stack (every resume, then every provision)
+/// or one component and its dependencies (one component at a time).
+enum class Undo : unsigned char { stack, per_component };
+
+// Bits of a component's byte in Run::marks.
+inline constexpr unsigned char did_provision = 1; // this operation provisioned it
+inline constexpr unsigned char did_resume = 2;    // this operation resumed it
+inline constexpr unsigned char in_scope = 4;      // a per-component operation acts on it
+
+// ---- what an action may be asked of a type -------------------------------------------
+
+template <class T> concept has_provision = requires(T& c) { c.provision(); };
+template <class T> concept has_resume = requires(T& c) { c.resume(); };
+template <class T> concept has_suspend = requires(T& c) { c.suspend(); };
+template <class T> concept has_deprovision = requires(T& c) { c.deprovision(); };
+/// The two queries: all a type needs to be wrapped with a role given at run time.
+template <class T> concept has_queries = std::is_class_v<T> && has_is_provisioned<T> && has_is_running<T>;
+
+template <class T> constexpr bool has_action(Transition t) noexcept {
+  switch (t) {
+  case Transition::provision: return has_provision<T>;
+  case Transition::resume: return has_resume<T>;
+  case Transition::suspend: return has_suspend<T>;
+  case Transition::deprovision: return has_deprovision<T>;
+  }
+  return false;
+}
+template <class T> STACKUP_ALWAYS_INLINE void invoke(T& c, Transition t) {
+  if (t == Transition::provision) {
+    if constexpr (has_provision<T>) c.provision();
+  } else if (t == Transition::resume) {
+    if constexpr (has_resume<T>) c.resume();
+  } else if (t == Transition::suspend) {
+    if constexpr (has_suspend<T>) c.suspend();
+  } else {
+    if constexpr (has_deprovision<T>) c.deprovision();
+  }
+}
+
+// ---- one operation's bookkeeping ----------------------------------------------------------
+
+/// A lock, given by the parallel scheduler (the core does not include <mutex>).
+class Lock {
+public:
+  virtual void lock() = 0;
+  virtual void unlock() = 0;
+
+protected:
+  ~Lock() = default;
+};
+struct Locked {
+  Lock* held;
+  explicit Locked(Lock* l) : held(l) {
+    if (held) held->lock();
+  }
+  ~Locked() {
+    if (held) held->unlock();
+  }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+};
+
+/// What went wrong in one operation; allocated at its first failure only.
+struct Failed {
+  std::exception_ptr cause; // first failure
+  std::size_t cause_index = 0;
+  Transition cause_transition = Transition::provision;
+  std::vector<TransitionError::Failure> failures;
+};
+
+/// Bookkeeping of one operation; lives on the caller's stack and allocates only
+/// on failure, so an operation that succeeds only sets and tests a few bytes
+/// besides what its components do.
+struct Run {
+  std::span<const std::string_view> roles;
+  std::span<unsigned char> marks; // one byte per component (did_provision, did_resume, in_scope)
+  Lock* guard = nullptr;          // set while steps run on several threads
+  std::unique_ptr<Failed> failed; // null while nothing failed
+  const std::stop_token* stop = nullptr; // null: nothing to check
+
+  /// Call inside a catch: records the exception being handled.
+  STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
+    Locked hold(guard);
+    if (!failed) failed = std::make_unique<Failed>();
+    failed->failures.push_back({std::string(roles[k]), t, (rollback ? "rollback: " : "") + current_message(), rollback});
+    if (!failed->cause) {
+      failed->cause = std::current_exception();
+      failed->cause_index = k;
+      failed->cause_transition = t;
+    }
+  }
+};
+
+// ---- component types, reached at run time ----------------------------------------------
+
+/// What the engine needs of one component type, built once per type.
+struct Ops {
+  bool (*is_provisioned)(const void*);
+  bool (*is_running)(const void*);
+  void (*action[4])(void*);                              // by Transition; null: not implemented
+  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events (provision, resume: may throw)
+  std::string_view (*name)(const void*);                 // null: the role
+  std::string (*detail)(const void*);                    // null: none
+  std::string (*log_file)(const void*);                  // null: keeps no log
+  void (*destroy)(void*);
+  std::string_view flavor;
+  const void* type; // &type_tag<C>
+};
+template <class T> inline constexpr char type_tag = 0;
+
+/// A component of a stack: where it is, what its type can do, its listing index.
+struct Slot {
+  void* object;
+  const Ops* ops;
+  std::size_t index;
+};
+
+/// A stack as the engine sees it: its components in listing order, their roles,
+/// the plan, the observer and one byte of scratch per component.
+struct Events;
+struct Table {
+  std::string_view stack;
+  std::span<const Slot> slots;   // listing order
+  std::span<const Slot> ordered; // action order (the quiet path walks it)
+  std::span<const std::string_view> roles;
+  std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
+  Events* events;
+  std::span<unsigned char> marks;
+
+  [[nodiscard]] std::size_t size() const noexcept { return slots.size(); }
+  [[nodiscard]] std::string_view name(std::size_t k) const {
+    return slots[k].ops->name ? slots[k].ops->name(slots[k].object) : roles[k];
+  }
+  [[nodiscard]] bool is_provisioned(std::size_t k) const { return slots[k].ops->is_provisioned(slots[k].object); }
+  [[nodiscard]] bool is_running(std::size_t k) const { return slots[k].ops->is_running(slots[k].object); }
+  [[nodiscard]] State state(std::size_t k) const {
+    if (is_running(k)) return State::running;
+    if (is_provisioned(k)) return State::suspended;
+    return State::deprovisioned;
+  }
+  [[nodiscard]] bool has(std::size_t k, Transition t) const {
+    return slots[k].ops->action[static_cast<int>(t)] != nullptr;
+  }
+  [[nodiscard]] ComponentStatus status(std::size_t k) const {
+    const Ops& o = *slots[k].ops;
+    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string()};
+  }
+  /// Index of `role`, or size() (linear: for messages and the command line).
+  [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
+    std::size_t i = 0;
+    while (i < roles.size() && roles[i] != role) ++i;
+    return i;
+  }
+};
+
+// ---- events ---------------------------------------------------------------------------
+
+/// A stack's observer, and what keeps calls to it safe.
+struct Events;
+/// The stacks whose observers this thread is running, innermost first (an
+/// observer may act on another stack, whose observer runs inside it).
+struct Reporting {
+  const Events* events;
+  const Reporting* outer;
+  [[nodiscard]] bool on(const Events* e) const noexcept {
+    for (const Reporting* r = this; r; r = r->outer)
+      if (r->events == e) return true;
+    return false;
+  }
+};
+inline thread_local const Reporting* reporting = nullptr;
+
+struct Events {
+  Observer observer;
+  Lock* guard = nullptr; // set while a phase runs in parallel: events are serialised
+  bool replaced = false; // the observer called on_event(): `pending` takes over when it returns
+  Observer pending;
+
+  /// on_event(): the observer's own replacement waits for it to return (the
+  /// running function must not be destroyed under its feet).
+  void set(Observer o) {
+    if (reporting && reporting->on(this)) { // called by its observer: this thread holds the guard already
+      pending = std::move(o);
+      replaced = true;
+      return;
+    }
+    Locked hold(guard);
+    observer = std::move(o);
+  }
+};
+
+/// An operation started from inside the stack's own observer is refused: the
+/// stack is in the middle of another one.
+[[noreturn]] STACKUP_COLD inline void refuse_reentry(std::string_view stack) {
+  throw Error("stackup: an observer of stack '" + std::string(stack) +
+              "' started an operation on that stack while being told of an event; an observer must not act on "
+              "the stack it watches: act after the operation returns");
+}
+inline void check_not_reporting(const Table& t) {
+  if (reporting && reporting->on(t.events)) [[unlikely]] refuse_reentry(t.stack);
+}
+
+/// Calls the observer, if any, one event at a time. Its exception is dropped: an
+/// observer watches, it must not steer (skip bookkeeping or replace an error).
+STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outcome o, std::chrono::nanoseconds elapsed,
+                              std::string_view message) {
+  Events& ev = *t.events;
+  Locked hold(ev.guard);
+  if (!ev.observer) return;
+  const Reporting frame{&ev, reporting};
+  reporting = &frame;
+  try {
+    ev.observer(Event{t.stack, t.roles[k], t.name(k), x, o, elapsed, std::string(message)});
+  } catch (...) {
+  }
+  reporting = frame.outer;
+  if (ev.replaced) {
+    ev.observer = std::move(ev.pending);
+    ev.pending = nullptr;
+    ev.replaced = false;
+  }
+}
+
+// ---- reaching one component ---------------------------------------------------------------
+
+/// A component of type C reached directly, without events: the quiet path.
+/// `Index` is std::size_t, or for Stack<Cs...> a std::integral_constant, so that
+/// a step's failure handler needs nothing kept from the step.
+template <class C, class Index = std::size_t> struct Direct {
+  C& c;
+  Index k;
+  unsigned char* marks; // the operation's record (a local of the caller: no reload after the component's stores)
+  [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
+  [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_running() const { return static_cast<bool>(c.is_running()); }
+  [[nodiscard]] static constexpr bool has(Transition t) noexcept { return has_action<C>(t); }
+  STACKUP_ALWAYS_INLINE Did act(Transition t, bool /*undo*/ = false) {
+    try {
+      invoke(c, t);
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  }
+  STACKUP_ALWAYS_INLINE void note(Transition, Outcome, std::string_view) const noexcept {}
+  STACKUP_ALWAYS_INLINE void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
+  [[nodiscard]] STACKUP_ALWAYS_INLINE std::string_view name(const Run& r) const {
+    if constexpr (has_name<C>) return std::string_view(c.name());
+    else return r.roles[k];
+  }
+};
+
+/// A component reached through its Ops, with its events.
+struct Indirect {
+  const Table& t;
+  std::size_t k;
+  [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
+  [[nodiscard]] bool is_running() const { return t.is_running(k); }
+  [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
+  Did act(Transition x, bool undo = false) {
+    void (*const action)(void*) = t.slots[k].ops->action[static_cast<int>(x)];
+    void* const object = t.slots[k].object;
+    // Without an observer (tested under the lock in parallel mode), no events.
+    if (!t.events->guard && !t.events->observer) {
+      try {
+        action(object);
+      } catch (const NotImplementedError&) {
+        return Did::not_implemented;
+      }
+      return Did::done;
+    }
+    emit(t, k, x, Outcome::started, {}, {});
+    const auto t0 = Clock::now();
+    try {
+      action(object);
+    } catch (const NotImplementedError& e) {
+      emit(t, k, x, Outcome::not_implemented, Clock::now() - t0, e.what());
+      return Did::not_implemented;
+    } catch (...) {
+      emit(t, k, x, Outcome::failed, Clock::now() - t0, current_message());
+      throw;
+    }
+    emit(t, k, x, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, {});
+    return Did::done;
+  }
+  void note(Transition x, Outcome o, std::string_view message) const {
+    if (t.events->guard || t.events->observer) [[unlikely]] emit(t, k, x, o, {}, message);
+  }
+  void record(Transition x) { t.marks[k] |= x == Transition::provision ? did_provision : did_resume; }
+  [[nodiscard]] std::string_view name(const Run&) const { return t.name(k); }
+};
+
+// ---- errors of one step -----------------------------------------------------------------
+
+[[noreturn]] STACKUP_COLD inline void not_implemented(std::string_view role, std::string_view name, Transition t,
+                                                      std::string_view advice) {
+  std::string m = "stackup: " + std::string(role) + " '" + std::string(name) + "' does not implement " +
+                  std::string(to_string(t)) + "()";
+  if (!advice.empty()) m.append("; ").append(advice);
+  throw NotImplementedError(m);
+}
+// Throws the ProvisioningError of a resume asked of a component with nothing
+// provisioned. Takes the access by value and builds the text out of line, so the
+// quiet path keeps nothing in memory for it.
+template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
+  throw ProvisioningError("stackup: cannot resume " + std::string(r.roles[a.k]) + " '" + std::string(a.name(r)) +
+                          "': nothing is provisioned; provision it first (provision() or up())");
+}
+/// not_implemented() for the component that `a` reaches.
+template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Transition t, std::string_view advice) {
+  not_implemented(r.roles[a.k], a.name(r), t, advice);
+}
+
+// ---- the rules of one step (DESIGN §3), written once ------------------------------------
+
+/// Does `x` when the component has it; otherwise reports it not implemented.
+template <class A> STACKUP_ALWAYS_INLINE Did perform(A& a, Transition x, std::string_view absent, bool undo = false) {
+  if (a.has(x)) return a.act(x, undo);
+  a.note(x, Outcome::not_implemented, absent);
+  return Did::not_implemented;
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
+  // The action on the straight path, as compilers lay out the hand-written
+  // `if (!c.is_provisioned()) c.provision();`.
+  if (!a.is_provisioned()) [[likely]] {
+    if (perform(a, Transition::provision, "provision not implemented") == Did::done)
+      return a.record(Transition::provision);
+    lacks(a, r, Transition::provision, "it is not provisioned and cannot provision itself");
+  }
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool announce_running) {
+  if (!a.is_running()) [[likely]] {
+    if (!a.is_provisioned()) not_provisioned(a, r);
+    if (perform(a, Transition::resume, "resume not implemented") == Did::done) return a.record(Transition::resume);
+    lacks(a, r, Transition::resume, "it is provisioned but not running and cannot start itself");
+  } else if (announce_running) {
+    a.note(Transition::resume, Outcome::already_done, "already running");
+  }
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing missing) {
+  try {
+    if (!a.is_running()) return a.note(Transition::suspend, Outcome::already_done, "not running");
+    const Did did = perform(a, Transition::suspend,
+                            missing == Missing::skip ? "suspend not implemented; use force to deprovision"
+                                                     : "suspend not implemented");
+    if (did == Did::done || missing == Missing::skip) return;
+    lacks(a, r, Transition::suspend, "use down with force (--force) to deprovision it instead");
+  } catch (...) {
+    r.fail(a.k, Transition::suspend);
+  }
+}
+
+template <class A> STACKUP_ALWAYS_INLINE void deprovision_step(A& a, Run& r) {
+  try {
+    if (!a.is_provisioned()) return a.note(Transition::deprovision, Outcome::already_done, "not provisioned");
+    perform(a, Transition::deprovision, "deprovision not implemented");
+  } catch (...) {
+    r.fail(a.k, Transition::deprovision);
+  }
+}
+
+// Force down of one component: stop it if it runs and can, then deprovision it;
+// a failed suspend still gets its deprovision attempt.
+template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing missing) {
+  bool running = false;
+  try {
+    running = a.is_running();
+    if (running)
+      perform(a, Transition::suspend,
+              a.has(Transition::deprovision) ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+  } catch (...) {
+    r.fail(a.k, Transition::suspend);
+  }
+  try {
+    if (a.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
+      if (perform(a, Transition::deprovision, "deprovision not implemented") == Did::done || missing == Missing::skip)
+        return;
+      lacks(a, r, Transition::deprovision, "it cannot be removed");
+    } else if (!running) {
+      a.note(Transition::deprovision, Outcome::already_done, "already deprovisioned");
+    }
+  } catch (...) {
+    r.fail(a.k, Transition::deprovision);
+  }
+}
+
+// Undoes what an up did to one component (rollback): resumed → suspend, provisioned → deprovision.
+template <class A> void undo_step(A& a, Run& r, Transition done) {
+  const bool resumed = done == Transition::resume;
+  const Transition x = resumed ? Transition::suspend : Transition::deprovision;
+  try {
+    if (perform(a, x, "cannot undo", true) == Did::done) return;
+    lacks(a, r, x, resumed ? "it was left running" : "it was left provisioned");
+  } catch (...) {
+    r.fail(a.k, x, true);
+  }
+}
+
+/// One component's part of a phase. Never throws: failures go to `r`. Returns
+/// false when the phase must stop (a failure of up).
+template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
+  switch (p) {
+  case Phase::provision:
+    try {
+      provision_step(a, r);
+      return true;
+    } catch (...) {
+      r.fail(a.k, Transition::provision);
+      return false;
+    }
+  case Phase::resume:
+    try {
+      resume_step(a, r, true);
+      return true;
+    } catch (...) {
+      r.fail(a.k, Transition::resume);
+      return false;
+    }
+  case Phase::up_one: {
+    Transition t = Transition::resume;
+    try {
+      if (a.is_running()) {
+        a.note(Transition::resume, Outcome::already_done, "already running");
+        return true;
+      }
+      t = Transition::provision;
+      provision_step(a, r);
+      t = Transition::resume;
+      resume_step(a, r, false);
+      return true;
+    } catch (...) {
+      r.fail(a.k, t);
+      return false;
+    }
+  }
+  case Phase::suspend: suspend_step(a, r, Missing::skip); return true;
+  case Phase::deprovision: deprovision_step(a, r); return true;
+  case Phase::force: force_step(a, r, Missing::skip); return true;
+  }
+  return true;
+}
+
+inline constexpr bool reversed(Phase p) noexcept {
+  return p == Phase::suspend || p == Phase::deprovision || p == Phase::force;
+}
+/// The transition a phase's failure is reported under before it acts.
+inline constexpr Transition first_transition(Phase p) noexcept {
+  switch (p) {
+  case Phase::provision: case Phase::up_one: return Transition::provision;
+  case Phase::resume: return Transition::resume;
+  case Phase::suspend: case Phase::force: return Transition::suspend;
+  case Phase::deprovision: return Transition::deprovision;
+  }
+  return Transition::provision;
+}
+
+/// While an up's forward phase runs on this thread, its components' own waits
+/// see the stop request (stackup::stop_requested()); undo and down actions do not.
+class StopScope {
+public:
+  StopScope(const Run& r, Phase p) : saved_(current_stop) {
+    if (p == Phase::provision || p == Phase::resume || p == Phase::up_one) current_stop = r.stop;
+  }
+  ~StopScope() { current_stop = saved_; }
+  StopScope(const StopScope&) = delete;
+  StopScope& operator=(const StopScope&) = delete;
+
+private:
+  const std::stop_token* saved_;
+};
+
+/// Records that the phase stopped before component k because a stop was
+/// requested; `left` names what was left as it was. Returns false (stop the phase).
+STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::string& left) noexcept {
+  try {
+    throw InterruptedError("stopped before acting on it: a stop was requested; left as they were: " + left);
+  } catch (...) {
+    r.fail(k, first_transition(p));
+  }
+  return false;
+}
+
+// ---- Ops of a type ---------------------------------------------------------------------
+
+// The quiet step of a DynamicStack: provision and resume leave their exception to
+// the caller's walk (one handler per walk, not one per step); the others catch.
+template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
+  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+  if constexpr (P == Phase::provision) provision_step(a, r);
+  else if constexpr (P == Phase::resume) resume_step(a, r, true);
+  else return step(P, a, r);
+  return true;
+}
+template <class C, Transition T> void action_of(void* object) { invoke(*static_cast<C*>(object), T); }
+template <class C, Transition T> constexpr void (*action_ptr())(void*) {
+  if constexpr (has_action<C>(T)) return &action_of<C, T>;
+  else return nullptr;
+}
+template <class T> concept has_log_file = requires(const T& c) {
+  { c.log_file().string() } -> std::convertible_to<std::string>;
+};
+
+/// The Ops of type C, one per type in the program (its address identifies C).
+template <class C>
+inline constexpr Ops ops_of{
+    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); },
+    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); },
+    {action_ptr<C, Transition::provision>(), action_ptr<C, Transition::resume>(), action_ptr<C, Transition::suspend>(),
+     action_ptr<C, Transition::deprovision>()},
+    {&quiet_step<C, Phase::provision>, &quiet_step<C, Phase::resume>, &quiet_step<C, Phase::up_one>,
+     &quiet_step<C, Phase::suspend>, &quiet_step<C, Phase::deprovision>, &quiet_step<C, Phase::force>},
+    [] {
+      if constexpr (has_name<C>) return +[](const void* o) { return name_of(*static_cast<const C*>(o)); };
+      else return static_cast<std::string_view (*)(const void*)>(nullptr);
+    }(),
+    [] {
+      if constexpr (has_detail<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->detail()); };
+      else return static_cast<std::string (*)(const void*)>(nullptr);
+    }(),
+    [] {
+      if constexpr (has_log_file<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); };
+      else return static_cast<std::string (*)(const void*)>(nullptr);
+    }(),
+    [](void* o) { delete static_cast<C*>(o); },
+    flavor_of<C>(),
+    &type_tag<C>,
+};
+
+/// How cli::run and the stacks' friends reach a stack's Table: both kinds of
+/// stack befriend it and define a View holding a Table.
+struct FrontAccess {
+  template <class S> static auto view(S& s) -> typename S::View { return typename S::View(s); }
+};
+
+// ---- phases ---------------------------------------------------------------------------
+
+/// Runs `run_dag` for a phase in parallel; set by <stackup/parallel.hpp>.
+inline bool (*parallel_phase)(const Table&, Run&, Phase, unsigned char scope, std::size_t max_threads) = nullptr;
+
+[[noreturn]] STACKUP_COLD inline void no_scheduler() {
+  throw Error("stackup: parallel mode (.parallel = true) needs the scheduler: #include <stackup/parallel.hpp> "
+              "(the umbrella header <stackup/stackup.hpp> includes it)");
+}
+
+template <class It> bool quiet_walk(It first, It last, Run& r, Phase p) {
+  const auto q = static_cast<int>(p);
+  try {
+    for (; first != last; ++first)
+      if (!first->ops->quiet[q](first->object, r, first->index)) return false;
+  } catch (...) { // only provision and resume throw
+    r.fail(first->index, p == Phase::provision ? Transition::provision : Transition::resume);
+    return false;
+  }
+  return true;
+}
+
+/// run_phase off the quiet path: with an observer, a scope, or a stop token.
+[[gnu::noinline]] inline bool walk(const Table& t, Run& r, Phase p, unsigned char scope) {
+  const std::size_t n = t.size();
+  const bool reverse = reversed(p);
+  const StopScope stop_scope(r, p);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t k = t.order[reverse ? n - 1 - i : i];
+    if (scope != 0 && !(r.marks[k] & scope)) continue;
+    if (r.stop && r.stop->stop_requested()) [[unlikely]] {
+      std::string left;
+      for (std::size_t j = i; j < n; ++j) {
+        const std::size_t x = t.order[reverse ? n - 1 - j : j];
+        if (scope == 0 || (r.marks[x] & scope)) left.append(left.empty() ? "" : ", ").append(t.roles[x]);
+      }
+      return interrupted(r, k, p, left);
+    }
+    Indirect a{t, k};
+    if (!step(p, a, r)) return false;
+  }
+  return true;
+}
+
+/// Runs the phase's step for every component in scope (scope 0: all), in
+/// (reverse) action order, stopping at the first step that returns false. On the
+/// quiet path the observer is tested once per phase: one set by a component's
+/// own action takes effect from the next phase.
+inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads) {
+  if (parallel) {
+    if (!parallel_phase) no_scheduler();
+    return parallel_phase(t, r, p, scope, max_threads);
+  }
+  if (!t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
+    return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
+                       : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
+  return walk(t, r, p, scope);
+}
+
+// ---- failures -----------------------------------------------------------------------------
+
+/// Throws the TransitionError of a failed operation, nesting its first failure.
+[[noreturn]] STACKUP_COLD inline void raise(const Table& t, Run& run, std::string_view operation, bool rolled_back = false) {
+  Failed& f = *run.failed;
+  const std::string_view role = t.roles[f.cause_index];
+  std::string m = "stackup: stack '" + std::string(t.stack) + "' " + std::string(operation) + " failed: ";
+  m.append(role).append(" '").append(t.name(f.cause_index)).append("' failed to ").append(to_string(f.cause_transition));
+  m.append(": ").append(f.failures.front().message);
+  for (std::size_t i = 1; i < f.failures.size(); ++i) {
+    const auto& x = f.failures[i];
+    m.append(i == 1 ? "; also: " : "; ").append(x.role).append(" ").append(to_string(x.transition)).append(": ").append(x.message);
+  }
+  if (rolled_back) {
+    bool complete = true;
+    for (const auto& x : f.failures) complete = complete && !x.rollback;
+    m += complete ? " (rolled back)" : " (rollback incomplete)";
+  }
+  try {
+    std::rethrow_exception(f.cause);
+  } catch (...) {
+    throw TransitionError(std::string(role), f.cause_transition, m, std::move(f.failures));
+  }
+}
+
+/// Undoes what this up did, in reverse, then throws. For a whole-stack up every
+/// resume is undone before any provision; for up of one component, one component
+/// at a time.
+[[noreturn]] STACKUP_COLD inline void fail_up(const Table& t, Run& r, const UpOptions& options, Undo undo) {
+  if (options.rollback) {
+    const bool per_component = undo == Undo::per_component;
+    for (std::size_t pass = per_component ? 1 : 2; pass-- > 0;)
+      for (std::size_t n = t.size(); n-- > 0;) {
+        const std::size_t k = t.order[n];
+        Indirect a{t, k};
+        if ((r.marks[k] & did_resume) && (per_component || pass == 1)) undo_step(a, r, Transition::resume);
+        if ((r.marks[k] & did_provision) && (per_component || pass == 0)) undo_step(a, r, Transition::provision);
+      }
+  }
+  raise(t, r, "up", options.rollback);
+}
+
+// ---- operations -----------------------------------------------------------------------------
+
+/// What an operation keeps per component: nothing (a whole-stack down) or what
+/// it did and which components it acts on (up, per-component operations).
+enum class Record : unsigned char { nothing, marks };
+
+inline Run start(const Table& t, Record record, const std::stop_token* stop = nullptr) {
+  check_not_reporting(t);
+  if (record == Record::marks)
+    for (auto& m : t.marks) m = 0;
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
+}
+
+/// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
+inline void up(const Table& t, const UpOptions& o) {
+  Run r = start(t, Record::marks, o.stop);
+  if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
+      run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
+    return;
+  fail_up(t, r, o, Undo::stack);
+}
+
+/// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
+inline void down(const Table& t, const DownOptions& o) {
+  Run r = start(t, Record::nothing, o.stop);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
+  if (r.failed) [[unlikely]] raise(t, r, "down");
+}
+
+/// `zenml <role> up`: k's dependencies first, then k.
+inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
+  Run r = start(t, Record::marks, o.stop);
+  mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
+  if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
+}
+
+/// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
+inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
+  Run r = start(t, Record::marks, o.stop);
+  mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
+    interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
+    raise(t, r, "down");
+  }
+  Indirect a{t, k};
+  if (o.force) force_step(a, r, Missing::error);
+  else suspend_step(a, r, Missing::error);
+  if (r.failed) [[unlikely]] raise(t, r, "down");
+}
+
+/// ZenML's provision() / resume(): NotImplementedError and ProvisioningError as
+/// themselves, a component's own exception wrapped in TransitionError; no rollback.
+inline void primitive(const Table& t, Phase p) {
+  Run r = start(t, Record::marks);
+  if (run_phase(t, r, p, 0, false, 0)) return;
+  try {
+    std::rethrow_exception(r.failed->cause);
+  } catch (const NotImplementedError&) {
+    throw;
+  } catch (const ProvisioningError&) {
+    throw;
+  } catch (...) {
+    raise(t, r, to_string(r.failed->cause_transition));
+  }
+}
+
+/// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
+inline void exhaustive(const Table& t, Phase p) {
+  Run r = start(t, Record::nothing);
+  run_phase(t, r, p, 0, false, 0);
+  if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
+}
+
+/// UnknownComponentError listing the valid roles.
+[[nodiscard]] inline UnknownComponentError unknown_role(std::string_view stack, std::span<const std::string_view> roles,
+                                                        std::string_view role) {
+  std::string m = "stackup: stack '" + std::string(stack) + "' has no component with role '" + std::string(role) +
+                  "'; valid roles: ";
+  for (std::size_t i = 0; i < roles.size(); ++i) m.append(i ? ", " : "").append(roles[i]);
+  return UnknownComponentError(m);
+}
+
+} // namespace stackup::detail
+
+// stackup — undefines the macros of macro_scope.hpp.
+// SPDX-License-Identifier: MIT
+#undef STACKUP_ALWAYS_INLINE
+#undef STACKUP_COLD
+// ---- end stackup/detail/engine.hpp ----
+
+#include <array>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+// stackup — internal macros; every header that includes this includes
+// macro_unscope.hpp at its end, so none of them leaks into user code.
+// SPDX-License-Identifier: MIT
+// (no include guard: each header defines the macros again for itself)
+
+// Forces inlining where a measurement shows it pays: the steps of Stack<Cs...>'s
+// quiet path, so an operation compiles to the checks and calls a person would write.
+#if defined(__GNUC__) || defined(__clang__)
+#define STACKUP_ALWAYS_INLINE [[gnu::always_inline]] inline
 #else
 #define STACKUP_ALWAYS_INLINE inline
 #endif
@@ -675,44 +1474,87 @@ template <class... Cs> constexpr bool check_plan() {
 
 namespace stackup {
 
-/// Options of `up`. Members in this order, for designated initialisers.
-struct UpOptions {
-  bool rollback = true;  ///< on failure, undo what this call did, in reverse
-  bool parallel = false; ///< run each action as soon as its dependencies are done, on several threads
-  std::size_t max_threads = 0; ///< with `parallel`: at most this many threads (0: one per ready component)
-};
-/// Options of `down`. Members in this order, for designated initialisers.
-struct DownOptions {
-  bool force = false;    ///< also deprovision (zenml stack down --force)
-  bool parallel = false; ///< run each action as soon as its dependents are done, on several threads
-  std::size_t max_threads = 0; ///< with `parallel`: at most this many threads (0: one per ready component)
-};
-
 namespace detail {
 template <class T> constexpr bool checked_component() {
   if constexpr (Component<T>) return true;
   else return not_a_component<T>::value;
 }
-template <bool AllComponents, class... Cs> constexpr bool checked_stack() {
-  if constexpr (AllComponents) return check_plan<Cs...>();
-  else return false;
-}
 template <class T> constexpr std::string_view role_of() {
   if constexpr (has_role<T>) return std::string_view(T::role);
   else return {};
 }
-template <bool WellFormed, class... Cs> constexpr std::array<std::size_t, sizeof...(Cs)> order_of() {
-  if constexpr (WellFormed) return Plan<Cs...>::result.order;
-  else return {};
-}
 template <class T, class... Cs> constexpr std::size_t type_index() {
-  constexpr std::array<bool, sizeof...(Cs)> same{std::is_same_v<T, Cs>...};
-  for (std::size_t i = 0; i < same.size(); ++i)
-    if (same[i]) return i;
-  return sizeof...(Cs);
+  constexpr bool same[]{std::is_same_v<T, Cs>..., false};
+  std::size_t i = 0;
+  while (i < sizeof...(Cs) && !same[i]) ++i;
+  return i;
 }
-inline void append(std::string& s, std::initializer_list<std::string_view> parts) {
-  for (auto p : parts) s.append(p);
+
+// Storage of the components: one base per component, reached by index without
+// walking a std::tuple.
+template <std::size_t I, class C> struct Holder {
+  C value;
+};
+template <class Seq, class... Cs> struct Storage;
+template <std::size_t... I, class... Cs> struct Storage<std::index_sequence<I...>, Cs...> : Holder<I, Cs>... {
+  Storage() : Holder<I, Cs>{}... {}
+  explicit Storage(std::in_place_t, Cs&&... cs) : Holder<I, Cs>{std::move(cs)}... {}
+};
+template <std::size_t K, class C> constexpr C& held(Holder<K, C>& h) noexcept { return h.value; }
+template <std::size_t K, class C> constexpr const C& held(const Holder<K, C>& h) noexcept { return h.value; }
+template <std::size_t K, class C> std::type_identity<C> type_at(const Holder<K, C>*);
+
+/// The plan of Cs..., computed at compile time by the same algorithm as DynamicStack's.
+template <std::size_t N, std::size_t E> struct CompiledPlan {
+  std::array<std::size_t, N> order{};
+  std::array<std::size_t, N + 1> first{};
+  std::array<std::size_t, E> dep{};
+  PlanProblem problem{};
+};
+template <class C> constexpr void add_dependencies(std::string_view* names, std::size_t& at) {
+  for (std::size_t k = 0; k < dependency_count<C>(); ++k) names[at++] = dependency<C>(k);
+}
+template <class... Cs> constexpr auto compile_plan() {
+  constexpr std::size_t n = sizeof...(Cs), e = (dependency_count<Cs>() + ... + 0);
+  CompiledPlan<n, e> p;
+  const std::array<std::string_view, n> roles{role_of<Cs>()...};
+  std::array<std::string_view, e + 1> names{};
+  std::size_t at = 0, i = 0;
+  ((p.first[i++] = at, add_dependencies<Cs>(names.data(), at)), ...);
+  p.first[n] = at;
+  std::array<std::size_t, n> sorted{}, waiting{}, heap{};
+  std::array<std::size_t, n + 1> next_first{};
+  std::array<std::size_t, e> next{};
+  p.problem = compute_plan(roles, p.first, std::span(names).first(e), p.dep, p.order,
+                           PlanScratch{sorted, waiting, next_first, next, heap});
+  return p;
+}
+
+template <class C> using role_spelled = spelled<fixed<role_of<C>().size() + 1>(role_of<C>())>;
+
+/// True when the stack is well-formed; otherwise instantiates the reporting
+/// template that names the rule, the fix, the role and the types.
+template <PlanProblem P, class Types, class... Cs> constexpr bool check_plan() {
+  if constexpr (P.error == PlanError::none) {
+    return true;
+  } else {
+    using A = typename decltype(type_at<P.a>(static_cast<const Types*>(nullptr)))::type;
+    if constexpr (P.error == PlanError::empty_role) {
+      return empty_role<role_spelled<A>, A>::value;
+    } else if constexpr (P.error == PlanError::duplicate) {
+      using B = typename decltype(type_at<P.b>(static_cast<const Types*>(nullptr)))::type;
+      return duplicate_role<role_spelled<A>, A, B>::value;
+    } else if constexpr (P.error == PlanError::missing) {
+      constexpr std::string_view missing = dependency<A>(P.b);
+      return missing_dependency<role_spelled<A>, spelled<fixed<missing.size() + 1>(missing)>, A>::value;
+    } else {
+      return dependency_cycle<role_spelled<A>, A>::value;
+    }
+  }
+}
+template <bool WellFormed, PlanProblem P, class Types, class... Cs> constexpr bool checked_plan() {
+  if constexpr (WellFormed) return check_plan<P, Types, Cs...>();
+  else return true; // the not-a-component diagnostic is the only one
 }
 } // namespace detail
 
@@ -721,8 +1563,9 @@ inline void append(std::string& s, std::initializer_list<std::string_view> parts
 template <class... Cs> class Stack {
   static_assert((detail::checked_component<Cs>() && ... && true));
   static constexpr bool well_formed = (Component<Cs> && ... && true);
-  static_assert(detail::checked_stack<well_formed, Cs...>() || !well_formed);
-  using Plan = std::conditional_t<well_formed, detail::Plan<Cs...>, detail::Plan<>>;
+  using Storage = detail::Storage<std::index_sequence_for<Cs...>, Cs...>;
+  static constexpr auto plan_ = detail::compile_plan<Cs...>();
+  static_assert(detail::checked_plan<well_formed, plan_.problem, Storage, Cs...>());
 
 public:
   /// Number of components.
@@ -730,23 +1573,23 @@ public:
   /// Roles in template-argument order.
   static constexpr std::array<std::string_view, size> roles{detail::role_of<Cs>()...};
   /// Indices of the components in action order (provision/resume order).
-  static constexpr std::array<std::size_t, size> order = detail::order_of<well_formed, Cs...>();
+  static constexpr std::array<std::size_t, size> order = plan_.order;
 
-  /// A stack named "default" of default-constructed components.
+  /// A stack named "default" of value-initialised components.
   Stack() : name_("default") {}
   /// A named stack of the given components: `Stack s{"local", Orchestrator{}, ArtifactStore{}}`.
   explicit Stack(std::string_view name, Cs... components)
-      : name_(name), components_(std::move(components)...) {}
+      : name_(name), storage_(std::in_place, std::move(components)...) {}
 
   /// The stack's name.
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
 
   /// The component of type T.
-  template <class T> [[nodiscard]] T& get() noexcept { return std::get<index_of<T>()>(components_); }
-  template <class T> [[nodiscard]] const T& get() const noexcept { return std::get<index_of<T>()>(components_); }
+  template <class T> [[nodiscard]] T& get() noexcept { return detail::held<index_of<T>()>(storage_); }
+  template <class T> [[nodiscard]] const T& get() const noexcept { return detail::held<index_of<T>()>(storage_); }
   /// The component with role R: `stack.get<"orchestrator">()`.
-  template <FixedString R> [[nodiscard]] auto& get() noexcept { return std::get<index_of<R>()>(components_); }
-  template <FixedString R> [[nodiscard]] const auto& get() const noexcept { return std::get<index_of<R>()>(components_); }
+  template <FixedString R> [[nodiscard]] auto& get() noexcept { return detail::held<index_of<R>()>(storage_); }
+  template <FixedString R> [[nodiscard]] const auto& get() const noexcept { return detail::held<index_of<R>()>(storage_); }
 
   /// Index (template-argument position) of a role, or `size` when absent.
   [[nodiscard]] static constexpr std::size_t find(std::string_view role) noexcept {
@@ -758,553 +1601,669 @@ public:
   /// Set the observer (replaces any previous one; an empty function removes it).
   /// It is called for every event, one at a time. An exception thrown by the
   /// observer is ignored: it never interrupts an action or replaces its error.
-  void on_event(Observer observer) { observer_ = std::move(observer); }
+  /// Called by the observer itself, the replacement takes effect when it returns.
+  void on_event(Observer observer) { events_.set(std::move(observer)); }
 
   // ---- ZenML's Stack primitives -------------------------------------------------
 
   /// Provision every component that is not provisioned, in dependency order.
   /// Throws NotImplementedError / ProvisioningError as themselves, a component's
   /// own exception wrapped in TransitionError. No rollback.
-  void provision() { primitive<Phase::provision>(); }
+  void provision() { detail::primitive(View(*this).table, detail::Phase::provision); }
   /// Resume every component that is not running, in dependency order. Errors as provision().
-  void resume() { primitive<Phase::resume>(); }
+  void resume() { detail::primitive(View(*this).table, detail::Phase::resume); }
   /// Suspend every running component, in reverse order; tries every component,
   /// then throws one TransitionError listing every failure.
-  void suspend() { exhaustive<Phase::suspend>(); }
+  void suspend() { detail::exhaustive(View(*this).table, detail::Phase::suspend); }
   /// Deprovision every provisioned component, in reverse order; tries every component.
-  void deprovision() { exhaustive<Phase::deprovision>(); }
+  void deprovision() { detail::exhaustive(View(*this).table, detail::Phase::deprovision); }
 
   // ---- Operations ---------------------------------------------------------------
 
   /// `zenml stack up`: provision() then resume(). All-or-nothing unless
   /// `.rollback = false`. Throws TransitionError.
-  void up(UpOptions options = {}) {
-    Run r;
-    r.did = {};
-    if (run_phase<Phase::provision, All>(r, options.parallel, options.max_threads) &&
-        run_phase<Phase::resume, All>(r, options.parallel, options.max_threads))
-      return;
-    fail_up(r, options, false);
+  STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
+    if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
+      std::array<unsigned char, size> marks{};
+      detail::Run r{roles, marks, nullptr, nullptr};
+      if (quiet<detail::Phase::provision, false>(r, std::make_index_sequence<size>{}) &&
+          quiet<detail::Phase::resume, false>(r, std::make_index_sequence<size>{}))
+        return;
+      rollback(r, options);
+    }
+    engine_up(options);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
   /// deprovision. Tries every component, then throws one TransitionError listing all failures.
-  void down(DownOptions options = {}) {
-    Run r;
-    if (options.force) run_phase<Phase::force, All>(r, options.parallel, options.max_threads);
-    else run_phase<Phase::suspend, All>(r, options.parallel, options.max_threads);
-    if (r.failed) [[unlikely]] raise(r, "down");
+  STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
+    if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
+      detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
+      if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
+      else quiet<detail::Phase::suspend, true>(r, std::make_index_sequence<size>{});
+      if (r.failed) [[unlikely]] raise(r);
+      return;
+    }
+    engine_down(options);
   }
 
   /// `zenml <C> up`: C's dependencies first, then C. Same guarantees as up().
-  template <class C> void up(UpOptions options = {}) { up_at<index_of<C>()>(options); }
+  template <class C> void up(UpOptions options = {}) { detail::up_one(View(*this).table, index_of<C>(), options); }
   /// `zenml <C> down [--force]`: C's dependents first, then C. Same guarantees as down().
-  template <class C> void down(DownOptions options = {}) { down_at<index_of<C>()>(options); }
-  /// up<C>() by role string; UnknownComponentError when the stack has no such role.
-  void up(std::string_view role, UpOptions options = {}) {
-    by_role(role, [&]<std::size_t K>() { up_at<K>(options); });
+  template <class C> void down(DownOptions options = {}) {
+    detail::down_one(View(*this).table, index_of<C>(), options);
   }
+  /// up<C>() by role string; UnknownComponentError when the stack has no such role.
+  void up(std::string_view role, UpOptions options = {}) { detail::up_one(View(*this).table, checked(role), options); }
   /// down<C>() by role string; UnknownComponentError when the stack has no such role.
   void down(std::string_view role, DownOptions options = {}) {
-    by_role(role, [&]<std::size_t K>() { down_at<K>(options); });
+    detail::down_one(View(*this).table, checked(role), options);
   }
 
   // ---- Queries ------------------------------------------------------------------
 
   /// Every component is provisioned.
   [[nodiscard]] bool is_provisioned() const {
-    return std::apply([](const auto&... c) { return (static_cast<bool>(c.is_provisioned()) && ... && true); }, components_);
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return (static_cast<bool>(detail::held<I>(storage_).is_provisioned()) && ... && true);
+    }(std::make_index_sequence<size>{});
   }
   /// Every component is running.
   [[nodiscard]] bool is_running() const {
-    return std::apply([](const auto&... c) { return (static_cast<bool>(c.is_running()) && ... && true); }, components_);
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return (static_cast<bool>(detail::held<I>(storage_).is_running()) && ... && true);
+    }(std::make_index_sequence<size>{});
   }
   /// One row per component, in template-argument order. Changes nothing.
   [[nodiscard]] std::array<ComponentStatus, size> status() const {
+    const View v(const_cast<Stack&>(*this));
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::array<ComponentStatus, size>{status_at<I>()...};
+      return std::array<ComponentStatus, size>{v.table.status(I)...};
     }(std::make_index_sequence<size>{});
   }
   /// UnknownComponentError listing the valid roles, for a role string not in the stack.
   [[nodiscard]] UnknownComponentError unknown_role(std::string_view role) const {
-    std::string m = "stackup: stack '" + name_ + "' has no component with role '" + std::string(role) + "'; valid roles: ";
-    for (std::size_t i = 0; i < size; ++i) detail::append(m, {i ? ", " : "", roles[i]});
-    return UnknownComponentError(m);
+    return detail::unknown_role(name_, roles, role);
   }
 
 private:
+  friend struct detail::FrontAccess;
+
   template <class T> static constexpr std::size_t index_of() {
     constexpr std::size_t i = detail::type_index<T, Cs...>();
     static_assert(i < size, "stackup: this type is not a component of the Stack: add it to the Stack's template arguments");
-    return i < size ? i : 0; // after the assertion, no second error from std::get
+    return i < size ? i : 0; // after the assertion, no second error
   }
   template <FixedString R> static constexpr std::size_t index_of() {
     constexpr std::size_t i = find(R.view());
-    if constexpr (i >= size) static_assert(detail::unknown_role<detail::spelled<R>, Cs...>::value);
-    return i < size ? i : 0; // after the assertion, no second error from std::get
+    if constexpr (i >= size) static_assert(detail::no_such_role<detail::spelled<R>, Cs...>::value);
+    return i < size ? i : 0; // after the assertion, no second error
+  }
+  [[nodiscard]] std::size_t checked(std::string_view role) const {
+    const std::size_t k = find(role);
+    if (k == size) throw unknown_role(role);
+    return k;
   }
 
-  using Clock = std::chrono::steady_clock;
-  enum class Did : unsigned char { done, not_implemented };
-
-  // What went wrong in one operation; allocated at its first failure only.
-  struct Failed {
-    std::exception_ptr cause; // first failure
-    std::size_t cause_index = 0;
-    Transition cause_transition = Transition::provision;
-    std::vector<TransitionError::Failure> failures;
-  };
-  // Bookkeeping of one operation; lives on the caller's stack, allocates only on
-  // failure. Kept small so that an operation that succeeds only sets and tests a
-  // few words besides what its components do.
-  struct Run {
-    // What this call did, per component (bit 1: provisioned, bit 2: resumed), for
-    // rollback; set to zero by up (down never reads it). One byte per component:
-    // parallel steps write different bytes, no lock.
-    std::array<unsigned char, size> did;
-    std::mutex* guard = nullptr;         // set while steps run on several threads
-    std::unique_ptr<Failed> failed;      // null while nothing failed
-
-    std::unique_lock<std::mutex> lock() { return guard ? std::unique_lock(*guard) : std::unique_lock<std::mutex>(); }
-    STACKUP_ALWAYS_INLINE void record(std::size_t k, Transition t) {
-      did[k] |= t == Transition::provision ? 1 : 2;
-    }
-    // Call inside a catch: records the exception being handled.
-    STACKUP_COLD void fail(std::size_t k, Transition t, std::string_view prefix = {}) {
-      auto held = lock();
-      if (!failed) failed = std::make_unique<Failed>();
-      failed->failures.push_back(
-          {std::string(roles[k]), t, std::string(prefix) + detail::current_message(), !prefix.empty()});
-      if (!failed->cause) {
-        failed->cause = std::current_exception();
-        failed->cause_index = k;
-        failed->cause_transition = t;
-      }
-    }
+  // The stack as the engine sees it; built only off the quiet path.
+  struct View {
+    std::array<detail::Slot, size> slots, ordered;
+    std::array<unsigned char, size> own_marks{};
+    detail::Table table;
+    explicit View(Stack& s, std::span<unsigned char> marks = {})
+        : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs>, I}...};
+          }(std::make_index_sequence<size>{})),
+          ordered([&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<detail::Slot, size>{slots[order[I]]...};
+          }(std::make_index_sequence<size>{})),
+          table{s.name_, slots,     ordered, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
+    View(const View&) = delete;
+    View& operator=(const View&) = delete;
   };
 
-  template <class F> static void each_in_order(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f.template operator()<order[I]>(), ...);
-    }(std::make_index_sequence<size>{});
+  // The quiet path's failures, out of line: the View they need stays off the path.
+  [[noreturn]] STACKUP_COLD void rollback(detail::Run& r, const UpOptions& options) {
+    detail::fail_up(View(*this, r.marks).table, r, options, detail::Undo::stack);
   }
-  template <class F> static void each_in_reverse(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f.template operator()<order[size - 1 - I]>(), ...);
-    }(std::make_index_sequence<size>{});
-  }
-  template <class F> void by_role(std::string_view role, F&& f) {
-    const bool found = [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return ((roles[I] == role && (f.template operator()<I>(), true)) || ... || false);
-    }(std::make_index_sequence<size>{});
-    if (!found) throw unknown_role(role);
-  }
+  [[noreturn]] STACKUP_COLD void raise(detail::Run& r) { detail::raise(View(*this).table, r, "down"); }
+  // With an observer, or in parallel: the engine's own walk, also out of line.
+  [[gnu::noinline]] void engine_up(const UpOptions& options) { detail::up(View(*this).table, options); }
+  [[gnu::noinline]] void engine_down(const DownOptions& options) { detail::down(View(*this).table, options); }
 
-  template <std::size_t K> auto& at() noexcept { return std::get<K>(components_); }
-  template <std::size_t K> const auto& at() const noexcept { return std::get<K>(components_); }
-  [[nodiscard]] std::string_view name_at(std::size_t k) const {
-    std::string_view n;
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((I == k ? (n = detail::name_of(std::get<I>(components_)), 0) : 0), ...);
-    }(std::make_index_sequence<size>{});
-    return n;
+  // The quiet path: the steps of one phase, inlined in (reverse) action order,
+  // stopping at the first that returns false.
+  template <detail::Phase P, bool Reverse, std::size_t... I>
+  STACKUP_ALWAYS_INLINE bool quiet(detail::Run& r, std::index_sequence<I...>) {
+    unsigned char* const marks = r.marks.data(); // read once: the components' stores could alias it
+    return (quiet_at<P, order[Reverse ? size - 1 - I : I]>(r, marks) && ...);
   }
-  template <std::size_t I> [[nodiscard]] ComponentStatus status_at() const {
-    using C = std::tuple_element_t<I, std::tuple<Cs...>>;
-    const auto& c = std::get<I>(components_);
-    ComponentStatus s{roles[I], detail::name_of(c), state_of(c), detail::flavor_of<C>(), {}};
-    if constexpr (detail::has_detail<C>) s.detail = c.detail();
-    return s;
-  }
-
-  // ---- events -------------------------------------------------------------------
-
-  template <std::size_t K> void emit(Transition t, Outcome o, std::chrono::nanoseconds elapsed, std::string_view message) {
-    // An observer watches; it must not steer. Its exception is dropped so that it can
-    // neither skip an action's bookkeeping nor replace a component's error.
-    try {
-      Event e{name_, roles[K], detail::name_of(at<K>()), t, o, elapsed, std::string(message)};
-      if (!guard_) return observer_(e);
-      std::lock_guard serialise(*guard_);
-      observer_(e);
-    } catch (...) {
-    }
-  }
-  // A stand-alone event (already_done, not_implemented known at compile time).
-  // `Quiet`: the caller has seen that there is no observer, so nothing is tested here.
-  template <std::size_t K, bool Quiet = false>
-  STACKUP_ALWAYS_INLINE void note(Transition t, Outcome o, std::string_view message) {
-    if constexpr (!Quiet)
-      if (observer_) [[unlikely]] emit<K>(t, o, {}, message);
-  }
-
-  template <Transition T, class C> static void invoke(C& c) {
-    if constexpr (T == Transition::provision) c.provision();
-    else if constexpr (T == Transition::resume) c.resume();
-    else if constexpr (T == Transition::suspend) c.suspend();
-    else c.deprovision();
-  }
-
-  // Runs one action with its started/end events. A NotImplementedError from the
-  // component is "not implemented learned at run time", not a failure.
-  // `Quiet`: as for note().
-  template <std::size_t K, Transition T, bool Quiet = false> STACKUP_ALWAYS_INLINE Did act(bool undo = false) {
-    if constexpr (!Quiet)
-      if (observer_) [[unlikely]] return act_observed<K, T>(undo);
-    try {
-      invoke<T>(at<K>());
-    } catch (const NotImplementedError&) {
-      return Did::not_implemented;
-    }
-    return Did::done;
-  }
-  // act() with its events, out of line so that act() itself stays small.
-  template <std::size_t K, Transition T> STACKUP_COLD Did act_observed(bool undo) {
-    auto& c = at<K>();
-    emit<K>(T, Outcome::started, {}, {});
-    const auto t0 = Clock::now();
-    try {
-      invoke<T>(c);
-    } catch (const NotImplementedError& e) {
-      emit<K>(T, Outcome::not_implemented, Clock::now() - t0, e.what());
-      return Did::not_implemented;
-    } catch (...) {
-      emit<K>(T, Outcome::failed, Clock::now() - t0, detail::current_message());
-      throw;
-    }
-    emit<K>(T, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, {});
-    return Did::done;
-  }
-
-  template <std::size_t K> [[nodiscard]] std::string describe() const {
-    return std::string(roles[K]) + " '" + std::string(detail::name_of(at<K>())) + "'";
-  }
-  template <std::size_t K> [[noreturn]] STACKUP_COLD void not_provisioned() {
-    throw ProvisioningError("stackup: cannot resume " + describe<K>() +
-                            ": nothing is provisioned; provision it first (provision() or up())");
-  }
-  template <std::size_t K> [[noreturn]] STACKUP_COLD void not_implemented(Transition t, std::string_view advice) {
-    std::string m = "stackup: " + describe<K>() + " does not implement " + std::string(to_string(t)) + "()";
-    if (!advice.empty()) detail::append(m, {"; ", advice});
-    throw NotImplementedError(m);
-  }
-
-  // ---- steps: one component, one phase --------------------------------------------
-
-  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void provision_step(Run& r) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    // The action on the straight path, as compilers lay out the hand-written
-    // `if (!c.is_provisioned()) c.provision();`; without the hint GCC moves it
-    // behind a jump and back (two instructions per action).
-    if (!at<K>().is_provisioned()) [[likely]] {
-      if constexpr (Provisionable<C>) {
-        if (act<K, Transition::provision, Quiet>() == Did::done) return r.record(K, Transition::provision);
-      } else {
-        note<K, Quiet>(Transition::provision, Outcome::not_implemented, "provision not implemented");
-      }
-      not_implemented<K>(Transition::provision, "it is not provisioned and cannot provision itself");
-    }
-  }
-
-  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void resume_step(Run& r, bool announce_running) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    if (!at<K>().is_running()) [[likely]] {
-      if (!at<K>().is_provisioned()) not_provisioned<K>();
-      if constexpr (Resumable<C>) {
-        if (act<K, Transition::resume, Quiet>() == Did::done) return r.record(K, Transition::resume);
-      } else {
-        note<K, Quiet>(Transition::resume, Outcome::not_implemented, "resume not implemented");
-      }
-      not_implemented<K>(Transition::resume, "it is provisioned but not running and cannot start itself");
-    } else if (announce_running) {
-      note<K, Quiet>(Transition::resume, Outcome::already_done, "already running");
-    }
-  }
-
-  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void suspend_step(Run& r) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    try {
-      if (!at<K>().is_running()) return note<K, Quiet>(Transition::suspend, Outcome::already_done, "not running");
-      if constexpr (Suspendable<C>) act<K, Transition::suspend, Quiet>();
-      else note<K, Quiet>(Transition::suspend, Outcome::not_implemented, "suspend not implemented; use force to deprovision");
-    } catch (...) {
-      r.fail(K, Transition::suspend);
-    }
-  }
-
-  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void deprovision_step(Run& r) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    try {
-      if (!at<K>().is_provisioned()) return note<K, Quiet>(Transition::deprovision, Outcome::already_done, "not provisioned");
-      if constexpr (Deprovisionable<C>) act<K, Transition::deprovision, Quiet>();
-      else note<K, Quiet>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
-    } catch (...) {
-      r.fail(K, Transition::deprovision);
-    }
-  }
-
-  // Force down of one component. As a dependent or part of the stack (`target` false),
-  // missing actions are skipped; as the target of down<C>, a missing deprovision is an error.
-  template <std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE void force_step(Run& r, bool target) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    bool running = false;
-    try {
-      running = at<K>().is_running();
-      if (running) {
-        if constexpr (Suspendable<C>) act<K, Transition::suspend, Quiet>();
-        else note<K, Quiet>(Transition::suspend, Outcome::not_implemented,
-                     Deprovisionable<C> ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
-      }
-    } catch (...) {
-      r.fail(K, Transition::suspend);
-    }
-    try {
-      if (!at<K>().is_provisioned()) {
-        if (!running) note<K, Quiet>(Transition::deprovision, Outcome::already_done, "already deprovisioned");
-        return;
-      }
-      if constexpr (Deprovisionable<C>) {
-        if (act<K, Transition::deprovision, Quiet>() == Did::done || !target) return;
-      } else {
-        note<K, Quiet>(Transition::deprovision, Outcome::not_implemented, "deprovision not implemented");
-        if (!target) return;
-      }
-      not_implemented<K>(Transition::deprovision, "it cannot be removed");
-    } catch (...) {
-      r.fail(K, Transition::deprovision);
-    }
-  }
-
-  // The target of a non-force down<C>: a missing suspend is an error that suggests force.
-  template <std::size_t K> void suspend_target(Run& r) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    try {
-      if (!at<K>().is_running()) return note<K>(Transition::suspend, Outcome::already_done, "not running");
-      if constexpr (Suspendable<C>) {
-        if (act<K, Transition::suspend>() == Did::done) return;
-      } else {
-        note<K>(Transition::suspend, Outcome::not_implemented, "suspend not implemented");
-      }
-      not_implemented<K>(Transition::suspend, "use down with force (--force) to deprovision it instead");
-    } catch (...) {
-      r.fail(K, Transition::suspend);
-    }
-  }
-
-  // ---- per-component operations ---------------------------------------------------
-
-  template <std::size_t K> void up_at(UpOptions options) {
-    Run r;
-    r.did = {};
-    if (!run_phase<Phase::up_one, Needs<K>>(r, options.parallel, options.max_threads)) fail_up(r, options, true);
-  }
-
-  template <std::size_t K> void down_at(DownOptions options) {
-    Run r;
-    if (options.force) run_phase<Phase::force, Dependents<K>>(r, options.parallel, options.max_threads);
-    else run_phase<Phase::suspend, Dependents<K>>(r, options.parallel, options.max_threads);
-    if (options.force) force_step<K>(r, true);
-    else suspend_target<K>(r);
-    if (r.failed) [[unlikely]] raise(r, "down");
-  }
-
-  // ---- phases: one step per component, in order or in parallel --------------------
-
-  enum class Phase { provision, resume, up_one, suspend, deprovision, force };
-  struct All {
-    static constexpr auto value = [] {
-      std::array<bool, size> a{};
-      a.fill(true);
-      return a;
-    }();
-  };
-  template <std::size_t K> struct Needs {
-    static constexpr auto value = Plan::closure_of(K);
-  };
-  template <std::size_t K> struct Dependents {
-    static constexpr auto value = Plan::dependents_of(K);
-  };
-
-  // One component's part of a phase. Never throws: failures go to `r`.
-  // Returns false when the phase must stop (a failure of up).
-  template <Phase P, std::size_t K, bool Quiet = false> STACKUP_ALWAYS_INLINE bool step(Run& r) {
-    if constexpr (P == Phase::provision || P == Phase::resume) {
-      try {
-        if constexpr (P == Phase::provision) provision_step<K, Quiet>(r);
-        else resume_step<K, Quiet>(r, true);
-        return true;
-      } catch (...) {
-        r.fail(K, P == Phase::provision ? Transition::provision : Transition::resume);
-        return false;
-      }
-    } else if constexpr (P == Phase::up_one) {
-      Transition t = Transition::resume;
-      try {
-        if (at<K>().is_running()) {
-          note<K, Quiet>(Transition::resume, Outcome::already_done, "already running");
-          return true;
-        }
-        t = Transition::provision;
-        provision_step<K, Quiet>(r);
-        t = Transition::resume;
-        resume_step<K, Quiet>(r, false);
-        return true;
-      } catch (...) {
-        r.fail(K, t);
-        return false;
-      }
-    } else if constexpr (P == Phase::suspend) {
-      suspend_step<K, Quiet>(r);
-      return true;
-    } else if constexpr (P == Phase::deprovision) {
-      deprovision_step<K, Quiet>(r);
-      return true;
-    } else {
-      force_step<K, Quiet>(r, false);
-      return true;
-    }
-  }
-
-  // Runs the phase's step for every component in Mask. Without an observer and
-  // threads, a fold in (reverse) dependency order whose steps test nothing but the
-  // components' state: the observer is tested once per phase, not once per action
-  // (an observer set by a component's own action takes effect from the next phase).
-  // With an observer, or in parallel, the steps that test it, one call each.
-  template <Phase P, class Mask> STACKUP_ALWAYS_INLINE bool run_phase(Run& r, bool parallel, std::size_t max_threads) {
-    constexpr bool reverse = P == Phase::suspend || P == Phase::deprovision || P == Phase::force;
-    if (parallel || observer_) [[unlikely]] return run_observed<P, Mask>(r, reverse, parallel, max_threads);
-    return run_quiet<P, Mask, reverse>(r, std::make_index_sequence<size>{});
-  }
-  // The steps in (reverse) order, stopping at the first that returns false.
-  template <Phase P, class Mask, bool Reverse, std::size_t... I>
-  STACKUP_ALWAYS_INLINE bool run_quiet(Run& r, std::index_sequence<I...>) {
-    return ((!Mask::value[order[Reverse ? size - 1 - I : I]] || step<P, order[Reverse ? size - 1 - I : I], true>(r)) && ...);
-  }
-  // step<P, K> of every component, by index: out-of-line steps for the observed
-  // and parallel paths (one instantiation each, not one inlined fold per path).
-  template <Phase P>
-  static constexpr auto step_table = []<std::size_t... I>(std::index_sequence<I...>) {
-    return std::array<bool (Stack::*)(Run&), size>{&Stack::step<P, I>...};
-  }(std::make_index_sequence<size>{});
-
-  template <Phase P, class Mask> STACKUP_COLD bool run_observed(Run& r, bool reverse, bool parallel, std::size_t max_threads) {
-    if (parallel) return run_parallel<P, Mask>(r, reverse, max_threads);
-    for (std::size_t n = 0; n < size; ++n) {
-      const std::size_t k = order[reverse ? size - 1 - n : n];
-      if (Mask::value[k] && !(this->*step_table<P>[k])(r)) return false;
-    }
-    return true;
-  }
-
-  template <Phase P, class Mask> bool run_parallel(Run& r, bool reverse, std::size_t max_threads) {
-    std::mutex guard;
-    r.guard = &guard;
-    guard_ = &guard;
-    struct Reset {
-      Stack& s;
-      Run& r;
-      ~Reset() { s.guard_ = nullptr, r.guard = nullptr; }
-    } reset{*this, r};
-    const auto& plan = Plan::result;
-    detail::run_dag(Mask::value, plan.first, plan.dep, reverse, max_threads,
-                    [&](std::size_t i) { return (this->*step_table<P>[i])(r); });
-    return !r.failed;
-  }
-
-  // ---- failure handling -----------------------------------------------------------
-
-  template <Phase P> void primitive() {
-    Run r;
-    r.did = {};
-    if (run_phase<P, All>(r, false, 0)) return;
-    try {
-      std::rethrow_exception(r.failed->cause);
-    } catch (const NotImplementedError&) {
-      throw;
-    } catch (const ProvisioningError&) {
-      throw;
-    } catch (...) {
-      raise(r, to_string(r.failed->cause_transition));
-    }
-  }
-  template <Phase P> void exhaustive() {
-    Run r;
-    run_phase<P, All>(r, false, 0);
-    if (r.failed) raise(r, P == Phase::suspend ? "suspend" : "deprovision");
-  }
-
-  // Undo what this call did, in reverse, then throw.
-  // The undo runs in reverse dependency order: for a whole-stack up, every resume
-  // is undone before any provision; for up<C> (`per_component`), one component at a time.
-  [[noreturn]] STACKUP_COLD void fail_up(Run& r, UpOptions options, bool per_component) {
-    if (options.rollback) {
-      for (std::size_t pass = per_component ? 1 : 2; pass-- > 0;)
-        for (std::size_t n = size; n-- > 0;) {
-          const std::size_t k = order[n];
-          if ((r.did[k] & 2) && (per_component || pass == 1)) undo(k, Transition::resume, r);
-          if ((r.did[k] & 1) && (per_component || pass == 0)) undo(k, Transition::provision, r);
-        }
-    }
-    raise(r, "up", options.rollback);
-  }
-
-  void undo(std::size_t k, Transition t, Run& r) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((I == k ? (undo_at<I>(t, r), 0) : 0), ...);
-    }(std::make_index_sequence<size>{});
-  }
-  template <std::size_t K> void undo_at(Transition done, Run& r) {
-    using C = std::tuple_element_t<K, std::tuple<Cs...>>;
-    const bool resumed = done == Transition::resume;
-    const Transition t = resumed ? Transition::suspend : Transition::deprovision;
-    try {
-      Did did = Did::not_implemented;
-      if (resumed) {
-        if constexpr (Suspendable<C>) did = act<K, Transition::suspend>(true);
-      } else {
-        if constexpr (Deprovisionable<C>) did = act<K, Transition::deprovision>(true);
-      }
-      if (did == Did::not_implemented) {
-        if (!(resumed ? Suspendable<C> : Deprovisionable<C>)) note<K>(t, Outcome::not_implemented, "cannot undo");
-        not_implemented<K>(t, resumed ? "it was left running" : "it was left provisioned");
-      }
-    } catch (...) {
-      r.fail(K, t, "rollback: ");
-    }
-  }
-
-  // Throws the TransitionError of a failed operation, nesting its first failure.
-  [[noreturn]] STACKUP_COLD void raise(Run& run, std::string_view operation, bool rolled_back = false) {
-    Failed& r = *run.failed;
-    std::string m = "stackup: stack '" + name_ + "' " + std::string(operation) + " failed: ";
-    const std::string_view role = roles[r.cause_index];
-    detail::append(m, {role, " '", name_at(r.cause_index), "' failed to ", to_string(r.cause_transition), ": ",
-                       r.failures.front().message});
-    for (std::size_t i = 1; i < r.failures.size(); ++i) {
-      const auto& f = r.failures[i];
-      detail::append(m, {i == 1 ? "; also: " : "; ", f.role, " ", to_string(f.transition), ": ", f.message});
-    }
-    if (rolled_back) {
-      const bool complete = std::none_of(r.failures.begin(), r.failures.end(), [](const auto& f) { return f.rollback; });
-      m += complete ? " (rolled back)" : " (rollback incomplete)";
-    }
-    try {
-      std::rethrow_exception(r.cause);
-    } catch (...) {
-      throw TransitionError(std::string(role), r.cause_transition, m, std::move(r.failures));
-    }
+  template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
+    auto& c = detail::held<K>(storage_);
+    detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
+    return detail::step(P, a, r);
   }
 
   std::string name_;
-  std::tuple<Cs...> components_;
-  Observer observer_;
-  std::mutex* guard_ = nullptr; // serialises events while a phase runs in parallel
+  Storage storage_;
+  detail::Events events_;
 };
 
 template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;
 
 } // namespace stackup
+
+// stackup — undefines the macros of macro_scope.hpp.
+// SPDX-License-Identifier: MIT
+#undef STACKUP_ALWAYS_INLINE
+#undef STACKUP_COLD
 // ---- end stackup/stack.hpp ----
+
+// ---- begin stackup/any_component.hpp ----
+// stackup — AnyComponent: any component, chosen at run time (value semantics).
+// SPDX-License-Identifier: MIT
+
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+namespace detail {
+template <class C> std::vector<std::string> dependencies_of() {
+  std::vector<std::string> deps;
+  deps.reserve(dependency_count<C>());
+  for (std::size_t k = 0; k < dependency_count<C>(); ++k) deps.emplace_back(dependency<C>(k));
+  return deps;
+}
+template <class T, class Self> concept other_than = !std::is_same_v<std::remove_cvref_t<T>, Self>;
+} // namespace detail
+
+/// Any component, chosen at run time: the element of a DynamicStack. Movable,
+/// not copyable. Calls reach the wrapped object through a table built once per
+/// wrapped type; what the type lacks (an action, `name()`, `detail()`) is known
+/// from its type, as for Stack<Cs...>. A moved-from AnyComponent is empty.
+class AnyComponent {
+public:
+  /// Wraps a Component: role and `depends_on` from its type.
+  template <class C>
+    requires detail::other_than<C, AnyComponent> && Component<std::remove_cvref_t<C>>
+  AnyComponent(C&& component) // NOLINT(google-explicit-constructor): a component is an AnyComponent
+      : AnyComponent(std::string(std::remove_cvref_t<C>::role), std::forward<C>(component),
+                     detail::dependencies_of<std::remove_cvref_t<C>>()) {}
+
+  /// Wraps any type with const `is_provisioned()` and `is_running()` (and any of
+  /// the four actions) under a role and dependencies given at run time. A type
+  /// with `void assign_role(std::string_view)` (the shipped components without a
+  /// role argument) is told its role.
+  template <class C>
+    requires detail::other_than<C, AnyComponent> && detail::has_queries<std::remove_cvref_t<C>>
+  AnyComponent(std::string role, C&& component, std::vector<std::string> depends_on = {})
+      : object_(new std::remove_cvref_t<C>(std::forward<C>(component))),
+        ops_(&detail::ops_of<std::remove_cvref_t<C>>), role_(std::move(role)), depends_on_(std::move(depends_on)) {
+    if constexpr (requires(std::remove_cvref_t<C>& c) { c.assign_role(std::string_view()); })
+      static_cast<std::remove_cvref_t<C>*>(object_)->assign_role(role_);
+  }
+
+  AnyComponent(AnyComponent&& other) noexcept
+      : object_(std::exchange(other.object_, nullptr)), ops_(std::exchange(other.ops_, nullptr)),
+        role_(std::exchange(other.role_, {})), depends_on_(std::exchange(other.depends_on_, {})) {}
+  AnyComponent& operator=(AnyComponent&& other) noexcept {
+    if (this != &other) {
+      reset();
+      object_ = std::exchange(other.object_, nullptr);
+      ops_ = std::exchange(other.ops_, nullptr);
+      role_ = std::exchange(other.role_, {});
+      depends_on_ = std::exchange(other.depends_on_, {});
+    }
+    return *this;
+  }
+  AnyComponent(const AnyComponent&) = delete;
+  AnyComponent& operator=(const AnyComponent&) = delete;
+  ~AnyComponent() { reset(); }
+
+  /// False for a moved-from AnyComponent (which a DynamicStack refuses).
+  [[nodiscard]] bool has_value() const noexcept { return object_ != nullptr; }
+  /// The role.
+  [[nodiscard]] const std::string& role() const noexcept { return role_; }
+  /// The roles this component needs, in the order given.
+  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return depends_on_; }
+  /// The display name: the wrapped `name()`, else the role.
+  [[nodiscard]] std::string_view name() const { return ops().name ? ops_->name(object_) : std::string_view(role_); }
+  /// The wrapped type's `flavor` (e.g. "local_daemon"), or "custom".
+  [[nodiscard]] std::string_view flavor() const { return ops().flavor; }
+  /// What the wrapped `detail()` offers (pid, port, path), or empty.
+  [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
+  /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
+  [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// running if is_running(), else suspended if is_provisioned(), else deprovisioned.
+  [[nodiscard]] State state() const {
+    if (is_running()) return State::running;
+    return is_provisioned() ? State::suspended : State::deprovisioned;
+  }
+  /// The wrapped `is_provisioned()`.
+  [[nodiscard]] bool is_provisioned() const { return ops().is_provisioned(object_); }
+  /// The wrapped `is_running()`.
+  [[nodiscard]] bool is_running() const { return ops().is_running(object_); }
+  /// Whether the wrapped type has that action (it may still refuse at run time
+  /// by throwing NotImplementedError).
+  [[nodiscard]] bool has(Transition t) const { return ops().action[static_cast<int>(t)] != nullptr; }
+
+  /// The wrapped action; NotImplementedError when the type lacks it.
+  void provision() { act(Transition::provision); }
+  void resume() { act(Transition::resume); }
+  void suspend() { act(Transition::suspend); }
+  void deprovision() { act(Transition::deprovision); }
+
+  /// The wrapped object if it is a T, else nullptr (as std::function::target).
+  template <class T> [[nodiscard]] T* target() noexcept {
+    return ops_ && ops_->type == &detail::type_tag<T> ? static_cast<T*>(object_) : nullptr;
+  }
+  template <class T> [[nodiscard]] const T* target() const noexcept {
+    return ops_ && ops_->type == &detail::type_tag<T> ? static_cast<const T*>(object_) : nullptr;
+  }
+
+private:
+  friend class DynamicStack;
+
+  [[nodiscard]] const detail::Ops& ops() const {
+    if (!ops_) [[unlikely]]
+      throw Error("stackup: this AnyComponent is empty (it was moved from): assign a component to it first");
+    return *ops_;
+  }
+  void act(Transition t) {
+    void (*const action)(void*) = ops().action[static_cast<int>(t)];
+    if (!action)
+      throw NotImplementedError("stackup: " + role_ + " '" + std::string(name()) + "' does not implement " +
+                                std::string(to_string(t)) + "()");
+    action(object_);
+  }
+  void reset() noexcept {
+    if (object_) ops_->destroy(object_);
+    object_ = nullptr;
+    ops_ = nullptr;
+  }
+
+  void* object_ = nullptr;
+  const detail::Ops* ops_ = nullptr;
+  std::string role_;
+  std::vector<std::string> depends_on_;
+};
+
+} // namespace stackup
+// ---- end stackup/any_component.hpp ----
+
+// ---- begin stackup/dynamic_stack.hpp ----
+// stackup — DynamicStack: a stack assembled at run time (from a file, a plugin, a
+// command line), with the same operations, semantics, events and errors as
+// Stack<Cs...>: both are fronts over one engine (detail/engine.hpp).
+// SPDX-License-Identifier: MIT
+
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// A stack of AnyComponents with unique roles, checked when it is built
+/// (StackDefinitionError). Actions run in dependency order (ties by listing
+/// order); suspend and deprovision in reverse. Movable, not copyable.
+class DynamicStack {
+public:
+  /// A stack named "default".
+  explicit DynamicStack(std::vector<AnyComponent> components) : DynamicStack("default", std::move(components)) {}
+  /// A named stack of the given components; StackDefinitionError if it cannot exist.
+  DynamicStack(std::string name, std::vector<AnyComponent> components)
+      : name_(std::move(name)), parts_(std::move(components)) {
+    plan();
+    table_ = make_table();
+  }
+  DynamicStack(DynamicStack&& other) noexcept
+      : name_(std::move(other.name_)), parts_(std::move(other.parts_)), roles_(std::move(other.roles_)),
+        slots_(std::move(other.slots_)), ordered_(std::move(other.ordered_)), order_(std::move(other.order_)),
+        first_(std::move(other.first_)), dep_(std::move(other.dep_)), sorted_(std::move(other.sorted_)),
+        marks_(std::move(other.marks_)), events_(std::move(other.events_)), table_(make_table()) {
+    other.table_ = other.make_table(); // empty: a moved-from stack acts on nothing
+  }
+  DynamicStack& operator=(DynamicStack&& other) noexcept {
+    if (this != &other) {
+      name_ = std::move(other.name_);
+      parts_ = std::move(other.parts_);
+      roles_ = std::move(other.roles_);
+      slots_ = std::move(other.slots_);
+      ordered_ = std::move(other.ordered_);
+      order_ = std::move(other.order_);
+      first_ = std::move(other.first_);
+      dep_ = std::move(other.dep_);
+      sorted_ = std::move(other.sorted_);
+      marks_ = std::move(other.marks_);
+      events_ = std::move(other.events_);
+      table_ = make_table();
+      other.table_ = other.make_table();
+    }
+    return *this;
+  }
+  DynamicStack(const DynamicStack&) = delete;
+  DynamicStack& operator=(const DynamicStack&) = delete;
+  ~DynamicStack() = default;
+
+  /// The stack's name.
+  [[nodiscard]] std::string_view name() const noexcept { return name_; }
+  /// Number of components.
+  [[nodiscard]] std::size_t size() const noexcept { return parts_.size(); }
+  /// Roles in the order given.
+  [[nodiscard]] std::span<const std::string_view> roles() const noexcept { return roles_; }
+  /// Indices of the components in action order (provision/resume order).
+  [[nodiscard]] std::span<const std::size_t> order() const noexcept { return order_; }
+  /// Index (position in the order given) of a role, or size() when absent. O(log N).
+  [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
+    const auto at = std::lower_bound(sorted_.begin(), sorted_.end(), role,
+                                     [&](std::size_t i, std::string_view r) { return roles_[i] < r; });
+    return at != sorted_.end() && roles_[*at] == role ? *at : size();
+  }
+  /// The component with that role; UnknownComponentError when the stack lacks it.
+  [[nodiscard]] AnyComponent& get(std::string_view role) { return parts_[checked(role)]; }
+  [[nodiscard]] const AnyComponent& get(std::string_view role) const { return parts_[checked(role)]; }
+
+  /// Set the observer (replaces any previous one; an empty function removes it).
+  /// As for Stack<Cs...>: called one event at a time, its exceptions ignored; called
+  /// by the observer itself, the replacement takes effect when it returns.
+  void on_event(Observer observer) { events_.set(std::move(observer)); }
+
+  // ---- ZenML's Stack primitives (as Stack<Cs...>) ----------------------------------
+
+  /// Provision every component that is not provisioned, in dependency order.
+  void provision() { detail::primitive(table(), detail::Phase::provision); }
+  /// Resume every component that is not running, in dependency order.
+  void resume() { detail::primitive(table(), detail::Phase::resume); }
+  /// Suspend every running component, in reverse order; tries every component.
+  void suspend() { detail::exhaustive(table(), detail::Phase::suspend); }
+  /// Deprovision every provisioned component, in reverse order; tries every component.
+  void deprovision() { detail::exhaustive(table(), detail::Phase::deprovision); }
+
+  // ---- Operations (as Stack<Cs...>) ---------------------------------------------------
+
+  /// `zenml stack up`: provision() then resume(); all-or-nothing unless `.rollback = false`.
+  void up(UpOptions options = {}) { detail::up(table(), options); }
+  /// `zenml stack down [--force]`: tries every component, then one TransitionError.
+  void down(DownOptions options = {}) { detail::down(table(), options); }
+  /// `zenml <role> up`: its dependencies first; UnknownComponentError for a role it lacks.
+  void up(std::string_view role, UpOptions options = {}) { detail::up_one(table(), checked(role), options); }
+  /// `zenml <role> down [--force]`: its dependents first; UnknownComponentError for a role it lacks.
+  void down(std::string_view role, DownOptions options = {}) { detail::down_one(table(), checked(role), options); }
+
+  // ---- Queries ----------------------------------------------------------------------
+
+  /// Every component is provisioned.
+  [[nodiscard]] bool is_provisioned() const {
+    return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_provisioned(); });
+  }
+  /// Every component is running.
+  [[nodiscard]] bool is_running() const {
+    return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_running(); });
+  }
+  /// One row per component, in the order given. Changes nothing.
+  [[nodiscard]] std::vector<ComponentStatus> status() const {
+    const detail::Table& t = table();
+    std::vector<ComponentStatus> rows;
+    rows.reserve(size());
+    for (std::size_t k = 0; k < size(); ++k) rows.push_back(t.status(k));
+    return rows;
+  }
+  /// UnknownComponentError listing the valid roles, for a role string not in the stack.
+  [[nodiscard]] UnknownComponentError unknown_role(std::string_view role) const {
+    return detail::unknown_role(name_, roles_, role);
+  }
+
+private:
+  friend struct detail::FrontAccess;
+  struct View {
+    detail::Table table;
+    explicit View(const DynamicStack& s) : table(s.table_) {}
+  };
+
+  [[nodiscard]] const detail::Table& table() const noexcept { return table_; }
+  // The engine's view of this stack: spans of the members, rebuilt when it moves.
+  [[nodiscard]] detail::Table make_table() const {
+    return {name_, slots_, ordered_, roles_, order_, first_, dep_, &events_, marks_};
+  }
+  [[nodiscard]] std::size_t checked(std::string_view role) const {
+    const std::size_t k = find(role);
+    if (k == size()) throw unknown_role(role);
+    return k;
+  }
+
+  [[noreturn]] void refuse(const std::string& problem) const {
+    throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+  }
+  [[nodiscard]] std::string listed_roles() const {
+    constexpr std::size_t shown = 20;
+    std::string s;
+    for (std::size_t i = 0; i < roles_.size() && i < shown; ++i) s.append(i ? ", " : "").append(roles_[i]);
+    if (roles_.size() > shown) s += ", ... (" + std::to_string(roles_.size() - shown) + " more)";
+    return s;
+  }
+
+  // Checks the stack and computes its plan: O(N log N + E log N).
+  void plan() {
+    const std::size_t n = parts_.size();
+    std::size_t edges = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!parts_[i].has_value())
+        refuse("component " + std::to_string(i + 1) +
+               " is empty (a moved-from AnyComponent): put a component in it or leave it out");
+      edges += parts_[i].depends_on_.size();
+    }
+    roles_.reserve(n);
+    slots_.reserve(n);
+    first_.reserve(n + 1);
+    std::vector<std::string_view> names;
+    names.reserve(edges);
+    for (auto& c : parts_) {
+      roles_.emplace_back(c.role_);
+      slots_.push_back({c.object_, c.ops_, slots_.size()});
+      first_.push_back(names.size());
+      for (const auto& d : c.depends_on_) names.emplace_back(d);
+    }
+    first_.push_back(names.size());
+    dep_.resize(edges);
+    order_.resize(n);
+    marks_.resize(n);
+    sorted_.resize(n);
+    std::vector<std::size_t> waiting(n), next_first(n + 1), next(edges), heap(n);
+    const detail::PlanScratch scratch{sorted_, waiting, next_first, next, heap};
+    const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
+    const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
+    switch (p.error) {
+    case detail::PlanError::none:
+      ordered_.reserve(n);
+      for (const std::size_t k : order_) ordered_.push_back(slots_[k]);
+      return;
+    case detail::PlanError::empty_role:
+      refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
+    case detail::PlanError::duplicate:
+      refuse("duplicate role " + quoted(roles_[p.a]) + " (components " + std::to_string(p.a + 1) + " and " +
+             std::to_string(p.b + 1) + "); a stack holds one component per role: remove one of them or give it another role");
+    case detail::PlanError::missing:
+      refuse(quoted(roles_[p.a]) + " depends on " + quoted(names[first_[p.a] + p.b]) +
+             ", which the stack does not hold (roles: " + listed_roles() +
+             "): add a component with that role or remove it from depends_on");
+    case detail::PlanError::cycle: {
+      // The path from the cycle's first component in listing order, back to it.
+      std::size_t start = p.a;
+      for (std::size_t at = detail::cycle_next(p.a, first_, dep_, scratch); at != p.a;
+           at = detail::cycle_next(at, first_, dep_, scratch))
+        start = std::min(start, at);
+      std::string path(roles_[start]);
+      std::size_t at = start;
+      do {
+        at = detail::cycle_next(at, first_, dep_, scratch);
+        path.append(" -> ").append(roles_[at]);
+      } while (at != start);
+      refuse("dependency cycle: " + path + "; remove one depends_on entry on the cycle");
+    }
+    }
+  }
+
+  std::string name_;
+  std::vector<AnyComponent> parts_;
+  std::vector<std::string_view> roles_; // views of parts_[i].role_, which do not move
+  std::vector<detail::Slot> slots_, ordered_; // listing order, action order
+  std::vector<std::size_t> order_, first_, dep_, sorted_;
+  mutable std::vector<unsigned char> marks_; // the engine's scratch, one byte per component
+  mutable detail::Events events_;
+  detail::Table table_{make_table()};
+};
+
+} // namespace stackup
+// ---- end stackup/dynamic_stack.hpp ----
+
+// ---- begin stackup/parallel.hpp ----
+// stackup — the scheduler of parallel transitions (`.parallel = true`), kept out
+// of the core headers so that a stack that does not use it does not pay for
+// <thread> and <mutex>. The umbrella header <stackup/stackup.hpp> includes it.
+// SPDX-License-Identifier: MIT
+
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace stackup::detail {
+
+/// Runs `step(i)` for every component i in scope (`scope` 0: all; else those
+/// whose mark has a `scope` bit), each as soon as its prerequisites in scope have
+/// finished: its dependencies, or with `reverse` its dependents. `step` must not
+/// throw; it returns false to stop scheduling new steps (steps in flight still
+/// finish). Threads: one per ready component, at most `max_threads` (0: no
+/// limit), the calling thread included. Returns when every started step ended.
+template <class Step>
+void run_dag(const Table& t, std::span<const unsigned char> marks, unsigned char scope, bool reverse,
+             std::size_t max_threads, Step&& step) {
+  const std::size_t n = t.size();
+  auto in = [&](std::size_t i) { return scope == 0 || (marks[i] & scope) != 0; };
+  std::vector<std::size_t> waiting(n, 0);
+  std::vector<std::vector<std::size_t>> next(n); // who waits for i
+  std::size_t pending = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!in(i)) continue;
+    ++pending;
+    for (std::size_t e = t.first[i]; e < t.first[i + 1]; ++e) {
+      const std::size_t d = t.dep[e];
+      if (!in(d)) continue;
+      const std::size_t before = reverse ? i : d, after = reverse ? d : i;
+      next[before].push_back(after);
+      ++waiting[after];
+    }
+  }
+  std::vector<std::size_t> ready;
+  for (std::size_t i = n; i-- > 0;) // reversed, so that pop_back takes the lowest index first
+    if (in(i) && waiting[i] == 0) ready.push_back(i);
+
+  std::mutex m;
+  std::condition_variable cv;
+  bool stop = false;
+  std::size_t idle = 0;
+  const std::size_t limit = max_threads == 0 ? n : max_threads;
+  std::vector<std::jthread> threads; // declared last: joined before the state above dies
+  threads.reserve(limit);
+
+  auto work = [&](auto& self) -> void {
+    std::unique_lock lock(m);
+    for (;;) {
+      ++idle;
+      cv.wait(lock, [&] { return stop || pending == 0 || !ready.empty(); });
+      --idle;
+      if (stop || pending == 0) return;
+      const std::size_t i = ready.back();
+      ready.pop_back();
+      // Everything else that is ready gets a worker now: idle ones are woken, the
+      // rest started here, so a busy machine costs one scheduling delay, not one per thread.
+      for (std::size_t more = ready.size(), woken = 0; more > 0; --more) {
+        if (woken < idle) ++woken, cv.notify_one();
+        else if (threads.size() + 1 < limit) {
+          try {
+            threads.emplace_back([&self] { self(self); });
+          } catch (const std::system_error&) {
+            break; // no more threads to be had: the running ones carry on
+          }
+        } else break;
+      }
+      lock.unlock();
+      const bool ok = step(i);
+      lock.lock();
+      --pending;
+      if (!ok) stop = true;
+      else
+        for (std::size_t j : next[i])
+          if (--waiting[j] == 0) ready.push_back(j);
+      std::sort(ready.begin(), ready.end(), std::greater<>());
+      cv.notify_all();
+    }
+  };
+  work(work);
+  // Once the caller's thread saw the end (stop, or nothing pending), no worker
+  // starts a thread any more; wait for the steps still in flight.
+  for (auto& th : threads) th.join();
+}
+
+/// A std::mutex as the engine's Lock.
+class MutexLock final : public Lock {
+public:
+  void lock() override { m_.lock(); }
+  void unlock() override { m_.unlock(); }
+
+private:
+  std::mutex m_;
+};
+
+/// One phase in parallel: failures and events are serialised by one lock.
+inline bool run_parallel_phase(const Table& t, Run& r, Phase p, unsigned char scope, std::size_t max_threads) {
+  MutexLock guard;
+  r.guard = &guard;
+  t.events->guard = &guard;
+  struct Reset {
+    const Table& t;
+    Run& r;
+    ~Reset() { t.events->guard = nullptr, r.guard = nullptr; }
+  } reset{t, r};
+  // Workers carry the caller's observers in progress, so that an operation they
+  // start from inside one is refused there too (the frames outlive run_dag).
+  const Reporting* const caller = reporting;
+  run_dag(t, r.marks, scope, reversed(p), max_threads, [&](std::size_t k) {
+    if (r.stop && r.stop->stop_requested()) [[unlikely]]
+      return interrupted(r, k, p, "this one and those not started yet");
+    const StopScope stop_scope(r, p); // on this worker's thread
+    const Reporting* const own = std::exchange(reporting, caller);
+    Indirect a{t, k};
+    const bool ok = step(p, a, r);
+    reporting = own;
+    return ok;
+  });
+  return !r.failed;
+}
+
+// Registers the scheduler with the engine when this header is part of the program.
+inline const bool parallel_registered = (parallel_phase = &run_parallel_phase, true);
+
+} // namespace stackup::detail
+// ---- end stackup/parallel.hpp ----
 
 // ---- begin stackup/format.hpp ----
 // stackup — fmt formatters, the status table and the console observer.
@@ -1463,8 +2422,10 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <exception>
@@ -1474,12 +2435,16 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
 #include <optional>
 #include <ostream>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <tuple>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace stackup::cli {
 
@@ -1511,11 +2476,6 @@ inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
 
 namespace detail {
-
-/// A component that keeps a log file (e.g. LocalDaemon): `<role> logs` prints it.
-template <class T> concept has_log_file = requires(const T& c) {
-  { c.log_file() } -> std::convertible_to<std::filesystem::path>;
-};
 
 enum class Verb { up, down, status, logs };
 
@@ -1591,16 +2551,94 @@ inline void copy_tail(const std::filesystem::path& path, std::optional<std::size
   while (in.read(buf, sizeof buf) || in.gcount() > 0) out.write(buf, in.gcount());
 }
 
-/// Parses, runs and reports one command against a Stack.
-template <class... Cs> class Runner {
-  using S = Stack<Cs...>;
-  using Plan = stackup::detail::Plan<Cs...>;
-  static constexpr std::size_t size = sizeof...(Cs);
+using Table = stackup::detail::Table;
+
+// ---- Ctrl-C and SIGTERM while an operation runs ------------------------------------
+
+// What the signal handler may touch: plain data, set before it is installed.
+struct SignalState {
+  static inline volatile std::sig_atomic_t caught = 0; // the first signal, 0 while none
+  static inline int wake = -1;                         // write end of the pipe the watcher reads
+  static inline char again[512]{};                     // said on a second signal, before exiting
+  static inline std::size_t again_size = 0;
+};
+
+// First signal: wake the watcher (which asks the operation to stop). Second: say
+// what state things may be in and end the process at once. Async-signal-safe.
+inline void on_signal(int sig) {
+  if (SignalState::caught == 0) {
+    SignalState::caught = sig;
+    const char byte = 1;
+    [[maybe_unused]] const auto n = ::write(SignalState::wake, &byte, 1);
+    return;
+  }
+  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, SignalState::again, SignalState::again_size);
+  ::_exit(128 + SignalState::caught);
+}
+
+/// While it lives, SIGINT and SIGTERM ask the operation to stop (through
+/// `token()`); a second one ends the process at once. The host's handlers are
+/// put back when it dies. Without a pipe (no descriptors left) it does nothing.
+class Interrupts {
+public:
+  explicit Interrupts(std::string_view again) {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) {
+      fds_[0] = fds_[1] = -1;
+      return;
+    }
+    SignalState::caught = 0;
+    SignalState::wake = fds_[1];
+    SignalState::again_size = std::min(again.size(), sizeof SignalState::again);
+    std::copy_n(again.data(), SignalState::again_size, SignalState::again);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    installed_ = ::sigaction(SIGINT, &sa, &host_int_) == 0 && ::sigaction(SIGTERM, &sa, &host_term_) == 0;
+    watcher_ = std::jthread([this] {
+      char byte = 0;
+      ssize_t n = 0;
+      while ((n = ::read(fds_[0], &byte, 1)) < 0 && errno == EINTR) {
+      }
+      if (n == 1) source_.request_stop();
+    });
+  }
+  ~Interrupts() {
+    if (fds_[0] < 0) return;
+    if (installed_) {
+      ::sigaction(SIGINT, &host_int_, nullptr);
+      ::sigaction(SIGTERM, &host_term_, nullptr);
+    }
+    SignalState::wake = -1;
+    ::close(fds_[1]); // the watcher's read ends
+    watcher_.join();
+    ::close(fds_[0]);
+  }
+  Interrupts(const Interrupts&) = delete;
+  Interrupts& operator=(const Interrupts&) = delete;
+
+  [[nodiscard]] std::stop_token token() const noexcept { return source_.get_token(); }
+  /// The signal that asked the operation to stop, or 0.
+  [[nodiscard]] static int signal() noexcept { return SignalState::caught; }
+
+private:
+  int fds_[2]{-1, -1};
+  bool installed_ = false;
+  struct sigaction host_int_ {}, host_term_ {};
+  std::stop_source source_;
+  std::jthread watcher_;
+};
+
+/// Parses, runs and reports one command against a stack, through its run-time
+/// view (the engine's Table): compiled once, whatever the kind of stack.
+class Runner {
   using Clock = std::chrono::steady_clock;
 
 public:
-  Runner(S& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
-      : stack_(stack), out_(out), err_(err), options_(options), program_(program),
+  Runner(const Table& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
+      : stack_(stack), size(stack.size()), out_(out), err_(err), options_(options), program_(program),
         fancy_out_(decorate(out, options.color)), fancy_err_(decorate(err, options.color)) {}
 
   int run(std::span<const std::string_view> args) {
@@ -1629,14 +2667,14 @@ private:
 
   [[nodiscard]] std::string roles_list() const {
     std::string s;
-    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", S::roles[i]);
+    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles[i]);
     return s;
   }
+  [[nodiscard]] bool keeps_log(std::size_t k) const { return stack_.slots[k].ops->log_file != nullptr; }
   [[nodiscard]] std::string logging_roles() const {
     std::string s;
-    each_type([&]<std::size_t I, class C>() {
-      if constexpr (has_log_file<C>) s += fmt::format("{}{}", s.empty() ? "" : ", ", S::roles[I]);
-    });
+    for (std::size_t i = 0; i < size; ++i)
+      if (keeps_log(i)) s += fmt::format("{}{}", s.empty() ? "" : ", ", stack_.roles[i]);
     return s.empty() ? "none" : s;
   }
 
@@ -1653,7 +2691,7 @@ private:
       cmd.whole_stack = true;
     } else {
       cmd.whole_stack = false;
-      cmd.index = S::find(target);
+      cmd.index = stack_.find(target);
       if (cmd.index == size)
         return fmt::format("unknown component role '{}'; valid roles: {} (or 'stack' for all of them)", target,
                            roles_list());
@@ -1687,6 +2725,8 @@ private:
         else return fmt::format("option '{}' needs a number of lines, e.g. '{} 20'", a, a);
         std::size_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec == std::errc::result_out_of_range && end == value.data() + value.size())
+          return fmt::format("option '--tail' got '{}' lines: too large (at most {})", value, std::size_t(-1));
         if (value.empty() || ec != std::errc{} || end != value.data() + value.size())
           return fmt::format("option '--tail' needs a whole number of lines (0 or more), not '{}'", value);
         cmd.tail = n;
@@ -1708,9 +2748,7 @@ private:
       else return fmt::format("unexpected argument '{}' after '{}'", a, where);
     }
     if (cmd.verb == Verb::logs) {
-      bool keeps_log = false;
-      at_index(cmd.index, [&]<std::size_t I, class C>() { keeps_log = has_log_file<C>; });
-      if (!keeps_log)
+      if (!keeps_log(cmd.index))
         return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(cmd.index),
                            flavor(cmd.index), logging_roles());
     }
@@ -1735,20 +2773,20 @@ private:
 
   [[nodiscard]] std::string help() const {
     std::string s = synopsis();
-    s += fmt::format("\nroles of stack '{}':\n", stack_.name());
+    s += fmt::format("\nroles of stack '{}':\n", stack_.stack);
     std::size_t width = 0;
-    for (auto r : S::roles) width = std::max(width, r.size());
+    for (auto r : stack_.roles) width = std::max(width, r.size());
     std::size_t fwidth = 0;
-    each_type([&]<std::size_t I, class C>() { fwidth = std::max(fwidth, stackup::detail::flavor_of<C>().size()); });
-    each_type([&]<std::size_t I, class C>() {
-      std::string line = fmt::format("  {:<{}}  {:<{}}", S::roles[I], width, stackup::detail::flavor_of<C>(), fwidth);
+    for (std::size_t i = 0; i < size; ++i) fwidth = std::max(fwidth, flavor(i).size());
+    for (std::size_t i = 0; i < size; ++i) {
+      std::string line = fmt::format("  {:<{}}  {:<{}}", stack_.roles[i], width, flavor(i), fwidth);
       std::string deps;
-      for (std::size_t d = 0; d < stackup::detail::dependency_count<C>(); ++d)
-        deps += fmt::format("{}{}", d ? ", " : "", stackup::detail::dependency<C>(d));
+      for (std::size_t e = stack_.first[i]; e < stack_.first[i + 1]; ++e)
+        deps += fmt::format("{}{}", e > stack_.first[i] ? ", " : "", stack_.roles[stack_.dep[e]]);
       if (!deps.empty()) line += fmt::format("  needs {}", deps);
       while (!line.empty() && line.back() == ' ') line.pop_back();
       s += line + '\n';
-    });
+    }
     s += "\noptions:\n"
          "  -f, --force      down: also deprovision (remove what the components created)\n"
          "  -p, --parallel   up/down: act on independent components at the same time\n"
@@ -1769,52 +2807,38 @@ private:
     return exit_usage;
   }
 
-  // ---- helpers over the component types -----------------------------------------
+  // ---- helpers over the components ------------------------------------------------
 
-  template <class F> static void each_type(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f.template operator()<I, std::tuple_element_t<I, std::tuple<Cs...>>>(), ...);
-    }(std::make_index_sequence<size>{});
-  }
-  template <class F> static void at_index(std::size_t k, F&& f) {
-    each_type([&]<std::size_t I, class C>() {
-      if (I == k) f.template operator()<I, C>();
-    });
-  }
-  [[nodiscard]] std::string_view name(std::size_t k) const {
-    std::string_view n;
-    at_index(k, [&]<std::size_t I, class C>() { n = stackup::detail::name_of(stack_.template get<C>()); });
-    return n;
-  }
-  [[nodiscard]] std::string_view flavor(std::size_t k) const {
-    std::string_view f;
-    at_index(k, [&]<std::size_t I, class C>() { f = stackup::detail::flavor_of<C>(); });
-    return f;
-  }
+  [[nodiscard]] std::string_view name(std::size_t k) const { return stack_.name(k); }
+  [[nodiscard]] std::string_view flavor(std::size_t k) const { return stack_.slots[k].ops->flavor; }
   // Whether component k has a deprovision() (a Command may still refuse at run time).
-  [[nodiscard]] static bool deprovisionable(std::size_t k) {
-    bool result = false;
-    at_index(k, [&]<std::size_t I, class C>() { result = Deprovisionable<C>; });
-    return result;
-  }
+  [[nodiscard]] bool deprovisionable(std::size_t k) const { return stack_.has(k, Transition::deprovision); }
   // Component k's state; nothing when its queries throw (the operation that
   // follows will report the error itself).
   [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
-    std::optional<State> result;
     try {
-      at_index(k, [&]<std::size_t I, class C>() { result = state_of(stack_.template get<C>()); });
+      return stack_.state(k);
     } catch (...) {
+      return std::nullopt;
     }
-    return result;
   }
-  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", S::roles[k], name(k)); }
-  // Roles flagged in `set`, in action order.
-  static std::string listed(const std::array<bool, size>& set, std::size_t& count) {
+  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", stack_.roles[k], name(k)); }
+  // Roles flagged in `set`, in the order `verb` acts on them (down: reverse).
+  [[nodiscard]] std::string listed(const std::vector<bool>& set, Verb verb, std::size_t& count) const {
     std::string s;
     count = 0;
-    for (auto i : Plan::result.order)
-      if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", S::roles[i]);
+    for (std::size_t n = 0; n < size; ++n) {
+      const std::size_t i = stack_.order[verb == Verb::down ? size - 1 - n : n];
+      if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", stack_.roles[i]);
+    }
     return s;
+  }
+  // Component k and what it needs (`up`), or what needs it (`down`), transitively.
+  [[nodiscard]] std::vector<bool> related(std::size_t k, Verb verb) const {
+    std::vector<unsigned char> marks(size, 0);
+    if (verb == Verb::up) stackup::detail::mark_closure(k, stack_.order, stack_.first, stack_.dep, marks, 1);
+    else stackup::detail::mark_dependents(k, stack_.order, stack_.first, stack_.dep, marks, 1);
+    return {marks.begin(), marks.end()};
   }
 
   [[nodiscard]] std::string label(std::string_view text, fmt::terminal_color color) const {
@@ -1833,14 +2857,15 @@ private:
   };
 
   // Sets the observer that prints one line per action start and end; the guard
-  // removes it again, since it refers to this Runner.
+  // puts the host's own observer back, since this one refers to this Runner.
   struct ObserverGuard {
-    S& stack;
-    ~ObserverGuard() { stack.on_event({}); }
+    const Table& stack;
+    Observer host;
+    ~ObserverGuard() { stack.events->set(std::move(host)); }
   };
   void observe(const Command& cmd, Tally& tally) {
     const std::string_view dash = fancy_out_ ? "—" : "--";
-    stack_.on_event([this, &tally, force = cmd.force, dash](const Event& e) {
+    stack_.events->set([this, &tally, force = cmd.force, dash](const Event& e) {
       try {
         if (e.outcome == Outcome::started) ++tally.actions;
         if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
@@ -1849,7 +2874,7 @@ private:
         } else {
           // Say why in the command line's terms: what the user can do about it.
           Event said = e;
-          const bool removable = deprovisionable(S::find(e.role));
+          const bool removable = deprovisionable(stack_.find(e.role));
           if (e.transition == Transition::suspend && removable)
             said.message = fmt::format("not implemented {} {}", dash,
                                        force ? "deprovision follows" : "use --force to deprovision");
@@ -1872,7 +2897,9 @@ private:
 
   int status(const Command& cmd) {
     try {
-      const auto rows = stack_.status();
+      std::vector<ComponentStatus> rows;
+      rows.reserve(size);
+      for (std::size_t k = 0; k < size; ++k) rows.push_back(stack_.status(k));
       std::span<const ComponentStatus> shown(rows);
       if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
       out_ << status_table(shown, fancy_out_);
@@ -1882,7 +2909,7 @@ private:
           running += r.state == State::running;
           provisioned += r.state != State::deprovisioned;
         }
-        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.name(), running, size, provisioned);
+        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.stack, running, size, provisioned);
       }
       return exit_success;
     } catch (...) {
@@ -1891,11 +2918,9 @@ private:
   }
 
   int logs(const Command& cmd) {
-    std::filesystem::path path;
-    at_index(cmd.index, [&]<std::size_t I, class C>() {
-      if constexpr (has_log_file<C>) path = stack_.template get<C>().log_file();
-    });
     try {
+      const auto& slot = stack_.slots[cmd.index];
+      const std::filesystem::path path = slot.ops->log_file(slot.object);
       std::error_code ec;
       if (!std::filesystem::exists(path, ec)) {
         err_ << fmt::format("{}: {} has no log yet: {} does not exist (it has not been started since it was "
@@ -1913,43 +2938,56 @@ private:
 
   int operate(const Command& cmd) {
     Tally tally;
-    ObserverGuard guard{stack_};
+    ObserverGuard guard{stack_, std::move(stack_.events->observer)};
     observe(cmd, tally);
     const bool up = cmd.verb == Verb::up;
     if (!cmd.whole_stack) {
       std::size_t n = 0;
-      const auto role = S::roles[cmd.index];
+      const auto role = stack_.roles[cmd.index];
       // Name the other components this command will act on, before it does.
       if (up) {
-        auto needs = Plan::closure_of(cmd.index);
+        auto needs = related(cmd.index, Verb::up);
         needs[cmd.index] = false;
         for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
-        const std::string list = listed(needs, n);
+        const std::string list = listed(needs, Verb::up, n);
         if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
       } else {
-        auto dependents = Plan::dependents_of(cmd.index);
+        auto dependents = related(cmd.index, Verb::down);
         for (std::size_t i = 0; i < size; ++i) {
           if (!dependents[i]) continue;
           const auto now = state_at(i); // those with something to stop (or, forced, to remove)
           dependents[i] = !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
         }
-        const std::string list = listed(dependents, n);
+        const std::string list = listed(dependents, Verb::down, n);
         if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", role,
                                 n == 1 ? "it goes down" : "they go down"));
       }
     }
     const auto t0 = Clock::now();
+    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
+    // down finishes the component in flight; a second one ends the process at once.
+    const Interrupts interrupts(fmt::format(
+        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
+        program_, up ? "up" : "down", program_));
+    const std::stop_token stop = interrupts.token();
     try {
-      if (cmd.whole_stack && up) stack_.up(UpOptions{.rollback = cmd.rollback, .parallel = cmd.parallel});
-      else if (cmd.whole_stack) stack_.down(DownOptions{.force = cmd.force, .parallel = cmd.parallel});
-      else if (up) stack_.up(S::roles[cmd.index], UpOptions{.rollback = cmd.rollback, .parallel = cmd.parallel});
-      else stack_.down(S::roles[cmd.index], DownOptions{.force = cmd.force, .parallel = cmd.parallel});
+      namespace engine = stackup::detail;
+      const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel, .stop = &stop};
+      const DownOptions down_options{.force = cmd.force, .parallel = cmd.parallel, .stop = &stop};
+      if (cmd.whole_stack && up) engine::up(stack_, up_options);
+      else if (cmd.whole_stack) engine::down(stack_, down_options);
+      else if (up) engine::up_one(stack_, cmd.index, up_options);
+      else engine::down_one(stack_, cmd.index, down_options);
     } catch (...) {
-      const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : S::roles[cmd.index],
+      const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index],
                                            up ? "up" : "down", cmd.force ? " --force" : "");
-      return report(what + " failed", std::current_exception(), cmd, tally);
+      const int sig = Interrupts::signal();
+      if (sig == 0) return report(what + " failed", std::current_exception(), cmd, tally);
+      report(fmt::format("{} interrupted ({})", what, sig == SIGINT ? "SIGINT" : "SIGTERM"), std::current_exception(), cmd,
+             tally);
+      return 128 + sig;
     }
-    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.name()) : describe(cmd.index);
+    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
     const std::string took = seconds(Clock::now() - t0);
     std::string summary;
     if (up && tally.actions == 0) summary = fmt::format("{} is already running: nothing to do", subject);
@@ -2025,7 +3063,8 @@ private:
     }
   }
 
-  S& stack_;
+  const Table& stack_;
+  std::size_t size;
   std::ostream& out_;
   std::ostream& err_;
   const Options& options_;
@@ -2034,15 +3073,13 @@ private:
   bool fancy_err_;
 };
 
-template <class... Cs>
-int run_words(Stack<Cs...>& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-              const Options& options, std::string_view program) noexcept {
+inline int run_words(const Table& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
+                     const Options& options, std::string_view program) noexcept {
   try {
-    Runner<Cs...> runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
+    Runner runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
     try {
       return runner.run(args);
     } catch (...) {
-      stack.on_event({});
       return runner.crashed();
     }
   } catch (...) {
@@ -2050,40 +3087,50 @@ int run_words(Stack<Cs...>& stack, std::span<const std::string_view> args, std::
   }
 }
 
-} // namespace detail
-
-/// Runs one command line against `stack`: the words after the program name
-/// (`{"stack", "down", "--force"}`), writing progress and results to `out`,
-/// errors to `err`. Returns 0 done, 1 an action failed, 2 usage error; never
-/// throws. While it runs it is the stack's observer; it leaves none set.
-template <class... Cs>
-int run(Stack<Cs...>& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-        const Options& options = {}) noexcept {
-  return detail::run_words(stack, args, out, err, options, options.program);
-}
-
-/// `main`'s arguments, written to `out` and `err` (for tests and embedding).
-template <class... Cs>
-int run(Stack<Cs...>& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
-        const Options& options = {}) noexcept {
+inline int run_main(const Table& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
+                    const Options& options) noexcept {
   try {
     std::vector<std::string_view> words;
     std::string_view program = options.program;
     if (argv != nullptr && argc > 0) {
-      if (program.empty() && argv[0] != nullptr) program = detail::base_name(argv[0]);
+      if (program.empty() && argv[0] != nullptr) program = base_name(argv[0]);
       for (int i = 1; i < argc && argv[i] != nullptr; ++i) words.emplace_back(argv[i]);
     }
-    return detail::run_words(stack, words, out, err, options, program);
+    return run_words(stack, words, out, err, options, program);
   } catch (...) {
     return exit_failure;
   }
+}
+
+/// Either kind of stack: Stack<Cs...> or DynamicStack.
+template <class S> concept runnable = requires(S& s) { stackup::detail::FrontAccess::view(s); };
+
+} // namespace detail
+
+/// Runs one command line against `stack` (a Stack<Cs...> or a DynamicStack): the
+/// words after the program name (`{"stack", "down", "--force"}`), writing
+/// progress and results to `out`, errors to `err`. Returns 0 done, 1 an action
+/// failed, 2 usage error; never throws. While it runs it is the stack's
+/// observer; the host's own observer is back when it returns.
+template <detail::runnable S>
+int run(S& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
+        const Options& options = {}) noexcept {
+  auto view = stackup::detail::FrontAccess::view(stack);
+  return detail::run_words(view.table, args, out, err, options, options.program);
+}
+
+/// `main`'s arguments, written to `out` and `err` (for tests and embedding).
+template <detail::runnable S>
+int run(S& stack, int argc, char** argv, std::ostream& out, std::ostream& err, const Options& options = {}) noexcept {
+  auto view = stackup::detail::FrontAccess::view(stack);
+  return detail::run_main(view.table, argc, argv, out, err, options);
 }
 
 /// ZenML's command line for `stack`, in one call from `main`:
 /// `return stackup::cli::run(stack, argc, argv);` Grammar: `stack up`,
 /// `stack down [--force]`, `stack status`, `<role> up|down|status|logs`, `--help`.
 /// Progress goes to std::cout, errors to std::cerr.
-template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const Options& options = {}) noexcept {
+template <detail::runnable S> int run(S& stack, int argc, char** argv, const Options& options = {}) noexcept {
   return run(stack, argc, argv, std::cout, std::cerr, options);
 }
 
@@ -2119,6 +3166,7 @@ template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -2127,6 +3175,7 @@ template <class... Cs> int run(Stack<Cs...>& stack, int argc, char** argv, const
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -2161,6 +3210,18 @@ inline std::string quoted(const std::filesystem::path& p) {
   s += p.native();
   s += '\'';
   return s;
+}
+
+/// The deadline `timeout` from now. Saturates: a timeout too large for the
+/// clock (milliseconds::max()) means "wait", where `Clock::now() + timeout`
+/// would overflow (undefined behaviour) into a deadline in the past. Zero or
+/// negative means now: no wait at all.
+inline Clock::time_point deadline_after(milliseconds timeout) noexcept {
+  const auto now = Clock::now();
+  if (timeout <= milliseconds::zero()) return now;
+  if (timeout >= std::chrono::duration_cast<milliseconds>(Clock::time_point::max() - now))
+    return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(timeout);
 }
 
 /// "250ms", "10s", "1.5s": a duration for messages.
@@ -2314,6 +3375,55 @@ inline Fd above_stdio(Fd fd) {
   return dup;
 }
 
+// ---- ownership markers -----------------------------------------------------------------
+
+/// How every ownership marker stackup writes begins: what tells a marker from a
+/// file that merely has its name.
+inline constexpr std::string_view marker_prefix = "created by stackup";
+
+/// Whether `name` in `dirfd` is a regular file (not a symlink) whose content
+/// begins with `prefix`. False when it is not, or cannot be read.
+inline bool begins_with(int dirfd, const char* name, std::string_view prefix) {
+  const Fd fd = open_own_file(dirfd, name, O_RDONLY);
+  if (!fd) return false;
+  std::string head(prefix.size(), '\0');
+  std::size_t got = 0;
+  while (got < head.size()) {
+    const ssize_t n = ::read(fd.get(), head.data() + got, head.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got == head.size() && head == prefix;
+}
+
+/// Whether `name` in `dirfd` is a stackup ownership marker: a regular file
+/// whose content begins with marker_prefix.
+inline bool has_marker(int dirfd, const char* name) { return begins_with(dirfd, name, marker_prefix); }
+
+/// Creates the ownership marker `name` in `dirfd` with `content` (which begins
+/// with marker_prefix), never replacing an existing file: the content is
+/// written to `<name>.tmp` (O_CREAT | O_EXCL) and hard-linked to `name`, so a
+/// reader sees no marker or the whole one. False when `name` already exists;
+/// Error when it cannot be created.
+inline bool create_marker(int dirfd, const char* name, std::string_view content, const std::filesystem::path& shown_as) {
+  const std::string tmp = std::string(name) + ".tmp";
+  ::unlinkat(dirfd, tmp.c_str(), 0); // left by a create that was interrupted
+  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd || !write_all(fd.get(), content)) {
+    const int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw Error("stackup: cannot write the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
+  }
+  fd.reset();
+  const int linked = ::linkat(dirfd, tmp.c_str(), dirfd, name, 0);
+  const int e = errno;
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  if (linked == 0) return true;
+  if (e == EEXIST) return false;
+  throw Error("stackup: cannot create the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
+}
+
 // ---- paths stackup never takes over ---------------------------------------------------
 
 /// The user's home directories ($HOME and the password database's), as given.
@@ -2439,12 +3549,94 @@ inline LockedDir lock_private_dir(const std::filesystem::path& dir, bool create)
               ": it keeps being removed or replaced by another process");
 }
 
+// ---- directories shared with other processes -------------------------------------
+
+/// Opens the directory `dir` and takes an exclusive flock on it, blocking while
+/// another process or thread holds it. The lock lasts as long as the returned
+/// descriptor and leaves no file behind. Symlinks in `dir` are followed (it is
+/// the parent of what is acted on, not that). If `dir` was replaced while this
+/// waited, the directory now at the path is locked instead. Empty when `dir`
+/// does not exist; Error when it cannot be opened or locked.
+inline Fd lock_directory(const std::filesystem::path& dir) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return {};
+      throw Error("stackup: cannot open directory " + quoted(dir) + " to lock it: " + sys_message(errno));
+    }
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) throw Error("stackup: cannot lock directory " + quoted(dir) + ": " + sys_message(errno));
+    }
+    struct stat held{}, at_path{};
+    if (::fstat(fd.get(), &held) == 0 && ::stat(dir.c_str(), &at_path) == 0 && held.st_ino == at_path.st_ino &&
+        held.st_dev == at_path.st_dev)
+      return fd;
+  }
+  throw Error("stackup: cannot lock directory " + quoted(dir) + ": it keeps being replaced by another process");
+}
+
+/// The names in directory `dirfd` (without "." and ".."), appended to `names`.
+/// 0, or the errno of the failure.
+inline int list_directory(int dirfd, std::vector<std::string>& names) {
+  // A descriptor of its own: readdir moves the offset of the one it reads.
+  const int own = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (own < 0) return errno;
+  DIR* d = ::fdopendir(own);
+  if (d == nullptr) {
+    const int e = errno;
+    ::close(own);
+    return e;
+  }
+  errno = 0;
+  while (const dirent* entry = ::readdir(d)) {
+    const std::string_view n = entry->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  const int e = errno;
+  ::closedir(d);
+  return e;
+}
+
+/// Removes everything inside directory `dirfd` but the entry named `keep`
+/// (nothing kept when null), depth first and never through a symlink (a link is
+/// removed, not what it points to). 0, or the errno of the first entry that
+/// could not be removed (what is left stays as it is).
+inline int remove_contents(int dirfd, const char* keep = nullptr) {
+  std::vector<std::string> names;
+  if (const int e = list_directory(dirfd, names)) return e;
+  for (const auto& n : names) {
+    if (keep != nullptr && n == keep) continue;
+    if (::unlinkat(dirfd, n.c_str(), 0) == 0 || errno == ENOENT) continue;
+    const int unlink_error = errno;
+    if (unlink_error != EISDIR && unlink_error != EPERM) return unlink_error; // Linux says EISDIR, POSIX EPERM
+    Fd sub(::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub) return errno == ENOTDIR ? unlink_error : errno;
+    if (const int e = remove_contents(sub.get())) return e;
+    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return errno;
+  }
+  return 0;
+}
+
+/// Swaps the entries `a` and `b` of directory `dirfd` in one atomic step
+/// (renameat2 with RENAME_EXCHANGE). False, with errno set, when they cannot be
+/// swapped, also when the kernel or the file system cannot do it (EINVAL, ENOSYS).
+inline bool exchange_entries(int dirfd, const char* a, const char* b) noexcept {
+#if defined(SYS_renameat2)
+  constexpr unsigned rename_exchange = 1U << 1; // RENAME_EXCHANGE, from <linux/fs.h>
+  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, rename_exchange) == 0;
+#else
+  errno = ENOSYS;
+  return false;
+#endif
+}
+
 // ---- processes ----------------------------------------------------------------------
 
 /// What stackup needs from /proc/<pid>/stat.
 struct ProcStat {
   char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
   pid_t pgrp = 0;                   ///< field 5: process group
+  pid_t session = 0;                ///< field 6: session
   unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
 };
 
@@ -2466,6 +3658,8 @@ inline std::optional<ProcStat> parse_proc_stat(std::string_view s) {
       out.state = tok.front();
     } else if (field == 5) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
+    } else if (field == 6) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.session).ec != std::errc{}) return std::nullopt;
     } else if (field == 22) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.start_time).ec != std::errc{}) return std::nullopt;
     }
@@ -2506,15 +3700,48 @@ inline pid_t max_pid() {
 }
 
 /// A pid file's content: the pid and the start time of that process, which
-/// together identify it even after the pid number is reused.
+/// together identify it even after the pid number is reused, and the invocation
+/// id of that start (see invocation_variable).
 struct PidRecord {
   pid_t pid = 0;
   unsigned long long start_time = 0;
+  std::string invocation_id{}; ///< 32 hexadecimal digits; empty in pid files of stackup 0.1.0
 };
 
-/// "<pid> <start time>\n".
-inline std::string format_pid_record(PidRecord r) {
-  return std::to_string(r.pid) + " " + std::to_string(r.start_time) + "\n";
+/// The environment variable LocalDaemon sets to the invocation id of a start.
+/// Every process the daemon starts inherits it: once the daemon's own process
+/// has exited, it is what proves that a process it left behind is its.
+inline constexpr std::string_view invocation_variable = "STACKUP_INVOCATION_ID";
+
+/// Whether `s` is an invocation id: 32 lowercase hexadecimal digits.
+inline bool is_invocation_id(std::string_view s) noexcept {
+  return s.size() == 32 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+/// A new random invocation id; empty if the system gives no random bytes.
+inline std::string new_invocation_id() {
+  unsigned char bytes[16];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return {};
+    got += static_cast<std::size_t>(n);
+  }
+  std::string id;
+  for (const unsigned char b : bytes) {
+    id += "0123456789abcdef"[b >> 4];
+    id += "0123456789abcdef"[b & 15];
+  }
+  return id;
+}
+
+/// "<pid> <start time> <invocation id>\n" ("<pid> <start time>\n" without an id).
+inline std::string format_pid_record(const PidRecord& r) {
+  std::string out = std::to_string(r.pid) + " " + std::to_string(r.start_time);
+  if (!r.invocation_id.empty()) out += " " + r.invocation_id;
+  return out + "\n";
 }
 
 /// Parses a pid file strictly. On failure returns false and says why in `why`;
@@ -2533,7 +3760,12 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   };
   const auto space = text.find(' ');
   const std::string_view pid_text = text.substr(0, space);
-  const std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+  std::optional<std::string_view> id_text; // 0.1.0 wrote none
+  if (const auto second = start_text.find(' '); second != std::string_view::npos) {
+    id_text = start_text.substr(second + 1);
+    start_text = start_text.substr(0, second);
+  }
   auto digits = [](std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
@@ -2541,8 +3773,8 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     why = "holds a negative pid (" + shown() + ")";
     return false;
   }
-  if (!digits(pid_text) || !digits(start_text)) {
-    why = "holds " + shown() + ", not '<pid> <start time>'";
+  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text))) {
+    why = "holds " + shown() + ", not '<pid> <start time> <invocation id>'";
     return false;
   }
   long long pid = 0;
@@ -2562,6 +3794,7 @@ inline bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     return false;
   }
   out.pid = static_cast<pid_t>(pid);
+  out.invocation_id = id_text.value_or(std::string_view{});
   return true;
 }
 
@@ -2574,7 +3807,7 @@ enum class Identity {
 
 /// Checks a record against /proc; reaps the process when it is a zombie child
 /// of this process, so a long-lived host does not collect zombies.
-inline Identity identify(PidRecord r, bool reap_zombie = true) {
+inline Identity identify(const PidRecord& r, bool reap_zombie = true) {
   const auto st = read_proc_stat(r.pid);
   if (!st) return Identity::gone;
   if (st->start_time != r.start_time) return Identity::reused;
@@ -2635,25 +3868,83 @@ inline std::string describe_exit(ChildExit e) {
   }
 }
 
-/// Whether any process in group `pgid` is alive (zombies do not count).
-inline bool group_has_live_member(pid_t pgid) {
-  if (::kill(-pgid, 0) != 0 && errno == ESRCH) return false;
-  // kill() also reaches zombies; look for a live member.
+/// Whether the environment `pid` started with holds `entry` ("NAME=value") as
+/// a whole entry. False when it cannot be read (gone, or another user's).
+inline bool environment_has(pid_t pid, std::string_view entry) {
+  const std::string file = "/proc/" + std::to_string(pid) + "/environ";
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  std::string env;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    env.append(buf, static_cast<std::size_t>(n));
+  }
+  std::string_view rest = env;
+  while (!rest.empty()) {
+    const auto end = rest.find('\0');
+    if (rest.substr(0, end) == entry) return true;
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return false;
+}
+
+/// What is left alive of the daemon a record names.
+struct Remains {
+  bool leader = false;         ///< the recorded process itself is alive
+  std::vector<pid_t> groups{}; ///< the process groups of its session that hold a live process
+  [[nodiscard]] bool empty() const noexcept { return !leader && groups.empty(); }
+};
+
+/// What is left alive of the daemon `r` records: its process, and every process
+/// in its session (spawn made it a session leader, so the session id is the
+/// recorded pid), which includes what a command that puts its server in the
+/// background leaves behind. The session counts only while it is provably the
+/// daemon's: while the recorded process exists with the recorded start time
+/// (alive, or a zombie not yet reaped) its pid cannot be reused; once it is
+/// reaped, Linux still does not reuse the pid while the session has a process,
+/// but may after the session ended, for another session. So then the session
+/// counts only if one of its processes carries the record's invocation id.
+inline Remains remains_of(const PidRecord& r) {
+  Remains out;
+  const auto leader = read_proc_stat(r.pid);
+  if (leader && leader->start_time != r.start_time) return out; // the pid is another process's now
+  out.leader = leader && is_live_state(leader->state);
+  if (leader && leader->session != r.pid) return out; // leads no session: stackup did not start it
+  if (!leader && r.invocation_id.empty()) return out; // reaped, and nothing could prove the session is its
+  const std::string mark = std::string(invocation_variable) + "=" + r.invocation_id;
+  bool proven = leader.has_value();
   DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return true;
-  bool live = false;
+  if (proc == nullptr) return out;
   while (const dirent* entry = ::readdir(proc)) {
     pid_t pid = 0;
     const std::string_view n = entry->d_name;
     if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
     const auto st = read_proc_stat(pid);
-    if (st && st->pgrp == pgid && is_live_state(st->state)) {
-      live = true;
-      break;
-    }
+    if (!st || st->session != r.pid || !is_live_state(st->state)) continue;
+    proven = proven || environment_has(pid, mark);
+    if (std::find(out.groups.begin(), out.groups.end(), st->pgrp) == out.groups.end()) out.groups.push_back(st->pgrp);
   }
   ::closedir(proc);
-  return live;
+  if (!proven) out.groups.clear();
+  return out;
+}
+
+/// Sends `sig` to each process group of what remains of a daemon, or to its
+/// process alone when it leads no session (a record stackup did not write).
+inline void signal_remains(const PidRecord& r, const Remains& left, int sig, std::string_view who) {
+  auto send = [&](pid_t target) {
+    if (::kill(target, sig) != 0 && errno != ESRCH)
+      throw Error("stackup: cannot send " + signal_name(sig) + " to " + std::string(who) + " (pid " +
+                  std::to_string(r.pid) + "): " + sys_message(errno));
+  };
+  if (left.groups.empty() && left.leader) send(r.pid);
+  for (const pid_t group : left.groups) {
+    if (group > 1) send(-group); // never -1 (every process) or -0 (our own group)
+  }
 }
 
 /// How stop_process ended.
@@ -2663,39 +3954,35 @@ enum class Stopped {
   killed,      ///< needed SIGKILL after the timeout
 };
 
-/// Stops the process a record names, and its process group when it leads one:
-/// SIGTERM, wait up to `timeout`, then SIGKILL. Signals nothing unless the
-/// record's start time matches the live process. Error if it survives SIGKILL.
-inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view who) {
-  const auto first = read_proc_stat(r.pid);
-  if (!first || first->start_time != r.start_time) return Stopped::not_running;
-  const bool group = first->pgrp == r.pid; // it leads its own group (a session we created)
-  const pid_t target = group ? -r.pid : r.pid;
+/// Stops the daemon a record names and what it left in its session (see
+/// remains_of): SIGTERM, wait up to `timeout` for all of it to exit, then
+/// SIGKILL. Signals nothing that is not provably the daemon's: a pid whose start
+/// time differs is another process's. Error if something survives SIGKILL.
+inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::string_view who) {
+  if (const auto first = read_proc_stat(r.pid); first && first->start_time != r.start_time)
+    return Stopped::not_running;
+  Remains left = remains_of(r);
   auto gone = [&] {
+    // Cheap while the recorded process lives; the session is looked at once it is gone.
     if (identify(r, false) == Identity::ours) return false;
-    return !group || !group_has_live_member(r.pid);
+    left = remains_of(r);
+    return left.empty();
   };
   auto finish = [&](Stopped how) {
     reap(r.pid);
     return how;
   };
-  if (gone()) return finish(Stopped::not_running);
-  if (::kill(target, SIGTERM) != 0 && errno != ESRCH)
-    throw Error("stackup: cannot signal " + std::string(who) + " (pid " + std::to_string(r.pid) +
-                "): " + sys_message(errno));
-  auto deadline = Clock::now() + timeout;
+  if (left.empty()) return finish(Stopped::not_running);
+  signal_remains(r, left, SIGTERM, who);
+  auto deadline = deadline_after(timeout);
   Backoff backoff;
   while (true) {
     if (gone()) return finish(Stopped::terminated);
     if (Clock::now() >= deadline) break;
     backoff.sleep(deadline);
   }
-  // The leader is unreaped (a zombie child of ours) or a member is alive, so the
-  // group's number cannot have been reused: signalling it is safe.
-  if (::kill(target, SIGKILL) != 0 && errno != ESRCH)
-    throw Error("stackup: cannot kill " + std::string(who) + " (pid " + std::to_string(r.pid) +
-                "): " + sys_message(errno));
-  deadline = Clock::now() + std::chrono::seconds(10);
+  signal_remains(r, remains_of(r), SIGKILL, who);
+  deadline = deadline_after(std::chrono::seconds(10));
   Backoff again;
   while (true) {
     if (gone()) return finish(Stopped::killed);
@@ -2704,7 +3991,7 @@ inline Stopped stop_process(PidRecord r, milliseconds timeout, std::string_view 
   }
   throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) +
               ") survived SIGKILL for 10s (stuck in the kernel?); its pid file is kept: check it with `ps -o "
-              "pid,stat,cmd -g " + std::to_string(r.pid) + "`");
+              "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
 /// What to run, and with which standard streams.
@@ -2765,14 +4052,22 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   }
   const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
 
+  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
+    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  // Every descriptor here is moved above 2 (a host started with closed stdio
+  // gets 0-2 from pipe()), so the child's dup2 onto 0-2 clobbers none of them.
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
   Fd report_read(report[0]), report_write(report[1]);
+  report_read = above_stdio(std::move(report_read));
+  report_write = above_stdio(std::move(report_write));
   int go[2];
   // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
     throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
   Fd go_parent(go[0]), go_child(go[1]);
+  go_parent = above_stdio(std::move(go_parent));
+  go_child = above_stdio(std::move(go_child));
 
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
@@ -2851,8 +4146,9 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
 
 /// The result of run_shell.
 struct ShellResult {
-  ChildExit exit;      ///< how the shell ended (after a kill when timed out)
+  ChildExit exit;      ///< how the shell ended (after a kill when timed out or stopped)
   bool timed_out = false;
+  bool stopped = false; ///< killed because the operation was asked to stop (stackup::stop_requested())
   std::string stderr_tail; ///< the last few KiB of its standard error
 };
 
@@ -2869,6 +4165,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
   Fd err_read(p[0]), err_write(p[1]);
+  err_read = above_stdio(std::move(err_read));
   err_write = above_stdio(std::move(err_write));
   ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 
@@ -2897,11 +4194,15 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
       if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
     }
   };
-  auto deadline = Clock::now() + timeout;
+  auto deadline = deadline_after(timeout);
   Backoff backoff;
   std::optional<ChildExit> ended;
   while (!(ended = peek_exit(pid))) {
     if (Clock::now() >= deadline) break;
+    if (stop_requested()) {
+      result.stopped = true;
+      break;
+    }
     const auto wait = std::chrono::duration_cast<milliseconds>(backoff.next(deadline));
     if (open) {
       pollfd pfd{err_read.get(), POLLIN, 0};
@@ -2912,9 +4213,9 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
     }
   }
   if (!ended) {
-    result.timed_out = true;
+    result.timed_out = !result.stopped;
     ::kill(-pid, SIGTERM);
-    deadline = Clock::now() + std::chrono::seconds(2);
+    deadline = deadline_after(std::chrono::seconds(2));
     Backoff grace;
     while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
     // The shell is not reaped yet, so its group number cannot have been reused.
@@ -2932,7 +4233,31 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
 
 // ---- readiness probes -----------------------------------------------------------------
 
-/// A connected TCP socket to 127.0.0.1:port, or empty (refused, or not within `timeout`).
+/// Whether TCP socket `fd` is connected to itself. A connect() from an unbound
+/// socket to a port nothing listens on can pick that very port as its source
+/// port (when it lies in the ephemeral range), and the socket then connects to
+/// itself (TCP simultaneous open): a connection with no server behind it.
+inline bool connected_to_itself(int fd) noexcept {
+  sockaddr_in self{}, peer{};
+  socklen_t self_len = sizeof self, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+    return false;
+  return self.sin_port == peer.sin_port && self.sin_addr.s_addr == peer.sin_addr.s_addr;
+}
+
+/// Closes a socket with a reset instead of the closing handshake: it leaves no
+/// TIME_WAIT behind, so its port is free again at once.
+inline void close_with_reset(Fd& fd) noexcept {
+  const linger reset{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  fd.reset();
+}
+
+/// A TCP socket connected to a server on 127.0.0.1:port, or empty (refused, not
+/// within `timeout`, or connected to itself). A socket connected to itself holds
+/// the port the daemon is about to listen on: it is reset at once, leaving
+/// nothing on the port.
 inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return {};
@@ -2940,13 +4265,15 @@ inline Fd connect_loopback(std::uint16_t port, milliseconds timeout) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
-  if (errno != EINPROGRESS) return {};
-  pollfd pfd{fd.get(), POLLOUT, 0};
-  if (::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(timeout.count(), 1))) != 1) return {};
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno != EINPROGRESS) return {};
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::clamp<milliseconds::rep>(timeout.count(), 1, INT_MAX))) != 1) return {};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return {};
+  }
+  if (connected_to_itself(fd.get())) close_with_reset(fd);
   return fd;
 }
 
@@ -2957,12 +4284,12 @@ inline bool tcp_probe(std::uint16_t port, milliseconds timeout) {
 
 /// `GET path` on 127.0.0.1:port answers 2xx within `timeout`.
 inline bool http_probe(std::uint16_t port, std::string_view path, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   Fd fd = connect_loopback(port, timeout);
   if (!fd) return false;
   auto left = [&] {
-    return static_cast<int>(std::max<long long>(
-        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1));
+    return static_cast<int>(std::clamp<long long>(
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count(), 1, INT_MAX));
   };
   const std::string request = "GET " + std::string(path) + " HTTP/1.0\r\nHost: 127.0.0.1:" + std::to_string(port) +
                               "\r\nUser-Agent: stackup\r\nConnection: close\r\n\r\n";
@@ -3058,7 +4385,6 @@ inline std::string text_tail(std::string_view text, std::size_t max_lines = 15) 
 #include <cstdint>
 #include <ctime>
 #include <filesystem>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -3117,10 +4443,14 @@ inline Probe http(std::uint16_t port, std::string path = "/") {
 struct LocalDaemonConfig {
   std::string name{};                  ///< display name; empty: the role
   std::vector<std::string> command{};  ///< argv, no shell; argv[0] is looked up in PATH if it has no '/'
-  std::filesystem::path state_dir{};   ///< holds config, pid file, lock and daemon.log (mode 0700)
+  std::filesystem::path state_dir{};   ///< stackup's own directory (mode 0700): marker, config, pid file, lock, daemon.log
   ready::Probe ready = ready::none(); ///< when the started process counts as ready
-  std::chrono::milliseconds start_timeout = std::chrono::seconds(30); ///< resume: wait this long for readiness
-  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);  ///< suspend: SIGTERM, then SIGKILL after this
+  /// resume: wait this long for readiness. milliseconds::max() waits for ever;
+  /// zero (or negative, which counts as zero) looks once.
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(30);
+  /// suspend: SIGTERM, then SIGKILL after this. milliseconds::max() never
+  /// escalates; zero (or negative, which counts as zero) sends SIGKILL at once.
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
 };
@@ -3276,15 +4606,32 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 } // namespace detail
 
 /// A local process that the stack starts and stops (ZenML's LocalDaemonService,
-/// done right). Its state directory (mode 0700) holds `config`, the pid file
-/// `pid` ("<pid> <start time>"), `daemon.log` and a `lock` file.
+/// done right). Its state directory (mode 0700) holds the ownership marker
+/// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>
+/// <invocation id>"), `daemon.log` and a `lock` file.
 ///
+/// - The state directory is stackup's own: provision creates it (or takes an
+///   empty one) and writes the marker. A directory without the marker — one
+///   stackup did not create, such as a `.git` or `~/.ssh` that happens to hold a
+///   `config` — is refused by every query and action with an Error, and is
+///   never written to, signalled from or removed. (A directory made by
+///   stackup 0.1.0, which wrote no marker, is recognised by its config's first
+///   line and gets the marker at its next provision or resume.)
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
 /// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log) and waits for readiness with 1–10 ms back-off.
-/// - `suspend` sends SIGTERM to the daemon's process group, then SIGKILL after
-///   `stop_timeout`. A pid whose start time does not match is never signalled.
+///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
+///   the pid file records) and waits for readiness with 1–10 ms back-off.
+/// - `suspend` sends SIGTERM to every process group of the daemon's session, then
+///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
+///   signalled.
+/// - The command must run its server in the foreground. One that puts it in the
+///   background (`sh -c 'server &'`) and exits is not supported: `resume` fails
+///   and stops what it left in its session. Should the daemon's own process exit
+///   later, the daemon is not running, and the next `resume` or `deprovision`
+///   stops what it left in its session, as long as that is provably the
+///   daemon's: the recorded process is not yet reaped, or a process there
+///   carries the start's `STACKUP_INVOCATION_ID` in its environment.
 /// - Every action holds an exclusive flock on `lock`: two processes running
 ///   `up` at once start one daemon.
 ///
@@ -3296,21 +4643,25 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///     .ready = stackup::ready::http(8765, "/"),
 /// }};
 /// ```
-template <FixedString Role> class LocalDaemon : public StackComponent<LocalDaemon<Role>> {
+template <FixedString Role = ""> class LocalDaemon : public StackComponent<LocalDaemon<Role>>, public detail::RoleOf<Role> {
 public:
-  /// The component's role, from the template argument.
-  static constexpr std::string_view role = Role;
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_daemon";
   /// The configuration type (designated initialisers).
   using Config = LocalDaemonConfig;
+  /// The ownership marker's file name, inside the state directory: proof that
+  /// stackup created the directory.
+  static constexpr const char* marker = ".stackup-daemon";
 
   /// A daemon with this configuration; `state_dir` and `working_dir` are made
-  /// absolute now, so a later change of the current directory does not move them. Error when
-  /// `state_dir` is empty. Starts nothing.
+  /// absolute now, so a later change of the current directory does not move them;
+  /// a negative timeout becomes zero. Error when `state_dir` is empty. Starts nothing.
   explicit LocalDaemon(Config config) : config_(std::move(config)) {
     if (config_.state_dir.empty())
-      throw Error("stackup: local_daemon (" + std::string(role) + "): .state_dir is empty: give it a directory");
+      throw Error("stackup: local_daemon" + (Role.size() ? " (" + std::string(Role.view()) + ")" : std::string()) +
+                  ": .state_dir is empty: give it a directory");
+    config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
+    config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
     if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
       config_.state_dir = config_.state_dir.parent_path();
@@ -3319,15 +4670,14 @@ public:
 
   /// The daemon whose state directory is `state_dir`, configured from its
   /// `config` file: what another process (e.g. a status or down command) needs.
-  /// Error when the directory or its config is missing, unsafe or corrupt, or
-  /// was written for another role.
+  /// Error when the directory or its config is missing, unsafe or corrupt, was
+  /// written for another role, or the directory is not stackup's.
   [[nodiscard]] static LocalDaemon from_state_dir(const std::filesystem::path& state_dir) {
     LocalDaemon probe{Config{.state_dir = state_dir}};
     const auto& dir = probe.config_.state_dir;
-    const auto fd = detail::posix::open_private_dir(dir);
+    const auto fd = probe.open_state();
     if (!fd)
-      throw Error("stackup: no state directory " + detail::posix::quoted(dir) + " for role " + std::string(role) +
-                  ": provision the daemon first (e.g. `stack up`)");
+      throw Error("stackup: no state directory " + detail::posix::quoted(dir) + ": provision the daemon first (e.g. `stack up`)");
     const auto text = detail::posix::read_file_at(fd.get(), "config", 1 << 20, dir / "config");
     if (!text)
       throw Error("stackup: state directory " + detail::posix::quoted(dir) +
@@ -3337,16 +4687,20 @@ public:
     if (!detail::parse_daemon_config(*text, c, file_role, why))
       throw Error("stackup: config file " + detail::posix::quoted(dir / "config") + " is corrupt (" + why +
                   "): provision the daemon again to rewrite it, or remove the file");
-    if (file_role != role)
-      throw Error("stackup: state directory " + detail::posix::quoted(dir) + " belongs to role '" + file_role +
-                  "', not '" + std::string(role) + "': open it with LocalDaemon<\"" + file_role + "\">");
     c.state_dir = dir;
-    return LocalDaemon(std::move(c));
+    LocalDaemon daemon(std::move(c));
+    if constexpr (Role.size() == 0) {
+      daemon.assign_role(file_role); // the role the directory was made for
+    } else if (file_role != Role.view()) {
+      throw Error("stackup: state directory " + detail::posix::quoted(dir) + " belongs to role '" + file_role +
+                  "', not '" + std::string(Role.view()) + "': open it with LocalDaemon<\"" + file_role + "\">");
+    }
+    return daemon;
   }
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? role : std::string_view(config_.name);
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
   }
   /// The configuration (state_dir absolute).
   [[nodiscard]] const Config& config() const noexcept { return config_; }
@@ -3358,9 +4712,9 @@ public:
   [[nodiscard]] std::filesystem::path pid_file() const { return config_.state_dir / "pid"; }
 
   /// The daemon's pid while its process is alive (whether or not it is ready);
-  /// empty otherwise. Error on an unsafe state directory or a corrupt pid file.
+  /// empty otherwise. Error on an unsafe or foreign state directory or a corrupt pid file.
   [[nodiscard]] std::optional<pid_t> pid() const {
-    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    const auto dir = open_state();
     if (!dir) return std::nullopt;
     const auto rec = read_pid(dir.get());
     if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return std::nullopt;
@@ -3381,33 +4735,43 @@ public:
     }
   }
 
-  /// The state directory exists with its config. Error when it is unsafe
-  /// (a symlink, another user's, group/world-writable).
+  /// The state directory exists, is stackup's, and holds its config. Error
+  /// when it is unsafe (a symlink, another user's, group/world-writable) or
+  /// not stackup's (no marker): "no" would make `up` provision into it.
   [[nodiscard]] bool is_provisioned() const {
-    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    const auto dir = open_state();
     struct stat st{};
     return dir && ::fstatat(dir.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
   }
 
   /// The pid file parses, its process is alive with the recorded start time
   /// (a reused pid is not ours), and the readiness probe, if any, passes.
-  /// Error on an unsafe state directory or a corrupt pid file.
+  /// Processes left in its session once that process has exited do not count
+  /// (the next resume or deprovision stops them). Error on an unsafe or foreign
+  /// state directory or a corrupt pid file.
   [[nodiscard]] bool is_running() const {
-    const auto dir = detail::posix::open_private_dir(config_.state_dir);
+    const auto dir = open_state();
     if (!dir) return false;
     const auto rec = read_pid(dir.get());
     if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return false;
     return probe(std::chrono::seconds(1));
   }
 
-  /// Creates the state directory (mode 0700, parents as needed) and writes the
-  /// config. Refuses (Error naming the path and the reason) a state directory
-  /// that is a symlink, another user's, or group/world-writable; and `/`, a home
-  /// directory (or a parent of one), or an existing directory holding files
-  /// stackup did not write: the state directory is stackup's own.
+  /// Creates the state directory (mode 0700, parents as needed) with the
+  /// ownership marker, and writes the config. Refuses (Error naming the path and
+  /// the reason) a state directory that is a symlink, another user's, or
+  /// group/world-writable; `/`, a home directory (or a parent of one); and an
+  /// existing directory without the marker that is not empty: the state
+  /// directory is stackup's own. Also finishes removals a killed deprovision
+  /// left behind (`<state_dir>.removing-<pid>`).
   void provision() {
-    refuse_foreign_state_dir();
-    const auto locked = detail::posix::lock_private_dir(config_.state_dir, true);
+    namespace px = detail::posix;
+    if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
+      throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(config_.state_dir) + ": " + why +
+                  "; give the daemon a directory of its own");
+    remove_leftovers();
+    const auto locked = lock_state(true);
+    claim(locked.dir.get());
     write_config(locked.dir.get());
   }
 
@@ -3420,16 +4784,19 @@ public:
     namespace px = detail::posix;
     if (config_.command.empty())
       throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
-    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    const auto locked = lock_state(false);
     if (!locked)
       throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
                               " does not exist: provision first");
     const int dir = locked.dir.get();
+    claim(dir);
     write_config(dir);
     if (const auto rec = read_pid(dir)) {
       // Under the lock, so a concurrent `up` that started it is seen here.
       if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
-      ::unlinkat(dir, "pid", 0); // stale: the process is gone or the pid reused
+      // Stale: the process is gone or the pid reused. What it left in its
+      // session is stopped, so that this start is the only one.
+      stop(dir);
     }
 
     px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -3444,26 +4811,29 @@ public:
     px::write_all(log.get(), header);
     const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
 
+    px::PidRecord rec{0, 0, px::new_invocation_id()};
+    auto env = config_.env;
+    if (!rec.invocation_id.empty()) env[std::string(px::invocation_variable)] = rec.invocation_id;
     px::SpawnOptions o;
     o.argv = config_.command;
-    o.env = &config_.env;
+    o.env = &env;
     o.working_dir = config_.working_dir;
     o.stdin_fd = null.get();
     o.stdout_fd = log.get();
     o.stderr_fd = log.get();
-    px::PidRecord rec;
     try {
       // The pid file is written before the child may exec, so no daemon ever
       // runs unrecorded, even if this process dies right now.
       px::spawn(o, [&](pid_t child) {
         const auto st = px::read_proc_stat(child);
         if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
-        rec = {child, st->start_time};
+        rec.pid = child;
+        rec.start_time = st->start_time;
         px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
       });
     } catch (const std::exception& e) {
       ::unlinkat(dir, "pid", 0);
-      throw TransitionError(std::string(role), Transition::resume, "stackup: " + who() + ": " + e.what());
+      throw TransitionError(std::string(this->role_name()), Transition::resume, "stackup: " + who() + ": " + e.what());
     }
     await_ready(dir, rec, run_start);
   }
@@ -3472,79 +4842,167 @@ public:
   /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
   /// the pid now another process's) is removed without signalling anything.
   void suspend() {
-    const auto locked = detail::posix::lock_private_dir(config_.state_dir, false);
-    if (locked) stop(locked.dir.get());
+    if (const auto locked = lock_state(false)) stop(locked.dir.get());
   }
 
-  /// Stops the daemon if it runs, then removes the state directory. Without a
-  /// config (not provisioned by stackup) only stackup's own files are removed,
-  /// and the directory only if nothing else is left in it.
+  /// Stops the daemon if it runs, then removes the state directory, the
+  /// ownership marker last. Refuses (Error, removing nothing) a directory that
+  /// is not stackup's. Also finishes removals a killed deprovision left behind
+  /// (`<state_dir>.removing-<pid>`).
   void deprovision() {
     namespace px = detail::posix;
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
                   ": " + why);
-    const auto locked = px::lock_private_dir(config_.state_dir, false);
+    remove_leftovers();
+    const auto locked = lock_state(false);
     if (!locked) return;
     const int dir = locked.dir.get();
     stop(dir);
-    struct stat st{};
-    std::filesystem::path doomed = config_.state_dir; // where the directory is while it is removed
-    std::error_code ec;
-    if (::fstatat(dir, "config", &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      // Move the directory away while holding its lock: a process waiting for
-      // that lock then finds no state directory at the path and gives up,
-      // instead of locking a new lock file inside a directory being removed
-      // (two holders at once). A waiter may still add one lock file to the moved
-      // directory before it notices: removing again takes care of it.
-      doomed = config_.state_dir;
-      doomed += ".removing-" + std::to_string(::getpid());
-      if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
-      for (int attempt = 0; attempt < 16; ++attempt) {
-        ec.clear();
-        std::filesystem::remove_all(doomed, ec); // does not follow symlinks inside
-        if (ec != std::errc::directory_not_empty) break;
-      }
-    } else {
-      for (const char* f : own_files) ::unlinkat(dir, f, 0);
-      if (::rmdir(config_.state_dir.c_str()) != 0 && errno != ENOENT)
-        throw Error("stackup: " + who() + ": removed stackup's files but left state directory " +
-                    px::quoted(config_.state_dir) + " in place: it has no config and holds files stackup did not "
-                    "write (" + px::sys_message(errno) + "); remove it yourself if you mean to");
-    }
-    if (ec)
+    // Move the directory away while holding its lock: a process waiting for
+    // that lock then finds no state directory at the path and gives up,
+    // instead of locking a new lock file inside a directory being removed (two
+    // holders at once). If this process dies before the removal ends, the next
+    // provision or deprovision finishes it (remove_leftovers).
+    std::filesystem::path doomed = config_.state_dir;
+    doomed += ".removing-" + std::to_string(::getpid());
+    if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
+    if (const std::error_code ec = remove_state_tree(doomed))
       throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(doomed) + ": " +
                   ec.message() + "; remove it yourself");
   }
 
 private:
-  // Every file stackup writes in a state directory.
-  static constexpr const char* own_files[] = {"config", "config.tmp", "pid", "pid.tmp", "daemon.log", "lock"};
+  // What proves that a state directory is stackup's.
+  enum class Owner : unsigned char {
+    ours,      // it carries the marker
+    legacy,    // made by stackup 0.1.0: no marker, but a config in stackup's format
+    unclaimed, // empty, or only what an interrupted provision leaves: provision may take it
+    foreign,   // anything else: never written to, signalled from or removed
+  };
 
-  // Before taking over an existing state directory: it must not be a directory
-  // stackup must never own, nor hold anything but stackup's files (unless it
-  // already has a config: then it is ours).
-  void refuse_foreign_state_dir() const {
+  static Owner owner_of(int dir) {
     namespace px = detail::posix;
-    const auto& dir = config_.state_dir;
-    if (const std::string why = px::forbidden_directory(dir); !why.empty())
-      throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(dir) + ": " + why +
-                  "; give the daemon a directory of its own");
-    const auto fd = px::open_private_dir(dir); // Error if unsafe
-    struct stat st{};
-    if (!fd || ::fstatat(fd.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0) return;
+    if (px::has_marker(dir, marker)) return Owner::ours;
+    if (px::begins_with(dir, "config", std::string(detail::daemon_config_header) + "\n")) return Owner::legacy;
+    const int copy = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); // readdir has its own position
+    DIR* entries = copy >= 0 ? ::fdopendir(copy) : nullptr;
+    if (entries == nullptr) {
+      if (copy >= 0) ::close(copy);
+      return Owner::foreign;
+    }
+    const std::string marker_tmp = std::string(marker) + ".tmp"; // create_marker's temporary file
+    Owner found = Owner::unclaimed;
+    while (const dirent* e = ::readdir(entries)) {
+      const std::string_view n = e->d_name;
+      struct stat st{};
+      if (n == "." || n == "..") continue;
+      // The lock file lock_private_dir creates is empty; nothing ever writes to it.
+      if (n == "lock" && ::fstatat(dir, "lock", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          st.st_size == 0)
+        continue;
+      if (n == marker_tmp) continue;
+      found = Owner::foreign;
+      break;
+    }
+    ::closedir(entries);
+    return found;
+  }
+
+  // The owner of the open state directory `dir`; Error, naming the path and
+  // the fix, when it is foreign.
+  Owner check_owner(int dir) const {
+    const Owner owner = owner_of(dir);
+    if (owner == Owner::foreign)
+      throw Error("stackup: " + who() + ": refusing state directory " + detail::posix::quoted(config_.state_dir) +
+                  ": it has no stackup marker (" + marker +
+                  ") and is not empty, so stackup did not create it and leaves it untouched: give the daemon a "
+                  "directory of its own (a new or empty one)");
+    return owner;
+  }
+
+  // The state directory, opened and checked (Error when unsafe or foreign);
+  // empty when it does not exist.
+  [[nodiscard]] detail::posix::Fd open_state() const {
+    auto dir = detail::posix::open_private_dir(config_.state_dir);
+    if (dir) check_owner(dir.get());
+    return dir;
+  }
+
+  // The state directory, locked (created if `create`); checked to be
+  // stackup's before the lock file is created in it, and again under the lock.
+  // Empty when it does not exist and was not to be created.
+  [[nodiscard]] detail::posix::LockedDir lock_state(bool create) const {
+    (void)open_state();
+    auto locked = detail::posix::lock_private_dir(config_.state_dir, create);
+    if (locked) check_owner(locked.dir.get());
+    return locked;
+  }
+
+  // Under the lock: makes the directory provably stackup's (writes the marker
+  // into an empty directory or one made by 0.1.0). Error when it is foreign.
+  void claim(int dir) const {
+    if (check_owner(dir) == Owner::ours) return;
+    const std::string content = std::string(detail::posix::marker_prefix) + " as the state directory of local_daemon " +
+                                std::string(this->role_name()) + "; deprovision removes this directory and everything in it\n";
+    if (!detail::posix::create_marker(dir, marker, content, config_.state_dir / marker) &&
+        !detail::posix::has_marker(dir, marker))
+      check_owner(dir); // something that is not a marker appeared in its place: foreign now
+  }
+
+  // Removes a state directory with everything in it, its proofs of ownership
+  // (config, then the marker) last: a removal cut short leaves a directory that
+  // is still provably stackup's, so a later remove_leftovers finishes it.
+  static std::error_code remove_state_tree(const std::filesystem::path& dir) {
+    namespace fs = std::filesystem;
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-      const std::string n = entry.path().filename().string();
-      if (std::none_of(std::begin(own_files), std::end(own_files), [&](const char* f) { return n == f; }))
-        throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(dir) +
-                    ": it already holds files stackup did not write (e.g. '" + n +
-                    "'); give the daemon a directory of its own");
+    // A process that was waiting for the lock may add one lock file meanwhile: go again.
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      std::vector<fs::path> rest;
+      for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const auto n = it->path().filename();
+        if (n != marker && n != "config") rest.push_back(it->path());
+      }
+      if (ec) return ec == std::errc::no_such_file_or_directory ? std::error_code{} : ec;
+      for (const auto& p : rest)
+        if (fs::remove_all(p, ec); ec) return ec; // does not follow symlinks inside
+      for (const char* proof : {"config", marker})
+        if (::unlink((dir / proof).c_str()) != 0 && errno != ENOENT) return {errno, std::system_category()};
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return {};
+      if (errno != ENOTEMPTY && errno != EEXIST) return {errno, std::system_category()};
+    }
+    return std::make_error_code(std::errc::directory_not_empty);
+  }
+
+  // Finishes removals that a deprovision killed after moving the state
+  // directory away left behind: `<state_dir>.removing-<pid>` directories whose
+  // process is gone and that are provably stackup's (or hold nothing). Best
+  // effort: what cannot be removed now is left for the next call.
+  void remove_leftovers() const {
+    namespace px = detail::posix;
+    namespace fs = std::filesystem;
+    const std::string prefix = config_.state_dir.filename().string() + ".removing-";
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(config_.state_dir.parent_path(), ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      const std::string n = it->path().filename().string();
+      if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
+      pid_t pid = 0;
+      const auto r = std::from_chars(n.data() + prefix.size(), n.data() + n.size(), pid);
+      if (r.ec != std::errc{} || r.ptr != n.data() + n.size() || pid <= 0) continue;
+      if (const auto st = px::read_proc_stat(pid); st && px::is_live_state(st->state)) continue; // may be removing it
+      try {
+        const auto dir = px::open_private_dir(it->path()); // a real directory of ours, or Error
+        if (!dir || owner_of(dir.get()) == Owner::foreign) continue;
+      } catch (const Error&) {
+        continue;
+      }
+      (void)remove_state_tree(it->path());
     }
   }
 
   [[nodiscard]] std::string who() const {
-    return "local_daemon '" + std::string(name()) + "' (" + std::string(role) + ")";
+    return "local_daemon '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
   }
 
   static std::string timestamp() {
@@ -3556,7 +5014,7 @@ private:
   }
 
   void write_config(int dir) const {
-    detail::posix::write_file_atomic(dir, "config", detail::format_daemon_config(role, config_),
+    detail::posix::write_file_atomic(dir, "config", detail::format_daemon_config(this->role_name(), config_),
                                      config_.state_dir / "config");
   }
 
@@ -3585,30 +5043,45 @@ private:
 
   // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
   // or start_timeout passes. `log_from`: where this run's output begins.
-  void await_ready(int dir, detail::posix::PidRecord rec, off_t log_from) {
+  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from) {
     namespace px = detail::posix;
     using px::Clock;
-    const auto deadline = Clock::now() + config_.start_timeout;
+    const auto deadline = px::deadline_after(config_.start_timeout);
     px::Backoff backoff;
     auto fail = [&](std::string what) {
       ::unlinkat(dir, "pid", 0);
       std::string tail = px::log_tail(dir, "daemon.log", log_from);
       what += tail.empty() ? " (" + log_file().string() + " has nothing from it)"
                            : "; last lines of " + log_file().string() + ":" + tail;
-      throw_transition_error(std::string(role), Transition::resume, "stackup: " + who() + " " + what);
+      throw_transition_error(std::string(this->role_name()), Transition::resume, "stackup: " + who() + " " + what);
     };
     while (true) {
       // Identify without reaping, then look at the exit again: a process that
       // ends between the two checks still reports its exit status.
       const bool gone = px::identify(rec, false) != px::Identity::ours;
       const auto ended = px::peek_exit(rec.pid);
-      if (ended && ended->code != px::unknown_exit) {
-        px::reap(rec.pid);
-        fail("exited with " + px::describe_exit(*ended) + " before it was ready");
+      const bool status = ended && ended->code != px::unknown_exit;
+      if (gone || status) {
+        // Before it is reaped (stop_process does that), while its session is surely ours.
+        const bool left = px::stop_process(rec, config_.stop_timeout, who()) != px::Stopped::not_running;
+        std::string what = status ? "exited with " + px::describe_exit(*ended) + " before it was ready"
+                                  : std::string("exited before it was ready");
+        if (left) {
+          append_log(dir, "stopped the processes it left in its session");
+          what += "; it left processes running in its session, which were stopped: the command must run its "
+                  "server in the foreground (one that puts it in the background, like `sh -c 'server &'`, is "
+                  "not supported)";
+        }
+        fail(what);
       }
-      if (gone) fail("exited before it was ready");
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      if (stop_requested()) { // Ctrl-C, or UpOptions::stop: give up the wait, leave nothing running
+        px::stop_process(rec, config_.stop_timeout, who());
+        append_log(dir, "stopped: the start was interrupted (a stop was requested)");
+        ::unlinkat(dir, "pid", 0);
+        throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
+      }
       if (Clock::now() >= deadline) {
         const auto how = px::stop_process(rec, config_.stop_timeout, who());
         append_log(dir, how == px::Stopped::killed ? "stopped with SIGKILL: not ready in time"
@@ -3655,6 +5128,7 @@ private:
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace stackup {
 
@@ -3671,13 +5145,21 @@ struct LocalDirectoryConfig {
 /// parents. Provisioned = the directory exists with the marker; running =
 /// provisioned (there is no resume or suspend).
 ///
+/// Processes and threads acting on the same directory take turns: each action
+/// holds an exclusive flock on the parent directory, so nothing is left behind
+/// once the directory is gone. Racing a deprovision, a provision succeeds and
+/// the directory ends as the last of the two left it. `deprovision` swaps the
+/// directory with an empty marked one in one step (its contents leave the path
+/// at once, to `<path>.removing-<pid>`), then removes the contents with the
+/// marker last, then the empty one: until everything is gone the path carries
+/// the marker, so a removal that fails half-way or is killed leaves the
+/// directory provisioned, and the next `deprovision` finishes the job.
+///
 /// ```cpp
 /// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
 /// ```
-template <FixedString Role> class LocalDirectory : public StackComponent<LocalDirectory<Role>> {
+template <FixedString Role = ""> class LocalDirectory : public StackComponent<LocalDirectory<Role>>, public detail::RoleOf<Role> {
 public:
-  /// The component's role, from the template argument.
-  static constexpr std::string_view role = Role;
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_directory";
   /// The configuration type (designated initialisers).
@@ -3696,7 +5178,7 @@ public:
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? role : std::string_view(config_.name);
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
   }
   /// The directory (absolute).
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
@@ -3719,66 +5201,90 @@ public:
   void provision() {
     namespace px = detail::posix;
     check_path("create");
-    struct stat st{};
-    if (::lstat(config_.path.c_str(), &st) != 0) {
-      std::error_code ec;
-      std::filesystem::create_directories(config_.path, ec); // no error if another process just made it
-      if (ec) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + ec.message());
-    }
-    px::Fd dir(::open(config_.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    std::error_code ec;
+    std::filesystem::create_directories(config_.path.parent_path(), ec);
+    if (ec) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + ec.message());
+    const px::Fd parent = lock_parent();
+    if (!parent) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) +
+                             ": its parent directory was removed meanwhile");
+    const std::string leaf = config_.path.filename().string();
+    if (::mkdirat(parent.get(), leaf.c_str(), 0777) != 0 && errno != EEXIST)
+      throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + px::sys_message(errno));
+    const px::Fd dir(::openat(parent.get(), leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir) {
       const int e = errno;
-      if (::lstat(config_.path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+      struct stat st{};
+      if (::fstatat(parent.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
         refuse("create", "it is a symlink; stackup never works through a symlink: configure the real path");
       if (e == ENOTDIR) refuse("create", "it exists and is not a directory: remove it or choose another path");
       throw Error("stackup: " + who() + ": cannot open " + px::quoted(config_.path) + ": " + px::sys_message(e));
     }
-    if (is_provisioned()) return;
-    // Anything but the marker (which a concurrent provision may have just
-    // written) means the directory is someone else's.
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(config_.path, ec)) {
-      if (entry.path().filename() != marker)
-        refuse("take over", "it exists, is not empty and has no stackup marker (stackup did not create it): "
-                            "choose another path, or empty it yourself");
-    }
-    // O_EXCL: never open something planted in the marker's place (a FIFO, a link).
-    px::Fd m(::openat(dir.get(), marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-    if (!m && errno == EEXIST && is_provisioned()) return; // a concurrent provision won the race
-    if (!m || !px::write_all(m.get(), "created by stackup for " + std::string(role) +
-                                          "; deprovision removes this directory and everything in it\n"))
+    if (marked(dir.get())) return;
+    std::vector<std::string> entries;
+    if (const int e = px::list_directory(dir.get(), entries))
+      throw Error("stackup: " + who() + ": cannot read " + px::quoted(config_.path) + ": " + px::sys_message(e));
+    if (!entries.empty())
+      refuse("take over", "it exists, is not empty and has no stackup marker (stackup did not create it): "
+                          "choose another path, or empty it yourself");
+    if (!write_marker(dir.get()))
       throw Error("stackup: " + who() + ": cannot write the marker " + px::quoted(config_.path / marker) + ": " +
                   px::sys_message(errno));
   }
 
-  /// Removes the directory and everything in it. Nothing to do if it does not
-  /// exist. Error (naming the path, removing nothing) when it lacks the marker,
-  /// is a symlink, or is `/`, empty, the home directory or a parent of it.
+  /// Removes the directory and everything in it, and what an interrupted
+  /// deprovision left beside it (`<path>.removing-<pid>` with the marker).
+  /// Nothing to do if it does not exist. Error (naming the path, removing
+  /// nothing) when it lacks the marker, is a symlink, or is `/`, empty, the
+  /// home directory or a parent of it. Error when something in it cannot be
+  /// removed: what is left keeps the marker, so the directory is still
+  /// provisioned and deprovisioning again finishes the job.
   void deprovision() {
+    namespace px = detail::posix;
     check_path("remove");
+    const px::Fd parent = lock_parent();
+    if (!parent) return; // no parent, no directory
+    const int at = parent.get();
+    const std::string leaf = config_.path.filename().string();
+    remove_leftovers(at, leaf);
     struct stat st{};
-    if (::lstat(config_.path.c_str(), &st) != 0) {
+    if (::fstatat(at, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return;
-      throw Error("stackup: " + who() + ": cannot inspect " + detail::posix::quoted(config_.path) + ": " +
-                  detail::posix::sys_message(errno));
+      throw Error("stackup: " + who() + ": cannot inspect " + px::quoted(config_.path) + ": " + px::sys_message(errno));
     }
     if (S_ISLNK(st.st_mode)) refuse("remove", "it is a symlink; stackup never removes through a symlink");
     if (!S_ISDIR(st.st_mode)) refuse("remove", "it is not a directory");
-    if (!is_provisioned())
+    if (!marked_at(at, leaf))
       refuse("remove", std::string("it has no stackup marker (") + marker +
                            "), so stackup did not create it: remove it yourself if you mean to");
-    std::error_code ec;
-    std::filesystem::remove_all(config_.path, ec); // does not follow symlinks inside
-    if (ec) throw Error("stackup: " + who() + ": cannot remove " + detail::posix::quoted(config_.path) + ": " + ec.message());
+    // Swap in an empty marked directory; where the file system cannot swap,
+    // the directory is removed in place, with the same guarantees.
+    const std::string aside = leaf + std::string(removing) + std::to_string(::getpid());
+    if (make_marked(at, aside, st.st_mode & 07777)) {
+      if (!px::exchange_entries(at, aside.c_str(), leaf.c_str())) {
+        remove_marked(at, aside); // still the empty one
+      } else if (const int e = remove_marked(at, aside)) {
+        fail_removal(config_.path.parent_path() / aside, e);
+      }
+    }
+    if (const int e = remove_marked(at, leaf)) fail_removal(config_.path, e);
   }
 
 private:
+  // The contents of `<path>` are removed as `<path>.removing-<pid>`.
+  static constexpr std::string_view removing = ".removing-";
+
   [[nodiscard]] std::string who() const {
-    return "local_directory '" + std::string(name()) + "' (" + std::string(role) + ")";
+    return "local_directory '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
   }
   [[noreturn]] void refuse(std::string_view action, std::string_view why) const {
     throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
+  }
+  [[noreturn]] void fail_removal(const std::filesystem::path& where, int e) const {
+    throw Error("stackup: " + who() + ": cannot remove " + detail::posix::quoted(where) + ": " +
+                detail::posix::sys_message(e) + "; what is left keeps stackup's marker, so " +
+                detail::posix::quoted(config_.path) +
+                " is still provisioned: remove the cause, then deprovision again (e.g. `down --force`)");
   }
 
   // Paths stackup never creates or removes: empty, "/", a home directory or a
@@ -3786,6 +5292,76 @@ private:
   void check_path(std::string_view action) const {
     if (const std::string why = detail::posix::forbidden_directory(config_.path); !why.empty()) {
       refuse(action, config_.path.empty() ? why + ": set .path" : why);
+    }
+  }
+
+  // The parent directory, locked: every action on this directory, and on
+  // what a deprovision moves aside next to it, runs under this lock.
+  [[nodiscard]] detail::posix::Fd lock_parent() const {
+    return detail::posix::lock_directory(config_.path.parent_path());
+  }
+
+  [[nodiscard]] static bool marked(int dir) {
+    struct stat st{};
+    return ::fstatat(dir, marker, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+  }
+  // `name` in `parent` is a real directory carrying the marker.
+  [[nodiscard]] static bool marked_at(int parent, const std::string& name) {
+    const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    return dir && marked(dir.get());
+  }
+
+  // O_EXCL: never open something planted in the marker's place (a FIFO, a link).
+  bool write_marker(int dir) const {
+    const detail::posix::Fd m(::openat(dir, marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    return m && detail::posix::write_all(m.get(), "created by stackup for " + std::string(this->role_name()) +
+                                                      "; deprovision removes this directory and everything in it\n");
+  }
+
+  // Creates `name` in `parent` as an empty directory with the marker; false
+  // (and nothing left) when it cannot.
+  bool make_marked(int parent, const std::string& name, mode_t mode) const {
+    if (::mkdirat(parent, name.c_str(), mode) != 0) return false;
+    const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (dir && write_marker(dir.get())) return true;
+    if (dir) ::unlinkat(dir.get(), marker, 0);
+    ::unlinkat(parent, name.c_str(), AT_REMOVEDIR);
+    return false;
+  }
+
+  // Removes the marked directory `name` in `parent`: its contents, then the
+  // marker, then the directory, so that it carries the proof of ownership until
+  // nothing else is left. 0, or the errno of the failure; the marker is then
+  // still there (written again if the directory itself could not go).
+  int remove_marked(int parent, const std::string& name) const {
+    const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir) return errno == ENOENT ? 0 : errno;
+    int e = 0;
+    for (int attempt = 0; attempt < 3; ++attempt) { // a writer may add a file just before the directory goes
+      if ((e = detail::posix::remove_contents(dir.get(), marker)) != 0) return e;
+      if (::unlinkat(dir.get(), marker, 0) != 0 && errno != ENOENT) return errno;
+      if (::unlinkat(parent, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return 0;
+      e = errno;
+      write_marker(dir.get());
+      if (e != ENOTEMPTY && e != EEXIST) break;
+    }
+    return e;
+  }
+
+  // What an interrupted deprovision left: `<leaf>.removing-<digits>` with the
+  // marker. Under the lock, no other deprovision is removing it. Anything of
+  // that name without the marker is not stackup's and stays.
+  void remove_leftovers(int parent, const std::string& leaf) const {
+    std::vector<std::string> entries;
+    if (const int e = detail::posix::list_directory(parent, entries))
+      throw Error("stackup: " + who() + ": cannot read " + detail::posix::quoted(config_.path.parent_path()) + ": " +
+                  detail::posix::sys_message(e));
+    const std::string prefix = leaf + std::string(removing);
+    for (const auto& n : entries) {
+      if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0 ||
+          n.find_first_not_of("0123456789", prefix.size()) != std::string::npos || !marked_at(parent, n))
+        continue;
+      if (const int e = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, e);
     }
   }
 
@@ -3801,6 +5377,7 @@ private:
 // SPDX-License-Identifier: MIT
 
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -3822,7 +5399,9 @@ struct CommandConfig {
   std::string suspend{};        ///< stops them, keeping them
   std::string is_provisioned{}; ///< query: exit status 0 = provisioned
   std::string is_running{};     ///< query: exit status 0 = running
-  std::chrono::milliseconds timeout = std::chrono::minutes(5); ///< per command; then its process group is killed
+  /// Per command; then its process group is killed. milliseconds::max() waits
+  /// for ever; zero (or negative, which counts as zero) gives no time at all.
+  std::chrono::milliseconds timeout = std::chrono::minutes(5);
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
 };
@@ -3851,21 +5430,21 @@ struct CommandConfig {
 ///     .is_running = "k3d cluster list demo --no-headers | grep -q ' 1/1 '",
 /// }};
 /// ```
-template <FixedString Role> class Command : public StackComponent<Command<Role>> {
+template <FixedString Role = ""> class Command : public StackComponent<Command<Role>>, public detail::RoleOf<Role> {
 public:
-  /// The component's role, from the template argument.
-  static constexpr std::string_view role = Role;
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "command";
   /// The configuration type (designated initialisers).
   using Config = CommandConfig;
 
-  /// A component with these commands. Runs nothing.
-  explicit Command(Config config) : config_(std::move(config)) {}
+  /// A component with these commands; a negative timeout becomes zero. Runs nothing.
+  explicit Command(Config config) : config_(std::move(config)) {
+    config_.timeout = std::max(config_.timeout, std::chrono::milliseconds::zero());
+  }
 
   /// The configured name, or the role when none was given.
   [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? role : std::string_view(config_.name);
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
   }
   /// The configuration.
   [[nodiscard]] const Config& config() const noexcept { return config_; }
@@ -3895,7 +5474,7 @@ public:
   void suspend() { act(config_.suspend, Transition::suspend); }
 
 private:
-  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(role) + ")"; }
+  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
     return detail::posix::run_shell(command, config_.timeout, config_.working_dir, config_.env);
@@ -3910,6 +5489,8 @@ private:
     namespace px = detail::posix;
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(which) + " query `" + command + "` ";
+    if (r.stopped)
+      throw InterruptedError(where + "was stopped with its process group: a stop was requested" + stderr_part(r));
     if (r.timed_out)
       throw Error(where + "did not finish within " + px::format_duration(config_.timeout) +
                   " and was killed with its process group" + stderr_part(r));
@@ -3927,12 +5508,14 @@ private:
       throw NotImplementedError("stackup: " + who() + " has no " + std::string(to_string(t)) + " command");
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(to_string(t)) + " `" + command + "` ";
+    if (r.stopped)
+      throw InterruptedError(where + "was stopped with its process group: a stop was requested" + stderr_part(r));
     if (r.timed_out)
-      throw_transition_error(std::string(role), t,
+      throw_transition_error(std::string(this->role_name()), t,
                             where + "did not finish within " + px::format_duration(config_.timeout) +
                                 " and was killed with its process group" + stderr_part(r));
     if (r.exit.code != CLD_EXITED || r.exit.status != 0)
-      throw_transition_error(std::string(role), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
+      throw_transition_error(std::string(this->role_name()), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
   }
 
   Config config_;

@@ -147,6 +147,29 @@ class Amalgamate(unittest.TestCase):
         self.assertIn("#include <stackup/components/daemon.hpp>", str(e.exception))
         self.assertNotIn("detail/internal.hpp", str(e.exception))
 
+    def test_opt_in_header_need_not_be_reachable_and_is_left_out(self):
+        with Tree({
+            "stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n",
+            "stackup/extra.hpp": "#pragma once\nint extra_marker;\n",
+        }) as t:
+            text = amalgamate.amalgamate(t.include, {"stackup/extra.hpp": "it needs a library"})
+            # Without the exclusion the same tree is an error: the test can fail.
+            with self.assertRaises(amalgamate.AmalgamationError):
+                amalgamate.amalgamate(t.include, {})
+        self.assertNotIn("extra_marker", text)
+
+    def test_opt_in_header_included_by_the_umbrella_is_an_error(self):
+        with Tree({
+            "stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n#include <stackup/extra.hpp>\n",
+            "stackup/extra.hpp": "#pragma once\n",
+        }) as t:
+            with self.assertRaises(amalgamate.AmalgamationError) as e:
+                amalgamate.amalgamate(t.include, {"stackup/extra.hpp": "it needs a library"})
+        self.assertIn("<stackup/extra.hpp>, which is opt-in (it needs a library)", str(e.exception))
+
+    def test_stack_file_header_is_opt_in(self):
+        self.assertIn("stackup/stack_file.hpp", amalgamate.OPT_IN)
+
     def test_missing_header_names_who_includes_it(self):
         with Tree({"stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n#include <stackup/nope.hpp>\n"}) as t:
             with self.assertRaises(amalgamate.AmalgamationError) as e:

@@ -1,0 +1,690 @@
+// stackup — stack files: a DynamicStack described in TOML (DESIGN §8).
+//
+// Opt-in: neither <stackup/stackup.hpp> nor the single header includes this
+// file, because it needs toml++ (Debian: libtomlplusplus-dev). Link the CMake
+// target stackup::stack_file, which brings toml++ (Debian's compiled library).
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/version.hpp>
+// Below C++20, version.hpp has just issued its #error: that must be the only diagnostic.
+#if defined(__cplusplus) && __cplusplus >= 202002L
+#include <stackup/any_component.hpp>
+#include <stackup/components/command.hpp>
+#include <stackup/components/local_daemon.hpp>
+#include <stackup/components/local_directory.hpp>
+#include <stackup/dynamic_stack.hpp>
+#include <stackup/errors.hpp>
+
+#include <toml++/toml.h>
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// A stack file that cannot be read, parsed, or turned into a stack. `what()`
+/// starts with `FILE:LINE:COLUMN: ` for an error at a place in the file, with
+/// `FILE: ` for a file that cannot be read (line() and column() are then 0).
+class StackFileError : public StackDefinitionError {
+public:
+  /// An error at a place (1-based line and column).
+  StackFileError(std::string file, std::size_t line, std::size_t column, std::string_view message)
+      : StackDefinitionError(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
+                             std::string(message)),
+        file_(std::move(file)), line_(line), column_(column) {}
+  /// An error about the whole file (it cannot be read).
+  StackFileError(std::string file, std::string_view message)
+      : StackDefinitionError(file + ": " + std::string(message)), file_(std::move(file)) {}
+
+  /// The file, as it was named to load_stack (or the origin given to parse_stack).
+  [[nodiscard]] const std::string& file() const noexcept { return file_; }
+  /// 1-based line, or 0 when the error is about the whole file.
+  [[nodiscard]] std::size_t line() const noexcept { return line_; }
+  /// 1-based column, or 0 when the error is about the whole file.
+  [[nodiscard]] std::size_t column() const noexcept { return column_; }
+
+private:
+  std::string file_;
+  std::size_t line_ = 0, column_ = 0;
+};
+
+namespace detail::stack_file {
+
+struct Place {
+  std::size_t line = 0, column = 0;
+};
+inline Place place_of(const toml::source_region& r) { return {r.begin.line, r.begin.column}; }
+
+// One table handed out to a flavour: what it is, and which keys were asked for.
+struct Record {
+  const toml::table* table = nullptr;
+  std::string what;                // "component 'cache' (local_daemon)", "'ready' of component 'cache'"
+  std::vector<std::string> asked;  // the valid keys, in the order they were asked for
+};
+
+// Everything a parse shares: where the file is, the variables, the tables handed out.
+struct Context {
+  std::string file;
+  std::filesystem::path directory;
+  std::map<std::string, std::string, std::less<>> dotenv;
+  std::vector<std::unique_ptr<Record>> records;
+
+  [[noreturn]] void fail(Place p, std::string_view message) const {
+    throw StackFileError(file, p.line, p.column, message);
+  }
+
+  // ${VAR}, ${VAR:-default}, $$ -> $, anything else with a $ left alone.
+  [[nodiscard]] std::string expand(std::string_view in, Place at) const {
+    std::string out;
+    out.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] != '$' || i + 1 == in.size()) {
+        out += in[i];
+        continue;
+      }
+      if (in[i + 1] == '$') {
+        out += '$';
+        ++i;
+        continue;
+      }
+      if (in[i + 1] != '{') {
+        out += '$';
+        continue;
+      }
+      const std::size_t close = in.find('}', i + 2);
+      if (close == std::string_view::npos)
+        fail(at, "unclosed '${' in \"" + std::string(in) + "\": write ${NAME} or ${NAME:-default}, or $$ for a literal $");
+      const std::string_view inside = in.substr(i + 2, close - i - 2);
+      const std::size_t sep = inside.find(":-");
+      const std::string_view name = inside.substr(0, sep);
+      const bool valid = !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
+                         std::all_of(name.begin(), name.end(), [](char c) {
+                           return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+                         });
+      if (!valid)
+        fail(at, "'${" + std::string(inside) + "}' is not a variable: write ${NAME} or ${NAME:-default} "
+                 "(NAME: letters, digits, _), or $$ for a literal $");
+      const std::optional<std::string> value = lookup(name);
+      if (sep != std::string_view::npos) {
+        if (value && !value->empty()) out += *value;
+        else out += inside.substr(sep + 2);
+      } else if (value) {
+        out += *value;
+      } else {
+        fail(at, "variable '" + std::string(name) + "' is not set (neither in the environment nor in " +
+                     (directory / ".env").string() + "): set it, or give a default with ${" + std::string(name) +
+                     ":-default}");
+      }
+      i = close;
+    }
+    return out;
+  }
+
+  [[nodiscard]] std::optional<std::string> lookup(std::string_view name) const {
+    if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v); // the environment wins
+    if (const auto it = dotenv.find(name); it != dotenv.end()) return it->second;
+    return std::nullopt;
+  }
+};
+
+inline std::string type_name(const toml::node& n) {
+  switch (n.type()) {
+  case toml::node_type::string: return "a string";
+  case toml::node_type::integer: return "an integer";
+  case toml::node_type::floating_point: return "a floating-point number";
+  case toml::node_type::boolean: return "a boolean";
+  case toml::node_type::array: return "an array";
+  case toml::node_type::table: return "a table";
+  default: return "a date or time";
+  }
+}
+
+// A table's entries in the file's order (toml++ keeps them sorted by key).
+inline std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const toml::table& t) {
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  entries.reserve(t.size());
+  for (const auto& [k, v] : t) entries.emplace_back(&k, &v);
+  std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    const auto pa = a.first->source().begin, pb = b.first->source().begin;
+    return pa.line != pb.line ? pa.line < pb.line : pa.column < pb.column;
+  });
+  return entries;
+}
+
+inline std::string joined(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s.append(s.empty() ? "" : ", ").append(i);
+  return s;
+}
+
+inline std::string current_user() {
+  std::vector<char> buffer(16384);
+  passwd pw{}, *found = nullptr;
+  if (::getpwuid_r(::geteuid(), &pw, buffer.data(), buffer.size(), &found) == 0 && found) return pw.pw_name;
+  return {};
+}
+
+} // namespace detail::stack_file
+
+class Flavors;
+
+/// One table of a stack file, as a flavour's factory reads it: strict typed
+/// accessors that expand `${VAR}` in every string, resolve paths against the
+/// file's directory, and throw StackFileError at the offending place, saying
+/// what is valid. Every key a factory asks for is a valid key; once the factory
+/// returns, any other key in the table (or in a table it got from `table()`) is
+/// an error that lists the valid ones. Valid only during the factory's call.
+class StackFileTable {
+public:
+  /// The component's role (the table's key under [components]).
+  [[nodiscard]] const std::string& role() const noexcept { return role_; }
+  /// The directory relative paths resolve against (the stack file's).
+  [[nodiscard]] const std::filesystem::path& directory() const noexcept { return ctx_->directory; }
+  /// The key is present.
+  [[nodiscard]] bool contains(std::string_view key) const {
+    ask(key);
+    return node(key) != nullptr;
+  }
+
+  /// A required string.
+  [[nodiscard]] std::string string(std::string_view key) const {
+    if (auto s = optional_string(key)) return std::move(*s);
+    missing(key, "a string");
+  }
+  /// An optional string.
+  [[nodiscard]] std::optional<std::string> optional_string(std::string_view key) const {
+    const toml::node* n = checked(key, toml::node_type::string, "a string");
+    if (!n) return std::nullopt;
+    return ctx_->expand(n->ref<std::string>(), place(*n));
+  }
+  /// An optional array of strings (empty when absent).
+  [[nodiscard]] std::vector<std::string> strings(std::string_view key) const {
+    std::vector<std::string> out;
+    const toml::node* n = checked(key, toml::node_type::array, "an array of strings");
+    if (!n) return out;
+    for (const toml::node& e : *n->as_array()) {
+      if (!e.is_string())
+        fail_at(place(e), "'" + std::string(key) + "' of " + record_->what + " must hold only strings, not " +
+                              detail::stack_file::type_name(e));
+      out.push_back(ctx_->expand(e.ref<std::string>(), place(e)));
+    }
+    return out;
+  }
+  /// An optional table of strings (such as `env`), in key order.
+  [[nodiscard]] std::map<std::string, std::string> string_map(std::string_view key) const {
+    std::map<std::string, std::string> out;
+    const toml::node* n = checked(key, toml::node_type::table, "a table of strings, such as { KEY = \"value\" }");
+    if (!n) return out;
+    for (const auto& [k, v] : *n->as_table()) {
+      if (!v.is_string())
+        fail_at(place(v), "'" + std::string(key) + "." + std::string(k.str()) + "' of " + record_->what +
+                              " must be a string, not " + detail::stack_file::type_name(v));
+      out.emplace(std::string(k.str()), ctx_->expand(v.ref<std::string>(), place(v)));
+    }
+    return out;
+  }
+  /// An optional duration: a string such as "250ms", "10s", "2m" or "1h".
+  [[nodiscard]] std::optional<std::chrono::milliseconds> duration(std::string_view key) const {
+    static constexpr std::string_view syntax =
+        "a duration: a whole number followed by ms, s, m or h, such as \"250ms\", \"10s\", \"2m\"";
+    const toml::node* n = checked(key, toml::node_type::string, syntax);
+    if (!n) return std::nullopt;
+    const std::string text = ctx_->expand(n->ref<std::string>(), place(*n));
+    long long value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+    long long scale = 0;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60'000;
+    else if (unit == "h") scale = 3'600'000;
+    constexpr long long limit = 1'000'000'000'000LL; // about 31 years in ms: no overflow below
+    if (ec != std::errc{} || end == text.data() || text[0] == '-' || scale == 0 || value > limit / scale)
+      fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what + " is \"" + text + "\", not " +
+                             std::string(syntax));
+    return std::chrono::milliseconds(value * scale);
+  }
+  /// An optional TCP port (1-65535): an integer, or a string that is one `${...}`
+  /// standing for the number.
+  [[nodiscard]] std::optional<std::uint16_t> port(std::string_view key) const {
+    ask(key);
+    const toml::node* n = node(key);
+    if (!n) return std::nullopt;
+    const std::string what = "'" + std::string(key) + "' of " + record_->what;
+    long long value = 0;
+    if (n->is_integer()) {
+      value = n->ref<std::int64_t>();
+    } else if (n->is_string() && is_one_variable(n->ref<std::string>())) {
+      const std::string text = ctx_->expand(n->ref<std::string>(), place(*n));
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
+        fail_at(place(*n), what + " is \"" + text + "\" once expanded, not a port number (1-65535)");
+    } else {
+      fail_at(place(*n), what + " must be a port number (1-65535), or a string holding just one ${VAR} "
+                                "that gives one, not " + detail::stack_file::type_name(*n));
+    }
+    if (value < 1 || value > 65535)
+      fail_at(place(*n), what + " is " + std::to_string(value) + ": a port is between 1 and 65535");
+    return static_cast<std::uint16_t>(value);
+  }
+  /// An optional path, resolved against the file's directory (absolute, normalised).
+  [[nodiscard]] std::optional<std::filesystem::path> path(std::string_view key) const {
+    const toml::node* n = checked(key, toml::node_type::string, "a path (a string)");
+    if (!n) return std::nullopt;
+    const std::string text = ctx_->expand(n->ref<std::string>(), place(*n));
+    if (text.empty())
+      fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what +
+                             " is empty: give a path (relative paths are against the file's directory)");
+    std::filesystem::path resolved = (ctx_->directory / text).lexically_normal();
+    if (resolved.has_relative_path() && !resolved.has_filename()) resolved = resolved.parent_path(); // "dir/" -> "dir"
+    return resolved;
+  }
+  /// An optional nested table (such as `ready`), read with the same rules.
+  [[nodiscard]] std::optional<StackFileTable> table(std::string_view key) const {
+    const toml::node* n = checked(key, toml::node_type::table, "a table");
+    if (!n) return std::nullopt;
+    return StackFileTable(*ctx_, *n->as_table(), role_, "'" + std::string(key) + "' of " + record_->what);
+  }
+
+  /// StackFileError at the key's value (or at the table when the key is absent).
+  [[noreturn]] void fail(std::string_view key, std::string_view message) const {
+    const toml::node* n = node(key);
+    fail_at(n ? place(*n) : place(*record_->table), message);
+  }
+  /// StackFileError at the table.
+  [[noreturn]] void fail(std::string_view message) const { fail_at(place(*record_->table), message); }
+
+  /// StackFileError for the first key (in file order) that nobody asked for,
+  /// listing the valid keys. Called by the loader once the factory returns.
+  void finish() const {
+    for (const auto& [k, v] : detail::stack_file::in_file_order(*record_->table)) {
+      if (std::find(record_->asked.begin(), record_->asked.end(), k->str()) == record_->asked.end())
+        fail_at(detail::stack_file::place_of(k->source()),
+                "unknown key '" + std::string(k->str()) + "' in " + record_->what + "; valid keys: " +
+                    detail::stack_file::joined(record_->asked));
+    }
+  }
+
+private:
+  friend class Flavors;
+  friend DynamicStack parse_stack(std::string_view, std::string_view, const Flavors&);
+
+  StackFileTable(detail::stack_file::Context& ctx, const toml::table& t, std::string role, std::string what)
+      : ctx_(&ctx), role_(std::move(role)) {
+    ctx.records.push_back(std::make_unique<detail::stack_file::Record>(
+        detail::stack_file::Record{&t, std::move(what), {}}));
+    record_ = ctx.records.back().get();
+  }
+
+  StackFileTable(detail::stack_file::Context& ctx, detail::stack_file::Record& record, std::string role)
+      : ctx_(&ctx), record_(&record), role_(std::move(role)) {}
+
+  static detail::stack_file::Place place(const toml::node& n) { return detail::stack_file::place_of(n.source()); }
+  [[noreturn]] void fail_at(detail::stack_file::Place p, std::string_view message) const { ctx_->fail(p, message); }
+
+  static bool is_one_variable(std::string_view s) {
+    return s.size() > 3 && s.starts_with("${") && s.find('}') == s.size() - 1;
+  }
+  void ask(std::string_view key) const {
+    if (std::find(record_->asked.begin(), record_->asked.end(), key) == record_->asked.end())
+      record_->asked.emplace_back(key);
+  }
+  [[nodiscard]] const toml::node* node(std::string_view key) const { return record_->table->get(key); }
+  [[nodiscard]] const toml::node* checked(std::string_view key, toml::node_type type, std::string_view expected) const {
+    ask(key);
+    const toml::node* n = node(key);
+    if (n && n->type() != type)
+      fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what + " must be " + std::string(expected) +
+                             ", not " + detail::stack_file::type_name(*n));
+    return n;
+  }
+  [[noreturn]] void missing(std::string_view key, std::string_view expected) const {
+    fail_at(place(*record_->table), record_->what + " lacks the required key '" + std::string(key) + "' (" +
+                                        std::string(expected) + "); valid keys: " +
+                                        detail::stack_file::joined(record_->asked));
+  }
+
+  detail::stack_file::Context* ctx_;
+  detail::stack_file::Record* record_ = nullptr;
+  std::string role_;
+};
+
+/// The flavours a stack file may name: `flavor = "..."` picks the factory that
+/// turns the component's table into a component.
+class Flavors {
+public:
+  /// local_daemon, local_directory and command (the shipped components).
+  [[nodiscard]] static Flavors builtin();
+
+  /// Adds (or replaces) a flavour. `factory(StackFileTable&)` reads the table
+  /// and returns a component: any type AnyComponent wraps under a run-time role
+  /// (const is_provisioned()/is_running(), any of the four actions). It must
+  /// not start or create anything: a stack file with an error creates nothing.
+  template <class F> Flavors& add(std::string name, F factory) {
+    using C = std::remove_cvref_t<std::invoke_result_t<F&, StackFileTable&>>;
+    static_assert(detail::has_queries<C> && !std::is_same_v<C, AnyComponent>,
+                  "a flavour's factory must return a component (a type with const is_provisioned() and "
+                  "is_running()), not an AnyComponent: the stack file gives it its role and depends_on");
+    if (name.empty()) throw Error("stackup: Flavors::add: a flavour needs a name");
+    Make make = [f = std::move(factory)](StackFileTable& t, std::vector<std::string> deps) mutable {
+      return AnyComponent(t.role(), f(t), std::move(deps));
+    };
+    for (auto& [n, m] : entries_)
+      if (n == name) {
+        m = std::move(make);
+        return *this;
+      }
+    entries_.emplace_back(std::move(name), std::move(make));
+    return *this;
+  }
+
+  /// The flavour names, in the order they were added.
+  [[nodiscard]] std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries_) out.push_back(e.first);
+    return out;
+  }
+  /// Whether a flavour of that name exists.
+  [[nodiscard]] bool contains(std::string_view name) const {
+    return std::any_of(entries_.begin(), entries_.end(), [&](const auto& e) { return e.first == name; });
+  }
+
+private:
+  friend DynamicStack parse_stack(std::string_view, std::string_view, const Flavors&);
+  using Make = std::function<AnyComponent(StackFileTable&, std::vector<std::string>)>;
+  [[nodiscard]] const Make* find(std::string_view name) const {
+    for (const auto& e : entries_)
+      if (e.first == name) return &e.second;
+    return nullptr;
+  }
+  std::vector<std::pair<std::string, Make>> entries_;
+};
+
+namespace detail::stack_file {
+
+// `user`: running as another user needs support in the components that does not exist yet.
+inline void check_user(const StackFileTable& t) {
+  const auto user = t.optional_string("user");
+  if (!user || user->empty() || *user == current_user()) return;
+  t.fail("user", "component '" + t.role() + "': running as another user ('" + *user +
+                     "') is not supported yet; remove 'user', set it to the current user ('" + current_user() +
+                     "'), or run stackup as that user");
+}
+
+inline ready::Probe read_probe(const StackFileTable& t) {
+  const auto r = t.table("ready");
+  if (!r) return ready::none();
+  const auto tcp = r->port("tcp");
+  const auto http = r->port("http");
+  const auto path = r->optional_string("path");
+  if (tcp && http) r->fail("http", "'ready' of component '" + t.role() + "' has both tcp and http: choose one");
+  if (tcp && path) r->fail("path", "'path' goes with http, not tcp: write ready = { http = PORT, path = \"/health\" }");
+  if (tcp) return ready::tcp(*tcp);
+  if (http) {
+    try {
+      return ready::http(*http, path.value_or("/"));
+    } catch (const Error& e) {
+      r->fail("path", std::string_view(e.what()).substr(std::string_view("stackup: ").size()));
+    }
+  }
+  r->fail("'ready' of component '" + t.role() +
+          "' needs tcp or http: write ready = { tcp = PORT } or ready = { http = PORT, path = \"/health\" }");
+}
+
+} // namespace detail::stack_file
+
+inline Flavors Flavors::builtin() {
+  Flavors f;
+  f.add("local_daemon", [](StackFileTable& t) {
+    LocalDaemonConfig c;
+    c.name = t.optional_string("name").value_or("");
+    c.command = t.strings("command");
+    if (!t.contains("command"))
+      t.fail("component '" + t.role() + "' (local_daemon) lacks the required key 'command' "
+             "(the daemon's argv, e.g. command = [\"redis-server\", \"--port\", \"6390\"])");
+    if (c.command.empty()) t.fail("command", "'command' of component '" + t.role() + "' is empty: give the daemon's argv");
+    c.ready = detail::stack_file::read_probe(t);
+    c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
+    c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
+    c.env = t.string_map("env");
+    c.working_dir = t.path("working_dir").value_or(t.directory());
+    c.state_dir = t.path("state_dir").value_or(t.directory() / ".stackup" / t.role());
+    detail::stack_file::check_user(t);
+    return LocalDaemon<>(std::move(c));
+  });
+  f.add("local_directory", [](StackFileTable& t) {
+    LocalDirectoryConfig c;
+    c.name = t.optional_string("name").value_or("");
+    auto p = t.path("path");
+    if (!p) t.fail("component '" + t.role() + "' (local_directory) lacks the required key 'path' (the directory)");
+    c.path = std::move(*p);
+    return LocalDirectory<>(std::move(c));
+  });
+  f.add("command", [](StackFileTable& t) {
+    CommandConfig c;
+    c.name = t.optional_string("name").value_or("");
+    c.provision = t.optional_string("provision").value_or("");
+    c.deprovision = t.optional_string("deprovision").value_or("");
+    c.resume = t.optional_string("resume").value_or("");
+    c.suspend = t.optional_string("suspend").value_or("");
+    c.is_provisioned = t.optional_string("is_provisioned").value_or("");
+    c.is_running = t.optional_string("is_running").value_or("");
+    c.timeout = t.duration("timeout").value_or(c.timeout);
+    c.working_dir = t.path("working_dir").value_or(t.directory());
+    c.env = t.string_map("env");
+    detail::stack_file::check_user(t);
+    return Command<>(std::move(c));
+  });
+  return f;
+}
+
+/// Parses a stack file's text. `origin` names it in errors and is taken as the
+/// file's path: relative paths, the default state directories, the `.env` file
+/// and the default stack name come from its directory when that directory
+/// exists, else from the current directory. Creates and starts nothing.
+/// StackFileError for any error.
+inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
+                                const Flavors& flavors = Flavors::builtin()) {
+  namespace sf = detail::stack_file;
+  namespace fs = std::filesystem;
+  sf::Context ctx;
+  ctx.file = std::string(origin);
+  {
+    std::error_code ec;
+    const fs::path parent = fs::absolute(fs::path(origin), ec).parent_path();
+    ctx.directory = !ec && !origin.empty() && fs::is_directory(parent, ec) ? parent : fs::current_path();
+    ctx.directory = ctx.directory.lexically_normal();
+    if (ctx.directory.has_relative_path() && !ctx.directory.has_filename()) ctx.directory = ctx.directory.parent_path();
+  }
+
+  // .env beside the file: KEY=value lines, # comments; the environment wins over it.
+  const fs::path dotenv = ctx.directory / ".env";
+  if (std::ifstream in(dotenv); in) {
+    std::string line;
+    std::size_t number = 0;
+    const auto trim = [](std::string_view s) {
+      while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+      while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+      return s;
+    };
+    while (std::getline(in, line)) {
+      ++number;
+      std::string_view l = trim(line);
+      if (l.empty() || l.front() == '#') continue;
+      if (l.starts_with("export ")) l = trim(l.substr(7));
+      const std::size_t eq = l.find('=');
+      const std::string_view key = eq == std::string_view::npos ? l : trim(l.substr(0, eq));
+      if (eq == std::string_view::npos || key.empty())
+        throw StackFileError(dotenv.string(), number, 1, "expected KEY=value (or a # comment), not \"" +
+                                                             std::string(l) + "\"");
+      std::string_view value = trim(l.substr(eq + 1));
+      if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
+        value = value.substr(1, value.size() - 2);
+      ctx.dotenv[std::string(key)] = std::string(value);
+    }
+  }
+
+  toml::table root;
+#if TOML_EXCEPTIONS
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    ctx.fail(sf::place_of(e.source()), "not valid TOML: " + std::string(e.description()));
+  }
+#else
+  toml::parse_result parsed = toml::parse(text, origin);
+  if (!parsed) ctx.fail(sf::place_of(parsed.error().source()), "not valid TOML: " + std::string(parsed.error().description()));
+  root = std::move(parsed).table();
+#endif
+
+  const sf::Place top{1, 1};
+  std::string name = ctx.directory.filename().string();
+  if (name.empty()) name = "default";
+  const toml::table* components = nullptr;
+  for (const auto& [k, v] : sf::in_file_order(root)) {
+    const std::string_view key = k->str();
+    const sf::Place at = sf::place_of(v->source());
+    if (key == "version") {
+      if (!v->is_integer()) ctx.fail(at, "'version' must be the integer 1, not " + sf::type_name(*v));
+      if (v->ref<std::int64_t>() != 1)
+        ctx.fail(at, "unsupported version " + std::to_string(v->ref<std::int64_t>()) +
+                         ": this stackup reads stack files of version 1");
+    } else if (key == "name") {
+      if (!v->is_string()) ctx.fail(at, "'name' (the stack's name) must be a string, not " + sf::type_name(*v));
+      name = ctx.expand(v->ref<std::string>(), at);
+      if (name.empty()) ctx.fail(at, "'name' is empty: give the stack a name, or leave it out (default: the directory's name)");
+    } else if (key == "components") {
+      if (!v->is_table())
+        ctx.fail(at, "'components' must be a table of components ([components.<role>]), not " + sf::type_name(*v));
+      components = v->as_table();
+    } else {
+      ctx.fail(sf::place_of(k->source()), "unknown top-level key '" + std::string(key) +
+                                              "'; valid keys: version, name, components");
+    }
+  }
+
+  std::vector<AnyComponent> parts;
+  struct Entry {
+    std::string role;
+    const toml::array* depends_on;
+  };
+  std::vector<Entry> entries;
+  if (components) {
+    const std::string flavor_list = sf::joined(flavors.names());
+    for (const auto& [k, v] : sf::in_file_order(*components)) {
+      std::string role(k->str());
+      const sf::Place at = sf::place_of(k->source());
+      if (role.empty()) ctx.fail(at, "a component's role cannot be empty: name it [components.<role>]");
+      if (!v->is_table())
+        ctx.fail(sf::place_of(v->source()), "component '" + role + "' must be a table ([components." + role +
+                                                "] or { flavor = ... }), not " + sf::type_name(*v));
+      const toml::table& t = *v->as_table();
+      const toml::node* flavor_node = t.get("flavor");
+      if (!flavor_node)
+        ctx.fail(sf::place_of(t.source()), "component '" + role + "' has no flavor: add flavor = one of " + flavor_list);
+      if (!flavor_node->is_string())
+        ctx.fail(sf::place_of(flavor_node->source()), "'flavor' of component '" + role + "' must be a string (one of " +
+                                                          flavor_list + "), not " + sf::type_name(*flavor_node));
+      const std::string flavor = ctx.expand(flavor_node->ref<std::string>(), sf::place_of(flavor_node->source()));
+      const Flavors::Make* make = flavors.find(flavor);
+      if (!make)
+        ctx.fail(sf::place_of(flavor_node->source()),
+                 "unknown flavor '" + flavor + "' for component '" + role + "'; valid flavors: " + flavor_list);
+
+      StackFileTable table(ctx, t, role, "component '" + role + "' (" + flavor + ")");
+      table.ask("flavor");
+      const std::vector<std::string> deps = table.strings("depends_on");
+      const toml::node* deps_node = t.get("depends_on");
+      entries.push_back({role, deps_node ? deps_node->as_array() : nullptr});
+
+      const std::size_t first_record = ctx.records.size() - 1;
+      try {
+        parts.push_back((*make)(table, deps));
+      } catch (const StackFileError&) {
+        throw;
+      } catch (const std::exception& e) {
+        std::string_view message = e.what();
+        if (message.starts_with("stackup: ")) message.remove_prefix(9);
+        table.fail("component '" + role + "' (" + flavor + "): " + std::string(message));
+      }
+      for (std::size_t r = first_record; r < ctx.records.size(); ++r) {
+        StackFileTable(ctx, *ctx.records[r], role).finish();
+      }
+    }
+  }
+
+  // Definition errors, at the offending depends_on entry.
+  const auto entry_place = [&](std::string_view role, std::string_view dependency) -> sf::Place {
+    for (const auto& e : entries)
+      if (e.role == role && e.depends_on)
+        for (const toml::node& d : *e.depends_on)
+          if (d.is_string() && ctx.expand(d.ref<std::string>(), sf::place_of(d.source())) == dependency)
+            return sf::place_of(d.source());
+    return top;
+  };
+  try {
+    return DynamicStack(std::move(name), std::move(parts));
+  } catch (const StackDefinitionError& e) {
+    std::string_view message = e.what();
+    if (message.starts_with("stackup: ")) message.remove_prefix(9);
+    // "'a' depends on 'b', which the stack does not hold ..." or "dependency cycle: a -> b -> ... -> a; ..."
+    sf::Place at = top;
+    if (const auto cycle = message.find("dependency cycle: "); cycle != std::string_view::npos) {
+      const std::string_view path = message.substr(cycle + 18);
+      const std::size_t arrow = path.find(" -> ");
+      if (arrow != std::string_view::npos) {
+        const std::string_view from = path.substr(0, arrow), rest = path.substr(arrow + 4);
+        const std::string_view to = rest.substr(0, std::min(rest.find(" -> "), rest.find(';')));
+        at = entry_place(from, to);
+      }
+    } else if (const auto dep = message.find("' depends on '"); dep != std::string_view::npos) {
+      const std::size_t open = message.rfind(": '", dep);
+      const std::string_view from = message.substr(open + 3, dep - open - 3);
+      const std::string_view rest = message.substr(dep + 14);
+      at = entry_place(from, rest.substr(0, rest.find('\'')));
+    }
+    ctx.fail(at, message);
+  }
+}
+
+/// Reads and parses a stack file (see parse_stack): relative paths are against
+/// its directory, whatever the current directory. StackFileError for a file
+/// that cannot be read (`FILE: ...`) and for any error in it (`FILE:LINE:COLUMN: ...`).
+inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    throw StackFileError(file.string(), "cannot read: it is a directory; name the stack file inside it");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    const int e = errno;
+    throw StackFileError(file.string(), "cannot read: " + std::generic_category().message(e));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw StackFileError(file.string(), "cannot read: an I/O error occurred");
+  return parse_stack(text.str(), file.string(), flavors);
+}
+
+} // namespace stackup
+#endif // C++20

@@ -1,0 +1,605 @@
+// Stack files: the schema of DESIGN §8, every error at its line and column,
+// interpolation, path resolution, custom flavours, nothing created on disk.
+#include <stackup/stack_file.hpp>
+
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Daemon = stackup::LocalDaemon<>;
+using Directory = stackup::LocalDirectory<>;
+using Cmd = stackup::Command<>;
+
+// A fresh directory, removed at the end.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "stackup-sf-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = fs::path(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+void write(const fs::path& file, std::string_view text) {
+  fs::create_directories(file.parent_path());
+  std::ofstream(file) << text;
+}
+
+// Every path under a directory: what must not change when a file is only parsed.
+std::set<std::string> tree(const fs::path& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) out.insert(fs::relative(e.path(), dir).string());
+  return out;
+}
+
+// Sets a variable for one test case.
+struct Env {
+  std::string name;
+  Env(std::string n, const char* value) : name(std::move(n)) {
+    if (value) ::setenv(name.c_str(), value, 1);
+    else ::unsetenv(name.c_str());
+  }
+  ~Env() { ::unsetenv(name.c_str()); }
+};
+
+// Runs in another directory for one test case.
+struct InDirectory {
+  fs::path before = fs::current_path();
+  explicit InDirectory(const fs::path& p) { fs::current_path(p); }
+  ~InDirectory() { fs::current_path(before); }
+};
+
+// The StackFileError that parsing `text` (named t.toml) throws.
+stackup::StackFileError error_of(std::string_view text, const stackup::Flavors& flavors = stackup::Flavors::builtin()) {
+  try {
+    (void)stackup::parse_stack(text, "t.toml", flavors);
+  } catch (const stackup::StackFileError& e) {
+    return e;
+  } catch (const std::exception& e) {
+    FAIL("not a StackFileError: " << e.what());
+  }
+  FAIL("no error for:\n" << text);
+  return {"", ""};
+}
+
+#define CHECK_ERROR(text, line_, column_, message)                                                                     \
+  do {                                                                                                                 \
+    const auto e_ = error_of(text);                                                                                    \
+    CHECK(std::string(e_.what()) == std::string("t.toml:") + #line_ ":" #column_ ": " + (message));                     \
+    CHECK(e_.file() == "t.toml");                                                                                      \
+    CHECK(e_.line() == line_);                                                                                         \
+    CHECK(e_.column() == column_);                                                                                     \
+  } while (false)
+
+constexpr std::string_view daemon_keys =
+    "flavor, depends_on, name, command, ready, start_timeout, stop_timeout, env, working_dir, state_dir, user";
+
+} // namespace
+
+TEST_CASE("a stack file with every key of every flavour") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "dev";
+  write(dir / "stackup.toml", R"(version = 1
+name = "dev-stack"
+
+[components.artifact_store]
+flavor = "local_directory"
+name = "artifacts"
+path = "data/artifacts"
+
+[components.cache]
+flavor = "local_daemon"
+name = "redis"
+command = ["redis-server", "--port", "6390"]
+ready = { tcp = 6390 }
+start_timeout = "10s"
+stop_timeout = "250ms"
+env = { KEY = "value", OTHER = "x y" }
+working_dir = "work"
+state_dir = "state/cache"
+user = ""
+depends_on = ["artifact_store"]
+
+[components.web]
+flavor = "local_daemon"
+command = ["python3", "-m", "http.server"]
+ready = { http = 8080, path = "/health" }
+state_dir = "/var/tmp/stackup-web"
+
+[components.database]
+flavor = "command"
+name = "pg"
+provision = "initdb -D data/pg"
+resume = "pg_ctl -D data/pg -w start"
+suspend = "pg_ctl -D data/pg -w stop"
+deprovision = "rm -rf data/pg"
+is_provisioned = "test -f data/pg/PG_VERSION"
+is_running = "pg_ctl -D data/pg status"
+timeout = "2m"
+working_dir = "/tmp"
+env = { PGPORT = "5433" }
+depends_on = ["cache", "artifact_store"]
+)");
+  const auto before = tree(tmp.path);
+  stackup::DynamicStack s = stackup::load_stack(dir / "stackup.toml");
+  CHECK(tree(tmp.path) == before);
+
+  CHECK(s.name() == "dev-stack");
+  REQUIRE(s.size() == 4);
+  CHECK(std::vector<std::string_view>(s.roles().begin(), s.roles().end()) ==
+        std::vector<std::string_view>{"artifact_store", "cache", "web", "database"});
+
+  const auto* store = s.get("artifact_store").target<Directory>();
+  REQUIRE(store);
+  CHECK(store->name() == "artifacts");
+  CHECK(store->path() == dir / "data/artifacts");
+  CHECK(s.get("artifact_store").flavor() == "local_directory");
+
+  const auto* cache = s.get("cache").target<Daemon>();
+  REQUIRE(cache);
+  const auto& c = cache->config();
+  CHECK(cache->name() == "redis");
+  CHECK(c.command == std::vector<std::string>{"redis-server", "--port", "6390"});
+  CHECK(c.ready == stackup::ready::tcp(6390));
+  CHECK(c.start_timeout == 10s);
+  CHECK(c.stop_timeout == 250ms);
+  CHECK(c.env == std::map<std::string, std::string>{{"KEY", "value"}, {"OTHER", "x y"}});
+  CHECK(c.working_dir == dir / "work");
+  CHECK(c.state_dir == dir / "state/cache");
+  CHECK(s.get("cache").depends_on() == std::vector<std::string>{"artifact_store"});
+
+  const auto* web = s.get("web").target<Daemon>();
+  REQUIRE(web);
+  CHECK(web->name() == "web"); // default: the role
+  CHECK(web->config().ready == stackup::ready::http(8080, "/health"));
+  CHECK(web->config().state_dir == "/var/tmp/stackup-web");
+  CHECK(web->config().working_dir == dir); // default: the file's directory
+  CHECK(web->config().start_timeout == 30s);
+  CHECK(web->config().stop_timeout == 10s);
+
+  const auto* db = s.get("database").target<Cmd>();
+  REQUIRE(db);
+  const auto& d = db->config();
+  CHECK(db->name() == "pg");
+  CHECK(d.provision == "initdb -D data/pg");
+  CHECK(d.resume == "pg_ctl -D data/pg -w start");
+  CHECK(d.suspend == "pg_ctl -D data/pg -w stop");
+  CHECK(d.deprovision == "rm -rf data/pg");
+  CHECK(d.is_provisioned == "test -f data/pg/PG_VERSION");
+  CHECK(d.is_running == "pg_ctl -D data/pg status");
+  CHECK(d.timeout == 2min);
+  CHECK(d.working_dir == "/tmp");
+  CHECK(d.env == std::map<std::string, std::string>{{"PGPORT", "5433"}});
+  CHECK(s.get("database").depends_on() == std::vector<std::string>{"cache", "artifact_store"});
+}
+
+TEST_CASE("defaults: the stack's name, state_dir, working_dir, ready, timeouts, a command's directory") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "myproject";
+  write(dir / "stackup.toml", R"(
+[components.cache]
+flavor = "local_daemon"
+command = ["redis-server"]
+
+[components.job]
+flavor = "command"
+)");
+  const auto s = stackup::load_stack(dir / "stackup.toml");
+  CHECK(s.name() == "myproject");
+  const auto& c = s.get("cache").target<Daemon>()->config();
+  CHECK(c.state_dir == dir / ".stackup/cache");
+  CHECK(c.working_dir == dir);
+  CHECK(c.ready == stackup::ready::none());
+  CHECK(c.env.empty());
+  CHECK(c.name.empty());
+  CHECK(s.get("cache").depends_on().empty());
+  const auto& j = s.get("job").target<Cmd>()->config();
+  CHECK(j.working_dir == dir); // commands run in the file's directory
+  CHECK(j.timeout == 5min);
+  CHECK(j.provision.empty());
+  CHECK(s.get("job").has(stackup::Transition::resume)); // the type has it; an empty command throws NotImplementedError
+}
+
+TEST_CASE("an empty file is an empty stack; components keep the file's order") {
+  CHECK(stackup::parse_stack("", "t.toml").size() == 0);
+  const auto s = stackup::parse_stack(R"(
+[components.zeta]
+flavor = "command"
+depends_on = ["mid"]
+[components.alpha]
+flavor = "command"
+[components.mid]
+flavor = "command"
+)", "t.toml");
+  CHECK(std::vector<std::string_view>(s.roles().begin(), s.roles().end()) ==
+        std::vector<std::string_view>{"zeta", "alpha", "mid"});
+  // Action order: dependencies first, ties by the file's order.
+  CHECK(std::vector<std::size_t>(s.order().begin(), s.order().end()) == std::vector<std::size_t>{1, 2, 0});
+  const auto inline_tables = stackup::parse_stack(R"(components = { b = { flavor = "command" }, a = { flavor = "command" } })", "t.toml");
+  CHECK(std::vector<std::string_view>(inline_tables.roles().begin(), inline_tables.roles().end()) ==
+        std::vector<std::string_view>{"b", "a"});
+}
+
+TEST_CASE("version and name") {
+  CHECK(stackup::parse_stack("version = 1\nname = \"x\"\n", "t.toml").name() == "x");
+  CHECK_ERROR("version = 2\n", 1, 11, "unsupported version 2: this stackup reads stack files of version 1");
+  CHECK_ERROR("version = \"1\"\n", 1, 11, "'version' must be the integer 1, not a string");
+  CHECK_ERROR("name = 3\n", 1, 8, "'name' (the stack's name) must be a string, not an integer");
+  CHECK_ERROR("name = \"\"\n", 1, 8,
+              "'name' is empty: give the stack a name, or leave it out (default: the directory's name)");
+}
+
+TEST_CASE("errors at their line and column, saying what is valid") {
+  SUBCASE("TOML syntax") {
+    const auto e = error_of("[components.a]\nflavor = \n");
+    CHECK(e.line() == 2);
+    CHECK(std::string(e.what()).starts_with("t.toml:2:"));
+    CHECK(std::string(e.what()).find("not valid TOML: ") != std::string::npos);
+  }
+  SUBCASE("unknown top-level key") {
+    CHECK_ERROR("name = \"x\"\ncomponent = 1\n", 2, 1, "unknown top-level key 'component'; valid keys: version, name, components");
+  }
+  SUBCASE("components is not a table") {
+    CHECK_ERROR("components = []\n", 1, 14, "'components' must be a table of components ([components.<role>]), not an array");
+  }
+  SUBCASE("a component is not a table") {
+    CHECK_ERROR("[components]\ncache = \"redis\"\n", 2, 9,
+                "component 'cache' must be a table ([components.cache] or { flavor = ... }), not a string");
+  }
+  SUBCASE("unknown key, with the valid ones") {
+    CHECK_ERROR("[components.cache]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nstat_dir = \"x\"\n", 4, 1,
+                "unknown key 'stat_dir' in component 'cache' (local_daemon); valid keys: " + std::string(daemon_keys));
+    CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\npath = \"x\"\nname = \"n\"\nmode = 1\n", 5, 1,
+                "unknown key 'mode' in component 'd' (local_directory); valid keys: flavor, depends_on, name, path");
+    CHECK_ERROR("[components.j]\nflavor = \"command\"\nstart = \"x\"\n", 3, 1,
+                "unknown key 'start' in component 'j' (command); valid keys: flavor, depends_on, name, provision, "
+                "deprovision, resume, suspend, is_provisioned, is_running, timeout, working_dir, env, user");
+  }
+  SUBCASE("unknown key in ready") {
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = 1, host = \"h\" }\n", 4, 20,
+                "unknown key 'host' in 'ready' of component 'c' (local_daemon); valid keys: tcp, http, path");
+  }
+  SUBCASE("no flavor, unknown flavor, flavor not a string") {
+    CHECK_ERROR("[components.cache]\nname = \"x\"\n", 1, 1,
+                "component 'cache' has no flavor: add flavor = one of local_daemon, local_directory, command");
+    CHECK_ERROR("[components.cache]\nflavor = \"redis\"\n", 2, 10,
+                "unknown flavor 'redis' for component 'cache'; valid flavors: local_daemon, local_directory, command");
+    CHECK_ERROR("[components.cache]\nflavor = 1\n", 2, 10,
+                "'flavor' of component 'cache' must be a string (one of local_daemon, local_directory, command), not an integer");
+  }
+  SUBCASE("wrong types") {
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = \"redis-server\"\n", 3, 11,
+                "'command' of component 'c' (local_daemon) must be an array of strings, not a string");
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"redis-server\", 6390]\n", 3, 28,
+                "'command' of component 'c' (local_daemon) must hold only strings, not an integer");
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\nprovision = [\"x\"]\n", 3, 13,
+                "'provision' of component 'c' (command) must be a string, not an array");
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = { A = 1 }\n", 3, 13,
+                "'env.A' of component 'c' (command) must be a string, not an integer");
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = [\"A=1\"]\n", 3, 7,
+                "'env' of component 'c' (command) must be a table of strings, such as { KEY = \"value\" }, not an array");
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\ndepends_on = \"a\"\n", 3, 14,
+                "'depends_on' of component 'c' (command) must be an array of strings, not a string");
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = \"tcp\"\n", 4, 9,
+                "'ready' of component 'c' (local_daemon) must be a table, not a string");
+    CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\npath = 1\n", 3, 8,
+                "'path' of component 'd' (local_directory) must be a path (a string), not an integer");
+  }
+  SUBCASE("bad durations say the syntax") {
+    const std::string syntax = "a duration: a whole number followed by ms, s, m or h, such as \"250ms\", \"10s\", \"2m\"";
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\ntimeout = \"10\"\n", 3, 11,
+                "'timeout' of component 'c' (command) is \"10\", not " + syntax);
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\ntimeout = \"1.5s\"\n", 3, 11,
+                "'timeout' of component 'c' (command) is \"1.5s\", not " + syntax);
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\ntimeout = \"-1s\"\n", 3, 11,
+                "'timeout' of component 'c' (command) is \"-1s\", not " + syntax);
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\ntimeout = \"99999999999999h\"\n", 3, 11,
+                "'timeout' of component 'c' (command) is \"99999999999999h\", not " + syntax);
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nstart_timeout = 10\n", 4, 17,
+                "'start_timeout' of component 'c' (local_daemon) must be " + syntax + ", not an integer");
+  }
+  SUBCASE("ports") {
+    const std::string head = "[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\n";
+    CHECK_ERROR(head + "ready = { tcp = 0 }\n", 4, 17, "'tcp' of 'ready' of component 'c' (local_daemon) is 0: a port is between 1 and 65535");
+    CHECK_ERROR(head + "ready = { http = 65536 }\n", 4, 18,
+                "'http' of 'ready' of component 'c' (local_daemon) is 65536: a port is between 1 and 65535");
+    CHECK_ERROR(head + "ready = { tcp = \"6390\" }\n", 4, 17,
+                "'tcp' of 'ready' of component 'c' (local_daemon) must be a port number (1-65535), or a string holding "
+                "just one ${VAR} that gives one, not a string");
+    CHECK_ERROR(head + "ready = { tcp = 1.5 }\n", 4, 17,
+                "'tcp' of 'ready' of component 'c' (local_daemon) must be a port number (1-65535), or a string holding "
+                "just one ${VAR} that gives one, not a floating-point number");
+  }
+  SUBCASE("ready") {
+    const std::string head = "[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\n";
+    CHECK_ERROR(head + "ready = {}\n", 4, 9,
+                "'ready' of component 'c' needs tcp or http: write ready = { tcp = PORT } or ready = { http = PORT, path = \"/health\" }");
+    CHECK_ERROR(head + "ready = { tcp = 1, http = 2 }\n", 4, 27, "'ready' of component 'c' has both tcp and http: choose one");
+    CHECK_ERROR(head + "ready = { tcp = 1, path = \"/x\" }\n", 4, 27,
+                "'path' goes with http, not tcp: write ready = { http = PORT, path = \"/health\" }");
+    CHECK_ERROR(head + "ready = { http = 1, path = \"health\" }\n", 4, 28,
+                "ready::http: path 'health' must start with '/' and hold no spaces or line breaks");
+  }
+  SUBCASE("missing required keys") {
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\n", 1, 1,
+                "component 'c' (local_daemon) lacks the required key 'command' (the daemon's argv, e.g. command = "
+                "[\"redis-server\", \"--port\", \"6390\"])");
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = []\n", 3, 11,
+                "'command' of component 'c' is empty: give the daemon's argv");
+    CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\n", 1, 1,
+                "component 'd' (local_directory) lacks the required key 'path' (the directory)");
+    CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\npath = \"\"\n", 3, 8,
+                "'path' of component 'd' (local_directory) is empty: give a path (relative paths are against the file's directory)");
+  }
+  SUBCASE("an empty role") {
+    CHECK_ERROR("[components.\"\"]\nflavor = \"command\"\n", 1, 13,
+                "a component's role cannot be empty: name it [components.<role>]");
+  }
+  SUBCASE("user: only the current one, for now") {
+    CHECK(stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"\"\n", "t.toml").size() == 1);
+    const std::string me = stackup::detail::stack_file::current_user();
+    REQUIRE_FALSE(me.empty());
+    CHECK(stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"" + me + "\"\n", "t.toml").size() == 1);
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\nuser = \"nobody-stackup\"\n", 3, 8,
+                "component 'c': running as another user ('nobody-stackup') is not supported yet; remove 'user', set it "
+                "to the current user ('" + me + "'), or run stackup as that user");
+  }
+}
+
+TEST_CASE("definition errors are StackFileErrors at the depends_on entry") {
+  CHECK_ERROR("[components.a]\nflavor = \"command\"\n[components.b]\nflavor = \"command\"\ndepends_on = [\"a\", \"c\"]\n", 5, 20,
+              "stack '" + fs::current_path().filename().string() + "' cannot exist: 'b' depends on 'c', which the stack does not hold (roles: a, b): add a "
+              "component with that role or remove it from depends_on");
+  CHECK_ERROR("name = \"s\"\n[components.a]\nflavor = \"command\"\ndepends_on = [\"b\"]\n[components.b]\nflavor = \"command\"\n"
+              "depends_on = [\"a\"]\n",
+              4, 15, "stack 's' cannot exist: dependency cycle: a -> b -> a; remove one depends_on entry on the cycle");
+  CHECK_ERROR("name = \"s\"\n[components.a]\nflavor = \"command\"\ndepends_on = [\"a\"]\n", 4, 15,
+              "stack 's' cannot exist: dependency cycle: a -> a; remove one depends_on entry on the cycle");
+  const auto e = error_of("[components.a]\nflavor = \"command\"\ndepends_on = [\"x\"]\n");
+  CHECK(dynamic_cast<const stackup::StackDefinitionError*>(&e) != nullptr);
+}
+
+TEST_CASE("interpolation: ${VAR}, ${VAR:-default}, $$, $NAME, numbers, errors") {
+  const Env set("STACKUP_SF_SET", "6391");
+  const Env empty("STACKUP_SF_EMPTY", "");
+  const Env unset("STACKUP_SF_UNSET", nullptr);
+  const auto s = stackup::parse_stack(R"(
+name = "${STACKUP_SF_UNSET:-fallback}"
+[components.c]
+flavor = "local_daemon"
+command = ["redis-server", "--port", "${STACKUP_SF_SET}", "a$${HOME}b", "$HOME", "$$", "${STACKUP_SF_EMPTY}|${STACKUP_SF_EMPTY:-d}", "$"]
+ready = { tcp = "${STACKUP_SF_SET}" }
+start_timeout = "${STACKUP_SF_UNSET:-3s}"
+env = { PORT = "${STACKUP_SF_SET}" }
+[components.d]
+flavor = "local_daemon"
+command = ["x"]
+ready = { http = "${STACKUP_SF_UNSET:-8081}", path = "/${STACKUP_SF_SET}" }
+)", "t.toml");
+  CHECK(s.name() == "fallback");
+  const auto& c = s.get("c").target<Daemon>()->config();
+  CHECK(c.command == std::vector<std::string>{"redis-server", "--port", "6391", "a${HOME}b", "$HOME", "$", "|d", "$"});
+  CHECK(c.ready == stackup::ready::tcp(6391));
+  CHECK(c.start_timeout == 3s);
+  CHECK(c.env.at("PORT") == "6391");
+  CHECK(s.get("d").target<Daemon>()->config().ready == stackup::ready::http(8081, "/6391"));
+
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nresume = \"run ${STACKUP_SF_UNSET}\"\n", 3, 10,
+              "variable 'STACKUP_SF_UNSET' is not set (neither in the environment nor in " +
+                  (fs::current_path() / ".env").string() + "): set it, or give a default with ${STACKUP_SF_UNSET:-default}");
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nresume = \"run ${STACKUP_SF_SET\"\n", 3, 10,
+              "unclosed '${' in \"run ${STACKUP_SF_SET\": write ${NAME} or ${NAME:-default}, or $$ for a literal $");
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nresume = \"${1X}\"\n", 3, 10,
+              "'${1X}' is not a variable: write ${NAME} or ${NAME:-default} (NAME: letters, digits, _), or $$ for a literal $");
+  CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = \"${STACKUP_SF_UNSET:-x1}\" }\n", 4, 17,
+              "'tcp' of 'ready' of component 'c' (local_daemon) is \"x1\" once expanded, not a port number (1-65535)");
+  CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = \"${STACKUP_SF_UNSET:-99999}\" }\n", 4, 17,
+              "'tcp' of 'ready' of component 'c' (local_daemon) is 99999: a port is between 1 and 65535");
+  CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\", \"${STACKUP_SF_UNSET}\"]\n", 3, 17,
+              "variable 'STACKUP_SF_UNSET' is not set (neither in the environment nor in " +
+                  (fs::current_path() / ".env").string() + "): set it, or give a default with ${STACKUP_SF_UNSET:-default}");
+  CHECK_ERROR("[components.x]\nflavor = \"${STACKUP_SF_UNSET}\"\n", 2, 10,
+              "variable 'STACKUP_SF_UNSET' is not set (neither in the environment nor in " +
+                  (fs::current_path() / ".env").string() + "): set it, or give a default with ${STACKUP_SF_UNSET:-default}");
+}
+
+TEST_CASE(".env beside the file feeds interpolation; the environment wins") {
+  TempDir tmp;
+  const Env wins("STACKUP_SF_BOTH", "from-environment");
+  const Env only("STACKUP_SF_DOTENV_ONLY", nullptr);
+  write(tmp.path / ".env", "# a comment\n\nSTACKUP_SF_DOTENV_ONLY=from-dotenv\nSTACKUP_SF_BOTH = from-dotenv\n"
+                           "export STACKUP_SF_QUOTED=\"a b\"\n");
+  write(tmp.path / "stackup.toml", R"([components.c]
+flavor = "command"
+resume = "${STACKUP_SF_DOTENV_ONLY} ${STACKUP_SF_BOTH} ${STACKUP_SF_QUOTED}"
+)");
+  const Env quoted("STACKUP_SF_QUOTED", nullptr);
+  const auto s = stackup::load_stack(tmp.path / "stackup.toml");
+  CHECK(s.get("c").target<Cmd>()->config().resume == "from-dotenv from-environment a b");
+
+  write(tmp.path / ".env", "OK=1\nnot a line\n");
+  try {
+    (void)stackup::load_stack(tmp.path / "stackup.toml");
+    FAIL("no error");
+  } catch (const stackup::StackFileError& e) {
+    CHECK(std::string(e.what()) == (tmp.path / ".env").string() + ":2:1: expected KEY=value (or a # comment), not \"not a line\"");
+  }
+}
+
+TEST_CASE("relative paths resolve against the file's directory, from any current directory") {
+  TempDir tmp;
+  write(tmp.path / "proj/stackup.toml", R"([components.d]
+flavor = "local_directory"
+path = "data/../artifacts"
+[components.c]
+flavor = "local_daemon"
+command = ["x"]
+working_dir = "."
+[components.j]
+flavor = "command"
+working_dir = "scripts"
+)");
+  fs::create_directories(tmp.path / "elsewhere");
+  const auto check = [&](const stackup::DynamicStack& s) {
+    CHECK(s.get("d").target<Directory>()->path() == tmp.path / "proj/artifacts");
+    CHECK(s.get("c").target<Daemon>()->config().working_dir == tmp.path / "proj");
+    CHECK(s.get("c").target<Daemon>()->config().state_dir == tmp.path / "proj/.stackup/c");
+    CHECK(s.get("j").target<Cmd>()->config().working_dir == tmp.path / "proj/scripts");
+    CHECK(s.name() == "proj");
+  };
+  {
+    const InDirectory in(tmp.path / "elsewhere");
+    check(stackup::load_stack("../proj/stackup.toml"));
+    check(stackup::load_stack(tmp.path / "proj/stackup.toml"));
+  }
+  {
+    const InDirectory in(tmp.path);
+    check(stackup::load_stack("proj/stackup.toml"));
+    // parse_stack: the origin's directory when it exists, else the current directory.
+    std::ifstream f(tmp.path / "proj/stackup.toml");
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    check(stackup::parse_stack(text, "proj/stackup.toml"));
+    const auto here = stackup::parse_stack(text, "no-such-dir/inline.toml");
+    CHECK(here.get("d").target<Directory>()->path() == tmp.path / "artifacts");
+    CHECK(here.name() == tmp.path.filename().string());
+  }
+}
+
+TEST_CASE("a file that cannot be read: FILE: ...") {
+  TempDir tmp;
+  try {
+    (void)stackup::load_stack(tmp.path / "missing.toml");
+    FAIL("no error");
+  } catch (const stackup::StackFileError& e) {
+    CHECK(std::string(e.what()) == (tmp.path / "missing.toml").string() + ": cannot read: No such file or directory");
+    CHECK(e.line() == 0);
+    CHECK(e.column() == 0);
+  }
+  try {
+    (void)stackup::load_stack(tmp.path);
+    FAIL("no error");
+  } catch (const stackup::StackFileError& e) {
+    CHECK(std::string(e.what()) == tmp.path.string() + ": cannot read: it is a directory; name the stack file inside it");
+  }
+}
+
+TEST_CASE("nothing is created on disk from a file with an error (or without one)") {
+  TempDir tmp;
+  const std::string good = R"([components.d]
+flavor = "local_directory"
+path = "data/artifacts"
+[components.c]
+flavor = "local_daemon"
+command = ["sleep", "100"]
+state_dir = "state/c"
+)";
+  write(tmp.path / "stackup.toml", good + "[components.j]\nflavor = \"command\"\nprovision = \"touch made\"\nbad = 1\n");
+  const auto before = tree(tmp.path);
+  CHECK_THROWS_AS((void)stackup::load_stack(tmp.path / "stackup.toml"), stackup::StackFileError);
+  CHECK(tree(tmp.path) == before);
+  write(tmp.path / "stackup.toml", good + "[components.j]\nflavor = \"command\"\ndepends_on = [\"zz\"]\n");
+  CHECK_THROWS_AS((void)stackup::load_stack(tmp.path / "stackup.toml"), stackup::StackFileError);
+  CHECK(tree(tmp.path) == before);
+  write(tmp.path / "stackup.toml", good);
+  const auto s = stackup::load_stack(tmp.path / "stackup.toml");
+  CHECK(tree(tmp.path) == before);
+  CHECK_FALSE(s.get("d").is_provisioned());
+}
+
+namespace {
+// A host's own component type.
+struct Cluster {
+  std::string name_;
+  std::uint16_t port = 0;
+  std::chrono::milliseconds wait{};
+  std::vector<std::string> nodes;
+  fs::path kubeconfig;
+  std::string region;
+  bool is_provisioned() const { return false; }
+  bool is_running() const { return false; }
+  void provision() {}
+  std::string_view name() const { return name_; }
+};
+} // namespace
+
+TEST_CASE("Flavors::add: a custom flavour reads its table through StackFileTable") {
+  auto flavors = stackup::Flavors::builtin();
+  flavors.add("my_cluster", [](stackup::StackFileTable& t) {
+    Cluster c;
+    c.name_ = t.string("cluster");
+    c.port = t.port("api_port").value_or(6443);
+    c.wait = t.duration("wait").value_or(1s);
+    c.nodes = t.strings("nodes");
+    c.kubeconfig = t.path("kubeconfig").value_or(t.directory() / "kubeconfig");
+    if (const auto cloud = t.table("cloud")) c.region = cloud->string("region");
+    if (c.nodes.size() > 3) t.fail("nodes", "at most 3 nodes");
+    return c;
+  });
+  CHECK(flavors.names() == std::vector<std::string>{"local_daemon", "local_directory", "command", "my_cluster"});
+  CHECK(flavors.contains("my_cluster"));
+  CHECK_FALSE(flavors.contains("k3d"));
+
+  TempDir tmp;
+  write(tmp.path / "stackup.toml", R"([components.orchestrator]
+flavor = "my_cluster"
+cluster = "demo"
+api_port = 7443
+wait = "2m"
+nodes = ["a", "b"]
+kubeconfig = "kube/config"
+cloud = { region = "eu" }
+[components.cache]
+flavor = "command"
+depends_on = ["orchestrator"]
+)");
+  const auto s = stackup::load_stack(tmp.path / "stackup.toml", flavors);
+  const auto* c = s.get("orchestrator").target<Cluster>();
+  REQUIRE(c);
+  CHECK(c->name_ == "demo");
+  CHECK(c->port == 7443);
+  CHECK(c->wait == 2min);
+  CHECK(c->nodes == std::vector<std::string>{"a", "b"});
+  CHECK(c->kubeconfig == tmp.path / "kube/config");
+  CHECK(c->region == "eu");
+  CHECK(s.get("orchestrator").name() == "demo");
+  CHECK(s.get("orchestrator").flavor() == "custom");
+
+  const auto error = [&](std::string_view text) { return std::string(error_of(text, flavors).what()); };
+  CHECK(error("[components.o]\nflavor = \"my_cluster\"\n") ==
+        "t.toml:1:1: component 'o' (my_cluster) lacks the required key 'cluster' (a string); valid keys: flavor, depends_on, cluster");
+  CHECK(error("[components.o]\nflavor = \"my_cluster\"\ncluster = \"x\"\nnodes = [\"a\",\"b\",\"c\",\"d\"]\n") ==
+        "t.toml:4:9: at most 3 nodes");
+  CHECK(error("[components.o]\nflavor = \"my_cluster\"\ncluster = \"x\"\ncloud = { region = \"eu\", zone = \"b\" }\n") ==
+        "t.toml:4:26: unknown key 'zone' in 'cloud' of component 'o' (my_cluster); valid keys: region");
+  CHECK(error("[components.o]\nflavor = \"my_cluster\"\ncluster = \"x\"\nextra = 1\n") ==
+        "t.toml:4:1: unknown key 'extra' in component 'o' (my_cluster); valid keys: flavor, depends_on, cluster, "
+        "api_port, wait, nodes, kubeconfig, cloud");
+  CHECK(error("[components.o]\nflavor = \"k3d\"\n") ==
+        "t.toml:2:10: unknown flavor 'k3d' for component 'o'; valid flavors: local_daemon, local_directory, command, my_cluster");
+
+  // A factory's own exception becomes a StackFileError at the component.
+  flavors.add("command", [](stackup::StackFileTable&) -> Cluster { throw stackup::Error("stackup: no commands here"); });
+  CHECK(flavors.names().size() == 4); // replaced, not added
+  CHECK(error("\n[components.j]\nflavor = \"command\"\n") == "t.toml:2:1: component 'j' (command): no commands here");
+  CHECK_THROWS_AS(flavors.add("", [](stackup::StackFileTable&) { return Cluster{}; }), stackup::Error);
+}
