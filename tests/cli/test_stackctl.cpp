@@ -1,6 +1,7 @@
 // The built stackctl demo, each command a separate process: golden transcripts
 // (timings, pids, ports and paths masked), bad input, state found on disk by
-// later processes, a daemon killed behind the stack's back, and no daemon left.
+// later processes, a daemon killed behind the stack's back, Ctrl-C and SIGTERM
+// during up and down, and no daemon left.
 //
 // Regenerate the golden files after reviewing a change of output:
 //   STACKCTL_UPDATE_GOLDEN=1 ./stackctl_tests
@@ -41,6 +42,7 @@ namespace {
 struct Result {
   int code = -1;
   std::string out, err; // with `merge`, everything is in `out`
+  bool signaled = false; // killed by a signal (code: 128 + the signal), not exited
 };
 
 // Runs argv as a child process with extra environment variables, in `cwd`,
@@ -522,6 +524,278 @@ TEST_CASE("a daemon that cannot start: exit 1, the error and its cause, rolled b
   CHECK(contains(r.err, "cannot listen on 127.0.0.1:" + std::to_string(box.port + 1))); // from the daemon's log
   CHECK(contains(r.err, "rollback: undid the "));
   CHECK(contains(r.out, "orchestrator 'scheduler' suspended (rollback)"));
+  CHECK(box.daemons().empty());
+  CHECK(box.state_empty());
+}
+
+// ---- Ctrl-C and SIGTERM: the demo stops, rolls back, reports and exits 128 + signal ----
+
+namespace {
+
+// A stand-in for demo_server (STACKCTL_SERVER): a shell script that plays each
+// daemon (by its --name) as asked:
+//   real         the demo server itself
+//   never_ready  says so, then never listens (SIGTERM ends it)
+//   slow_stop    the demo server in the background, and a SIGTERM that is
+//                logged and ignored (stackup kills it after stop_timeout, 5 s)
+// Its command line names the sandbox, so Sweep finds what it leaves.
+fs::path server_script(const Sandbox& box, const std::string& scheduler, const std::string& deployer) {
+  const fs::path script = box.dir / "server.sh";
+  std::ofstream out(script, std::ios::binary | std::ios::trunc);
+  out << "#!/bin/sh\n"
+         "case \"$2\" in\n"
+         "  scheduler) mode=" << scheduler << " ;;\n"
+         "  *) mode=" << deployer << " ;;\n"
+         "esac\n"
+         "case \"$mode\" in\n"
+         "real)\n"
+         "  exec '" DEMO_SERVER_PATH "' \"$@\" ;;\n"
+         "never_ready)\n"
+         "  echo \"never_ready: pid $$, not listening\"\n"
+         "  while :; do sleep 1; done ;;\n"
+         "slow_stop)\n"
+         "  trap 'echo \"slow_stop: got SIGTERM, ignoring it\"' TERM\n"
+         "  '" DEMO_SERVER_PATH "' \"$@\" &\n"
+         "  echo \"slow_stop: pid $$\"\n"
+         "  while :; do sleep 1 & wait $!; done ;;\n"
+         "esac\n";
+  out.close();
+  REQUIRE(out.good());
+  fs::permissions(script, fs::perms::owner_all);
+  return script;
+}
+
+// Kills, on the way out, every process whose command line names `dir` (what a
+// failing test may leave: the scripts above and their servers).
+struct Sweep {
+  fs::path dir;
+  ~Sweep() {
+    for (int round = 0; round < 100; ++round) {
+      std::vector<pid_t> found;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator("/proc", ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+        const auto pid = static_cast<pid_t>(std::stol(name));
+        if (pid != ::getpid() && contains(read_file(e.path() / "cmdline"), dir.string()) && alive(pid))
+          found.push_back(pid);
+      }
+      if (found.empty()) return;
+      if (round == 0) FAIL_CHECK(found.size() << " process(es) of the test's scripts left running; killing them");
+      for (pid_t pid : found) ::kill(pid, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+};
+
+// Polls `done` every 2 ms; false after two minutes (a ceiling for a loaded
+// machine, not a timing assertion).
+template <class F> bool eventually(F done) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// The pid a script wrote after `marker` ("never_ready: pid 123, ...") in a log, or 0.
+pid_t logged_pid(const fs::path& log, const std::string& marker) {
+  const std::string text = read_file(log);
+  const auto at = text.find(marker);
+  return at == std::string::npos ? 0 : static_cast<pid_t>(std::atol(text.c_str() + at + marker.size()));
+}
+
+// One stackctl in the background of the test, its output going to files, so
+// that the test can signal it while it runs.
+class Background {
+public:
+  Background(const Sandbox& box, const std::vector<std::string>& words,
+             const std::vector<std::pair<std::string, std::string>>& env)
+      : out_(box.dir / "background.out"), err_(box.dir / "background.err") {
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (out < 0 || err < 0) ::_exit(126);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      for (const char* name : {"STACKCTL_STATE_DIR", "STACKCTL_PORT_BASE", "STACKCTL_SERVER", "STACKCTL", "NO_COLOR"})
+        ::unsetenv(name);
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      if (::chdir(box.dir.c_str()) != 0) ::_exit(126);
+      std::vector<std::string> argv{STACKCTL_PATH};
+      argv.insert(argv.end(), words.begin(), words.end());
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Background() {
+    if (pid_ > 0) { // a test that failed before waiting for it
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+  void signal(int sig) const { REQUIRE(::kill(pid_, sig) == 0); }
+  // Not ended yet (looked at without reaping it).
+  [[nodiscard]] bool running() const {
+    siginfo_t si{};
+    return pid_ > 0 && ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+  }
+
+  // Waits for it to end (killed after two minutes: a guard, not an assertion on time).
+  Result finish() {
+    Result r;
+    int status = 0;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > end) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        FAIL_CHECK("stackctl did not finish");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pid_ = -1;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.signaled = WIFSIGNALED(status);
+    r.out = read_file(out_);
+    r.err = read_file(err_);
+    return r;
+  }
+
+private:
+  fs::path out_, err_;
+  pid_t pid_ = -1;
+};
+
+std::vector<std::pair<std::string, std::string>> with_server(const Sandbox& box, const fs::path& script) {
+  auto env = box.env();
+  env.emplace_back("STACKCTL_SERVER", script.string());
+  return env;
+}
+
+} // namespace
+
+TEST_CASE("SIGINT or SIGTERM during stack up: the daemon being started is stopped, the rollback undoes the command, "
+          "exit 130 or 143") {
+  for (const int sig : {SIGINT, SIGTERM}) {
+    CAPTURE(sig);
+    Sandbox box;
+    Sweep sweep{box.dir};
+    const fs::path script = server_script(box, "real", "never_ready");
+    const fs::path deployer_log = box.state / "model_deployer" / "daemon.log";
+    Background ctl(box, {"stack", "up"}, with_server(box, script));
+    // The deployer is being started: its process runs and stackctl waits for it to be ready.
+    REQUIRE(eventually([&] { return logged_pid(deployer_log, "never_ready: pid ") > 0 || !ctl.running(); }));
+    const pid_t deployer = logged_pid(deployer_log, "never_ready: pid ");
+    REQUIRE(deployer > 0);
+    const pid_t orchestrator = daemon_pid(box.port);
+    CHECK(orchestrator > 0);
+    ctl.signal(sig);
+    const Result r = ctl.finish();
+    INFO(r.out);
+    INFO(r.err);
+    CHECK_FALSE(r.signaled); // it handled the signal and exited
+    CHECK(r.code == 128 + sig);
+    CHECK(contains(r.err, sig == SIGINT ? "error: stack up interrupted (SIGINT)\n" : "error: stack up interrupted (SIGTERM)\n"));
+    CHECK(contains(r.err, "local_daemon 'deployer' (model_deployer) was stopped before it was ready: a stop was requested"));
+    CHECK(contains(r.err, "rollback: undid the "));
+    CHECK(contains(r.err, "the stack is as it was before"));
+    CHECK(contains(r.out, "orchestrator 'scheduler' suspended (rollback)"));
+    CHECK(contains(r.out, "model_deployer 'deployer' deprovisioned (rollback)"));
+    CHECK_FALSE(contains(r.out, "experiment_tracker 'tracker' resum")); // nothing started after the signal
+    // Neither the daemon being started nor the one started before it is left.
+    wait_gone(deployer);
+    CHECK_FALSE(alive(deployer));
+    if (orchestrator > 0) CHECK_FALSE(alive(orchestrator));
+    CHECK(box.daemons().empty());
+    CHECK(box.state_empty());
+  }
+}
+
+TEST_CASE("a second SIGINT during a slow rollback ends stackctl at once; stack down --force cleans up") {
+  Sandbox box;
+  Sweep sweep{box.dir};
+  const fs::path script = server_script(box, "slow_stop", "never_ready");
+  const fs::path orchestrator_log = box.state / "orchestrator" / "daemon.log";
+  const fs::path deployer_log = box.state / "model_deployer" / "daemon.log";
+  Background ctl(box, {"stack", "up"}, with_server(box, script));
+  REQUIRE(eventually([&] { return logged_pid(deployer_log, "never_ready: pid ") > 0 || !ctl.running(); }));
+  const pid_t scheduler = logged_pid(orchestrator_log, "slow_stop: pid ");
+  REQUIRE(scheduler > 0);
+  ctl.signal(SIGINT);
+  // The rollback is stopping the orchestrator, which ignores SIGTERM: stackctl
+  // would wait 5 s before killing it. The second Ctrl-C does not wait.
+  REQUIRE(eventually([&] { return contains(read_file(orchestrator_log), "slow_stop: got SIGTERM") || !ctl.running(); }));
+  REQUIRE(ctl.running());
+  ctl.signal(SIGINT);
+  const Result r = ctl.finish();
+  INFO(r.out);
+  INFO(r.err);
+  CHECK_FALSE(r.signaled);
+  CHECK(r.code == 130);
+  CHECK(contains(r.err, "stackctl: interrupted again: stopped at once; the stack may be partly up: "
+                        "'stackctl stack down --force' cleans it up\n"));
+  CHECK_FALSE(contains(r.err, "rollback: undid")); // it did not finish the rollback
+  CHECK(alive(scheduler));                         // ... so the orchestrator is still there
+
+  const Result down = box.ctl({"stack", "down", "--force"});
+  INFO(down.out);
+  INFO(down.err);
+  CHECK(down.code == 0);
+  wait_gone(scheduler);
+  CHECK_FALSE(alive(scheduler));
+  CHECK(box.daemons().empty());
+  CHECK(box.state_empty());
+}
+
+TEST_CASE("SIGINT during stack down: the component in flight finishes, the rest is left as it was and named, exit 130") {
+  Sandbox box;
+  Sweep sweep{box.dir};
+  const fs::path script = server_script(box, "real", "slow_stop");
+  const auto env = with_server(box, script);
+  const Result up = spawn({STACKCTL_PATH, "stack", "up"}, env, box.dir);
+  INFO(up.out);
+  INFO(up.err);
+  REQUIRE(up.code == 0);
+  const pid_t orchestrator = daemon_pid(box.port);
+  REQUIRE(orchestrator > 0);
+  const fs::path deployer_log = box.state / "model_deployer" / "daemon.log";
+  const pid_t deployer = logged_pid(deployer_log, "slow_stop: pid ");
+  REQUIRE(deployer > 0);
+
+  Background ctl(box, {"stack", "down"}, env);
+  // The deployer is being stopped (it ignores SIGTERM; stackctl kills it after 5 s).
+  REQUIRE(eventually([&] { return contains(read_file(deployer_log), "slow_stop: got SIGTERM") || !ctl.running(); }));
+  REQUIRE(ctl.running());
+  ctl.signal(SIGINT);
+  const Result r = ctl.finish();
+  INFO(r.out);
+  INFO(r.err);
+  CHECK_FALSE(r.signaled);
+  CHECK(r.code == 130);
+  CHECK(contains(r.err, "error: stack down interrupted (SIGINT)\n"));
+  CHECK(contains(r.err, "left as they were: orchestrator, artifact_store"));
+  CHECK(contains(r.out, "experiment_tracker 'tracker' suspended"));
+  CHECK(contains(r.out, "model_deployer 'deployer' suspended")); // the one in flight finished
+  CHECK_FALSE(contains(r.out, "orchestrator 'scheduler' suspend"));
+  CHECK_FALSE(alive(deployer));
+  CHECK(daemon_pid(box.port) == orchestrator); // left running
+  const Result status = box.ctl({"stack", "status"});
+  CHECK(contains(status.out, "stack 'local': 2 of 4 running, 4 provisioned"));
+
+  const Result down = box.ctl({"stack", "down", "--force"});
+  CHECK(down.code == 0);
+  wait_gone(orchestrator);
   CHECK(box.daemons().empty());
   CHECK(box.state_empty());
 }
