@@ -814,3 +814,35 @@ TEST_CASE("stop: cli::run gives the host its own SIGINT and SIGTERM handlers bac
     fs::remove(dir.path / "job.pid", ec);
   }
 }
+
+TEST_CASE("cli::run leaves a signal the host ignores ignored: SIGINT to a background job does not stop its up") {
+  const auto dir = std::filesystem::temp_directory_path() / ("stackup-stop-ignored-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto pid_file = dir / "job.pid";
+  const auto out_file = dir / "out.txt";
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::signal(SIGINT, SIG_IGN); // as a shell starts a background job
+    std::vector<stackup::AnyComponent> parts;
+    parts.emplace_back("job", stackup::Command{{.provision = "echo $$ > job.pid; sleep 1; touch job.done", .is_provisioned = "test -f job.done", .working_dir = dir}});
+    stackup::DynamicStack s{"ignored", std::move(parts)};
+    std::ofstream out(out_file);
+    std::vector<std::string_view> words{"stack", "up"};
+    const int code = stackup::cli::run(s, std::span<const std::string_view>(words), out, out, {.program = "ctl"});
+    out.flush();
+    ::_exit(code);
+  }
+  for (int i = 0; i < 3000 && !std::filesystem::exists(pid_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(std::filesystem::exists(pid_file));
+  REQUIRE(::kill(child, SIGINT) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0); // not 130: the up went on
+  std::ifstream in(out_file);
+  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(out.find("stack 'ignored' is up") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}

@@ -188,7 +188,9 @@ public:
     sigemptyset(&sa.sa_mask);
     sigaddset(&sa.sa_mask, SIGINT);
     sigaddset(&sa.sa_mask, SIGTERM);
-    installed_ = ::sigaction(SIGINT, &sa, &host_int_) == 0 && ::sigaction(SIGTERM, &sa, &host_term_) == 0;
+    // A signal the host ignores (a background job in a script) stays ignored.
+    installed_int_ = take(SIGINT, sa, host_int_);
+    installed_term_ = take(SIGTERM, sa, host_term_);
     watcher_ = std::jthread([this] {
       char byte = 0;
       ssize_t n = 0;
@@ -199,10 +201,8 @@ public:
   }
   ~Interrupts() {
     if (fds_[0] < 0) return;
-    if (installed_) {
-      ::sigaction(SIGINT, &host_int_, nullptr);
-      ::sigaction(SIGTERM, &host_term_, nullptr);
-    }
+    if (installed_int_) ::sigaction(SIGINT, &host_int_, nullptr);
+    if (installed_term_) ::sigaction(SIGTERM, &host_term_, nullptr);
     SignalState::wake = -1;
     ::close(fds_[1]); // the watcher's read ends
     watcher_.join();
@@ -216,8 +216,13 @@ public:
   [[nodiscard]] static int signal() noexcept { return SignalState::caught; }
 
 private:
+  static bool take(int sig, const struct sigaction& ours, struct sigaction& host) {
+    if (::sigaction(sig, nullptr, &host) != 0 || host.sa_handler == SIG_IGN) return false;
+    return ::sigaction(sig, &ours, nullptr) == 0;
+  }
+
   int fds_[2]{-1, -1};
-  bool installed_ = false;
+  bool installed_int_ = false, installed_term_ = false;
   struct sigaction host_int_ {}, host_term_ {};
   std::stop_source source_;
   std::jthread watcher_;

@@ -18,7 +18,9 @@ struct UpOptions {
   /// When a stop is requested: no further action starts, stackup's own waits
   /// (readiness, commands) give up, and what this call did is rolled back as for
   /// a failure (unless `.rollback = false`); the failure's cause is an
-  /// InterruptedError. Null (the default): nothing is checked, nothing is paid.
+  /// InterruptedError. An action already running when the stop comes may finish:
+  /// if it was the last one, up has succeeded. Null (the default): nothing is
+  /// checked, nothing is paid.
   const std::stop_token* stop = nullptr;
 };
 /// Options of `down`. Members in this order, for designated initialisers.
