@@ -491,7 +491,7 @@ TEST_CASE_TEMPLATE("stop: in parallel mode no step starts after the request, and
 
     const auto e = transition_error([&] { s.up({.parallel = true, .stop = &token}); });
     stopper.finish();
-    Calls first_two(control.calls.begin(), control.calls.begin() + std::min<std::size_t>(2, control.calls.size()));
+    Calls first_two(control.calls.begin(), control.calls.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(2, control.calls.size())));
     std::sort(first_two.begin(), first_two.end());
     CHECK(first_two == Calls{"provision p", "provision q"});
     if (mode == Control::Mode::ignore) {
