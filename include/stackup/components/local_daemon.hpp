@@ -531,7 +531,9 @@ private:
           st.st_size == 0)
         continue;
       if (n == marker_tmp) continue;
-      found = Owner::foreign;
+      // Another process may have claimed it since the marker was looked for
+      // (it writes the marker first, then everything else): look again.
+      found = px::has_marker(dir, marker) ? Owner::ours : Owner::foreign;
       break;
     }
     ::closedir(entries);
