@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # stackup's reliability checks, the ones a user does not run every day:
 #
-#   asan      the full test suite (unit tests, the stackctl demo tests, crash and
+#   asan      the full test suite (unit tests, the demo_stack demo tests, crash and
 #             concurrency tests) built with AddressSanitizer + UndefinedBehavior-
 #             Sanitizer; any report, from any process (daemons included), fails
 #   tsan      the parallel and multi-process tests under ThreadSanitizer: the
 #             parallel, fault-injection, events, stop and run-time stack suites
 #             (both kinds of stack), LocalDaemon's concurrent up, LocalDirectory's
-#             racing threads and processes, and concurrent stackctl processes
+#             racing threads and processes, and concurrent demo_stack processes
 #   valgrind  the core tests under valgrind --error-exitcode=1 --leak-check=full
 #   fuzz      every libFuzzer target in tests/fuzz for FUZZ_SECONDS each; any
 #             crash, leak or hang fails
@@ -103,7 +103,7 @@ part_asan() {
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_COMPILER="$cxx" \
     -DCMAKE_CXX_FLAGS="$san -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1" \
     -DCMAKE_EXE_LINKER_FLAGS="$san" -DSTACKUP_BUILD_BENCHMARKS=OFF || return 1
-  cmake --build "$dir" -j "$jobs" --target stackup_tests stackctl_tests custom_component dynamic_stack || return 1
+  cmake --build "$dir" -j "$jobs" --target stackup_tests demo_stack_tests custom_component dynamic_stack || return 1
   rm -rf "$reports" && mkdir -p "$reports"
   # Compile-only checks (compile-fail, headers, consumers, single header) have
   # nothing to sanitize; everything that runs code is here.
@@ -129,15 +129,15 @@ part_tsan() {
     [ -f "$root/tests/$src.cpp" ] && sources+=("$root/tests/$src.cpp")
   done
   build_program "$dir/stackup_tests" "$flags $defs" "${sources[@]}" || return 1
-  build_program "$dir/stackctl" "$flags" "$root/examples/stackctl/stackctl.cpp" || return 1
-  build_program "$dir/demo_server" "$flags" "$root/examples/stackctl/demo_server.cpp" || return 1
+  build_program "$dir/demo_stack" "$flags" "$root/examples/demo_stack/demo_stack.cpp" || return 1
+  build_program "$dir/demo_server" "$flags" "$root/examples/demo_stack/demo_server.cpp" || return 1
   rm -rf "$reports" && mkdir -p "$reports"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan"
   local status=0
   # Skipped under ThreadSanitizer only (an open defect): there, what a daemon left
   # in its session is not found by the next down --force; every other build runs it.
   "$dir/stackup_tests" --no-version --test-case-exclude='*what an exited daemon left in its session*' || status=1
-  python3 "$root/tests/reliability/stackctl_reliability.py" --stackctl "$dir/stackctl" \
+  python3 "$root/tests/reliability/demo_stack_reliability.py" --demo-stack "$dir/demo_stack" \
     --demo-server "$dir/demo_server" || status=1
   unset TSAN_OPTIONS
   no_reports "$reports" || status=1

@@ -1,16 +1,16 @@
-// stackctl: a real local stack driven by ZenML's command line.
+// demo_stack: a real local stack driven by ZenML's command line.
 //
-//   stackctl [--state-dir DIR] stack up | stack down [--force] | stack status
-//   stackctl [--state-dir DIR] <role> up | down [--force] | status | logs [--tail N]
+//   demo_stack [--state-dir DIR] stack up | stack down [--force] | stack status
+//   demo_stack [--state-dir DIR] <role> up | down [--force] | status | logs [--tail N]
 //
 // The stack, all on loopback, with its state under ./.stackup-demo (or
-// --state-dir DIR, or $STACKCTL_STATE_DIR):
+// --state-dir DIR, or $DEMO_STACK_STATE_DIR):
 //   artifact_store      LocalDirectory  <state>/artifacts
 //   orchestrator        LocalDaemon     demo_server on 127.0.0.1:18731, ready when GET /health answers
 //   model_deployer      LocalDaemon     demo_server on 127.0.0.1:18732, serving the artifacts;
 //                                       depends on artifact_store and orchestrator
 //   experiment_tracker  Command         files made and removed by shell commands
-// Ports: $STACKCTL_PORT_BASE and the next one (default 18731). Every run is a
+// Ports: $DEMO_STACK_PORT_BASE and the next one (default 18731). Every run is a
 // new process that finds the stack's state on disk.
 #include <stackup/stackup.hpp>
 
@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view usage_hint = "run 'stackctl --help' for the commands";
+constexpr std::string_view usage_hint = "run 'demo_stack --help' for the commands";
 
 // A model deployer is a daemon that needs the artifacts and the orchestrator:
 // the role's daemon type, plus its dependencies.
@@ -37,12 +37,12 @@ struct ModelDeployer : stackup::LocalDaemon<"model_deployer"> {
   static constexpr std::string_view depends_on[] = {stackup::roles::artifact_store, stackup::roles::orchestrator};
 };
 
-// The demo_server built next to this program (or $STACKCTL_SERVER).
+// The demo_server built next to this program (or $DEMO_STACK_SERVER).
 fs::path server_program(const char* argv0) {
-  if (const char* s = std::getenv("STACKCTL_SERVER"); s != nullptr && *s != '\0') return fs::absolute(s);
+  if (const char* s = std::getenv("DEMO_STACK_SERVER"); s != nullptr && *s != '\0') return fs::absolute(s);
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec); // Linux; elsewhere fall back to argv[0]
-  if (ec) self = fs::absolute(argv0 != nullptr ? argv0 : "stackctl");
+  if (ec) self = fs::absolute(argv0 != nullptr ? argv0 : "demo_stack");
   return self.parent_path() / "demo_server";
 }
 
@@ -52,10 +52,10 @@ struct Settings {
   std::vector<std::string_view> words; // the command, for cli::run
 };
 
-// Parses stackctl's own options (before the command) and environment.
+// Parses demo_stack's own options (before the command) and environment.
 // Returns an error message, or empty when `s` is complete.
 std::string settings(int argc, char** argv, Settings& s) {
-  const char* env_state = std::getenv("STACKCTL_STATE_DIR");
+  const char* env_state = std::getenv("DEMO_STACK_STATE_DIR");
   std::string state = env_state != nullptr && *env_state != '\0' ? env_state : ".stackup-demo";
   int i = 1;
   for (; i < argc && argv[i] != nullptr; ++i) {
@@ -76,12 +76,12 @@ std::string settings(int argc, char** argv, Settings& s) {
   s.state = fs::absolute(state, ec);
   if (ec) return "cannot use state directory '" + state + "': " + ec.message();
 
-  if (const char* base = std::getenv("STACKCTL_PORT_BASE"); base != nullptr && *base != '\0') {
+  if (const char* base = std::getenv("DEMO_STACK_PORT_BASE"); base != nullptr && *base != '\0') {
     const std::string_view v = base;
     unsigned p = 0;
     const auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), p);
     if (err != std::errc{} || end != v.data() + v.size() || p < 1024 || p > 65534)
-      return "STACKCTL_PORT_BASE must be a port from 1024 to 65534 (the demo uses it and the next one), not '" +
+      return "DEMO_STACK_PORT_BASE must be a port from 1024 to 65534 (the demo uses it and the next one), not '" +
              std::string(v) + "'";
     s.port_base = p;
   }
@@ -139,11 +139,11 @@ int main(int argc, char** argv) {
         }},
     };
     return stackup::cli::run(stack, std::span<const std::string_view>(s.words), std::cout, std::cerr,
-                             {.program = "stackctl",
+                             {.program = "demo_stack",
                               .host_synopsis = "[--state-dir DIR]",
                               .host_help = "  --state-dir DIR  where the demo keeps its state, given before the command\n"
-                                           "                   (default: $STACKCTL_STATE_DIR, else ./.stackup-demo)\n"
-                                           "environment: STACKCTL_PORT_BASE (default 18731) is the orchestrator's port;\n"
+                                           "                   (default: $DEMO_STACK_STATE_DIR, else ./.stackup-demo)\n"
+                                           "environment: DEMO_STACK_PORT_BASE (default 18731) is the orchestrator's port;\n"
                                            "             the model deployer uses the next one\n"});
   } catch (const std::exception& e) {
     std::cerr << "error: cannot set up the demo stack: " << e.what() << '\n';

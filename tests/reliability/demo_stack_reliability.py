@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Crash recovery and cross-process concurrency of the stackctl demo.
+"""Crash recovery and cross-process concurrency of the demo_stack demo.
 
-Every stackctl run is a separate process, as a user's would be:
+Every demo_stack run is a separate process, as a user's would be:
 
   crash-up     SIGKILL `stack up` while a slow daemon is starting (after the
                orchestrator is up); `stack status` must tell the truth, `stack
@@ -23,13 +23,13 @@ Every stackctl run is a separate process, as a user's would be:
                --force` removes it; so does a `down --force` killed with
                SIGKILL while it removes the contents.
 
-The daemons run through a small wrapper (STACKCTL_SERVER) around demo_server
+The daemons run through a small wrapper (DEMO_STACK_SERVER) around demo_server
 that can hold a daemon before it starts serving, or hold its exit after SIGTERM,
 until the driver says so: the driver waits for conditions, never for a time.
 Every process the test starts carries a token in its environment; whatever
 happens, all of them are killed at the end.
 
-usage: stackctl_reliability.py --stackctl PATH --demo-server PATH [SCENARIO...]
+usage: demo_stack_reliability.py --demo-stack PATH --demo-server PATH [SCENARIO...]
 Exit status 0 when every check passed, 1 otherwise.
 """
 
@@ -45,7 +45,7 @@ import time
 import uuid
 
 ROLES = ["artifact_store", "orchestrator", "model_deployer", "experiment_tracker"]
-# A ceiling for one stackctl run or one awaited condition: it only stops a hung
+# A ceiling for one demo_stack run or one awaited condition: it only stops a hung
 # test; nothing is asserted about how long anything takes.
 CEILING = float(os.environ.get("RELIABILITY_CEILING", "120"))
 # Files put in the artifact store before it is removed, so that removal takes long enough to race.
@@ -139,8 +139,8 @@ def session_leader(pid):
 class Env:
     """One scenario's world: a temp dir, a state dir, ports, a token, the wrapper."""
 
-    def __init__(self, stackctl, demo_server):
-        self.stackctl = stackctl
+    def __init__(self, demo_stack, demo_server):
+        self.demo_stack = demo_stack
         self.tmp = tempfile.mkdtemp(prefix="stackup-reliability-")
         self.state = os.path.join(self.tmp, "state")
         self.gate = os.path.join(self.tmp, "gate")
@@ -153,9 +153,9 @@ class Env:
         os.chmod(self.wrapper, 0o755)
         self.base_env = dict(os.environ)
         self.base_env.update({
-            "STACKCTL_STATE_DIR": self.state,
-            "STACKCTL_PORT_BASE": str(self.port),
-            "STACKCTL_SERVER": self.wrapper,
+            "DEMO_STACK_STATE_DIR": self.state,
+            "DEMO_STACK_PORT_BASE": str(self.port),
+            "DEMO_STACK_SERVER": self.wrapper,
             "DEMO_SERVER": demo_server,
             "GATE_DIR": self.gate,
             "STACKUP_RELIABILITY_TOKEN": self.token,
@@ -168,7 +168,7 @@ class Env:
         return e
 
     def start(self, *args, slow="none"):
-        return subprocess.Popen([self.stackctl, *args], env=self.env(slow), stdout=subprocess.PIPE,
+        return subprocess.Popen([self.demo_stack, *args], env=self.env(slow), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
     def run(self, *args, slow="none"):
@@ -295,9 +295,9 @@ def scenario_crash_up(env):
         return
     p.send_signal(signal.SIGKILL)
     p.communicate()
-    check(p.returncode == -signal.SIGKILL, f"{what}: stackctl was killed by SIGKILL")
+    check(p.returncode == -signal.SIGKILL, f"{what}: demo_stack was killed by SIGKILL")
 
-    # The truth, seen independently of stackctl.
+    # The truth, seen independently of demo_stack.
     orchestrator = env.pid_file("orchestrator")
     deployer = env.pid_file("model_deployer")
     check(orchestrator is not None and alive(orchestrator) and port_answers(env.port),
@@ -331,7 +331,7 @@ def scenario_crash_down(env):
         return
     p.send_signal(signal.SIGKILL)
     p.communicate()
-    check(p.returncode == -signal.SIGKILL, f"{what}: stackctl was killed by SIGKILL")
+    check(p.returncode == -signal.SIGKILL, f"{what}: demo_stack was killed by SIGKILL")
 
     check(alive(orchestrator) and port_answers(env.port), f"{what}: the orchestrator still runs")
     check(alive(deployer) and not port_answers(env.port + 1),
@@ -518,7 +518,7 @@ def scenario_directory(env, rounds=int(os.environ.get("RELIABILITY_DIRECTORY_ROU
             if p.returncode == -signal.SIGKILL:
                 killed = True
                 break
-        if check(killed, f"{what}: stackctl was killed by SIGKILL while it removed the contents"):
+        if check(killed, f"{what}: demo_stack was killed by SIGKILL while it removed the contents"):
             check(marked(aside), f"{what}: the contents moved aside keep the marker", repr(env.state_entries()[:5]))
             status_is_truthful(env, what, {"artifact_store": "running", "orchestrator": "deprovisioned",
                                                   "model_deployer": "deprovisioned",
@@ -552,7 +552,7 @@ SCENARIOS = {"crash-up": scenario_crash_up, "crash-down": scenario_crash_down, "
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stackctl", required=True)
+    parser.add_argument("--demo-stack", required=True)
     parser.add_argument("--demo-server", required=True)
     parser.add_argument("scenarios", nargs="*", help="any of: " + ", ".join(SCENARIOS) + " (default: all)")
     args = parser.parse_args()
@@ -560,7 +560,7 @@ def main():
     if unknown:
         parser.error("unknown scenario(s): " + ", ".join(unknown) + "; choose from " + ", ".join(SCENARIOS))
     for name in args.scenarios or list(SCENARIOS):
-        env = Env(os.path.abspath(args.stackctl), os.path.abspath(args.demo_server))
+        env = Env(os.path.abspath(args.demo_stack), os.path.abspath(args.demo_server))
         print(f"== {name}  (state {env.state}, ports {env.port}-{env.port + 1})")
         try:
             SCENARIOS[name](env)

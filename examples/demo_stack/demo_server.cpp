@@ -1,4 +1,4 @@
-// demo_server: the small HTTP server that the stackctl demo runs as its
+// demo_server: the small HTTP server that the demo_stack demo runs as its
 // orchestrator and model deployer daemons. Loopback only.
 //
 //   demo_server --name NAME --port PORT [--files DIR]
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::bind(server, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     die("cannot listen on 127.0.0.1:" + std::to_string(c.port) + ": " + std::strerror(errno) +
-        " (another program uses this port? choose other ports with STACKCTL_PORT_BASE)");
+        " (another program uses this port? choose other ports with DEMO_STACK_PORT_BASE)");
   if (::listen(server, 64) != 0) die(std::string("listen: ") + std::strerror(errno));
   std::printf("%s: listening on http://127.0.0.1:%u\n", c.name.c_str(), static_cast<unsigned>(c.port));
   std::fflush(stdout);

@@ -1,10 +1,10 @@
-// The built stackctl demo, each command a separate process: golden transcripts
+// The built demo_stack demo, each command a separate process: golden transcripts
 // (timings, pids, ports and paths masked), bad input, state found on disk by
 // later processes, a daemon killed behind the stack's back, Ctrl-C and SIGTERM
 // during up and down, and no daemon left.
 //
 // Regenerate the golden files after reviewing a change of output:
-//   STACKCTL_UPDATE_GOLDEN=1 ./stackctl_tests
+//   DEMO_STACK_UPDATE_GOLDEN=1 ./demo_stack_tests
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -60,7 +60,7 @@ Result spawn(const std::vector<std::string>& argv, const std::vector<std::pair<s
     ::dup2(merge ? out_pipe[1] : err_pipe[1], 2);
     // Only what the test gives: nothing from the caller's environment may move
     // the state or the ports of a test (or colour its output).
-    for (const char* name : {"STACKCTL_STATE_DIR", "STACKCTL_PORT_BASE", "STACKCTL_SERVER", "STACKCTL", "NO_COLOR"})
+    for (const char* name : {"DEMO_STACK_STATE_DIR", "DEMO_STACK_PORT_BASE", "DEMO_STACK_SERVER", "DEMO_STACK", "NO_COLOR"})
       ::unsetenv(name);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
@@ -235,7 +235,7 @@ struct Sandbox {
   unsigned port = 0;
 
   Sandbox() {
-    std::string tmpl = (fs::temp_directory_path() / "stackctl-test-XXXXXX").string();
+    std::string tmpl = (fs::temp_directory_path() / "demo_stack-test-XXXXXX").string();
     REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
     dir = tmpl;
     state = dir / "state";
@@ -257,10 +257,10 @@ struct Sandbox {
   Sandbox& operator=(const Sandbox&) = delete;
 
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> env() const {
-    return {{"STACKCTL_STATE_DIR", state.string()}, {"STACKCTL_PORT_BASE", std::to_string(port)}};
+    return {{"DEMO_STACK_STATE_DIR", state.string()}, {"DEMO_STACK_PORT_BASE", std::to_string(port)}};
   }
   Result ctl(const std::vector<std::string>& words, bool merge = false) const {
-    std::vector<std::string> argv{STACKCTL_PATH};
+    std::vector<std::string> argv{DEMO_STACK_PATH};
     argv.insert(argv.end(), words.begin(), words.end());
     return spawn(argv, env(), dir, merge);
   }
@@ -288,7 +288,7 @@ struct Sandbox {
   std::string transcript(const std::vector<std::vector<std::string>>& commands) const {
     std::string t;
     for (const auto& words : commands) {
-      t += "$ stackctl";
+      t += "$ demo_stack";
       for (const auto& w : words) t += " " + (w.empty() ? std::string("''") : w);
       t += "\n";
       const Result r = ctl(words, true);
@@ -300,14 +300,14 @@ struct Sandbox {
 };
 
 void check_golden(const std::string& name, const std::string& actual) {
-  const fs::path file = fs::path(STACKCTL_GOLDEN_DIR) / (name + ".txt");
-  if (const char* update = std::getenv("STACKCTL_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
+  const fs::path file = fs::path(DEMO_STACK_GOLDEN_DIR) / (name + ".txt");
+  if (const char* update = std::getenv("DEMO_STACK_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
     fs::create_directories(file.parent_path());
     std::ofstream(file, std::ios::binary) << actual;
     MESSAGE("updated " << file.string());
     return;
   }
-  INFO("golden file " << file.string() << " (after reviewing the change, STACKCTL_UPDATE_GOLDEN=1 regenerates it)");
+  INFO("golden file " << file.string() << " (after reviewing the change, DEMO_STACK_UPDATE_GOLDEN=1 regenerates it)");
   REQUIRE(fs::exists(file));
   CHECK(read_file(file) == actual);
 }
@@ -319,8 +319,8 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 TEST_CASE("tour: the README's scripted tour, golden, ends with nothing running and an empty state directory") {
   Sandbox box;
   auto env = box.env();
-  env.emplace_back("STACKCTL", STACKCTL_PATH);
-  const Result r = spawn({"/bin/bash", STACKCTL_TOUR_PATH}, env, box.dir, true);
+  env.emplace_back("DEMO_STACK", DEMO_STACK_PATH);
+  const Result r = spawn({"/bin/bash", DEMO_STACK_TOUR_PATH}, env, box.dir, true);
   CHECK(r.code == 0);
   check_golden("tour", box.mask(r.out));
   CHECK(box.daemons().empty());
@@ -381,9 +381,9 @@ TEST_CASE("golden: bad input exits 2 with a helpful message and changes nothing"
   check_golden("usage", t);
   CHECK(!fs::exists(box.state));
 
-  const Result bad_port = spawn({STACKCTL_PATH, "stack", "up"}, {{"STACKCTL_PORT_BASE", "eighty"}}, box.dir);
+  const Result bad_port = spawn({DEMO_STACK_PATH, "stack", "up"}, {{"DEMO_STACK_PORT_BASE", "eighty"}}, box.dir);
   CHECK(bad_port.code == 2);
-  CHECK(contains(bad_port.err, "STACKCTL_PORT_BASE must be a port from 1024 to 65534"));
+  CHECK(contains(bad_port.err, "DEMO_STACK_PORT_BASE must be a port from 1024 to 65534"));
   CHECK(!fs::exists(box.dir / ".stackup-demo"));
 }
 
@@ -504,11 +504,11 @@ TEST_CASE("--state-dir DIR and --state-dir=DIR before the command; the environme
   CHECK(std::regex_search(r.out, std::regex(R"(artifact_store +artifacts +\S+ +running)")));
 
   // Relative to the current directory, default ./.stackup-demo.
-  r = spawn({STACKCTL_PATH, "artifact_store", "up"}, {}, box.dir);
+  r = spawn({DEMO_STACK_PATH, "artifact_store", "up"}, {}, box.dir);
   CHECK(r.code == 0);
   CHECK(fs::is_directory(box.dir / ".stackup-demo" / "artifacts"));
-  CHECK(spawn({STACKCTL_PATH, "artifact_store", "down", "--force"}, {}, box.dir).code == 0);
-  CHECK(spawn({STACKCTL_PATH, "--state-dir", other.string(), "stack", "down", "--force"}, {}, box.dir).code == 0);
+  CHECK(spawn({DEMO_STACK_PATH, "artifact_store", "down", "--force"}, {}, box.dir).code == 0);
+  CHECK(spawn({DEMO_STACK_PATH, "--state-dir", other.string(), "stack", "down", "--force"}, {}, box.dir).code == 0);
   CHECK(fs::is_empty(other));
   CHECK(fs::is_empty(box.dir / ".stackup-demo"));
 }
@@ -532,7 +532,7 @@ TEST_CASE("a daemon that cannot start: exit 1, the error and its cause, rolled b
 
 namespace {
 
-// A stand-in for demo_server (STACKCTL_SERVER): a shell script that plays each
+// A stand-in for demo_server (DEMO_STACK_SERVER): a shell script that plays each
 // daemon (by its --name) as asked:
 //   real         the demo server itself
 //   never_ready  says so, then never listens (SIGTERM ends it)
@@ -606,7 +606,7 @@ pid_t logged_pid(const fs::path& log, const std::string& marker) {
   return at == std::string::npos ? 0 : static_cast<pid_t>(std::atol(text.c_str() + at + marker.size()));
 }
 
-// One stackctl in the background of the test, its output going to files, so
+// One demo_stack in the background of the test, its output going to files, so
 // that the test can signal it while it runs.
 class Background {
 public:
@@ -621,11 +621,11 @@ public:
       if (out < 0 || err < 0) ::_exit(126);
       ::dup2(out, 1);
       ::dup2(err, 2);
-      for (const char* name : {"STACKCTL_STATE_DIR", "STACKCTL_PORT_BASE", "STACKCTL_SERVER", "STACKCTL", "NO_COLOR"})
+      for (const char* name : {"DEMO_STACK_STATE_DIR", "DEMO_STACK_PORT_BASE", "DEMO_STACK_SERVER", "DEMO_STACK", "NO_COLOR"})
         ::unsetenv(name);
       for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
       if (::chdir(box.dir.c_str()) != 0) ::_exit(126);
-      std::vector<std::string> argv{STACKCTL_PATH};
+      std::vector<std::string> argv{DEMO_STACK_PATH};
       argv.insert(argv.end(), words.begin(), words.end());
       std::vector<char*> args;
       for (auto& a : argv) args.push_back(a.data());
@@ -659,7 +659,7 @@ public:
       if (std::chrono::steady_clock::now() > end) {
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, &status, 0);
-        FAIL_CHECK("stackctl did not finish");
+        FAIL_CHECK("demo_stack did not finish");
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -679,7 +679,7 @@ private:
 
 std::vector<std::pair<std::string, std::string>> with_server(const Sandbox& box, const fs::path& script) {
   auto env = box.env();
-  env.emplace_back("STACKCTL_SERVER", script.string());
+  env.emplace_back("DEMO_STACK_SERVER", script.string());
   return env;
 }
 
@@ -694,7 +694,7 @@ TEST_CASE("SIGINT or SIGTERM during stack up: the daemon being started is stoppe
     const fs::path script = server_script(box, "real", "never_ready");
     const fs::path deployer_log = box.state / "model_deployer" / "daemon.log";
     Background ctl(box, {"stack", "up"}, with_server(box, script));
-    // The deployer is being started: its process runs and stackctl waits for it to be ready.
+    // The deployer is being started: its process runs and demo_stack waits for it to be ready.
     REQUIRE(eventually([&] { return logged_pid(deployer_log, "never_ready: pid ") > 0 || !ctl.running(); }));
     const pid_t deployer = logged_pid(deployer_log, "never_ready: pid ");
     REQUIRE(deployer > 0);
@@ -722,7 +722,7 @@ TEST_CASE("SIGINT or SIGTERM during stack up: the daemon being started is stoppe
   }
 }
 
-TEST_CASE("a second SIGINT during a slow rollback ends stackctl at once; stack down --force cleans up") {
+TEST_CASE("a second SIGINT during a slow rollback ends demo_stack at once; stack down --force cleans up") {
   Sandbox box;
   Sweep sweep{box.dir};
   const fs::path script = server_script(box, "slow_stop", "never_ready");
@@ -733,7 +733,7 @@ TEST_CASE("a second SIGINT during a slow rollback ends stackctl at once; stack d
   const pid_t scheduler = logged_pid(orchestrator_log, "slow_stop: pid ");
   REQUIRE(scheduler > 0);
   ctl.signal(SIGINT);
-  // The rollback is stopping the orchestrator, which ignores SIGTERM: stackctl
+  // The rollback is stopping the orchestrator, which ignores SIGTERM: demo_stack
   // would wait 5 s before killing it. The second Ctrl-C does not wait.
   REQUIRE(eventually([&] { return contains(read_file(orchestrator_log), "slow_stop: got SIGTERM") || !ctl.running(); }));
   REQUIRE(ctl.running());
@@ -743,8 +743,8 @@ TEST_CASE("a second SIGINT during a slow rollback ends stackctl at once; stack d
   INFO(r.err);
   CHECK_FALSE(r.signaled);
   CHECK(r.code == 130);
-  CHECK(contains(r.err, "stackctl: interrupted again: stopped at once; the stack may be partly up: "
-                        "'stackctl stack down --force' cleans it up\n"));
+  CHECK(contains(r.err, "demo_stack: interrupted again: stopped at once; the stack may be partly up: "
+                        "'demo_stack stack down --force' cleans it up\n"));
   CHECK_FALSE(contains(r.err, "rollback: undid")); // it did not finish the rollback
   CHECK(alive(scheduler));                         // ... so the orchestrator is still there
 
@@ -763,7 +763,7 @@ TEST_CASE("SIGINT during stack down: the component in flight finishes, the rest 
   Sweep sweep{box.dir};
   const fs::path script = server_script(box, "real", "slow_stop");
   const auto env = with_server(box, script);
-  const Result up = spawn({STACKCTL_PATH, "stack", "up"}, env, box.dir);
+  const Result up = spawn({DEMO_STACK_PATH, "stack", "up"}, env, box.dir);
   INFO(up.out);
   INFO(up.err);
   REQUIRE(up.code == 0);
@@ -774,7 +774,7 @@ TEST_CASE("SIGINT during stack down: the component in flight finishes, the rest 
   REQUIRE(deployer > 0);
 
   Background ctl(box, {"stack", "down"}, env);
-  // The deployer is being stopped (it ignores SIGTERM; stackctl kills it after 5 s).
+  // The deployer is being stopped (it ignores SIGTERM; demo_stack kills it after 5 s).
   REQUIRE(eventually([&] { return contains(read_file(deployer_log), "slow_stop: got SIGTERM") || !ctl.running(); }));
   REQUIRE(ctl.running());
   ctl.signal(SIGINT);
