@@ -266,6 +266,24 @@ TEST_CASE_TEMPLATE("cli: status works fully down and half up, and changes nothin
                  "orch  web   fake_daemon  running        pid 4242\n");
 }
 
+TEST_CASE_TEMPLATE("cli: status --json is the status as JSON, one object per component", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
+  f.world.states["orch"] = State::running;
+  auto r = f.run({"stack", "status", "--json"});
+  CHECK(r.code == 0);
+  CHECK(f.world.calls.empty());
+  CHECK(r.out == "[\n"
+                 "  {\"role\": \"store\", \"name\": \"store\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\"},\n"
+                 "  {\"role\": \"orch\", \"name\": \"web\", \"flavor\": \"fake_daemon\", \"state\": \"running\", \"detail\": \"pid 4242\"},\n"
+                 "  {\"role\": \"deployer\", \"name\": \"deployer\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\"},\n"
+                 "  {\"role\": \"tracker\", \"name\": \"tracker\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\"}\n"
+                 "]\n");
+  r = f.run({"orch", "status", "--json"});
+  CHECK(r.out == "[\n  {\"role\": \"orch\", \"name\": \"web\", \"flavor\": \"fake_daemon\", \"state\": \"running\", \"detail\": \"pid 4242\"}\n]\n");
+  CHECK(f.run({"stack", "up", "--json"}).code == 2);
+}
+
 TEST_CASE_TEMPLATE("cli: status reports a query that throws as a failure, exit 1", K, kinds::Typed, kinds::Dynamic) {
   Fixture<K> f;
   f.world.fail_query = "orch";
@@ -443,7 +461,7 @@ TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the 
       {{"stack", "down", "--bogus"}, "error: unknown option '--bogus' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
       {{"stack", "down", "-x"}, "error: unknown option '-x' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
       {{"stack", "down", "-fx"}, "error: unknown option '-x' for 'stack down'"},
-      {{"stack", "status", "-p"}, "error: unknown option '-p' for 'stack status'; valid options: none\n"},
+      {{"stack", "status", "-p"}, "error: unknown option '-p' for 'stack status'; valid options: --json\n"},
       {{"stack", "up", "now"}, "error: unexpected argument 'now' after 'stack up'\n"},
       {{"orch", "down", "--force", "extra"}, "error: unexpected argument 'extra' after 'orch down'\n"},
       {{"--bogus"}, "error: unknown option '--bogus'\n"},
@@ -454,7 +472,7 @@ TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the 
       {{"orch", "logs", "--tail="}, "not ''\n"},
       {{"orch", "logs", "--tail", "99999999999999999999999"}, "option '--tail' got '99999999999999999999999' lines: too large (at most 18446744073709551615)\n"},
       {{"orch", "logs", "--tail", "-1"}, "needs a whole number of lines (0 or more), not '-1'\n"},
-      {{"orch", "logs", "--force"}, "error: unknown option '--force' for 'orch logs'; valid options: --tail N (-n N)\n"},
+      {{"orch", "logs", "--force"}, "error: unknown option '--force' for 'orch logs'; valid options: --tail N (-n N), --follow\n"},
       {{"tracker", "logs"}, "error: tracker 'tracker' (custom) keeps no log; components with a log: orch, deployer\n"},
       {{"stack", "logs"}, "error: 'stack logs' is not a command"},
       {{""}, "error: unknown component role ''"},

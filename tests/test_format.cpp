@@ -54,3 +54,18 @@ TEST_CASE("format: console observer writes one line per event, plain when not a 
   CHECK(out.find("- a 'a' provisioning ...\n+ a 'a' provisioned  0.00s\n") == 0);
   CHECK(out.find("\x1b[") == std::string::npos);
 }
+
+TEST_CASE("status_json: one object per component, every string escaped, bytes that are not UTF-8 replaced") {
+  const stackup::ComponentStatus rows[] = {
+      {"cache", "redis", stackup::State::running, "local_daemon", "pid 7, port 6390"},
+      {"odd", "q\"b\\n\nt\tc\x01", stackup::State::suspended, "custom", "caf\xc3\xa9 \xff\xc3"},
+  };
+  CHECK(stackup::status_json(rows) ==
+        "[\n"
+        "  {\"role\": \"cache\", \"name\": \"redis\", \"flavor\": \"local_daemon\", \"state\": \"running\", "
+        "\"detail\": \"pid 7, port 6390\"},\n"
+        "  {\"role\": \"odd\", \"name\": \"q\\\"b\\\\n\\nt\\tc\\u0001\", \"flavor\": \"custom\", \"state\": "
+        "\"suspended\", \"detail\": \"caf\xc3\xa9 \\ufffd\\ufffd\"}\n"
+        "]\n");
+  CHECK(stackup::status_json({}) == "[]\n");
+}

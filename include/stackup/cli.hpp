@@ -19,6 +19,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace stackup::cli {
@@ -79,6 +81,8 @@ struct Command {
   bool force = false;
   bool parallel = false;
   bool rollback = true;
+  bool json = false;   // status: JSON instead of the table
+  bool follow = false; // logs: keep printing what is appended
   std::optional<std::size_t> tail;
 };
 
@@ -105,25 +109,29 @@ inline std::string seconds(std::chrono::nanoseconds d) {
 
 /// Writes the last `n` lines of `path` (all of it when `n` is empty) to `out`,
 /// reading backwards from the end so a large log costs only what is printed.
-inline void copy_tail(const std::filesystem::path& path, std::optional<std::size_t> n, std::ostream& out) {
+/// Returns the offset it read up to.
+inline std::uintmax_t copy_tail(const std::filesystem::path& path, std::optional<std::size_t> n, std::ostream& out) {
   // Only a regular file, not through a symlink: a FIFO in its place would block forever.
   std::error_code ec;
   if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec)))
     throw Error("cannot show " + path.string() + ": it is not a regular file (a symlink, a FIFO or a device?): remove it");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path.string());
+  char buf[1 << 16];
+  std::uintmax_t end = 0;
   if (!n) {
-    char buf[1 << 16];
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) out.write(buf, in.gcount());
-    return;
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+      out.write(buf, in.gcount());
+      end += static_cast<std::uintmax_t>(in.gcount());
+    }
+    return end;
   }
-  if (*n == 0) return;
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
+  if (*n == 0) return static_cast<std::uintmax_t>(size);
   std::streamoff start = 0, pos = size;
   std::size_t newlines = 0;
   bool found = false;
-  char buf[1 << 16];
   while (pos > 0 && !found) {
     const std::streamoff chunk = std::min<std::streamoff>(pos, static_cast<std::streamoff>(sizeof buf));
     pos -= chunk;
@@ -140,7 +148,42 @@ inline void copy_tail(const std::filesystem::path& path, std::optional<std::size
   }
   in.clear();
   in.seekg(start);
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) out.write(buf, in.gcount());
+  end = static_cast<std::uintmax_t>(start);
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    out.write(buf, in.gcount());
+    end += static_cast<std::uintmax_t>(in.gcount());
+  }
+  return end;
+}
+
+/// Writes what is appended to `path` after `offset` to `out` until `stop` is
+/// requested, as `tail -F` does: a log that does not exist yet is waited for,
+/// and one that is replaced or truncated (the component provisioned anew) is
+/// read again from its start.
+inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std::ostream& out,
+                   const std::stop_token& stop) {
+  struct ::stat seen {};
+  bool known = ::stat(path.c_str(), &seen) == 0;
+  char buf[1 << 16];
+  while (!stop.stop_requested()) {
+    // O_NOFOLLOW and O_NONBLOCK: a symlink or a FIFO put in the log's place is not read.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct ::stat now {};
+    if (fd >= 0 && ::fstat(fd, &now) == 0 && S_ISREG(now.st_mode)) {
+      const auto size = static_cast<std::uintmax_t>(now.st_size);
+      if (!known || now.st_ino != seen.st_ino || now.st_dev != seen.st_dev || size < offset) offset = 0;
+      seen = now;
+      known = true;
+      ssize_t got = 0;
+      while ((got = ::pread(fd, buf, sizeof buf, static_cast<off_t>(offset))) > 0) {
+        out.write(buf, got);
+        offset += static_cast<std::uintmax_t>(got);
+      }
+      out.flush();
+    }
+    if (fd >= 0) ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 using Table = stackup::detail::Table;
@@ -310,8 +353,8 @@ private:
     switch (cmd.verb) {
     case Verb::up: valid = "--parallel (-p), --no-rollback"; break;
     case Verb::down: valid = "--force (-f), --parallel (-p)"; break;
-    case Verb::status: valid = "none"; break;
-    case Verb::logs: valid = "--tail N (-n N)"; break;
+    case Verb::status: valid = "--json"; break;
+    case Verb::logs: valid = "--tail N (-n N), --follow"; break;
     }
     for (std::size_t i = 2; i < args.size(); ++i) {
       const std::string_view a = args[i];
@@ -340,6 +383,8 @@ private:
       if (a == "--parallel" && (cmd.verb == Verb::up || cmd.verb == Verb::down)) cmd.parallel = true;
       else if (a == "--force" && cmd.verb == Verb::down) cmd.force = true;
       else if (a == "--no-rollback" && cmd.verb == Verb::up) cmd.rollback = false;
+      else if (a == "--json" && cmd.verb == Verb::status) cmd.json = true;
+      else if (a == "--follow" && cmd.verb == Verb::logs) cmd.follow = true;
       else if (!a.empty() && a[0] == '-')
         return fmt::format("unknown option '{}' for '{}'; valid options: {}", a, where, valid);
       else return fmt::format("unexpected argument '{}' after '{}'", a, where);
@@ -357,14 +402,14 @@ private:
     if (!options_.host_synopsis.empty()) prefix += fmt::format(" {}", options_.host_synopsis);
     return fmt::format("usage: {} <stack|role> <command> [options]\n"
                        "\n"
-                       "  stack up [-p] [--no-rollback]   provision and start every component\n"
-                       "  stack down [-f] [-p]            stop every component; with --force also deprovision\n"
-                       "  stack status                    show every component's state (changes nothing)\n"
-                       "  <role> up [-p] [--no-rollback]  bring one component up, its dependencies first\n"
-                       "  <role> down [-f] [-p]           bring one component down, its dependents first\n"
-                       "  <role> status                   show one component's state\n"
-                       "  <role> logs [--tail N]          print the component's log, where it keeps one\n"
-                       "  --help                          show the roles and options\n",
+                       "  stack up [-p] [--no-rollback]       provision and start every component\n"
+                       "  stack down [-f] [-p]                stop every component; with --force also deprovision\n"
+                       "  stack status [--json]               show every component's state (changes nothing)\n"
+                       "  <role> up [-p] [--no-rollback]      bring one component up, its dependencies first\n"
+                       "  <role> down [-f] [-p]               bring one component down, its dependents first\n"
+                       "  <role> status [--json]              show one component's state\n"
+                       "  <role> logs [--tail N] [--follow]   print the component's log, where it keeps one\n"
+                       "  --help                              show the roles and options\n",
                        prefix);
   }
 
@@ -389,6 +434,8 @@ private:
          "  -p, --parallel   up/down: act on independent components at the same time\n"
          "  --no-rollback    up: when an action fails, leave what was done in place\n"
          "  --tail N         logs: print only the last N lines\n"
+         "  --follow         logs: keep printing what is appended, until Ctrl-C\n"
+         "  --json           status: a JSON array (role, name, flavor, state, detail)\n"
          "  -h, --help       show this help\n";
     if (!options_.host_help.empty()) {
       s += options_.host_help;
@@ -499,6 +546,10 @@ private:
       for (std::size_t k = 0; k < size; ++k) rows.push_back(stack_.status(k));
       std::span<const ComponentStatus> shown(rows);
       if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
+      if (cmd.json) {
+        out_ << status_json(shown);
+        return exit_success;
+      }
       out_ << status_table(shown, fancy_out_);
       if (cmd.whole_stack) {
         std::size_t running = 0, provisioned = 0;
@@ -519,14 +570,18 @@ private:
       const auto& slot = stack_.slots[cmd.index];
       const std::filesystem::path path = slot.ops->log_file(slot.object);
       std::error_code ec;
-      if (!std::filesystem::exists(path, ec)) {
+      const bool exists = std::filesystem::exists(path, ec);
+      if (!exists)
         err_ << fmt::format("{}: {} has no log yet: {} does not exist (it has not been started since it was "
-                            "provisioned, or it is deprovisioned)\n",
-                            program_, describe(cmd.index), path.string());
-        return exit_success;
-      }
-      copy_tail(path, cmd.tail, out_);
+                            "provisioned, or it is deprovisioned){}\n",
+                            program_, describe(cmd.index), path.string(), cmd.follow ? "; waiting for it" : "");
+      const std::uintmax_t end = exists ? copy_tail(path, cmd.tail, out_) : 0;
       out_.flush();
+      if (cmd.follow) {
+        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
+        follow(path, end, out_, interrupts.token());
+      }
       return exit_success;
     } catch (...) {
       return report(fmt::format("cannot read the log of {}", describe(cmd.index)), std::current_exception(), cmd, {});

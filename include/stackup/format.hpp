@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <unistd.h>
 
 template <> struct fmt::formatter<stackup::State> : fmt::formatter<std::string_view> {
@@ -141,6 +142,73 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
     while (!out.empty() && out.back() == ' ') out.pop_back();
     out += '\n';
   }
+  return out;
+}
+
+namespace detail {
+// Length of the well-formed UTF-8 sequence at the start of `s`, or 0.
+inline std::size_t utf8_length(std::string_view s) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b = byte(0);
+  const std::size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xe ? 3 : (b >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || n > s.size()) return 0;
+  for (std::size_t i = 1; i < n; ++i)
+    if ((byte(i) & 0xc0) != 0x80) return 0;
+  const unsigned second = byte(n > 1 ? 1 : 0);
+  if ((b == 0xc0 || b == 0xc1) || (b == 0xe0 && second < 0xa0) || (b == 0xed && second > 0x9f) ||
+      (b == 0xf0 && second < 0x90) || b > 0xf4 || (b == 0xf4 && second > 0x8f))
+    return 0; // overlong, surrogate or beyond U+10FFFF
+  return n;
+}
+
+// A JSON string literal: quotes, backslashes and control characters escaped,
+// bytes that are not UTF-8 (a path may hold any) replaced by U+FFFD.
+inline void json_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const std::size_t n = utf8_length(text.substr(i));
+      if (n == 0) {
+        out += "\\ufffd";
+        continue;
+      }
+      out += text.substr(i, n);
+      i += n - 1;
+      continue;
+    }
+    switch (c) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\r': out += "\\r"; break;
+    case '\t': out += "\\t"; break;
+    default:
+      if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+      else out += c;
+    }
+  }
+  out += '"';
+}
+} // namespace detail
+
+/// Renders `status()` as a JSON array, one object per component with the keys
+/// `role`, `name`, `flavor`, `state` and `detail` (strings), and a final newline.
+inline std::string status_json(std::span<const ComponentStatus> rows) {
+  std::string out = "[";
+  for (const auto& r : rows) {
+    out += out.size() == 1 ? "\n  {" : ",\n  {";
+    const std::pair<std::string_view, std::string_view> fields[] = {
+        {"role", r.role}, {"name", r.name}, {"flavor", r.flavor}, {"state", to_string(r.state)}, {"detail", r.detail}};
+    for (const auto& [key, value] : fields) {
+      if (key != "role") out += ", ";
+      detail::json_string(out, key);
+      out += ": ";
+      detail::json_string(out, value);
+    }
+    out += '}';
+  }
+  out += rows.empty() ? "]\n" : "\n]\n";
   return out;
 }
 

@@ -76,12 +76,64 @@ struct Place {
 };
 inline Place place_of(const toml::source_region& r) { return {r.begin.line, r.begin.column}; }
 
-// One table handed out to a flavour: what it is, and which keys were asked for.
+struct Record;
+
+// A value as it will be used (expanded, resolved), in TOML: for `stack config`.
+struct Value {
+  std::string key;
+  std::string toml;             // the value's TOML text, or empty for a table
+  const Record* table = nullptr; // a nested table's own values
+};
+
+// One table handed out to a flavour: what it is, which keys were asked for and
+// what their values came to.
 struct Record {
   const toml::table* table = nullptr;
   std::string what;                // "component 'cache' (local_daemon)", "'ready' of component 'cache'"
   std::vector<std::string> asked;  // the valid keys, in the order they were asked for
+  std::vector<Value> values;       // the keys present (or defaulted), in the order they were read
 };
+
+// A TOML basic string that reads back as `text` in a stack file: quotes,
+// backslashes and control characters escaped, and "${" and "$$" doubled so that
+// interpolation gives `text` again.
+inline std::string toml_string(std::string_view text) {
+  std::string out = "\"";
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '$' && i + 1 < text.size() && (text[i + 1] == '{' || text[i + 1] == '$')) out += '$';
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+    else {
+      const auto u = static_cast<unsigned char>(c);
+      out += "\\u00";
+      out += "0123456789ABCDEF"[u >> 4];
+      out += "0123456789ABCDEF"[u & 0xf];
+    }
+  }
+  return out + '"';
+}
+
+// A key as TOML writes it: bare when it can be, else quoted.
+inline std::string toml_key(std::string_view key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return c == '_' || c == '-' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  });
+  return bare ? std::string(key) : toml_string(key);
+}
+
+// A table's values as `key = value` lines, nested tables inline.
+inline std::string render(const Record& r, bool inline_table) {
+  std::string out;
+  for (const Value& v : r.values) {
+    const std::string value = v.table ? "{ " + render(*v.table, true) + (v.table->values.empty() ? "}" : " }") : v.toml;
+    if (inline_table) out += (out.empty() ? "" : ", ") + toml_key(v.key) + " = " + value;
+    else out += toml_key(v.key) + " = " + value + "\n";
+  }
+  return out;
+}
 
 // Everything a parse shares: where the file is, the variables, the tables handed out.
 struct Context {
@@ -188,6 +240,10 @@ inline std::string current_user() {
 } // namespace detail::stack_file
 
 class Flavors;
+namespace detail::stack_file {
+// parse_stack, and with `config` also the stack as it will run (stack_config).
+DynamicStack parse(std::string_view text, std::string_view origin, const Flavors& flavors, std::string* config);
+} // namespace detail::stack_file
 
 /// One table of a stack file, as a flavour's factory reads it: strict typed
 /// accessors that expand `${VAR}` in every string, resolve paths against the
@@ -216,7 +272,9 @@ public:
   [[nodiscard]] std::optional<std::string> optional_string(std::string_view key) const {
     const toml::node* n = checked(key, toml::node_type::string, "a string");
     if (!n) return std::nullopt;
-    return ctx_->expand(n->ref<std::string>(), place(*n));
+    std::string value = ctx_->expand(n->ref<std::string>(), place(*n));
+    note(key, detail::stack_file::toml_string(value));
+    return value;
   }
   /// An optional array of strings (empty when absent).
   [[nodiscard]] std::vector<std::string> strings(std::string_view key) const {
@@ -229,6 +287,9 @@ public:
                               detail::stack_file::type_name(e));
       out.push_back(ctx_->expand(e.ref<std::string>(), place(e)));
     }
+    std::string text = "[";
+    for (const auto& e : out) text += (text.size() > 1 ? ", " : "") + detail::stack_file::toml_string(e);
+    note(key, text + "]");
     return out;
   }
   /// An optional table of strings (such as `env`), in key order.
@@ -242,6 +303,10 @@ public:
                               " must be a string, not " + detail::stack_file::type_name(v));
       out.emplace(std::string(k.str()), ctx_->expand(v.ref<std::string>(), place(v)));
     }
+    std::string text;
+    for (const auto& [k, v] : out)
+      text += (text.empty() ? "{ " : ", ") + detail::stack_file::toml_key(k) + " = " + detail::stack_file::toml_string(v);
+    note(key, text.empty() ? "{}" : text + " }");
     return out;
   }
   /// An optional duration: a string such as "250ms", "10s", "2m" or "1h".
@@ -263,6 +328,7 @@ public:
     if (ec != std::errc{} || end == text.data() || text[0] == '-' || scale == 0 || value > limit / scale)
       fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what + " is \"" + text + "\", not " +
                              std::string(syntax));
+    note(key, detail::stack_file::toml_string(text));
     return std::chrono::milliseconds(value * scale);
   }
   /// An optional TCP port (1-65535): an integer, or a string that is one `${...}`
@@ -286,6 +352,7 @@ public:
     }
     if (value < 1 || value > 65535)
       fail_at(place(*n), what + " is " + std::to_string(value) + ": a port is between 1 and 65535");
+    note(key, std::to_string(value));
     return static_cast<std::uint16_t>(value);
   }
   /// An optional path, resolved against the file's directory (absolute, normalised).
@@ -298,13 +365,16 @@ public:
                              " is empty: give a path (relative paths are against the file's directory)");
     std::filesystem::path resolved = (ctx_->directory / text).lexically_normal();
     if (resolved.has_relative_path() && !resolved.has_filename()) resolved = resolved.parent_path(); // "dir/" -> "dir"
+    note(key, detail::stack_file::toml_string(resolved.string()));
     return resolved;
   }
   /// An optional nested table (such as `ready`), read with the same rules.
   [[nodiscard]] std::optional<StackFileTable> table(std::string_view key) const {
     const toml::node* n = checked(key, toml::node_type::table, "a table");
     if (!n) return std::nullopt;
-    return StackFileTable(*ctx_, *n->as_table(), role_, "'" + std::string(key) + "' of " + record_->what);
+    StackFileTable nested(*ctx_, *n->as_table(), role_, "'" + std::string(key) + "' of " + record_->what);
+    record_->values.push_back({std::string(key), {}, nested.record_});
+    return nested;
   }
 
   /// StackFileError at the key's value (or at the table when the key is absent).
@@ -328,12 +398,12 @@ public:
 
 private:
   friend class Flavors;
-  friend DynamicStack parse_stack(std::string_view, std::string_view, const Flavors&);
+  friend DynamicStack detail::stack_file::parse(std::string_view, std::string_view, const Flavors&, std::string*);
 
   StackFileTable(detail::stack_file::Context& ctx, const toml::table& t, std::string role, std::string what)
       : ctx_(&ctx), role_(std::move(role)) {
     ctx.records.push_back(std::make_unique<detail::stack_file::Record>(
-        detail::stack_file::Record{&t, std::move(what), {}}));
+        detail::stack_file::Record{&t, std::move(what), {}, {}}));
     record_ = ctx.records.back().get();
   }
 
@@ -342,6 +412,19 @@ private:
 
   static detail::stack_file::Place place(const toml::node& n) { return detail::stack_file::place_of(n.source()); }
   [[noreturn]] void fail_at(detail::stack_file::Place p, std::string_view message) const { ctx_->fail(p, message); }
+
+  // What `key` came to, for `stack config` (a key read twice keeps its first reading).
+  void note(std::string_view key, std::string toml) const {
+    for (const auto& v : record_->values)
+      if (v.key == key) return;
+    record_->values.push_back({std::string(key), std::move(toml), nullptr});
+  }
+  // For the shipped flavours: a path key, or `fallback` when absent, shown by `stack config` either way.
+  [[nodiscard]] std::filesystem::path path_or(std::string_view key, std::filesystem::path fallback) const {
+    if (auto p = path(key)) return std::move(*p);
+    note(key, detail::stack_file::toml_string(fallback.string()));
+    return fallback;
+  }
 
   static bool is_one_variable(std::string_view s) {
     return s.size() > 3 && s.starts_with("${") && s.find('}') == s.size() - 1;
@@ -411,7 +494,7 @@ public:
   }
 
 private:
-  friend DynamicStack parse_stack(std::string_view, std::string_view, const Flavors&);
+  friend DynamicStack detail::stack_file::parse(std::string_view, std::string_view, const Flavors&, std::string*);
   using Make = std::function<AnyComponent(StackFileTable&, std::vector<std::string>)>;
   [[nodiscard]] const Make* find(std::string_view name) const {
     for (const auto& e : entries_)
@@ -468,8 +551,8 @@ inline Flavors Flavors::builtin() {
     c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
     c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
     c.env = t.string_map("env");
-    c.working_dir = t.path("working_dir").value_or(t.directory());
-    c.state_dir = t.path("state_dir").value_or(t.directory() / ".stackup" / t.role());
+    c.working_dir = t.path_or("working_dir", t.directory());
+    c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / t.role());
     detail::stack_file::check_user(t);
     return LocalDaemon<>(std::move(c));
   });
@@ -491,7 +574,7 @@ inline Flavors Flavors::builtin() {
     c.is_provisioned = t.optional_string("is_provisioned").value_or("");
     c.is_running = t.optional_string("is_running").value_or("");
     c.timeout = t.duration("timeout").value_or(c.timeout);
-    c.working_dir = t.path("working_dir").value_or(t.directory());
+    c.working_dir = t.path_or("working_dir", t.directory());
     c.env = t.string_map("env");
     detail::stack_file::check_user(t);
     return Command<>(std::move(c));
@@ -499,13 +582,8 @@ inline Flavors Flavors::builtin() {
   return f;
 }
 
-/// Parses a stack file's text. `origin` names it in errors and is taken as the
-/// file's path: relative paths, the default state directories, the `.env` file
-/// and the default stack name come from its directory when that directory
-/// exists, else from the current directory. Creates and starts nothing.
-/// StackFileError for any error.
-inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
-                                const Flavors& flavors = Flavors::builtin()) {
+inline DynamicStack detail::stack_file::parse(std::string_view text, std::string_view origin, const Flavors& flavors,
+                                              std::string* config) {
   namespace sf = detail::stack_file;
   namespace fs = std::filesystem;
   sf::Context ctx;
@@ -588,6 +666,7 @@ inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
   struct Entry {
     std::string role;
     const toml::array* depends_on;
+    const sf::Record* record;
   };
   std::vector<Entry> entries;
   if (components) {
@@ -614,9 +693,10 @@ inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
 
       StackFileTable table(ctx, t, role, "component '" + role + "' (" + flavor + ")");
       table.ask("flavor");
+      table.note("flavor", sf::toml_string(flavor));
       const std::vector<std::string> deps = table.strings("depends_on");
       const toml::node* deps_node = t.get("depends_on");
-      entries.push_back({role, deps_node ? deps_node->as_array() : nullptr});
+      entries.push_back({role, deps_node ? deps_node->as_array() : nullptr, table.record_});
 
       const std::size_t first_record = ctx.records.size() - 1;
       try {
@@ -644,7 +724,15 @@ inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
     return top;
   };
   try {
-    return DynamicStack(std::move(name), std::move(parts));
+    DynamicStack stack(name, std::move(parts));
+    if (config) {
+      *config = "# " + ctx.file + " as it will run: variables expanded, paths resolved,\n"
+                "# components in the order 'stack up' acts on them ('stack down': the reverse).\n"
+                "name = " + sf::toml_string(name) + "\n";
+      for (const std::size_t k : FrontAccess::view(stack).table.order)
+        *config += "\n[components." + sf::toml_key(entries[k].role) + "]\n" + sf::render(*entries[k].record, false);
+    }
+    return stack;
   } catch (const StackDefinitionError& e) {
     std::string_view message = e.what();
     if (message.starts_with("stackup: ")) message.remove_prefix(9);
@@ -668,10 +756,18 @@ inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
   }
 }
 
-/// Reads and parses a stack file (see parse_stack): relative paths are against
-/// its directory, whatever the current directory. StackFileError for a file
-/// that cannot be read (`FILE: ...`) and for any error in it (`FILE:LINE:COLUMN: ...`).
-inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
+/// Parses a stack file's text. `origin` names it in errors and is taken as the
+/// file's path: relative paths, the default state directories, the `.env` file
+/// and the default stack name come from its directory when that directory
+/// exists, else from the current directory. Creates and starts nothing.
+/// StackFileError for any error.
+inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
+                                const Flavors& flavors = Flavors::builtin()) {
+  return detail::stack_file::parse(text, origin, flavors, nullptr);
+}
+
+namespace detail::stack_file {
+inline std::string read(const std::filesystem::path& file) {
   std::error_code ec;
   if (std::filesystem::is_directory(file, ec))
     throw StackFileError(file.string(), "cannot read: it is a directory; name the stack file inside it");
@@ -683,7 +779,26 @@ inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors&
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw StackFileError(file.string(), "cannot read: an I/O error occurred");
-  return parse_stack(text.str(), file.string(), flavors);
+  return std::move(text).str();
+}
+} // namespace detail::stack_file
+
+/// Reads and parses a stack file (see parse_stack): relative paths are against
+/// its directory, whatever the current directory. StackFileError for a file
+/// that cannot be read (`FILE: ...`) and for any error in it (`FILE:LINE:COLUMN: ...`).
+inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
+  return detail::stack_file::parse(detail::stack_file::read(file), file.string(), flavors, nullptr);
+}
+
+/// The stack `file` describes, as it will run, written as a stack file:
+/// variables expanded, relative paths resolved (the shipped flavours' default
+/// directories included), components in action order. Parsing it gives the same
+/// stack. What `stackctl stack config` prints; creates and starts nothing.
+/// StackFileError as for load_stack.
+inline std::string stack_config(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
+  std::string config;
+  detail::stack_file::parse(detail::stack_file::read(file), file.string(), flavors, &config);
+  return config;
 }
 
 } // namespace stackup

@@ -1,0 +1,148 @@
+// stackctl: runs the stack a stack file describes, with ZenML's commands.
+//
+//   stackctl [-f FILE] stack up [-p] [--no-rollback] | down [--force] [-p] | status [--json] | config
+//   stackctl [-f FILE] <role> up | down [--force] | status [--json] | logs [--tail N] [--follow]
+//
+// The file: -f FILE (before the command), else $STACKUP_FILE, else stackup.toml
+// in the current directory or the nearest parent. A file found by that search
+// is refused when others can write it or another user owns it: it decides which
+// commands run. Exit status: 0 done, 1 an action failed, 2 usage or stack-file error.
+#include <stackup/cli.hpp>
+#include <stackup/parallel.hpp>
+#include <stackup/stack_file.hpp>
+
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::string_view program = "stackctl";
+
+struct StackFile {
+  fs::path path;
+  std::string how; // how it was chosen, for --help and errors
+  bool searched = false;
+};
+
+// Why a file found by searching must not be used, or nothing.
+std::optional<std::string> unsafe(const fs::path& file) {
+  struct ::stat st {};
+  if (::stat(file.c_str(), &st) != 0) return std::nullopt; // reading it will say what is wrong
+  if ((st.st_mode & S_IWOTH) != 0)
+    return "others can write it (mode " + fmt::format("{:04o}", st.st_mode & 07777) + "): chmod o-w '" +
+           file.string() + "'";
+  if (st.st_uid != ::geteuid() && st.st_uid != 0)
+    return "it belongs to another user (uid " + std::to_string(st.st_uid) + "): if you trust it, name it with -f";
+  return std::nullopt;
+}
+
+// -f, else $STACKUP_FILE, else stackup.toml here or in the nearest parent.
+std::optional<StackFile> locate(const std::optional<std::string>& named) {
+  if (named) return StackFile{*named, "named with -f", false};
+  if (const char* env = std::getenv("STACKUP_FILE"); env && *env) return StackFile{env, "from $STACKUP_FILE", false};
+  std::error_code ec;
+  const fs::path start = fs::current_path(ec);
+  if (ec) return std::nullopt;
+  for (fs::path dir = start;; dir = dir.parent_path()) {
+    if (fs::exists(dir / "stackup.toml", ec))
+      return StackFile{dir / "stackup.toml", dir == start ? "found in the current directory" : "found in a parent directory",
+                       true};
+    if (dir == dir.root_path() || dir.parent_path() == dir) return std::nullopt;
+  }
+}
+
+std::string help_lines(const std::optional<StackFile>& file) {
+  std::string s = "\nstack file:\n";
+  s += file ? fmt::format("  {} ({})\n", file->path.string(), file->how)
+            : "  none: no stackup.toml in the current directory or any parent, and $STACKUP_FILE is unset\n";
+  s += "  -f FILE          before the command: the stack file to use (default: $STACKUP_FILE, else\n"
+       "                   stackup.toml in the current directory or the nearest parent)\n"
+       "  stack config     print the stack as it will run (variables expanded, paths resolved,\n"
+       "                   in action order); starts nothing\n";
+  return s;
+}
+
+int fail(std::string_view message) {
+  std::cerr << program << ": " << message << '\n';
+  return stackup::cli::exit_usage;
+}
+
+int run(std::span<const std::string_view> words) {
+  // Options before the command: only the file.
+  std::optional<std::string> named;
+  std::size_t i = 0;
+  for (; i < words.size(); ++i) {
+    const std::string_view w = words[i];
+    if (w == "-f" || w == "--file") {
+      if (i + 1 == words.size()) return fail(fmt::format("option '{}' needs the stack file, e.g. '{} stackup.toml'", w, w));
+      named = std::string(words[++i]);
+    } else if (w.starts_with("--file=")) {
+      named = std::string(w.substr(7));
+    } else {
+      break;
+    }
+  }
+  if (named && named->empty()) return fail("option '-f' got an empty file name");
+  const std::span<const std::string_view> command = words.subspan(i);
+  const bool help = std::ranges::any_of(command, [](std::string_view w) { return w == "--help" || w == "-h"; }) ||
+                    (!command.empty() && command[0] == "help");
+
+  const std::optional<StackFile> file = locate(named);
+  const std::string extra = help_lines(file);
+  const stackup::cli::Options options{.program = program, .host_synopsis = "[-f FILE]", .host_help = extra};
+  if (!file) {
+    if (help) {
+      std::cout << fmt::format("usage: {} [-f FILE] <stack|role> <command> [options]\n\n"
+                               "Runs the stack a stack file describes (TOML) with ZenML's commands:\n"
+                               "stack up, stack down [--force], stack status [--json], stack config,\n"
+                               "<role> up|down|status|logs. With a stack file, --help lists its roles.\n{}",
+                               program, extra);
+      return stackup::cli::exit_success;
+    }
+    return fail("no stack file: no stackup.toml in the current directory or any parent; "
+                "name one with -f FILE or $STACKUP_FILE");
+  }
+  if (file->searched) {
+    if (auto why = unsafe(file->path))
+      return fail(fmt::format("refusing {} ({}): {}", file->path.string(), file->how, *why));
+    if (auto why = unsafe(file->path.parent_path() / ".env"))
+      return fail(fmt::format("refusing {} (beside the stack file it feeds): {}",
+                              (file->path.parent_path() / ".env").string(), *why));
+  }
+
+  try {
+    if (!help && command.size() >= 2 && command[0] == "stack" && command[1] == "config") {
+      if (command.size() > 2) return fail(fmt::format("unexpected argument '{}' after 'stack config'", command[2]));
+      std::cout << stackup::stack_config(file->path);
+      return stackup::cli::exit_success;
+    }
+    stackup::DynamicStack stack = stackup::load_stack(file->path);
+    return stackup::cli::run(stack, command, std::cout, std::cerr, options);
+  } catch (const stackup::StackFileError& e) {
+    return fail(e.what());
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::vector<std::string_view> words;
+    for (int i = 1; i < argc && argv[i] != nullptr; ++i) words.emplace_back(argv[i]);
+    return run(words);
+  } catch (const std::exception& e) {
+    std::cerr << program << ": " << e.what() << '\n';
+    return stackup::cli::exit_failure;
+  }
+}

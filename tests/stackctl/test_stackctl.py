@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""stackctl as a user runs it: each command a separate process on stack files
+written to temporary directories. Checks exit codes, output, and the real
+effects (directories, daemon processes, ports).
+
+usage: test_stackctl.py --stackctl PATH [unittest options]
+"""
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+STACKCTL = None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class StackctlCase(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="stackctl-test-")
+        self.dir = os.path.realpath(self._tmp.name)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STACKUP_")}
+        self.env["NO_COLOR"] = "1"
+        self.files = []
+
+    def tearDown(self):
+        for path in self.files:  # whatever a failed test left running
+            self.run_ctl("-f", path, "stack", "down", "--force")
+        self._tmp.cleanup()
+
+    def write(self, relative, text, mode=0o644):
+        path = os.path.join(self.dir, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        os.chmod(path, mode)
+        if path.endswith(".toml"):
+            self.files.append(path)
+        return path
+
+    def run_ctl(self, *args, cwd=None, env=None, timeout=60):
+        return subprocess.run([STACKCTL, *args], cwd=cwd or self.dir, env=env or self.env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args, **kw):
+        r = self.run_ctl(*args, **kw)
+        self.assertEqual(r.returncode, 0, f"stackctl {' '.join(args)}:\n{r.stdout}{r.stderr}")
+        return r
+
+    DIRECTORY = """\
+        [components.store]
+        flavor = "local_directory"
+        path = "data/store"
+        """
+
+
+class FileLookup(StackctlCase):
+    def test_the_current_directory_then_parents(self):
+        self.write("stackup.toml", self.DIRECTORY)
+        deep = os.path.join(self.dir, "a", "b")
+        os.makedirs(deep)
+        for cwd in (self.dir, deep):
+            r = self.ok("--help", cwd=cwd)
+            self.assertIn(os.path.join(self.dir, "stackup.toml"), r.stdout)
+            self.assertIn("store", r.stdout)
+        self.ok("stack", "up", cwd=deep)
+        # relative paths are against the file's directory, not the current one
+        self.assertTrue(os.path.isdir(os.path.join(self.dir, "data", "store")))
+        self.assertFalse(os.path.exists(os.path.join(deep, "data")))
+        self.ok("stack", "down", "--force", cwd=deep)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data", "store")))
+
+    def test_dash_f_wins_over_the_environment_which_wins_over_the_search(self):
+        self.write("stackup.toml", 'name = "searched"\n' + textwrap.dedent(self.DIRECTORY))
+        env_file = self.write("env/stack.toml", 'name = "from-env"\n' + textwrap.dedent(self.DIRECTORY))
+        named = self.write("named/stack.toml", 'name = "named"\n' + textwrap.dedent(self.DIRECTORY))
+        self.assertIn("stack 'searched'", self.ok("stack", "status").stdout)
+        env = dict(self.env, STACKUP_FILE=env_file)
+        self.assertIn("stack 'from-env'", self.ok("stack", "status", env=env).stdout)
+        self.assertIn("from $STACKUP_FILE", self.ok("--help", env=env).stdout)
+        for flag in (["-f", named], ["--file", named], [f"--file={named}"]):
+            r = self.ok(*flag, "stack", "status", env=env)
+            self.assertIn("stack 'named'", r.stdout)
+        self.assertIn("named with -f", self.ok("-f", named, "--help", env=env).stdout)
+
+    def test_no_file(self):
+        r = self.run_ctl("stack", "status")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("no stack file", r.stderr)
+        self.assertIn("-f FILE", r.stderr)
+        r = self.ok("--help")
+        self.assertIn("none: no stackup.toml", r.stdout)
+        r = self.run_ctl("-f", os.path.join(self.dir, "missing.toml"), "stack", "status")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing.toml: cannot read", r.stderr)
+        r = self.run_ctl("-f")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("needs the stack file", r.stderr)
+
+    def test_a_searched_file_others_can_write_is_refused(self):
+        path = self.write("stackup.toml", self.DIRECTORY, mode=0o646)
+        r = self.run_ctl("stack", "up")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("refusing", r.stderr)
+        self.assertIn("chmod o-w", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+        self.ok("-f", path, "stack", "status")  # named explicitly: the caller vouches for it
+        os.chmod(path, 0o644)
+        self.write(".env", "X=1\n", mode=0o666)
+        r = self.run_ctl("stack", "status")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(".env", r.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give the file to another user")
+    def test_a_searched_file_another_user_owns_is_refused(self):
+        path = self.write("stackup.toml", self.DIRECTORY)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        r = self.run_ctl("stack", "status")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("another user", r.stderr)
+        self.ok("-f", path, "stack", "status")
+
+
+class Config(StackctlCase):
+    def test_prints_the_stack_as_it_will_run_and_starts_nothing(self):
+        port = free_port()
+        self.write(".env", "GREETING=from-dotenv\nPORT=1\n")
+        path = self.write("stackup.toml", """\
+            name = "cfg"
+            [components.web]
+            flavor = "local_daemon"
+            command = ["python3", "-c", "print('${GREETING}')", "$${HOME}"]
+            ready = { tcp = "${PORT}" }
+            depends_on = ["store"]
+            [components.store]
+            flavor = "local_directory"
+            path = "data/../data/store/"
+            """)
+        env = dict(self.env, PORT=str(port))  # the environment wins over .env
+        r = self.ok("stack", "config", env=env)
+        text = r.stdout
+        self.assertLess(text.index("[components.store]"), text.index("[components.web]"))  # action order
+        self.assertIn('''"print('from-dotenv')"''', text)
+        self.assertIn(f"tcp = {port}", text)
+        self.assertIn(f'path = "{self.dir}/data/store"', text)
+        self.assertIn(f'state_dir = "{self.dir}/.stackup/web"', text)
+        self.assertIn('"$${HOME}"', text)  # still a literal once read back
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, ".stackup")))
+        # It is itself a stack file that gives the same stack.
+        again = self.write("again/stack.toml", text)
+        r2 = self.ok("-f", again, "stack", "config", env=self.env)
+        strip = lambda s: [line for line in s.splitlines() if not line.startswith("#")]
+        self.assertEqual(strip(r2.stdout), strip(text))
+        self.assertEqual(self.run_ctl("stack", "config", "extra").returncode, 2)
+        del path
+
+
+class Errors(StackctlCase):
+    def test_a_file_error_exits_2_at_its_line_and_column_and_creates_nothing(self):
+        self.write("stackup.toml", """\
+            [components.store]
+            flavor = "local_directory"
+            path = "data/store"
+            colour = "blue"
+            """)
+        for args in (["stack", "up"], ["stack", "status"], ["stack", "config"], ["--help"]):
+            r = self.run_ctl(*args)
+            if args == ["--help"]:
+                continue
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn("stackup.toml:4:1: unknown key 'colour'", r.stderr)
+            self.assertIn("valid keys:", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+
+    def test_unset_variable_and_cycle(self):
+        self.write("stackup.toml", """\
+            [components.a]
+            flavor = "command"
+            resume = "echo ${NOT_SET_ANYWHERE}"
+            """)
+        r = self.run_ctl("stack", "up")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("stackup.toml:3:10: variable 'NOT_SET_ANYWHERE' is not set", r.stderr)
+        self.write("stackup.toml", """\
+            [components.a]
+            flavor = "command"
+            depends_on = ["b"]
+            [components.b]
+            flavor = "command"
+            depends_on = ["a"]
+            """)
+        r = self.run_ctl("stack", "up")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("dependency cycle", r.stderr)
+        self.assertRegex(r.stderr, r"stackup\.toml:\d+:\d+: ")
+
+    def test_usage_and_action_failures_keep_cli_exit_codes(self):
+        self.write("stackup.toml", """\
+            [components.broken]
+            flavor = "command"
+            is_running = "false"
+            resume = "echo about to fail >&2; exit 3"
+            """)
+        r = self.run_ctl("nosuchrole", "up")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("valid roles: broken", r.stderr)
+        r = self.run_ctl("stack", "up")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("about to fail", r.stderr)
+
+
+class Running(StackctlCase):
+    def test_status_json_is_valid_json_with_one_object_per_component(self):
+        port = free_port()
+        odd = 'we"ird\\dir\tx'
+        self.write("stackup.toml", f"""\
+            name = "json"
+            [components.web]
+            flavor = "local_daemon"
+            name = "the web"
+            command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
+            ready = {{ http = {port}, path = "/" }}
+            depends_on = ["store"]
+            [components.store]
+            flavor = "local_directory"
+            path = {json.dumps(odd)}
+            """)
+        self.ok("stack", "up")
+        rows = json.loads(self.ok("stack", "status", "--json").stdout)
+        self.assertEqual([r["role"] for r in rows], ["web", "store"])  # the file's order
+        for r in rows:
+            self.assertEqual(set(r), {"role", "name", "flavor", "state", "detail"})
+            self.assertEqual(r["state"], "running")
+        web, store = rows
+        self.assertEqual(web["name"], "the web")
+        self.assertEqual(web["flavor"], "local_daemon")
+        pid = int(web["detail"].split("pid ")[1].split(",")[0])
+        self.assertTrue(alive(pid))
+        self.assertTrue(listening(port))
+        self.assertEqual(store["detail"], os.path.join(self.dir, odd))
+        one = json.loads(self.ok("web", "status", "--json").stdout)
+        self.assertEqual(len(one), 1)
+        self.assertEqual(one[0]["role"], "web")
+        self.ok("stack", "down", "--force")
+        rows = json.loads(self.ok("stack", "status", "--json").stdout)
+        self.assertEqual([r["state"] for r in rows], ["deprovisioned", "deprovisioned"])
+        self.assertFalse(alive(pid))
+        self.assertFalse(listening(port))
+
+    def test_logs_follow_prints_what_is_appended_until_interrupted(self):
+        self.write("stackup.toml", """\
+            [components.ticker]
+            flavor = "local_daemon"
+            command = ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
+            """)
+        self.ok("stack", "up")
+        follower = subprocess.Popen([STACKCTL, "ticker", "logs", "--tail", "1", "--follow"], cwd=self.dir,
+                                    env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        try:
+            seen = []
+            deadline = time.monotonic() + 20
+            while len(seen) < 8 and time.monotonic() < deadline:
+                line = follower.stdout.readline()
+                if line:
+                    seen.append(line.strip())
+            ticks = [int(line.split()[1]) for line in seen if line.startswith("tick ")]
+            self.assertGreaterEqual(len(ticks), 8, seen)
+            self.assertEqual(ticks, list(range(ticks[0], ticks[0] + len(ticks))))  # nothing lost or repeated
+            self.assertIsNone(follower.poll())  # still following
+            follower.send_signal(signal.SIGINT)
+            self.assertEqual(follower.wait(timeout=10), 0)
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
+            follower.stdout.close()
+            follower.stderr.close()
+        r = self.run_ctl("ticker", "logs", "-f")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--follow", r.stderr)
+        self.ok("stack", "down", "--force")
+
+
+if __name__ == "__main__":
+    if "--stackctl" not in sys.argv:
+        sys.exit(__doc__)
+    at = sys.argv.index("--stackctl")
+    STACKCTL = os.path.abspath(sys.argv[at + 1])
+    del sys.argv[at:at + 2]
+    unittest.main(verbosity=2)
