@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Builds stackup's examples and runs the demo: a tour of demo_stack, ZenML's command
-# line over a real local stack (daemons, a directory, shell commands).
-# Usage: tools/demo.sh        (installs missing Debian packages first)
+# Builds stackctl and the examples, and runs a demo tour:
+#   devstack    (default) stackctl runs examples/devstack/stackup.toml — PostgreSQL,
+#               Redis and an app server from one stack file: up, status, queries
+#               against each, the cache down (the app first), down --force,
+#               nothing left
+#   demo_stack  the compiled demo that embeds stackup::cli::run (examples/demo_stack)
+# Usage: tools/demo.sh [devstack|demo_stack]   (installs missing Debian packages first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tour=${1:-devstack}
+case $tour in
+  devstack | demo_stack) ;;
+  *) echo "usage: tools/demo.sh [devstack|demo_stack]" >&2; exit 2 ;;
+esac
 tools/bootstrap.sh
 cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=Release -DSTACKUP_BUILD_TESTS=OFF >/dev/null
 cmake --build build/demo -j "$(nproc)"
-if [ -x examples/demo_stack/tour.sh ]; then
-  examples/demo_stack/tour.sh build/demo/examples/demo_stack
+if [ "$tour" = devstack ]; then
+  examples/devstack/tour.sh build/demo/stackctl/stackctl
+  echo "(the compiled demo, which embeds stackup::cli::run: tools/demo.sh demo_stack)"
 else
-  build/demo/examples/custom_component
+  examples/demo_stack/tour.sh build/demo/examples/demo_stack
 fi
