@@ -1062,6 +1062,9 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
       pollfd pfd{err_read.get(), POLLIN, 0};
       ::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
       drain();
+      // stderr closed: the shell is exiting. Look again within a millisecond, not
+      // after the pause the poll grew to (up to 10 ms per command).
+      if (!open) backoff = Backoff{};
     } else {
       std::this_thread::sleep_for(wait);
     }
