@@ -584,6 +584,23 @@ depends_on = ["orchestrator"]
   CHECK(s.get("orchestrator").name() == "demo");
   CHECK(s.get("orchestrator").flavor() == "custom");
 
+  // stack_config: the values as the factories read them, in action order; it reads back as the same stack.
+  const std::string body = "name = \"" + tmp.path.filename().string() + "\"\n"
+                           "\n[components.orchestrator]\nflavor = \"my_cluster\"\ncluster = \"demo\"\napi_port = 7443\n"
+                           "wait = \"2m\"\nnodes = [\"a\", \"b\"]\nkubeconfig = \"" + (tmp.path / "kube/config").string() +
+                           "\"\ncloud = { region = \"eu\" }\n"
+                           "\n[components.cache]\nflavor = \"command\"\ndepends_on = [\"orchestrator\"]\nworking_dir = \"" +
+                           tmp.path.string() + "\"\n";
+  const auto header = [](const fs::path& file) {
+    return "# " + file.string() + " as it will run: variables expanded, paths resolved,\n"
+           "# components in the order 'stack up' acts on them ('stack down': the reverse).\n";
+  };
+  const std::string config = stackup::stack_config(tmp.path / "stackup.toml", flavors);
+  CHECK(config == header(tmp.path / "stackup.toml") + body);
+  write(tmp.path / "again.toml", config);
+  CHECK(stackup::stack_config(tmp.path / "again.toml", flavors) == header(tmp.path / "again.toml") + body);
+  CHECK_THROWS_AS((void)stackup::stack_config(tmp.path / "missing.toml", flavors), stackup::StackFileError);
+
   const auto error = [&](std::string_view text) { return std::string(error_of(text, flavors).what()); };
   CHECK(error("[components.o]\nflavor = \"my_cluster\"\n") ==
         "t.toml:1:1: component 'o' (my_cluster) lacks the required key 'cluster' (a string); valid keys: flavor, depends_on, cluster");

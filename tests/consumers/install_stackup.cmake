@@ -2,7 +2,8 @@
 # would (`cmake --install`), and checks that the package files are there.
 #
 #   cmake -DSTACKUP_SOURCE_DIR=<dir> -DBINARY_DIR=<dir> -DPREFIX=<dir> -DGENERATOR=<gen>
-#         -DCXX=<compiler> [-DMAKE_PROGRAM=<make>] [-DFMT_SOURCE_DIR=<dir>] -P install_stackup.cmake
+#         -DCXX=<compiler> [-DMAKE_PROGRAM=<make>] [-DFMT_SOURCE_DIR=<dir>] [-DEXPECT_STACKCTL=ON]
+#         -P install_stackup.cmake
 cmake_minimum_required(VERSION 3.21)
 
 file(REMOVE_RECURSE ${BINARY_DIR} ${PREFIX})
@@ -38,6 +39,17 @@ foreach(pattern IN ITEMS include/stackup/stackup.hpp include/stackup/version.hpp
     message(FATAL_ERROR "the install into ${PREFIX} lacks ${pattern}")
   endif()
 endforeach()
+# stackctl, on the PATH of whoever adds PREFIX/bin, runs from there.
+if(EXPECT_STACKCTL)
+  file(GLOB stackctl ${PREFIX}/bin/stackctl)
+  if(NOT stackctl)
+    message(FATAL_ERROR "the install into ${PREFIX} lacks bin/stackctl")
+  endif()
+  execute_process(COMMAND ${stackctl} --help WORKING_DIRECTORY ${PREFIX} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "stack file:")
+    message(FATAL_ERROR "the installed stackctl --help failed (exit status ${rc}):\n${out}")
+  endif()
+endif()
 file(GLOB_RECURSE installed RELATIVE ${PREFIX} ${PREFIX}/*)
 list(LENGTH installed count)
 message(STATUS "stackup installed into ${PREFIX} (${count} files)")
