@@ -83,8 +83,10 @@ struct Stat {
 };
 std::optional<Stat> stat_of(pid_t pid) {
   const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  if (!text) return std::nullopt;
-  std::istringstream in(text->substr(text->rfind(')') + 2));
+  // Empty when the process ended between the open and the read.
+  const auto paren = text ? text->rfind(')') : std::string::npos;
+  if (paren == std::string::npos || paren + 2 > text->size()) return std::nullopt;
+  std::istringstream in(text->substr(paren + 2));
   Stat s;
   std::string skip;
   in >> s.state >> skip >> s.pgrp >> s.session;
