@@ -83,8 +83,10 @@ struct Stat {
 };
 std::optional<Stat> stat_of(pid_t pid) {
   const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  if (!text) return std::nullopt;
-  std::istringstream in(text->substr(text->rfind(')') + 2));
+  // Empty when the process ended between the open and the read.
+  const auto paren = text ? text->rfind(')') : std::string::npos;
+  if (paren == std::string::npos || paren + 2 > text->size()) return std::nullopt;
+  std::istringstream in(text->substr(paren + 2));
   Stat s;
   std::string skip;
   in >> s.state >> skip >> s.pgrp >> s.session;
@@ -533,6 +535,40 @@ TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by
   CHECK(in_session(leader).empty());
   CHECK(w.processes().empty());
   CHECK(listenable(w.port));
+  CHECK_FALSE(fs::exists(w.state));
+}
+
+TEST_CASE("local_daemon: a stop reaches all it found in the proven session, though none of it still shows the id") {
+  World w;
+  // Two servers in the session: the second runs without the invocation id
+  // (env -i) and ignores SIGTERM. Once the first has exited nothing left in the
+  // session carries the id (as when an exiting process's environment can no
+  // longer be read), yet the stop must go on to SIGKILL the second.
+  const std::uint16_t other = free_port();
+  const std::string tag = " --tag " + w.tmp.path.string();
+  Daemon d{{.name = "web",
+            .command = {"/bin/sh", "-c",
+                        "\"$0\" --port " + std::to_string(w.port) + tag + " & /usr/bin/env -i \"$0\" --port " +
+                            std::to_string(other) + " --ignore-term" + tag + " & wait",
+                        STACKUP_TEST_DAEMON_PATH},
+            .state_dir = w.state,
+            .ready = stackup::ready::http(w.port, "/health"),
+            .stop_timeout = 1s}};
+  stackup::Stack s{"local", std::move(d)};
+  auto& web = s.get<"orchestrator">();
+  s.up();
+  const pid_t leader = web.pid().value_or(0);
+  REQUIRE(leader > 1);
+  REQUIRE(eventually([&] { return in_session(leader).size() == 3 && port_open(other); }));
+  REQUIRE(::kill(leader, SIGKILL) == 0);
+  REQUIRE(eventually([&] { return !alive(leader); }));
+  CHECK_FALSE(web.is_running()); // and reaped: only the invocation id proves the session now
+  REQUIRE(in_session(leader).size() == 2);
+
+  s.down({.force = true});
+  CHECK(in_session(leader).empty());
+  CHECK(w.processes().empty());
+  CHECK(listenable(other));
   CHECK_FALSE(fs::exists(w.state));
 }
 

@@ -4022,10 +4022,18 @@ inline bool environment_has(pid_t pid, std::string_view entry) {
   return false;
 }
 
+/// A process as stackup identifies it: its pid and its start time.
+struct ProcessId {
+  pid_t pid = 0;
+  unsigned long long start_time = 0;
+  friend bool operator==(const ProcessId&, const ProcessId&) = default;
+};
+
 /// What is left alive of the daemon a record names.
 struct Remains {
-  bool leader = false;         ///< the recorded process itself is alive
-  std::vector<pid_t> groups{}; ///< the process groups of its session that hold a live process
+  bool leader = false;             ///< the recorded process itself is alive
+  std::vector<pid_t> groups{};     ///< the process groups of its session that hold a live process
+  std::vector<ProcessId> members{}; ///< the live processes of its session, when it is provably the daemon's
   [[nodiscard]] bool empty() const noexcept { return !leader && groups.empty(); }
 };
 
@@ -4037,8 +4045,14 @@ struct Remains {
 /// (alive, or a zombie not yet reaped) its pid cannot be reused; once it is
 /// reaped, Linux still does not reuse the pid while the session has a process,
 /// but may after the session ended, for another session. So then the session
-/// counts only if one of its processes carries the record's invocation id.
-inline Remains remains_of(const PidRecord& r) {
+/// counts only if one of its processes carries the record's invocation id, or
+/// is one of the `earlier` members (same pid and start time): a process never
+/// rejoins a session, so the session it is still in is the one proven then.
+/// That keeps a stop going while the proof can no longer be read: an exiting
+/// process has no environment in /proc (its memory is released before it
+/// becomes a zombie, while it still holds its files and ports), and a member
+/// may have been started without the id.
+inline Remains remains_of(const PidRecord& r, const Remains* earlier = nullptr) {
   Remains out;
   const auto leader = read_proc_stat(r.pid);
   if (leader && leader->start_time != r.start_time) return out; // the pid is another process's now
@@ -4055,11 +4069,19 @@ inline Remains remains_of(const PidRecord& r) {
     if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
     const auto st = read_proc_stat(pid);
     if (!st || st->session != r.pid || !is_live_state(st->state)) continue;
-    proven = proven || environment_has(pid, mark);
+    const ProcessId member{pid, st->start_time};
+    proven = proven ||
+             (earlier != nullptr &&
+              std::find(earlier->members.begin(), earlier->members.end(), member) != earlier->members.end()) ||
+             environment_has(pid, mark);
+    out.members.push_back(member);
     if (std::find(out.groups.begin(), out.groups.end(), st->pgrp) == out.groups.end()) out.groups.push_back(st->pgrp);
   }
   ::closedir(proc);
-  if (!proven) out.groups.clear();
+  if (!proven) {
+    out.groups.clear();
+    out.members.clear();
+  }
   return out;
 }
 
@@ -4095,7 +4117,7 @@ inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
   auto gone = [&] {
     // Cheap while the recorded process lives; the session is looked at once it is gone.
     if (identify(r, false) == Identity::ours) return false;
-    left = remains_of(r);
+    left = remains_of(r, &left);
     return left.empty();
   };
   auto finish = [&](Stopped how) {
@@ -4111,7 +4133,8 @@ inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
     if (Clock::now() >= deadline) break;
     backoff.sleep(deadline);
   }
-  signal_remains(r, remains_of(r), SIGKILL, who);
+  left = remains_of(r, &left);
+  signal_remains(r, left, SIGKILL, who);
   deadline = deadline_after(std::chrono::seconds(10));
   Backoff again;
   while (true) {
