@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -325,6 +326,22 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
+// Sets an environment variable for a scope, then restores it.
+struct SetEnv {
+  std::string name;
+  std::optional<std::string> before;
+  SetEnv(std::string n, const char* value) : name(std::move(n)) {
+    if (const char* v = std::getenv(name.c_str())) before = v;
+    ::setenv(name.c_str(), value, 1);
+  }
+  ~SetEnv() {
+    if (before) ::setenv(name.c_str(), before->c_str(), 1);
+    else ::unsetenv(name.c_str());
+  }
+  SetEnv(const SetEnv&) = delete;
+  SetEnv& operator=(const SetEnv&) = delete;
+};
+
 // The message of the stackup::Error that `f` throws in a process that is not
 // root: this one when it is not, else a child that becomes nobody first.
 template <class F> std::string error_without_root(F&& f) {
@@ -405,10 +422,9 @@ TEST_CASE("command: user runs every command as that user: its uid, gid, groups, 
 }
 
 TEST_CASE("command: user empty or the current user changes nothing") {
-  const auto env = [](const char* name) {
-    const char* v = std::getenv(name);
-    return std::string(v != nullptr ? v : "");
-  };
+  // Values no login would give, so that any change shows.
+  const SetEnv home("HOME", "/stackup-test-home"), user_var("USER", "stackup-test-user"),
+      logname("LOGNAME", "stackup-test-logname");
   for (const std::string& user : {std::string(), my_user_name()}) {
     CAPTURE(user);
     TempDir t;
@@ -426,7 +442,7 @@ TEST_CASE("command: user empty or the current user changes nothing") {
     std::sort(mine.begin(), mine.end());
     mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
     CHECK(sorted_numbers(out[1]) == mine);
-    CHECK(out[2] == env("HOME") + "|" + env("USER") + "|" + env("LOGNAME"));
+    CHECK(out[2] == "/stackup-test-home|stackup-test-user|stackup-test-logname");
   }
 }
 

@@ -1247,6 +1247,17 @@ TEST_CASE("local_daemon: user runs the daemon as that user: /proc/<pid>/status h
 TEST_CASE("local_daemon: user empty or the current user changes nothing") {
   const passwd* me = ::getpwuid(::geteuid());
   REQUIRE(me != nullptr);
+  // A value no login would give, so that any change shows.
+  const std::optional<std::string> home_before =
+      std::getenv("HOME") != nullptr ? std::optional<std::string>(std::getenv("HOME")) : std::nullopt;
+  ::setenv("HOME", "/stackup-test-home", 1);
+  struct Restore {
+    const std::optional<std::string>& home;
+    ~Restore() {
+      if (home) ::setenv("HOME", home->c_str(), 1);
+      else ::unsetenv("HOME");
+    }
+  } restore{home_before};
   for (const std::string& user : {std::string(), std::string(me->pw_name)}) {
     CAPTURE(user);
     World w;
@@ -1256,9 +1267,8 @@ TEST_CASE("local_daemon: user empty or the current user changes nothing") {
     REQUIRE(d.pid().has_value());
     const long uid = ::geteuid();
     CHECK(status_numbers(*d.pid(), "Uid") == std::vector<long>{uid, uid, uid, uid});
-    const char* home = std::getenv("HOME");
     const std::string env = slurp("/proc/" + std::to_string(*d.pid()) + "/environ").value_or("");
-    CHECK(contains(env, std::string("HOME=") + (home != nullptr ? home : "") + '\0') == (home != nullptr));
+    CHECK(contains(env, std::string("HOME=/stackup-test-home") + '\0'));
     d.deprovision();
     CHECK(w.processes().empty());
   }
