@@ -4,15 +4,22 @@
 
 #include <doctest/doctest.h>
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -272,4 +279,203 @@ TEST_CASE("command: a timeout of milliseconds::max() means wait; zero or negativ
     const std::string message = error_of([&] { none.provision(); });
     CHECK(contains(message, "did not finish within 0ms"));
   }
+}
+
+// ---- user: running the commands as another user ----------------------------------------
+
+namespace {
+
+// Running as another user needs root: without it, a test says so and stops.
+bool root_or_skip() {
+  if (::geteuid() == 0) return true;
+  MESSAGE("skipped: running as another user needs root, and this test runs as uid " << ::geteuid());
+  return false;
+}
+
+// The name of the user this process runs as, read independently of the library.
+std::string my_user_name() {
+  const passwd* pw = ::getpwuid(::geteuid());
+  REQUIRE(pw != nullptr);
+  return pw->pw_name;
+}
+
+// What `id FLAGS USER` prints, run by this process rather than by stackup.
+std::string id_of(const std::string& flags, const std::string& user) {
+  FILE* f = ::popen(("id " + flags + " " + user).c_str(), "r");
+  REQUIRE(f != nullptr);
+  std::string out;
+  char buf[256];
+  while (const std::size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  CHECK(::pclose(f) == 0);
+  return out;
+}
+
+// The numbers of a line like "65534 27 100", sorted: group lists compare as sets.
+std::vector<long> sorted_numbers(std::string_view line) {
+  std::vector<long> out;
+  std::istringstream in{std::string(line)};
+  for (long n = 0; in >> n;) out.push_back(n);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+// Sets an environment variable for a scope, then restores it.
+struct SetEnv {
+  std::string name;
+  std::optional<std::string> before;
+  SetEnv(std::string n, const char* value) : name(std::move(n)) {
+    if (const char* v = std::getenv(name.c_str())) before = v;
+    ::setenv(name.c_str(), value, 1);
+  }
+  ~SetEnv() {
+    if (before) ::setenv(name.c_str(), before->c_str(), 1);
+    else ::unsetenv(name.c_str());
+  }
+  SetEnv(const SetEnv&) = delete;
+  SetEnv& operator=(const SetEnv&) = delete;
+};
+
+// The message of the stackup::Error that `f` throws in a process that is not
+// root: this one when it is not, else a child that becomes nobody first.
+template <class F> std::string error_without_root(F&& f) {
+  if (::geteuid() != 0) return error_of(f);
+  const passwd* nobody = ::getpwnam("nobody");
+  REQUIRE(nobody != nullptr);
+  const uid_t uid = nobody->pw_uid;
+  const gid_t gid = nobody->pw_gid;
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(p[0]);
+    std::string what = "no error";
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+      what = "cannot become nobody";
+    } else {
+      try {
+        f();
+      } catch (const std::exception& e) {
+        what = e.what();
+      }
+    }
+    [[maybe_unused]] const auto n = ::write(p[1], what.data(), what.size());
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string message;
+  char buf[1024];
+  ssize_t n = 0;
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  ::waitpid(pid, nullptr, 0);
+  return message;
+}
+
+} // namespace
+
+TEST_CASE("command: user runs every command as that user: its uid, gid, groups, HOME, USER and LOGNAME") {
+  if (!root_or_skip()) return;
+  REQUIRE(::getpwnam("nobody") != nullptr);
+  for (const std::string user : {"nobody", "postgres"}) { // postgres has a supplementary group
+    const passwd* pw = ::getpwnam(user.c_str());
+    if (pw == nullptr) {
+      MESSAGE("no user " << user << " on this machine: not tried");
+      continue;
+    }
+    CAPTURE(user);
+    const uid_t uid = pw->pw_uid;
+    const std::string home = pw->pw_dir;
+    TempDir t;
+    REQUIRE(::chmod(t.path.c_str(), 0777) == 0); // the user writes its answers there
+    Cmd c{{.resume = R"sh(id -u > out; id -g >> out; id -G >> out; printf '%s|%s|%s\n' "$HOME" "$USER" "$LOGNAME" >> out)sh",
+           .is_running = "test \"$(id -u)\" = " + std::to_string(uid),
+           .working_dir = t.path,
+           .user = user}};
+    c.resume();
+    const auto out = lines_of(slurp(t.path / "out"));
+    REQUIRE(out.size() == 4);
+    CHECK(out[0] + "\n" == id_of("-u", user));
+    CHECK(out[1] + "\n" == id_of("-g", user));
+    CHECK(sorted_numbers(out[2]) == sorted_numbers(id_of("-G", user)));
+    CHECK(out[3] == home + "|" + user + "|" + user);
+    struct stat st{};
+    REQUIRE(::stat((t.path / "out").c_str(), &st) == 0);
+    CHECK(st.st_uid == uid);
+    CHECK(c.is_running()); // queries run as the user too
+
+    // A variable the config sets wins over the user's own.
+    Cmd custom{{.resume = R"sh(printf '%s|%s\n' "$HOME" "$USER" > custom)sh",
+                .working_dir = t.path,
+                .env = {{"HOME", "/custom"}},
+                .user = user}};
+    custom.resume();
+    CHECK(slurp(t.path / "custom") == "/custom|" + user + "\n");
+  }
+}
+
+TEST_CASE("command: user empty or the current user changes nothing") {
+  // Values no login would give, so that any change shows.
+  const SetEnv home("HOME", "/stackup-test-home"), user_var("USER", "stackup-test-user"),
+      logname("LOGNAME", "stackup-test-logname");
+  for (const std::string& user : {std::string(), my_user_name()}) {
+    CAPTURE(user);
+    TempDir t;
+    Cmd c{{.resume = R"sh(id -u > out; id -G >> out; printf '%s|%s|%s\n' "$HOME" "$USER" "$LOGNAME" >> out)sh",
+           .working_dir = t.path,
+           .user = user}};
+    c.resume();
+    const auto out = lines_of(slurp(t.path / "out"));
+    REQUIRE(out.size() == 3);
+    CHECK(out[0] == std::to_string(::geteuid()));
+    std::vector<gid_t> groups(static_cast<std::size_t>(::getgroups(0, nullptr)));
+    groups.resize(static_cast<std::size_t>(::getgroups(static_cast<int>(groups.size()), groups.data())));
+    std::vector<long> mine{static_cast<long>(::getegid())};
+    for (const gid_t g : groups) mine.push_back(static_cast<long>(g));
+    std::sort(mine.begin(), mine.end());
+    mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
+    CHECK(sorted_numbers(out[1]) == mine);
+    CHECK(out[2] == "/stackup-test-home|stackup-test-user|stackup-test-logname");
+  }
+}
+
+TEST_CASE("command: a user that does not exist is an error naming it; nothing runs") {
+  TempDir t;
+  Cmd c{{.name = "db", .resume = "touch ran", .is_running = "touch ran", .working_dir = t.path, .user = "stackup-no-such-user"}};
+  const std::string expected = "stackup: command 'db' (experiment_tracker): there is no user 'stackup-no-such-user' on "
+                               "this system (see `getent passwd stackup-no-such-user`): create it, or fix or remove `user`";
+  CHECK(error_of([&] { c.resume(); }) == expected);
+  CHECK(error_of([&] { (void)c.is_running(); }) == expected);
+  CHECK_FALSE(fs::exists(t.path / "ran"));
+}
+
+TEST_CASE("command: another user without root is an error naming the component and the fix") {
+  // "root" is another user for anyone but root.
+  const std::string message = error_without_root([] {
+    Cmd c{{.name = "db", .resume = "true", .user = "root"}};
+    c.resume();
+  });
+  const std::string me = ::geteuid() == 0 ? "nobody" : my_user_name();
+  CHECK(message == "stackup: command 'db' (experiment_tracker): running as user 'root' needs root, and this process "
+                   "runs as '" + me + "': run stackup as root, or remove `user` to run it as '" + me + "'");
+}
+
+TEST_CASE("command: a working_dir the user cannot enter is an error naming the directory and the user") {
+  if (!root_or_skip()) return;
+  REQUIRE(::getpwnam("nobody") != nullptr);
+  TempDir t; // mode 0700, root's: nobody cannot enter what is inside
+  const fs::path inner = t.path / "inner";
+  fs::create_directory(inner);
+  Cmd c{{.name = "db", .resume = "true", .working_dir = inner, .user = "nobody"}};
+  CHECK(error_of([&] { c.resume(); }) ==
+        "stackup: command 'db' (experiment_tracker): `true`: cannot start '/bin/sh': change to its working directory "
+        "failed: Permission denied (working_dir '" + inner.string() +
+            "', as user 'nobody': that user must be allowed to enter it and every directory above it)");
 }

@@ -8,7 +8,9 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -83,8 +85,10 @@ struct Stat {
 };
 std::optional<Stat> stat_of(pid_t pid) {
   const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  if (!text) return std::nullopt;
-  std::istringstream in(text->substr(text->rfind(')') + 2));
+  // Empty when the process ended between the open and the read.
+  const auto paren = text ? text->rfind(')') : std::string::npos;
+  if (paren == std::string::npos || paren + 2 > text->size()) return std::nullopt;
+  std::istringstream in(text->substr(paren + 2));
   Stat s;
   std::string skip;
   in >> s.state >> skip >> s.pgrp >> s.session;
@@ -533,6 +537,40 @@ TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by
   CHECK(in_session(leader).empty());
   CHECK(w.processes().empty());
   CHECK(listenable(w.port));
+  CHECK_FALSE(fs::exists(w.state));
+}
+
+TEST_CASE("local_daemon: a stop reaches all it found in the proven session, though none of it still shows the id") {
+  World w;
+  // Two servers in the session: the second runs without the invocation id
+  // (env -i) and ignores SIGTERM. Once the first has exited nothing left in the
+  // session carries the id (as when an exiting process's environment can no
+  // longer be read), yet the stop must go on to SIGKILL the second.
+  const std::uint16_t other = free_port();
+  const std::string tag = " --tag " + w.tmp.path.string();
+  Daemon d{{.name = "web",
+            .command = {"/bin/sh", "-c",
+                        "\"$0\" --port " + std::to_string(w.port) + tag + " & /usr/bin/env -i \"$0\" --port " +
+                            std::to_string(other) + " --ignore-term" + tag + " & wait",
+                        STACKUP_TEST_DAEMON_PATH},
+            .state_dir = w.state,
+            .ready = stackup::ready::http(w.port, "/health"),
+            .stop_timeout = 1s}};
+  stackup::Stack s{"local", std::move(d)};
+  auto& web = s.get<"orchestrator">();
+  s.up();
+  const pid_t leader = web.pid().value_or(0);
+  REQUIRE(leader > 1);
+  REQUIRE(eventually([&] { return in_session(leader).size() == 3 && port_open(other); }));
+  REQUIRE(::kill(leader, SIGKILL) == 0);
+  REQUIRE(eventually([&] { return !alive(leader); }));
+  CHECK_FALSE(web.is_running()); // and reaped: only the invocation id proves the session now
+  REQUIRE(in_session(leader).size() == 2);
+
+  s.down({.force = true});
+  CHECK(in_session(leader).empty());
+  CHECK(w.processes().empty());
+  CHECK(listenable(other));
   CHECK_FALSE(fs::exists(w.state));
 }
 
@@ -1118,4 +1156,196 @@ TEST_CASE("local_daemon: a deprovision killed between moving the state directory
   CHECK(fs::exists(busy / Daemon::marker));
   CHECK(slurp(foreign / "config") == "not stackup's\n");
   CHECK(fs::exists(unrelated / Daemon::marker));
+}
+
+// ---- user: running the daemon as another user ------------------------------------------
+
+namespace {
+
+// Running as another user needs root: without it, a test says so and stops.
+bool root_or_skip() {
+  if (::geteuid() == 0) return true;
+  MESSAGE("skipped: running as another user needs root, and this test runs as uid " << ::geteuid());
+  return false;
+}
+
+// The fields of the line `name:` of /proc/<pid>/status ("Uid", "Gid", "Groups").
+std::vector<long> status_numbers(pid_t pid, std::string_view name) {
+  const std::string text = slurp("/proc/" + std::to_string(pid) + "/status").value_or("");
+  const std::string key = "\n" + std::string(name) + ":";
+  const auto at = text.find(key);
+  if (at == std::string::npos) return {};
+  std::istringstream in(text.substr(at + key.size(), text.find('\n', at + 1) - at - key.size()));
+  std::vector<long> out;
+  for (long n = 0; in >> n;) out.push_back(n);
+  return out;
+}
+
+// What `id -G USER` prints, run by this process rather than by stackup, sorted.
+std::vector<long> groups_of(const std::string& user) {
+  const Ran r = run({"/usr/bin/id", "-G", user});
+  REQUIRE(r.status == 0);
+  std::istringstream in(r.out);
+  std::vector<long> out;
+  for (long n = 0; in >> n;) out.push_back(n);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<long> sorted(std::vector<long> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// The message of the stackup::Error that `f` throws in a process that is not
+// root: this one when it is not, else a child that becomes nobody first.
+template <class F> std::string error_without_root(F&& f) {
+  if (::geteuid() != 0) return error_of(f);
+  const passwd* nobody = ::getpwnam("nobody");
+  REQUIRE(nobody != nullptr);
+  const uid_t uid = nobody->pw_uid;
+  const gid_t gid = nobody->pw_gid;
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(p[0]);
+    std::string what = "no error";
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+      what = "cannot become nobody";
+    } else {
+      try {
+        f();
+      } catch (const std::exception& e) {
+        what = e.what();
+      }
+    }
+    [[maybe_unused]] const auto n = ::write(p[1], what.data(), what.size());
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string message;
+  char buf[1024];
+  ssize_t n = 0;
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  ::waitpid(pid, nullptr, 0);
+  return message;
+}
+
+} // namespace
+
+TEST_CASE("local_daemon: user runs the daemon as that user: /proc/<pid>/status has its uid, gid and groups") {
+  if (!root_or_skip()) return;
+  REQUIRE(::getpwnam("nobody") != nullptr);
+  for (const std::string user : {"nobody", "postgres"}) { // postgres has a supplementary group
+    const passwd* pw = ::getpwnam(user.c_str());
+    if (pw == nullptr) {
+      MESSAGE("no user " << user << " on this machine: not tried");
+      continue;
+    }
+    CAPTURE(user);
+    const long uid = pw->pw_uid, gid = pw->pw_gid;
+    const std::string home = pw->pw_dir;
+    World w;
+    Daemon d{{.name = "web",
+              .command = w.command(),
+              .state_dir = w.state,
+              .ready = stackup::ready::http(w.port, "/health"),
+              .working_dir = "/",
+              .user = user}};
+    d.provision();
+    d.resume();
+    REQUIRE(d.pid().has_value());
+    const pid_t pid = *d.pid();
+    CHECK(d.is_running());
+    CHECK(status_numbers(pid, "Uid") == std::vector<long>{uid, uid, uid, uid});
+    CHECK(status_numbers(pid, "Gid") == std::vector<long>{gid, gid, gid, gid});
+    CHECK(sorted(status_numbers(pid, "Groups")) == groups_of(user));
+    const std::string env = slurp("/proc/" + std::to_string(pid) + "/environ").value_or("");
+    CHECK(contains(env, std::string("HOME=") + home + '\0'));
+    CHECK(contains(env, std::string("USER=") + user + '\0'));
+    CHECK(contains(env, std::string("LOGNAME=") + user + '\0'));
+    // It writes to daemon.log (root's, mode 0600) through the descriptor it was started with.
+    CHECK(eventually([&] {
+      return contains(slurp(d.log_file()).value_or(""), "listening on 127.0.0.1:" + std::to_string(w.port));
+    }));
+    // Another process that knows only the state directory starts it as the same user.
+    CHECK(Daemon::from_state_dir(w.state).config().user == user);
+    d.suspend();
+    CHECK_FALSE(alive(pid));
+    d.deprovision();
+    CHECK(w.processes().empty());
+  }
+}
+
+TEST_CASE("local_daemon: user empty or the current user changes nothing") {
+  const passwd* me = ::getpwuid(::geteuid());
+  REQUIRE(me != nullptr);
+  // A value no login would give, so that any change shows.
+  const std::optional<std::string> home_before =
+      std::getenv("HOME") != nullptr ? std::optional<std::string>(std::getenv("HOME")) : std::nullopt;
+  ::setenv("HOME", "/stackup-test-home", 1);
+  struct Restore {
+    const std::optional<std::string>& home;
+    ~Restore() {
+      if (home) ::setenv("HOME", home->c_str(), 1);
+      else ::unsetenv("HOME");
+    }
+  } restore{home_before};
+  for (const std::string& user : {std::string(), std::string(me->pw_name)}) {
+    CAPTURE(user);
+    World w;
+    Daemon d{{.command = w.command(), .state_dir = w.state, .ready = stackup::ready::tcp(w.port), .user = user}};
+    d.provision();
+    d.resume();
+    REQUIRE(d.pid().has_value());
+    const long uid = ::geteuid();
+    CHECK(status_numbers(*d.pid(), "Uid") == std::vector<long>{uid, uid, uid, uid});
+    const std::string env = slurp("/proc/" + std::to_string(*d.pid()) + "/environ").value_or("");
+    CHECK(contains(env, std::string("HOME=/stackup-test-home") + '\0'));
+    d.deprovision();
+    CHECK(w.processes().empty());
+  }
+}
+
+TEST_CASE("local_daemon: a user that does not exist is an error naming it; nothing starts") {
+  World w;
+  Daemon d{{.name = "web", .command = w.command(), .state_dir = w.state, .user = "stackup-no-such-user"}};
+  d.provision();
+  CHECK(error_of([&] { d.resume(); }) ==
+        "stackup: local_daemon 'web' (orchestrator): there is no user 'stackup-no-such-user' on this system (see "
+        "`getent passwd stackup-no-such-user`): create it, or fix or remove `user`");
+  CHECK_FALSE(fs::exists(d.pid_file()));
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: another user without root is an error naming the component and the fix") {
+  World w;
+  // "root" is another user for anyone but root.
+  const std::string message = error_without_root([&] {
+    Daemon d{{.name = "web", .command = w.command(), .state_dir = w.state, .user = "root"}};
+    d.resume();
+  });
+  const std::string me = ::geteuid() == 0 ? "nobody" : std::string(::getpwuid(::geteuid())->pw_name);
+  CHECK(message == "stackup: local_daemon 'web' (orchestrator): running as user 'root' needs root, and this process "
+                   "runs as '" + me + "': run stackup as root, or remove `user` to run it as '" + me + "'");
+  CHECK(w.processes().empty());
+}
+
+TEST_CASE("local_daemon: a working_dir the user cannot enter is a TransitionError naming the directory and the user") {
+  if (!root_or_skip()) return;
+  REQUIRE(::getpwnam("nobody") != nullptr);
+  World w; // its directory is root's, mode 0700: nobody cannot enter it
+  Daemon d{{.name = "web", .command = w.command(), .state_dir = w.state, .working_dir = w.tmp.path, .user = "nobody"}};
+  d.provision();
+  const std::string message = error_of([&] { d.resume(); });
+  CHECK(message == "stackup: local_daemon 'web' (orchestrator): cannot start '" + std::string(STACKUP_TEST_DAEMON_PATH) +
+                       "': change to its working directory failed: Permission denied (working_dir '" +
+                       w.tmp.path.string() +
+                       "', as user 'nobody': that user must be allowed to enter it and every directory above it)");
+  CHECK_THROWS_AS(d.resume(), stackup::TransitionError);
+  CHECK_FALSE(fs::exists(d.pid_file()));
+  CHECK(w.processes().empty());
 }

@@ -4,7 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -355,15 +358,103 @@ TEST_CASE("errors at their line and column, saying what is valid") {
     CHECK_ERROR("[components.\"\"]\nflavor = \"command\"\n", 1, 13,
                 "a component's role cannot be empty: name it [components.<role>]");
   }
-  SUBCASE("user: only the current one, for now") {
-    CHECK(stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"\"\n", "t.toml").size() == 1);
-    const std::string me = stackup::detail::stack_file::current_user();
-    REQUIRE_FALSE(me.empty());
-    CHECK(stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"" + me + "\"\n", "t.toml").size() == 1);
-    CHECK_ERROR("[components.c]\nflavor = \"command\"\nuser = \"nobody-stackup\"\n", 3, 8,
-                "component 'c': running as another user ('nobody-stackup') is not supported yet; remove 'user', set it "
-                "to the current user ('" + me + "'), or run stackup as that user");
+  SUBCASE("user: a string naming a user that exists") {
+    CHECK_ERROR("[components.c]\nflavor = \"command\"\nuser = 5\n", 3, 8,
+                "'user' of component 'c' (command) must be a string, not an integer");
+    CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nuser = \"stackup-no-such-user\"\n", 4, 8,
+                "component 'c': there is no user 'stackup-no-such-user' on this system (see `getent passwd "
+                "stackup-no-such-user`): create it, or fix or remove `user`");
+    CHECK_ERROR("[components.db]\nflavor = \"command\"\nuser = \"stackup-no-such-user\"\n", 3, 8,
+                "component 'db': there is no user 'stackup-no-such-user' on this system (see `getent passwd "
+                "stackup-no-such-user`): create it, or fix or remove `user`");
   }
+}
+
+namespace {
+// The name of the user this process runs as, read independently of the library.
+std::string my_user_name() {
+  const passwd* pw = ::getpwuid(::geteuid());
+  REQUIRE(pw != nullptr);
+  return pw->pw_name;
+}
+} // namespace
+
+TEST_CASE("user: empty or the current user is accepted and reaches the config") {
+  const std::string me = my_user_name();
+  for (const std::string& user : {std::string(), me}) {
+    CAPTURE(user);
+    const auto s = stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"" + user +
+                                            "\"\n[components.d]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nuser = \"" +
+                                            user + "\"\n",
+                                        "t.toml");
+    REQUIRE(s.get("c").target<Cmd>());
+    CHECK(s.get("c").target<Cmd>()->config().user == user);
+    REQUIRE(s.get("d").target<Daemon>());
+    CHECK(s.get("d").target<Daemon>()->config().user == user);
+  }
+}
+
+TEST_CASE("user: another user, as root, reaches both flavours' config; ${VAR} is expanded in it") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: running as another user needs root, and this test runs as uid " << ::geteuid());
+    return;
+  }
+  REQUIRE(::getpwnam("nobody") != nullptr);
+  Env env("STACKUP_TEST_USER", "nobody");
+  const auto s = stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"${STACKUP_TEST_USER}\"\n"
+                                      "[components.d]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nuser = \"nobody\"\n",
+                                      "t.toml");
+  REQUIRE(s.get("c").target<Cmd>());
+  CHECK(s.get("c").target<Cmd>()->config().user == "nobody");
+  REQUIRE(s.get("d").target<Daemon>());
+  CHECK(s.get("d").target<Daemon>()->config().user == "nobody");
+}
+
+TEST_CASE("user: another user without root is an error at the key naming the component and the fix") {
+  // "root" is another user for anyone but root; as root, the parse runs in a
+  // child that has become nobody first.
+  const std::string text = "[components.db]\nflavor = \"command\"\nuser = \"root\"\n";
+  std::string message;
+  std::string me;
+  if (::geteuid() != 0) {
+    message = error_of(text).what();
+    me = my_user_name();
+  } else {
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    me = nobody->pw_name;
+    const uid_t uid = nobody->pw_uid;
+    const gid_t gid = nobody->pw_gid;
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(p[0]);
+      std::string what = "no error";
+      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+        what = "cannot become nobody";
+      } else {
+        try {
+          (void)stackup::parse_stack(text, "t.toml");
+        } catch (const stackup::StackFileError& e) {
+          what = e.what();
+        } catch (const std::exception& e) {
+          what = std::string("not a StackFileError: ") + e.what();
+        }
+      }
+      [[maybe_unused]] const auto n = ::write(p[1], what.data(), what.size());
+      ::_exit(0);
+    }
+    ::close(p[1]);
+    char buf[1024];
+    ssize_t n = 0;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    ::waitpid(pid, nullptr, 0);
+  }
+  CHECK(message == "t.toml:3:8: component 'db': running as user 'root' needs root, and this process runs as '" + me +
+                       "': run stackup as root, or remove `user` to run it as '" + me + "'");
 }
 
 TEST_CASE("definition errors are StackFileErrors at the depends_on entry") {

@@ -134,9 +134,7 @@ part_tsan() {
   rm -rf "$reports" && mkdir -p "$reports"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan"
   local status=0
-  # Skipped under ThreadSanitizer only (an open defect): there, what a daemon left
-  # in its session is not found by the next down --force; every other build runs it.
-  "$dir/stackup_tests" --no-version --test-case-exclude='*what an exited daemon left in its session*' || status=1
+  "$dir/stackup_tests" --no-version || status=1
   python3 "$root/tests/reliability/demo_stack_reliability.py" --demo-stack "$dir/demo_stack" \
     --demo-server "$dir/demo_server" || status=1
   unset TSAN_OPTIONS

@@ -18,9 +18,6 @@
 
 #include <toml++/toml.h>
 
-#include <pwd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -228,13 +225,6 @@ inline std::string joined(const std::vector<std::string>& items) {
   std::string s;
   for (const auto& i : items) s.append(s.empty() ? "" : ", ").append(i);
   return s;
-}
-
-inline std::string current_user() {
-  std::vector<char> buffer(16384);
-  passwd pw{}, *found = nullptr;
-  if (::getpwuid_r(::geteuid(), &pw, buffer.data(), buffer.size(), &found) == 0 && found) return pw.pw_name;
-  return {};
 }
 
 } // namespace detail::stack_file
@@ -506,13 +496,17 @@ private:
 
 namespace detail::stack_file {
 
-// `user`: running as another user needs support in the components that does not exist yet.
-inline void check_user(const StackFileTable& t) {
-  const auto user = t.optional_string("user");
-  if (!user || user->empty() || *user == current_user()) return;
-  t.fail("user", "component '" + t.role() + "': running as another user ('" + *user +
-                     "') is not supported yet; remove 'user', set it to the current user ('" + current_user() +
-                     "'), or run stackup as that user");
+// `user`: checked now by the components' own rule (run_as), so that a user that
+// does not exist, or another user without root, is an error at the key before
+// anything starts.
+inline std::string read_user(const StackFileTable& t) {
+  auto user = t.optional_string("user").value_or("");
+  try {
+    (void)posix::run_as(user, "component '" + t.role() + "'");
+  } catch (const Error& e) {
+    t.fail("user", std::string_view(e.what()).substr(std::string_view("stackup: ").size()));
+  }
+  return user;
 }
 
 inline ready::Probe read_probe(const StackFileTable& t) {
@@ -553,7 +547,7 @@ inline Flavors Flavors::builtin() {
     c.env = t.string_map("env");
     c.working_dir = t.path_or("working_dir", t.directory());
     c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / t.role());
-    detail::stack_file::check_user(t);
+    c.user = detail::stack_file::read_user(t);
     return LocalDaemon<>(std::move(c));
   });
   f.add("local_directory", [](StackFileTable& t) {
@@ -576,7 +570,7 @@ inline Flavors Flavors::builtin() {
     c.timeout = t.duration("timeout").value_or(c.timeout);
     c.working_dir = t.path_or("working_dir", t.directory());
     c.env = t.string_map("env");
-    detail::stack_file::check_user(t);
+    c.user = detail::stack_file::read_user(t);
     return Command<>(std::move(c));
   });
   return f;

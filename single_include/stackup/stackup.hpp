@@ -3291,6 +3291,7 @@ template <detail::runnable S> int run(S& stack, int argc, char** argv, const Opt
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
@@ -4022,10 +4023,18 @@ inline bool environment_has(pid_t pid, std::string_view entry) {
   return false;
 }
 
+/// A process as stackup identifies it: its pid and its start time.
+struct ProcessId {
+  pid_t pid = 0;
+  unsigned long long start_time = 0;
+  friend bool operator==(const ProcessId&, const ProcessId&) = default;
+};
+
 /// What is left alive of the daemon a record names.
 struct Remains {
-  bool leader = false;         ///< the recorded process itself is alive
-  std::vector<pid_t> groups{}; ///< the process groups of its session that hold a live process
+  bool leader = false;             ///< the recorded process itself is alive
+  std::vector<pid_t> groups{};     ///< the process groups of its session that hold a live process
+  std::vector<ProcessId> members{}; ///< the live processes of its session, when it is provably the daemon's
   [[nodiscard]] bool empty() const noexcept { return !leader && groups.empty(); }
 };
 
@@ -4037,8 +4046,14 @@ struct Remains {
 /// (alive, or a zombie not yet reaped) its pid cannot be reused; once it is
 /// reaped, Linux still does not reuse the pid while the session has a process,
 /// but may after the session ended, for another session. So then the session
-/// counts only if one of its processes carries the record's invocation id.
-inline Remains remains_of(const PidRecord& r) {
+/// counts only if one of its processes carries the record's invocation id, or
+/// is one of the `earlier` members (same pid and start time): a process never
+/// rejoins a session, so the session it is still in is the one proven then.
+/// That keeps a stop going while the proof can no longer be read: an exiting
+/// process has no environment in /proc (its memory is released before it
+/// becomes a zombie, while it still holds its files and ports), and a member
+/// may have been started without the id.
+inline Remains remains_of(const PidRecord& r, const Remains* earlier = nullptr) {
   Remains out;
   const auto leader = read_proc_stat(r.pid);
   if (leader && leader->start_time != r.start_time) return out; // the pid is another process's now
@@ -4055,11 +4070,19 @@ inline Remains remains_of(const PidRecord& r) {
     if (std::from_chars(n.data(), n.data() + n.size(), pid).ec != std::errc{}) continue;
     const auto st = read_proc_stat(pid);
     if (!st || st->session != r.pid || !is_live_state(st->state)) continue;
-    proven = proven || environment_has(pid, mark);
+    const ProcessId member{pid, st->start_time};
+    proven = proven ||
+             (earlier != nullptr &&
+              std::find(earlier->members.begin(), earlier->members.end(), member) != earlier->members.end()) ||
+             environment_has(pid, mark);
+    out.members.push_back(member);
     if (std::find(out.groups.begin(), out.groups.end(), st->pgrp) == out.groups.end()) out.groups.push_back(st->pgrp);
   }
   ::closedir(proc);
-  if (!proven) out.groups.clear();
+  if (!proven) {
+    out.groups.clear();
+    out.members.clear();
+  }
   return out;
 }
 
@@ -4095,7 +4118,7 @@ inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
   auto gone = [&] {
     // Cheap while the recorded process lives; the session is looked at once it is gone.
     if (identify(r, false) == Identity::ours) return false;
-    left = remains_of(r);
+    left = remains_of(r, &left);
     return left.empty();
   };
   auto finish = [&](Stopped how) {
@@ -4111,7 +4134,8 @@ inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
     if (Clock::now() >= deadline) break;
     backoff.sleep(deadline);
   }
-  signal_remains(r, remains_of(r), SIGKILL, who);
+  left = remains_of(r, &left);
+  signal_remains(r, left, SIGKILL, who);
   deadline = deadline_after(std::chrono::seconds(10));
   Backoff again;
   while (true) {
@@ -4124,17 +4148,87 @@ inline Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
               "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
+// ---- running as another user -------------------------------------------------------
+
+/// The user a spawned process runs as, resolved in the parent: between fork and
+/// exec the child may only make async-signal-safe calls, and looking up a user
+/// or its groups reads files and allocates.
+struct RunAs {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;              ///< the primary group
+  std::vector<gid_t> groups{}; ///< the supplementary groups (the primary one included), as initgroups sets them
+  std::string home{};
+};
+
+/// The name of the user this process runs as (its effective uid), or "uid N"
+/// when the password database has none.
+inline std::string current_user_name() {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+      found->pw_name != nullptr)
+    return found->pw_name;
+  return "uid " + std::to_string(::geteuid());
+}
+
+/// What spawn needs to run `who`'s processes as `user` (the components'
+/// `.user`): empty when `user` is empty or names the current user, which
+/// changes nothing. Error naming the user when there is no such user; Error
+/// naming `who` and the fix when it is another user and this process is not
+/// root, the only one allowed to switch.
+inline std::optional<RunAs> run_as(const std::string& user, std::string_view who) {
+  if (user.empty()) return std::nullopt;
+  const std::string where = "stackup: " + std::string(who) + ": ";
+  if (user.find('\0') != std::string::npos)
+    throw Error(where + "user '" + user + "' holds a NUL byte: give a user name");
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  int e = 0;
+  while ((e = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE && buf.size() < (1U << 20))
+    buf.resize(buf.size() * 2);
+  // ENOENT, ESRCH, EBADF and EPERM are how some systems say "no such user".
+  if (found == nullptr && e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM)
+    throw Error(where + "cannot look up user '" + user + "': " + sys_message(e));
+  if (found == nullptr)
+    throw Error(where + "there is no user '" + user + "' on this system (see `getent passwd " + user +
+                "`): create it, or fix or remove `user`");
+  if (pw.pw_uid == ::geteuid()) return std::nullopt;
+  if (::geteuid() != 0)
+    throw Error(where + "running as user '" + user + "' needs root, and this process runs as '" +
+                current_user_name() + "': run stackup as root, or remove `user` to run it as '" +
+                current_user_name() + "'");
+  RunAs as{user, pw.pw_uid, pw.pw_gid, {}, pw.pw_dir != nullptr ? pw.pw_dir : ""};
+  int count = 32;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    as.groups.resize(static_cast<std::size_t>(count));
+    int n = count;
+    if (::getgrouplist(user.c_str(), as.gid, as.groups.data(), &n) >= 0) {
+      as.groups.resize(static_cast<std::size_t>(n));
+      return as;
+    }
+    count = std::max(n, count * 2); // too small: n is the size it needs
+  }
+  throw Error(where + "cannot list the groups of user '" + user + "'");
+}
+
 /// What to run, and with which standard streams.
 struct SpawnOptions {
   std::vector<std::string> argv;                        ///< argv[0] is looked up in PATH if it has no '/'
   const std::map<std::string, std::string>* env = nullptr; ///< variables added to the inherited environment
   std::filesystem::path working_dir;                    ///< empty: inherit
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;     ///< each must be above 2 (see above_stdio)
+  /// Run as this user (see run_as): groups, gid, uid set before the working
+  /// directory is entered, and HOME, USER, LOGNAME set (`env` still wins). Null: as this process.
+  const RunAs* user = nullptr;
 };
 
 /// Starts `o.argv` in a new session (so it leads its own process group and has
 /// no controlling terminal), with default signal dispositions and an empty
-/// signal mask, and with no descriptor of ours but the three given.
+/// signal mask, and with no descriptor of ours but the three given; as
+/// `o.user` when given (its groups, gid and uid set before exec).
 ///
 /// `gate(pid)` runs in this process after the fork and before the child may
 /// exec: if this process dies during `gate`, the child exits instead of running
@@ -4145,10 +4239,22 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   // Everything the child needs is built here: between fork and exec it may only
   // make async-signal-safe calls (no allocation), as the host may have threads.
   std::vector<std::string> env_strings;
+  const auto configured = [&](std::string_view key) { return o.env != nullptr && o.env->count(std::string(key)) != 0; };
+  const auto identity = [&](std::string_view key) {
+    return o.user != nullptr && (key == "HOME" || key == "USER" || key == "LOGNAME");
+  };
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     const std::string_view kv(*e);
-    if (o.env != nullptr && o.env->count(std::string(kv.substr(0, kv.find('=')))) != 0) continue;
+    const std::string_view key = kv.substr(0, kv.find('='));
+    if (configured(key) || identity(key)) continue;
     env_strings.emplace_back(kv);
+  }
+  if (o.user != nullptr) {
+    // What a login as that user would have; a variable the caller configured wins.
+    const std::pair<const char*, const std::string*> vars[] = {
+        {"HOME", &o.user->home}, {"USER", &o.user->name}, {"LOGNAME", &o.user->name}};
+    for (const auto& [key, value] : vars)
+      if (!configured(key)) env_strings.push_back(std::string(key) + "=" + *value);
   }
   std::string path_var = "/usr/local/bin:/usr/bin:/bin";
   if (const char* p = std::getenv("PATH")) path_var = p;
@@ -4223,6 +4329,13 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
     // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
     ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
 #endif
+    if (o.user != nullptr) {
+      // Groups and gid first: once the uid is not root, they cannot be changed.
+      if (::setgroups(o.user->groups.size(), o.user->groups.data()) != 0) fail(5);
+      if (::setgid(o.user->gid) != 0) fail(6);
+      if (::setuid(o.user->uid) != 0) fail(7);
+    }
+    // As that user: a directory it cannot enter is an error here, not a surprise later.
     if (cwd != nullptr && ::chdir(cwd) != 0) fail(3);
     char byte = 0;
     ssize_t got = 0;
@@ -4263,12 +4376,26 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   if (got == 0) return pid; // the report pipe closed on exec: started
   while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-  const char* stages[] = {"", "setsid", "redirect its output", "change to its working directory", "execute it"};
+  const char* stages[] = {"",
+                          "setsid",
+                          "redirect its output",
+                          "change to its working directory",
+                          "execute it",
+                          "set its supplementary groups",
+                          "set its group id",
+                          "set its user id"};
   std::string what = "stackup: cannot start '" + o.argv.front() + "'";
-  const int stage = got == sizeof rep && rep[0] >= 1 && rep[0] <= 4 ? rep[0] : 4;
+  const int stage = got == sizeof rep && rep[0] >= 1 && rep[0] <= 7 ? rep[0] : 4;
   what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep[1]);
-  if (stage == 3) what += " (working_dir " + quoted(o.working_dir) + ")";
+  const std::string as_user = o.user != nullptr ? "user '" + o.user->name + "'" : std::string();
+  if (stage == 3 && o.user == nullptr) what += " (working_dir " + quoted(o.working_dir) + ")";
+  if (stage == 3 && o.user != nullptr)
+    what += " (working_dir " + quoted(o.working_dir) + ", as " + as_user +
+            (rep[1] == EACCES ? ": that user must be allowed to enter it and every directory above it)" : ")");
   if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
+  if (stage == 4 && rep[1] == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
+  if (stage >= 5)
+    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) + ")";
   throw Error(what);
 }
 
@@ -4283,11 +4410,12 @@ struct ShellResult {
 };
 
 /// Runs `command` with /bin/sh -c in its own session (stdin and stdout /dev/null,
-/// stderr captured). Past `timeout`, its whole process group gets SIGTERM, then
-/// SIGKILL two seconds later. Returns when the shell exits, even if a process it
+/// stderr captured), as `user` when given (see run_as). Past `timeout`, its
+/// whole process group gets SIGTERM, then SIGKILL two seconds later. Returns when the shell exits, even if a process it
 /// started in the background still holds its stderr.
 inline ShellResult run_shell(const std::string& command, milliseconds timeout,
-                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env) {
+                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env,
+                             const RunAs* user = nullptr) {
   constexpr std::size_t keep = 8192;
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) throw Error("stackup: cannot open /dev/null: " + sys_message(errno));
@@ -4306,6 +4434,7 @@ inline ShellResult run_shell(const std::string& command, milliseconds timeout,
   o.stdin_fd = null.get();
   o.stdout_fd = null.get();
   o.stderr_fd = err_write.get();
+  o.user = user;
   const pid_t pid = spawn(o, [](pid_t) {});
   err_write.reset();
 
@@ -4586,6 +4715,12 @@ struct LocalDaemonConfig {
   std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
+  /// Run the daemon as this user (its uid, gid and groups; HOME, USER and
+  /// LOGNAME are its own unless `env` sets them). Empty or the current user:
+  /// as this process. Another user needs root; the user must be able to enter
+  /// `working_dir`. The state directory stays stackup's: the daemon writes
+  /// daemon.log through the descriptor it is started with.
+  std::string user{};
 };
 
 namespace detail {
@@ -4639,6 +4774,7 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
   line("stop_timeout_ms", std::to_string(c.stop_timeout.count()));
   for (const auto& [k, v] : c.env) line("env", k + "=" + v);
   line("working_dir", c.working_dir.string());
+  if (!c.user.empty()) line("user", c.user); // only when set: a config without it stays readable by earlier versions
   out += "end\n";
   return out;
 }
@@ -4691,6 +4827,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
     else if (key == "name") c.name = value;
     else if (key == "arg") c.command.push_back(value);
     else if (key == "working_dir") c.working_dir = value;
+    else if (key == "user") c.user = value;
     else if (key == "start_timeout_ms") {
       if (!to_ms(value, c.start_timeout)) return fail("start_timeout_ms is not a number of milliseconds");
     } else if (key == "stop_timeout_ms") {
@@ -4755,6 +4892,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// - `resume` starts the command in its own session (stdin /dev/null, output
 ///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
 ///   the pid file records) and waits for readiness with 1–10 ms back-off.
+///   With `user`, the process runs as that user (see LocalDaemonConfig::user).
 /// - `suspend` sends SIGTERM to every process group of the daemon's session, then
 ///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
 ///   signalled.
@@ -4917,6 +5055,7 @@ public:
     namespace px = detail::posix;
     if (config_.command.empty())
       throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
+    const auto as = px::run_as(config_.user, who()); // before anything is written: no such user, or not root
     const auto locked = lock_state(false);
     if (!locked)
       throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
@@ -4954,6 +5093,7 @@ public:
     o.stdin_fd = null.get();
     o.stdout_fd = log.get();
     o.stderr_fd = log.get();
+    o.user = as ? &*as : nullptr;
     try {
       // The pid file is written before the child may exec, so no daemon ever
       // runs unrecorded, even if this process dies right now.
@@ -4966,7 +5106,10 @@ public:
       });
     } catch (const std::exception& e) {
       ::unlinkat(dir, "pid", 0);
-      throw TransitionError(std::string(this->role_name()), Transition::resume, "stackup: " + who() + ": " + e.what());
+      std::string_view why = e.what();
+      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
+      throw TransitionError(std::string(this->role_name()), Transition::resume,
+                            "stackup: " + who() + ": " + std::string(why));
     }
     await_ready(dir, rec, run_start);
   }
@@ -5539,6 +5682,11 @@ struct CommandConfig {
   std::chrono::milliseconds timeout = std::chrono::minutes(5);
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
+  /// Run every command as this user (its uid, gid and groups; HOME, USER and
+  /// LOGNAME are its own unless `env` sets them). Empty or the current user:
+  /// as this process. Another user needs root; the user must be able to enter
+  /// `working_dir`.
+  std::string user{};
 };
 
 /// A component whose actions and queries are shell commands: the way a stack
@@ -5551,6 +5699,8 @@ struct CommandConfig {
 ///   NotImplementedError, which the stack treats as an absent action.
 /// - Each command runs in its own session, stdin and stdout on /dev/null,
 ///   stderr captured; past `timeout` its whole process group is killed.
+/// - With `user`, each command runs as that user (see CommandConfig::user);
+///   that another user needs root is an Error naming the component.
 ///   A command that leaves a process running in the background should redirect
 ///   that process's output (`server > log 2>&1 &`).
 ///
@@ -5612,7 +5762,16 @@ private:
   [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
-    return detail::posix::run_shell(command, config_.timeout, config_.working_dir, config_.env);
+    namespace px = detail::posix;
+    const auto as = px::run_as(config_.user, who());
+    try {
+      return px::run_shell(command, config_.timeout, config_.working_dir, config_.env, as ? &*as : nullptr);
+    } catch (const Error& e) {
+      // "cannot start '/bin/sh': ...": say whose command it was, and which.
+      std::string_view why = e.what();
+      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
+      throw Error("stackup: " + who() + ": `" + command + "`: " + std::string(why));
+    }
   }
 
   static std::string stderr_part(const detail::posix::ShellResult& r) {

@@ -34,6 +34,11 @@ struct CommandConfig {
   std::chrono::milliseconds timeout = std::chrono::minutes(5);
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
+  /// Run every command as this user (its uid, gid and groups; HOME, USER and
+  /// LOGNAME are its own unless `env` sets them). Empty or the current user:
+  /// as this process. Another user needs root; the user must be able to enter
+  /// `working_dir`.
+  std::string user{};
 };
 
 /// A component whose actions and queries are shell commands: the way a stack
@@ -46,6 +51,8 @@ struct CommandConfig {
 ///   NotImplementedError, which the stack treats as an absent action.
 /// - Each command runs in its own session, stdin and stdout on /dev/null,
 ///   stderr captured; past `timeout` its whole process group is killed.
+/// - With `user`, each command runs as that user (see CommandConfig::user);
+///   that another user needs root is an Error naming the component.
 ///   A command that leaves a process running in the background should redirect
 ///   that process's output (`server > log 2>&1 &`).
 ///
@@ -107,7 +114,16 @@ private:
   [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
-    return detail::posix::run_shell(command, config_.timeout, config_.working_dir, config_.env);
+    namespace px = detail::posix;
+    const auto as = px::run_as(config_.user, who());
+    try {
+      return px::run_shell(command, config_.timeout, config_.working_dir, config_.env, as ? &*as : nullptr);
+    } catch (const Error& e) {
+      // "cannot start '/bin/sh': ...": say whose command it was, and which.
+      std::string_view why = e.what();
+      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
+      throw Error("stackup: " + who() + ": `" + command + "`: " + std::string(why));
+    }
   }
 
   static std::string stderr_part(const detail::posix::ShellResult& r) {

@@ -82,6 +82,12 @@ struct LocalDaemonConfig {
   std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);
   std::map<std::string, std::string> env{}; ///< variables added to (or replacing) the inherited environment
   std::filesystem::path working_dir{};      ///< empty: the caller's current directory
+  /// Run the daemon as this user (its uid, gid and groups; HOME, USER and
+  /// LOGNAME are its own unless `env` sets them). Empty or the current user:
+  /// as this process. Another user needs root; the user must be able to enter
+  /// `working_dir`. The state directory stays stackup's: the daemon writes
+  /// daemon.log through the descriptor it is started with.
+  std::string user{};
 };
 
 namespace detail {
@@ -135,6 +141,7 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
   line("stop_timeout_ms", std::to_string(c.stop_timeout.count()));
   for (const auto& [k, v] : c.env) line("env", k + "=" + v);
   line("working_dir", c.working_dir.string());
+  if (!c.user.empty()) line("user", c.user); // only when set: a config without it stays readable by earlier versions
   out += "end\n";
   return out;
 }
@@ -187,6 +194,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
     else if (key == "name") c.name = value;
     else if (key == "arg") c.command.push_back(value);
     else if (key == "working_dir") c.working_dir = value;
+    else if (key == "user") c.user = value;
     else if (key == "start_timeout_ms") {
       if (!to_ms(value, c.start_timeout)) return fail("start_timeout_ms is not a number of milliseconds");
     } else if (key == "stop_timeout_ms") {
@@ -251,6 +259,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// - `resume` starts the command in its own session (stdin /dev/null, output
 ///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
 ///   the pid file records) and waits for readiness with 1–10 ms back-off.
+///   With `user`, the process runs as that user (see LocalDaemonConfig::user).
 /// - `suspend` sends SIGTERM to every process group of the daemon's session, then
 ///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
 ///   signalled.
@@ -413,6 +422,7 @@ public:
     namespace px = detail::posix;
     if (config_.command.empty())
       throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
+    const auto as = px::run_as(config_.user, who()); // before anything is written: no such user, or not root
     const auto locked = lock_state(false);
     if (!locked)
       throw ProvisioningError("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
@@ -450,6 +460,7 @@ public:
     o.stdin_fd = null.get();
     o.stdout_fd = log.get();
     o.stderr_fd = log.get();
+    o.user = as ? &*as : nullptr;
     try {
       // The pid file is written before the child may exec, so no daemon ever
       // runs unrecorded, even if this process dies right now.
@@ -462,7 +473,10 @@ public:
       });
     } catch (const std::exception& e) {
       ::unlinkat(dir, "pid", 0);
-      throw TransitionError(std::string(this->role_name()), Transition::resume, "stackup: " + who() + ": " + e.what());
+      std::string_view why = e.what();
+      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
+      throw TransitionError(std::string(this->role_name()), Transition::resume,
+                            "stackup: " + who() + ": " + std::string(why));
     }
     await_ready(dir, rec, run_start);
   }
