@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/users.hpp"
+
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -285,20 +287,6 @@ TEST_CASE("command: a timeout of milliseconds::max() means wait; zero or negativ
 
 namespace {
 
-// Running as another user needs root: without it, a test says so and stops.
-bool root_or_skip() {
-  if (::geteuid() == 0) return true;
-  MESSAGE("skipped: running as another user needs root, and this test runs as uid " << ::geteuid());
-  return false;
-}
-
-// The name of the user this process runs as, read independently of the library.
-std::string my_user_name() {
-  const passwd* pw = ::getpwuid(::geteuid());
-  REQUIRE(pw != nullptr);
-  return pw->pw_name;
-}
-
 // What `id FLAGS USER` prints, run by this process rather than by stackup.
 std::string id_of(const std::string& flags, const std::string& user) {
   FILE* f = ::popen(("id " + flags + " " + user).c_str(), "r");
@@ -342,47 +330,11 @@ struct SetEnv {
   SetEnv& operator=(const SetEnv&) = delete;
 };
 
-// The message of the stackup::Error that `f` throws in a process that is not
-// root: this one when it is not, else a child that becomes nobody first.
-template <class F> std::string error_without_root(F&& f) {
-  if (::geteuid() != 0) return error_of(f);
-  const passwd* nobody = ::getpwnam("nobody");
-  REQUIRE(nobody != nullptr);
-  const uid_t uid = nobody->pw_uid;
-  const gid_t gid = nobody->pw_gid;
-  int p[2];
-  REQUIRE(::pipe(p) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(p[0]);
-    std::string what = "no error";
-    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-      what = "cannot become nobody";
-    } else {
-      try {
-        f();
-      } catch (const std::exception& e) {
-        what = e.what();
-      }
-    }
-    [[maybe_unused]] const auto n = ::write(p[1], what.data(), what.size());
-    ::_exit(0);
-  }
-  ::close(p[1]);
-  std::string message;
-  char buf[1024];
-  ssize_t n = 0;
-  while ((n = ::read(p[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<std::size_t>(n));
-  ::close(p[0]);
-  ::waitpid(pid, nullptr, 0);
-  return message;
-}
 
 } // namespace
 
 TEST_CASE("command: user runs every command as that user: its uid, gid, groups, HOME, USER and LOGNAME") {
-  if (!root_or_skip()) return;
+  if (!users::root_or_skip()) return;
   REQUIRE(::getpwnam("nobody") != nullptr);
   for (const std::string user : {"nobody", "postgres"}) { // postgres has a supplementary group
     const passwd* pw = ::getpwnam(user.c_str());
@@ -425,7 +377,7 @@ TEST_CASE("command: user empty or the current user changes nothing") {
   // Values no login would give, so that any change shows.
   const SetEnv home("HOME", "/stackup-test-home"), user_var("USER", "stackup-test-user"),
       logname("LOGNAME", "stackup-test-logname");
-  for (const std::string& user : {std::string(), my_user_name()}) {
+  for (const std::string& user : {std::string(), users::my_user_name()}) {
     CAPTURE(user);
     TempDir t;
     Cmd c{{.resume = R"sh(id -u > out; id -G >> out; printf '%s|%s|%s\n' "$HOME" "$USER" "$LOGNAME" >> out)sh",
@@ -458,17 +410,17 @@ TEST_CASE("command: a user that does not exist is an error naming it; nothing ru
 
 TEST_CASE("command: another user without root is an error naming the component and the fix") {
   // "root" is another user for anyone but root.
-  const std::string message = error_without_root([] {
+  const std::string message = users::error_without_root([] {
     Cmd c{{.name = "db", .resume = "true", .user = "root"}};
     c.resume();
   });
-  const std::string me = ::geteuid() == 0 ? "nobody" : my_user_name();
+  const std::string me = users::unprivileged_user_name();
   CHECK(message == "stackup: command 'db' (experiment_tracker): running as user 'root' needs root, and this process "
                    "runs as '" + me + "': run stackup as root, or remove `user` to run it as '" + me + "'");
 }
 
 TEST_CASE("command: a working_dir the user cannot enter is an error naming the directory and the user") {
-  if (!root_or_skip()) return;
+  if (!users::root_or_skip()) return;
   REQUIRE(::getpwnam("nobody") != nullptr);
   TempDir t; // mode 0700, root's: nobody cannot enter what is inside
   const fs::path inner = t.path / "inner";

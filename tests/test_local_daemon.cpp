@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/users.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -1162,13 +1164,6 @@ TEST_CASE("local_daemon: a deprovision killed between moving the state directory
 
 namespace {
 
-// Running as another user needs root: without it, a test says so and stops.
-bool root_or_skip() {
-  if (::geteuid() == 0) return true;
-  MESSAGE("skipped: running as another user needs root, and this test runs as uid " << ::geteuid());
-  return false;
-}
-
 // The fields of the line `name:` of /proc/<pid>/status ("Uid", "Gid", "Groups").
 std::vector<long> status_numbers(pid_t pid, std::string_view name) {
   const std::string text = slurp("/proc/" + std::to_string(pid) + "/status").value_or("");
@@ -1197,47 +1192,11 @@ std::vector<long> sorted(std::vector<long> v) {
   return v;
 }
 
-// The message of the stackup::Error that `f` throws in a process that is not
-// root: this one when it is not, else a child that becomes nobody first.
-template <class F> std::string error_without_root(F&& f) {
-  if (::geteuid() != 0) return error_of(f);
-  const passwd* nobody = ::getpwnam("nobody");
-  REQUIRE(nobody != nullptr);
-  const uid_t uid = nobody->pw_uid;
-  const gid_t gid = nobody->pw_gid;
-  int p[2];
-  REQUIRE(::pipe(p) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(p[0]);
-    std::string what = "no error";
-    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-      what = "cannot become nobody";
-    } else {
-      try {
-        f();
-      } catch (const std::exception& e) {
-        what = e.what();
-      }
-    }
-    [[maybe_unused]] const auto n = ::write(p[1], what.data(), what.size());
-    ::_exit(0);
-  }
-  ::close(p[1]);
-  std::string message;
-  char buf[1024];
-  ssize_t n = 0;
-  while ((n = ::read(p[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<std::size_t>(n));
-  ::close(p[0]);
-  ::waitpid(pid, nullptr, 0);
-  return message;
-}
 
 } // namespace
 
 TEST_CASE("local_daemon: user runs the daemon as that user: /proc/<pid>/status has its uid, gid and groups") {
-  if (!root_or_skip()) return;
+  if (!users::root_or_skip()) return;
   REQUIRE(::getpwnam("nobody") != nullptr);
   for (const std::string user : {"nobody", "postgres"}) { // postgres has a supplementary group
     const passwd* pw = ::getpwnam(user.c_str());
@@ -1324,18 +1283,18 @@ TEST_CASE("local_daemon: a user that does not exist is an error naming it; nothi
 TEST_CASE("local_daemon: another user without root is an error naming the component and the fix") {
   World w;
   // "root" is another user for anyone but root.
-  const std::string message = error_without_root([&] {
+  const std::string message = users::error_without_root([&] {
     Daemon d{{.name = "web", .command = w.command(), .state_dir = w.state, .user = "root"}};
     d.resume();
   });
-  const std::string me = ::geteuid() == 0 ? "nobody" : std::string(::getpwuid(::geteuid())->pw_name);
+  const std::string me = users::unprivileged_user_name();
   CHECK(message == "stackup: local_daemon 'web' (orchestrator): running as user 'root' needs root, and this process "
                    "runs as '" + me + "': run stackup as root, or remove `user` to run it as '" + me + "'");
   CHECK(w.processes().empty());
 }
 
 TEST_CASE("local_daemon: a working_dir the user cannot enter is a TransitionError naming the directory and the user") {
-  if (!root_or_skip()) return;
+  if (!users::root_or_skip()) return;
   REQUIRE(::getpwnam("nobody") != nullptr);
   World w; // its directory is root's, mode 0700: nobody cannot enter it
   Daemon d{{.name = "web", .command = w.command(), .state_dir = w.state, .working_dir = w.tmp.path, .user = "nobody"}};

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/users.hpp"
+
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -370,17 +372,9 @@ TEST_CASE("errors at their line and column, saying what is valid") {
   }
 }
 
-namespace {
-// The name of the user this process runs as, read independently of the library.
-std::string my_user_name() {
-  const passwd* pw = ::getpwuid(::geteuid());
-  REQUIRE(pw != nullptr);
-  return pw->pw_name;
-}
-} // namespace
 
 TEST_CASE("user: empty or the current user is accepted and reaches the config") {
-  const std::string me = my_user_name();
+  const std::string me = users::my_user_name();
   for (const std::string& user : {std::string(), me}) {
     CAPTURE(user);
     const auto s = stackup::parse_stack("[components.c]\nflavor = \"command\"\nuser = \"" + user +
@@ -414,45 +408,8 @@ TEST_CASE("user: another user without root is an error at the key naming the com
   // "root" is another user for anyone but root; as root, the parse runs in a
   // child that has become nobody first.
   const std::string text = "[components.db]\nflavor = \"command\"\nuser = \"root\"\n";
-  std::string message;
-  std::string me;
-  if (::geteuid() != 0) {
-    message = error_of(text).what();
-    me = my_user_name();
-  } else {
-    const passwd* nobody = ::getpwnam("nobody");
-    REQUIRE(nobody != nullptr);
-    me = nobody->pw_name;
-    const uid_t uid = nobody->pw_uid;
-    const gid_t gid = nobody->pw_gid;
-    int p[2];
-    REQUIRE(::pipe(p) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::close(p[0]);
-      std::string what = "no error";
-      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-        what = "cannot become nobody";
-      } else {
-        try {
-          (void)stackup::parse_stack(text, "t.toml");
-        } catch (const stackup::StackFileError& e) {
-          what = e.what();
-        } catch (const std::exception& e) {
-          what = std::string("not a StackFileError: ") + e.what();
-        }
-      }
-      [[maybe_unused]] const auto n = ::write(p[1], what.data(), what.size());
-      ::_exit(0);
-    }
-    ::close(p[1]);
-    char buf[1024];
-    ssize_t n = 0;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<std::size_t>(n));
-    ::close(p[0]);
-    ::waitpid(pid, nullptr, 0);
-  }
+  const std::string message = users::error_without_root([&] { (void)stackup::parse_stack(text, "t.toml"); });
+  const std::string me = users::unprivileged_user_name();
   CHECK(message == "t.toml:3:8: component 'db': running as user 'root' needs root, and this process runs as '" + me +
                        "': run stackup as root, or remove `user` to run it as '" + me + "'");
 }
