@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include "support/files.hpp"
+#include "support/messages.hpp"
+#include "support/processes.hpp"
 #include "support/users.hpp"
 
 #include <grp.h>
@@ -20,7 +23,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -38,41 +40,18 @@ static_assert(stackup::Provisionable<Cmd> && stackup::Resumable<Cmd> && stackup:
               stackup::Deprovisionable<Cmd>);
 static_assert(std::is_move_constructible_v<Cmd>);
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/stackup-command-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool alive(pid_t pid) {
-  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  if (stat.empty()) return false;
-  const char state = stat[stat.rfind(')') + 2];
-  return state != 'Z' && state != 'X';
-}
+using files::slurp;
+using files::TempDir;
+using messages::contains;
+using messages::error_of;
+using processes::alive;
 
 // Kills, at the end of the scope, the process whose pid a command wrote to
 // `file`: a test never leaves its background process behind, even when it fails.
 struct KillRecorded {
   fs::path file;
   ~KillRecorded() {
-    const std::string text = slurp(file);
+    const std::string text = slurp(file).value_or("");
     pid_t pid = 0;
     if (std::from_chars(text.data(), text.data() + text.size(), pid).ec == std::errc{} && pid > 1 && alive(pid))
       ::kill(pid, SIGKILL);
@@ -80,22 +59,11 @@ struct KillRecorded {
 };
 
 pid_t recorded_pid(const fs::path& file) {
-  const std::string text = slurp(file);
+  const std::string text = slurp(file).value_or("");
   pid_t pid = 0;
   std::from_chars(text.data(), text.data() + text.size(), pid);
   return pid;
 }
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const stackup::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
 
 // A tracker whose resources are two files in `dir`.
 Cmd files_in(const fs::path& dir) {
@@ -112,7 +80,7 @@ Cmd files_in(const fs::path& dir) {
 } // namespace
 
 TEST_CASE("command: actions run, queries answer by exit status") {
-  TempDir t;
+  TempDir t{"command"};
   stackup::Stack s{"local", files_in(t.path)};
   auto& c = s.get<"experiment_tracker">();
   CHECK(c.name() == "tracker");
@@ -143,16 +111,16 @@ TEST_CASE("command: actions run, queries answer by exit status") {
 }
 
 TEST_CASE("command: env and working_dir reach the shell") {
-  TempDir t;
+  TempDir t{"command"};
   Cmd c{{.resume = R"sh(printf '%s|%s\n' "$(pwd)" "$GREETING" > out)sh",
          .working_dir = t.path,
          .env = {{"GREETING", "hello world"}}}};
   c.resume();
-  CHECK(slurp(t.path / "out") == t.path.string() + "|hello world\n");
+  CHECK(slurp(t.path / "out").value_or("") == t.path.string() + "|hello world\n");
 }
 
 TEST_CASE("command: a failing action is a TransitionError with its exit status and stderr tail") {
-  TempDir t;
+  TempDir t{"command"};
   Cmd c{{.provision = "echo 'line one' >&2; for i in $(seq 1 40); do echo \"noise $i\" >&2; done; "
                       "echo 'cluster create failed: port taken' >&2; exit 4",
          .is_provisioned = "false"}};
@@ -203,7 +171,7 @@ TEST_CASE("command: empty queries default to provisioned, and running = provisio
 }
 
 TEST_CASE("command: a command past its timeout is killed with its whole process group") {
-  TempDir t;
+  TempDir t{"command"};
   const KillRecorded guard{t.path / "background"};
   Cmd c{{.resume = "sleep 600 & echo $! > background; sleep 600", .timeout = 300ms, .working_dir = t.path}};
   std::string message;
@@ -226,7 +194,7 @@ TEST_CASE("command: a command past its timeout is killed with its whole process 
 }
 
 TEST_CASE("command: a background process that keeps stderr open does not hold up the action") {
-  TempDir t;
+  TempDir t{"command"};
   // The shell exits at once; the sleep it leaves behind keeps the stderr pipe
   // open. Waiting for the pipe to close would hit the timeout and throw.
   const KillRecorded guard{t.path / "background"};
@@ -238,7 +206,7 @@ TEST_CASE("command: a background process that keeps stderr open does not hold up
 }
 
 TEST_CASE("command: an empty action is not implemented; down skips it, up reports it") {
-  TempDir t;
+  TempDir t{"command"};
   stackup::Stack s{"local", Cmd{{.name = "cluster",
                                  .provision = "touch p",
                                  .is_provisioned = "test -f p",
@@ -267,13 +235,13 @@ TEST_CASE("command: an empty action is not implemented; down skips it, up report
 }
 
 TEST_CASE("command: a timeout of milliseconds::max() means wait; zero or negative means no time at all") {
-  TempDir tmp;
+  TempDir tmp{"command"};
   Cmd forever{{.provision = "sleep 0.2; echo done > '" + (tmp.path / "out").string() + "'",
                .is_provisioned = "sleep 0.2",
                .timeout = std::chrono::milliseconds::max()}};
   CHECK(forever.is_provisioned());
   forever.provision();
-  CHECK(slurp(tmp.path / "out") == "done\n");
+  CHECK(slurp(tmp.path / "out").value_or("") == "done\n");
 
   for (const auto timeout : {0ms, -1ms, std::chrono::milliseconds::min()}) {
     CAPTURE(timeout.count());
@@ -345,14 +313,14 @@ TEST_CASE("command: user runs every command as that user: its uid, gid, groups, 
     CAPTURE(user);
     const uid_t uid = pw->pw_uid;
     const std::string home = pw->pw_dir;
-    TempDir t;
+    TempDir t{"command"};
     REQUIRE(::chmod(t.path.c_str(), 0777) == 0); // the user writes its answers there
     Cmd c{{.resume = R"sh(id -u > out; id -g >> out; id -G >> out; printf '%s|%s|%s\n' "$HOME" "$USER" "$LOGNAME" >> out)sh",
            .is_running = "test \"$(id -u)\" = " + std::to_string(uid),
            .working_dir = t.path,
            .user = user}};
     c.resume();
-    const auto out = lines_of(slurp(t.path / "out"));
+    const auto out = lines_of(slurp(t.path / "out").value_or(""));
     REQUIRE(out.size() == 4);
     CHECK(out[0] + "\n" == id_of("-u", user));
     CHECK(out[1] + "\n" == id_of("-g", user));
@@ -369,7 +337,7 @@ TEST_CASE("command: user runs every command as that user: its uid, gid, groups, 
                 .env = {{"HOME", "/custom"}},
                 .user = user}};
     custom.resume();
-    CHECK(slurp(t.path / "custom") == "/custom|" + user + "\n");
+    CHECK(slurp(t.path / "custom").value_or("") == "/custom|" + user + "\n");
   }
 }
 
@@ -379,12 +347,12 @@ TEST_CASE("command: user empty or the current user changes nothing") {
       logname("LOGNAME", "stackup-test-logname");
   for (const std::string& user : {std::string(), users::my_user_name()}) {
     CAPTURE(user);
-    TempDir t;
+    TempDir t{"command"};
     Cmd c{{.resume = R"sh(id -u > out; id -G >> out; printf '%s|%s|%s\n' "$HOME" "$USER" "$LOGNAME" >> out)sh",
            .working_dir = t.path,
            .user = user}};
     c.resume();
-    const auto out = lines_of(slurp(t.path / "out"));
+    const auto out = lines_of(slurp(t.path / "out").value_or(""));
     REQUIRE(out.size() == 3);
     CHECK(out[0] == std::to_string(::geteuid()));
     std::vector<gid_t> groups(static_cast<std::size_t>(::getgroups(0, nullptr)));
@@ -399,7 +367,7 @@ TEST_CASE("command: user empty or the current user changes nothing") {
 }
 
 TEST_CASE("command: a user that does not exist is an error naming it; nothing runs") {
-  TempDir t;
+  TempDir t{"command"};
   Cmd c{{.name = "db", .resume = "touch ran", .is_running = "touch ran", .working_dir = t.path, .user = "stackup-no-such-user"}};
   const std::string expected = "stackup: command 'db' (experiment_tracker): there is no user 'stackup-no-such-user' on "
                                "this system (see `getent passwd stackup-no-such-user`): create it, or fix or remove `user`";
@@ -422,7 +390,7 @@ TEST_CASE("command: another user without root is an error naming the component a
 TEST_CASE("command: a working_dir the user cannot enter is an error naming the directory and the user") {
   if (!users::root_or_skip()) return;
   REQUIRE(::getpwnam("nobody") != nullptr);
-  TempDir t; // mode 0700, root's: nobody cannot enter what is inside
+  TempDir t{"command"}; // mode 0700, root's: nobody cannot enter what is inside
   const fs::path inner = t.path / "inner";
   fs::create_directory(inner);
   Cmd c{{.name = "db", .resume = "true", .working_dir = inner, .user = "nobody"}};

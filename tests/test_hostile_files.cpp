@@ -12,26 +12,26 @@
 
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
+#include "support/files.hpp"
+#include "support/messages.hpp"
+#include "support/ports.hpp"
+#include "support/processes.hpp"
+
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <optional>
@@ -50,100 +50,13 @@ using namespace std::chrono_literals;
 using Daemon = stackup::LocalDaemon<"orchestrator">;
 using Directory = stackup::LocalDirectory<"artifact_store">;
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
-
-std::optional<std::string> slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void spit(const fs::path& p, std::string_view content) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-  REQUIRE(out.good());
-}
-
-// A fresh directory under /tmp, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/stackup-hostile-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-// Field 3 (state) and 22 (start time) of /proc/<pid>/stat, read independently of the library.
-struct ProcInfo {
-  char state = '?';
-  unsigned long long start = 0;
-};
-std::optional<ProcInfo> proc_info(pid_t pid) {
-  const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  if (!text || text->rfind(')') == std::string::npos) return std::nullopt;
-  std::istringstream in(text->substr(text->rfind(')') + 2));
-  ProcInfo info;
-  std::string skip;
-  in >> info.state;
-  for (int field = 4; field < 22; ++field) in >> skip;
-  in >> info.start;
-  return info;
-}
-bool alive(pid_t pid) {
-  const auto i = proc_info(pid);
-  return i && i->state != 'Z' && i->state != 'X';
-}
-
-// Live processes whose command line contains `tag`.
-std::vector<pid_t> tagged(const std::string& tag) {
-  std::vector<pid_t> out;
-  for (const auto& proc : fs::directory_iterator("/proc")) {
-    const std::string name = proc.path().filename().string();
-    pid_t pid = 0;
-    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
-    const auto cmdline = slurp(proc.path() / "cmdline");
-    if (cmdline && contains(*cmdline, tag) && alive(pid) && pid != ::getpid()) out.push_back(pid);
-  }
-  return out;
-}
-
-// Kills every process tagged with `tag` when it goes out of scope, so no daemon
-// outlives a test, even a failing one.
-struct Sweeper {
-  std::string tag;
-  ~Sweeper() {
-    for (int round = 0; round < 200; ++round) {
-      const auto pids = tagged(tag);
-      if (pids.empty()) break;
-      for (pid_t p : pids) ::kill(p, SIGKILL);
-      std::this_thread::sleep_for(5ms);
-    }
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-  }
-};
-
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+using files::slurp;
+using files::spit;
+using messages::contains;
+using ports::free_port;
+using processes::alive;
+using processes::Scratch;
+using processes::tagged;
 
 // ---- the witness ------------------------------------------------------------------
 
@@ -179,7 +92,7 @@ public:
     char ready = 0;
     REQUIRE(::read(read_, &ready, 1) == 1); // handlers installed
     ::fcntl(read_, F_SETFL, O_NONBLOCK);
-    const auto info = proc_info(pid_);
+    const auto info = processes::stat_of(pid_);
     REQUIRE(info.has_value());
     start_ = info->start;
   }
@@ -283,11 +196,10 @@ Ended guarded(const std::function<std::string()>& op, std::chrono::seconds ceili
   return {k == 'V' ? Ended::value : k == 'E' ? Ended::error : Ended::other, got};
 }
 
-// One test's world: a temp directory, a sweeper for its processes, a free port,
-// a witness, a daemon and a directory sharing the temp directory.
+// One test's world: a temp directory that tags its processes, a free port, a
+// witness, a daemon and a directory sharing the temp directory.
 struct World {
-  TempDir tmp;
-  Sweeper sweeper{tmp.path.string()};
+  Scratch tmp{"hostile"};
   Witness witness;
   std::uint16_t port = free_port();
   fs::path state = tmp.path / "state";
@@ -353,7 +265,7 @@ TEST_CASE("hostile files: corrupt pid files are clear errors; nothing signalled,
   d.provision();
   const std::string wp = std::to_string(w.witness.pid());
   const std::string ws = std::to_string(w.witness.start());
-  const std::string init_start = std::to_string(proc_info(1).value_or(ProcInfo{}).start);
+  const std::string init_start = std::to_string(processes::stat_of(1).value_or(processes::Stat{}).start);
   const std::string nul("\0\0\0\0", 4);
   std::string binary;
   for (int i = 0; i < 200; ++i) binary += static_cast<char>((i * 37 + 11) % 256);

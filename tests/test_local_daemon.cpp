@@ -1,17 +1,19 @@
 // LocalDaemon against a real process (tests/programs/test_daemon): start, stop,
 // readiness, escalation to SIGKILL, hostile pid files, permissions, and two
 // processes racing to bring it up. Every test kills what it started, even when
-// it fails (Sweeper).
+// it fails (Scratch).
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
 
+#include "support/files.hpp"
+#include "support/messages.hpp"
+#include "support/ports.hpp"
+#include "support/processes.hpp"
 #include "support/users.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -27,7 +29,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <optional>
@@ -47,77 +48,17 @@ static_assert(stackup::Provisionable<Daemon> && stackup::Resumable<Daemon> && st
               stackup::Deprovisionable<Daemon>);
 static_assert(std::is_move_constructible_v<Daemon> && std::is_move_assignable_v<Daemon>);
 
-// A fresh directory under /tmp, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/stackup-daemon-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, ec);
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-std::optional<std::string> slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void spit(const fs::path& p, std::string_view content) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-  REQUIRE(out.good());
-}
-
-// Fields of /proc/<pid>/stat, read independently of the library.
-struct Stat {
-  char state = '?';
-  long pgrp = 0;
-  long session = 0;
-  unsigned long long start = 0;
-};
-std::optional<Stat> stat_of(pid_t pid) {
-  const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  // Empty when the process ended between the open and the read.
-  const auto paren = text ? text->rfind(')') : std::string::npos;
-  if (paren == std::string::npos || paren + 2 > text->size()) return std::nullopt;
-  std::istringstream in(text->substr(paren + 2));
-  Stat s;
-  std::string skip;
-  in >> s.state >> skip >> s.pgrp >> s.session;
-  for (int field = 7; field < 22; ++field) in >> skip;
-  in >> s.start;
-  return s;
-}
-
-// Alive and not a zombie.
-bool alive(pid_t pid) {
-  const auto s = stat_of(pid);
-  return s && s->state != 'Z' && s->state != 'X';
-}
-
-// Live processes whose command line contains `tag`.
-std::vector<pid_t> tagged(const std::string& tag) {
-  std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    pid_t pid = 0;
-    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
-    const auto cmdline = slurp(entry.path() / "cmdline");
-    if (cmdline && cmdline->find(tag) != std::string::npos && alive(pid) && pid != ::getpid()) out.push_back(pid);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using files::slurp;
+using files::spit;
+using messages::contains;
+using messages::error_of;
+using ports::free_port;
+using ports::listenable;
+using processes::alive;
+using processes::eventually;
+using processes::Scratch;
+using processes::stat_of;
+using processes::tagged;
 
 // Live processes of session `sid`.
 std::vector<pid_t> in_session(pid_t sid) {
@@ -133,69 +74,11 @@ std::vector<pid_t> in_session(pid_t sid) {
   return out;
 }
 
-// Polls `done` for up to `limit` (a ceiling for a slow machine, not a timing assertion).
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-// Kills every live process tagged with `tag` when it goes out of scope, so no
-// daemon outlives a test, even a failing one.
-struct Sweeper {
-  std::string tag;
-  ~Sweeper() {
-    for (int round = 0; round < 100; ++round) {
-      const auto pids = tagged(tag);
-      if (pids.empty()) break;
-      for (pid_t p : pids) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, nullptr, WNOHANG);
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-  }
-};
-
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
+// Something accepts connections on 127.0.0.1:port.
 bool port_open(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// A server (one that sets SO_REUSEADDR, as most do) could listen on 127.0.0.1:port now.
-bool listenable(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 1) == 0;
+  const auto addr = ports::loopback(port);
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
 }
@@ -250,22 +133,9 @@ pid_t start_process(const std::vector<std::string>& argv) {
   return pid;
 }
 
-// The message of the stackup::Error that `f` throws; "" when it throws nothing.
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const stackup::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
-
-// One test's world: a temp directory, a sweeper for its processes, a free port.
+// One test's world: a temp directory that tags its processes, a free port.
 struct World {
-  TempDir tmp;
-  Sweeper sweeper{tmp.path.string()};
+  Scratch tmp{"daemon"};
   std::uint16_t port = free_port();
   fs::path state = tmp.path / "state";
 
@@ -952,35 +822,12 @@ TEST_CASE("local_daemon: two processes running up at the same moment start exact
   for (int round = 0; round < 3; ++round) {
     CAPTURE(round);
     World w;
-    int barrier[2];
-    REQUIRE(::pipe(barrier) == 0);
-    std::vector<pid_t> racers;
-    for (int i = 0; i < 2; ++i) {
-      const pid_t pid = ::fork();
-      REQUIRE(pid >= 0);
-      if (pid == 0) {
-        ::close(barrier[1]);
-        int code = 1;
-        try {
-          stackup::Stack s{"race", w.daemon()};
-          char c = 0;
-          [[maybe_unused]] const ssize_t n = ::read(barrier[0], &c, 1); // returns when the parent closes it
-          s.up();
-          code = 0;
-        } catch (...) {
-        }
-        ::_exit(code);
-      }
-      racers.push_back(pid);
-    }
-    ::close(barrier[0]);
-    ::close(barrier[1]); // go
-    for (pid_t r : racers) {
-      int status = 0;
-      REQUIRE(::waitpid(r, &status, 0) == r);
-      CHECK(WIFEXITED(status));
-      CHECK(WEXITSTATUS(status) == 0);
-    }
+    processes::race(2, [&](int, const auto& go) {
+      stackup::Stack s{"race", w.daemon()};
+      go();
+      s.up();
+      return 0;
+    });
     auto d = w.daemon();
     const auto processes = w.processes();
     CHECK(processes.size() == 1);

@@ -3,14 +3,16 @@
 
 #include <doctest/doctest.h>
 
+#include "support/files.hpp"
+#include "support/messages.hpp"
+#include "support/processes.hpp"
+
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,7 +21,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -32,31 +33,9 @@ static_assert(stackup::Provisionable<Dir> && stackup::Deprovisionable<Dir>);
 static_assert(!stackup::Resumable<Dir> && !stackup::Suspendable<Dir>, "no resume/suspend: the stack skips them");
 static_assert(std::is_move_constructible_v<Dir>);
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/stackup-directory-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const stackup::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+using files::TempDir;
+using messages::contains;
+using messages::error_of;
 
 void touch(const fs::path& p) { std::ofstream(p) << "data\n"; }
 
@@ -114,7 +93,7 @@ bool flock_waiter_on(ino_t ino) {
 } // namespace
 
 TEST_CASE("local_directory: up creates it with parents and a marker, down --force removes it") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path where = t.path / "a" / "b" / "artifacts";
   stackup::Stack s{"local", Dir{{.name = "artifacts", .path = where}}};
   auto& dir = s.get<"artifact_store">();
@@ -148,7 +127,7 @@ TEST_CASE("local_directory: up creates it with parents and a marker, down --forc
 }
 
 TEST_CASE("local_directory: a relative path is made absolute at construction") {
-  TempDir t;
+  TempDir t{"directory"};
   const auto old = fs::current_path();
   fs::current_path(t.path);
   Dir d{{.path = "rel/store/"}};
@@ -162,7 +141,7 @@ TEST_CASE("local_directory: a relative path is made absolute at construction") {
 }
 
 TEST_CASE("local_directory: an empty existing directory is adopted, a full one without marker is refused") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path empty = t.path / "empty";
   fs::create_directory(empty);
   Dir adopt{{.path = empty}};
@@ -181,7 +160,7 @@ TEST_CASE("local_directory: an empty existing directory is adopted, a full one w
 }
 
 TEST_CASE("local_directory: deprovision refuses a directory without the marker") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path where = t.path / "users-data";
   fs::create_directory(where);
   touch(where / "precious");
@@ -198,7 +177,7 @@ TEST_CASE("local_directory: deprovision refuses a directory without the marker")
 }
 
 TEST_CASE("local_directory: a symlink is never created through nor removed") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path target = t.path / "target";
   Dir real{{.path = target}};
   real.provision();
@@ -228,7 +207,7 @@ TEST_CASE("local_directory: never /, an empty path, the home directory or a pare
   CHECK(contains(error_of([] { Dir{{.path = ""}}.deprovision(); }), "path is empty"));
   CHECK(contains(error_of([] { Dir{{.path = ""}}.provision(); }), "path is empty"));
 
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path home = t.path / "home" / "someone";
   fs::create_directories(home);
   const char* old = std::getenv("HOME");
@@ -250,43 +229,20 @@ TEST_CASE("local_directory: never /, an empty path, the home directory or a pare
 TEST_CASE("local_directory: processes provisioning the same directory at the same moment all succeed") {
   for (int round = 0; round < 5; ++round) {
     CAPTURE(round);
-    TempDir t;
+    TempDir t{"directory"};
     const fs::path where = t.path / "shared" / "store";
-    int barrier[2];
-    REQUIRE(::pipe(barrier) == 0);
-    std::vector<pid_t> racers;
-    for (int i = 0; i < 4; ++i) {
-      const pid_t pid = ::fork();
-      REQUIRE(pid >= 0);
-      if (pid == 0) {
-        ::close(barrier[1]);
-        int code = 1;
-        try {
-          Dir d{{.path = where}};
-          char c = 0;
-          [[maybe_unused]] const ssize_t n = ::read(barrier[0], &c, 1); // returns when the parent closes it
-          d.provision();
-          code = d.is_provisioned() ? 0 : 2;
-        } catch (...) {
-        }
-        ::_exit(code);
-      }
-      racers.push_back(pid);
-    }
-    ::close(barrier[0]);
-    ::close(barrier[1]); // go
-    for (pid_t r : racers) {
-      int status = 0;
-      REQUIRE(::waitpid(r, &status, 0) == r);
-      CHECK(WIFEXITED(status));
-      CHECK(WEXITSTATUS(status) == 0);
-    }
+    processes::race(4, [&](int, const auto& go) {
+      Dir d{{.path = where}};
+      go();
+      d.provision();
+      return d.is_provisioned() ? 0 : 2;
+    });
     CHECK(Dir{{.path = where}}.is_provisioned());
   }
 }
 
 TEST_CASE("local_directory: a removal that fails half-way leaves it provisioned; deprovisioning again finishes") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path parent = t.path / "parent";
   const fs::path where = parent / "artifacts";
   stackup::Stack s{"local", Dir{{.name = "artifacts", .path = where}}};
@@ -333,7 +289,7 @@ TEST_CASE("local_directory: a removal that fails half-way leaves it provisioned;
 }
 
 TEST_CASE("local_directory: what a killed deprovision left beside the directory is removed by the next down --force") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path parent = t.path / "parent";
   const fs::path where = parent / "artifacts";
   stackup::Stack s{"local", Dir{{.name = "artifacts", .path = where}}};
@@ -367,7 +323,7 @@ TEST_CASE("local_directory: what a killed deprovision left beside the directory 
 }
 
 TEST_CASE("local_directory: a writer adding files during deprovision leaves it removed or still provisioned") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path where = t.path / "artifacts";
   Dir dir{{.path = where}};
   for (int round = 0; round < 5; ++round) {
@@ -397,40 +353,17 @@ TEST_CASE("local_directory: processes and threads racing provision and deprovisi
   SUBCASE("processes") {
     for (int round = 0; round < 6; ++round) {
       CAPTURE(round);
-      TempDir t;
+      TempDir t{"directory"};
       const fs::path where = t.path / "shared" / "store";
       Dir{{.path = where}}.provision();
       fill(where, 100);
-      int barrier[2];
-      REQUIRE(::pipe(barrier) == 0);
-      std::vector<pid_t> racers;
-      for (int i = 0; i < 6; ++i) {
-        const pid_t pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-          ::close(barrier[1]);
-          int code = 1;
-          try {
-            Dir d{{.path = where}};
-            char c = 0;
-            [[maybe_unused]] const ssize_t n = ::read(barrier[0], &c, 1); // returns when the parent closes it
-            if (i % 3 == 0) d.provision();
-            else d.deprovision();
-            code = 0;
-          } catch (...) {
-          }
-          ::_exit(code);
-        }
-        racers.push_back(pid);
-      }
-      ::close(barrier[0]);
-      ::close(barrier[1]); // go
-      for (pid_t r : racers) {
-        int status = 0;
-        REQUIRE(::waitpid(r, &status, 0) == r);
-        CHECK(WIFEXITED(status));
-        CHECK(WEXITSTATUS(status) == 0);
-      }
+      processes::race(6, [&](int i, const auto& go) {
+        Dir d{{.path = where}};
+        go();
+        if (i % 3 == 0) d.provision();
+        else d.deprovision();
+        return 0;
+      });
       // As the last one to run left it: provisioned, or gone with nothing beside it.
       const auto left = tree(t.path / "shared");
       CAPTURE(left.size());
@@ -441,7 +374,7 @@ TEST_CASE("local_directory: processes and threads racing provision and deprovisi
     }
   }
   SUBCASE("threads") {
-    TempDir t;
+    TempDir t{"directory"};
     const fs::path where = t.path / "store";
     std::atomic<int> failures{0};
     std::vector<std::thread> racers;
@@ -472,7 +405,7 @@ TEST_CASE("local_directory: processes and threads racing provision and deprovisi
 }
 
 TEST_CASE("local_directory: a deprovision waiting for the lock acts on the directory at the path when it gets it") {
-  TempDir t;
+  TempDir t{"directory"};
   const fs::path parent = t.path / "parent";
   const fs::path where = parent / "artifacts";
   Dir{{.path = where}}.provision();

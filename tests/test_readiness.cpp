@@ -8,19 +8,20 @@
 
 #include <doctest/doctest.h>
 
+#include "support/messages.hpp"
+#include "support/ports.hpp"
+#include "support/processes.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -28,17 +29,18 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
-#include <string_view>
-#include <thread>
-#include <vector>
 
 namespace {
 
-namespace fs = std::filesystem;
 namespace px = stackup::detail::posix;
 using namespace std::chrono_literals;
+using messages::contains;
+using messages::error_of;
+using ports::bindable;
+using ports::loopback;
+using processes::Scratch;
+using processes::tagged;
 
 // Any port works in a namespace of its own; an even one, as in the reported case.
 constexpr std::uint16_t lone_port = 40000;
@@ -89,23 +91,6 @@ private:
   std::string why_;
 };
 
-sockaddr_in loopback(std::uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-// A server could listen on 127.0.0.1:port now. No SO_REUSEADDR: nothing at all
-// may be left on the port, not even a TIME_WAIT.
-bool bindable(std::uint16_t port) {
-  const px::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const auto addr = loopback(port);
-  return fd && ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-         ::listen(fd.get(), 1) == 0;
-}
-
 // Whether a plain connect() from an unbound socket to the unused `port` lands
 // on itself here; the socket is closed with a reset, leaving nothing behind.
 bool kernel_connects_to_itself(std::uint16_t port) {
@@ -119,66 +104,6 @@ bool kernel_connects_to_itself(std::uint16_t port) {
   ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
   return ntohs(self.sin_port) == port;
 }
-
-std::optional<std::string> slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Live processes whose command line contains `tag`.
-std::vector<pid_t> tagged(const std::string& tag) {
-  std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    pid_t pid = 0;
-    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
-    const auto cmdline = slurp(entry.path() / "cmdline");
-    const auto st = px::read_proc_stat(pid);
-    if (cmdline && cmdline->find(tag) != std::string::npos && st && px::is_live_state(st->state) &&
-        pid != ::getpid())
-      out.push_back(pid);
-  }
-  return out;
-}
-
-// A fresh directory under /tmp; on destruction, the processes tagged with its
-// path are killed and the directory removed.
-struct Scratch {
-  fs::path path;
-  Scratch() {
-    char tmpl[] = "/tmp/stackup-ready-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~Scratch() {
-    for (int round = 0; round < 100; ++round) {
-      const auto pids = tagged(path.string());
-      if (pids.empty()) break;
-      for (pid_t p : pids) ::kill(p, SIGKILL);
-      std::this_thread::sleep_for(5ms);
-    }
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const stackup::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
 
 } // namespace
 
@@ -243,7 +168,7 @@ TEST_CASE("readiness: a daemon that never listens on its ready port times out, a
       MESSAGE("skipped: ", net.why());
       return;
     }
-    Scratch tmp;
+    Scratch tmp{"ready"};
     stackup::LocalDaemon<"orchestrator"> d{
         {.command = {STACKUP_TEST_DAEMON_PATH, "--port", std::to_string(lone_port), "--ready-after", "600000", "--tag",
                      tmp.path.string()},

@@ -11,17 +11,18 @@
 // (far beyond what a loaded machine needs) so that a broken build fails instead
 // of hanging.
 #include "support/fake.hpp"
+#include "support/files.hpp"
 #include "support/kinds.hpp"
+#include "support/messages.hpp"
+#include "support/ports.hpp"
+#include "support/processes.hpp"
 
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,7 +39,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -186,7 +186,7 @@ private:
   std::jthread thread_;
 };
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+using messages::contains;
 
 // The TransitionError an operation throws (REQUIREs one).
 template <class F> stackup::TransitionError transition_error(F&& f) {
@@ -541,46 +541,11 @@ TEST_CASE_TEMPLATE("stop: a parallel down finishes the steps in flight and start
 
 namespace {
 
-std::optional<std::string> slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Alive and not a zombie (a zombie holds no port and runs nothing).
-bool alive(pid_t pid) {
-  const auto text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  if (!text) return false;
-  const auto paren = text->rfind(')');
-  return paren != std::string::npos && paren + 2 < text->size() && (*text)[paren + 2] != 'Z' &&
-         (*text)[paren + 2] != 'X';
-}
-
-// Polls `done` until it holds; false past the ceiling.
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = ceiling) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-// Live processes whose command line contains `tag`.
-std::vector<pid_t> tagged(const std::string& tag) {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    pid_t pid = 0;
-    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
-    const auto cmdline = slurp(entry.path() / "cmdline");
-    if (cmdline && cmdline->find(tag) != std::string::npos && pid != ::getpid() && alive(pid)) out.push_back(pid);
-  }
-  return out;
-}
+using files::slurp;
+using processes::alive;
+using processes::eventually;
+using processes::Scratch;
+using processes::tagged;
 
 std::optional<pid_t> pid_in(const fs::path& file) {
   const auto text = slurp(file);
@@ -590,49 +555,12 @@ std::optional<pid_t> pid_in(const fs::path& file) {
   return pid;
 }
 
-// A fresh directory; on the way out, every process whose command line names it
-// is killed and the directory removed, so nothing outlives a failing test.
-struct Scratch {
-  fs::path path;
-  Scratch() {
-    char tmpl[] = "/tmp/stackup-stop-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~Scratch() {
-    for (int round = 0; round < 100; ++round) {
-      const auto pids = tagged(path.string());
-      if (pids.empty()) break;
-      for (pid_t p : pids) ::kill(p, SIGKILL);
-      std::this_thread::sleep_for(5ms);
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
-// A port nothing listens on (bound once by the kernel's choice, then released).
-std::uint16_t unused_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Requests a stop from another thread once `ready` holds.
 class StopWhen {
 public:
   StopWhen(std::stop_source& source, std::function<bool()> ready)
       : thread_([&source, ready = std::move(ready), this] {
-          if (eventually([&] { return finished_.load() || ready(); })) {
+          if (eventually([&] { return finished_.load() || ready(); }, ceiling)) {
             if (!finished_.load()) source.request_stop();
           }
         }) {}
@@ -655,12 +583,12 @@ using After = Slow<"after", "tracker">;
 
 TEST_CASE_TEMPLATE("stop: a LocalDaemon that never becomes ready is stopped when the stop is requested, and nothing "
                    "is left", K, kinds::Typed, kinds::Dynamic) {
-  Scratch dir;
+  Scratch dir{"stop"};
   const fs::path state = dir.path / "state";
   Control control;
   // Listens only after ten minutes; the probe's port is refused meanwhile. A
   // start_timeout of a minute: without the stop, resume fails with a timeout.
-  const std::uint16_t port = unused_port();
+  const std::uint16_t port = ports::free_port();
   Daemon daemon{{.name = "web",
                  .command = {STACKUP_TEST_DAEMON_PATH, "--port", std::to_string(port), "--ready-after", "600000",
                              "--tag", dir.path.string()},
@@ -701,7 +629,7 @@ TEST_CASE_TEMPLATE("stop: a LocalDaemon that never becomes ready is stopped when
 
 TEST_CASE_TEMPLATE("stop: a Command's provision (sleep 60 with a child) is killed with its process group", K,
                    kinds::Typed, kinds::Dynamic) {
-  Scratch dir;
+  Scratch dir{"stop"};
   Control control;
   A a;
   a.control = &control;
@@ -731,7 +659,7 @@ TEST_CASE_TEMPLATE("stop: a Command's provision (sleep 60 with a child) is kille
   CHECK(contains(cause_message(e), "was stopped with its process group: a stop was requested"));
   CHECK(contains(e.what(), "(rolled back)"));
   CHECK_FALSE(alive(*shell));
-  CHECK(eventually([&] { return !alive(*child); })); // the sleep in the background too
+  CHECK(eventually([&] { return !alive(*child); }, ceiling)); // the sleep in the background too
   CHECK_FALSE(fs::exists(dir.path / "provisioned"));
   CHECK(control.calls == Calls{"provision a", "deprovision a"}); // `after` never started
 }
@@ -791,7 +719,7 @@ Ran run_host(const fs::path& dir, const std::vector<std::string>& args, int sig 
 } // namespace
 
 TEST_CASE("stop: cli::run gives the host its own SIGINT and SIGTERM handlers back, interrupted or not") {
-  Scratch dir;
+  Scratch dir{"stop"};
   {
     const Ran r = run_host(dir.path, {"stack", "down"}); // nothing to stop: ends by itself
     INFO(r.out);
@@ -809,7 +737,7 @@ TEST_CASE("stop: cli::run gives the host its own SIGINT and SIGTERM handlers bac
     CHECK(contains(r.out, "host handlers restored\n"));
     const auto job = pid_in(dir.path / "job.pid");
     REQUIRE(job);
-    CHECK(eventually([&] { return !alive(*job); }));
+    CHECK(eventually([&] { return !alive(*job); }, ceiling));
     std::error_code ec;
     fs::remove(dir.path / "job.pid", ec);
   }
