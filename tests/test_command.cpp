@@ -303,16 +303,11 @@ struct SetEnv {
 
 TEST_CASE("command: user runs every command as that user: its uid, gid, groups, HOME, USER and LOGNAME") {
   if (!users::root_or_skip()) return;
-  REQUIRE(::getpwnam("nobody") != nullptr);
-  for (const std::string user : {"nobody", "postgres"}) { // postgres has a supplementary group
-    const passwd* pw = ::getpwnam(user.c_str());
-    if (pw == nullptr) {
-      MESSAGE("no user " << user << " on this machine: not tried");
-      continue;
-    }
+  for (const users::Account& account : users::other_users()) {
+    const std::string& user = account.name;
     CAPTURE(user);
-    const uid_t uid = pw->pw_uid;
-    const std::string home = pw->pw_dir;
+    const uid_t uid = account.uid;
+    const std::string& home = account.home;
     TempDir t{"command"};
     REQUIRE(::chmod(t.path.c_str(), 0777) == 0); // the user writes its answers there
     Cmd c{{.resume = R"sh(id -u > out; id -g >> out; id -G >> out; printf '%s|%s|%s\n' "$HOME" "$USER" "$LOGNAME" >> out)sh",

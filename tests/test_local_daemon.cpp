@@ -1044,16 +1044,11 @@ std::vector<long> sorted(std::vector<long> v) {
 
 TEST_CASE("local_daemon: user runs the daemon as that user: /proc/<pid>/status has its uid, gid and groups") {
   if (!users::root_or_skip()) return;
-  REQUIRE(::getpwnam("nobody") != nullptr);
-  for (const std::string user : {"nobody", "postgres"}) { // postgres has a supplementary group
-    const passwd* pw = ::getpwnam(user.c_str());
-    if (pw == nullptr) {
-      MESSAGE("no user " << user << " on this machine: not tried");
-      continue;
-    }
+  for (const users::Account& account : users::other_users()) {
+    const std::string& user = account.name;
     CAPTURE(user);
-    const long uid = pw->pw_uid, gid = pw->pw_gid;
-    const std::string home = pw->pw_dir;
+    const long uid = account.uid, gid = account.gid;
+    const std::string& home = account.home;
     World w;
     Daemon d{{.name = "web",
               .command = w.command(),

@@ -5,6 +5,7 @@
 
 #include <exception>
 #include <string>
+#include <vector>
 
 #include <grp.h>
 #include <pwd.h>
@@ -25,6 +26,30 @@ inline std::string my_user_name() {
   const passwd* pw = ::getpwuid(::geteuid());
   REQUIRE(pw != nullptr);
   return pw->pw_name;
+}
+
+// A user other than root that a test runs a component as, read independently of the library.
+struct Account {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home;
+};
+
+// The users a test of `user` tries: nobody (which every machine has), and
+// postgres (which has a supplementary group) where this machine has it.
+inline std::vector<Account> other_users() {
+  REQUIRE(::getpwnam("nobody") != nullptr);
+  std::vector<Account> out;
+  for (const std::string name : {"nobody", "postgres"}) {
+    const passwd* pw = ::getpwnam(name.c_str());
+    if (pw == nullptr) {
+      MESSAGE("no user " << name << " on this machine: not tried");
+      continue;
+    }
+    out.push_back({name, pw->pw_uid, pw->pw_gid, pw->pw_dir});
+  }
+  return out;
 }
 
 // The user error_without_root runs `f` as: this one, or nobody when this is root.
