@@ -38,6 +38,10 @@ struct StackFile {
 // Why a file found by searching must not be used, or nothing.
 std::optional<std::string> unsafe(const fs::path& file) {
   struct ::stat st {};
+  // A symlink decides which file runs as much as the file does: its owner counts too.
+  if (::lstat(file.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != ::geteuid() && st.st_uid != 0)
+    return "it is a symlink that belongs to another user (uid " + std::to_string(st.st_uid) +
+           "): if you trust it, name it with -f";
   if (::stat(file.c_str(), &st) != 0) return std::nullopt; // reading it will say what is wrong
   if ((st.st_mode & S_IWOTH) != 0)
     return "others can write it (mode " + fmt::format("{:04o}", st.st_mode & 07777) + "): chmod o-w '" +
@@ -55,7 +59,9 @@ std::optional<StackFile> locate(const std::optional<std::string>& named) {
   const fs::path start = fs::current_path(ec);
   if (ec) return std::nullopt;
   for (fs::path dir = start;; dir = dir.parent_path()) {
-    if (fs::exists(dir / "stackup.toml", ec))
+    // Anything of that name ends the search, a dangling symlink included: reading
+    // it says what is wrong, rather than a parent's stack being used instead.
+    if (fs::exists(fs::symlink_status(dir / "stackup.toml", ec)))
       return StackFile{dir / "stackup.toml", dir == start ? "found in the current directory" : "found in a parent directory",
                        true};
     if (dir == dir.root_path() || dir.parent_path() == dir) return std::nullopt;

@@ -122,6 +122,31 @@ class FileLookup(StackctlCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("needs the stack file", r.stderr)
 
+    def test_a_dangling_symlink_ends_the_search_instead_of_a_parents_file(self):
+        self.write("stackup.toml", 'name = "parent"\n' + textwrap.dedent(self.DIRECTORY))
+        deep = os.path.join(self.dir, "proj")
+        os.makedirs(deep)
+        os.symlink(os.path.join(self.dir, "gone", "stackup.toml"), os.path.join(deep, "stackup.toml"))
+        r = self.run_ctl("stack", "status", cwd=deep)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(os.path.join(deep, "stackup.toml") + ": cannot read", r.stderr)
+        self.assertNotIn("parent", r.stdout)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give the symlink to another user")
+    def test_a_searched_symlink_another_user_owns_is_refused(self):
+        target = self.write("mine/stack.toml", self.DIRECTORY)
+        deep = os.path.join(self.dir, "shared")
+        os.makedirs(deep)
+        link = os.path.join(deep, "stackup.toml")
+        os.symlink(target, link)
+        nobody = pwd.getpwnam("nobody")
+        os.lchown(link, nobody.pw_uid, nobody.pw_gid)
+        r = self.run_ctl("stack", "up", cwd=deep)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("symlink that belongs to another user", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(deep, "data")))
+        self.ok("-f", link, "stack", "status", cwd=deep)  # named explicitly: the caller vouches for it
+
     def test_a_searched_file_others_can_write_is_refused(self):
         path = self.write("stackup.toml", self.DIRECTORY, mode=0o646)
         r = self.run_ctl("stack", "up")
