@@ -131,6 +131,7 @@ class FileLookup(StackctlCase):
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn(os.path.join(deep, "stackup.toml") + ": cannot read", r.stderr)
         self.assertNotIn("parent", r.stdout)
+        self.assertIn(os.path.join(deep, "stackup.toml"), self.ok("--help", cwd=deep).stdout)
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to give the symlink to another user")
     def test_a_searched_symlink_another_user_owns_is_refused(self):
@@ -154,6 +155,9 @@ class FileLookup(StackctlCase):
         self.assertIn("refusing", r.stderr)
         self.assertIn("chmod o-w", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+        r = self.ok("--help")  # the help still comes, saying why the file is refused
+        self.assertIn("refusing", r.stdout)
+        self.assertIn("-f FILE", r.stdout)
         self.ok("-f", path, "stack", "status")  # named explicitly: the caller vouches for it
         os.chmod(path, 0o644)
         self.write(".env", "X=1\n", mode=0o666)
@@ -217,7 +221,10 @@ class Errors(StackctlCase):
             """)
         for args in (["stack", "up"], ["stack", "status"], ["stack", "config"], ["--help"]):
             r = self.run_ctl(*args)
-            if args == ["--help"]:
+            if args == ["--help"]:  # the help still comes, naming the file and what is wrong with it
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("usage: stackctl [-f FILE]", r.stdout)
+                self.assertIn("stackup.toml:4:1: unknown key 'colour'", r.stdout)
                 continue
             self.assertEqual(r.returncode, 2, args)
             self.assertIn("stackup.toml:4:1: unknown key 'colour'", r.stderr)
