@@ -38,6 +38,10 @@ struct StackFile {
 // Why a file found by searching must not be used, or nothing.
 std::optional<std::string> unsafe(const fs::path& file) {
   struct ::stat st {};
+  // A symlink decides which file runs as much as the file does: its owner counts too.
+  if (::lstat(file.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != ::geteuid() && st.st_uid != 0)
+    return "it is a symlink that belongs to another user (uid " + std::to_string(st.st_uid) +
+           "): if you trust it, name it with -f";
   if (::stat(file.c_str(), &st) != 0) return std::nullopt; // reading it will say what is wrong
   if ((st.st_mode & S_IWOTH) != 0)
     return "others can write it (mode " + fmt::format("{:04o}", st.st_mode & 07777) + "): chmod o-w '" +
@@ -55,7 +59,9 @@ std::optional<StackFile> locate(const std::optional<std::string>& named) {
   const fs::path start = fs::current_path(ec);
   if (ec) return std::nullopt;
   for (fs::path dir = start;; dir = dir.parent_path()) {
-    if (fs::exists(dir / "stackup.toml", ec))
+    // Anything of that name ends the search, a dangling symlink included: reading
+    // it says what is wrong, rather than a parent's stack being used instead.
+    if (fs::exists(fs::symlink_status(dir / "stackup.toml", ec)))
       return StackFile{dir / "stackup.toml", dir == start ? "found in the current directory" : "found in a parent directory",
                        true};
     if (dir == dir.root_path() || dir.parent_path() == dir) return std::nullopt;
@@ -101,24 +107,30 @@ int run(std::span<const std::string_view> words) {
   const std::optional<StackFile> file = locate(named);
   const std::string extra = help_lines(file);
   const stackup::cli::Options options{.program = program, .host_synopsis = "[-f FILE]", .host_help = extra};
+  // The help without the stack's roles: when there is no file, or one that cannot
+  // be used (then it says why): --help must not fail for the file it names.
+  const auto general_help = [&](std::string_view problem) {
+    std::cout << fmt::format("usage: {} [-f FILE] <stack|role> <command> [options]\n\n"
+                             "Runs the stack a stack file describes (TOML) with ZenML's commands:\n"
+                             "stack up, stack down [--force], stack status [--json], stack config,\n"
+                             "<role> up|down|status|logs. With a stack file, --help lists its roles.\n{}",
+                             program, extra);
+    if (!problem.empty()) std::cout << fmt::format("\nthat stack file cannot be used, so its roles are not listed:\n  {}\n", problem);
+    return stackup::cli::exit_success;
+  };
   if (!file) {
-    if (help) {
-      std::cout << fmt::format("usage: {} [-f FILE] <stack|role> <command> [options]\n\n"
-                               "Runs the stack a stack file describes (TOML) with ZenML's commands:\n"
-                               "stack up, stack down [--force], stack status [--json], stack config,\n"
-                               "<role> up|down|status|logs. With a stack file, --help lists its roles.\n{}",
-                               program, extra);
-      return stackup::cli::exit_success;
-    }
+    if (help) return general_help("");
     return fail("no stack file: no stackup.toml in the current directory or any parent; "
                 "name one with -f FILE or $STACKUP_FILE");
   }
   if (file->searched) {
+    std::optional<std::string> refused;
     if (auto why = unsafe(file->path))
-      return fail(fmt::format("refusing {} ({}): {}", file->path.string(), file->how, *why));
-    if (auto why = unsafe(file->path.parent_path() / ".env"))
-      return fail(fmt::format("refusing {} (beside the stack file it feeds): {}",
-                              (file->path.parent_path() / ".env").string(), *why));
+      refused = fmt::format("refusing {} ({}): {}", file->path.string(), file->how, *why);
+    else if (auto env_why = unsafe(file->path.parent_path() / ".env"))
+      refused = fmt::format("refusing {} (beside the stack file it feeds): {}",
+                            (file->path.parent_path() / ".env").string(), *env_why);
+    if (refused) return help ? general_help(*refused) : fail(*refused);
   }
 
   try {
@@ -130,6 +142,7 @@ int run(std::span<const std::string_view> words) {
     stackup::DynamicStack stack = stackup::load_stack(file->path);
     return stackup::cli::run(stack, command, std::cout, std::cerr, options);
   } catch (const stackup::StackFileError& e) {
+    if (help) return general_help(e.what());
     return fail(e.what());
   }
 }

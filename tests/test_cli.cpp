@@ -9,6 +9,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -17,8 +19,10 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace {
@@ -610,4 +614,86 @@ TEST_CASE_TEMPLATE("cli: a skipped action says what the user can do about it", K
   CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented -- it keeps running\n"));
   CHECK(contains(out, "o fixed 'fixed' deprovision skipped: not implemented -- left in place\n"));
   CHECK(world.states["store"] == State::deprovisioned);
+}
+
+namespace {
+// A directory for the follow tests, removed at the end.
+struct FollowDir {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("stackup-test-follow-" + std::to_string(::getpid()));
+  FollowDir() { std::filesystem::create_directories(dir); }
+  ~FollowDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  FollowDir(const FollowDir&) = delete;
+  FollowDir& operator=(const FollowDir&) = delete;
+};
+void put(const std::filesystem::path& file, std::string_view text, std::ios::openmode mode = std::ios::app) {
+  std::ofstream(file, std::ios::binary | mode) << text;
+}
+void pause_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+} // namespace
+
+TEST_CASE("cli follow: a log removed and made anew (re-provisioned) is read from its start, "
+          "even when the new one gets the old one's inode number") {
+  FollowDir d;
+  const auto log = d.dir / "daemon.log";
+  put(log, "old 1\nold 2\n");
+  std::ostringstream out;
+  std::stop_source stop;
+  std::jthread follower([&] { cli::detail::follow(log, 12, out, stop.get_token()); });
+  pause_ms(300);
+  // Removed and created again between two looks, as a quick 'down --force; up' does:
+  // a file system that reuses inode numbers may give the new log the old one's.
+  const auto inode = [&] {
+    struct ::stat st {};
+    return ::stat(log.c_str(), &st) == 0 ? st.st_ino : ::ino_t{0};
+  };
+  const auto old_inode = inode();
+  for (int i = 0; i < 100; ++i) { // empty until it has the old number, if the file system gives it back
+    std::filesystem::remove(log);
+    put(log, "");
+    if (inode() == old_inode) break;
+  }
+  if (inode() != old_inode) MESSAGE("the new log got another inode number: only the plain replacement is checked");
+  put(log, "new daemon, its first line\n");
+  pause_ms(300);
+  put(log, "second\n");
+  pause_ms(300);
+  stop.request_stop();
+  follower.join();
+  CHECK(out.str() == "new daemon, its first line\nsecond\n");
+}
+
+TEST_CASE("cli follow: a log that appears later, and one truncated, are read from their start") {
+  FollowDir d;
+  const auto log = d.dir / "daemon.log";
+  std::ostringstream out;
+  std::stop_source stop;
+  std::jthread follower([&] { cli::detail::follow(log, 0, out, stop.get_token()); });
+  pause_ms(250);
+  put(log, "a longer first line\n");
+  pause_ms(250);
+  put(log, "x\n", std::ios::trunc);
+  pause_ms(250);
+  stop.request_stop();
+  follower.join();
+  CHECK(out.str() == "a longer first line\nx\n");
+}
+
+TEST_CASE("cli follow: ends when its output fails (a closed pipe with SIGPIPE ignored), not only when stopped") {
+  FollowDir d;
+  const auto log = d.dir / "daemon.log";
+  put(log, "line\n");
+  std::ostream closed(nullptr); // every write fails, as on a pipe whose reader is gone
+  std::stop_source stop;
+  std::atomic<bool> returned = false;
+  std::jthread follower([&] {
+    cli::detail::follow(log, 0, closed, stop.get_token());
+    returned = true;
+  });
+  for (int i = 0; i < 50 && !returned; ++i) pause_ms(20);
+  CHECK(returned);
+  stop.request_stop();
 }

@@ -668,3 +668,47 @@ depends_on = ["orchestrator"]
   CHECK(error("\n[components.j]\nflavor = \"command\"\n") == "t.toml:2:1: component 'j' (command): no commands here");
   CHECK_THROWS_AS(flavors.add("", [](stackup::StackFileTable&) { return Cluster{}; }), stackup::Error);
 }
+
+TEST_CASE("stack_config: roles and env names that need quotes, and values with $, quotes and control characters, "
+          "read back as the same stack") {
+  TempDir tmp;
+  const Env port("STACKUP_SF_PORT", "7011");
+  write(tmp.path / "stackup.toml", R"([components."a$$b"]
+flavor = "command"
+resume = "echo \"q\" \\ $$ $$$$ $${HOME} ${STACKUP_SF_UNSET:-d$f} \u0001\u007f \u00e9"
+env = { "K$${Z}" = "v$$", "a b.c" = "", "é" = "x" }
+
+[components."web.1"]
+flavor = "local_daemon"
+command = ["run", "", "${STACKUP_SF_PORT}"]
+ready = { http = "${STACKUP_SF_PORT}", path = "/h\"$${x}" }
+env = {}
+depends_on = ["a$$$$b"]
+)");
+  const auto first = stackup::load_stack(tmp.path / "stackup.toml");
+  const std::string config = stackup::stack_config(tmp.path / "stackup.toml");
+  write(tmp.path / "again" / "stack.toml", config);
+  const auto again = stackup::load_stack(tmp.path / "again" / "stack.toml");
+  const auto body = [](const std::string& s) { return s.substr(s.find("\nname = ")); };
+  CHECK(body(stackup::stack_config(tmp.path / "again" / "stack.toml")) == body(config));
+
+  REQUIRE(again.size() == 2);
+  const auto* c0 = first.get("a$$b").target<Cmd>();
+  const auto* c1 = again.get("a$$b").target<Cmd>();
+  REQUIRE(c0);
+  REQUIRE(c1);
+  CHECK(c0->config().resume == "echo \"q\" \\ $ $$ ${HOME} d$f \x01\x7f \xc3\xa9");
+  CHECK(c1->config().resume == c0->config().resume);
+  CHECK(c0->config().env == std::map<std::string, std::string>{{"K$${Z}", "v$"}, {"a b.c", ""}, {"\xc3\xa9", "x"}});
+  CHECK(c1->config().env == c0->config().env);
+  const auto* d0 = first.get("web.1").target<Daemon>();
+  const auto* d1 = again.get("web.1").target<Daemon>();
+  REQUIRE(d0);
+  REQUIRE(d1);
+  CHECK(d1->config().command == d0->config().command);
+  CHECK(d1->config().ready == stackup::ready::http(7011, "/h\"${x}"));
+  CHECK(d1->config().ready == d0->config().ready);
+  CHECK(d1->config().state_dir == d0->config().state_dir);
+  CHECK(d1->config().env.empty());
+  CHECK(d1->config().working_dir == d0->config().working_dir);
+}

@@ -92,14 +92,14 @@ struct Record {
 };
 
 // A TOML basic string that reads back as `text` in a stack file: quotes,
-// backslashes and control characters escaped, and "${" and "$$" doubled so that
-// interpolation gives `text` again.
-inline std::string toml_string(std::string_view text) {
+// backslashes and control characters escaped, and (for a value, which is
+// interpolated) "${" and "$$" doubled so that interpolation gives `text` again.
+inline std::string toml_string(std::string_view text, bool interpolated = true) {
   std::string out = "\"";
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == '"' || c == '\\') out += '\\';
-    if (c == '$' && i + 1 < text.size() && (text[i + 1] == '{' || text[i + 1] == '$')) out += '$';
+    if (interpolated && c == '$' && i + 1 < text.size() && (text[i + 1] == '{' || text[i + 1] == '$')) out += '$';
     if (c == '\n') out += "\\n";
     else if (c == '\t') out += "\\t";
     else if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
@@ -113,12 +113,13 @@ inline std::string toml_string(std::string_view text) {
   return out + '"';
 }
 
-// A key as TOML writes it: bare when it can be, else quoted.
+// A key as TOML writes it: bare when it can be, else quoted. Keys (roles, env
+// names) are taken as written, never interpolated: a '$' in one stays single.
 inline std::string toml_key(std::string_view key) {
   const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
     return c == '_' || c == '-' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
   });
-  return bare ? std::string(key) : toml_string(key);
+  return bare ? std::string(key) : toml_string(key, false);
 }
 
 // A table's values as `key = value` lines, nested tables inline.

@@ -2635,31 +2635,53 @@ inline std::uintmax_t copy_tail(const std::filesystem::path& path, std::optional
 }
 
 /// Writes what is appended to `path` after `offset` to `out` until `stop` is
-/// requested, as `tail -F` does: a log that does not exist yet is waited for,
-/// and one that is replaced or truncated (the component provisioned anew) is
-/// read again from its start.
+/// requested or `out` fails, as `tail -F` does: a log that does not exist yet is
+/// waited for, and one that is replaced or truncated (the component provisioned
+/// anew) is read again from its start. The log being read is held open, so a new
+/// one cannot take its inode number and pass for it.
 inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std::ostream& out,
                    const std::stop_token& stop) {
-  struct ::stat seen {};
-  bool known = ::stat(path.c_str(), &seen) == 0;
-  char buf[1 << 16];
-  while (!stop.stop_requested()) {
-    // O_NOFOLLOW and O_NONBLOCK: a symlink or a FIFO put in the log's place is not read.
+  // O_NOFOLLOW and O_NONBLOCK: a symlink or a FIFO put in the log's place is not read.
+  const auto open_log = [&path]() -> int {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    struct ::stat now {};
-    if (fd >= 0 && ::fstat(fd, &now) == 0 && S_ISREG(now.st_mode)) {
-      const auto size = static_cast<std::uintmax_t>(now.st_size);
-      if (!known || now.st_ino != seen.st_ino || now.st_dev != seen.st_dev || size < offset) offset = 0;
-      seen = now;
-      known = true;
+    struct ::stat st {};
+    if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  };
+  struct Held {
+    int fd = -1;
+    ~Held() {
+      if (fd >= 0) ::close(fd);
+    }
+  } log;
+  log.fd = open_log(); // the file the caller read up to `offset`
+  if (log.fd < 0) offset = 0;
+  char buf[1 << 16];
+  while (!stop.stop_requested() && out) {
+    if (log.fd >= 0) {
+      struct ::stat st {};
+      if (::fstat(log.fd, &st) == 0 && static_cast<std::uintmax_t>(st.st_size) < offset) offset = 0; // truncated
       ssize_t got = 0;
-      while ((got = ::pread(fd, buf, sizeof buf, static_cast<off_t>(offset))) > 0) {
+      while ((got = ::pread(log.fd, buf, sizeof buf, static_cast<off_t>(offset))) > 0 && out) {
         out.write(buf, got);
         offset += static_cast<std::uintmax_t>(got);
       }
       out.flush();
     }
-    if (fd >= 0) ::close(fd);
+    // Replaced (or created): once what the old one held is written, the new one from its start.
+    const int now = open_log();
+    struct ::stat a {}, b {};
+    if (now >= 0 && (log.fd < 0 || ::fstat(now, &a) != 0 || ::fstat(log.fd, &b) != 0 || a.st_ino != b.st_ino ||
+                     a.st_dev != b.st_dev)) {
+      if (log.fd >= 0) ::close(log.fd);
+      log.fd = now;
+      offset = 0;
+      continue;
+    }
+    if (now >= 0) ::close(now);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -3059,6 +3081,7 @@ private:
         // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
         const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
         follow(path, end, out_, interrupts.token());
+        if (!out_) throw Error("cannot write the log: the output is closed");
       }
       return exit_success;
     } catch (...) {

@@ -122,6 +122,32 @@ class FileLookup(StackctlCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("needs the stack file", r.stderr)
 
+    def test_a_dangling_symlink_ends_the_search_instead_of_a_parents_file(self):
+        self.write("stackup.toml", 'name = "parent"\n' + textwrap.dedent(self.DIRECTORY))
+        deep = os.path.join(self.dir, "proj")
+        os.makedirs(deep)
+        os.symlink(os.path.join(self.dir, "gone", "stackup.toml"), os.path.join(deep, "stackup.toml"))
+        r = self.run_ctl("stack", "status", cwd=deep)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(os.path.join(deep, "stackup.toml") + ": cannot read", r.stderr)
+        self.assertNotIn("parent", r.stdout)
+        self.assertIn(os.path.join(deep, "stackup.toml"), self.ok("--help", cwd=deep).stdout)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give the symlink to another user")
+    def test_a_searched_symlink_another_user_owns_is_refused(self):
+        target = self.write("mine/stack.toml", self.DIRECTORY)
+        deep = os.path.join(self.dir, "shared")
+        os.makedirs(deep)
+        link = os.path.join(deep, "stackup.toml")
+        os.symlink(target, link)
+        nobody = pwd.getpwnam("nobody")
+        os.lchown(link, nobody.pw_uid, nobody.pw_gid)
+        r = self.run_ctl("stack", "up", cwd=deep)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("symlink that belongs to another user", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(deep, "data")))
+        self.ok("-f", link, "stack", "status", cwd=deep)  # named explicitly: the caller vouches for it
+
     def test_a_searched_file_others_can_write_is_refused(self):
         path = self.write("stackup.toml", self.DIRECTORY, mode=0o646)
         r = self.run_ctl("stack", "up")
@@ -129,6 +155,9 @@ class FileLookup(StackctlCase):
         self.assertIn("refusing", r.stderr)
         self.assertIn("chmod o-w", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+        r = self.ok("--help")  # the help still comes, saying why the file is refused
+        self.assertIn("refusing", r.stdout)
+        self.assertIn("-f FILE", r.stdout)
         self.ok("-f", path, "stack", "status")  # named explicitly: the caller vouches for it
         os.chmod(path, 0o644)
         self.write(".env", "X=1\n", mode=0o666)
@@ -192,7 +221,10 @@ class Errors(StackctlCase):
             """)
         for args in (["stack", "up"], ["stack", "status"], ["stack", "config"], ["--help"]):
             r = self.run_ctl(*args)
-            if args == ["--help"]:
+            if args == ["--help"]:  # the help still comes, naming the file and what is wrong with it
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("usage: stackctl [-f FILE]", r.stdout)
+                self.assertIn("stackup.toml:4:1: unknown key 'colour'", r.stdout)
                 continue
             self.assertEqual(r.returncode, 2, args)
             self.assertIn("stackup.toml:4:1: unknown key 'colour'", r.stderr)
