@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,8 @@ namespace cli = stackup::cli;
 // What the fake components act on: one state per role, a journal of actions,
 // and the action (e.g. "deployer.resume") that should fail.
 struct World {
+  // `-p` runs independent components' actions on several threads at once.
+  mutable std::mutex mutex;
   std::map<std::string, State, std::less<>> states;
   std::vector<std::string> calls;
   std::string fail;             // "role.action" that throws a nested std::runtime_error
@@ -47,6 +50,7 @@ template <class Self> struct Fake : stackup::StackComponent<Self> {
   World* world;
 
   [[nodiscard]] State get() const {
+    const std::lock_guard lock(world->mutex);
     auto it = world->states.find(Self::role);
     return it == world->states.end() ? State::deprovisioned : it->second;
   }
@@ -59,7 +63,10 @@ template <class Self> struct Fake : stackup::StackComponent<Self> {
 protected:
   void act(std::string_view action, State to) {
     const std::string key = std::string(Self::role) + "." + std::string(action);
-    world->calls.push_back(key);
+    {
+      const std::lock_guard lock(world->mutex);
+      world->calls.push_back(key);
+    }
     if (world->fail_foreign == key) throw 42;
     if (world->fail_bare == key)  // made outside any catch: its nested_ptr() is null
       throw stackup::TransitionError(std::string(Self::role), stackup::Transition::resume, "exited early; log:\n  boom");
@@ -70,6 +77,7 @@ protected:
         std::throw_with_nested(std::runtime_error(key + ": did not become ready"));
       }
     }
+    const std::lock_guard lock(world->mutex);
     world->states[std::string(Self::role)] = to;
   }
 };
