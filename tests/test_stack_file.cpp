@@ -712,3 +712,22 @@ depends_on = ["a$$$$b"]
   CHECK(d1->config().env.empty());
   CHECK(d1->config().working_dir == d0->config().working_dir);
 }
+
+TEST_CASE("stack_config: a nested table a flavour reads twice is shown once, with every key it read") {
+  auto flavors = stackup::Flavors::builtin();
+  flavors.add("twice", [](stackup::StackFileTable& t) {
+    Cluster c;
+    c.region = t.table("cloud")->string("region");
+    c.name_ = t.table("cloud")->optional_string("zone").value_or("");
+    return c;
+  });
+  TempDir tmp;
+  write(tmp.path / "stackup.toml", "[components.o]\nflavor = \"twice\"\ncloud = { region = \"eu\", zone = \"b\" }\n");
+  const std::string config = stackup::stack_config(tmp.path / "stackup.toml", flavors);
+  const std::string line = "cloud = { region = \"eu\", zone = \"b\" }\n";
+  const auto at = config.find(line);
+  CHECK(at != std::string::npos);
+  CHECK(config.find("cloud", at + line.size()) == std::string::npos);
+  write(tmp.path / "again.toml", config);
+  CHECK(stackup::load_stack(tmp.path / "again.toml", flavors).get("o").target<Cluster>()->name_ == "b");
+}

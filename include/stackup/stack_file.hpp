@@ -79,7 +79,7 @@ struct Record;
 struct Value {
   std::string key;
   std::string toml;             // the value's TOML text, or empty for a table
-  const Record* table = nullptr; // a nested table's own values
+  Record* table = nullptr;      // a nested table's own values
 };
 
 // One table handed out to a flavour: what it is, which keys were asked for and
@@ -363,6 +363,8 @@ public:
   [[nodiscard]] std::optional<StackFileTable> table(std::string_view key) const {
     const toml::node* n = checked(key, toml::node_type::table, "a table");
     if (!n) return std::nullopt;
+    for (const auto& v : record_->values) // asked again: the same record, so `stack config` shows it once
+      if (v.key == key && v.table) return StackFileTable(*ctx_, *v.table, role_);
     StackFileTable nested(*ctx_, *n->as_table(), role_, "'" + std::string(key) + "' of " + record_->what);
     record_->values.push_back({std::string(key), {}, nested.record_});
     return nested;
@@ -721,7 +723,9 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
   try {
     DynamicStack stack(name, std::move(parts));
     if (config) {
-      *config = "# " + ctx.file + " as it will run: variables expanded, paths resolved,\n"
+      std::string shown = ctx.file; // in a comment: a line break in the path must not end it
+      std::replace_if(shown.begin(), shown.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }, '?');
+      *config = "# " + shown + " as it will run: variables expanded, paths resolved,\n"
                 "# components in the order 'stack up' acts on them ('stack down': the reverse).\n"
                 "name = " + sf::toml_string(name) + "\n";
       for (const std::size_t k : FrontAccess::view(stack).table.order)
