@@ -259,17 +259,14 @@ private:
 
   // The stack as the engine sees it; built only off the quiet path.
   struct View {
-    std::array<detail::Slot, size> slots, ordered;
+    std::array<detail::Slot, size> slots;
     std::array<unsigned char, size> own_marks{};
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs>, I}...};
+            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
-          ordered([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{slots[order[I]]...};
-          }(std::make_index_sequence<size>{})),
-          table{s.name_, slots,     ordered, roles, order, plan_.first, plan_.dep, &s.events_,
+          table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_,
                 marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
     View(const View&) = delete;
     View& operator=(const View&) = delete;
@@ -294,7 +291,7 @@ private:
   template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
     auto& c = detail::held<K>(storage_);
     detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
-    return detail::step(P, a, r);
+    return detail::step<P>(a, r);
   }
 
   std::string name_;
