@@ -69,13 +69,13 @@ struct DownOptions {
 
 namespace detail {
 // The stop token of the up running a forward action on this thread, if any.
-inline thread_local StopTokenRef current_stop = nullptr;
+inline thread_local const StopTokenRef* current_stop = nullptr;
 } // namespace detail
 
 /// True when the operation that runs the calling component's action was asked
 /// to stop (UpOptions::stop, or Ctrl-C under cli::run). Only provision and
 /// resume during an up see it (undo and down actions are left to finish): a
 /// long action may poll it and give up early by throwing.
-inline bool stop_requested() noexcept { return detail::current_stop.stop_requested(); }
+inline bool stop_requested() noexcept { return detail::current_stop && detail::current_stop->stop_requested(); }
 
 } // namespace stackup

@@ -118,7 +118,7 @@ inline bool run_parallel_phase(const Table& t, Run& r, Phase p, unsigned char sc
   // start from inside one is refused there too (the frames outlive run_dag).
   const Reporting* const caller = reporting;
   run_dag(t, r.marks, scope, reversed(p), max_threads, [&](std::size_t k) {
-    if (r.stop.stop_requested()) [[unlikely]]
+    if (r.stop && r.stop->stop_requested()) [[unlikely]]
       return interrupted(r, k, p, "this one and those not started yet");
     const StopScope stop_scope(r, p); // on this worker's thread
     const Reporting* const own = std::exchange(reporting, caller);

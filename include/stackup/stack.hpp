@@ -259,15 +259,19 @@ private:
 
   // The stack as the engine sees it; built only off the quiet path.
   struct View {
-    std::array<detail::Slot, size> slots;
+    std::array<detail::Slot, size> slots, ordered;
     std::array<unsigned char, size> own_marks{};
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
             return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
-          table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_,
-                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
+          table{s.name_, slots, ordered, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {
+      // The quiet path walks `ordered`; its types have no quiet steps of their own
+      // (ops_of<C, false>), so it reaches each slot through the shared via_ops.
+      for (std::size_t i = 0; i < size; ++i) ordered[i] = {&slots[order[i]], &detail::via_ops, order[i]};
+    }
     View(const View&) = delete;
     View& operator=(const View&) = delete;
   };

@@ -122,7 +122,7 @@ struct Run {
   std::span<unsigned char> marks; // one byte per component (did_provision, did_resume, in_scope)
   Lock* guard = nullptr;          // set while steps run on several threads
   FailedRecord failed;            // null while nothing failed
-  StopTokenRef stop = nullptr;    // null: nothing to check
+  const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
@@ -144,7 +144,7 @@ struct Ops {
   bool (*is_provisioned)(const void*);
   bool (*is_running)(const void*);
   void (*action[4])(void*);                              // by Transition; null: not implemented
-  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events (provision, resume: may throw); null: none
+  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events (provision, resume: may throw)
   std::string_view (*name)(const void*);                 // null: the role
   std::string (*detail)(const void*);                    // null: none
   std::string (*log_file)(const void*);                  // null: keeps no log
@@ -167,8 +167,7 @@ struct Events;
 struct Table {
   std::string_view stack;
   std::span<const Slot> slots;   // listing order
-  std::span<const Slot> ordered; // action order, for the quiet path; empty: walk with events (Stack<Cs...>: its
-                                 // own up and down are inlined, its types have no quiet steps)
+  std::span<const Slot> ordered; // action order: what the quiet path walks (its `ops` may be &via_ops)
   std::span<const std::string_view> roles;
   std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
   Events* events;
@@ -417,7 +416,7 @@ template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing m
   bool running = false;
   try {
     running = a.is_running();
-    if (running)
+    if (running) [[likely]] // as for provision: the action on the straight path
       perform<Transition::suspend>(a, a.template has<Transition::deprovision>() ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
   } catch (...) {
     r.fail(a.k, Transition::suspend);
@@ -533,7 +532,7 @@ public:
   StopScope& operator=(const StopScope&) = delete;
 
 private:
-  StopTokenRef saved_;
+  const StopTokenRef* saved_;
 };
 
 /// Records that the phase stopped before component k because a stop was
@@ -549,14 +548,47 @@ STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::
 
 // ---- Ops of a type ---------------------------------------------------------------------
 
-// The quiet step of a DynamicStack: provision and resume leave their exception to
-// the caller's walk (one handler per walk, not one per step); the others catch.
-template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
-  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+/// A component reached through its type's Ops, without events: the quiet steps of
+/// Stack<Cs...>'s primitives (its up and down inline their own steps, so its types
+/// get no quiet steps compiled for them).
+struct ViaOps {
+  const Slot& s;
+  std::size_t k;
+  unsigned char* marks;
+  [[nodiscard]] bool is_provisioned() const { return s.ops->is_provisioned(s.object); }
+  [[nodiscard]] bool is_running() const { return s.ops->is_running(s.object); }
+  template <Transition X> [[nodiscard]] bool has() const { return s.ops->action[static_cast<int>(X)] != nullptr; }
+  template <Transition X> Did act(bool /*undo*/ = false) {
+    try {
+      s.ops->action[static_cast<int>(X)](s.object);
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  }
+  void note(Transition, Outcome, std::string_view) const noexcept {}
+  void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
+  [[nodiscard]] std::string_view name(const Run& r) const { return s.ops->name ? s.ops->name(s.object) : r.roles[k]; }
+};
+
+// A quiet step: provision and resume leave their exception to the caller's walk
+// (one handler per walk, not one per step); the others catch.
+template <Phase P, class A> bool quiet_step_of(A& a, Run& r) {
   if constexpr (P == Phase::provision) provision_step(a, r);
   else if constexpr (P == Phase::resume) resume_step(a, r, true);
   else return step<P>(a, r);
   return true;
+}
+/// The quiet step of a DynamicStack's component of type C, inlined for that type.
+template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
+  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+  return quiet_step_of<P>(a, r);
+}
+/// The quiet step of Stack<Cs...>'s components, one for every type: `slot` is the
+/// component's Slot (see via_ops).
+template <Phase P> bool quiet_step_via_ops(void* slot, Run& r, std::size_t k) {
+  ViaOps a{*static_cast<const Slot*>(slot), k, r.marks.data()};
+  return quiet_step_of<P>(a, r);
 }
 template <class C, Transition T> void action_of(void* object) { invoke<T>(*static_cast<C*>(object)); }
 template <class C, Transition T> constexpr void (*action_ptr())(void*) {
@@ -573,8 +605,13 @@ template <class C> bool running_of(const void* o) { return static_cast<bool>(sta
 template <class C> std::string_view name_ptr_of(const void* o) { return name_of(*static_cast<const C*>(o)); }
 template <class C> std::string detail_of(const void* o) { return std::string(static_cast<const C*>(o)->detail()); }
 template <class C> std::string log_file_of(const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); }
-template <class C, bool Quiet, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
-  if constexpr (Quiet) return &quiet_step<C, P>;
+template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
+template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
+  if constexpr (Dynamic) return &quiet_step<C, P>;
+  else return nullptr;
+}
+template <class C, bool Dynamic> constexpr void (*destroy_entry())(void*) {
+  if constexpr (Dynamic) return &destroy_of<C>;
   else return nullptr;
 }
 template <class C> constexpr auto name_entry() {
@@ -589,25 +626,36 @@ template <class C> constexpr auto log_file_entry() {
   if constexpr (has_log_file<C>) return &log_file_of<C>;
   else return static_cast<std::string (*)(const void*)>(nullptr);
 }
-template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
 
-/// The Ops of type C. With `Quiet` (DynamicStack), the quiet steps too: they are
-/// most of the code compiled per type, and Stack<Cs...> does not need them.
-template <class C, bool Quiet = true>
+/// The Ops of type C. For a DynamicStack (an AnyComponent), with C's own quiet
+/// steps and destroy; for Stack<Cs...> without them (they are most of the code
+/// compiled per type): its up and down inline their own steps, and its
+/// primitives' quiet path goes through via_ops.
+template <class C, bool Dynamic = true>
 inline constexpr Ops ops_of{
     &provisioned_of<C>,
     &running_of<C>,
     {action_ptr<C, Transition::provision>(), action_ptr<C, Transition::resume>(), action_ptr<C, Transition::suspend>(),
      action_ptr<C, Transition::deprovision>()},
-    {quiet_entry<C, Quiet, Phase::provision>(), quiet_entry<C, Quiet, Phase::resume>(),
-     quiet_entry<C, Quiet, Phase::up_one>(), quiet_entry<C, Quiet, Phase::suspend>(),
-     quiet_entry<C, Quiet, Phase::deprovision>(), quiet_entry<C, Quiet, Phase::force>()},
+    {quiet_entry<C, Dynamic, Phase::provision>(), quiet_entry<C, Dynamic, Phase::resume>(),
+     quiet_entry<C, Dynamic, Phase::up_one>(), quiet_entry<C, Dynamic, Phase::suspend>(),
+     quiet_entry<C, Dynamic, Phase::deprovision>(), quiet_entry<C, Dynamic, Phase::force>()},
     name_entry<C>(),
     detail_entry<C>(),
     log_file_entry<C>(),
-    &destroy_of<C>,
+    destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
+};
+
+/// The Ops of Stack<Cs...>'s action-order slots, whose object is the component's
+/// Slot: only the quiet steps, shared by every type (the quiet path of its
+/// primitives; its up and down inline their own steps).
+inline constexpr Ops via_ops{
+    nullptr, nullptr, {},
+    {&quiet_step_via_ops<Phase::provision>, &quiet_step_via_ops<Phase::resume>, &quiet_step_via_ops<Phase::up_one>,
+     &quiet_step_via_ops<Phase::suspend>, &quiet_step_via_ops<Phase::deprovision>, &quiet_step_via_ops<Phase::force>},
+    nullptr, nullptr, nullptr, nullptr, {}, nullptr,
 };
 
 /// How cli::run and the stacks' friends reach a stack's Table: both kinds of
@@ -646,7 +694,7 @@ template <class It> bool quiet_walk(It first, It last, Run& r, Phase p) {
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t k = t.order[reverse ? n - 1 - i : i];
     if (scope != 0 && !(r.marks[k] & scope)) continue;
-    if (r.stop.stop_requested()) [[unlikely]] {
+    if (r.stop && r.stop->stop_requested()) [[unlikely]] {
       std::string left;
       for (std::size_t j = i; j < n; ++j) {
         const std::size_t x = t.order[reverse ? n - 1 - j : j];
@@ -669,7 +717,7 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
     if (!parallel_phase) no_scheduler();
     return parallel_phase(t, r, p, scope, max_threads);
   }
-  if (!t.events->observer && scope == 0 && !r.stop && !t.ordered.empty()) // the quiet path: one indirect call per step
+  if (!t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
     return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
                        : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
   return walk(t, r, p, scope);
@@ -723,16 +771,16 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record, StopTokenRef stop = nullptr) {
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
-  return Run{t.roles, t.marks, nullptr, nullptr, stop.stop_possible() ? stop : nullptr};
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
 }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -741,24 +789,24 @@ inline void up(const Table& t, const UpOptions& o) {
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
-  Run r = start(t, Record::nothing, o.stop);
+  Run r = start(t, Record::nothing, &o.stop);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
-  if (r.stop.stop_requested()) [[unlikely]] { // k itself is left as it was too
+  if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
     raise(t, r, "down");
   }
