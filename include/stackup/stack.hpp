@@ -175,6 +175,7 @@ public:
   /// `zenml stack up`: provision() then resume(). All-or-nothing unless
   /// `.rollback = false`. Throws TransitionError.
   STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
+#if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       std::array<unsigned char, size> marks{};
       detail::Run r{roles, marks, nullptr, nullptr};
@@ -183,12 +184,14 @@ public:
         return;
       rollback(r, options);
     }
+#endif
     engine_up(options);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
   /// deprovision. Tries every component, then throws one TransitionError listing all failures.
   STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
+#if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
@@ -196,6 +199,7 @@ public:
       if (r.failed) [[unlikely]] raise(r);
       return;
     }
+#endif
     engine_down(options);
   }
 

@@ -61,7 +61,10 @@ template <class T, Transition X> inline constexpr bool has_action =
     : X == Transition::resume  ? has_resume<T>
     : X == Transition::suspend ? has_suspend<T>
                                : has_deprovision<T>;
-template <Transition X, class T> STACKUP_ALWAYS_INLINE void invoke(T& c) {
+/// Action X of the component at `object`: the entry of its type's Ops, and what
+/// the inlined steps call (one function per type and action, not two).
+template <class C, Transition X> STACKUP_ALWAYS_INLINE void action_of(void* object) {
+  C& c = *static_cast<C*>(object);
   if constexpr (X == Transition::provision) c.provision();
   else if constexpr (X == Transition::resume) c.resume();
   else if constexpr (X == Transition::suspend) c.suspend();
@@ -281,7 +284,7 @@ template <class C, class Index = std::size_t> struct Direct {
   template <Transition X> [[nodiscard]] static constexpr bool has() noexcept { return has_action<C, X>; }
   template <Transition X> STACKUP_ALWAYS_INLINE Did act(bool /*undo*/ = false) {
     try {
-      invoke<X>(c);
+      action_of<C, X>(&c);
     } catch (const NotImplementedError&) {
       return Did::not_implemented;
     }
@@ -590,7 +593,6 @@ template <Phase P> bool quiet_step_via_ops(void* slot, Run& r, std::size_t k) {
   ViaOps a{*static_cast<const Slot*>(slot), k, r.marks.data()};
   return quiet_step_of<P>(a, r);
 }
-template <class C, Transition T> void action_of(void* object) { invoke<T>(*static_cast<C*>(object)); }
 template <class C, Transition T> constexpr void (*action_ptr())(void*) {
   if constexpr (has_action<C, T>) return &action_of<C, T>;
   else return nullptr;
