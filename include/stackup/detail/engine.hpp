@@ -283,12 +283,16 @@ template <class C, class Index = std::size_t> struct Direct {
   [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_running() const { return static_cast<bool>(c.is_running()); }
   template <Transition X> [[nodiscard]] static constexpr bool has() noexcept { return has_action<C, X>; }
   template <Transition X> STACKUP_ALWAYS_INLINE Did act(bool /*undo*/ = false) {
-    try {
-      action_of<C, X>(&c);
-    } catch (const NotImplementedError&) {
-      return Did::not_implemented;
+    if constexpr (has_action<C, X>) {
+      try {
+        action_of<C, X>(&c);
+      } catch (const NotImplementedError&) {
+        return Did::not_implemented;
+      }
+      return Did::done;
+    } else {
+      return Did::not_implemented; // not reached: perform() asks has<X>() first
     }
-    return Did::done;
   }
   STACKUP_ALWAYS_INLINE void note(Transition, Outcome, std::string_view) const noexcept {}
   STACKUP_ALWAYS_INLINE void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
