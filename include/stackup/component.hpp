@@ -5,10 +5,8 @@
 
 #include <stackup/version.hpp>
 
-#include <algorithm>
 #include <concepts>
 #include <cstddef>
-#include <ranges>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,7 +57,9 @@ constexpr std::string_view to_string(Outcome o) noexcept {
 template <std::size_t N> struct FixedString {
   char data[N]{};
   constexpr FixedString() = default;
-  constexpr FixedString(const char (&s)[N]) noexcept { std::copy_n(s, N, data); } // NOLINT: implicit by design
+  constexpr FixedString(const char (&s)[N]) noexcept { // NOLINT: implicit by design
+    for (std::size_t i = 0; i < N; ++i) data[i] = s[i];
+  }
   [[nodiscard]] constexpr std::string_view view() const noexcept { return {data, N - 1}; }
   constexpr operator std::string_view() const noexcept { return view(); } // NOLINT: implicit by design
   [[nodiscard]] static constexpr std::size_t size() noexcept { return N - 1; }
@@ -114,9 +114,11 @@ namespace detail {
 template <class T> concept has_name = requires(const T& c) {
   { c.name() } -> std::convertible_to<std::string_view>;
 };
+// std::begin / std::size (from <string_view>) rather than <ranges>, which costs every includer:
+// depends_on is an array, a std::array or a std::span of roles.
 template <class T> concept has_depends_on = requires {
-  std::ranges::begin(T::depends_on);
-  std::ranges::size(T::depends_on);
+  std::begin(T::depends_on);
+  std::size(T::depends_on);
 };
 
 /// The component's display name: `name()` when it has one, else its role.
@@ -130,11 +132,11 @@ template <class T> constexpr std::string_view name_of(const T& c) {
   else return std::string_view(T::role);
 }
 template <class T> constexpr std::size_t dependency_count() {
-  if constexpr (has_depends_on<T>) return std::ranges::size(T::depends_on);
+  if constexpr (has_depends_on<T>) return static_cast<std::size_t>(std::size(T::depends_on));
   else return 0;
 }
 template <class T> constexpr std::string_view dependency(std::size_t i) {
-  if constexpr (has_depends_on<T>) return std::string_view(std::ranges::begin(T::depends_on)[static_cast<std::ptrdiff_t>(i)]);
+  if constexpr (has_depends_on<T>) return std::string_view(std::begin(T::depends_on)[static_cast<std::ptrdiff_t>(i)]);
   else return (void)i, std::string_view{};
 }
 } // namespace detail

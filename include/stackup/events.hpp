@@ -4,8 +4,15 @@
 
 #include <stackup/component.hpp>
 
-#include <chrono>
 #include <functional>
+// Event::elapsed is a std::chrono::nanoseconds. libstdc++ declares the durations
+// and clocks apart from <chrono>'s calendar, time zones and I/O, which cost every
+// includer more than the rest of the core together.
+#if defined(__GLIBCXX__) && __has_include(<bits/chrono.h>)
+#include <bits/chrono.h>
+#else
+#include <chrono>
+#endif
 #include <string>
 #include <string_view>
 

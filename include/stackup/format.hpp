@@ -8,7 +8,6 @@
 #include <fmt/color.h>
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <span>

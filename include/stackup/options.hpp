@@ -4,10 +4,43 @@
 
 #include <stackup/version.hpp>
 
+#include <concepts>
 #include <cstddef>
-#include <stop_token>
 
 namespace stackup {
+
+/// What `UpOptions::stop` and `DownOptions::stop` hold: a pointer to a stop token
+/// (`.stop = &token`: a std::stop_token, or anything with `stop_requested()` and
+/// `stop_possible()`; it must outlive the call), or nothing. The token is reached
+/// through one function per token type, so the core headers need not include
+/// <stop_token> (with it come <atomic>, <semaphore> and the thread support).
+class StopTokenRef {
+public:
+  constexpr StopTokenRef() noexcept = default;
+  constexpr StopTokenRef(std::nullptr_t) noexcept {} // NOLINT: implicit by design (`.stop = nullptr`)
+  template <class Token>
+    requires requires(const Token& t) {
+      { t.stop_requested() } -> std::convertible_to<bool>;
+      { t.stop_possible() } -> std::convertible_to<bool>;
+    }
+  StopTokenRef(const Token* token) noexcept // NOLINT: implicit by design (`.stop = &token`)
+      : token_(token), query_(token ? &query<Token> : nullptr) {}
+
+  /// A token is held.
+  explicit operator bool() const noexcept { return token_ != nullptr; }
+  /// A token is held and a stop was requested on it.
+  [[nodiscard]] bool stop_requested() const noexcept { return token_ && query_(token_, true); }
+  /// A token is held and a stop can still be requested on it.
+  [[nodiscard]] bool stop_possible() const noexcept { return token_ && query_(token_, false); }
+
+private:
+  template <class Token> static bool query(const void* t, bool requested) noexcept {
+    const Token& token = *static_cast<const Token*>(t);
+    return requested ? static_cast<bool>(token.stop_requested()) : static_cast<bool>(token.stop_possible());
+  }
+  const void* token_ = nullptr;
+  bool (*query_)(const void*, bool) noexcept = nullptr;
+};
 
 /// Options of `up`. Members in this order, for designated initialisers.
 struct UpOptions {
@@ -21,7 +54,7 @@ struct UpOptions {
   /// InterruptedError. An action already running when the stop comes may finish:
   /// if it was the last one, up has succeeded. Null (the default): nothing is
   /// checked, nothing is paid.
-  const std::stop_token* stop = nullptr;
+  StopTokenRef stop = nullptr;
 };
 /// Options of `down`. Members in this order, for designated initialisers.
 struct DownOptions {
@@ -31,12 +64,12 @@ struct DownOptions {
   /// A stop token to watch (`.stop = &token`; it must outlive the call). When a
   /// stop is requested: the action in flight finishes, no further action starts;
   /// TransitionError (cause: InterruptedError) names what was left as it was.
-  const std::stop_token* stop = nullptr;
+  StopTokenRef stop = nullptr;
 };
 
 namespace detail {
 // The stop token of the up running a forward action on this thread, if any.
-inline thread_local const std::stop_token* current_stop = nullptr;
+inline thread_local const StopTokenRef* current_stop = nullptr;
 } // namespace detail
 
 /// True when the operation that runs the calling component's action was asked

@@ -175,6 +175,7 @@ public:
   /// `zenml stack up`: provision() then resume(). All-or-nothing unless
   /// `.rollback = false`. Throws TransitionError.
   STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
+#if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       std::array<unsigned char, size> marks{};
       detail::Run r{roles, marks, nullptr, nullptr};
@@ -183,12 +184,14 @@ public:
         return;
       rollback(r, options);
     }
+#endif
     engine_up(options);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
   /// deprovision. Tries every component, then throws one TransitionError listing all failures.
   STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
+#if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
@@ -196,6 +199,7 @@ public:
       if (r.failed) [[unlikely]] raise(r);
       return;
     }
+#endif
     engine_down(options);
   }
 
@@ -264,13 +268,14 @@ private:
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs>, I}...};
+            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
-          ordered([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{slots[order[I]]...};
-          }(std::make_index_sequence<size>{})),
-          table{s.name_, slots,     ordered, roles, order, plan_.first, plan_.dep, &s.events_,
-                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
+          table{s.name_, slots, ordered, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {
+      // The quiet path walks `ordered`; its types have no quiet steps of their own
+      // (ops_of<C, false>), so it reaches each slot through the shared via_ops.
+      for (std::size_t i = 0; i < size; ++i) ordered[i] = {&slots[order[i]], &detail::via_ops, order[i]};
+    }
     View(const View&) = delete;
     View& operator=(const View&) = delete;
   };
@@ -294,7 +299,7 @@ private:
   template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
     auto& c = detail::held<K>(storage_);
     detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
-    return detail::step(P, a, r);
+    return detail::step<P>(a, r);
   }
 
   std::string name_;

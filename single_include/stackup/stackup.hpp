@@ -35,10 +35,8 @@
 // SPDX-License-Identifier: MIT
 
 
-#include <algorithm>
 #include <concepts>
 #include <cstddef>
-#include <ranges>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -89,7 +87,9 @@ constexpr std::string_view to_string(Outcome o) noexcept {
 template <std::size_t N> struct FixedString {
   char data[N]{};
   constexpr FixedString() = default;
-  constexpr FixedString(const char (&s)[N]) noexcept { std::copy_n(s, N, data); } // NOLINT: implicit by design
+  constexpr FixedString(const char (&s)[N]) noexcept { // NOLINT: implicit by design
+    for (std::size_t i = 0; i < N; ++i) data[i] = s[i];
+  }
   [[nodiscard]] constexpr std::string_view view() const noexcept { return {data, N - 1}; }
   constexpr operator std::string_view() const noexcept { return view(); } // NOLINT: implicit by design
   [[nodiscard]] static constexpr std::size_t size() noexcept { return N - 1; }
@@ -144,9 +144,11 @@ namespace detail {
 template <class T> concept has_name = requires(const T& c) {
   { c.name() } -> std::convertible_to<std::string_view>;
 };
+// std::begin / std::size (from <string_view>) rather than <ranges>, which costs every includer:
+// depends_on is an array, a std::array or a std::span of roles.
 template <class T> concept has_depends_on = requires {
-  std::ranges::begin(T::depends_on);
-  std::ranges::size(T::depends_on);
+  std::begin(T::depends_on);
+  std::size(T::depends_on);
 };
 
 /// The component's display name: `name()` when it has one, else its role.
@@ -160,11 +162,11 @@ template <class T> constexpr std::string_view name_of(const T& c) {
   else return std::string_view(T::role);
 }
 template <class T> constexpr std::size_t dependency_count() {
-  if constexpr (has_depends_on<T>) return std::ranges::size(T::depends_on);
+  if constexpr (has_depends_on<T>) return static_cast<std::size_t>(std::size(T::depends_on));
   else return 0;
 }
 template <class T> constexpr std::string_view dependency(std::size_t i) {
-  if constexpr (has_depends_on<T>) return std::string_view(std::ranges::begin(T::depends_on)[static_cast<std::ptrdiff_t>(i)]);
+  if constexpr (has_depends_on<T>) return std::string_view(std::begin(T::depends_on)[static_cast<std::ptrdiff_t>(i)]);
   else return (void)i, std::string_view{};
 }
 } // namespace detail
@@ -353,8 +355,15 @@ inline std::string current_message() {
 // SPDX-License-Identifier: MIT
 
 
-#include <chrono>
 #include <functional>
+// Event::elapsed is a std::chrono::nanoseconds. libstdc++ declares the durations
+// and clocks apart from <chrono>'s calendar, time zones and I/O, which cost every
+// includer more than the rest of the core together.
+#if defined(__GLIBCXX__) && __has_include(<bits/chrono.h>)
+#include <bits/chrono.h>
+#else
+#include <chrono>
+#endif
 #include <string>
 #include <string_view>
 
@@ -408,10 +417,43 @@ template <class T> constexpr std::string_view flavor_of() {
 // SPDX-License-Identifier: MIT
 
 
+#include <concepts>
 #include <cstddef>
-#include <stop_token>
 
 namespace stackup {
+
+/// What `UpOptions::stop` and `DownOptions::stop` hold: a pointer to a stop token
+/// (`.stop = &token`: a std::stop_token, or anything with `stop_requested()` and
+/// `stop_possible()`; it must outlive the call), or nothing. The token is reached
+/// through one function per token type, so the core headers need not include
+/// <stop_token> (with it come <atomic>, <semaphore> and the thread support).
+class StopTokenRef {
+public:
+  constexpr StopTokenRef() noexcept = default;
+  constexpr StopTokenRef(std::nullptr_t) noexcept {} // NOLINT: implicit by design (`.stop = nullptr`)
+  template <class Token>
+    requires requires(const Token& t) {
+      { t.stop_requested() } -> std::convertible_to<bool>;
+      { t.stop_possible() } -> std::convertible_to<bool>;
+    }
+  StopTokenRef(const Token* token) noexcept // NOLINT: implicit by design (`.stop = &token`)
+      : token_(token), query_(token ? &query<Token> : nullptr) {}
+
+  /// A token is held.
+  explicit operator bool() const noexcept { return token_ != nullptr; }
+  /// A token is held and a stop was requested on it.
+  [[nodiscard]] bool stop_requested() const noexcept { return token_ && query_(token_, true); }
+  /// A token is held and a stop can still be requested on it.
+  [[nodiscard]] bool stop_possible() const noexcept { return token_ && query_(token_, false); }
+
+private:
+  template <class Token> static bool query(const void* t, bool requested) noexcept {
+    const Token& token = *static_cast<const Token*>(t);
+    return requested ? static_cast<bool>(token.stop_requested()) : static_cast<bool>(token.stop_possible());
+  }
+  const void* token_ = nullptr;
+  bool (*query_)(const void*, bool) noexcept = nullptr;
+};
 
 /// Options of `up`. Members in this order, for designated initialisers.
 struct UpOptions {
@@ -425,7 +467,7 @@ struct UpOptions {
   /// InterruptedError. An action already running when the stop comes may finish:
   /// if it was the last one, up has succeeded. Null (the default): nothing is
   /// checked, nothing is paid.
-  const std::stop_token* stop = nullptr;
+  StopTokenRef stop = nullptr;
 };
 /// Options of `down`. Members in this order, for designated initialisers.
 struct DownOptions {
@@ -435,12 +477,12 @@ struct DownOptions {
   /// A stop token to watch (`.stop = &token`; it must outlive the call). When a
   /// stop is requested: the action in flight finishes, no further action starts;
   /// TransitionError (cause: InterruptedError) names what was left as it was.
-  const std::stop_token* stop = nullptr;
+  StopTokenRef stop = nullptr;
 };
 
 namespace detail {
 // The stop token of the up running a forward action on this thread, if any.
-inline thread_local const std::stop_token* current_stop = nullptr;
+inline thread_local const StopTokenRef* current_stop = nullptr;
 } // namespace detail
 
 /// True when the operation that runs the calling component's action was asked
@@ -552,11 +594,10 @@ template <class Role, class ComponentType> struct empty_role {
 // one algorithm for compile time (Stack<Cs...>) and run time (DynamicStack).
 // SPDX-License-Identifier: MIT
 
-#include <algorithm>
 #include <cstddef>
-#include <functional>
 #include <span>
 #include <string_view>
+#include <utility>
 
 namespace stackup::detail {
 
@@ -580,6 +621,30 @@ struct PlanScratch {
   std::span<std::size_t> heap;        // n: ready components, lowest index first
 };
 
+// Binary heaps of indices, written here because <algorithm> (with C++20's ranges
+// algorithms) would cost every includer of the core more than the rest of the plan.
+// `before(x, y)`: x sinks below y (a max-heap for `<`).
+template <class Before> constexpr void sift_down(std::span<std::size_t> h, std::size_t i, std::size_t n, Before before) {
+  for (std::size_t c = 2 * i + 1; c < n; i = c, c = 2 * i + 1) {
+    if (c + 1 < n && before(h[c], h[c + 1])) ++c;
+    if (!before(h[i], h[c])) return;
+    std::swap(h[i], h[c]);
+  }
+}
+template <class Before> constexpr void sift_up(std::span<std::size_t> h, std::size_t i, Before before) {
+  for (std::size_t parent = (i - 1) / 2; i > 0 && before(h[parent], h[i]); i = parent, parent = (i - 1) / 2)
+    std::swap(h[i], h[parent]);
+}
+/// Sorts by a strict total order (heap sort: O(N log N), usable in constant expressions).
+template <class Less> constexpr void heap_sort(std::span<std::size_t> v, Less less) {
+  const std::size_t n = v.size();
+  for (std::size_t i = n / 2; i-- > 0;) sift_down(v, i, n, less);
+  for (std::size_t end = n; end-- > 1;) {
+    std::swap(v[0], v[end]);
+    sift_down(v, 0, end, less);
+  }
+}
+
 /// After compute_plan found a cycle: the next component on it after `at`.
 constexpr std::size_t cycle_next(std::size_t at, std::span<const std::size_t> first, std::span<const std::size_t> dep,
                                  const PlanScratch& s) {
@@ -601,9 +666,7 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
     if (roles[i].empty()) return {PlanError::empty_role, i, 0};
 
   for (std::size_t i = 0; i < n; ++i) s.sorted[i] = i;
-  std::sort(s.sorted.begin(), s.sorted.end(), [&](std::size_t x, std::size_t y) {
-    return roles[x] != roles[y] ? roles[x] < roles[y] : x < y;
-  });
+  heap_sort(s.sorted, [&](std::size_t x, std::size_t y) { return roles[x] != roles[y] ? roles[x] < roles[y] : x < y; });
   // Equal roles are adjacent, lowest index first: report the pair whose first index is lowest.
   PlanProblem dup{PlanError::none, n, n};
   for (std::size_t j = 0; j + 1 < n; ++j)
@@ -614,10 +677,14 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
 
   for (std::size_t i = 0; i < n; ++i)
     for (std::size_t e = first[i]; e < first[i + 1]; ++e) {
-      const auto at = std::lower_bound(s.sorted.begin(), s.sorted.end(), names[e],
-                                       [&](std::size_t x, std::string_view name) { return roles[x] < name; });
-      if (at == s.sorted.end() || roles[*at] != names[e]) return {PlanError::missing, i, e - first[i]};
-      dep[e] = *at;
+      std::size_t lo = 0, hi = n; // binary search: the first role not below names[e]
+      while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (roles[s.sorted[mid]] < names[e]) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo == n || roles[s.sorted[lo]] != names[e]) return {PlanError::missing, i, e - first[i]};
+      dep[e] = s.sorted[lo];
     }
 
   // Kahn's algorithm with a min-heap of ready indices.
@@ -633,15 +700,17 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
   std::size_t ready = 0;
   for (std::size_t i = 0; i < n; ++i)
     if (s.waiting[i] == 0) s.heap[ready++] = i; // ascending: already a min-heap
+  const auto later = [](std::size_t x, std::size_t y) { return x > y; }; // a min-heap: lowest index on top
   std::size_t placed = 0;
   while (ready > 0) {
-    std::pop_heap(s.heap.begin(), s.heap.begin() + static_cast<std::ptrdiff_t>(ready), std::greater<>());
-    const std::size_t i = s.heap[--ready];
+    const std::size_t i = s.heap[0];
+    s.heap[0] = s.heap[--ready];
+    sift_down(s.heap, 0, ready, later);
     order[placed++] = i;
     for (std::size_t x = s.next_first[i]; x < s.next_first[i + 1]; ++x)
       if (--s.waiting[s.next[x]] == 0) {
-        s.heap[ready++] = s.next[x];
-        std::push_heap(s.heap.begin(), s.heap.begin() + static_cast<std::ptrdiff_t>(ready), std::greater<>());
+        s.heap[ready] = s.next[x];
+        sift_up(s.heap, ready++, later);
       }
   }
   if (placed == n) return {};
@@ -678,10 +747,8 @@ inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, s
 } // namespace stackup::detail
 // ---- end stackup/detail/plan.hpp ----
 
-#include <chrono>
 #include <cstddef>
 #include <exception>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -696,7 +763,9 @@ inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, s
 
 // Forces inlining where a measurement shows it pays: the steps of Stack<Cs...>'s
 // quiet path, so an operation compiles to the checks and calls a person would write.
-#if defined(__GNUC__) || defined(__clang__)
+// Not without optimisation (-O0): there it buys no speed and costs compile time
+// (a 64-component stack compiled about twice as long).
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__OPTIMIZE__)
 #define STACKUP_ALWAYS_INLINE [[gnu::always_inline]] inline
 #else
 #define STACKUP_ALWAYS_INLINE inline
@@ -706,6 +775,14 @@ inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, s
 #define STACKUP_COLD [[gnu::cold, gnu::noinline]]
 #else
 #define STACKUP_COLD
+#endif
+// Stack<Cs...>'s up() and down() inline their steps (the checks and calls a person
+// would write) only when optimising: without optimisation that buys no speed, and
+// the engine's walk through the per-type table, the same rules, compiles far faster.
+#if defined(__OPTIMIZE__)
+#define STACKUP_INLINE_STEPS 1
+#else
+#define STACKUP_INLINE_STEPS 0
 #endif
 
 namespace stackup::detail {
@@ -737,25 +814,22 @@ template <class T> concept has_deprovision = requires(T& c) { c.deprovision(); }
 /// The two queries: all a type needs to be wrapped with a role given at run time.
 template <class T> concept has_queries = std::is_class_v<T> && has_is_provisioned<T> && has_is_running<T>;
 
-template <class T> constexpr bool has_action(Transition t) noexcept {
-  switch (t) {
-  case Transition::provision: return has_provision<T>;
-  case Transition::resume: return has_resume<T>;
-  case Transition::suspend: return has_suspend<T>;
-  case Transition::deprovision: return has_deprovision<T>;
-  }
-  return false;
-}
-template <class T> STACKUP_ALWAYS_INLINE void invoke(T& c, Transition t) {
-  if (t == Transition::provision) {
-    if constexpr (has_provision<T>) c.provision();
-  } else if (t == Transition::resume) {
-    if constexpr (has_resume<T>) c.resume();
-  } else if (t == Transition::suspend) {
-    if constexpr (has_suspend<T>) c.suspend();
-  } else {
-    if constexpr (has_deprovision<T>) c.deprovision();
-  }
+// The transition is a template argument wherever a component type is known, so
+// that each instantiation holds only its own action (cheaper to compile, at -O0
+// too, than a run-time choice the optimiser must prune).
+template <class T, Transition X> inline constexpr bool has_action =
+    X == Transition::provision ? has_provision<T>
+    : X == Transition::resume  ? has_resume<T>
+    : X == Transition::suspend ? has_suspend<T>
+                               : has_deprovision<T>;
+/// Action X of the component at `object`: the entry of its type's Ops, and what
+/// the inlined steps call (one function per type and action, not two).
+template <class C, Transition X> STACKUP_ALWAYS_INLINE void action_of(void* object) {
+  C& c = *static_cast<C*>(object);
+  if constexpr (X == Transition::provision) c.provision();
+  else if constexpr (X == Transition::resume) c.resume();
+  else if constexpr (X == Transition::suspend) c.suspend();
+  else c.deprovision();
 }
 
 // ---- one operation's bookkeeping ----------------------------------------------------------
@@ -788,6 +862,21 @@ struct Failed {
   Transition cause_transition = Transition::provision;
   std::vector<TransitionError::Failure> failures;
 };
+/// Owns an operation's Failed (a std::unique_ptr would cost every includer <memory>).
+class FailedRecord {
+public:
+  constexpr FailedRecord(std::nullptr_t = nullptr) noexcept {} // NOLINT: implicit, as a null pointer
+  FailedRecord(const FailedRecord&) = delete;
+  FailedRecord& operator=(const FailedRecord&) = delete;
+  ~FailedRecord() { delete p_; }
+  void create() { p_ = new Failed(); }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+  Failed* operator->() const noexcept { return p_; }
+  Failed& operator*() const noexcept { return *p_; }
+
+private:
+  Failed* p_ = nullptr;
+};
 
 /// Bookkeeping of one operation; lives on the caller's stack and allocates only
 /// on failure, so an operation that succeeds only sets and tests a few bytes
@@ -796,13 +885,13 @@ struct Run {
   std::span<const std::string_view> roles;
   std::span<unsigned char> marks; // one byte per component (did_provision, did_resume, in_scope)
   Lock* guard = nullptr;          // set while steps run on several threads
-  std::unique_ptr<Failed> failed; // null while nothing failed
-  const std::stop_token* stop = nullptr; // null: nothing to check
+  FailedRecord failed;            // null while nothing failed
+  const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
     Locked hold(guard);
-    if (!failed) failed = std::make_unique<Failed>();
+    if (!failed) failed.create();
     failed->failures.push_back({std::string(roles[k]), t, (rollback ? "rollback: " : "") + current_message(), rollback});
     if (!failed->cause) {
       failed->cause = std::current_exception();
@@ -842,7 +931,7 @@ struct Events;
 struct Table {
   std::string_view stack;
   std::span<const Slot> slots;   // listing order
-  std::span<const Slot> ordered; // action order (the quiet path walks it)
+  std::span<const Slot> ordered; // action order: what the quiet path walks (its `ops` may be &via_ops)
   std::span<const std::string_view> roles;
   std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
   Events* events;
@@ -953,14 +1042,18 @@ template <class C, class Index = std::size_t> struct Direct {
   unsigned char* marks; // the operation's record (a local of the caller: no reload after the component's stores)
   [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
   [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_running() const { return static_cast<bool>(c.is_running()); }
-  [[nodiscard]] static constexpr bool has(Transition t) noexcept { return has_action<C>(t); }
-  STACKUP_ALWAYS_INLINE Did act(Transition t, bool /*undo*/ = false) {
-    try {
-      invoke(c, t);
-    } catch (const NotImplementedError&) {
-      return Did::not_implemented;
+  template <Transition X> [[nodiscard]] static constexpr bool has() noexcept { return has_action<C, X>; }
+  template <Transition X> STACKUP_ALWAYS_INLINE Did act(bool /*undo*/ = false) {
+    if constexpr (has_action<C, X>) {
+      try {
+        action_of<C, X>(&c);
+      } catch (const NotImplementedError&) {
+        return Did::not_implemented;
+      }
+      return Did::done;
+    } else {
+      return Did::not_implemented; // not reached: perform() asks has<X>() first
     }
-    return Did::done;
   }
   STACKUP_ALWAYS_INLINE void note(Transition, Outcome, std::string_view) const noexcept {}
   STACKUP_ALWAYS_INLINE void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
@@ -976,8 +1069,9 @@ struct Indirect {
   std::size_t k;
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
-  [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
-  Did act(Transition x, bool undo = false) {
+  template <Transition X> [[nodiscard]] bool has() const { return t.has(k, X); }
+  template <Transition X> Did act(bool undo = false) { return act(X, undo); }
+  Did act(Transition x, bool undo) {
     void (*const action)(void*) = t.slots[k].ops->action[static_cast<int>(x)];
     void* const object = t.slots[k].object;
     // Without an observer (tested under the lock in parallel mode), no events.
@@ -1019,14 +1113,17 @@ struct Indirect {
   if (!advice.empty()) m.append("; ").append(advice);
   throw NotImplementedError(m);
 }
-// Throws the ProvisioningError of a resume asked of a component with nothing
-// provisioned. Takes the access by value and builds the text out of line, so the
-// quiet path keeps nothing in memory for it.
-template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
-  throw ProvisioningError("stackup: cannot resume " + std::string(r.roles[a.k]) + " '" + std::string(a.name(r)) +
+/// The ProvisioningError of a resume asked of a component with nothing provisioned.
+[[noreturn]] STACKUP_COLD inline void not_provisioned(std::string_view role, std::string_view name) {
+  throw ProvisioningError("stackup: cannot resume " + std::string(role) + " '" + std::string(name) +
                           "': nothing is provisioned; provision it first (provision() or up())");
 }
-/// not_implemented() for the component that `a` reaches.
+// The errors of the component that `a` reaches. They take the access by value and
+// find role and name out of line, so the quiet path keeps nothing in memory for
+// them; the texts are built once for all components.
+template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
+  not_provisioned(r.roles[a.k], a.name(r));
+}
 template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Transition t, std::string_view advice) {
   not_implemented(r.roles[a.k], a.name(r), t, advice);
 }
@@ -1034,9 +1131,9 @@ template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Trans
 // ---- the rules of one step (DESIGN §3), written once ------------------------------------
 
 /// Does `x` when the component has it; otherwise reports it not implemented.
-template <class A> STACKUP_ALWAYS_INLINE Did perform(A& a, Transition x, std::string_view absent, bool undo = false) {
-  if (a.has(x)) return a.act(x, undo);
-  a.note(x, Outcome::not_implemented, absent);
+template <Transition X, class A> STACKUP_ALWAYS_INLINE Did perform(A& a, std::string_view absent, bool undo = false) {
+  if (a.template has<X>()) return a.template act<X>(undo);
+  a.note(X, Outcome::not_implemented, absent);
   return Did::not_implemented;
 }
 
@@ -1044,7 +1141,7 @@ template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
   // The action on the straight path, as compilers lay out the hand-written
   // `if (!c.is_provisioned()) c.provision();`.
   if (!a.is_provisioned()) [[likely]] {
-    if (perform(a, Transition::provision, "provision not implemented") == Did::done)
+    if (perform<Transition::provision>(a, "provision not implemented") == Did::done)
       return a.record(Transition::provision);
     lacks(a, r, Transition::provision, "it is not provisioned and cannot provision itself");
   }
@@ -1053,7 +1150,7 @@ template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
 template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool announce_running) {
   if (!a.is_running()) [[likely]] {
     if (!a.is_provisioned()) not_provisioned(a, r);
-    if (perform(a, Transition::resume, "resume not implemented") == Did::done) return a.record(Transition::resume);
+    if (perform<Transition::resume>(a, "resume not implemented") == Did::done) return a.record(Transition::resume);
     lacks(a, r, Transition::resume, "it is provisioned but not running and cannot start itself");
   } else if (announce_running) {
     a.note(Transition::resume, Outcome::already_done, "already running");
@@ -1063,8 +1160,7 @@ template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool ann
 template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing missing) {
   try {
     if (!a.is_running()) return a.note(Transition::suspend, Outcome::already_done, "not running");
-    const Did did = perform(a, Transition::suspend,
-                            missing == Missing::skip ? "suspend not implemented; use force to deprovision"
+    const Did did = perform<Transition::suspend>(a, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
                                                      : "suspend not implemented");
     if (did == Did::done || missing == Missing::skip) return;
     lacks(a, r, Transition::suspend, "use down with force (--force) to deprovision it instead");
@@ -1076,7 +1172,7 @@ template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing
 template <class A> STACKUP_ALWAYS_INLINE void deprovision_step(A& a, Run& r) {
   try {
     if (!a.is_provisioned()) return a.note(Transition::deprovision, Outcome::already_done, "not provisioned");
-    perform(a, Transition::deprovision, "deprovision not implemented");
+    perform<Transition::deprovision>(a, "deprovision not implemented");
   } catch (...) {
     r.fail(a.k, Transition::deprovision);
   }
@@ -1088,15 +1184,14 @@ template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing m
   bool running = false;
   try {
     running = a.is_running();
-    if (running)
-      perform(a, Transition::suspend,
-              a.has(Transition::deprovision) ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+    if (running) [[likely]] // as for provision: the action on the straight path
+      perform<Transition::suspend>(a, a.template has<Transition::deprovision>() ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
   } catch (...) {
     r.fail(a.k, Transition::suspend);
   }
   try {
     if (a.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
-      if (perform(a, Transition::deprovision, "deprovision not implemented") == Did::done || missing == Missing::skip)
+      if (perform<Transition::deprovision>(a, "deprovision not implemented") == Did::done || missing == Missing::skip)
         return;
       lacks(a, r, Transition::deprovision, "it cannot be removed");
     } else if (!running) {
@@ -1108,22 +1203,22 @@ template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing m
 }
 
 // Undoes what an up did to one component (rollback): resumed → suspend, provisioned → deprovision.
-template <class A> void undo_step(A& a, Run& r, Transition done) {
-  const bool resumed = done == Transition::resume;
-  const Transition x = resumed ? Transition::suspend : Transition::deprovision;
+template <Transition Done, class A> void undo_step(A& a, Run& r) {
+  constexpr bool resumed = Done == Transition::resume;
+  constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
   try {
-    if (perform(a, x, "cannot undo", true) == Did::done) return;
+    if (perform<x>(a, "cannot undo", true) == Did::done) return;
     lacks(a, r, x, resumed ? "it was left running" : "it was left provisioned");
   } catch (...) {
     r.fail(a.k, x, true);
   }
 }
 
-/// One component's part of a phase. Never throws: failures go to `r`. Returns
-/// false when the phase must stop (a failure of up).
-template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
-  switch (p) {
-  case Phase::provision:
+/// One component's part of phase P. Never throws: failures go to `r`. Returns
+/// false when the phase must stop (a failure of up). The phase is a template
+/// argument so that each instantiation holds only its own phase's code.
+template <Phase P, class A> STACKUP_ALWAYS_INLINE bool step(A& a, Run& r) {
+  if constexpr (P == Phase::provision) {
     try {
       provision_step(a, r);
       return true;
@@ -1131,7 +1226,7 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
       r.fail(a.k, Transition::provision);
       return false;
     }
-  case Phase::resume:
+  } else if constexpr (P == Phase::resume) {
     try {
       resume_step(a, r, true);
       return true;
@@ -1139,7 +1234,7 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
       r.fail(a.k, Transition::resume);
       return false;
     }
-  case Phase::up_one: {
+  } else if constexpr (P == Phase::up_one) {
     Transition t = Transition::resume;
     try {
       if (a.is_running()) {
@@ -1155,10 +1250,26 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
       r.fail(a.k, t);
       return false;
     }
+  } else if constexpr (P == Phase::suspend) {
+    suspend_step(a, r, Missing::skip);
+    return true;
+  } else if constexpr (P == Phase::deprovision) {
+    deprovision_step(a, r);
+    return true;
+  } else {
+    force_step(a, r, Missing::skip);
+    return true;
   }
-  case Phase::suspend: suspend_step(a, r, Missing::skip); return true;
-  case Phase::deprovision: deprovision_step(a, r); return true;
-  case Phase::force: force_step(a, r, Missing::skip); return true;
+}
+/// step<P> for a phase known at run time (the engine's own walks).
+template <class A> bool step(Phase p, A& a, Run& r) {
+  switch (p) {
+  case Phase::provision: return step<Phase::provision>(a, r);
+  case Phase::resume: return step<Phase::resume>(a, r);
+  case Phase::up_one: return step<Phase::up_one>(a, r);
+  case Phase::suspend: return step<Phase::suspend>(a, r);
+  case Phase::deprovision: return step<Phase::deprovision>(a, r);
+  case Phase::force: return step<Phase::force>(a, r);
   }
   return true;
 }
@@ -1189,7 +1300,7 @@ public:
   StopScope& operator=(const StopScope&) = delete;
 
 private:
-  const std::stop_token* saved_;
+  const StopTokenRef* saved_;
 };
 
 /// Records that the phase stopped before component k because a stop was
@@ -1205,48 +1316,113 @@ STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::
 
 // ---- Ops of a type ---------------------------------------------------------------------
 
-// The quiet step of a DynamicStack: provision and resume leave their exception to
-// the caller's walk (one handler per walk, not one per step); the others catch.
-template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
-  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+/// A component reached through its type's Ops, without events: the quiet steps of
+/// Stack<Cs...>'s primitives (its up and down inline their own steps, so its types
+/// get no quiet steps compiled for them).
+struct ViaOps {
+  const Slot& s;
+  std::size_t k;
+  unsigned char* marks;
+  [[nodiscard]] bool is_provisioned() const { return s.ops->is_provisioned(s.object); }
+  [[nodiscard]] bool is_running() const { return s.ops->is_running(s.object); }
+  template <Transition X> [[nodiscard]] bool has() const { return s.ops->action[static_cast<int>(X)] != nullptr; }
+  template <Transition X> Did act(bool /*undo*/ = false) {
+    try {
+      s.ops->action[static_cast<int>(X)](s.object);
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  }
+  void note(Transition, Outcome, std::string_view) const noexcept {}
+  void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
+  [[nodiscard]] std::string_view name(const Run& r) const { return s.ops->name ? s.ops->name(s.object) : r.roles[k]; }
+};
+
+// A quiet step: provision and resume leave their exception to the caller's walk
+// (one handler per walk, not one per step); the others catch.
+template <Phase P, class A> bool quiet_step_of(A& a, Run& r) {
   if constexpr (P == Phase::provision) provision_step(a, r);
   else if constexpr (P == Phase::resume) resume_step(a, r, true);
-  else return step(P, a, r);
+  else return step<P>(a, r);
   return true;
 }
-template <class C, Transition T> void action_of(void* object) { invoke(*static_cast<C*>(object), T); }
+/// The quiet step of a DynamicStack's component of type C, inlined for that type.
+template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
+  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+  return quiet_step_of<P>(a, r);
+}
+/// The quiet step of Stack<Cs...>'s components, one for every type: `slot` is the
+/// component's Slot (see via_ops).
+template <Phase P> bool quiet_step_via_ops(void* slot, Run& r, std::size_t k) {
+  ViaOps a{*static_cast<const Slot*>(slot), k, r.marks.data()};
+  return quiet_step_of<P>(a, r);
+}
 template <class C, Transition T> constexpr void (*action_ptr())(void*) {
-  if constexpr (has_action<C>(T)) return &action_of<C, T>;
+  if constexpr (has_action<C, T>) return &action_of<C, T>;
   else return nullptr;
 }
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
 };
+// The entries of ops_of<C>: plain function templates (a lambda costs the
+// compiler two functions, its call operator and its conversion).
+template <class C> bool provisioned_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); }
+template <class C> bool running_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); }
+template <class C> std::string_view name_ptr_of(const void* o) { return name_of(*static_cast<const C*>(o)); }
+template <class C> std::string detail_of(const void* o) { return std::string(static_cast<const C*>(o)->detail()); }
+template <class C> std::string log_file_of(const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); }
+template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
+template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
+  if constexpr (Dynamic) return &quiet_step<C, P>;
+  else return nullptr;
+}
+template <class C, bool Dynamic> constexpr void (*destroy_entry())(void*) {
+  if constexpr (Dynamic) return &destroy_of<C>;
+  else return nullptr;
+}
+template <class C> constexpr auto name_entry() {
+  if constexpr (has_name<C>) return &name_ptr_of<C>;
+  else return static_cast<std::string_view (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto detail_entry() {
+  if constexpr (has_detail<C>) return &detail_of<C>;
+  else return static_cast<std::string (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto log_file_entry() {
+  if constexpr (has_log_file<C>) return &log_file_of<C>;
+  else return static_cast<std::string (*)(const void*)>(nullptr);
+}
 
-/// The Ops of type C, one per type in the program (its address identifies C).
-template <class C>
+/// The Ops of type C. For a DynamicStack (an AnyComponent), with C's own quiet
+/// steps and destroy; for Stack<Cs...> without them (they are most of the code
+/// compiled per type): its up and down inline their own steps, and its
+/// primitives' quiet path goes through via_ops.
+template <class C, bool Dynamic = true>
 inline constexpr Ops ops_of{
-    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); },
-    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); },
+    &provisioned_of<C>,
+    &running_of<C>,
     {action_ptr<C, Transition::provision>(), action_ptr<C, Transition::resume>(), action_ptr<C, Transition::suspend>(),
      action_ptr<C, Transition::deprovision>()},
-    {&quiet_step<C, Phase::provision>, &quiet_step<C, Phase::resume>, &quiet_step<C, Phase::up_one>,
-     &quiet_step<C, Phase::suspend>, &quiet_step<C, Phase::deprovision>, &quiet_step<C, Phase::force>},
-    [] {
-      if constexpr (has_name<C>) return +[](const void* o) { return name_of(*static_cast<const C*>(o)); };
-      else return static_cast<std::string_view (*)(const void*)>(nullptr);
-    }(),
-    [] {
-      if constexpr (has_detail<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->detail()); };
-      else return static_cast<std::string (*)(const void*)>(nullptr);
-    }(),
-    [] {
-      if constexpr (has_log_file<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); };
-      else return static_cast<std::string (*)(const void*)>(nullptr);
-    }(),
-    [](void* o) { delete static_cast<C*>(o); },
+    {quiet_entry<C, Dynamic, Phase::provision>(), quiet_entry<C, Dynamic, Phase::resume>(),
+     quiet_entry<C, Dynamic, Phase::up_one>(), quiet_entry<C, Dynamic, Phase::suspend>(),
+     quiet_entry<C, Dynamic, Phase::deprovision>(), quiet_entry<C, Dynamic, Phase::force>()},
+    name_entry<C>(),
+    detail_entry<C>(),
+    log_file_entry<C>(),
+    destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
+};
+
+/// The Ops of Stack<Cs...>'s action-order slots, whose object is the component's
+/// Slot: only the quiet steps, shared by every type (the quiet path of its
+/// primitives; its up and down inline their own steps).
+inline constexpr Ops via_ops{
+    nullptr, nullptr, {},
+    {&quiet_step_via_ops<Phase::provision>, &quiet_step_via_ops<Phase::resume>, &quiet_step_via_ops<Phase::up_one>,
+     &quiet_step_via_ops<Phase::suspend>, &quiet_step_via_ops<Phase::deprovision>, &quiet_step_via_ops<Phase::force>},
+    nullptr, nullptr, nullptr, nullptr, {}, nullptr,
 };
 
 /// How cli::run and the stacks' friends reach a stack's Table: both kinds of
@@ -1349,8 +1525,8 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
       for (std::size_t n = t.size(); n-- > 0;) {
         const std::size_t k = t.order[n];
         Indirect a{t, k};
-        if ((r.marks[k] & did_resume) && (per_component || pass == 1)) undo_step(a, r, Transition::resume);
-        if ((r.marks[k] & did_provision) && (per_component || pass == 0)) undo_step(a, r, Transition::provision);
+        if ((r.marks[k] & did_resume) && (per_component || pass == 1)) undo_step<Transition::resume>(a, r);
+        if ((r.marks[k] & did_provision) && (per_component || pass == 0)) undo_step<Transition::provision>(a, r);
       }
   }
   raise(t, r, "up", options.rollback);
@@ -1362,7 +1538,7 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record, const std::stop_token* stop = nullptr) {
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
@@ -1371,7 +1547,7 @@ inline Run start(const Table& t, Record record, const std::stop_token* stop = nu
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -1380,21 +1556,21 @@ inline void up(const Table& t, const UpOptions& o) {
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
-  Run r = start(t, Record::nothing, o.stop);
+  Run r = start(t, Record::nothing, &o.stop);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
@@ -1445,6 +1621,7 @@ inline void exhaustive(const Table& t, Phase p) {
 // SPDX-License-Identifier: MIT
 #undef STACKUP_ALWAYS_INLINE
 #undef STACKUP_COLD
+#undef STACKUP_INLINE_STEPS
 // ---- end stackup/detail/engine.hpp ----
 
 #include <array>
@@ -1462,7 +1639,9 @@ inline void exhaustive(const Table& t, Phase p) {
 
 // Forces inlining where a measurement shows it pays: the steps of Stack<Cs...>'s
 // quiet path, so an operation compiles to the checks and calls a person would write.
-#if defined(__GNUC__) || defined(__clang__)
+// Not without optimisation (-O0): there it buys no speed and costs compile time
+// (a 64-component stack compiled about twice as long).
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__OPTIMIZE__)
 #define STACKUP_ALWAYS_INLINE [[gnu::always_inline]] inline
 #else
 #define STACKUP_ALWAYS_INLINE inline
@@ -1472,6 +1651,14 @@ inline void exhaustive(const Table& t, Phase p) {
 #define STACKUP_COLD [[gnu::cold, gnu::noinline]]
 #else
 #define STACKUP_COLD
+#endif
+// Stack<Cs...>'s up() and down() inline their steps (the checks and calls a person
+// would write) only when optimising: without optimisation that buys no speed, and
+// the engine's walk through the per-type table, the same rules, compiles far faster.
+#if defined(__OPTIMIZE__)
+#define STACKUP_INLINE_STEPS 1
+#else
+#define STACKUP_INLINE_STEPS 0
 #endif
 
 namespace stackup {
@@ -1625,6 +1812,7 @@ public:
   /// `zenml stack up`: provision() then resume(). All-or-nothing unless
   /// `.rollback = false`. Throws TransitionError.
   STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
+#if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       std::array<unsigned char, size> marks{};
       detail::Run r{roles, marks, nullptr, nullptr};
@@ -1633,12 +1821,14 @@ public:
         return;
       rollback(r, options);
     }
+#endif
     engine_up(options);
   }
 
   /// `zenml stack down [--force]`: suspend every component; with `.force`, also
   /// deprovision. Tries every component, then throws one TransitionError listing all failures.
   STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
+#if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
@@ -1646,6 +1836,7 @@ public:
       if (r.failed) [[unlikely]] raise(r);
       return;
     }
+#endif
     engine_down(options);
   }
 
@@ -1714,13 +1905,14 @@ private:
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs>, I}...};
+            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
-          ordered([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{slots[order[I]]...};
-          }(std::make_index_sequence<size>{})),
-          table{s.name_, slots,     ordered, roles, order, plan_.first, plan_.dep, &s.events_,
-                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
+          table{s.name_, slots, ordered, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {
+      // The quiet path walks `ordered`; its types have no quiet steps of their own
+      // (ops_of<C, false>), so it reaches each slot through the shared via_ops.
+      for (std::size_t i = 0; i < size; ++i) ordered[i] = {&slots[order[i]], &detail::via_ops, order[i]};
+    }
     View(const View&) = delete;
     View& operator=(const View&) = delete;
   };
@@ -1744,7 +1936,7 @@ private:
   template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
     auto& c = detail::held<K>(storage_);
     detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
-    return detail::step(P, a, r);
+    return detail::step<P>(a, r);
   }
 
   std::string name_;
@@ -1760,6 +1952,7 @@ template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;
 // SPDX-License-Identifier: MIT
 #undef STACKUP_ALWAYS_INLINE
 #undef STACKUP_COLD
+#undef STACKUP_INLINE_STEPS
 // ---- end stackup/stack.hpp ----
 
 // ---- begin stackup/any_component.hpp ----
@@ -2275,7 +2468,6 @@ inline const bool parallel_registered = (parallel_phase = &run_parallel_phase, t
 #include <fmt/color.h>
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <span>

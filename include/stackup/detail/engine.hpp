@@ -13,10 +13,8 @@
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
 
-#include <chrono>
 #include <cstddef>
 #include <exception>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -55,25 +53,22 @@ template <class T> concept has_deprovision = requires(T& c) { c.deprovision(); }
 /// The two queries: all a type needs to be wrapped with a role given at run time.
 template <class T> concept has_queries = std::is_class_v<T> && has_is_provisioned<T> && has_is_running<T>;
 
-template <class T> constexpr bool has_action(Transition t) noexcept {
-  switch (t) {
-  case Transition::provision: return has_provision<T>;
-  case Transition::resume: return has_resume<T>;
-  case Transition::suspend: return has_suspend<T>;
-  case Transition::deprovision: return has_deprovision<T>;
-  }
-  return false;
-}
-template <class T> STACKUP_ALWAYS_INLINE void invoke(T& c, Transition t) {
-  if (t == Transition::provision) {
-    if constexpr (has_provision<T>) c.provision();
-  } else if (t == Transition::resume) {
-    if constexpr (has_resume<T>) c.resume();
-  } else if (t == Transition::suspend) {
-    if constexpr (has_suspend<T>) c.suspend();
-  } else {
-    if constexpr (has_deprovision<T>) c.deprovision();
-  }
+// The transition is a template argument wherever a component type is known, so
+// that each instantiation holds only its own action (cheaper to compile, at -O0
+// too, than a run-time choice the optimiser must prune).
+template <class T, Transition X> inline constexpr bool has_action =
+    X == Transition::provision ? has_provision<T>
+    : X == Transition::resume  ? has_resume<T>
+    : X == Transition::suspend ? has_suspend<T>
+                               : has_deprovision<T>;
+/// Action X of the component at `object`: the entry of its type's Ops, and what
+/// the inlined steps call (one function per type and action, not two).
+template <class C, Transition X> STACKUP_ALWAYS_INLINE void action_of(void* object) {
+  C& c = *static_cast<C*>(object);
+  if constexpr (X == Transition::provision) c.provision();
+  else if constexpr (X == Transition::resume) c.resume();
+  else if constexpr (X == Transition::suspend) c.suspend();
+  else c.deprovision();
 }
 
 // ---- one operation's bookkeeping ----------------------------------------------------------
@@ -106,6 +101,21 @@ struct Failed {
   Transition cause_transition = Transition::provision;
   std::vector<TransitionError::Failure> failures;
 };
+/// Owns an operation's Failed (a std::unique_ptr would cost every includer <memory>).
+class FailedRecord {
+public:
+  constexpr FailedRecord(std::nullptr_t = nullptr) noexcept {} // NOLINT: implicit, as a null pointer
+  FailedRecord(const FailedRecord&) = delete;
+  FailedRecord& operator=(const FailedRecord&) = delete;
+  ~FailedRecord() { delete p_; }
+  void create() { p_ = new Failed(); }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+  Failed* operator->() const noexcept { return p_; }
+  Failed& operator*() const noexcept { return *p_; }
+
+private:
+  Failed* p_ = nullptr;
+};
 
 /// Bookkeeping of one operation; lives on the caller's stack and allocates only
 /// on failure, so an operation that succeeds only sets and tests a few bytes
@@ -114,13 +124,13 @@ struct Run {
   std::span<const std::string_view> roles;
   std::span<unsigned char> marks; // one byte per component (did_provision, did_resume, in_scope)
   Lock* guard = nullptr;          // set while steps run on several threads
-  std::unique_ptr<Failed> failed; // null while nothing failed
-  const std::stop_token* stop = nullptr; // null: nothing to check
+  FailedRecord failed;            // null while nothing failed
+  const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
     Locked hold(guard);
-    if (!failed) failed = std::make_unique<Failed>();
+    if (!failed) failed.create();
     failed->failures.push_back({std::string(roles[k]), t, (rollback ? "rollback: " : "") + current_message(), rollback});
     if (!failed->cause) {
       failed->cause = std::current_exception();
@@ -160,7 +170,7 @@ struct Events;
 struct Table {
   std::string_view stack;
   std::span<const Slot> slots;   // listing order
-  std::span<const Slot> ordered; // action order (the quiet path walks it)
+  std::span<const Slot> ordered; // action order: what the quiet path walks (its `ops` may be &via_ops)
   std::span<const std::string_view> roles;
   std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
   Events* events;
@@ -271,14 +281,18 @@ template <class C, class Index = std::size_t> struct Direct {
   unsigned char* marks; // the operation's record (a local of the caller: no reload after the component's stores)
   [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
   [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_running() const { return static_cast<bool>(c.is_running()); }
-  [[nodiscard]] static constexpr bool has(Transition t) noexcept { return has_action<C>(t); }
-  STACKUP_ALWAYS_INLINE Did act(Transition t, bool /*undo*/ = false) {
-    try {
-      invoke(c, t);
-    } catch (const NotImplementedError&) {
-      return Did::not_implemented;
+  template <Transition X> [[nodiscard]] static constexpr bool has() noexcept { return has_action<C, X>; }
+  template <Transition X> STACKUP_ALWAYS_INLINE Did act(bool /*undo*/ = false) {
+    if constexpr (has_action<C, X>) {
+      try {
+        action_of<C, X>(&c);
+      } catch (const NotImplementedError&) {
+        return Did::not_implemented;
+      }
+      return Did::done;
+    } else {
+      return Did::not_implemented; // not reached: perform() asks has<X>() first
     }
-    return Did::done;
   }
   STACKUP_ALWAYS_INLINE void note(Transition, Outcome, std::string_view) const noexcept {}
   STACKUP_ALWAYS_INLINE void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
@@ -294,8 +308,9 @@ struct Indirect {
   std::size_t k;
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
-  [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
-  Did act(Transition x, bool undo = false) {
+  template <Transition X> [[nodiscard]] bool has() const { return t.has(k, X); }
+  template <Transition X> Did act(bool undo = false) { return act(X, undo); }
+  Did act(Transition x, bool undo) {
     void (*const action)(void*) = t.slots[k].ops->action[static_cast<int>(x)];
     void* const object = t.slots[k].object;
     // Without an observer (tested under the lock in parallel mode), no events.
@@ -337,14 +352,17 @@ struct Indirect {
   if (!advice.empty()) m.append("; ").append(advice);
   throw NotImplementedError(m);
 }
-// Throws the ProvisioningError of a resume asked of a component with nothing
-// provisioned. Takes the access by value and builds the text out of line, so the
-// quiet path keeps nothing in memory for it.
-template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
-  throw ProvisioningError("stackup: cannot resume " + std::string(r.roles[a.k]) + " '" + std::string(a.name(r)) +
+/// The ProvisioningError of a resume asked of a component with nothing provisioned.
+[[noreturn]] STACKUP_COLD inline void not_provisioned(std::string_view role, std::string_view name) {
+  throw ProvisioningError("stackup: cannot resume " + std::string(role) + " '" + std::string(name) +
                           "': nothing is provisioned; provision it first (provision() or up())");
 }
-/// not_implemented() for the component that `a` reaches.
+// The errors of the component that `a` reaches. They take the access by value and
+// find role and name out of line, so the quiet path keeps nothing in memory for
+// them; the texts are built once for all components.
+template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
+  not_provisioned(r.roles[a.k], a.name(r));
+}
 template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Transition t, std::string_view advice) {
   not_implemented(r.roles[a.k], a.name(r), t, advice);
 }
@@ -352,9 +370,9 @@ template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Trans
 // ---- the rules of one step (DESIGN §3), written once ------------------------------------
 
 /// Does `x` when the component has it; otherwise reports it not implemented.
-template <class A> STACKUP_ALWAYS_INLINE Did perform(A& a, Transition x, std::string_view absent, bool undo = false) {
-  if (a.has(x)) return a.act(x, undo);
-  a.note(x, Outcome::not_implemented, absent);
+template <Transition X, class A> STACKUP_ALWAYS_INLINE Did perform(A& a, std::string_view absent, bool undo = false) {
+  if (a.template has<X>()) return a.template act<X>(undo);
+  a.note(X, Outcome::not_implemented, absent);
   return Did::not_implemented;
 }
 
@@ -362,7 +380,7 @@ template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
   // The action on the straight path, as compilers lay out the hand-written
   // `if (!c.is_provisioned()) c.provision();`.
   if (!a.is_provisioned()) [[likely]] {
-    if (perform(a, Transition::provision, "provision not implemented") == Did::done)
+    if (perform<Transition::provision>(a, "provision not implemented") == Did::done)
       return a.record(Transition::provision);
     lacks(a, r, Transition::provision, "it is not provisioned and cannot provision itself");
   }
@@ -371,7 +389,7 @@ template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
 template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool announce_running) {
   if (!a.is_running()) [[likely]] {
     if (!a.is_provisioned()) not_provisioned(a, r);
-    if (perform(a, Transition::resume, "resume not implemented") == Did::done) return a.record(Transition::resume);
+    if (perform<Transition::resume>(a, "resume not implemented") == Did::done) return a.record(Transition::resume);
     lacks(a, r, Transition::resume, "it is provisioned but not running and cannot start itself");
   } else if (announce_running) {
     a.note(Transition::resume, Outcome::already_done, "already running");
@@ -381,8 +399,7 @@ template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool ann
 template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing missing) {
   try {
     if (!a.is_running()) return a.note(Transition::suspend, Outcome::already_done, "not running");
-    const Did did = perform(a, Transition::suspend,
-                            missing == Missing::skip ? "suspend not implemented; use force to deprovision"
+    const Did did = perform<Transition::suspend>(a, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
                                                      : "suspend not implemented");
     if (did == Did::done || missing == Missing::skip) return;
     lacks(a, r, Transition::suspend, "use down with force (--force) to deprovision it instead");
@@ -394,7 +411,7 @@ template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing
 template <class A> STACKUP_ALWAYS_INLINE void deprovision_step(A& a, Run& r) {
   try {
     if (!a.is_provisioned()) return a.note(Transition::deprovision, Outcome::already_done, "not provisioned");
-    perform(a, Transition::deprovision, "deprovision not implemented");
+    perform<Transition::deprovision>(a, "deprovision not implemented");
   } catch (...) {
     r.fail(a.k, Transition::deprovision);
   }
@@ -406,15 +423,14 @@ template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing m
   bool running = false;
   try {
     running = a.is_running();
-    if (running)
-      perform(a, Transition::suspend,
-              a.has(Transition::deprovision) ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+    if (running) [[likely]] // as for provision: the action on the straight path
+      perform<Transition::suspend>(a, a.template has<Transition::deprovision>() ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
   } catch (...) {
     r.fail(a.k, Transition::suspend);
   }
   try {
     if (a.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
-      if (perform(a, Transition::deprovision, "deprovision not implemented") == Did::done || missing == Missing::skip)
+      if (perform<Transition::deprovision>(a, "deprovision not implemented") == Did::done || missing == Missing::skip)
         return;
       lacks(a, r, Transition::deprovision, "it cannot be removed");
     } else if (!running) {
@@ -426,22 +442,22 @@ template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing m
 }
 
 // Undoes what an up did to one component (rollback): resumed → suspend, provisioned → deprovision.
-template <class A> void undo_step(A& a, Run& r, Transition done) {
-  const bool resumed = done == Transition::resume;
-  const Transition x = resumed ? Transition::suspend : Transition::deprovision;
+template <Transition Done, class A> void undo_step(A& a, Run& r) {
+  constexpr bool resumed = Done == Transition::resume;
+  constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
   try {
-    if (perform(a, x, "cannot undo", true) == Did::done) return;
+    if (perform<x>(a, "cannot undo", true) == Did::done) return;
     lacks(a, r, x, resumed ? "it was left running" : "it was left provisioned");
   } catch (...) {
     r.fail(a.k, x, true);
   }
 }
 
-/// One component's part of a phase. Never throws: failures go to `r`. Returns
-/// false when the phase must stop (a failure of up).
-template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
-  switch (p) {
-  case Phase::provision:
+/// One component's part of phase P. Never throws: failures go to `r`. Returns
+/// false when the phase must stop (a failure of up). The phase is a template
+/// argument so that each instantiation holds only its own phase's code.
+template <Phase P, class A> STACKUP_ALWAYS_INLINE bool step(A& a, Run& r) {
+  if constexpr (P == Phase::provision) {
     try {
       provision_step(a, r);
       return true;
@@ -449,7 +465,7 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
       r.fail(a.k, Transition::provision);
       return false;
     }
-  case Phase::resume:
+  } else if constexpr (P == Phase::resume) {
     try {
       resume_step(a, r, true);
       return true;
@@ -457,7 +473,7 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
       r.fail(a.k, Transition::resume);
       return false;
     }
-  case Phase::up_one: {
+  } else if constexpr (P == Phase::up_one) {
     Transition t = Transition::resume;
     try {
       if (a.is_running()) {
@@ -473,10 +489,26 @@ template <class A> STACKUP_ALWAYS_INLINE bool step(Phase p, A& a, Run& r) {
       r.fail(a.k, t);
       return false;
     }
+  } else if constexpr (P == Phase::suspend) {
+    suspend_step(a, r, Missing::skip);
+    return true;
+  } else if constexpr (P == Phase::deprovision) {
+    deprovision_step(a, r);
+    return true;
+  } else {
+    force_step(a, r, Missing::skip);
+    return true;
   }
-  case Phase::suspend: suspend_step(a, r, Missing::skip); return true;
-  case Phase::deprovision: deprovision_step(a, r); return true;
-  case Phase::force: force_step(a, r, Missing::skip); return true;
+}
+/// step<P> for a phase known at run time (the engine's own walks).
+template <class A> bool step(Phase p, A& a, Run& r) {
+  switch (p) {
+  case Phase::provision: return step<Phase::provision>(a, r);
+  case Phase::resume: return step<Phase::resume>(a, r);
+  case Phase::up_one: return step<Phase::up_one>(a, r);
+  case Phase::suspend: return step<Phase::suspend>(a, r);
+  case Phase::deprovision: return step<Phase::deprovision>(a, r);
+  case Phase::force: return step<Phase::force>(a, r);
   }
   return true;
 }
@@ -507,7 +539,7 @@ public:
   StopScope& operator=(const StopScope&) = delete;
 
 private:
-  const std::stop_token* saved_;
+  const StopTokenRef* saved_;
 };
 
 /// Records that the phase stopped before component k because a stop was
@@ -523,48 +555,113 @@ STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::
 
 // ---- Ops of a type ---------------------------------------------------------------------
 
-// The quiet step of a DynamicStack: provision and resume leave their exception to
-// the caller's walk (one handler per walk, not one per step); the others catch.
-template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
-  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+/// A component reached through its type's Ops, without events: the quiet steps of
+/// Stack<Cs...>'s primitives (its up and down inline their own steps, so its types
+/// get no quiet steps compiled for them).
+struct ViaOps {
+  const Slot& s;
+  std::size_t k;
+  unsigned char* marks;
+  [[nodiscard]] bool is_provisioned() const { return s.ops->is_provisioned(s.object); }
+  [[nodiscard]] bool is_running() const { return s.ops->is_running(s.object); }
+  template <Transition X> [[nodiscard]] bool has() const { return s.ops->action[static_cast<int>(X)] != nullptr; }
+  template <Transition X> Did act(bool /*undo*/ = false) {
+    try {
+      s.ops->action[static_cast<int>(X)](s.object);
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  }
+  void note(Transition, Outcome, std::string_view) const noexcept {}
+  void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
+  [[nodiscard]] std::string_view name(const Run& r) const { return s.ops->name ? s.ops->name(s.object) : r.roles[k]; }
+};
+
+// A quiet step: provision and resume leave their exception to the caller's walk
+// (one handler per walk, not one per step); the others catch.
+template <Phase P, class A> bool quiet_step_of(A& a, Run& r) {
   if constexpr (P == Phase::provision) provision_step(a, r);
   else if constexpr (P == Phase::resume) resume_step(a, r, true);
-  else return step(P, a, r);
+  else return step<P>(a, r);
   return true;
 }
-template <class C, Transition T> void action_of(void* object) { invoke(*static_cast<C*>(object), T); }
+/// The quiet step of a DynamicStack's component of type C, inlined for that type.
+template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
+  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
+  return quiet_step_of<P>(a, r);
+}
+/// The quiet step of Stack<Cs...>'s components, one for every type: `slot` is the
+/// component's Slot (see via_ops).
+template <Phase P> bool quiet_step_via_ops(void* slot, Run& r, std::size_t k) {
+  ViaOps a{*static_cast<const Slot*>(slot), k, r.marks.data()};
+  return quiet_step_of<P>(a, r);
+}
 template <class C, Transition T> constexpr void (*action_ptr())(void*) {
-  if constexpr (has_action<C>(T)) return &action_of<C, T>;
+  if constexpr (has_action<C, T>) return &action_of<C, T>;
   else return nullptr;
 }
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
 };
+// The entries of ops_of<C>: plain function templates (a lambda costs the
+// compiler two functions, its call operator and its conversion).
+template <class C> bool provisioned_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); }
+template <class C> bool running_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); }
+template <class C> std::string_view name_ptr_of(const void* o) { return name_of(*static_cast<const C*>(o)); }
+template <class C> std::string detail_of(const void* o) { return std::string(static_cast<const C*>(o)->detail()); }
+template <class C> std::string log_file_of(const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); }
+template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
+template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
+  if constexpr (Dynamic) return &quiet_step<C, P>;
+  else return nullptr;
+}
+template <class C, bool Dynamic> constexpr void (*destroy_entry())(void*) {
+  if constexpr (Dynamic) return &destroy_of<C>;
+  else return nullptr;
+}
+template <class C> constexpr auto name_entry() {
+  if constexpr (has_name<C>) return &name_ptr_of<C>;
+  else return static_cast<std::string_view (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto detail_entry() {
+  if constexpr (has_detail<C>) return &detail_of<C>;
+  else return static_cast<std::string (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto log_file_entry() {
+  if constexpr (has_log_file<C>) return &log_file_of<C>;
+  else return static_cast<std::string (*)(const void*)>(nullptr);
+}
 
-/// The Ops of type C, one per type in the program (its address identifies C).
-template <class C>
+/// The Ops of type C. For a DynamicStack (an AnyComponent), with C's own quiet
+/// steps and destroy; for Stack<Cs...> without them (they are most of the code
+/// compiled per type): its up and down inline their own steps, and its
+/// primitives' quiet path goes through via_ops.
+template <class C, bool Dynamic = true>
 inline constexpr Ops ops_of{
-    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); },
-    [](const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); },
+    &provisioned_of<C>,
+    &running_of<C>,
     {action_ptr<C, Transition::provision>(), action_ptr<C, Transition::resume>(), action_ptr<C, Transition::suspend>(),
      action_ptr<C, Transition::deprovision>()},
-    {&quiet_step<C, Phase::provision>, &quiet_step<C, Phase::resume>, &quiet_step<C, Phase::up_one>,
-     &quiet_step<C, Phase::suspend>, &quiet_step<C, Phase::deprovision>, &quiet_step<C, Phase::force>},
-    [] {
-      if constexpr (has_name<C>) return +[](const void* o) { return name_of(*static_cast<const C*>(o)); };
-      else return static_cast<std::string_view (*)(const void*)>(nullptr);
-    }(),
-    [] {
-      if constexpr (has_detail<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->detail()); };
-      else return static_cast<std::string (*)(const void*)>(nullptr);
-    }(),
-    [] {
-      if constexpr (has_log_file<C>) return +[](const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); };
-      else return static_cast<std::string (*)(const void*)>(nullptr);
-    }(),
-    [](void* o) { delete static_cast<C*>(o); },
+    {quiet_entry<C, Dynamic, Phase::provision>(), quiet_entry<C, Dynamic, Phase::resume>(),
+     quiet_entry<C, Dynamic, Phase::up_one>(), quiet_entry<C, Dynamic, Phase::suspend>(),
+     quiet_entry<C, Dynamic, Phase::deprovision>(), quiet_entry<C, Dynamic, Phase::force>()},
+    name_entry<C>(),
+    detail_entry<C>(),
+    log_file_entry<C>(),
+    destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
+};
+
+/// The Ops of Stack<Cs...>'s action-order slots, whose object is the component's
+/// Slot: only the quiet steps, shared by every type (the quiet path of its
+/// primitives; its up and down inline their own steps).
+inline constexpr Ops via_ops{
+    nullptr, nullptr, {},
+    {&quiet_step_via_ops<Phase::provision>, &quiet_step_via_ops<Phase::resume>, &quiet_step_via_ops<Phase::up_one>,
+     &quiet_step_via_ops<Phase::suspend>, &quiet_step_via_ops<Phase::deprovision>, &quiet_step_via_ops<Phase::force>},
+    nullptr, nullptr, nullptr, nullptr, {}, nullptr,
 };
 
 /// How cli::run and the stacks' friends reach a stack's Table: both kinds of
@@ -667,8 +764,8 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
       for (std::size_t n = t.size(); n-- > 0;) {
         const std::size_t k = t.order[n];
         Indirect a{t, k};
-        if ((r.marks[k] & did_resume) && (per_component || pass == 1)) undo_step(a, r, Transition::resume);
-        if ((r.marks[k] & did_provision) && (per_component || pass == 0)) undo_step(a, r, Transition::provision);
+        if ((r.marks[k] & did_resume) && (per_component || pass == 1)) undo_step<Transition::resume>(a, r);
+        if ((r.marks[k] & did_provision) && (per_component || pass == 0)) undo_step<Transition::provision>(a, r);
       }
   }
   raise(t, r, "up", options.rollback);
@@ -680,7 +777,7 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record, const std::stop_token* stop = nullptr) {
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
@@ -689,7 +786,7 @@ inline Run start(const Table& t, Record record, const std::stop_token* stop = nu
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -698,21 +795,21 @@ inline void up(const Table& t, const UpOptions& o) {
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
-  Run r = start(t, Record::nothing, o.stop);
+  Run r = start(t, Record::nothing, &o.stop);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t, Record::marks, o.stop);
+  Run r = start(t, Record::marks, &o.stop);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too

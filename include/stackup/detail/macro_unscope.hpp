@@ -2,3 +2,4 @@
 // SPDX-License-Identifier: MIT
 #undef STACKUP_ALWAYS_INLINE
 #undef STACKUP_COLD
+#undef STACKUP_INLINE_STEPS

@@ -3,11 +3,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
-#include <functional>
 #include <span>
 #include <string_view>
+#include <utility>
 
 namespace stackup::detail {
 
@@ -31,6 +30,30 @@ struct PlanScratch {
   std::span<std::size_t> heap;        // n: ready components, lowest index first
 };
 
+// Binary heaps of indices, written here because <algorithm> (with C++20's ranges
+// algorithms) would cost every includer of the core more than the rest of the plan.
+// `before(x, y)`: x sinks below y (a max-heap for `<`).
+template <class Before> constexpr void sift_down(std::span<std::size_t> h, std::size_t i, std::size_t n, Before before) {
+  for (std::size_t c = 2 * i + 1; c < n; i = c, c = 2 * i + 1) {
+    if (c + 1 < n && before(h[c], h[c + 1])) ++c;
+    if (!before(h[i], h[c])) return;
+    std::swap(h[i], h[c]);
+  }
+}
+template <class Before> constexpr void sift_up(std::span<std::size_t> h, std::size_t i, Before before) {
+  for (std::size_t parent = (i - 1) / 2; i > 0 && before(h[parent], h[i]); i = parent, parent = (i - 1) / 2)
+    std::swap(h[i], h[parent]);
+}
+/// Sorts by a strict total order (heap sort: O(N log N), usable in constant expressions).
+template <class Less> constexpr void heap_sort(std::span<std::size_t> v, Less less) {
+  const std::size_t n = v.size();
+  for (std::size_t i = n / 2; i-- > 0;) sift_down(v, i, n, less);
+  for (std::size_t end = n; end-- > 1;) {
+    std::swap(v[0], v[end]);
+    sift_down(v, 0, end, less);
+  }
+}
+
 /// After compute_plan found a cycle: the next component on it after `at`.
 constexpr std::size_t cycle_next(std::size_t at, std::span<const std::size_t> first, std::span<const std::size_t> dep,
                                  const PlanScratch& s) {
@@ -52,9 +75,7 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
     if (roles[i].empty()) return {PlanError::empty_role, i, 0};
 
   for (std::size_t i = 0; i < n; ++i) s.sorted[i] = i;
-  std::sort(s.sorted.begin(), s.sorted.end(), [&](std::size_t x, std::size_t y) {
-    return roles[x] != roles[y] ? roles[x] < roles[y] : x < y;
-  });
+  heap_sort(s.sorted, [&](std::size_t x, std::size_t y) { return roles[x] != roles[y] ? roles[x] < roles[y] : x < y; });
   // Equal roles are adjacent, lowest index first: report the pair whose first index is lowest.
   PlanProblem dup{PlanError::none, n, n};
   for (std::size_t j = 0; j + 1 < n; ++j)
@@ -65,10 +86,14 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
 
   for (std::size_t i = 0; i < n; ++i)
     for (std::size_t e = first[i]; e < first[i + 1]; ++e) {
-      const auto at = std::lower_bound(s.sorted.begin(), s.sorted.end(), names[e],
-                                       [&](std::size_t x, std::string_view name) { return roles[x] < name; });
-      if (at == s.sorted.end() || roles[*at] != names[e]) return {PlanError::missing, i, e - first[i]};
-      dep[e] = *at;
+      std::size_t lo = 0, hi = n; // binary search: the first role not below names[e]
+      while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (roles[s.sorted[mid]] < names[e]) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo == n || roles[s.sorted[lo]] != names[e]) return {PlanError::missing, i, e - first[i]};
+      dep[e] = s.sorted[lo];
     }
 
   // Kahn's algorithm with a min-heap of ready indices.
@@ -84,15 +109,17 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
   std::size_t ready = 0;
   for (std::size_t i = 0; i < n; ++i)
     if (s.waiting[i] == 0) s.heap[ready++] = i; // ascending: already a min-heap
+  const auto later = [](std::size_t x, std::size_t y) { return x > y; }; // a min-heap: lowest index on top
   std::size_t placed = 0;
   while (ready > 0) {
-    std::pop_heap(s.heap.begin(), s.heap.begin() + static_cast<std::ptrdiff_t>(ready), std::greater<>());
-    const std::size_t i = s.heap[--ready];
+    const std::size_t i = s.heap[0];
+    s.heap[0] = s.heap[--ready];
+    sift_down(s.heap, 0, ready, later);
     order[placed++] = i;
     for (std::size_t x = s.next_first[i]; x < s.next_first[i + 1]; ++x)
       if (--s.waiting[s.next[x]] == 0) {
-        s.heap[ready++] = s.next[x];
-        std::push_heap(s.heap.begin(), s.heap.begin() + static_cast<std::ptrdiff_t>(ready), std::greater<>());
+        s.heap[ready] = s.next[x];
+        sift_up(s.heap, ready++, later);
       }
   }
   if (placed == n) return {};
