@@ -752,7 +752,7 @@ private:
 
 template <class StackTable>
 int run_words(const StackTable& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-                     const Options& options, std::string_view program) noexcept {
+              const Options& options, std::string_view program) noexcept {
   try {
     Runner<StackTable> runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
     try {
@@ -767,7 +767,7 @@ int run_words(const StackTable& stack, std::span<const std::string_view> args, s
 
 template <class StackTable>
 int run_main(const StackTable& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
-                    const Options& options) noexcept {
+             const Options& options) noexcept {
   try {
     std::vector<std::string_view> words;
     std::string_view program = options.program;
