@@ -2964,12 +2964,14 @@ private:
 };
 
 /// Parses, runs and reports one command against a stack, through its run-time
-/// view (the engine's Table): compiled once, whatever the kind of stack.
-class Runner {
+/// view (the engine's Table): compiled once, whatever the kind of stack. A
+/// template (of Table) only so that a file compiles it where it runs a command
+/// line, not wherever it includes the umbrella.
+template <class StackTable> class Runner {
   using Clock = std::chrono::steady_clock;
 
 public:
-  Runner(const Table& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
+  Runner(const StackTable& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
       : stack_(stack), size(stack.size()), out_(out), err_(err), options_(options), program_(program),
         fancy_out_(decorate(out, options.color)), fancy_err_(decorate(err, options.color)) {}
 
@@ -3195,7 +3197,7 @@ private:
   // Sets the observer that prints one line per action start and end; the guard
   // puts the host's own observer back, since this one refers to this Runner.
   struct ObserverGuard {
-    const Table& stack;
+    const StackTable& stack;
     Observer host;
     ~ObserverGuard() { stack.events->set(std::move(host)); }
   };
@@ -3408,7 +3410,7 @@ private:
     }
   }
 
-  const Table& stack_;
+  const StackTable& stack_;
   std::size_t size;
   std::ostream& out_;
   std::ostream& err_;
@@ -3418,10 +3420,11 @@ private:
   bool fancy_err_;
 };
 
-inline int run_words(const Table& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-                     const Options& options, std::string_view program) noexcept {
+template <class StackTable>
+int run_words(const StackTable& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
+              const Options& options, std::string_view program) noexcept {
   try {
-    Runner runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
+    Runner<StackTable> runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
     try {
       return runner.run(args);
     } catch (...) {
@@ -3432,8 +3435,9 @@ inline int run_words(const Table& stack, std::span<const std::string_view> args,
   }
 }
 
-inline int run_main(const Table& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
-                    const Options& options) noexcept {
+template <class StackTable>
+int run_main(const StackTable& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
+             const Options& options) noexcept {
   try {
     std::vector<std::string_view> words;
     std::string_view program = options.program;
