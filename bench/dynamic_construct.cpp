@@ -16,6 +16,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "sizes.hpp"
+
 #include <time.h>
 
 #include <cstddef>
@@ -98,23 +100,7 @@ void construct(benchmark::State& state, Shape shape) {
 
 int main(int argc, char** argv) {
   std::vector<long> sizes{1000, 10000};
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--sizes" && i + 1 < argc) {
-      sizes.clear();
-      for (std::string_view s = argv[++i]; !s.empty();) {
-        const auto comma = s.find(',');
-        const long n = std::atol(std::string(s.substr(0, comma)).c_str());
-        if (n < 1 || n > 99999) return std::fprintf(stderr, "bench_dynamic_construct: a size is 1 to 99999\n"), 2;
-        sizes.push_back(n);
-        s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
-      }
-    } else {
-      argv[kept++] = argv[i];
-    }
-  }
-  argc = kept;
+  if (!bench::take_sizes(argc, argv, sizes, "bench_dynamic_construct")) return 2;
   for (const long n : sizes) {
     benchmark::RegisterBenchmark("construct/independent", construct, Shape::independent)->Arg(n)
         ->Unit(benchmark::kMillisecond);

@@ -15,6 +15,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "sizes.hpp"
+
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,23 +110,7 @@ void parse(benchmark::State& state) {
 
 int main(int argc, char** argv) {
   std::vector<long> sizes{1000};
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--sizes" && i + 1 < argc) {
-      sizes.clear();
-      for (std::string_view s = argv[++i]; !s.empty();) {
-        const auto comma = s.find(',');
-        const long n = std::atol(std::string(s.substr(0, comma)).c_str());
-        if (n < 1 || n > 99999) return std::fprintf(stderr, "bench_parse_stack: a size is 1 to 99999\n"), 2;
-        sizes.push_back(n);
-        s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
-      }
-    } else {
-      argv[kept++] = argv[i];
-    }
-  }
-  argc = kept;
+  if (!bench::take_sizes(argc, argv, sizes, "bench_parse_stack")) return 2;
   std::string dir_template = "/tmp/stackup-bench-parse-XXXXXX";
   if (::mkdtemp(dir_template.data()) == nullptr) return std::perror("bench_parse_stack: mkdtemp"), 1;
   origin_dir = dir_template;
