@@ -16,7 +16,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "sizes.hpp"
+#include "common.hpp"
 
 #include <time.h>
 
@@ -67,23 +67,17 @@ std::vector<stackup::AnyComponent> components(std::size_t n, Shape shape) {
 }
 
 /// CPU time of this thread, in ms.
-double thread_cpu_ms() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
-}
-
 void construct(benchmark::State& state, Shape shape) {
   const auto n = static_cast<std::size_t>(state.range(0));
   double vector_ms = 0, stack_ms = 0;
   for (auto _ : state) {
-    const double t0 = thread_cpu_ms();
+    const double t0 = bench::thread_cpu_ms();
     std::vector<stackup::AnyComponent> parts = components(n, shape);
     benchmark::DoNotOptimize(parts.data());
-    const double t1 = thread_cpu_ms();
+    const double t1 = bench::thread_cpu_ms();
     stackup::DynamicStack stack("bench", std::move(parts));
     benchmark::DoNotOptimize(&stack);
-    const double t2 = thread_cpu_ms();
+    const double t2 = bench::thread_cpu_ms();
     vector_ms += t1 - t0;
     stack_ms += t2 - t1;
     // Outside both counters: a check that the stack is the one asked for, and its destruction.

@@ -15,7 +15,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "sizes.hpp"
+#include "common.hpp"
 
 #include <stdlib.h>
 #include <time.h>
@@ -72,12 +72,6 @@ std::string stack_text(std::size_t n) {
 }
 
 /// CPU time of this thread, in ms.
-double thread_cpu_ms() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
-}
-
 // parse_stack reads a .env beside its origin: give it a directory of its own, empty.
 std::string origin_dir;
 
@@ -87,13 +81,13 @@ void parse(benchmark::State& state) {
   const std::string origin = origin_dir + "/stackup.toml";
   double toml_ms = 0, parse_ms = 0;
   for (auto _ : state) {
-    const double t0 = thread_cpu_ms();
+    const double t0 = bench::thread_cpu_ms();
     toml::table table = toml::parse(text, origin);
     benchmark::DoNotOptimize(&table);
-    const double t1 = thread_cpu_ms();
+    const double t1 = bench::thread_cpu_ms();
     stackup::DynamicStack stack = stackup::parse_stack(text, origin);
     benchmark::DoNotOptimize(&stack);
-    const double t2 = thread_cpu_ms();
+    const double t2 = bench::thread_cpu_ms();
     toml_ms += t1 - t0;
     parse_ms += t2 - t1;
     if (stack.size() != n) {

@@ -1,6 +1,8 @@
-// The benchmark programs' own option: `--sizes N,M,...` (1 to 99999 each),
-// taken out of argv before Google Benchmark reads the rest.
+// What the benchmark programs share: their own option `--sizes N,M,...`, and
+// the thread CPU clock they time with.
 #pragma once
+
+#include <time.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +12,15 @@
 
 namespace bench {
 
+// CPU milliseconds this thread has used: what a benchmark's work costs, not
+// what the other processes of a busy machine cost it.
+inline double thread_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
+
+// `--sizes N,M,...` (1 to 99999 each), taken out of argv before Google Benchmark reads the rest.
 // Replaces `sizes` with the list after `--sizes` and removes the option from
 // argc/argv. False (after saying why on stderr) for a size out of range.
 inline bool take_sizes(int& argc, char** argv, std::vector<long>& sizes, const char* program) {
