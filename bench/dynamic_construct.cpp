@@ -66,7 +66,6 @@ std::vector<stackup::AnyComponent> components(std::size_t n, Shape shape) {
   return parts;
 }
 
-/// CPU time of this thread, in ms.
 void construct(benchmark::State& state, Shape shape) {
   const auto n = static_cast<std::size_t>(state.range(0));
   double vector_ms = 0, stack_ms = 0;

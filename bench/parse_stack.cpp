@@ -71,7 +71,6 @@ std::string stack_text(std::size_t n) {
   return t;
 }
 
-/// CPU time of this thread, in ms.
 // parse_stack reads a .env beside its origin: give it a directory of its own, empty.
 std::string origin_dir;
 
