@@ -87,19 +87,23 @@ int fail(std::string_view message) {
 int run(std::span<const std::string_view> words) {
   // Options before the command: only the file.
   std::optional<std::string> named;
+  std::string_view option; // as the user spelled it, for messages
   std::size_t i = 0;
   for (; i < words.size(); ++i) {
     const std::string_view w = words[i];
     if (w == "-f" || w == "--file") {
       if (i + 1 == words.size()) return fail(fmt::format("option '{}' needs the stack file, e.g. '{} stackup.toml'", w, w));
+      option = w;
       named = std::string(words[++i]);
     } else if (w.starts_with("--file=")) {
+      option = "--file=";
       named = std::string(w.substr(7));
     } else {
       break;
     }
   }
-  if (named && named->empty()) return fail("option '-f' got an empty file name");
+  if (named && named->empty())
+    return fail(fmt::format("option '{}' got an empty file name: name the stack file, e.g. '--file=stackup.toml'", option));
   const std::span<const std::string_view> command = words.subspan(i);
   const bool help = std::ranges::any_of(command, [](std::string_view w) { return w == "--help" || w == "-h"; }) ||
                     (!command.empty() && command[0] == "help");

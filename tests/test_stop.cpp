@@ -744,33 +744,43 @@ TEST_CASE("stop: cli::run gives the host its own SIGINT and SIGTERM handlers bac
 }
 
 TEST_CASE("cli::run leaves a signal the host ignores ignored: SIGINT to a background job does not stop its up") {
-  const auto dir = std::filesystem::temp_directory_path() / ("stackup-stop-ignored-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  const auto pid_file = dir / "job.pid";
-  const auto out_file = dir / "out.txt";
+  Scratch dir("stop-ignored");
+  const auto pid_file = dir.path / "job.pid";
+  const auto out_file = dir.path / "out.txt";
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    ::signal(SIGINT, SIG_IGN); // as a shell starts a background job
-    std::vector<stackup::AnyComponent> parts;
-    parts.emplace_back("job", stackup::Command{{.provision = "echo $$ > job.pid; sleep 1; touch job.done", .is_provisioned = "test -f job.done", .working_dir = dir}});
-    stackup::DynamicStack s{"ignored", std::move(parts)};
-    std::ofstream out(out_file);
-    std::vector<std::string_view> words{"stack", "up"};
-    const int code = stackup::cli::run(s, std::span<const std::string_view>(words), out, out, {.program = "ctl"});
-    out.flush();
+    int code = 3; // anything thrown here must end this copy of the test program, not run the suite again
+    try {
+      ::signal(SIGINT, SIG_IGN); // as a shell starts a background job
+      std::vector<stackup::AnyComponent> parts;
+      parts.emplace_back("job", stackup::Command{{.provision = "echo $$ > job.pid; sleep 1; touch job.done",
+                                                  .is_provisioned = "test -f job.done", .working_dir = dir.path}});
+      stackup::DynamicStack s{"ignored", std::move(parts)};
+      std::ofstream out(out_file);
+      std::vector<std::string_view> words{"stack", "up"};
+      code = stackup::cli::run(s, std::span<const std::string_view>(words), out, out, {.program = "ctl"});
+      out.flush();
+    } catch (...) {
+    }
     ::_exit(code);
   }
-  for (int i = 0; i < 3000 && !std::filesystem::exists(pid_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  struct Reaper { // a failed REQUIRE below must not leave the child running
+    pid_t pid;
+    bool reaped = false;
+    ~Reaper() {
+      if (!reaped) ::kill(pid, SIGKILL), ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{child};
+  CHECK(eventually([&] { return std::filesystem::exists(pid_file); }, ceiling));
   REQUIRE(std::filesystem::exists(pid_file));
   REQUIRE(::kill(child, SIGINT) == 0);
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
+  reaper.reaped = true;
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0); // not 130: the up went on
   std::ifstream in(out_file);
   const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(out.find("stack 'ignored' is up") != std::string::npos);
-  std::filesystem::remove_all(dir);
 }

@@ -605,7 +605,7 @@ private:
         // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
         const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
         follow(path, end, out_, interrupts.token());
-        if (!out_) throw Error("cannot write the log: the output is closed");
+        if (!out_) throw Error("cannot write the log: the output is closed (what read it, a pipe or a terminal, has gone)");
       }
       return exit_success;
     } catch (...) {

@@ -118,6 +118,12 @@ inline std::string current_message() {
     return "unknown exception (not derived from std::exception)";
   }
 }
+/// `message` without its leading "stackup: ", to quote it inside another message.
+inline std::string_view unprefixed(std::string_view message) noexcept {
+  constexpr std::string_view prefix = "stackup: ";
+  if (message.substr(0, prefix.size()) == prefix) message.remove_prefix(prefix.size());
+  return message;
+}
 } // namespace detail
 
 } // namespace stackup

@@ -507,7 +507,7 @@ inline std::string read_user(const StackFileTable& t) {
   try {
     (void)posix::run_as(user, "component '" + t.role() + "'");
   } catch (const Error& e) {
-    t.fail("user", std::string_view(e.what()).substr(std::string_view("stackup: ").size()));
+    t.fail("user", detail::unprefixed(e.what()));
   }
   return user;
 }
@@ -525,7 +525,7 @@ inline ready::Probe read_probe(const StackFileTable& t) {
     try {
       return ready::http(*http, path.value_or("/"));
     } catch (const Error& e) {
-      r->fail("path", std::string_view(e.what()).substr(std::string_view("stackup: ").size()));
+      r->fail("path", detail::unprefixed(e.what()));
     }
   }
   r->fail("'ready' of component '" + t.role() +
@@ -701,9 +701,7 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
       } catch (const StackFileError&) {
         throw;
       } catch (const std::exception& e) {
-        std::string_view message = e.what();
-        if (message.starts_with("stackup: ")) message.remove_prefix(9);
-        table.fail("component '" + role + "' (" + flavor + "): " + std::string(message));
+        table.fail("component '" + role + "' (" + flavor + "): " + std::string(detail::unprefixed(e.what())));
       }
       for (std::size_t r = first_record; r < ctx.records.size(); ++r) {
         StackFileTable(ctx, *ctx.records[r], role).finish();
@@ -733,8 +731,7 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
     }
     return stack;
   } catch (const StackDefinitionError& e) {
-    std::string_view message = e.what();
-    if (message.starts_with("stackup: ")) message.remove_prefix(9);
+    const std::string_view message = detail::unprefixed(e.what());
     // "'a' depends on 'b', which the stack does not hold ..." or "dependency cycle: a -> b -> ... -> a; ..."
     sf::Place at = top;
     if (const auto cycle = message.find("dependency cycle: "); cycle != std::string_view::npos) {
@@ -792,7 +789,8 @@ inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors&
 /// The stack `file` describes, as it will run, written as a stack file:
 /// variables expanded, relative paths resolved (the shipped flavours' default
 /// directories included), components in action order. Parsing it gives the same
-/// stack. What `stackctl stack config` prints; creates and starts nothing.
+/// components, settings and action order (listed in action order, not the
+/// file's). What `stackctl stack config` prints; creates and starts nothing.
 /// StackFileError as for load_stack.
 inline std::string stack_config(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
   std::string config;

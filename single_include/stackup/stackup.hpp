@@ -345,6 +345,12 @@ inline std::string current_message() {
     return "unknown exception (not derived from std::exception)";
   }
 }
+/// `message` without its leading "stackup: ", to quote it inside another message.
+inline std::string_view unprefixed(std::string_view message) noexcept {
+  constexpr std::string_view prefix = "stackup: ";
+  if (message.substr(0, prefix.size()) == prefix) message.remove_prefix(prefix.size());
+  return message;
+}
 } // namespace detail
 
 } // namespace stackup
@@ -779,6 +785,8 @@ inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, s
 // Stack<Cs...>'s up() and down() inline their steps (the checks and calls a person
 // would write) only when optimising: without optimisation that buys no speed, and
 // the engine's walk through the per-type table, the same rules, compiles far faster.
+// (Files of one program built at different levels hold two bodies of up()/down();
+// the linker keeps one, and either does the same.)
 #if defined(__OPTIMIZE__)
 #define STACKUP_INLINE_STEPS 1
 #else
@@ -1655,6 +1663,8 @@ inline void exhaustive(const Table& t, Phase p) {
 // Stack<Cs...>'s up() and down() inline their steps (the checks and calls a person
 // would write) only when optimising: without optimisation that buys no speed, and
 // the engine's walk through the per-type table, the same rules, compiles far faster.
+// (Files of one program built at different levels hold two bodies of up()/down();
+// the linker keeps one, and either does the same.)
 #if defined(__OPTIMIZE__)
 #define STACKUP_INLINE_STEPS 1
 #else
@@ -3275,7 +3285,7 @@ private:
         // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
         const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
         follow(path, end, out_, interrupts.token());
-        if (!out_) throw Error("cannot write the log: the output is closed");
+        if (!out_) throw Error("cannot write the log: the output is closed (what read it, a pipe or a terminal, has gone)");
       }
       return exit_success;
     } catch (...) {
@@ -4614,7 +4624,10 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
   if (stage == 4 && rep[1] == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
   if (stage >= 5)
-    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) + ")";
+    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) +
+            (rep[1] == EPERM ? ": switching users needs root with CAP_SETUID and CAP_SETGID (a container may drop "
+                               "them): grant them, or remove `user`)"
+                             : ")");
   throw Error(what);
 }
 
@@ -5325,10 +5338,8 @@ public:
       });
     } catch (const std::exception& e) {
       ::unlinkat(dir, "pid", 0);
-      std::string_view why = e.what();
-      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
       throw TransitionError(std::string(this->role_name()), Transition::resume,
-                            "stackup: " + who() + ": " + std::string(why));
+                            "stackup: " + who() + ": " + std::string(detail::unprefixed(e.what())));
     }
     await_ready(dir, rec, run_start);
   }
@@ -5987,9 +5998,7 @@ private:
       return px::run_shell(command, config_.timeout, config_.working_dir, config_.env, as ? &*as : nullptr);
     } catch (const Error& e) {
       // "cannot start '/bin/sh': ...": say whose command it was, and which.
-      std::string_view why = e.what();
-      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
-      throw Error("stackup: " + who() + ": `" + command + "`: " + std::string(why));
+      throw Error("stackup: " + who() + ": `" + command + "`: " + std::string(detail::unprefixed(e.what())));
     }
   }
 

@@ -121,6 +121,9 @@ class FileLookup(StackctlCase):
         r = self.run_ctl("-f")
         self.assertEqual(r.returncode, 2)
         self.assertIn("needs the stack file", r.stderr)
+        r = self.run_ctl("--file=", "stack", "status")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("option '--file=' got an empty file name", r.stderr)
 
     def test_a_dangling_symlink_ends_the_search_instead_of_a_parents_file(self):
         self.write("stackup.toml", 'name = "parent"\n' + textwrap.dedent(self.DIRECTORY))

@@ -120,9 +120,7 @@ private:
       return px::run_shell(command, config_.timeout, config_.working_dir, config_.env, as ? &*as : nullptr);
     } catch (const Error& e) {
       // "cannot start '/bin/sh': ...": say whose command it was, and which.
-      std::string_view why = e.what();
-      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
-      throw Error("stackup: " + who() + ": `" + command + "`: " + std::string(why));
+      throw Error("stackup: " + who() + ": `" + command + "`: " + std::string(detail::unprefixed(e.what())));
     }
   }
 

@@ -473,10 +473,8 @@ public:
       });
     } catch (const std::exception& e) {
       ::unlinkat(dir, "pid", 0);
-      std::string_view why = e.what();
-      if (why.starts_with("stackup: ")) why.remove_prefix(std::string_view("stackup: ").size());
       throw TransitionError(std::string(this->role_name()), Transition::resume,
-                            "stackup: " + who() + ": " + std::string(why));
+                            "stackup: " + who() + ": " + std::string(detail::unprefixed(e.what())));
     }
     await_ready(dir, rec, run_start);
   }

@@ -21,6 +21,8 @@
 // Stack<Cs...>'s up() and down() inline their steps (the checks and calls a person
 // would write) only when optimising: without optimisation that buys no speed, and
 // the engine's walk through the per-type table, the same rules, compiles far faster.
+// (Files of one program built at different levels hold two bodies of up()/down();
+// the linker keeps one, and either does the same.)
 #if defined(__OPTIMIZE__)
 #define STACKUP_INLINE_STEPS 1
 #else

@@ -1119,7 +1119,10 @@ template <class Gate> pid_t spawn(const SpawnOptions& o, Gate&& gate) {
   if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
   if (stage == 4 && rep[1] == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
   if (stage >= 5)
-    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) + ")";
+    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) +
+            (rep[1] == EPERM ? ": switching users needs root with CAP_SETUID and CAP_SETGID (a container may drop "
+                               "them): grant them, or remove `user`)"
+                             : ")");
   throw Error(what);
 }
 
