@@ -89,12 +89,12 @@ public:
     return is_provisioned() ? State::suspended : State::deprovisioned;
   }
   /// The wrapped `is_provisioned()`.
-  [[nodiscard]] bool is_provisioned() const { return ops().is_provisioned(object_); }
+  [[nodiscard]] bool is_provisioned() const { return ops().call(object_, detail::Call::is_provisioned); }
   /// The wrapped `is_running()`.
-  [[nodiscard]] bool is_running() const { return ops().is_running(object_); }
+  [[nodiscard]] bool is_running() const { return ops().call(object_, detail::Call::is_running); }
   /// Whether the wrapped type has that action (it may still refuse at run time
   /// by throwing NotImplementedError).
-  [[nodiscard]] bool has(Transition t) const { return ops().action[static_cast<int>(t)] != nullptr; }
+  [[nodiscard]] bool has(Transition t) const { return (ops().actions & detail::action_bit(t)) != 0; }
 
   /// The wrapped action; NotImplementedError when the type lacks it.
   void provision() { act(Transition::provision); }
@@ -119,11 +119,10 @@ private:
     return *ops_;
   }
   void act(Transition t) {
-    void (*const action)(void*) = ops().action[static_cast<int>(t)];
-    if (!action)
+    if (!has(t))
       throw NotImplementedError("stackup: " + role_ + " '" + std::string(name()) + "' does not implement " +
                                 std::string(to_string(t)) + "()");
-    action(object_);
+    ops_->call(object_, static_cast<detail::Call>(t));
   }
   void reset() noexcept {
     if (object_) ops_->destroy(object_);

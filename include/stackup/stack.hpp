@@ -263,19 +263,15 @@ private:
 
   // The stack as the engine sees it; built only off the quiet path.
   struct View {
-    std::array<detail::Slot, size> slots, ordered;
+    std::array<detail::Slot, size> slots;
     std::array<unsigned char, size> own_marks{};
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
             return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
-          table{s.name_, slots, ordered, roles, order, plan_.first, plan_.dep, &s.events_,
-                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {
-      // The quiet path walks `ordered`; its types have no quiet steps of their own
-      // (ops_of<C, false>), so it reaches each slot through the shared via_ops.
-      for (std::size_t i = 0; i < size; ++i) ordered[i] = {&slots[order[i]], &detail::via_ops, order[i]};
-    }
+          table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
     View(const View&) = delete;
     View& operator=(const View&) = delete;
   };
@@ -294,13 +290,12 @@ private:
   template <detail::Phase P, bool Reverse, std::size_t... I>
   STACKUP_ALWAYS_INLINE bool quiet(detail::Run& r, std::index_sequence<I...>) {
     unsigned char* const marks = r.marks.data(); // read once: the components' stores could alias it
-    return (quiet_at<P, order[Reverse ? size - 1 - I : I]>(r, marks) && ...);
+    return (detail::step<P>(detail::held<at(Reverse, I)>(storage_), std::integral_constant<std::size_t, at(Reverse, I)>{},
+                            r, marks) &&
+            ...);
   }
-  template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
-    auto& c = detail::held<K>(storage_);
-    detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
-    return detail::step<P>(a, r);
-  }
+  // The component at position i of the action order, or of its reverse.
+  static constexpr std::size_t at(bool reverse, std::size_t i) { return order[reverse ? size - 1 - i : i]; }
 
   std::string name_;
   Storage storage_;

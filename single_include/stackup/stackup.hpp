@@ -590,8 +590,8 @@ template <class Role, class ComponentType> struct empty_role {
 // steps, rollback, exhaustive down, per-component operations, events, errors —
 // written once for every kind of stack. Stack<Cs...> and DynamicStack only say
 // where their components are (a Table); the rules of one step are templates over
-// how the step reaches its component (Direct: a call the compiler can inline;
-// Indirect: through the component type's Ops, with events).
+// how the step reaches its component (the component itself: calls the compiler
+// can inline; an Indirect: through the component type's Ops, with events).
 // SPDX-License-Identifier: MIT
 
 
@@ -801,9 +801,6 @@ enum class Did : unsigned char { done, not_implemented };
 /// One component's part of an operation.
 enum class Phase : unsigned char { provision, resume, up_one, suspend, deprovision, force };
 inline constexpr std::size_t phase_count = 6;
-/// What a missing action means for the component at hand: skipped (a dependent,
-/// or the whole stack) or an error (the target of a per-component down).
-enum class Missing : unsigned char { skip, error };
 /// What a failed up undoes: the whole stack (every resume, then every provision)
 /// or one component and its dependencies (one component at a time).
 enum class Undo : unsigned char { stack, per_component };
@@ -830,15 +827,11 @@ template <class T, Transition X> inline constexpr bool has_action =
     : X == Transition::resume  ? has_resume<T>
     : X == Transition::suspend ? has_suspend<T>
                                : has_deprovision<T>;
-/// Action X of the component at `object`: the entry of its type's Ops, and what
-/// the inlined steps call (one function per type and action, not two).
-template <class C, Transition X> STACKUP_ALWAYS_INLINE void action_of(void* object) {
-  C& c = *static_cast<C*>(object);
-  if constexpr (X == Transition::provision) c.provision();
-  else if constexpr (X == Transition::resume) c.resume();
-  else if constexpr (X == Transition::suspend) c.suspend();
-  else c.deprovision();
-}
+/// The bit of transition t in Ops::actions.
+inline constexpr unsigned char action_bit(Transition t) noexcept { return static_cast<unsigned char>(1u << static_cast<int>(t)); }
+template <class C> inline constexpr unsigned char actions_of =
+    (has_provision<C> ? action_bit(Transition::provision) : 0) | (has_resume<C> ? action_bit(Transition::resume) : 0) |
+    (has_suspend<C> ? action_bit(Transition::suspend) : 0) | (has_deprovision<C> ? action_bit(Transition::deprovision) : 0);
 
 // ---- one operation's bookkeeping ----------------------------------------------------------
 
@@ -912,11 +905,12 @@ struct Run {
 // ---- component types, reached at run time ----------------------------------------------
 
 /// What the engine needs of one component type, built once per type.
+/// A query or action of a component, as Ops::call does it.
+enum class Call : unsigned char { provision, resume, suspend, deprovision, is_provisioned, is_running };
 struct Ops {
-  bool (*is_provisioned)(const void*);
-  bool (*is_running)(const void*);
-  void (*action[4])(void*);                              // by Transition; null: not implemented
-  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events (provision, resume: may throw)
+  bool (*call)(void*, Call);                             // a query's answer; an action returns true
+  unsigned char actions;                                 // action_bit of each action the type has
+  bool (*quiet[phase_count])(void*, Run&, std::size_t);  // a step without events
   std::string_view (*name)(const void*);                 // null: the role
   std::string (*detail)(const void*);                    // null: none
   std::string (*log_file)(const void*);                  // null: keeps no log
@@ -939,7 +933,7 @@ struct Events;
 struct Table {
   std::string_view stack;
   std::span<const Slot> slots;   // listing order
-  std::span<const Slot> ordered; // action order: what the quiet path walks (its `ops` may be &via_ops)
+  std::span<const Slot> ordered; // action order, for the quiet walk of a DynamicStack; empty: every walk is walk()
   std::span<const std::string_view> roles;
   std::span<const std::size_t> order, first, dep; // action order; dependencies of i: dep[first[i] .. first[i+1])
   Events* events;
@@ -949,15 +943,15 @@ struct Table {
   [[nodiscard]] std::string_view name(std::size_t k) const {
     return slots[k].ops->name ? slots[k].ops->name(slots[k].object) : roles[k];
   }
-  [[nodiscard]] bool is_provisioned(std::size_t k) const { return slots[k].ops->is_provisioned(slots[k].object); }
-  [[nodiscard]] bool is_running(std::size_t k) const { return slots[k].ops->is_running(slots[k].object); }
+  [[nodiscard]] bool is_provisioned(std::size_t k) const { return slots[k].ops->call(slots[k].object, Call::is_provisioned); }
+  [[nodiscard]] bool is_running(std::size_t k) const { return slots[k].ops->call(slots[k].object, Call::is_running); }
   [[nodiscard]] State state(std::size_t k) const {
     if (is_running(k)) return State::running;
     if (is_provisioned(k)) return State::suspended;
     return State::deprovisioned;
   }
   [[nodiscard]] bool has(std::size_t k, Transition t) const {
-    return slots[k].ops->action[static_cast<int>(t)] != nullptr;
+    return (slots[k].ops->actions & action_bit(t)) != 0;
   }
   [[nodiscard]] ComponentStatus status(std::size_t k) const {
     const Ops& o = *slots[k].ops;
@@ -1041,35 +1035,10 @@ STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outco
 
 // ---- reaching one component ---------------------------------------------------------------
 
-/// A component of type C reached directly, without events: the quiet path.
-/// `Index` is std::size_t, or for Stack<Cs...> a std::integral_constant, so that
-/// a step's failure handler needs nothing kept from the step.
-template <class C, class Index = std::size_t> struct Direct {
-  C& c;
-  Index k;
-  unsigned char* marks; // the operation's record (a local of the caller: no reload after the component's stores)
-  [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_provisioned() const { return static_cast<bool>(c.is_provisioned()); }
-  [[nodiscard]] STACKUP_ALWAYS_INLINE bool is_running() const { return static_cast<bool>(c.is_running()); }
-  template <Transition X> [[nodiscard]] static constexpr bool has() noexcept { return has_action<C, X>; }
-  template <Transition X> STACKUP_ALWAYS_INLINE Did act(bool /*undo*/ = false) {
-    if constexpr (has_action<C, X>) {
-      try {
-        action_of<C, X>(&c);
-      } catch (const NotImplementedError&) {
-        return Did::not_implemented;
-      }
-      return Did::done;
-    } else {
-      return Did::not_implemented; // not reached: perform() asks has<X>() first
-    }
-  }
-  STACKUP_ALWAYS_INLINE void note(Transition, Outcome, std::string_view) const noexcept {}
-  STACKUP_ALWAYS_INLINE void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
-  [[nodiscard]] STACKUP_ALWAYS_INLINE std::string_view name(const Run& r) const {
-    if constexpr (has_name<C>) return std::string_view(c.name());
-    else return r.roles[k];
-  }
-};
+// A step acts on the component itself (the quiet paths: its calls are inlined) or
+// on an Indirect, which reaches it through its type's Ops. The rules below are
+// one function per phase with no helper templated on the component: a
+// compiler's cost grows with the number of functions instantiated per type.
 
 /// A component reached through its Ops, with its events.
 struct Indirect {
@@ -1077,15 +1046,14 @@ struct Indirect {
   std::size_t k;
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
-  template <Transition X> [[nodiscard]] bool has() const { return t.has(k, X); }
-  template <Transition X> Did act(bool undo = false) { return act(X, undo); }
-  Did act(Transition x, bool undo) {
-    void (*const action)(void*) = t.slots[k].ops->action[static_cast<int>(x)];
+  [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
+  [[gnu::noinline]] Did act(Transition x, bool undo) { // one copy for every step of the walk
+    bool (*const call)(void*, Call) = t.slots[k].ops->call;
     void* const object = t.slots[k].object;
     // Without an observer (tested under the lock in parallel mode), no events.
     if (!t.events->guard && !t.events->observer) {
       try {
-        action(object);
+        call(object, static_cast<Call>(x));
       } catch (const NotImplementedError&) {
         return Did::not_implemented;
       }
@@ -1094,7 +1062,7 @@ struct Indirect {
     emit(t, k, x, Outcome::started, {}, {});
     const auto t0 = Clock::now();
     try {
-      action(object);
+      call(object, static_cast<Call>(x));
     } catch (const NotImplementedError& e) {
       emit(t, k, x, Outcome::not_implemented, Clock::now() - t0, e.what());
       return Did::not_implemented;
@@ -1108,9 +1076,16 @@ struct Indirect {
   void note(Transition x, Outcome o, std::string_view message) const {
     if (t.events->guard || t.events->observer) [[unlikely]] emit(t, k, x, o, {}, message);
   }
-  void record(Transition x) { t.marks[k] |= x == Transition::provision ? did_provision : did_resume; }
-  [[nodiscard]] std::string_view name(const Run&) const { return t.name(k); }
 };
+
+template <class C> concept stand_in = std::is_same_v<C, Indirect>;
+
+/// Events of a step: only an Indirect with an observer has any.
+inline void note(const void* /*component*/, Transition, Outcome, std::string_view) noexcept {}
+inline void note(const Indirect* c, Transition x, Outcome o, std::string_view message) { c->note(x, o, message); }
+
+/// How an error message names a component: its `name()`, if it has one (null: its role).
+using NameOf = std::string_view (*)(const void*);
 
 // ---- errors of one step -----------------------------------------------------------------
 
@@ -1126,160 +1101,183 @@ struct Indirect {
   throw ProvisioningError("stackup: cannot resume " + std::string(role) + " '" + std::string(name) +
                           "': nothing is provisioned; provision it first (provision() or up())");
 }
-// The errors of the component that `a` reaches. They take the access by value and
-// find role and name out of line, so the quiet path keeps nothing in memory for
-// them; the texts are built once for all components.
-template <class A> [[noreturn]] STACKUP_COLD void not_provisioned(A a, const Run& r) {
-  not_provisioned(r.roles[a.k], a.name(r));
+// The errors of component k (at `c`), found out of line so that the inlined
+// steps keep nothing in memory for them; one body for every component type. The
+// first three parameters are those of a DynamicStack's quiet step, in its order.
+[[noreturn]] STACKUP_COLD inline void not_provisioned(const void* c, const Run& r, std::size_t k, NameOf name) {
+  not_provisioned(r.roles[k], name ? name(c) : r.roles[k]);
 }
-template <class A> [[noreturn]] STACKUP_COLD void lacks(A a, const Run& r, Transition t, std::string_view advice) {
-  not_implemented(r.roles[a.k], a.name(r), t, advice);
+[[noreturn]] STACKUP_COLD inline void lacks(const void* c, const Run& r, std::size_t k, NameOf name, Transition t,
+                                            std::string_view advice) {
+  not_implemented(r.roles[k], name ? name(c) : r.roles[k], t, advice);
 }
 
 // ---- the rules of one step (DESIGN §3), written once ------------------------------------
 
-/// Does `x` when the component has it; otherwise reports it not implemented.
-template <Transition X, class A> STACKUP_ALWAYS_INLINE Did perform(A& a, std::string_view absent, bool undo = false) {
-  if (a.template has<X>()) return a.template act<X>(undo);
-  a.note(X, Outcome::not_implemented, absent);
-  return Did::not_implemented;
-}
+/// What a step does when an action it needs is missing: skip it (a dependent, or
+/// the whole stack) or report an error (the target of a per-component down).
+enum class Missing : unsigned char { skip, error };
+/// Whether a resume step reports a component that is already running (not when
+/// it follows the provision of a per-component up).
+enum class Running : unsigned char { report, quiet };
+/// Where a failure of a provision or resume step is caught: in the step, or by
+/// the walk that called it (DynamicStack's quiet walk: one handler per walk keeps
+/// its steps smaller and faster).
+enum class Catch : unsigned char { in_step, by_walk };
 
-template <class A> STACKUP_ALWAYS_INLINE void provision_step(A& a, Run& r) {
-  // The action on the straight path, as compilers lay out the hand-written
-  // `if (!c.is_provisioned()) c.provision();`.
-  if (!a.is_provisioned()) [[likely]] {
-    if (perform<Transition::provision>(a, "provision not implemented") == Did::done)
-      return a.record(Transition::provision);
-    lacks(a, r, Transition::provision, "it is not provisioned and cannot provision itself");
-  }
-}
 
-template <class A> STACKUP_ALWAYS_INLINE void resume_step(A& a, Run& r, bool announce_running) {
-  if (!a.is_running()) [[likely]] {
-    if (!a.is_provisioned()) not_provisioned(a, r);
-    if (perform<Transition::resume>(a, "resume not implemented") == Did::done) return a.record(Transition::resume);
-    lacks(a, r, Transition::resume, "it is provisioned but not running and cannot start itself");
-  } else if (announce_running) {
-    a.note(Transition::resume, Outcome::already_done, "already running");
-  }
-}
-
-template <class A> STACKUP_ALWAYS_INLINE void suspend_step(A& a, Run& r, Missing missing) {
-  try {
-    if (!a.is_running()) return a.note(Transition::suspend, Outcome::already_done, "not running");
-    const Did did = perform<Transition::suspend>(a, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
-                                                     : "suspend not implemented");
-    if (did == Did::done || missing == Missing::skip) return;
-    lacks(a, r, Transition::suspend, "use down with force (--force) to deprovision it instead");
-  } catch (...) {
-    r.fail(a.k, Transition::suspend);
-  }
-}
-
-template <class A> STACKUP_ALWAYS_INLINE void deprovision_step(A& a, Run& r) {
-  try {
-    if (!a.is_provisioned()) return a.note(Transition::deprovision, Outcome::already_done, "not provisioned");
-    perform<Transition::deprovision>(a, "deprovision not implemented");
-  } catch (...) {
-    r.fail(a.k, Transition::deprovision);
-  }
-}
-
-// Force down of one component: stop it if it runs and can, then deprovision it;
-// a failed suspend still gets its deprovision attempt.
-template <class A> STACKUP_ALWAYS_INLINE void force_step(A& a, Run& r, Missing missing) {
-  bool running = false;
-  try {
-    running = a.is_running();
-    if (running) [[likely]] // as for provision: the action on the straight path
-      perform<Transition::suspend>(a, a.template has<Transition::deprovision>() ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
-  } catch (...) {
-    r.fail(a.k, Transition::suspend);
-  }
-  try {
-    if (a.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
-      if (perform<Transition::deprovision>(a, "deprovision not implemented") == Did::done || missing == Missing::skip)
-        return;
-      lacks(a, r, Transition::deprovision, "it cannot be removed");
-    } else if (!running) {
-      a.note(Transition::deprovision, Outcome::already_done, "already deprovisioned");
+/// Does action X of `c` when it has it: Did::done, or Did::not_implemented when it
+/// lacks X or throws NotImplementedError (reported as an event, with `absent`).
+template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view absent, bool undo = false) {
+  if constexpr (stand_in<C>) {
+    if (c.has(X)) return c.act(X, undo);
+    c.note(X, Outcome::not_implemented, absent);
+    return Did::not_implemented;
+  } else if constexpr (has_action<C, X>) {
+    try {
+      if constexpr (X == Transition::provision) c.provision();
+      else if constexpr (X == Transition::resume) c.resume();
+      else if constexpr (X == Transition::suspend) c.suspend();
+      else c.deprovision();
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
     }
-  } catch (...) {
-    r.fail(a.k, Transition::deprovision);
+    return Did::done;
+  } else {
+    return Did::not_implemented;
   }
 }
-
-// Undoes what an up did to one component (rollback): resumed → suspend, provisioned → deprovision.
-template <Transition Done, class A> void undo_step(A& a, Run& r) {
-  constexpr bool resumed = Done == Transition::resume;
-  constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
-  try {
-    if (perform<x>(a, "cannot undo", true) == Did::done) return;
-    lacks(a, r, x, resumed ? "it was left running" : "it was left provisioned");
-  } catch (...) {
-    r.fail(a.k, x, true);
-  }
+template <class C> std::string_view name_ptr_of(const void* o) { return name_of(*static_cast<const C*>(o)); }
+template <class C> constexpr auto name_entry() {
+  if constexpr (has_name<C>) return &name_ptr_of<C>;
+  else return static_cast<std::string_view (*)(const void*)>(nullptr);
 }
+/// How error messages name a C.
+template <class C> inline constexpr NameOf name_of_type = name_entry<C>();
+template <> inline constexpr NameOf name_of_type<Indirect> = [](const void* c) {
+  return static_cast<const Indirect*>(c)->t.name(static_cast<const Indirect*>(c)->k);
+};
 
-/// One component's part of phase P. Never throws: failures go to `r`. Returns
-/// false when the phase must stop (a failure of up). The phase is a template
-/// argument so that each instantiation holds only its own phase's code.
-template <Phase P, class A> STACKUP_ALWAYS_INLINE bool step(A& a, Run& r) {
+/// Component k's part of phase P, reaching it through `c` (the component or a
+/// stand-in); `marks` is the operation's record (a local of the caller: no reload
+/// after the component's own stores). Never throws: failures go to `r`. Returns
+/// false when the phase must stop (a failure of up). With Catch::by_walk, a
+/// provision or resume step leaves its failure to the caller.
+template <Phase P, Catch Where = Catch::in_step, class C, class K>
+STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing missing = Missing::skip,
+                                Running running = Running::report) {
   if constexpr (P == Phase::provision) {
     try {
-      provision_step(a, r);
+      // The action on the straight path, as compilers lay out the hand-written
+      // `if (!c.is_provisioned()) c.provision();`.
+      if (!c.is_provisioned()) [[likely]] {
+        if (perform<Transition::provision>(c, "provision not implemented") != Did::done)
+          lacks(&c, r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
+        marks[k] |= did_provision;
+      }
       return true;
     } catch (...) {
-      r.fail(a.k, Transition::provision);
+      if constexpr (Where == Catch::by_walk) throw;
+      r.fail(k, Transition::provision);
       return false;
     }
   } else if constexpr (P == Phase::resume) {
     try {
-      resume_step(a, r, true);
+      if (!c.is_running()) [[likely]] {
+        if (!c.is_provisioned()) not_provisioned(&c, r, k, name_of_type<C>);
+        if (perform<Transition::resume>(c, "resume not implemented") != Did::done)
+          lacks(&c, r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
+        marks[k] |= did_resume;
+      } else if (running == Running::report) {
+        note(&c, Transition::resume, Outcome::already_done, "already running");
+      }
       return true;
     } catch (...) {
-      r.fail(a.k, Transition::resume);
+      if constexpr (Where == Catch::by_walk) throw;
+      r.fail(k, Transition::resume);
       return false;
     }
   } else if constexpr (P == Phase::up_one) {
-    Transition t = Transition::resume;
     try {
-      if (a.is_running()) {
-        a.note(Transition::resume, Outcome::already_done, "already running");
+      if (c.is_running()) {
+        note(&c, Transition::resume, Outcome::already_done, "already running");
         return true;
       }
-      t = Transition::provision;
-      provision_step(a, r);
-      t = Transition::resume;
-      resume_step(a, r, false);
-      return true;
     } catch (...) {
-      r.fail(a.k, t);
+      r.fail(k, Transition::resume);
       return false;
     }
+    return step<Phase::provision>(c, k, r, marks) && step<Phase::resume>(c, k, r, marks, missing, Running::quiet);
   } else if constexpr (P == Phase::suspend) {
-    suspend_step(a, r, Missing::skip);
+    try {
+      if (!c.is_running()) {
+        note(&c, Transition::suspend, Outcome::already_done, "not running");
+      } else if (perform<Transition::suspend>(c, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
+                                                                          : "suspend not implemented") != Did::done &&
+                 missing == Missing::error) {
+        lacks(&c, r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
+      }
+    } catch (...) {
+      r.fail(k, Transition::suspend);
+    }
     return true;
   } else if constexpr (P == Phase::deprovision) {
-    deprovision_step(a, r);
+    try {
+      if (!c.is_provisioned()) note(&c, Transition::deprovision, Outcome::already_done, "not provisioned");
+      else perform<Transition::deprovision>(c, "deprovision not implemented");
+    } catch (...) {
+      r.fail(k, Transition::deprovision);
+    }
     return true;
-  } else {
-    force_step(a, r, Missing::skip);
+  } else { // force: stop it if it runs and can, then deprovision it; a failed suspend still gets its deprovision attempt
+    bool was_running = false;
+    try {
+      was_running = c.is_running();
+      if (was_running) [[likely]] { // as for provision: the action on the straight path
+        bool deprovisions = has_deprovision<C>;
+        if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
+        perform<Transition::suspend>(c, deprovisions ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+      }
+    } catch (...) {
+      r.fail(k, Transition::suspend);
+    }
+    try {
+      if (c.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
+        if (perform<Transition::deprovision>(c, "deprovision not implemented") != Did::done && missing == Missing::error)
+          lacks(&c, r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
+      } else if (!was_running) {
+        note(&c, Transition::deprovision, Outcome::already_done, "already deprovisioned");
+      }
+    } catch (...) {
+      r.fail(k, Transition::deprovision);
+    }
     return true;
   }
 }
 /// step<P> for a phase known at run time (the engine's own walks).
-template <class A> bool step(Phase p, A& a, Run& r) {
+inline bool step(Phase p, Indirect& c, Run& r) {
+  unsigned char* const marks = r.marks.data();
   switch (p) {
-  case Phase::provision: return step<Phase::provision>(a, r);
-  case Phase::resume: return step<Phase::resume>(a, r);
-  case Phase::up_one: return step<Phase::up_one>(a, r);
-  case Phase::suspend: return step<Phase::suspend>(a, r);
-  case Phase::deprovision: return step<Phase::deprovision>(a, r);
-  case Phase::force: return step<Phase::force>(a, r);
+  case Phase::provision: return step<Phase::provision>(c, c.k, r, marks);
+  case Phase::resume: return step<Phase::resume>(c, c.k, r, marks);
+  case Phase::up_one: return step<Phase::up_one>(c, c.k, r, marks);
+  case Phase::suspend: return step<Phase::suspend>(c, c.k, r, marks);
+  case Phase::deprovision: return step<Phase::deprovision>(c, c.k, r, marks);
+  case Phase::force: return step<Phase::force>(c, c.k, r, marks);
   }
   return true;
+}
+
+// Undoes what an up did to one component (rollback): resumed → suspend, provisioned → deprovision.
+template <Transition Done> void undo_step(Indirect& c, Run& r) {
+  constexpr bool resumed = Done == Transition::resume;
+  constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
+  try {
+    if (perform<x>(c, "cannot undo", true) == Did::done) return;
+    lacks(&c, r, c.k, name_of_type<Indirect>, x, resumed ? "it was left running" : "it was left provisioned");
+  } catch (...) {
+    r.fail(c.k, x, true);
+  }
 }
 
 inline constexpr bool reversed(Phase p) noexcept {
@@ -1324,60 +1322,29 @@ STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::
 
 // ---- Ops of a type ---------------------------------------------------------------------
 
-/// A component reached through its type's Ops, without events: the quiet steps of
-/// Stack<Cs...>'s primitives (its up and down inline their own steps, so its types
-/// get no quiet steps compiled for them).
-struct ViaOps {
-  const Slot& s;
-  std::size_t k;
-  unsigned char* marks;
-  [[nodiscard]] bool is_provisioned() const { return s.ops->is_provisioned(s.object); }
-  [[nodiscard]] bool is_running() const { return s.ops->is_running(s.object); }
-  template <Transition X> [[nodiscard]] bool has() const { return s.ops->action[static_cast<int>(X)] != nullptr; }
-  template <Transition X> Did act(bool /*undo*/ = false) {
-    try {
-      s.ops->action[static_cast<int>(X)](s.object);
-    } catch (const NotImplementedError&) {
-      return Did::not_implemented;
-    }
-    return Did::done;
-  }
-  void note(Transition, Outcome, std::string_view) const noexcept {}
-  void record(Transition t) { marks[k] |= t == Transition::provision ? did_provision : did_resume; }
-  [[nodiscard]] std::string_view name(const Run& r) const { return s.ops->name ? s.ops->name(s.object) : r.roles[k]; }
-};
-
-// A quiet step: provision and resume leave their exception to the caller's walk
-// (one handler per walk, not one per step); the others catch.
-template <Phase P, class A> bool quiet_step_of(A& a, Run& r) {
-  if constexpr (P == Phase::provision) provision_step(a, r);
-  else if constexpr (P == Phase::resume) resume_step(a, r, true);
-  else return step<P>(a, r);
-  return true;
-}
 /// The quiet step of a DynamicStack's component of type C, inlined for that type.
 template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
-  Direct<C> a{*static_cast<C*>(object), k, r.marks.data()};
-  return quiet_step_of<P>(a, r);
-}
-/// The quiet step of Stack<Cs...>'s components, one for every type: `slot` is the
-/// component's Slot (see via_ops).
-template <Phase P> bool quiet_step_via_ops(void* slot, Run& r, std::size_t k) {
-  ViaOps a{*static_cast<const Slot*>(slot), k, r.marks.data()};
-  return quiet_step_of<P>(a, r);
-}
-template <class C, Transition T> constexpr void (*action_ptr())(void*) {
-  if constexpr (has_action<C, T>) return &action_of<C, T>;
-  else return nullptr;
+  return step<P, Catch::by_walk>(*static_cast<C*>(object), k, r, r.marks.data());
 }
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
 };
 // The entries of ops_of<C>: plain function templates (a lambda costs the
 // compiler two functions, its call operator and its conversion).
-template <class C> bool provisioned_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_provisioned()); }
-template <class C> bool running_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_running()); }
-template <class C> std::string_view name_ptr_of(const void* o) { return name_of(*static_cast<const C*>(o)); }
+// One function per type for its queries and actions: a compiler's cost is per
+// function as much as per line.
+template <class C> bool call_of(void* o, Call what) {
+  C& c = *static_cast<C*>(o);
+  switch (what) {
+  case Call::is_provisioned: return static_cast<bool>(std::as_const(c).is_provisioned());
+  case Call::is_running: return static_cast<bool>(std::as_const(c).is_running());
+  case Call::provision: if constexpr (has_provision<C>) c.provision(); break;
+  case Call::resume: if constexpr (has_resume<C>) c.resume(); break;
+  case Call::suspend: if constexpr (has_suspend<C>) c.suspend(); break;
+  case Call::deprovision: if constexpr (has_deprovision<C>) c.deprovision(); break;
+  }
+  return true;
+}
 template <class C> std::string detail_of(const void* o) { return std::string(static_cast<const C*>(o)->detail()); }
 template <class C> std::string log_file_of(const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); }
 template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
@@ -1388,10 +1355,6 @@ template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*,
 template <class C, bool Dynamic> constexpr void (*destroy_entry())(void*) {
   if constexpr (Dynamic) return &destroy_of<C>;
   else return nullptr;
-}
-template <class C> constexpr auto name_entry() {
-  if constexpr (has_name<C>) return &name_ptr_of<C>;
-  else return static_cast<std::string_view (*)(const void*)>(nullptr);
 }
 template <class C> constexpr auto detail_entry() {
   if constexpr (has_detail<C>) return &detail_of<C>;
@@ -1404,14 +1367,12 @@ template <class C> constexpr auto log_file_entry() {
 
 /// The Ops of type C. For a DynamicStack (an AnyComponent), with C's own quiet
 /// steps and destroy; for Stack<Cs...> without them (they are most of the code
-/// compiled per type): its up and down inline their own steps, and its
-/// primitives' quiet path goes through via_ops.
+/// compiled per type): its up and down inline their own steps, and its other
+/// operations take the engine's walk().
 template <class C, bool Dynamic = true>
 inline constexpr Ops ops_of{
-    &provisioned_of<C>,
-    &running_of<C>,
-    {action_ptr<C, Transition::provision>(), action_ptr<C, Transition::resume>(), action_ptr<C, Transition::suspend>(),
-     action_ptr<C, Transition::deprovision>()},
+    &call_of<C>,
+    actions_of<C>,
     {quiet_entry<C, Dynamic, Phase::provision>(), quiet_entry<C, Dynamic, Phase::resume>(),
      quiet_entry<C, Dynamic, Phase::up_one>(), quiet_entry<C, Dynamic, Phase::suspend>(),
      quiet_entry<C, Dynamic, Phase::deprovision>(), quiet_entry<C, Dynamic, Phase::force>()},
@@ -1421,16 +1382,6 @@ inline constexpr Ops ops_of{
     destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
-};
-
-/// The Ops of Stack<Cs...>'s action-order slots, whose object is the component's
-/// Slot: only the quiet steps, shared by every type (the quiet path of its
-/// primitives; its up and down inline their own steps).
-inline constexpr Ops via_ops{
-    nullptr, nullptr, {},
-    {&quiet_step_via_ops<Phase::provision>, &quiet_step_via_ops<Phase::resume>, &quiet_step_via_ops<Phase::up_one>,
-     &quiet_step_via_ops<Phase::suspend>, &quiet_step_via_ops<Phase::deprovision>, &quiet_step_via_ops<Phase::force>},
-    nullptr, nullptr, nullptr, nullptr, {}, nullptr,
 };
 
 /// How cli::run and the stacks' friends reach a stack's Table: both kinds of
@@ -1449,12 +1400,12 @@ inline bool (*parallel_phase)(const Table&, Run&, Phase, unsigned char scope, st
               "(the umbrella header <stackup/stackup.hpp> includes it)");
 }
 
-template <class It> bool quiet_walk(It first, It last, Run& r, Phase p) {
+template <class It> STACKUP_ALWAYS_INLINE bool quiet_walk(It first, It last, Run& r, Phase p) {
   const auto q = static_cast<int>(p);
   try {
     for (; first != last; ++first)
       if (!first->ops->quiet[q](first->object, r, first->index)) return false;
-  } catch (...) { // only provision and resume throw
+  } catch (...) { // only provision and resume throw (Catch::by_walk)
     r.fail(first->index, p == Phase::provision ? Transition::provision : Transition::resume);
     return false;
   }
@@ -1492,7 +1443,7 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
     if (!parallel_phase) no_scheduler();
     return parallel_phase(t, r, p, scope, max_threads);
   }
-  if (!t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
+  if (!t.ordered.empty() && !t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
     return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
                        : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
   return walk(t, r, p, scope);
@@ -1586,8 +1537,8 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
     raise(t, r, "down");
   }
   Indirect a{t, k};
-  if (o.force) force_step(a, r, Missing::error);
-  else suspend_step(a, r, Missing::error);
+  if (o.force) step<Phase::force>(a, k, r, r.marks.data(), Missing::error);
+  else step<Phase::suspend>(a, k, r, r.marks.data(), Missing::error);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
@@ -1910,19 +1861,15 @@ private:
 
   // The stack as the engine sees it; built only off the quiet path.
   struct View {
-    std::array<detail::Slot, size> slots, ordered;
+    std::array<detail::Slot, size> slots;
     std::array<unsigned char, size> own_marks{};
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
             return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
-          table{s.name_, slots, ordered, roles, order, plan_.first, plan_.dep, &s.events_,
-                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {
-      // The quiet path walks `ordered`; its types have no quiet steps of their own
-      // (ops_of<C, false>), so it reaches each slot through the shared via_ops.
-      for (std::size_t i = 0; i < size; ++i) ordered[i] = {&slots[order[i]], &detail::via_ops, order[i]};
-    }
+          table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_,
+                marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}
     View(const View&) = delete;
     View& operator=(const View&) = delete;
   };
@@ -1941,13 +1888,12 @@ private:
   template <detail::Phase P, bool Reverse, std::size_t... I>
   STACKUP_ALWAYS_INLINE bool quiet(detail::Run& r, std::index_sequence<I...>) {
     unsigned char* const marks = r.marks.data(); // read once: the components' stores could alias it
-    return (quiet_at<P, order[Reverse ? size - 1 - I : I]>(r, marks) && ...);
+    return (detail::step<P>(detail::held<at(Reverse, I)>(storage_), std::integral_constant<std::size_t, at(Reverse, I)>{},
+                            r, marks) &&
+            ...);
   }
-  template <detail::Phase P, std::size_t K> STACKUP_ALWAYS_INLINE bool quiet_at(detail::Run& r, unsigned char* marks) {
-    auto& c = detail::held<K>(storage_);
-    detail::Direct<std::remove_reference_t<decltype(c)>, std::integral_constant<std::size_t, K>> a{c, {}, marks};
-    return detail::step<P>(a, r);
-  }
+  // The component at position i of the action order, or of its reverse.
+  static constexpr std::size_t at(bool reverse, std::size_t i) { return order[reverse ? size - 1 - i : i]; }
 
   std::string name_;
   Storage storage_;
@@ -2052,12 +1998,12 @@ public:
     return is_provisioned() ? State::suspended : State::deprovisioned;
   }
   /// The wrapped `is_provisioned()`.
-  [[nodiscard]] bool is_provisioned() const { return ops().is_provisioned(object_); }
+  [[nodiscard]] bool is_provisioned() const { return ops().call(object_, detail::Call::is_provisioned); }
   /// The wrapped `is_running()`.
-  [[nodiscard]] bool is_running() const { return ops().is_running(object_); }
+  [[nodiscard]] bool is_running() const { return ops().call(object_, detail::Call::is_running); }
   /// Whether the wrapped type has that action (it may still refuse at run time
   /// by throwing NotImplementedError).
-  [[nodiscard]] bool has(Transition t) const { return ops().action[static_cast<int>(t)] != nullptr; }
+  [[nodiscard]] bool has(Transition t) const { return (ops().actions & detail::action_bit(t)) != 0; }
 
   /// The wrapped action; NotImplementedError when the type lacks it.
   void provision() { act(Transition::provision); }
@@ -2082,11 +2028,10 @@ private:
     return *ops_;
   }
   void act(Transition t) {
-    void (*const action)(void*) = ops().action[static_cast<int>(t)];
-    if (!action)
+    if (!has(t))
       throw NotImplementedError("stackup: " + role_ + " '" + std::string(name()) + "' does not implement " +
                                 std::string(to_string(t)) + "()");
-    action(object_);
+    ops_->call(object_, static_cast<detail::Call>(t));
   }
   void reset() noexcept {
     if (object_) ops_->destroy(object_);
