@@ -381,6 +381,28 @@ TEST_CASE_TEMPLATE("stop: a token already requested: up and down act on nothing"
   CHECK(states(s) == std::vector{State::running, State::running, State::running});
 }
 
+TEST_CASE_TEMPLATE("stop: a stack that never had an observer takes a token, one that can stop or not", K, kinds::Typed,
+                   kinds::Dynamic) {
+  // Off the quiet path, the walk that checks the token comes with the token.
+  Control control;
+  auto s = chain<K>(control);
+  const std::stop_token never;
+  s.up({.stop = &never});
+  CHECK(states(s) == std::vector{State::running, State::running, State::running});
+  s.down({.force = true, .stop = &never});
+  CHECK(states(s) == std::vector{State::deprovisioned, State::deprovisioned, State::deprovisioned});
+  std::stop_source source;
+  const std::stop_token token = source.get_token();
+  s.up({.stop = &token});
+  CHECK(states(s) == std::vector{State::running, State::running, State::running});
+  s.down({.stop = &token});
+  CHECK(states(s) == std::vector{State::suspended, State::suspended, State::suspended});
+  CHECK(control.calls == Calls{"provision a", "provision b", "provision c", "resume a", "resume b", "resume c",
+                               "suspend c", "deprovision c", "suspend b", "deprovision b", "suspend a",
+                               "deprovision a", "provision a", "provision b", "provision c", "resume a", "resume b",
+                               "resume c", "suspend c", "suspend b", "suspend a"});
+}
+
 // ---- down ------------------------------------------------------------------------------
 
 TEST_CASE_TEMPLATE("stop: down finishes the suspend in flight, leaves the rest as it was and names it", K,

@@ -119,6 +119,7 @@ struct Run {
   Lock* guard = nullptr;          // set while steps run on several threads
   FailedRecord failed;            // null while nothing failed
   const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
+  Walk walk = nullptr;                // the walk off the quiet path, if the caller or its token brought one
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
@@ -215,6 +216,7 @@ inline thread_local const Reporting* reporting = nullptr;
 
 struct Events {
   Observer observer;
+  Walk walk = nullptr;   // the walk that reports to observers: set (and kept) by set()
   Lock* guard = nullptr; // set while a phase runs in parallel: events are serialised
   bool replaced = false; // the observer called on_event(): `pending` takes over when it returns
   Observer pending;
@@ -222,6 +224,7 @@ struct Events {
   /// on_event(): the observer's own replacement waits for it to return (the
   /// running function must not be destroyed under its feet).
   void set(Observer o) {
+    walk = &detail::walk<>;
     if (reporting && reporting->on(this)) { // called by its observer: this thread holds the guard already
       pending = std::move(o);
       replaced = true;
@@ -642,7 +645,7 @@ template <class It> STACKUP_ALWAYS_INLINE bool quiet_walk(It first, It last, Run
 }
 
 /// run_phase off the quiet path: with an observer, a scope, or a stop token.
-[[gnu::noinline]] inline bool walk(const Table& t, Run& r, Phase p, unsigned char scope) {
+template <class> [[gnu::noinline]] bool walk(const Table& t, Run& r, Phase p, unsigned char scope) {
   const std::size_t n = t.size();
   const bool reverse = reversed(p);
   const StopScope stop_scope(r, p);
@@ -663,19 +666,25 @@ template <class It> STACKUP_ALWAYS_INLINE bool quiet_walk(It first, It last, Run
   return true;
 }
 
+struct StopAccess {
+  static Walk walk(const StopTokenRef& stop) noexcept { return stop.walk_; }
+};
+
 /// Runs the phase's step for every component in scope (scope 0: all), in
 /// (reverse) action order, stopping at the first step that returns false. On the
 /// quiet path the observer is tested once per phase: one set by a component's
-/// own action takes effect from the next phase.
+/// own action takes effect from the next phase. Off it, the operation's walk
+/// (see start()), else the observer's.
 inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads) {
   if (parallel) {
     if (!parallel_phase) no_scheduler();
     return parallel_phase(t, r, p, scope, max_threads);
   }
-  if (!t.ordered.empty() && !t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
+  const bool observed = static_cast<bool>(t.events->observer);
+  if (!observed && !r.stop && scope == 0 && t.ordered.size() == t.size()) // the quiet path: one indirect call per step
     return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
                        : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
-  return walk(t, r, p, scope);
+  return (r.walk ? r.walk : t.events->walk)(t, r, p, scope);
 }
 
 // ---- failures -----------------------------------------------------------------------------
@@ -726,16 +735,23 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
+/// The Run of an operation. Its walk off the quiet path is `walk` if given (the
+/// operations that always take it, and a stack without quiet steps that cannot
+/// count on one being brought), else the stop token's, if one is passed (even one
+/// that cannot stop), else the observer's: whatever took the operation off the
+/// quiet path compiled it (a stack that ever had an observer keeps its walk).
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr, Walk walk = nullptr) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
-  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
+  if (!walk && stop && *stop) walk = StopAccess::walk(*stop);
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr, walk};
 }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
-inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+/// `walk`: see start().
+inline void up(const Table& t, const UpOptions& o, Walk walk = nullptr) {
+  Run r = start(t, Record::marks, &o.stop, walk);
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -743,22 +759,22 @@ inline void up(const Table& t, const UpOptions& o) {
 }
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
-inline void down(const Table& t, const DownOptions& o) {
-  Run r = start(t, Record::nothing, &o.stop);
+inline void down(const Table& t, const DownOptions& o, Walk walk = nullptr) {
+  Run r = start(t, Record::nothing, &o.stop, walk);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+  Run r = start(t, Record::marks, &o.stop, &detail::walk<>);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+  Run r = start(t, Record::marks, &o.stop, &detail::walk<>);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
@@ -774,7 +790,7 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// ZenML's provision() / resume(): NotImplementedError and ProvisioningError as
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
-  Run r = start(t, Record::marks);
+  Run r = start(t, Record::marks, nullptr, &detail::walk<>);
   if (run_phase(t, r, p, 0, false, 0)) return;
   try {
     std::rethrow_exception(r.failed->cause);
@@ -789,7 +805,7 @@ inline void primitive(const Table& t, Phase p) {
 
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
-  Run r = start(t, Record::nothing);
+  Run r = start(t, Record::nothing, nullptr, &detail::walk<>);
   run_phase(t, r, p, 0, false, 0);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
