@@ -38,14 +38,14 @@ public:
       { t.stop_possible() } -> std::convertible_to<bool>;
     }
   StopTokenRef(const Token* token) noexcept // NOLINT: implicit by design (`.stop = &token`)
-      : token_(token), query_(token ? &query<Token> : nullptr), walk_(token ? &detail::walk<> : nullptr) {}
+      : token_(token), type_(token ? &type_of<Token> : nullptr) {}
 
   /// A token is held.
   explicit operator bool() const noexcept { return token_ != nullptr; }
   /// A token is held and a stop was requested on it.
-  [[nodiscard]] bool stop_requested() const noexcept { return token_ && query_(token_, true); }
+  [[nodiscard]] bool stop_requested() const noexcept { return token_ && type_->query(token_, true); }
   /// A token is held and a stop can still be requested on it.
-  [[nodiscard]] bool stop_possible() const noexcept { return token_ && query_(token_, false); }
+  [[nodiscard]] bool stop_possible() const noexcept { return token_ && type_->query(token_, false); }
 
 private:
   friend struct detail::StopAccess;
@@ -53,9 +53,14 @@ private:
     const Token& token = *static_cast<const Token*>(t);
     return requested ? static_cast<bool>(token.stop_requested()) : static_cast<bool>(token.stop_possible());
   }
+  // What is known of a token type: kept apart so that an empty StopTokenRef stays two null words.
+  struct Type {
+    bool (*query)(const void*, bool) noexcept;
+    detail::Walk walk; // the engine's walk, which checks the token
+  };
+  template <class Token> static constexpr Type type_of{&query<Token>, &detail::walk<>};
   const void* token_ = nullptr;
-  bool (*query_)(const void*, bool) noexcept = nullptr;
-  detail::Walk walk_ = nullptr; // the walk that checks the token
+  const Type* type_ = nullptr;
 };
 
 /// Options of `up`. Members in this order, for designated initialisers.

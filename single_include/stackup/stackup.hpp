@@ -467,14 +467,14 @@ public:
       { t.stop_possible() } -> std::convertible_to<bool>;
     }
   StopTokenRef(const Token* token) noexcept // NOLINT: implicit by design (`.stop = &token`)
-      : token_(token), query_(token ? &query<Token> : nullptr), walk_(token ? &detail::walk<> : nullptr) {}
+      : token_(token), type_(token ? &type_of<Token> : nullptr) {}
 
   /// A token is held.
   explicit operator bool() const noexcept { return token_ != nullptr; }
   /// A token is held and a stop was requested on it.
-  [[nodiscard]] bool stop_requested() const noexcept { return token_ && query_(token_, true); }
+  [[nodiscard]] bool stop_requested() const noexcept { return token_ && type_->query(token_, true); }
   /// A token is held and a stop can still be requested on it.
-  [[nodiscard]] bool stop_possible() const noexcept { return token_ && query_(token_, false); }
+  [[nodiscard]] bool stop_possible() const noexcept { return token_ && type_->query(token_, false); }
 
 private:
   friend struct detail::StopAccess;
@@ -482,9 +482,14 @@ private:
     const Token& token = *static_cast<const Token*>(t);
     return requested ? static_cast<bool>(token.stop_requested()) : static_cast<bool>(token.stop_possible());
   }
+  // What is known of a token type: kept apart so that an empty StopTokenRef stays two null words.
+  struct Type {
+    bool (*query)(const void*, bool) noexcept;
+    detail::Walk walk; // the engine's walk, which checks the token
+  };
+  template <class Token> static constexpr Type type_of{&query<Token>, &detail::walk<>};
   const void* token_ = nullptr;
-  bool (*query_)(const void*, bool) noexcept = nullptr;
-  detail::Walk walk_ = nullptr; // the walk that checks the token
+  const Type* type_ = nullptr;
 };
 
 /// Options of `up`. Members in this order, for designated initialisers.
@@ -914,7 +919,6 @@ struct Run {
   Lock* guard = nullptr;          // set while steps run on several threads
   FailedRecord failed;            // null while nothing failed
   const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
-  Walk walk = nullptr;                // the walk off the quiet path, if the caller or its token brought one
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
@@ -1462,15 +1466,16 @@ template <class> [[gnu::noinline]] bool walk(const Table& t, Run& r, Phase p, un
 }
 
 struct StopAccess {
-  static Walk walk(const StopTokenRef& stop) noexcept { return stop.walk_; }
+  static Walk walk(const StopTokenRef& stop) noexcept { return stop.type_ ? stop.type_->walk : nullptr; }
 };
 
 /// Runs the phase's step for every component in scope (scope 0: all), in
 /// (reverse) action order, stopping at the first step that returns false. On the
 /// quiet path the observer is tested once per phase: one set by a component's
-/// own action takes effect from the next phase. Off it, the operation's walk
-/// (see start()), else the observer's.
-inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads) {
+/// own action takes effect from the next phase. Off it, `walk` if given (see
+/// walk_for()), else the observer's.
+inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads,
+                      Walk walk) {
   if (parallel) {
     if (!parallel_phase) no_scheduler();
     return parallel_phase(t, r, p, scope, max_threads);
@@ -1479,7 +1484,7 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
   if (!observed && !r.stop && scope == 0 && t.ordered.size() == t.size()) // the quiet path: one indirect call per step
     return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
                        : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
-  return (r.walk ? r.walk : t.events->walk)(t, r, p, scope);
+  return (walk ? walk : t.events->walk)(t, r, p, scope);
 }
 
 // ---- failures -----------------------------------------------------------------------------
@@ -1530,48 +1535,49 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-/// The Run of an operation. Its walk off the quiet path is `walk` if given (the
-/// operations that always take it, and a stack without quiet steps that cannot
-/// count on one being brought), else the stop token's, if one is passed (even one
-/// that cannot stop), else the observer's: whatever took the operation off the
-/// quiet path compiled it (a stack that ever had an observer keeps its walk).
-inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr, Walk walk = nullptr) {
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
-  if (!walk && stop && *stop) walk = StopAccess::walk(*stop);
-  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr, walk};
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
 }
+/// An operation's walk off the quiet path: `walk` if given (the operations that
+/// always take it, and a stack without quiet steps that cannot count on one being
+/// brought), else the stop token's, if one is passed (even one that cannot stop),
+/// else (null) the observer's: whatever took the operation off the quiet path
+/// compiled it, and a stack that ever had an observer keeps its walk.
+inline Walk walk_for(const StopTokenRef& stop, Walk walk) noexcept { return walk ? walk : StopAccess::walk(stop); }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
-/// `walk`: see start().
+/// `walk`: see walk_for().
 inline void up(const Table& t, const UpOptions& o, Walk walk = nullptr) {
-  Run r = start(t, Record::marks, &o.stop, walk);
-  if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
-      run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
+  Run r = start(t, Record::marks, &o.stop);
+  walk = walk_for(o.stop, walk);
+  if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads, walk) &&
+      run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads, walk))
     return;
   fail_up(t, r, o, Undo::stack);
 }
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o, Walk walk = nullptr) {
-  Run r = start(t, Record::nothing, &o.stop, walk);
-  run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
+  Run r = start(t, Record::nothing, &o.stop);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads, walk_for(o.stop, walk));
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop, &detail::walk<>);
+  Run r = start(t, Record::marks, &o.stop);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
-  if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
+  if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads, &walk<>)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
-  Run r = start(t, Record::marks, &o.stop, &detail::walk<>);
+  Run r = start(t, Record::marks, &o.stop);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
-  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads, &walk<>);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
     raise(t, r, "down");
@@ -1585,8 +1591,8 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// ZenML's provision() / resume(): NotImplementedError and ProvisioningError as
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
-  Run r = start(t, Record::marks, nullptr, &detail::walk<>);
-  if (run_phase(t, r, p, 0, false, 0)) return;
+  Run r = start(t, Record::marks);
+  if (run_phase(t, r, p, 0, false, 0, &walk<>)) return;
   try {
     std::rethrow_exception(r.failed->cause);
   } catch (const NotImplementedError&) {
@@ -1600,8 +1606,8 @@ inline void primitive(const Table& t, Phase p) {
 
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
-  Run r = start(t, Record::nothing, nullptr, &detail::walk<>);
-  run_phase(t, r, p, 0, false, 0);
+  Run r = start(t, Record::nothing);
+  run_phase(t, r, p, 0, false, 0, &walk<>);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
 
