@@ -314,3 +314,72 @@ TEST_CASE("semantics: construction, names and access (DynamicStack)") {
   const auto& cs = s;
   CHECK(cs.get("a").target<Fake<"a">>()->provisioned);
 }
+
+// A component whose namespace offers greedy functions named like the engine's
+// helpers: the engine's calls must not find them (argument-dependent lookup).
+namespace greedy {
+template <class... T> void note(T&&...) { throw std::logic_error("greedy::note called"); }
+template <class... T> void lacks(T&&...) { throw std::logic_error("greedy::lacks called"); }
+template <class... T> void not_provisioned(T&&...) { throw std::logic_error("greedy::not_provisioned called"); }
+template <auto, class... T> int perform(T&&...) { throw std::logic_error("greedy::perform called"); }
+template <auto, class... T> bool step(T&&...) { throw std::logic_error("greedy::step called"); }
+template <class... T> std::string_view name_of(T&&...) { throw std::logic_error("greedy::name_of called"); }
+struct Flag : stackup::StackComponent<Flag> {
+  static constexpr std::string_view role = "flag";
+  bool provisioned = false, running = false;
+  [[nodiscard]] bool is_provisioned() const { return provisioned; }
+  [[nodiscard]] bool is_running() const { return running; }
+  [[nodiscard]] std::string_view name() const { return "the flag"; }
+  void provision() { provisioned = true; }
+  void resume() { running = true; }
+  void suspend() { running = false; }
+  void deprovision() { provisioned = false; }
+};
+// Provisioned, not running, and cannot start: its up fails through lacks().
+struct Stuck : stackup::StackComponent<Stuck> {
+  static constexpr std::string_view role = "stuck";
+  [[nodiscard]] bool is_provisioned() const { return true; }
+  [[nodiscard]] bool is_running() const { return false; }
+};
+} // namespace greedy
+
+TEST_CASE_TEMPLATE("semantics: a component's namespace does not change what the engine calls", K,
+                   kinds::Typed, kinds::Dynamic) {
+  auto flags = [] {
+    if constexpr (std::is_same_v<K, kinds::Typed>) return stackup::Stack<greedy::Flag>{};
+    else return stackup::DynamicStack{"default", [] {
+      std::vector<stackup::AnyComponent> v;
+      v.emplace_back(greedy::Flag{});
+      return v;
+    }()};
+  };
+  for (const bool observed : {false, true}) {
+    CAPTURE(observed);
+    auto s = flags();
+    std::vector<std::string> seen;
+    if (observed) s.on_event([&](const stackup::Event& e) { seen.emplace_back(e.component); });
+    s.up();
+    CHECK(s.is_running());
+    s.down();
+    CHECK(s.is_provisioned());
+    CHECK_FALSE(s.is_running());
+    s.down({.force = true});
+    CHECK_FALSE(s.is_provisioned());
+    if (observed) CHECK(seen == std::vector<std::string>{"the flag", "the flag", "the flag", "the flag", "the flag",
+                                                         "the flag", "the flag", "the flag"});
+  }
+  auto stuck = [] {
+    if constexpr (std::is_same_v<K, kinds::Typed>) return stackup::Stack<greedy::Stuck>{};
+    else return stackup::DynamicStack{"default", [] {
+      std::vector<stackup::AnyComponent> v;
+      v.emplace_back(greedy::Stuck{});
+      return v;
+    }()};
+  }();
+  try {
+    stuck.up();
+    FAIL("up of a component that cannot start succeeded");
+  } catch (const stackup::TransitionError& e) {
+    CHECK(std::string_view(e.what()).find("does not implement resume()") != std::string_view::npos);
+  }
+}

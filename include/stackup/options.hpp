@@ -9,25 +9,11 @@
 
 namespace stackup {
 
-namespace detail {
-struct Table;
-struct Run;
-enum class Phase : unsigned char;
-/// The engine's walk of one phase with events and stop checks (detail/engine.hpp).
-/// A template, so that it is compiled only in files that can need it: where an
-/// observer is set, where a stop token is passed, and by the operations that
-/// always take it; a file that only calls up() and down() does without it.
-template <class = void> bool walk(const Table&, Run&, Phase, unsigned char scope);
-using Walk = bool (*)(const Table&, Run&, Phase, unsigned char scope);
-struct StopAccess;
-} // namespace detail
-
 /// What `UpOptions::stop` and `DownOptions::stop` hold: a pointer to a stop token
 /// (`.stop = &token`: a std::stop_token, or anything with `stop_requested()` and
 /// `stop_possible()`; it must outlive the call), or nothing. The token is reached
 /// through one function per token type, so the core headers need not include
-/// <stop_token> (with it come <atomic>, <semaphore> and the thread support); it
-/// brings the engine's walk that checks it, compiled only where a token is passed.
+/// <stop_token> (with it come <atomic>, <semaphore> and the thread support).
 class StopTokenRef {
 public:
   constexpr StopTokenRef() noexcept = default;
@@ -38,29 +24,22 @@ public:
       { t.stop_possible() } -> std::convertible_to<bool>;
     }
   StopTokenRef(const Token* token) noexcept // NOLINT: implicit by design (`.stop = &token`)
-      : token_(token), type_(token ? &type_of<Token> : nullptr) {}
+      : token_(token), query_(token ? &query<Token> : nullptr) {}
 
   /// A token is held.
   explicit operator bool() const noexcept { return token_ != nullptr; }
   /// A token is held and a stop was requested on it.
-  [[nodiscard]] bool stop_requested() const noexcept { return token_ && type_->query(token_, true); }
+  [[nodiscard]] bool stop_requested() const noexcept { return token_ && query_(token_, true); }
   /// A token is held and a stop can still be requested on it.
-  [[nodiscard]] bool stop_possible() const noexcept { return token_ && type_->query(token_, false); }
+  [[nodiscard]] bool stop_possible() const noexcept { return token_ && query_(token_, false); }
 
 private:
-  friend struct detail::StopAccess;
   template <class Token> static bool query(const void* t, bool requested) noexcept {
     const Token& token = *static_cast<const Token*>(t);
     return requested ? static_cast<bool>(token.stop_requested()) : static_cast<bool>(token.stop_possible());
   }
-  // What is known of a token type: kept apart so that an empty StopTokenRef stays two null words.
-  struct Type {
-    bool (*query)(const void*, bool) noexcept;
-    detail::Walk walk; // the engine's walk, which checks the token
-  };
-  template <class Token> static constexpr Type type_of{&query<Token>, &detail::walk<>};
   const void* token_ = nullptr;
-  const Type* type_ = nullptr;
+  bool (*query_)(const void*, bool) noexcept = nullptr;
 };
 
 /// Options of `up`. Members in this order, for designated initialisers.

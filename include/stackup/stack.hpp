@@ -281,16 +281,9 @@ private:
     detail::fail_up(View(*this, r.marks).table, r, options, detail::Undo::stack);
   }
   [[noreturn]] STACKUP_COLD void raise(detail::Run& r) { detail::raise(View(*this).table, r, "down"); }
-  // With an observer, a stop token or in parallel: the engine's own walk, also
-  // out of line (compiled where the observer or token is set). Without inlined
-  // steps, every up and down: the walk is given.
-#if STACKUP_INLINE_STEPS
-  static constexpr detail::Walk walk_ = nullptr;
-#else
-  static constexpr detail::Walk walk_ = &detail::walk<>;
-#endif
-  [[gnu::noinline]] void engine_up(const UpOptions& options) { detail::up(View(*this).table, options, walk_); }
-  [[gnu::noinline]] void engine_down(const DownOptions& options) { detail::down(View(*this).table, options, walk_); }
+  // With an observer, or in parallel: the engine's own walk, also out of line.
+  [[gnu::noinline]] void engine_up(const UpOptions& options) { detail::up(View(*this).table, options); }
+  [[gnu::noinline]] void engine_down(const DownOptions& options) { detail::down(View(*this).table, options); }
 
   // The quiet path: the steps of one phase, inlined in (reverse) action order,
   // stopping at the first that returns false.

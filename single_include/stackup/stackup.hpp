@@ -438,25 +438,11 @@ template <class T> constexpr std::string_view flavor_of() {
 
 namespace stackup {
 
-namespace detail {
-struct Table;
-struct Run;
-enum class Phase : unsigned char;
-/// The engine's walk of one phase with events and stop checks (detail/engine.hpp).
-/// A template, so that it is compiled only in files that can need it: where an
-/// observer is set, where a stop token is passed, and by the operations that
-/// always take it; a file that only calls up() and down() does without it.
-template <class = void> bool walk(const Table&, Run&, Phase, unsigned char scope);
-using Walk = bool (*)(const Table&, Run&, Phase, unsigned char scope);
-struct StopAccess;
-} // namespace detail
-
 /// What `UpOptions::stop` and `DownOptions::stop` hold: a pointer to a stop token
 /// (`.stop = &token`: a std::stop_token, or anything with `stop_requested()` and
 /// `stop_possible()`; it must outlive the call), or nothing. The token is reached
 /// through one function per token type, so the core headers need not include
-/// <stop_token> (with it come <atomic>, <semaphore> and the thread support); it
-/// brings the engine's walk that checks it, compiled only where a token is passed.
+/// <stop_token> (with it come <atomic>, <semaphore> and the thread support).
 class StopTokenRef {
 public:
   constexpr StopTokenRef() noexcept = default;
@@ -467,29 +453,22 @@ public:
       { t.stop_possible() } -> std::convertible_to<bool>;
     }
   StopTokenRef(const Token* token) noexcept // NOLINT: implicit by design (`.stop = &token`)
-      : token_(token), type_(token ? &type_of<Token> : nullptr) {}
+      : token_(token), query_(token ? &query<Token> : nullptr) {}
 
   /// A token is held.
   explicit operator bool() const noexcept { return token_ != nullptr; }
   /// A token is held and a stop was requested on it.
-  [[nodiscard]] bool stop_requested() const noexcept { return token_ && type_->query(token_, true); }
+  [[nodiscard]] bool stop_requested() const noexcept { return token_ && query_(token_, true); }
   /// A token is held and a stop can still be requested on it.
-  [[nodiscard]] bool stop_possible() const noexcept { return token_ && type_->query(token_, false); }
+  [[nodiscard]] bool stop_possible() const noexcept { return token_ && query_(token_, false); }
 
 private:
-  friend struct detail::StopAccess;
   template <class Token> static bool query(const void* t, bool requested) noexcept {
     const Token& token = *static_cast<const Token*>(t);
     return requested ? static_cast<bool>(token.stop_requested()) : static_cast<bool>(token.stop_possible());
   }
-  // What is known of a token type: kept apart so that an empty StopTokenRef stays two null words.
-  struct Type {
-    bool (*query)(const void*, bool) noexcept;
-    detail::Walk walk; // the engine's walk, which checks the token
-  };
-  template <class Token> static constexpr Type type_of{&query<Token>, &detail::walk<>};
   const void* token_ = nullptr;
-  const Type* type_ = nullptr;
+  bool (*query_)(const void*, bool) noexcept = nullptr;
 };
 
 /// Options of `up`. Members in this order, for designated initialisers.
@@ -935,9 +914,9 @@ struct Run {
 
 // ---- component types, reached at run time ----------------------------------------------
 
-/// What the engine needs of one component type, built once per type.
 /// A query or action of a component, as Ops::call does it.
 enum class Call : unsigned char { provision, resume, suspend, deprovision, is_provisioned, is_running };
+/// What the engine needs of one component type, built once per type.
 struct Ops {
   bool (*call)(void*, Call);                             // a query's answer; an action returns true
   unsigned char actions;                                 // action_bit of each action the type has
@@ -1015,7 +994,6 @@ inline thread_local const Reporting* reporting = nullptr;
 
 struct Events {
   Observer observer;
-  Walk walk = nullptr;   // the walk that reports to observers: set (and kept) by set()
   Lock* guard = nullptr; // set while a phase runs in parallel: events are serialised
   bool replaced = false; // the observer called on_event(): `pending` takes over when it returns
   Observer pending;
@@ -1023,7 +1001,6 @@ struct Events {
   /// on_event(): the observer's own replacement waits for it to return (the
   /// running function must not be destroyed under its feet).
   void set(Observer o) {
-    walk = &detail::walk<>;
     if (reporting && reporting->on(this)) { // called by its observer: this thread holds the guard already
       pending = std::move(o);
       replaced = true;
@@ -1070,8 +1047,9 @@ STACKUP_COLD inline void emit(const Table& t, std::size_t k, Transition x, Outco
 
 // A step acts on the component itself (the quiet paths: its calls are inlined) or
 // on an Indirect, which reaches it through its type's Ops. The rules below are
-// one function per phase with no helper templated on the component: a
-// compiler's cost grows with the number of functions instantiated per type.
+// one function per phase, and the only helper templated on the component is
+// perform<X> (one per action): a compiler's cost at -O2 grows with the number of
+// functions it builds per component type, even those it then inlines.
 
 /// A component reached through its Ops, with its events.
 struct Indirect {
@@ -1178,7 +1156,7 @@ template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::st
     return Did::not_implemented;
   }
 }
-template <class C> std::string_view name_ptr_of(const void* o) { return name_of(*static_cast<const C*>(o)); }
+template <class C> std::string_view name_ptr_of(const void* o) { return detail::name_of(*static_cast<const C*>(o)); }
 template <class C> constexpr auto name_entry() {
   if constexpr (has_name<C>) return &name_ptr_of<C>;
   else return static_cast<std::string_view (*)(const void*)>(nullptr);
@@ -1197,13 +1175,15 @@ template <> inline constexpr NameOf name_of_type<Indirect> = [](const void* c) {
 template <Phase P, Catch Where = Catch::in_step, class C, class K>
 STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing missing = Missing::skip,
                                 Running running = Running::report) {
+  // Calls that take the component are qualified: its namespace (argument-dependent
+  // lookup) must not change what the engine calls.
   if constexpr (P == Phase::provision) {
     try {
       // The action on the straight path, as compilers lay out the hand-written
       // `if (!c.is_provisioned()) c.provision();`.
       if (!c.is_provisioned()) [[likely]] {
-        if (perform<Transition::provision>(c, "provision not implemented") != Did::done)
-          lacks(&c, r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
+        if (detail::perform<Transition::provision>(c, "provision not implemented") != Did::done)
+          detail::lacks(&c, r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
         marks[k] |= did_provision;
       }
       return true;
@@ -1215,12 +1195,12 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::resume) {
     try {
       if (!c.is_running()) [[likely]] {
-        if (!c.is_provisioned()) not_provisioned(&c, r, k, name_of_type<C>);
-        if (perform<Transition::resume>(c, "resume not implemented") != Did::done)
-          lacks(&c, r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
+        if (!c.is_provisioned()) detail::not_provisioned(&c, r, k, name_of_type<C>);
+        if (detail::perform<Transition::resume>(c, "resume not implemented") != Did::done)
+          detail::lacks(&c, r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
         marks[k] |= did_resume;
       } else if (running == Running::report) {
-        note(&c, Transition::resume, Outcome::already_done, "already running");
+        detail::note(&c, Transition::resume, Outcome::already_done, "already running");
       }
       return true;
     } catch (...) {
@@ -1231,22 +1211,22 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::up_one) {
     try {
       if (c.is_running()) {
-        note(&c, Transition::resume, Outcome::already_done, "already running");
+        detail::note(&c, Transition::resume, Outcome::already_done, "already running");
         return true;
       }
     } catch (...) {
       r.fail(k, Transition::resume);
       return false;
     }
-    return step<Phase::provision>(c, k, r, marks) && step<Phase::resume>(c, k, r, marks, missing, Running::quiet);
+    return detail::step<Phase::provision>(c, k, r, marks) && detail::step<Phase::resume>(c, k, r, marks, missing, Running::quiet);
   } else if constexpr (P == Phase::suspend) {
     try {
       if (!c.is_running()) {
-        note(&c, Transition::suspend, Outcome::already_done, "not running");
-      } else if (perform<Transition::suspend>(c, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
+        detail::note(&c, Transition::suspend, Outcome::already_done, "not running");
+      } else if (detail::perform<Transition::suspend>(c, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
                                                                           : "suspend not implemented") != Did::done &&
                  missing == Missing::error) {
-        lacks(&c, r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
+        detail::lacks(&c, r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
@@ -1254,8 +1234,8 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     return true;
   } else if constexpr (P == Phase::deprovision) {
     try {
-      if (!c.is_provisioned()) note(&c, Transition::deprovision, Outcome::already_done, "not provisioned");
-      else perform<Transition::deprovision>(c, "deprovision not implemented");
+      if (!c.is_provisioned()) detail::note(&c, Transition::deprovision, Outcome::already_done, "not provisioned");
+      else detail::perform<Transition::deprovision>(c, "deprovision not implemented");
     } catch (...) {
       r.fail(k, Transition::deprovision);
     }
@@ -1267,17 +1247,17 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
       if (was_running) [[likely]] { // as for provision: the action on the straight path
         bool deprovisions = has_deprovision<C>;
         if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
-        perform<Transition::suspend>(c, deprovisions ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+        detail::perform<Transition::suspend>(c, deprovisions ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
     }
     try {
       if (c.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
-        if (perform<Transition::deprovision>(c, "deprovision not implemented") != Did::done && missing == Missing::error)
-          lacks(&c, r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
+        if (detail::perform<Transition::deprovision>(c, "deprovision not implemented") != Did::done && missing == Missing::error)
+          detail::lacks(&c, r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
       } else if (!was_running) {
-        note(&c, Transition::deprovision, Outcome::already_done, "already deprovisioned");
+        detail::note(&c, Transition::deprovision, Outcome::already_done, "already deprovisioned");
       }
     } catch (...) {
       r.fail(k, Transition::deprovision);
@@ -1355,7 +1335,7 @@ STACKUP_COLD inline bool interrupted(Run& r, std::size_t k, Phase p, const std::
 
 /// The quiet step of a DynamicStack's component of type C, inlined for that type.
 template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k) {
-  return step<P, Catch::by_walk>(*static_cast<C*>(object), k, r, r.marks.data());
+  return detail::step<P, Catch::by_walk>(*static_cast<C*>(object), k, r, r.marks.data());
 }
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
@@ -1443,8 +1423,9 @@ template <class It> STACKUP_ALWAYS_INLINE bool quiet_walk(It first, It last, Run
   return true;
 }
 
-/// run_phase off the quiet path: with an observer, a scope, or a stop token.
-template <class> [[gnu::noinline]] bool walk(const Table& t, Run& r, Phase p, unsigned char scope) {
+/// run_phase off the quiet path: with an observer, a scope or a stop token, and for
+/// Stack<Cs...> (no quiet steps of its own) every phase that is not inlined.
+[[gnu::noinline]] inline bool walk(const Table& t, Run& r, Phase p, unsigned char scope) {
   const std::size_t n = t.size();
   const bool reverse = reversed(p);
   const StopScope stop_scope(r, p);
@@ -1465,26 +1446,19 @@ template <class> [[gnu::noinline]] bool walk(const Table& t, Run& r, Phase p, un
   return true;
 }
 
-struct StopAccess {
-  static Walk walk(const StopTokenRef& stop) noexcept { return stop.type_ ? stop.type_->walk : nullptr; }
-};
-
 /// Runs the phase's step for every component in scope (scope 0: all), in
 /// (reverse) action order, stopping at the first step that returns false. On the
 /// quiet path the observer is tested once per phase: one set by a component's
-/// own action takes effect from the next phase. Off it, `walk` if given (see
-/// walk_for()), else the observer's.
-inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads,
-                      Walk walk) {
+/// own action takes effect from the next phase.
+inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool parallel, std::size_t max_threads) {
   if (parallel) {
     if (!parallel_phase) no_scheduler();
     return parallel_phase(t, r, p, scope, max_threads);
   }
-  const bool observed = static_cast<bool>(t.events->observer);
-  if (!observed && !r.stop && scope == 0 && t.ordered.size() == t.size()) // the quiet path: one indirect call per step
+  if (!t.ordered.empty() && !t.events->observer && scope == 0 && !r.stop) // the quiet path: one indirect call per step
     return reversed(p) ? quiet_walk(t.ordered.rbegin(), t.ordered.rend(), r, p)
                        : quiet_walk(t.ordered.begin(), t.ordered.end(), r, p);
-  return (walk ? walk : t.events->walk)(t, r, p, scope);
+  return walk(t, r, p, scope);
 }
 
 // ---- failures -----------------------------------------------------------------------------
@@ -1541,28 +1515,20 @@ inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullp
     for (auto& m : t.marks) m = 0;
   return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
 }
-/// An operation's walk off the quiet path: `walk` if given (the operations that
-/// always take it, and a stack without quiet steps that cannot count on one being
-/// brought), else the stop token's, if one is passed (even one that cannot stop),
-/// else (null) the observer's: whatever took the operation off the quiet path
-/// compiled it, and a stack that ever had an observer keeps its walk.
-inline Walk walk_for(const StopTokenRef& stop, Walk walk) noexcept { return walk ? walk : StopAccess::walk(stop); }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
-/// `walk`: see walk_for().
-inline void up(const Table& t, const UpOptions& o, Walk walk = nullptr) {
+inline void up(const Table& t, const UpOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  walk = walk_for(o.stop, walk);
-  if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads, walk) &&
-      run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads, walk))
+  if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
+      run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
   fail_up(t, r, o, Undo::stack);
 }
 
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
-inline void down(const Table& t, const DownOptions& o, Walk walk = nullptr) {
+inline void down(const Table& t, const DownOptions& o) {
   Run r = start(t, Record::nothing, &o.stop);
-  run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads, walk_for(o.stop, walk));
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
@@ -1570,14 +1536,14 @@ inline void down(const Table& t, const DownOptions& o, Walk walk = nullptr) {
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
   mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
-  if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads, &walk<>)) fail_up(t, r, o, Undo::per_component);
+  if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
   mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
-  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads, &walk<>);
+  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
     raise(t, r, "down");
@@ -1592,7 +1558,7 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
   Run r = start(t, Record::marks);
-  if (run_phase(t, r, p, 0, false, 0, &walk<>)) return;
+  if (run_phase(t, r, p, 0, false, 0)) return;
   try {
     std::rethrow_exception(r.failed->cause);
   } catch (const NotImplementedError&) {
@@ -1607,7 +1573,7 @@ inline void primitive(const Table& t, Phase p) {
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
   Run r = start(t, Record::nothing);
-  run_phase(t, r, p, 0, false, 0, &walk<>);
+  run_phase(t, r, p, 0, false, 0);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
 
@@ -1924,16 +1890,9 @@ private:
     detail::fail_up(View(*this, r.marks).table, r, options, detail::Undo::stack);
   }
   [[noreturn]] STACKUP_COLD void raise(detail::Run& r) { detail::raise(View(*this).table, r, "down"); }
-  // With an observer, a stop token or in parallel: the engine's own walk, also
-  // out of line (compiled where the observer or token is set). Without inlined
-  // steps, every up and down: the walk is given.
-#if STACKUP_INLINE_STEPS
-  static constexpr detail::Walk walk_ = nullptr;
-#else
-  static constexpr detail::Walk walk_ = &detail::walk<>;
-#endif
-  [[gnu::noinline]] void engine_up(const UpOptions& options) { detail::up(View(*this).table, options, walk_); }
-  [[gnu::noinline]] void engine_down(const DownOptions& options) { detail::down(View(*this).table, options, walk_); }
+  // With an observer, or in parallel: the engine's own walk, also out of line.
+  [[gnu::noinline]] void engine_up(const UpOptions& options) { detail::up(View(*this).table, options); }
+  [[gnu::noinline]] void engine_down(const DownOptions& options) { detail::down(View(*this).table, options); }
 
   // The quiet path: the steps of one phase, inlined in (reverse) action order,
   // stopping at the first that returns false.
