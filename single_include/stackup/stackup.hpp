@@ -2039,9 +2039,7 @@ private:
     return *ops_;
   }
   void act(Transition t) {
-    if (!has(t))
-      throw NotImplementedError("stackup: " + role_ + " '" + std::string(name()) + "' does not implement " +
-                                std::string(to_string(t)) + "()");
+    if (!has(t)) detail::not_implemented(role_, name(), t, {});
     ops_->call(object_, static_cast<detail::Call>(t));
   }
   void reset() noexcept {
