@@ -345,17 +345,9 @@ struct Stuck : stackup::StackComponent<Stuck> {
 
 TEST_CASE_TEMPLATE("semantics: a component's namespace does not change what the engine calls", K,
                    kinds::Typed, kinds::Dynamic) {
-  auto flags = [] {
-    if constexpr (std::is_same_v<K, kinds::Typed>) return stackup::Stack<greedy::Flag>{};
-    else return stackup::DynamicStack{"default", [] {
-      std::vector<stackup::AnyComponent> v;
-      v.emplace_back(greedy::Flag{});
-      return v;
-    }()};
-  };
   for (const bool observed : {false, true}) {
     CAPTURE(observed);
-    auto s = flags();
+    auto s = kinds::make<K, greedy::Flag>();
     std::vector<std::string> seen;
     if (observed) s.on_event([&](const stackup::Event& e) { seen.emplace_back(e.component); });
     s.up();
@@ -368,14 +360,7 @@ TEST_CASE_TEMPLATE("semantics: a component's namespace does not change what the 
     if (observed) CHECK(seen == std::vector<std::string>{"the flag", "the flag", "the flag", "the flag", "the flag",
                                                          "the flag", "the flag", "the flag"});
   }
-  auto stuck = [] {
-    if constexpr (std::is_same_v<K, kinds::Typed>) return stackup::Stack<greedy::Stuck>{};
-    else return stackup::DynamicStack{"default", [] {
-      std::vector<stackup::AnyComponent> v;
-      v.emplace_back(greedy::Stuck{});
-      return v;
-    }()};
-  }();
+  auto stuck = kinds::make<K, greedy::Stuck>();
   try {
     stuck.up();
     FAIL("up of a component that cannot start succeeded");
