@@ -33,7 +33,7 @@
 
 namespace {
 
-namespace px = stackup::detail::posix;
+using px = stackup::detail::posix;
 using namespace std::chrono_literals;
 using messages::contains;
 using messages::error_of;

@@ -11,7 +11,7 @@
 #include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  namespace px = stackup::detail::posix;
+  using px = stackup::detail::posix;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   px::PidRecord rec;
   std::string why;

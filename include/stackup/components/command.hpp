@@ -114,7 +114,7 @@ private:
   [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
-    namespace px = detail::posix;
+    using px = detail::posix;
     const auto as = px::run_as(config_.user, who());
     try {
       return px::run_shell(command, config_.timeout, config_.working_dir, config_.env, as ? &*as : nullptr);
@@ -130,7 +130,7 @@ private:
   }
 
   [[nodiscard]] bool query(const std::string& command, std::string_view which) const {
-    namespace px = detail::posix;
+    using px = detail::posix;
     const auto r = run(command);
     const std::string where = "stackup: " + who() + ": " + std::string(which) + " query `" + command + "` ";
     if (r.stopped)
@@ -147,7 +147,7 @@ private:
   }
 
   void act(const std::string& command, Transition t) {
-    namespace px = detail::posix;
+    using px = detail::posix;
     if (command.empty())
       throw NotImplementedError("stackup: " + who() + " has no " + std::string(to_string(t)) + " command");
     const auto r = run(command);

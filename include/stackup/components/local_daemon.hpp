@@ -403,7 +403,7 @@ public:
   /// directory is stackup's own. Also finishes removals a killed deprovision
   /// left behind (`<state_dir>.removing-<pid>`).
   void provision() {
-    namespace px = detail::posix;
+    using px = detail::posix;
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(config_.state_dir) + ": " + why +
                   "; give the daemon a directory of its own");
@@ -419,7 +419,7 @@ public:
   /// within start_timeout (it is stopped first); ProvisioningError when there
   /// is no state directory.
   void resume() {
-    namespace px = detail::posix;
+    using px = detail::posix;
     if (config_.command.empty())
       throw Error("stackup: " + who() + ": no command configured: set .command (argv of the daemon)");
     const auto as = px::run_as(config_.user, who()); // before anything is written: no such user, or not root
@@ -491,7 +491,7 @@ public:
   /// is not stackup's. Also finishes removals a killed deprovision left behind
   /// (`<state_dir>.removing-<pid>`).
   void deprovision() {
-    namespace px = detail::posix;
+    using px = detail::posix;
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
                   ": " + why);
@@ -523,7 +523,7 @@ private:
   };
 
   static Owner owner_of(int dir) {
-    namespace px = detail::posix;
+    using px = detail::posix;
     if (px::has_marker(dir, marker)) return Owner::ours;
     if (px::begins_with(dir, "config", std::string(detail::daemon_config_header) + "\n")) return Owner::legacy;
     const int copy = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); // readdir has its own position
@@ -622,7 +622,7 @@ private:
   // process is gone and that are provably stackup's (or hold nothing). Best
   // effort: what cannot be removed now is left for the next call.
   void remove_leftovers() const {
-    namespace px = detail::posix;
+    using px = detail::posix;
     namespace fs = std::filesystem;
     const std::string prefix = config_.state_dir.filename().string() + ".removing-";
     std::error_code ec;
@@ -687,8 +687,8 @@ private:
   // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
   // or start_timeout passes. `log_from`: where this run's output begins.
   void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from) {
-    namespace px = detail::posix;
-    using px::Clock;
+    using px = detail::posix;
+    using Clock = px::Clock;
     const auto deadline = px::deadline_after(config_.start_timeout);
     px::Backoff backoff;
     auto fail = [&](std::string what) {
@@ -738,7 +738,7 @@ private:
 
   // Stops the recorded process (if it is still ours) and removes the pid file.
   void stop(int dir) {
-    namespace px = detail::posix;
+    using px = detail::posix;
     const auto rec = read_pid(dir);
     if (!rec) return;
     const auto how = px::stop_process(*rec, config_.stop_timeout, who());

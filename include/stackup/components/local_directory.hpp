@@ -83,7 +83,7 @@ public:
   /// empty directory is adopted; Error (naming the path) for a symlink, a file,
   /// or a non-empty directory without the marker.
   void provision() {
-    namespace px = detail::posix;
+    using px = detail::posix;
     check_path("create");
     std::error_code ec;
     std::filesystem::create_directories(config_.path.parent_path(), ec);
@@ -123,7 +123,7 @@ public:
   /// removed: what is left keeps the marker, so the directory is still
   /// provisioned and deprovisioning again finishes the job.
   void deprovision() {
-    namespace px = detail::posix;
+    using px = detail::posix;
     check_path("remove");
     const px::Fd parent = lock_parent();
     if (!parent) return; // no parent, no directory
