@@ -316,7 +316,8 @@ TEST_CASE("semantics: construction, names and access (DynamicStack)") {
 }
 
 // A component whose namespace offers greedy functions named like the engine's
-// helpers: the engine's calls must not find them (argument-dependent lookup).
+// helpers: the engine's calls must not find them (argument-dependent lookup). Its
+// unary operator& is deleted: the engine must take its address without it.
 namespace greedy {
 template <class... T> void note(T&&...) { throw std::logic_error("greedy::note called"); }
 template <class... T> void lacks(T&&...) { throw std::logic_error("greedy::lacks called"); }
@@ -334,16 +335,18 @@ struct Flag : stackup::StackComponent<Flag> {
   void resume() { running = true; }
   void suspend() { running = false; }
   void deprovision() { provisioned = false; }
+  void operator&() const = delete;
 };
 // Provisioned, not running, and cannot start: its up fails through lacks().
 struct Stuck : stackup::StackComponent<Stuck> {
   static constexpr std::string_view role = "stuck";
   [[nodiscard]] bool is_provisioned() const { return true; }
   [[nodiscard]] bool is_running() const { return false; }
+  void operator&() const = delete;
 };
 } // namespace greedy
 
-TEST_CASE_TEMPLATE("semantics: a component's namespace does not change what the engine calls", K,
+TEST_CASE_TEMPLATE("semantics: a component's namespace and operator& do not change what the engine calls", K,
                    kinds::Typed, kinds::Dynamic) {
   for (const bool observed : {false, true}) {
     CAPTURE(observed);

@@ -268,7 +268,7 @@ private:
     detail::Table table;
     explicit View(Stack& s, std::span<unsigned char> marks = {})
         : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<detail::Slot, size>{detail::Slot{&detail::held<I>(s.storage_), &detail::ops_of<Cs, false>, I}...};
+            return std::array<detail::Slot, size>{detail::Slot{__builtin_addressof(detail::held<I>(s.storage_)), &detail::ops_of<Cs, false>, I}...};
           }(std::make_index_sequence<size>{})),
           table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_,
                 marks.empty() ? std::span<unsigned char>(own_marks) : marks} {}

@@ -397,14 +397,15 @@ template <Phase P, Catch Where = Catch::in_step, class C, class K>
 STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing missing = Missing::skip,
                                 Running running = Running::report) {
   // Calls that take the component are qualified: its namespace (argument-dependent
-  // lookup) must not change what the engine calls.
+  // lookup) must not change what the engine calls. Its address is taken with
+  // __builtin_addressof (std::addressof without <memory>): it may overload operator&.
   if constexpr (P == Phase::provision) {
     try {
       // The action on the straight path, as compilers lay out the hand-written
       // `if (!c.is_provisioned()) c.provision();`.
       if (!c.is_provisioned()) [[likely]] {
         if (detail::perform<Transition::provision>(c, "provision not implemented") != Did::done)
-          detail::lacks(&c, r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
+          detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
         marks[k] |= did_provision;
       }
       return true;
@@ -416,12 +417,12 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::resume) {
     try {
       if (!c.is_running()) [[likely]] {
-        if (!c.is_provisioned()) detail::not_provisioned(&c, r, k, name_of_type<C>);
+        if (!c.is_provisioned()) detail::not_provisioned(__builtin_addressof(c), r, k, name_of_type<C>);
         if (detail::perform<Transition::resume>(c, "resume not implemented") != Did::done)
-          detail::lacks(&c, r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
+          detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
         marks[k] |= did_resume;
       } else if (running == Running::report) {
-        detail::note(&c, Transition::resume, Outcome::already_done, "already running");
+        detail::note(__builtin_addressof(c), Transition::resume, Outcome::already_done, "already running");
       }
       return true;
     } catch (...) {
@@ -432,7 +433,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::up_one) {
     try {
       if (c.is_running()) {
-        detail::note(&c, Transition::resume, Outcome::already_done, "already running");
+        detail::note(__builtin_addressof(c), Transition::resume, Outcome::already_done, "already running");
         return true;
       }
     } catch (...) {
@@ -443,11 +444,11 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::suspend) {
     try {
       if (!c.is_running()) {
-        detail::note(&c, Transition::suspend, Outcome::already_done, "not running");
+        detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
       } else if (detail::perform<Transition::suspend>(c, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
                                                                           : "suspend not implemented") != Did::done &&
                  missing == Missing::error) {
-        detail::lacks(&c, r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
+        detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
@@ -455,7 +456,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     return true;
   } else if constexpr (P == Phase::deprovision) {
     try {
-      if (!c.is_provisioned()) detail::note(&c, Transition::deprovision, Outcome::already_done, "not provisioned");
+      if (!c.is_provisioned()) detail::note(__builtin_addressof(c), Transition::deprovision, Outcome::already_done, "not provisioned");
       else detail::perform<Transition::deprovision>(c, "deprovision not implemented");
     } catch (...) {
       r.fail(k, Transition::deprovision);
@@ -476,9 +477,9 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     try {
       if (c.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
         if (detail::perform<Transition::deprovision>(c, "deprovision not implemented") != Did::done && missing == Missing::error)
-          detail::lacks(&c, r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
+          detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
       } else if (!was_running) {
-        detail::note(&c, Transition::deprovision, Outcome::already_done, "already deprovisioned");
+        detail::note(__builtin_addressof(c), Transition::deprovision, Outcome::already_done, "already deprovisioned");
       }
     } catch (...) {
       r.fail(k, Transition::deprovision);
@@ -506,7 +507,7 @@ template <Transition Done> void undo_step(Indirect& c, Run& r) {
   constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
   try {
     if (perform<x>(c, "cannot undo", true) == Did::done) return;
-    lacks(&c, r, c.k, name_of_type<Indirect>, x, resumed ? "it was left running" : "it was left provisioned");
+    lacks(__builtin_addressof(c), r, c.k, name_of_type<Indirect>, x, resumed ? "it was left running" : "it was left provisioned");
   } catch (...) {
     r.fail(c.k, x, true);
   }
