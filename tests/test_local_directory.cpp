@@ -404,6 +404,39 @@ TEST_CASE("local_directory: processes and threads racing provision and deprovisi
   }
 }
 
+// A process writing into the path while the directory is being created must not
+// find it there without the marker: its file would make the directory look like
+// someone else's, and every later provision and deprovision would refuse it.
+TEST_CASE("local_directory: a directory being created never shows at its path without the marker") {
+  TempDir t{"directory"};
+  const fs::path where = t.path / "store";
+  const std::string marker = (where / ".stackup-directory").string();
+  std::atomic<unsigned> phase{0}; // odd while a provision runs (and nothing else acts)
+  std::atomic<bool> stop{false};
+  std::atomic<int> unmarked{0};
+  std::thread watcher([&] {
+    struct stat st{};
+    while (!stop) {
+      const unsigned before = phase;
+      if ((before & 1U) == 0) continue;
+      const bool exists = ::lstat(where.c_str(), &st) == 0;
+      const bool marked = ::lstat(marker.c_str(), &st) == 0;
+      if (exists && !marked && phase == before) ++unmarked;
+    }
+  });
+  Dir d{{.path = where}};
+  for (int round = 0; round < 300; ++round) {
+    ++phase;
+    d.provision();
+    ++phase;
+    d.deprovision();
+  }
+  stop = true;
+  watcher.join();
+  CHECK(unmarked == 0);
+  CHECK(tree(t.path).empty());
+}
+
 TEST_CASE("local_directory: a deprovision waiting for the lock acts on the directory at the path when it gets it") {
   TempDir t{"directory"};
   const fs::path parent = t.path / "parent";

@@ -3937,13 +3937,18 @@ static int remove_contents(int dirfd, const char* keep = nullptr) {
   return 0;
 }
 
-/// Swaps the entries `a` and `b` of directory `dirfd` in one atomic step
-/// (renameat2 with RENAME_EXCHANGE). False, with errno set, when they cannot be
-/// swapped, also when the kernel or the file system cannot do it (EINVAL, ENOSYS).
-static bool exchange_entries(int dirfd, const char* a, const char* b) noexcept {
+/// How rename_entry moves `a` to `b` (the flags of renameat2, from <linux/fs.h>).
+enum class Rename : unsigned {
+  only_if_free = 1U << 0, ///< RENAME_NOREPLACE: fails (EEXIST) when `b` exists
+  exchange = 1U << 1,     ///< RENAME_EXCHANGE: `a` and `b` swap places
+};
+
+/// Renames the entry `a` of directory `dirfd` to `b` in one atomic step
+/// (renameat2). False, with errno set, when it cannot, also when the kernel or
+/// the file system cannot do it that way (EINVAL, ENOSYS).
+static bool rename_entry(int dirfd, const char* a, const char* b, Rename how) noexcept {
 #if defined(SYS_renameat2)
-  constexpr unsigned rename_exchange = 1U << 1; // RENAME_EXCHANGE, from <linux/fs.h>
-  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, rename_exchange) == 0;
+  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, static_cast<unsigned>(how)) == 0;
 #else
   errno = ENOSYS;
   return false;
@@ -5625,7 +5630,9 @@ struct LocalDirectoryConfig {
 /// at once, to `<path>.removing-<pid>`), then removes the contents with the
 /// marker last, then the empty one: until everything is gone the path carries
 /// the marker, so a removal that fails half-way or is killed leaves the
-/// directory provisioned, and the next `deprovision` finishes the job.
+/// directory provisioned, and the next `deprovision` finishes the job. A new
+/// directory is made beside the path with its marker, then moved into place: a
+/// process writing into the path meanwhile never finds it unmarked.
 ///
 /// ```cpp
 /// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
@@ -5680,6 +5687,7 @@ public:
     if (!parent) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) +
                              ": its parent directory was removed meanwhile");
     const std::string leaf = config_.path.filename().string();
+    if (create_marked(parent.get(), leaf)) return;
     if (::mkdirat(parent.get(), leaf.c_str(), 0777) != 0 && errno != EEXIST)
       throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + px::sys_message(errno));
     const px::Fd dir(::openat(parent.get(), leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -5730,9 +5738,9 @@ public:
                            "), so stackup did not create it: remove it yourself if you mean to");
     // Swap in an empty marked directory; where the file system cannot swap,
     // the directory is removed in place, with the same guarantees.
-    const std::string aside = leaf + std::string(removing) + std::to_string(::getpid());
+    const std::string aside = beside(leaf);
     if (make_marked(at, aside, st.st_mode & 07777)) {
-      if (!px::exchange_entries(at, aside.c_str(), leaf.c_str())) {
+      if (!px::rename_entry(at, aside.c_str(), leaf.c_str(), px::Rename::exchange)) {
         remove_marked(at, aside); // still the empty one
       } else if (const int e = remove_marked(at, aside)) {
         fail_removal(config_.path.parent_path() / aside, e);
@@ -5742,8 +5750,10 @@ public:
   }
 
 private:
-  // The contents of `<path>` are removed as `<path>.removing-<pid>`.
+  // The contents of `<path>` are removed as `<path>.removing-<pid>`, and a new
+  // directory is made under that name before it moves into place.
   static constexpr std::string_view removing = ".removing-";
+  static std::string beside(const std::string& leaf) { return leaf + std::string(removing) + std::to_string(::getpid()); }
 
   [[nodiscard]] std::string who() const {
     return "local_directory '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
@@ -5801,6 +5811,22 @@ private:
     return false;
   }
 
+  // A new directory appears at its path with the marker already in it: made
+  // beside it (under the name deprovision uses, so that what a crash leaves is
+  // cleaned the same way), then moved into place. A process writing into the
+  // path while it is created cannot make it look like someone else's. False,
+  // leaving nothing, when the path exists or cannot be taken that way.
+  bool create_marked(int parent, const std::string& leaf) const {
+    struct stat st{};
+    if (::fstatat(parent, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) return false;
+    const std::string fresh = beside(leaf);
+    if (!make_marked(parent, fresh, 0777)) return false;
+    if (detail::posix::rename_entry(parent, fresh.c_str(), leaf.c_str(), detail::posix::Rename::only_if_free))
+      return true;
+    remove_marked(parent, fresh);
+    return false;
+  }
+
   // Removes the marked directory `name` in `parent`: its contents, then the
   // marker, then the directory, so that it carries the proof of ownership until
   // nothing else is left. 0, or the errno of the failure; the marker is then
@@ -5820,8 +5846,8 @@ private:
     return e;
   }
 
-  // What an interrupted deprovision left: `<leaf>.removing-<digits>` with the
-  // marker. Under the lock, no other deprovision is removing it. Anything of
+  // What an interrupted deprovision or provision left: `<leaf>.removing-<digits>`
+  // with the marker. Under the lock, no other action is using it. Anything of
   // that name without the marker is not stackup's and stays.
   void remove_leftovers(int parent, const std::string& leaf) const {
     std::vector<std::string> entries;

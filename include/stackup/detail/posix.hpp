@@ -477,13 +477,18 @@ static int remove_contents(int dirfd, const char* keep = nullptr) {
   return 0;
 }
 
-/// Swaps the entries `a` and `b` of directory `dirfd` in one atomic step
-/// (renameat2 with RENAME_EXCHANGE). False, with errno set, when they cannot be
-/// swapped, also when the kernel or the file system cannot do it (EINVAL, ENOSYS).
-static bool exchange_entries(int dirfd, const char* a, const char* b) noexcept {
+/// How rename_entry moves `a` to `b` (the flags of renameat2, from <linux/fs.h>).
+enum class Rename : unsigned {
+  only_if_free = 1U << 0, ///< RENAME_NOREPLACE: fails (EEXIST) when `b` exists
+  exchange = 1U << 1,     ///< RENAME_EXCHANGE: `a` and `b` swap places
+};
+
+/// Renames the entry `a` of directory `dirfd` to `b` in one atomic step
+/// (renameat2). False, with errno set, when it cannot, also when the kernel or
+/// the file system cannot do it that way (EINVAL, ENOSYS).
+static bool rename_entry(int dirfd, const char* a, const char* b, Rename how) noexcept {
 #if defined(SYS_renameat2)
-  constexpr unsigned rename_exchange = 1U << 1; // RENAME_EXCHANGE, from <linux/fs.h>
-  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, rename_exchange) == 0;
+  return ::syscall(SYS_renameat2, dirfd, a, dirfd, b, static_cast<unsigned>(how)) == 0;
 #else
   errno = ENOSYS;
   return false;
