@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -288,7 +289,7 @@ TEST_CASE("local_directory: a removal that fails half-way leaves it provisioned;
   CHECK(tree(parent).empty()); // nothing moved aside is left, and the lock left no file
 }
 
-TEST_CASE("local_directory: what a killed deprovision left beside the directory is removed by the next down --force") {
+TEST_CASE("local_directory: what a killed deprovision or provision left beside the directory is removed by the next down --force") {
   TempDir t{"directory"};
   const fs::path parent = t.path / "parent";
   const fs::path where = parent / "artifacts";
@@ -310,11 +311,15 @@ TEST_CASE("local_directory: what a killed deprovision left beside the directory 
   Dir{{.path = parent / "artifacts.removing-7x"}}.provision();
   Dir{{.path = parent / "other.removing-80"}}.provision();
   const auto elsewhere_before = tree(elsewhere);
+  // A provision killed before it marked the directory it makes beside the path:
+  // empty, unmarked, removed (an empty directory holds nothing to lose).
+  fs::create_directory(parent / "artifacts.removing-81");
 
   CHECK(s.get<"artifact_store">().is_provisioned());
   s.down({.force = true});
   CHECK_FALSE(fs::exists(where));
   CHECK_FALSE(fs::exists(aside));
+  CHECK_FALSE(fs::exists(parent / "artifacts.removing-81"));
   CHECK(tree(parent) == std::vector<std::string>{"artifacts.removing-77", "artifacts.removing-77/precious",
                                                  "artifacts.removing-78", "artifacts.removing-79",
                                                  "artifacts.removing-7x", "artifacts.removing-7x/.stackup-directory",
@@ -409,6 +414,15 @@ TEST_CASE("local_directory: processes and threads racing provision and deprovisi
 // someone else's, and every later provision and deprovision would refuse it.
 TEST_CASE("local_directory: a directory being created never shows at its path without the marker") {
   TempDir t{"directory"};
+  // Where the file system cannot rename without replacing (RENAME_NOREPLACE), a
+  // new directory is made in place, as it was before; nothing to check there.
+  fs::create_directory(t.path / "probe");
+  if (::syscall(SYS_renameat2, AT_FDCWD, (t.path / "probe").c_str(), AT_FDCWD, (t.path / "probed").c_str(), 1U) != 0 &&
+      (errno == EINVAL || errno == ENOSYS)) {
+    MESSAGE("skipped: this file system cannot rename with RENAME_NOREPLACE");
+    return;
+  }
+  fs::remove(t.path / "probed");
   const fs::path where = t.path / "store";
   const std::string marker = (where / ".stackup-directory").string();
   std::atomic<unsigned> phase{0}; // odd while a provision runs (and nothing else acts)

@@ -5631,8 +5631,9 @@ struct LocalDirectoryConfig {
 /// marker last, then the empty one: until everything is gone the path carries
 /// the marker, so a removal that fails half-way or is killed leaves the
 /// directory provisioned, and the next `deprovision` finishes the job. A new
-/// directory is made beside the path with its marker, then moved into place: a
-/// process writing into the path meanwhile never finds it unmarked.
+/// directory is made beside the path with its marker, then moved into place
+/// (where the file system can rename without replacing): a process writing
+/// files into the path meanwhile never finds it unmarked.
 ///
 /// ```cpp
 /// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
@@ -5847,8 +5848,9 @@ private:
   }
 
   // What an interrupted deprovision or provision left: `<leaf>.removing-<digits>`
-  // with the marker. Under the lock, no other action is using it. Anything of
-  // that name without the marker is not stackup's and stays.
+  // with the marker. Under the lock, no other action is using it. One of that
+  // name without the marker goes only if it is empty (a provision killed before
+  // its marker); anything else without the marker is not stackup's and stays.
   void remove_leftovers(int parent, const std::string& leaf) const {
     std::vector<std::string> entries;
     if (const int e = detail::posix::list_directory(parent, entries))
@@ -5857,8 +5859,12 @@ private:
     const std::string prefix = leaf + std::string(removing);
     for (const auto& n : entries) {
       if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0 ||
-          n.find_first_not_of("0123456789", prefix.size()) != std::string::npos || !marked_at(parent, n))
+          n.find_first_not_of("0123456789", prefix.size()) != std::string::npos)
         continue;
+      if (!marked_at(parent, n)) {
+        ::unlinkat(parent, n.c_str(), AT_REMOVEDIR); // fails, changing nothing, unless it is an empty directory
+        continue;
+      }
       if (const int e = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, e);
     }
   }

@@ -510,7 +510,9 @@ def scenario_directory(env, rounds=int(os.environ.get("RELIABILITY_DIRECTORY_ROU
             fill(artifacts, DIRECTORY_FILES * 10)
             p = env.start("artifact_store", "down", "--force")
             aside = f"{artifacts}.removing-{p.pid}"
-            while p.poll() is None and not os.path.exists(aside):
+            # Marked, not just there: a kill between its mkdir and its marker
+            # would leave an empty unmarked directory, not contents moved aside.
+            while p.poll() is None and not marked(aside):
                 time.sleep(0.001)
             if p.poll() is None:
                 p.kill()
