@@ -718,6 +718,17 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
             return sf::place_of(d.source());
     return top;
   };
+  // A local_directory may take over a directory of a user the stack runs a
+  // component as (a data directory owned by postgres), and no other user's.
+  std::vector<std::string> users;
+  for (const auto& part : parts) {
+    std::string user;
+    if (const auto* d = part.target<LocalDaemon<>>()) user = d->config().user;
+    if (const auto* c = part.target<Command<>>()) user = c->config().user;
+    if (!user.empty() && std::find(users.begin(), users.end(), user) == users.end()) users.push_back(user);
+  }
+  for (auto& part : parts)
+    if (auto* d = part.target<LocalDirectory<>>()) d->set_users(users);
   try {
     DynamicStack stack(name, std::move(parts));
     if (config) {

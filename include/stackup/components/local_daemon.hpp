@@ -407,7 +407,14 @@ public:
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(config_.state_dir) + ": " + why +
                   "; give the daemon a directory of its own");
-    remove_leftovers();
+    {
+      // Missing parents are made here (marked, so that deprovision removes
+      // them again); one another user can write is refused.
+      const px::Fd parent = px::make_parents(config_.state_dir, LOCK_SH, who());
+      px::check_parent(parent.get(), config_.state_dir.parent_path(), who(), "use state directory",
+                       config_.state_dir);
+      remove_leftovers(parent.get());
+    }
     const auto locked = lock_state(true);
     claim(locked.dir.get());
     write_config(locked.dir.get());
@@ -495,22 +502,45 @@ public:
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
                   ": " + why);
-    remove_leftovers();
-    const auto locked = lock_state(false);
-    if (!locked) return;
-    const int dir = locked.dir.get();
-    stop(dir);
-    // Move the directory away while holding its lock: a process waiting for
-    // that lock then finds no state directory at the path and gives up,
-    // instead of locking a new lock file inside a directory being removed (two
-    // holders at once). If this process dies before the removal ends, the next
-    // provision or deprovision finishes it (remove_leftovers).
-    std::filesystem::path doomed = config_.state_dir;
-    doomed += ".removing-" + std::to_string(::getpid());
-    if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
-    if (const std::error_code ec = remove_state_tree(doomed))
-      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(doomed) + ": " +
-                  ec.message() + "; remove it yourself");
+    {
+      // Everything is removed relative to this descriptor of the parent,
+      // never by path: a directory swapped for a symlink is not followed.
+      const auto parent_dir = config_.state_dir.parent_path();
+      const px::Fd parent(::open(parent_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!parent) {
+        if (errno == ENOENT) return; // no parent, no state directory
+        throw Error("stackup: " + who() + ": cannot open " + px::quoted(parent_dir) + ": " + px::sys_message(errno));
+      }
+      px::check_parent(parent.get(), parent_dir, who(), "remove state directory", config_.state_dir);
+      remove_leftovers(parent.get());
+      const auto locked = lock_state(false);
+      if (locked) {
+        const int dir = locked.dir.get();
+        stop(dir);
+        // The directory locked must be the entry of the parent held.
+        const std::string leaf = config_.state_dir.filename().string();
+        struct stat held{}, entry{};
+        if (::fstat(dir, &held) != 0 || ::fstatat(parent.get(), leaf.c_str(), &entry, AT_SYMLINK_NOFOLLOW) != 0 ||
+            held.st_ino != entry.st_ino || held.st_dev != entry.st_dev)
+          throw Error("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
+                      " was replaced while it was being removed; nothing was removed: look at what is there now");
+        if (px::is_mount_point(parent.get(), dir))
+          throw Error("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
+                      " is a mount point; stackup never removes anything on another mount: unmount it (umount " +
+                      config_.state_dir.string() + "), then deprovision again");
+        // Move the directory away while holding its lock: a process waiting for
+        // that lock then finds no state directory at the path and gives up,
+        // instead of locking a new lock file inside a directory being removed (two
+        // holders at once). If this process dies before the removal ends, the next
+        // provision or deprovision finishes it (remove_leftovers).
+        std::string doomed = leaf + ".removing-" + std::to_string(::getpid());
+        if (::renameat(parent.get(), leaf.c_str(), parent.get(), doomed.c_str()) != 0) doomed = leaf;
+        if (const auto r = remove_state_tree(parent.get(), doomed, dir))
+          throw Error("stackup: " + who() + ": " + px::removal_error(parent_dir / doomed, r) +
+                      "; what is left keeps stackup's marker: remove the cause, then deprovision again");
+      }
+    } // the parent is let go: removing it takes its lock
+    px::remove_made_parents(config_.state_dir);
   }
 
 private:
@@ -593,54 +623,40 @@ private:
       check_owner(dir); // something that is not a marker appeared in its place: foreign now
   }
 
-  // Removes a state directory with everything in it, its proofs of ownership
-  // (config, then the marker) last: a removal cut short leaves a directory that
-  // is still provably stackup's, so a later remove_leftovers finishes it.
-  static std::error_code remove_state_tree(const std::filesystem::path& dir) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    // A process that was waiting for the lock may add one lock file meanwhile: go again.
-    for (int attempt = 0; attempt < 16; ++attempt) {
-      std::vector<fs::path> rest;
-      for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-        const auto n = it->path().filename();
-        if (n != marker && n != "config") rest.push_back(it->path());
-      }
-      if (ec) return ec == std::errc::no_such_file_or_directory ? std::error_code{} : ec;
-      for (const auto& p : rest)
-        if (fs::remove_all(p, ec); ec) return ec; // does not follow symlinks inside
-      for (const char* proof : {"config", marker})
-        if (::unlink((dir / proof).c_str()) != 0 && errno != ENOENT) return {errno, std::system_category()};
-      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return {};
-      if (errno != ENOTEMPTY && errno != EEXIST) return {errno, std::system_category()};
-    }
-    return std::make_error_code(std::errc::directory_not_empty);
+  // Removes the state directory `name` in `parent`, open as `dir` (checked to
+  // be that entry and stackup's), with everything in it, through descriptors
+  // only: never through a symlink, never onto another mount, never above
+  // `dir`. Its proofs of ownership (config, then the marker) go last: a
+  // removal cut short leaves a directory that is still provably stackup's, so
+  // a later remove_leftovers finishes it. A process that was waiting for the
+  // lock may add one lock file meanwhile: it goes again, up to 16 times.
+  static detail::posix::Removal remove_state_tree(int parent, const std::string& name, int dir) {
+    return detail::posix::remove_directory_at(parent, name, dir, {std::string_view("config"), std::string_view(marker)},
+                                              [](int) {}, 16);
   }
 
   // Finishes removals that a deprovision killed after moving the state
-  // directory away left behind: `<state_dir>.removing-<pid>` directories whose
-  // process is gone and that are provably stackup's (or hold nothing). Best
-  // effort: what cannot be removed now is left for the next call.
-  void remove_leftovers() const {
+  // directory away left behind: `<state_dir>.removing-<pid>` entries of the
+  // parent held as `parent` whose process is gone and that are, as opened,
+  // this user's private directories and provably stackup's (or hold nothing).
+  // Best effort: what cannot be removed now is left for the next call.
+  void remove_leftovers(int parent) const {
     using px = detail::posix;
-    namespace fs = std::filesystem;
     const std::string prefix = config_.state_dir.filename().string() + ".removing-";
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(config_.state_dir.parent_path(), ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      const std::string n = it->path().filename().string();
+    std::vector<std::string> names;
+    if (px::list_directory(parent, names) != 0) return;
+    for (const auto& n : names) {
       if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
       pid_t pid = 0;
       const auto r = std::from_chars(n.data() + prefix.size(), n.data() + n.size(), pid);
       if (r.ec != std::errc{} || r.ptr != n.data() + n.size() || pid <= 0) continue;
       if (const auto st = px::read_proc_stat(pid); st && px::is_live_state(st->state)) continue; // may be removing it
-      try {
-        const auto dir = px::open_private_dir(it->path()); // a real directory of ours, or Error
-        if (!dir || owner_of(dir.get()) == Owner::foreign) continue;
-      } catch (const Error&) {
+      const px::Fd dir = px::open_below(parent, n.c_str());
+      struct stat st{};
+      if (!dir || ::fstat(dir.get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 ||
+          owner_of(dir.get()) == Owner::foreign)
         continue;
-      }
-      (void)remove_state_tree(it->path());
+      (void)remove_state_tree(parent, n, dir.get());
     }
   }
 

@@ -20,13 +20,23 @@ namespace stackup {
 struct LocalDirectoryConfig {
   std::string name{};           ///< display name; empty: the role
   std::filesystem::path path{}; ///< the directory (made absolute at construction)
+  /// Users whose existing directories this component may take over and remove
+  /// (e.g. "postgres" for a data directory the postgres daemon owns). Any other
+  /// user's directory is refused. A stack file fills it with every `user` its
+  /// components run as.
+  std::vector<std::string> users{};
 };
 
 /// A directory (an artifact store, a data folder). `provision` creates it
-/// (parents too) and writes stackup's ownership marker `.stackup-directory` in
-/// it; `deprovision` removes it, refusing a directory without the marker (one
-/// stackup did not create), a symlink, `/`, the user's home or one of its
-/// parents. Provisioned = the directory exists with the marker; running =
+/// (parents too, each marked `.stackup-parent`, and removed again by
+/// `deprovision` once nothing else is in it) and writes stackup's ownership
+/// marker `.stackup-directory` in it; `deprovision` removes it, refusing a
+/// directory without the marker (one stackup did not create), a symlink, `/`,
+/// any user's home directory or a parent of one, a directory owned by another
+/// user (unless named in `users`), and a path whose parent another user can
+/// write (who could swap it for a symlink). Removal goes through descriptors
+/// only, never through a symlink, and stops at a mount point inside, leaving
+/// it intact. Provisioned = the directory exists with the marker; running =
 /// provisioned (there is no resume or suspend).
 ///
 /// Processes and threads acting on the same directory take turns: each action
@@ -69,6 +79,11 @@ public:
   }
   /// The directory (absolute).
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
+  /// The users whose directories this component may take over (see
+  /// LocalDirectoryConfig::users); a stack file sets those its components run as.
+  [[nodiscard]] const std::vector<std::string>& users() const noexcept { return config_.users; }
+  /// Replaces users().
+  void set_users(std::vector<std::string> users) { config_.users = std::move(users); }
   /// For status tables: the path.
   [[nodiscard]] std::string detail() const { return config_.path.string(); }
 
@@ -88,25 +103,16 @@ public:
   void provision() {
     using px = detail::posix;
     check_path("create");
-    std::error_code ec;
-    std::filesystem::create_directories(config_.path.parent_path(), ec);
-    if (ec) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + ec.message());
-    const px::Fd parent = lock_parent();
-    if (!parent) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) +
-                             ": its parent directory was removed meanwhile");
+    // The parent, made if missing and locked: the lock of every action here.
+    const px::Fd parent = px::make_parents(config_.path, LOCK_EX, who());
+    px::check_parent(parent.get(), config_.path.parent_path(), who(), "create", config_.path);
     const std::string leaf = config_.path.filename().string();
     if (create_marked(parent.get(), leaf)) return;
     if (::mkdirat(parent.get(), leaf.c_str(), 0777) != 0 && errno != EEXIST)
       throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + px::sys_message(errno));
-    const px::Fd dir(::openat(parent.get(), leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) {
-      const int e = errno;
-      struct stat st{};
-      if (::fstatat(parent.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-        refuse("create", "it is a symlink; stackup never works through a symlink: configure the real path");
-      if (e == ENOTDIR) refuse("create", "it exists and is not a directory: remove it or choose another path");
-      throw Error("stackup: " + who() + ": cannot open " + px::quoted(config_.path) + ": " + px::sys_message(e));
-    }
+    const px::Fd dir = open_dir(parent.get(), leaf, "create");
+    if (!dir) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": it was removed meanwhile");
+    check_owner(dir.get(), "take over");
     if (marked(dir.get())) return;
     std::vector<std::string> entries;
     if (const int e = px::list_directory(dir.get(), entries))
@@ -129,32 +135,34 @@ public:
   void deprovision() {
     using px = detail::posix;
     check_path("remove");
-    const px::Fd parent = lock_parent();
-    if (!parent) return; // no parent, no directory
-    const int at = parent.get();
-    const std::string leaf = config_.path.filename().string();
-    remove_leftovers(at, leaf);
-    struct stat st{};
-    if (::fstatat(at, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return;
-      throw Error("stackup: " + who() + ": cannot inspect " + px::quoted(config_.path) + ": " + px::sys_message(errno));
-    }
-    if (S_ISLNK(st.st_mode)) refuse("remove", "it is a symlink; stackup never removes through a symlink");
-    if (!S_ISDIR(st.st_mode)) refuse("remove", "it is not a directory");
-    if (!marked_at(at, leaf))
-      refuse("remove", std::string("it has no stackup marker (") + marker +
-                           "), so stackup did not create it: remove it yourself if you mean to");
-    // Swap in an empty marked directory; where the file system cannot swap,
-    // the directory is removed in place, with the same guarantees.
-    const std::string aside = beside(leaf);
-    if (make_marked(at, aside, st.st_mode & 07777)) {
-      if (!px::rename_entry(at, aside.c_str(), leaf.c_str(), px::Rename::exchange)) {
-        remove_marked(at, aside); // still the empty one
-      } else if (const int e = remove_marked(at, aside)) {
-        fail_removal(config_.path.parent_path() / aside, e);
+    {
+      const px::Fd parent = lock_parent();
+      if (!parent) return; // no parent, no directory
+      const int at = parent.get();
+      px::check_parent(at, config_.path.parent_path(), who(), "remove", config_.path);
+      const std::string leaf = config_.path.filename().string();
+      remove_leftovers(at, leaf);
+      // Everything below acts on what is opened here, never on the path again.
+      const px::Fd dir = open_dir(at, leaf, "remove");
+      if (dir) {
+        if (!marked(dir.get()))
+          refuse("remove", std::string("it has no stackup marker (") + marker +
+                               "), so stackup did not create it: remove it yourself if you mean to");
+        const struct stat st = check_owner(dir.get(), "remove");
+        // Swap in an empty marked directory; where the file system cannot swap,
+        // the directory is removed in place, with the same guarantees.
+        const std::string aside = beside(leaf);
+        if (make_marked(at, aside, st.st_mode & 07777)) {
+          if (!px::rename_entry(at, aside.c_str(), leaf.c_str(), px::Rename::exchange)) {
+            (void)remove_marked(at, aside); // still the empty one
+          } else if (const auto r = remove_marked(at, aside, &st)) {
+            fail_removal(config_.path.parent_path() / aside, r);
+          }
+        }
+        if (const auto r = remove_marked(at, leaf)) fail_removal(config_.path, r);
       }
-    }
-    if (const int e = remove_marked(at, leaf)) fail_removal(config_.path, e);
+    } // the parent's lock goes first: removing the parent takes it again
+    px::remove_made_parents(config_.path);
   }
 
 private:
@@ -170,11 +178,41 @@ private:
     throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
   }
-  [[noreturn]] void fail_removal(const std::filesystem::path& where, int e) const {
-    throw Error("stackup: " + who() + ": cannot remove " + detail::posix::quoted(where) + ": " +
-                detail::posix::sys_message(e) + "; what is left keeps stackup's marker, so " +
-                detail::posix::quoted(config_.path) +
+  [[noreturn]] void fail_removal(const std::filesystem::path& where, const detail::posix::Removal& r) const {
+    throw Error("stackup: " + who() + ": " + detail::posix::removal_error(where, r) +
+                "; what is left keeps stackup's marker, so " + detail::posix::quoted(config_.path) +
                 " is still provisioned: remove the cause, then deprovision again (e.g. `down --force`)");
+  }
+
+  // The directory `leaf` in `parent`, opened below it (never through a
+  // symlink, never onto another mount); empty when it does not exist. Error,
+  // naming the reason, for anything else.
+  [[nodiscard]] detail::posix::Fd open_dir(int parent, const std::string& leaf, std::string_view action) const {
+    using px = detail::posix;
+    px::Fd dir = px::open_below(parent, leaf.c_str());
+    if (dir) return dir;
+    const int e = errno;
+    if (e == ENOENT) return {};
+    struct stat st{};
+    if (::fstatat(parent, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+      refuse(action, "it is a symlink; stackup never works through a symlink: configure the real path");
+    if (e == ENOTDIR || e == ELOOP) refuse(action, "it exists and is not a directory: remove it or choose another path");
+    if (e == EXDEV)
+      refuse(action, "it is a mount point; stackup never removes anything on another mount: use a directory "
+                     "inside it, or unmount it (umount " + config_.path.string() + ")");
+    throw Error("stackup: " + who() + ": cannot open " + px::quoted(config_.path) + ": " + px::sys_message(e));
+  }
+
+  // The status of the open directory `dir`; Error when it is another user's
+  // that `users` does not name (a home directory, someone's data).
+  struct stat check_owner(int dir, std::string_view action) const {
+    struct stat st{};
+    if (::fstat(dir, &st) != 0)
+      throw Error("stackup: " + who() + ": cannot inspect " + detail::posix::quoted(config_.path) + ": " +
+                  detail::posix::sys_message(errno));
+    if (const std::string why = detail::posix::foreign_owner(st, config_.users); !why.empty())
+      refuse(action, why + " (a user the stack runs a component as may be named in `users`)");
+    return st;
   }
 
   // Paths stackup never creates or removes: empty, "/", a home directory or a
@@ -231,27 +269,25 @@ private:
     if (!make_marked(parent, fresh, 0777)) return false;
     if (detail::posix::rename_entry(parent, fresh.c_str(), leaf.c_str(), detail::posix::Rename::only_if_free))
       return true;
-    remove_marked(parent, fresh);
+    (void)remove_marked(parent, fresh);
     return false;
   }
 
-  // Removes the marked directory `name` in `parent`: its contents, then the
-  // marker, then the directory, so that it carries the proof of ownership until
-  // nothing else is left. 0, or the errno of the failure; the marker is then
+  // Removes the marked directory `name` in `parent`, opened below it and
+  // checked to carry the marker (and, given `was`, to be that directory): its
+  // contents, then the marker, then the directory, so that it carries the
+  // proof of ownership until nothing else is left. On failure the marker is
   // still there (written again if the directory itself could not go).
-  int remove_marked(int parent, const std::string& name) const {
-    const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) return errno == ENOENT ? 0 : errno;
-    int e = 0;
-    for (int attempt = 0; attempt < 3; ++attempt) { // a writer may add a file just before the directory goes
-      if ((e = detail::posix::remove_contents(dir.get(), marker)) != 0) return e;
-      if (::unlinkat(dir.get(), marker, 0) != 0 && errno != ENOENT) return errno;
-      if (::unlinkat(parent, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return 0;
-      e = errno;
-      write_marker(dir.get());
-      if (e != ENOTEMPTY && e != EEXIST) break;
-    }
-    return e;
+  detail::posix::Removal remove_marked(int parent, const std::string& name, const struct stat* was = nullptr) const {
+    using px = detail::posix;
+    const px::Fd dir = px::open_below(parent, name.c_str());
+    if (!dir) return errno == ENOENT ? px::Removal{} : px::Removal{errno, {}};
+    struct stat st{};
+    if (!marked(dir.get()) ||
+        (was != nullptr && (::fstat(dir.get(), &st) != 0 || st.st_ino != was->st_ino || st.st_dev != was->st_dev)))
+      return {ESTALE, {}}; // not what was checked: leave it
+    return px::remove_directory_at(parent, name, dir.get(), {std::string_view(marker)},
+                                   [this](int d) { (void)write_marker(d); });
   }
 
   // What an interrupted deprovision or provision left: `<leaf>.removing-<digits>`
@@ -272,7 +308,7 @@ private:
         ::unlinkat(parent, n.c_str(), AT_REMOVEDIR); // fails, changing nothing, unless it is an empty directory
         continue;
       }
-      if (const int e = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, e);
+      if (const auto r = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, r);
     }
   }
 

@@ -38,8 +38,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -286,22 +288,52 @@ static bool create_marker(int dirfd, const char* name, std::string_view content,
 
 // ---- paths stackup never takes over ---------------------------------------------------
 
-/// The user's home directories ($HOME and the password database's), as given.
-static std::vector<std::filesystem::path> home_directories() {
-  std::vector<std::filesystem::path> out;
-  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
+/// Held while walking the user database: getpwent has one cursor per process.
+static std::mutex& user_database() {
+  static std::mutex m;
+  return m;
+}
+
+/// A home directory and whose it is.
+struct Home {
+  std::filesystem::path path;
+  std::string owner; ///< "user 'alice'", or "$HOME"
+};
+
+/// Every home directory: $HOME, and every user's in the user database — not
+/// only the caller's: stackup run as root must not take over anyone's.
+static std::vector<Home> home_directories() {
+  std::vector<Home> out;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.push_back({h, "$HOME"});
+  auto add = [&](const passwd& pw) {
+    if (pw.pw_dir != nullptr && *pw.pw_dir != '\0')
+      out.push_back({pw.pw_dir, "user '" + std::string(pw.pw_name != nullptr ? pw.pw_name : "?") + "'"});
+  };
+  std::vector<char> buf(16384);
   passwd pw{};
   passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
-      found->pw_dir != nullptr && *found->pw_dir != '\0')
-    out.emplace_back(found->pw_dir);
+  {
+    const std::lock_guard<std::mutex> hold(user_database());
+    ::setpwent();
+    while (true) {
+      const int r = ::getpwent_r(&pw, buf.data(), buf.size(), &found);
+      if (r == ERANGE && buf.size() < (1U << 20)) {
+        buf.resize(buf.size() * 2);
+        continue;
+      }
+      if (r != 0 || found == nullptr) break;
+      add(*found);
+    }
+    ::endpwent();
+  }
+  // A directory service may not list its users: the caller's own, looked up.
+  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) add(*found);
   return out;
 }
 
 /// Why stackup must never create, own or remove `p` as a whole: it is empty,
-/// the root directory, a home directory or a parent of one (symlinks in
-/// parents resolved). Empty when `p` is fine.
+/// the root directory, a home directory of any user (or $HOME) or a parent of
+/// one (symlinks in parents resolved). Empty when `p` is fine.
 static std::string forbidden_directory(const std::filesystem::path& p) {
   if (p.empty()) return "the path is empty";
   std::error_code ec;
@@ -309,13 +341,117 @@ static std::string forbidden_directory(const std::filesystem::path& p) {
   const auto& path = ec ? p : real;
   if (path == path.root_path()) return "it is the root directory";
   for (const auto& home : home_directories()) {
-    const auto h = std::filesystem::weakly_canonical(home, ec);
-    if (ec) continue;
-    if (path == h) return "it is the home directory";
+    const auto h = std::filesystem::weakly_canonical(home.path, ec);
+    if (ec || h == h.root_path()) continue; // a home of "/" is no one's in particular: "/" is refused above
+    if (path == h) return "it is the home directory of " + home.owner + " (" + h.string() + ")";
     const auto rel = h.lexically_relative(path);
-    if (!rel.empty() && *rel.begin() != "..") return "it holds the home directory " + h.string();
+    if (!rel.empty() && *rel.begin() != "..")
+      return "it holds the home directory " + h.string() + " of " + home.owner;
   }
   return {};
+}
+
+/// The name of user `uid` ("uid 1234" when it has none).
+static std::string user_name(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr && found->pw_name != nullptr)
+    return found->pw_name;
+  return "uid " + std::to_string(uid);
+}
+
+/// Why a directory with status `st` is another user's, which stackup does not
+/// take over: empty when it belongs to this user, or to a user named in `users`
+/// (the users a stack runs its components as: a data directory owned by
+/// postgres is the postgres daemon's).
+static std::string foreign_owner(const struct stat& st, const std::vector<std::string>& users) {
+  if (st.st_uid == ::geteuid()) return {};
+  const std::string owner = user_name(st.st_uid);
+  for (const auto& u : users) {
+    if (u == owner) return {};
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    uid_t uid = 0;
+    const auto r = std::from_chars(u.data(), u.data() + u.size(), uid);
+    if ((r.ec == std::errc{} && r.ptr == u.data() + u.size() && uid == st.st_uid) ||
+        (::getpwnam_r(u.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+         found->pw_uid == st.st_uid))
+      return {};
+  }
+  return "it is owned by user '" + owner + "', not by this user (" + user_name(::geteuid()) +
+         "), and no component of the stack runs as that user: stackup takes over no one else's directory";
+}
+
+/// The users other than this one and root that are members of group `gid`
+/// (listed in the group, or with it as their primary group).
+static std::vector<std::string> group_members(gid_t gid) {
+  std::vector<std::string> out;
+  const std::string me = user_name(::geteuid());
+  auto add = [&](const char* n) {
+    if (n == nullptr || *n == '\0' || me == n || std::string_view(n) == "root") return;
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.emplace_back(n);
+  };
+  std::vector<char> buf(16384);
+  group gr{};
+  group* g = nullptr;
+  if (::getgrgid_r(gid, &gr, buf.data(), buf.size(), &g) == 0 && g != nullptr && g->gr_mem != nullptr)
+    for (char** m = g->gr_mem; *m != nullptr; ++m) add(*m);
+  const std::lock_guard<std::mutex> hold(user_database());
+  passwd pw{};
+  passwd* found = nullptr;
+  ::setpwent();
+  while (::getpwent_r(&pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+    if (found->pw_gid == gid) add(found->pw_name);
+  ::endpwent();
+  return out;
+}
+
+/// Who, besides this user and root, can rename or replace entries in the
+/// directory with status `st` — and so swap what stackup checked for a symlink
+/// before it acts. Empty when no one: owned by this user or root, and writable
+/// by no one else (or sticky, like /tmp: then only an entry's owner can move it).
+static std::string foreign_writers(const struct stat& st) {
+  std::string who;
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) who = "user '" + user_name(st.st_uid) + "' (its owner)";
+  if ((st.st_mode & S_ISVTX) != 0) return who;
+  auto also = [&](const std::string& w) { who += (who.empty() ? "" : " and ") + w; };
+  if ((st.st_mode & S_IWOTH) != 0) {
+    also("every user (it is writable by others and not sticky)");
+    return who;
+  }
+  if ((st.st_mode & S_IWGRP) != 0) {
+    const auto members = group_members(st.st_gid);
+    if (!members.empty()) {
+      std::vector<char> buf(16384);
+      group gr{};
+      group* g = nullptr;
+      std::string name = ::getgrgid_r(st.st_gid, &gr, buf.data(), buf.size(), &g) == 0 && g != nullptr
+                             ? std::string(g->gr_name)
+                             : "gid " + std::to_string(st.st_gid);
+      std::string list;
+      for (const auto& m : members) list += (list.empty() ? "" : ", ") + m;
+      also("the members of group '" + name + "' (" + list + ")");
+    }
+  }
+  return who;
+}
+
+/// Error unless the directory `dirfd` (shown as `dir`, the parent of what
+/// `who` is about to `action`) can be changed by no other user: one who can
+/// rename entries in it could swap the checked directory for a symlink to
+/// anything between the check and the action.
+static void check_parent(int dirfd, const std::filesystem::path& dir, const std::string& who, std::string_view action,
+                         const std::filesystem::path& target) {
+  struct stat st{};
+  if (::fstat(dirfd, &st) != 0)
+    throw Error("stackup: " + who + ": cannot inspect " + quoted(dir) + ": " + sys_message(errno));
+  if (const std::string writers = foreign_writers(st); !writers.empty())
+    throw Error("stackup: " + who + ": refusing to " + std::string(action) + " " + quoted(target) +
+                ": its parent directory " + quoted(dir) + " can be changed by " + writers +
+                ", who could swap it for a symlink to another directory between stackup's check and its action: "
+                "use a path whose parent only you (or root) can write, or make the parent sticky (chmod +t)");
 }
 
 // ---- private state directories ----------------------------------------------------
@@ -372,9 +508,11 @@ struct LockedDir {
 static LockedDir lock_private_dir(const std::filesystem::path& dir, bool create) {
   for (int attempt = 0; attempt < 64; ++attempt) {
     if (create) {
-      std::error_code ec;
-      if (dir.has_parent_path()) std::filesystem::create_directories(dir.parent_path(), ec);
-      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      // Missing parents are made (and marked, to go again with the last
+      // directory in them); the directory is made in the parent held, whose
+      // shared lock keeps a removal of empty parents from taking it meanwhile.
+      const Fd parent = make_parents(dir, LOCK_SH, "state directory " + quoted(dir));
+      if (::mkdirat(parent.get(), dir.filename().c_str(), 0700) != 0 && errno != EEXIST)
         throw Error("stackup: cannot create state directory " + quoted(dir) + ": " + sys_message(errno));
     }
     LockedDir l;
@@ -457,24 +595,221 @@ static int list_directory(int dirfd, std::vector<std::string>& names) {
   return e;
 }
 
-/// Removes everything inside directory `dirfd` but the entry named `keep`
-/// (nothing kept when null), depth first and never through a symlink (a link is
-/// removed, not what it points to). 0, or the errno of the first entry that
-/// could not be removed (what is left stays as it is).
-static int remove_contents(int dirfd, const char* keep = nullptr) {
+/// Why a removal through descriptors stopped: the errno, and the entry where,
+/// relative to the directory it started from (empty: that directory itself).
+struct Removal {
+  int error = 0;
+  std::string where{};
+  explicit operator bool() const noexcept { return error != 0; }
+};
+
+/// Whether the open directory `child`, an entry of `parent`, is the root of
+/// another mount (a bind mount of the same file system too).
+static bool is_mount_point(int parent, int child) noexcept {
+#if defined(STATX_BASIC_STATS)
+  constexpr unsigned int mnt_id = 0x1000U;                // STATX_MNT_ID (Linux 5.8)
+  constexpr unsigned long long mount_root = 0x2000ULL;    // STATX_ATTR_MOUNT_ROOT (Linux 5.8)
+  struct statx c{}, p{};
+  if (::statx(child, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | mnt_id, &c) == 0) {
+    if ((c.stx_attributes_mask & mount_root) != 0) return (c.stx_attributes & mount_root) != 0;
+    if ((c.stx_mask & mnt_id) != 0 &&
+        ::statx(parent, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | mnt_id, &p) == 0 &&
+        (p.stx_mask & mnt_id) != 0)
+      return c.stx_mnt_id != p.stx_mnt_id;
+  }
+#endif
+  struct stat c_st{}, p_st{}; // older kernels: another file system at least
+  return ::fstat(child, &c_st) == 0 && ::fstat(parent, &p_st) == 0 && c_st.st_dev != p_st.st_dev;
+}
+
+/// Opens the directory `name` in `dirfd`, never through a symlink (ELOOP or
+/// ENOTDIR) and never onto another mount (EXDEV): openat2 with
+/// RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH where the kernel has
+/// it, else openat(O_NOFOLLOW) and a look at the mount. Empty, errno set, when not.
+static Fd open_below(int dirfd, const char* name) {
+  constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+#if defined(SYS_openat2)
+  struct {
+    std::uint64_t flags, mode, resolve;
+  } how{static_cast<std::uint64_t>(flags), 0, 0x01U | 0x04U | 0x08U}; // NO_XDEV, NO_SYMLINKS, BENEATH
+  const long r = ::syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+  if (r >= 0 || (errno != ENOSYS && errno != E2BIG && errno != EINVAL && errno != EPERM)) {
+    Fd fd(static_cast<int>(r));
+    if (fd && is_mount_point(dirfd, fd.get())) { // belt and braces
+      errno = EXDEV;
+      return {};
+    }
+    return fd;
+  }
+#endif
+  Fd fd(::openat(dirfd, name, flags));
+  if (fd && is_mount_point(dirfd, fd.get())) {
+    errno = EXDEV;
+    return {};
+  }
+  return fd;
+}
+
+/// Removes everything inside directory `dirfd` but the entries named in
+/// `keep`, depth first, through descriptors only: each directory is opened
+/// below the one held (open_below), never through a symlink (a link is removed,
+/// not what it points to), never onto another mount (a mount point stops the
+/// removal, EXDEV, with everything on that mount intact) and never back up.
+/// On failure, the errno and the entry; what is left stays as it is.
+static Removal remove_contents(int dirfd, std::initializer_list<std::string_view> keep = {}) {
   std::vector<std::string> names;
-  if (const int e = list_directory(dirfd, names)) return e;
+  if (const int e = list_directory(dirfd, names)) return {e, {}};
   for (const auto& n : names) {
-    if (keep != nullptr && n == keep) continue;
+    if (std::find(keep.begin(), keep.end(), n) != keep.end()) continue;
     if (::unlinkat(dirfd, n.c_str(), 0) == 0 || errno == ENOENT) continue;
     const int unlink_error = errno;
-    if (unlink_error != EISDIR && unlink_error != EPERM) return unlink_error; // Linux says EISDIR, POSIX EPERM
-    Fd sub(::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!sub) return errno == ENOTDIR ? unlink_error : errno;
-    if (const int e = remove_contents(sub.get())) return e;
-    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return errno;
+    if (unlink_error != EISDIR && unlink_error != EPERM) return {unlink_error, n}; // Linux says EISDIR, POSIX EPERM
+    Fd sub = open_below(dirfd, n.c_str());
+    if (!sub) return {errno == ENOTDIR || errno == ELOOP ? unlink_error : errno, n};
+    if (Removal r = remove_contents(sub.get())) return {r.error, n + "/" + r.where};
+    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return {errno, n};
   }
-  return 0;
+  return {};
+}
+
+/// Removes the directory `name` in `parent`, open as `dir` (the caller opened it
+/// with open_below and proved it its own): its contents, then the files named
+/// in `proofs` in that order (what proves it stackup's goes last, so that a
+/// removal cut short leaves something still provably stackup's), then the
+/// directory. `restore(dir)` puts the proofs back when the directory could
+/// not go after all. Up to `attempts` rounds: a process may add a file just
+/// before the directory goes.
+template <class Restore>
+static Removal remove_directory_at(int parent, const std::string& name, int dir,
+                                   std::initializer_list<std::string_view> proofs, Restore&& restore,
+                                   int attempts = 3) {
+  int e = 0;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (Removal r = remove_contents(dir, proofs)) return r;
+    for (const auto proof : proofs)
+      if (::unlinkat(dir, std::string(proof).c_str(), 0) != 0 && errno != ENOENT) return {errno, std::string(proof)};
+    if (::unlinkat(parent, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return {};
+    e = errno;
+    restore(dir);
+    if (e != ENOTEMPTY && e != EEXIST) break;
+  }
+  return {e, {}};
+}
+
+/// The message for a removal of `dir` that stopped at `r`.
+static std::string removal_error(const std::filesystem::path& dir, const Removal& r) {
+  const auto at = r.where.empty() ? dir : dir / r.where;
+  if (r.error == EXDEV)
+    return quoted(at) + " is a mount point; stackup never removes anything on another mount: unmount it (umount " +
+           at.string() + "), then remove again";
+  if (r.error == EBUSY) return quoted(at) + " is in use as a mount point: unmount it (umount " + at.string() + ")";
+  return "cannot remove " + quoted(at) + ": " + sys_message(r.error);
+}
+
+// ---- parents stackup creates ------------------------------------------------------
+
+/// The marker stackup writes in each parent directory it creates for a
+/// component's directory: the directory goes again once that marker is all
+/// it holds, so `down` leaves the place as `up` found it.
+static constexpr const char* parent_marker = ".stackup-parent";
+
+/// Takes a flock on `fd` (LOCK_SH or LOCK_EX); false when the directory was
+/// removed meanwhile (no links left).
+static bool lock_linked(int fd, int how) {
+  while (::flock(fd, how) != 0) {
+    if (errno != EINTR) return false;
+  }
+  struct stat st{};
+  if (::fstat(fd, &st) == 0 && st.st_nlink > 0) return true;
+  ::flock(fd, LOCK_UN);
+  return false;
+}
+
+/// Opens the parent of `dir` and locks it (flock `how`), creating the parents
+/// that do not exist one level at a time: mkdirat relative to the directory
+/// held, never through a symlink, each new one marked with parent_marker.
+/// Symlinks in the existing part of the path are followed. A directory that a
+/// concurrent removal of empty parents took meanwhile is made again.
+static Fd make_parents(const std::filesystem::path& dir, int how, const std::string& who) {
+  const auto parent = dir.parent_path();
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    // The deepest ancestor that exists, and the names below it.
+    std::vector<std::string> missing;
+    auto at = parent;
+    Fd fd;
+    while (true) {
+      fd = Fd(::open(at.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (fd) break;
+      if (errno != ENOENT || !at.has_relative_path())
+        throw Error("stackup: " + who + ": cannot open " + quoted(at) + ": " + sys_message(errno));
+      missing.push_back(at.filename().string());
+      at = at.parent_path();
+    }
+    bool again = false;
+    while (!missing.empty() && !again) {
+      const std::string name = std::move(missing.back());
+      missing.pop_back();
+      if (!lock_linked(fd.get(), LOCK_SH)) {
+        again = true;
+        break;
+      }
+      const bool made = ::mkdirat(fd.get(), name.c_str(), 0777) == 0;
+      if (!made && errno != EEXIST) {
+        const int e = errno;
+        throw Error("stackup: " + who + ": cannot create " + quoted(at / name) + ": " + sys_message(e));
+      }
+      Fd sub(::openat(fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub) {
+        const int e = errno;
+        if (e == ENOENT) {
+          again = true;
+          break;
+        }
+        throw Error("stackup: " + who + ": cannot open " + quoted(at / name) + ": " +
+                    (e == ELOOP || e == ENOTDIR ? std::string("it is not a directory (a symlink?)") : sys_message(e)));
+      }
+      if (made) {
+        const std::string content = std::string(marker_prefix) + " as a parent directory of " + dir.string() +
+                                    "; it is removed when this marker is all that is left in it\n";
+        (void)create_marker(sub.get(), parent_marker, content, at / name / parent_marker);
+      }
+      ::flock(fd.get(), LOCK_UN);
+      fd = std::move(sub);
+      at /= name;
+    }
+    if (again) continue;
+    if (lock_linked(fd.get(), how)) return fd;
+  }
+  throw Error("stackup: " + who + ": cannot create the parents of " + quoted(dir) +
+              ": they keep being removed by another process");
+}
+
+/// Removes the parents of `dir` that stackup created (they carry
+/// parent_marker, are this user's, and hold nothing else), deepest first, each
+/// by unlinkat(AT_REMOVEDIR) relative to the directory above it, under an
+/// exclusive flock so that the last of several components removing their
+/// directories from it takes it. Stops quietly at the first that stays.
+static void remove_made_parents(const std::filesystem::path& dir) {
+  for (auto p = dir.parent_path(); p.has_relative_path(); p = p.parent_path()) {
+    const Fd above(::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!above) return;
+    const std::string name = p.filename().string();
+    const Fd here(::openat(above.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!here || !lock_linked(here.get(), LOCK_EX)) return;
+    struct stat st{};
+    std::vector<std::string> names;
+    if (::fstat(here.get(), &st) != 0 || st.st_uid != ::geteuid() || list_directory(here.get(), names) != 0 ||
+        names.size() != 1 || names.front() != parent_marker || !has_marker(here.get(), parent_marker) ||
+        is_mount_point(above.get(), here.get()))
+      return;
+    std::string content = read_file_at(here.get(), parent_marker, 4096, p / parent_marker).value_or(std::string());
+    if (::unlinkat(here.get(), parent_marker, 0) != 0) return;
+    if (::unlinkat(above.get(), name.c_str(), AT_REMOVEDIR) != 0) {
+      // Something arrived meanwhile: the marker goes back, for whoever removes that.
+      (void)create_marker(here.get(), parent_marker, content, p / parent_marker);
+      return;
+    }
+  }
 }
 
 /// How rename_entry moves `a` to `b` (the flags of renameat2, from <linux/fs.h>).
