@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -101,8 +102,7 @@ pid_t swap_as_nobody(const fs::path& state, const fs::path& victim) {
   for (long i = 0; i < 2000000; ++i) {
     if (::rename(state.c_str(), moved.c_str()) != 0) continue;
     (void)::symlink(victim.c_str(), state.c_str());
-    for (volatile int spin = 0; spin < 200; ++spin) {
-    }
+    ::sched_yield(); // let the symlink stand for a moment
     ::unlink(state.c_str());
     ::rename(moved.c_str(), state.c_str());
   }
@@ -135,7 +135,8 @@ TEST_CASE("removal: another user swapping the state directory for a symlink make
   REQUIRE(::chmod(shared.c_str(), 0770) == 0);
   const std::string refused = error_of([&] { d.provision(); });
   CAPTURE(refused);
-  CHECK(contains(refused, "group 'nogroup' (nobody)"));
+  CHECK(contains(refused, "group 'nogroup' ("));
+  CHECK(contains(refused, "nobody"));
   CHECK(contains(refused, "parent directory"));
   CHECK_FALSE(fs::exists(state));
 
@@ -248,7 +249,7 @@ TEST_CASE("removal: a bind mount inside a local_directory or a state directory s
     CHECK(contains(message, "umount "));
     CHECK(count_files(outside) == 20);
     m.unmount();
-    // Moved aside (and still stackup's): the next deprovision finishes it.
+    CHECK(fs::is_directory(state / "cache")); // nothing moved, nothing removed
     CHECK(error_of([&] { d.deprovision(); }).empty());
     CHECK(entries(t.path) == std::vector<std::string>{"outside"});
     CHECK(count_files(outside) == 20);
@@ -284,7 +285,7 @@ TEST_CASE("removal: a path whose parent another user can write is refused, namin
   SUBCASE("writable by a group with another member") {
     REQUIRE(::chown(parent.c_str(), 0, nobody().gid) == 0);
     REQUIRE(::chmod(parent.c_str(), 0775) == 0);
-    both("group 'nogroup' (nobody)");
+    both("group 'nogroup' (");
   }
   SUBCASE("sticky and writable by everyone, like /tmp: fine") {
     REQUIRE(::chmod(parent.c_str(), 01777) == 0);
@@ -340,7 +341,8 @@ TEST_CASE("removal: no user's home directory, and no directory of another user u
     const bool existed = fs::exists(home);
     const std::string message = error_of([&] { Dir{{.path = home}}.provision(); });
     CAPTURE(message);
-    CHECK(contains(message, "home directory of user 'nobody'"));
+    CHECK(contains(message, "it is the home directory of user '")); // nobody's, and maybe others' too
+    CHECK(contains(message, "(" + home.string() + ")"));
     CHECK(fs::exists(home) == existed);
     if (!existed) {
       std::error_code ec;

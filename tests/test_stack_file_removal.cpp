@@ -69,6 +69,7 @@ path = ".stackup/cache"
     std::ofstream(file, std::ios::app) << R"(
 [components.broken]
 flavor = "command"
+is_running = "false"
 resume = "exit 1"
 depends_on = ["web", "store", "cache"]
 )";

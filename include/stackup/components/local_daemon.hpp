@@ -516,6 +516,9 @@ public:
       const auto locked = lock_state(false);
       if (locked) {
         const int dir = locked.dir.get();
+        if (const auto mount = px::find_mount(dir))
+          throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
+                      ": " + px::removal_error(config_.state_dir, mount) + "; nothing was removed or stopped");
         stop(dir);
         // The directory locked must be the entry of the parent held.
         const std::string leaf = config_.state_dir.filename().string();

@@ -149,6 +149,8 @@ public:
           refuse("remove", std::string("it has no stackup marker (") + marker +
                                "), so stackup did not create it: remove it yourself if you mean to");
         const struct stat st = check_owner(dir.get(), "remove");
+        if (const auto mount = px::find_mount(dir.get()))
+          refuse("remove", px::removal_error(config_.path, mount) + "; nothing was removed");
         // Swap in an empty marked directory; where the file system cannot swap,
         // the directory is removed in place, with the same guarantees.
         const std::string aside = beside(leaf);

@@ -650,6 +650,34 @@ static Fd open_below(int dirfd, const char* name) {
   return fd;
 }
 
+/// The first mount point (a directory or a file another file system, or a bind
+/// mount, is mounted on) inside directory `dirfd`, searched through
+/// descriptors without following symlinks: looked for before a removal
+/// starts, so that one is refused with nothing removed or moved. {EXDEV, its
+/// path relative to `dirfd`}, or nothing found.
+static Removal find_mount(int dirfd) {
+  std::vector<std::string> names;
+  if (const int e = list_directory(dirfd, names)) return {e, {}};
+  for (const auto& n : names) {
+#if defined(STATX_BASIC_STATS)
+    constexpr unsigned long long mount_root = 0x2000ULL; // STATX_ATTR_MOUNT_ROOT
+    struct statx sx{};
+    if (::statx(dirfd, n.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE, &sx) == 0 &&
+        (sx.stx_attributes_mask & mount_root) != 0 && (sx.stx_attributes & mount_root) != 0)
+      return {EXDEV, n};
+#endif
+    struct stat st{};
+    if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
+    const Fd sub = open_below(dirfd, n.c_str());
+    if (!sub) {
+      if (errno == EXDEV) return {EXDEV, n};
+      continue; // gone meanwhile: the removal itself looks again
+    }
+    if (Removal r = find_mount(sub.get()); r.error == EXDEV) return {EXDEV, n + "/" + r.where};
+  }
+  return {};
+}
+
 /// Removes everything inside directory `dirfd` but the entries named in
 /// `keep`, depth first, through descriptors only: each directory is opened
 /// below the one held (open_below), never through a symlink (a link is removed,
