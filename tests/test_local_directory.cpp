@@ -277,7 +277,6 @@ TEST_CASE("local_directory: a removal that fails half-way leaves it provisioned;
     // Wherever what is left now is (moved aside or not), it carries the marker.
     for (const auto& entry : fs::directory_iterator(parent)) {
       CAPTURE(entry.path());
-      if (entry.path().filename() == stackup::detail::posix::parent_marker) continue; // provision made the parent
       CHECK(fs::is_regular_file(entry.path() / Dir::marker));
       if (fs::exists(entry.path() / "run-3")) fs::permissions(entry.path() / "run-3", fs::perms::owner_all);
     }
@@ -322,7 +321,7 @@ TEST_CASE("local_directory: what a killed deprovision or provision left beside t
   CHECK_FALSE(fs::exists(where));
   CHECK_FALSE(fs::exists(aside));
   CHECK_FALSE(fs::exists(parent / "artifacts.removing-81"));
-  CHECK(tree(parent) == std::vector<std::string>{".stackup-parent", "artifacts.removing-77", "artifacts.removing-77/precious",
+  CHECK(tree(parent) == std::vector<std::string>{"artifacts.removing-77", "artifacts.removing-77/precious",
                                                  "artifacts.removing-78", "artifacts.removing-79",
                                                  "artifacts.removing-7x", "artifacts.removing-7x/.stackup-directory",
                                                  "other.removing-80", "other.removing-80/.stackup-directory"});
@@ -376,7 +375,7 @@ TEST_CASE("local_directory: processes and threads racing provision and deprovisi
       CAPTURE(left.size());
       CHECK((left.empty() || (Dir{{.path = where}}.is_provisioned() &&
                               std::all_of(left.begin(), left.end(), [](const std::string& e) {
-                                return (e.rfind("store", 0) == 0 && !contains(e, ".removing-")) || e == ".stackup-parent";
+                                return e.rfind("store", 0) == 0 && !contains(e, ".removing-");
                               }))));
     }
   }

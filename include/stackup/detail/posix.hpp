@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -736,10 +737,30 @@ static std::string removal_error(const std::filesystem::path& dir, const Removal
 
 // ---- parents stackup creates ------------------------------------------------------
 
-/// The marker stackup writes in each parent directory it creates for a
-/// component's directory: the directory goes again once that marker is all
-/// it holds, so `down` leaves the place as `up` found it.
-static constexpr const char* parent_marker = ".stackup-parent";
+/// The extended attribute stackup sets on each parent directory it creates
+/// for a component's directory (`trusted.` where `user.` attributes are not
+/// supported): such a directory goes again once it is empty, so `down` leaves
+/// the place as `up` found it. An attribute, not a file: a directory another
+/// program empties last is empty, not left holding a marker.
+static constexpr const char* parent_attribute = "user.stackup.parent";
+
+/// Marks the directory `fd` as a parent stackup created; false when the file
+/// system keeps no extended attributes (the directory then stays, as before).
+static bool mark_parent(int fd, std::string_view content) noexcept {
+  return ::fsetxattr(fd, parent_attribute, content.data(), content.size(), 0) == 0 ||
+         ::fsetxattr(fd, "trusted.stackup.parent", content.data(), content.size(), 0) == 0;
+}
+
+/// Whether the directory `fd` carries mark_parent's attribute, beginning with marker_prefix.
+static bool is_made_parent(int fd) noexcept {
+  char buf[512];
+  for (const char* name : {parent_attribute, "trusted.stackup.parent"}) {
+    const ssize_t n = ::fgetxattr(fd, name, buf, sizeof buf);
+    if (n >= static_cast<ssize_t>(marker_prefix.size()) && std::string_view(buf, marker_prefix.size()) == marker_prefix)
+      return true;
+  }
+  return false;
+}
 
 /// Takes a flock on `fd` (LOCK_SH or LOCK_EX); false when the directory was
 /// removed meanwhile (no links left).
@@ -755,7 +776,7 @@ static bool lock_linked(int fd, int how) {
 
 /// Opens the parent of `dir` and locks it (flock `how`), creating the parents
 /// that do not exist one level at a time: mkdirat relative to the directory
-/// held, never through a symlink, each new one marked with parent_marker.
+/// held, never through a symlink, each new one marked (mark_parent).
 /// Symlinks in the existing part of the path are followed. A directory that a
 /// concurrent removal of empty parents took meanwhile is made again.
 static Fd make_parents(const std::filesystem::path& dir, int how, const std::string& who) {
@@ -797,9 +818,10 @@ static Fd make_parents(const std::filesystem::path& dir, int how, const std::str
                     (e == ELOOP || e == ENOTDIR ? std::string("it is not a directory (a symlink?)") : sys_message(e)));
       }
       if (made) {
-        const std::string content = std::string(marker_prefix) + " as a parent directory of " + dir.string() +
-                                    "; it is removed when this marker is all that is left in it\n";
-        (void)create_marker(sub.get(), parent_marker, content, at / name / parent_marker);
+        struct stat st{};
+        if (::fstat(sub.get(), &st) == 0 && st.st_uid == ::geteuid())
+          (void)mark_parent(sub.get(), std::string(marker_prefix) + " as a parent directory of " + dir.string() +
+                                           "; it is removed when it is empty");
       }
       ::flock(fd.get(), LOCK_UN);
       fd = std::move(sub);
@@ -812,8 +834,8 @@ static Fd make_parents(const std::filesystem::path& dir, int how, const std::str
               ": they keep being removed by another process");
 }
 
-/// Removes the parents of `dir` that stackup created (they carry
-/// parent_marker, are this user's, and hold nothing else), deepest first, each
+/// Removes the parents of `dir` that stackup created (marked by mark_parent,
+/// this user's, and empty), deepest first, each
 /// by unlinkat(AT_REMOVEDIR) relative to the directory above it, under an
 /// exclusive flock so that the last of several components removing their
 /// directories from it takes it. Stops quietly at the first that stays.
@@ -827,16 +849,10 @@ static void remove_made_parents(const std::filesystem::path& dir) {
     struct stat st{};
     std::vector<std::string> names;
     if (::fstat(here.get(), &st) != 0 || st.st_uid != ::geteuid() || list_directory(here.get(), names) != 0 ||
-        names.size() != 1 || names.front() != parent_marker || !has_marker(here.get(), parent_marker) ||
-        is_mount_point(above.get(), here.get()))
+        !names.empty() || !is_made_parent(here.get()) || is_mount_point(above.get(), here.get()))
       return;
-    std::string content = read_file_at(here.get(), parent_marker, 4096, p / parent_marker).value_or(std::string());
-    if (::unlinkat(here.get(), parent_marker, 0) != 0) return;
-    if (::unlinkat(above.get(), name.c_str(), AT_REMOVEDIR) != 0) {
-      // Something arrived meanwhile: the marker goes back, for whoever removes that.
-      (void)create_marker(here.get(), parent_marker, content, p / parent_marker);
-      return;
-    }
+    // Only an empty directory goes: anything that arrived meanwhile keeps it.
+    if (::unlinkat(above.get(), name.c_str(), AT_REMOVEDIR) != 0) return;
   }
 }
 
