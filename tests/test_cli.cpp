@@ -705,3 +705,27 @@ TEST_CASE("cli follow: ends when its output fails (a closed pipe with SIGPIPE ig
   CHECK(returned);
   stop.request_stop();
 }
+
+namespace {
+// Fails its resume as the shipped components report their own checks: a
+// TransitionError whose cause is an Error with the same message.
+struct SelfChecked {
+  bool running = false;
+  bool is_provisioned() const { return true; }
+  bool is_running() const { return running; }
+  void resume() { stackup::throw_transition_error("server", stackup::Transition::resume, "server: exited with status 4"); }
+};
+} // namespace
+
+TEST_CASE("cli: a cause that repeats the message above it is printed once, its own causes still are") {
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back("server", SelfChecked{});
+  stackup::DynamicStack s{"demo", std::move(parts)};
+  std::ostringstream out, err;
+  const std::vector<std::string_view> words{"stack", "up"};
+  CHECK(cli::run(s, words, out, err, {.color = cli::Color::never}) == cli::exit_failure);
+  CHECK(err.str() == "error: stack up failed\n"
+                     "  stackup: stack 'demo' up failed: server 'server' failed to resume: server: exited with status 4 (rolled back)\n"
+                     "    caused by: server: exited with status 4\n"
+                     "rollback: this command had changed nothing, so nothing was undone\n");
+}

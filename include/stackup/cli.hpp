@@ -692,22 +692,31 @@ private:
     return exit_failure;
   }
 
-  void print_chain(const std::exception& e, int depth) {
+  // Prints `e` and its nested causes, one level of indent per cause. A cause
+  // whose message repeats the level above (an action's TransitionError carries
+  // its cause's own message) is not printed again; its causes still are.
+  void print_chain(const std::exception& e, int depth, std::string_view above = {}) {
     const std::string indent(static_cast<std::size_t>(2 + 2 * depth), ' ');
     std::string text = e.what();
-    for (std::size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += 1 + indent.size())
-      text.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
-    err_ << indent << (depth ? "caused by: " : "") << text << '\n';
+    const bool repeated = depth > 0 && text == above;
+    if (!repeated) {
+      std::string shown = text;
+      for (std::size_t at = 0; (at = shown.find('\n', at)) != std::string::npos; at += 1 + indent.size())
+        shown.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
+      err_ << indent << (depth ? "caused by: " : "") << shown << '\n';
+    }
     // A nested_exception made outside a catch holds no cause; rethrow_if_nested
     // would call std::terminate on it, so look before rethrowing.
     const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
     if (nested == nullptr || !nested->nested_ptr() || depth >= 16) return;
+    const int next = repeated ? depth : depth + 1;
     try {
       std::rethrow_exception(nested->nested_ptr());
     } catch (const std::exception& inner) {
-      print_chain(inner, depth + 1);
+      print_chain(inner, next, text);
     } catch (...) {
-      err_ << indent << "  caused by: unknown exception (not derived from std::exception)\n";
+      err_ << std::string(static_cast<std::size_t>(2 + 2 * next), ' ')
+           << "caused by: unknown exception (not derived from std::exception)\n";
     }
   }
 
