@@ -198,7 +198,10 @@ private:
     case detail::PlanError::none: {
       ordered_.reserve(n);
       for (const std::size_t k : order_) ordered_.push_back(slots_[k]);
-      // One owner per path: the strings live until the check is done.
+      // One owner per path, when two or more components own paths; the strings
+      // live until the check is done.
+      if (std::count_if(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.owned_ != nullptr; }) < 2)
+        return;
       std::vector<std::vector<std::string>> owned(n);
       std::vector<detail::OwnedPath> paths;
       for (std::size_t k = 0; k < n; ++k) {
