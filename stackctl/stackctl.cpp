@@ -144,7 +144,14 @@ int run(std::span<const std::string_view> words) {
       return stackup::cli::exit_success;
     }
     stackup::DynamicStack stack = stackup::load_stack(file->path);
-    return stackup::cli::run(stack, command, std::cout, std::cerr, options);
+    // One transition of the stack at a time: cli::run locks the stack file (the
+    // file a symlink names; nothing for standard input or a pipe).
+    stackup::cli::Options locked = options;
+    std::error_code ec;
+    const std::string lock_file = file->path != "-" && fs::is_regular_file(file->path, ec)
+                                      ? fs::canonical(file->path, ec).string() : std::string();
+    locked.lock_file = lock_file;
+    return stackup::cli::run(stack, command, std::cout, std::cerr, locked);
   } catch (const stackup::StackFileError& e) {
     if (help) return general_help(e.what());
     return fail(e.what());

@@ -705,3 +705,165 @@ TEST_CASE("cli follow: ends when its output fails (a closed pipe with SIGPIPE ig
   CHECK(returned);
   stop.request_stop();
 }
+
+namespace {
+// Fails its resume as the shipped components report their own checks: a
+// TransitionError whose cause is an Error with the same message.
+struct SelfChecked {
+  bool running = false;
+  bool is_provisioned() const { return true; }
+  bool is_running() const { return running; }
+  void resume() { stackup::throw_transition_error("server", stackup::Transition::resume, "server: exited with status 4"); }
+};
+} // namespace
+
+TEST_CASE("cli: a cause that repeats the message above it is printed once, its own causes still are") {
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back("server", SelfChecked{});
+  stackup::DynamicStack s{"demo", std::move(parts)};
+  std::ostringstream out, err;
+  const std::vector<std::string_view> words{"stack", "up"};
+  CHECK(cli::run(s, words, out, err, {.color = cli::Color::never}) == cli::exit_failure);
+  CHECK(err.str() == "error: stack up failed\n"
+                     "  stackup: stack 'demo' up failed: server 'server' failed to resume: server: exited with status 4 (rolled back)\n"
+                     "    caused by: server: exited with status 4\n"
+                     "rollback: this command had changed nothing, so nothing was undone\n");
+}
+
+// ---- the stack's lock ---------------------------------------------------------------------------
+
+namespace {
+struct LockDir {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("stackup-test-lock-" + std::to_string(::getpid()));
+  std::filesystem::path file = dir / "stackup.toml";
+  LockDir() {
+    std::filesystem::create_directories(dir);
+    put(file, "# a stack file\n");
+  }
+  ~LockDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  LockDir(const LockDir&) = delete;
+  LockDir& operator=(const LockDir&) = delete;
+};
+std::string lock_error(const std::filesystem::path& file) {
+  try {
+    stackup::StackLock lock(file, stackup::LockMode::shared);
+  } catch (const stackup::Error& e) {
+    return e.what();
+  }
+  return {};
+}
+} // namespace
+
+TEST_CASE("StackLock: exclusive excludes every other hold, shared admits shared, and it goes with its owner") {
+  LockDir d;
+  using stackup::LockMode;
+  stackup::StackLock a(d.file, LockMode::exclusive), b(d.file, LockMode::shared), c(d.file, LockMode::shared);
+  CHECK(a.try_lock());
+  CHECK(a.owns_lock());
+  CHECK_FALSE(b.try_lock());
+  a.unlock();
+  CHECK(b.try_lock());
+  CHECK(c.try_lock());
+  CHECK_FALSE(a.try_lock());
+  {
+    const stackup::StackLock moved = std::move(b);
+    CHECK(moved.owns_lock());
+    CHECK_FALSE(b.owns_lock()); // NOLINT(bugprone-use-after-move): a moved-from lock holds nothing
+    c.unlock();
+    CHECK_FALSE(a.try_lock());
+  } // the moved-to lock released it
+  CHECK(a.try_lock());
+  CHECK_THROWS_AS(b.lock(), stackup::Error);
+}
+
+TEST_CASE("StackLock: what is not a regular file is refused with the reason, nothing is opened through a symlink") {
+  LockDir d;
+  std::filesystem::create_symlink(d.file, d.dir / "link.toml");
+  REQUIRE(::mkfifo((d.dir / "fifo.toml").c_str(), 0600) == 0);
+  CHECK(lock_error(d.dir / "link.toml") == "stackup: cannot lock the stack file " + (d.dir / "link.toml").string() +
+                                               ": it is a symlink: name the file it points to");
+  // A FIFO neither blocks the open nor is locked.
+  CHECK(lock_error(d.dir / "fifo.toml").ends_with(": it is not a regular file (a FIFO, a device, a directory?): "
+                                                  "name the stack file itself"));
+  CHECK(lock_error(d.dir).ends_with("it is not a regular file (a FIFO, a device, a directory?): name the stack file itself"));
+  CHECK(lock_error(d.dir / "missing.toml").ends_with(": No such file or directory"));
+  CHECK(lock_error(d.file).empty());
+}
+
+TEST_CASE("StackLock: a stop requested while waiting ends the wait holding nothing") {
+  LockDir d;
+  stackup::StackLock holder(d.file, stackup::LockMode::exclusive);
+  holder.lock();
+  stackup::StackLock waiter(d.file, stackup::LockMode::shared);
+  std::stop_source stop;
+  const std::stop_token token = stop.get_token();
+  std::jthread stopper([&] {
+    pause_ms(100);
+    stop.request_stop();
+  });
+  CHECK_THROWS_AS(waiter.lock(&token), stackup::InterruptedError);
+  CHECK_FALSE(waiter.owns_lock());
+}
+
+TEST_CASE("cli: with a lock file, status waits for a command that holds the stack, and then sees what it did") {
+  LockDir d;
+  Fixture<kinds::Dynamic> f;
+  stackup::StackLock transition(d.file, stackup::LockMode::exclusive);
+  transition.lock();
+  std::ostringstream out, err;
+  std::atomic<int> code = -1;
+  const std::string lock_file = d.file.string();
+  std::jthread status([&] {
+    const std::vector<std::string_view> words{"stack", "status"};
+    code = cli::run(f.stack, words, out, err, {.color = cli::Color::never, .lock_file = lock_file});
+  });
+  pause_ms(200);
+  CHECK(code == -1); // still waiting
+  f.set_all(State::running); // what the holder did
+  transition.unlock();
+  status.join();
+  CHECK(code == 0);
+  CHECK(err.str() == "stack: waiting for another command on this stack to finish (it holds the lock on " + lock_file + ")\n");
+  CHECK(contains(out.str(), "stack 'demo': 4 of 4 running, 4 provisioned"));
+}
+
+TEST_CASE("cli: the lock is the stack file's, so a directory component beside it does not deadlock") {
+  // LocalDirectory locks its parent directory while it acts; flock does not nest
+  // in one process, so a lock on the stack file's directory would wait for ever.
+  LockDir d;
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back("files", stackup::LocalDirectory{{.path = d.dir / "data"}});
+  stackup::DynamicStack s{"demo", std::move(parts)};
+  std::ostringstream out, err;
+  const std::string lock_file = d.file.string();
+  std::atomic<int> code = -1;
+  std::thread up([&] {
+    const std::vector<std::string_view> words{"stack", "up"};
+    code = cli::run(s, words, out, err, {.color = cli::Color::never, .lock_file = lock_file});
+  });
+  for (int i = 0; i < 3000 && code == -1; ++i) pause_ms(10);
+  if (code == -1) {
+    MESSAGE("stack up did not return: the lock deadlocked");
+    std::_Exit(1);
+  }
+  up.join();
+  CHECK(code == 0);
+  CHECK(std::filesystem::is_directory(d.dir / "data"));
+  const std::vector<std::string_view> down{"stack", "down", "--force"};
+  CHECK(cli::run(s, down, out, err, {.color = cli::Color::never, .lock_file = lock_file}) == 0);
+}
+
+TEST_CASE("cli: a lock file that cannot be locked fails the command before it acts") {
+  LockDir d;
+  Fixture<kinds::Dynamic> f;
+  std::ostringstream out, err;
+  const std::string dir = d.dir.string();
+  const std::vector<std::string_view> words{"stack", "up"};
+  CHECK(cli::run(f.stack, words, out, err, {.color = cli::Color::never, .lock_file = dir}) == cli::exit_failure);
+  CHECK(contains(err.str(), "error: stack up: cannot take the stack's lock\n"));
+  CHECK(contains(err.str(), "it is not a regular file"));
+  CHECK(f.world.calls.empty());
+}

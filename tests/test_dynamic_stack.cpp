@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -736,4 +737,144 @@ TEST_CASE("dynamic: a moved-from DynamicStack is empty: it acts on nothing") {
   CHECK(log.empty());
   u.up();
   CHECK(u.is_running());
+}
+
+// ---- get(): a handle that cannot replace or empty the component ------------------------------
+
+// Assigning to or moving from what get() returned used to free the object the
+// stack's plan points to (a use-after-free at the next up() or status()).
+static_assert(!std::is_assignable_v<stackup::ComponentRef, AnyComponent>);
+static_assert(!std::is_assignable_v<stackup::ComponentRef, AnyComponent&&>);
+static_assert(!std::is_assignable_v<stackup::ComponentRef&, const stackup::ComponentRef&>);
+static_assert(!std::is_move_constructible_v<stackup::ComponentRef>);
+static_assert(!std::is_constructible_v<AnyComponent, stackup::ComponentRef&&>);
+static_assert(!std::is_convertible_v<stackup::ComponentRef, AnyComponent&>);
+static_assert(std::is_copy_constructible_v<stackup::ComponentRef>);
+static_assert(!std::is_assignable_v<stackup::ConstComponentRef&, const stackup::ConstComponentRef&>);
+static_assert(!std::is_move_constructible_v<stackup::ConstComponentRef>);
+static_assert(std::is_same_v<decltype(std::declval<DynamicStack&>().get("a")), stackup::ComponentRef>);
+static_assert(std::is_same_v<decltype(std::declval<const DynamicStack&>().get("a")), stackup::ConstComponentRef>);
+static_assert(std::is_same_v<decltype(std::declval<const DynamicStack&>().get("a").target<Plain>()), const Plain*>);
+
+TEST_CASE("dynamic: get() hands out a handle with the component's queries, actions and target<T>()") {
+  Log log;
+  Parts parts;
+  Plain plain;
+  plain.log = &log;
+  parts.emplace_back("a", plain);
+  parts.emplace_back("b", plain, Strings{"a"});
+  DynamicStack s{"local", std::move(parts)};
+  stackup::ComponentRef a = s.get("a");
+  CHECK(a.role() == "a");
+  CHECK(a.name() == "a");
+  CHECK(a.flavor() == "custom");
+  CHECK(s.get("b").depends_on() == Strings{"a"});
+  CHECK(a.state() == State::deprovisioned);
+  CHECK(a.has(Transition::suspend));
+  a.provision();
+  a.resume();
+  CHECK(a.is_running());
+  CHECK(log == Log{"provision a", "resume a"});
+  REQUIRE(a.target<Plain>() != nullptr);
+  CHECK(a.target<Plain>()->told == "a");
+  CHECK(a.target<Fake<"a">>() == nullptr);
+  const stackup::ComponentRef copy = a; // a second handle to the same component
+  CHECK(copy.target<Plain>() == a.target<Plain>());
+  const stackup::ConstComponentRef read = a;
+  CHECK(read.is_running());
+  const DynamicStack& cs = s;
+  CHECK(cs.get("a").target<Plain>() == a.target<Plain>());
+  CHECK(cs.get("b").state() == State::deprovisioned);
+  CHECK(cs.get("b").owned_paths().empty());
+  // The stack still acts on the same objects the handles reach.
+  s.up();
+  CHECK(s.get("b").is_running());
+  CHECK(s.status()[1].state == State::running);
+}
+
+// ---- one owner per path ---------------------------------------------------------------------
+
+namespace {
+/// Owns the paths it is given, as LocalDaemon (state_dir) and LocalDirectory (path) do.
+struct Owner {
+  std::vector<std::string> paths;
+  bool is_provisioned() const { return false; }
+  bool is_running() const { return false; }
+  const std::vector<std::string>& owned_paths() const { return paths; }
+};
+template <stackup::FixedString R> struct TypedOwner : stackup::StackComponent<TypedOwner<R>> {
+  static constexpr std::string_view role = R;
+  TypedOwner() = default;
+  explicit TypedOwner(std::string p) : path(std::move(p)) {}
+  std::string path;
+  std::array<std::string_view, 1> owned_paths() const { return {path}; }
+};
+std::string owners_problem(std::vector<std::pair<std::string, std::vector<std::string>>> owners) {
+  Parts parts;
+  for (auto& [role, paths] : owners) parts.emplace_back(role, Owner{paths});
+  try {
+    DynamicStack s{"local", std::move(parts)};
+  } catch (const stackup::StackDefinitionError& e) {
+    return e.what();
+  }
+  return {};
+}
+} // namespace
+
+TEST_CASE("dynamic: two components that own the same path, or one inside the other's, cannot share a stack") {
+  const std::string fix = ": one would remove or take over the other's files (a pid file, data); give each "
+                          "component a directory of its own, not inside another's";
+  CHECK(owners_problem({{"db", {"/srv/state"}}, {"web", {"/srv/state"}}}) ==
+        "stackup: stack 'local' cannot exist: 'db' owns /srv/state and 'web' owns /srv/state too" + fix);
+  CHECK(owners_problem({{"data", {"/srv/app"}}, {"web", {"/srv/app/.stackup/web"}}}) ==
+        "stackup: stack 'local' cannot exist: 'data' owns /srv/app and 'web' owns /srv/app/.stackup/web, inside it" + fix);
+  CHECK(owners_problem({{"web", {"/srv/app/.stackup/web"}}, {"data", {"/srv/app/"}}}) ==
+        "stackup: stack 'local' cannot exist: 'web' owns /srv/app/.stackup/web and 'data' owns /srv/app, which holds it" + fix);
+  CHECK(owners_problem({{"a", {"/"}}, {"b", {"/x"}}}).find("'a' owns / and 'b' owns /x, inside it") != std::string::npos);
+  // A shared prefix is not an overlap; neither is a component's own pair of paths.
+  CHECK(owners_problem({{"a", {"/srv/app"}}, {"b", {"/srv/app-2"}}, {"c", {"/srv/app.d"}}, {"d", {"/srv/ap"}}}).empty());
+  CHECK(owners_problem({{"a", {"/srv/x", "/srv/x/log"}}, {"b", {"/srv/y"}}}).empty());
+  // Hidden behind a same-owner neighbour in path order.
+  CHECK(owners_problem({{"a", {"/srv/x", "/srv/x/a"}}, {"b", {"/srv/x/b"}}}).find("'a' owns /srv/x and 'b' owns /srv/x/b") !=
+        std::string::npos);
+  CHECK(owners_problem({{"a", {"/srv/x/a"}}, {"b", {"/srv/x-"}}, {"c", {"/srv/x"}}}).find("'a' owns /srv/x/a and 'c' owns "
+                                                                                         "/srv/x, which holds it") !=
+        std::string::npos);
+}
+
+TEST_CASE("dynamic and typed: the shipped components say what they own, and a clash is a StackDefinitionError") {
+  const auto here = std::filesystem::current_path().lexically_normal().string();
+  {
+    Parts parts;
+    parts.emplace_back("db", stackup::LocalDaemon{{.command = {"true"}, .state_dir = "state/x"}});
+    parts.emplace_back("web", stackup::LocalDaemon{{.command = {"true"}, .state_dir = "state/./x/"}});
+    CHECK_THROWS_WITH_AS((DynamicStack{"local", std::move(parts)}),
+                         ("stackup: stack 'local' cannot exist: 'db' owns " + here + "/state/x and 'web' owns " + here +
+                          "/state/x too: one would remove or take over the other's files (a pid file, data); give each "
+                          "component a directory of its own, not inside another's")
+                             .c_str(),
+                         stackup::StackDefinitionError);
+  }
+  {
+    Parts parts;
+    parts.emplace_back("web", stackup::LocalDaemon{{.command = {"true"}, .state_dir = "app/.stackup/web"}});
+    parts.emplace_back("files", stackup::LocalDirectory{{.path = "app"}});
+    CHECK_THROWS_AS((DynamicStack{"local", std::move(parts)}), stackup::StackDefinitionError);
+    Parts apart;
+    apart.emplace_back("web", stackup::LocalDaemon{{.command = {"true"}, .state_dir = "app/.stackup/web"}});
+    apart.emplace_back("files", stackup::LocalDirectory{{.path = "app-files"}});
+    CHECK(DynamicStack{"local", std::move(apart)}.get("files").owned_paths() == Strings{here + "/app-files"});
+  }
+  using A = TypedOwner<"a">;
+  using B = TypedOwner<"b">;
+  CHECK_THROWS_WITH_AS((stackup::Stack{"typed", A{"/srv/a"}, B{"/srv/a/b"}}),
+                       "stackup: stack 'typed' cannot exist: 'a' owns /srv/a and 'b' owns /srv/a/b, inside it: one would "
+                       "remove or take over the other's files (a pid file, data); give each component a directory of its "
+                       "own, not inside another's",
+                       stackup::StackDefinitionError);
+  CHECK_NOTHROW((stackup::Stack{"typed", A{"/srv/a"}, B{"/srv/b"}}));
+  using D = stackup::LocalDaemon<"db">;
+  using W = stackup::LocalDaemon<"web">;
+  CHECK_THROWS_AS((stackup::Stack{"typed", D{{.command = {"true"}, .state_dir = "s"}}, W{{.command = {"true"}, .state_dir = "s"}}}),
+                  stackup::StackDefinitionError);
 }

@@ -427,6 +427,30 @@ TEST_CASE("definition errors are StackFileErrors at the depends_on entry") {
   CHECK(dynamic_cast<const stackup::StackDefinitionError*>(&e) != nullptr);
 }
 
+TEST_CASE("one owner per path: overlapping state directories or a directory holding another's state are errors at "
+          "the second component's key") {
+  const std::string here = fs::current_path().lexically_normal().string();
+  const std::string fix = ": one would remove or take over the other's files (a pid file, data); give each component a "
+                          "directory of its own, not inside another's";
+  CHECK_ERROR("name = \"s\"\n[components.db]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nstate_dir = \"state\"\n"
+              "[components.web]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nstate_dir = \"./state/\"\n",
+              9, 13, "stack 's' cannot exist: 'db' owns " + here + "/state and 'web' owns " + here + "/state too" + fix);
+  // The daemon's default state directory (.stackup/web beside the file) inside a directory component.
+  CHECK_ERROR("name = \"s\"\n[components.web]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\n"
+              "[components.files]\nflavor = \"local_directory\"\npath = \".\"\n",
+              7, 8, "stack 's' cannot exist: 'web' owns " + here + "/.stackup/web and 'files' owns " + here +
+                        ", which holds it" + fix);
+  // The second has no key of its own (a default state directory): the first one's.
+  CHECK_ERROR("name = \"s\"\n[components.files]\nflavor = \"local_directory\"\npath = \".stackup\"\n"
+              "[components.web]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\n",
+              4, 8, "stack 's' cannot exist: 'files' owns " + here + "/.stackup and 'web' owns " + here +
+                        "/.stackup/web, inside it" + fix);
+  // Side by side is fine.
+  CHECK_NOTHROW((void)stackup::parse_stack("[components.files]\nflavor = \"local_directory\"\npath = \"data\"\n"
+                                           "[components.web]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\n",
+                                           "t.toml"));
+}
+
 TEST_CASE("interpolation: ${VAR}, ${VAR:-default}, $$, $NAME, numbers, errors") {
   const Env set("STACKUP_SF_SET", "6391");
   const Env empty("STACKUP_SF_EMPTY", "");

@@ -24,6 +24,11 @@ template <class C> std::vector<std::string> dependencies_of() {
   return deps;
 }
 template <class T, class Self> concept other_than = !std::is_same_v<std::remove_cvref_t<T>, Self>;
+template <class C> std::vector<std::string> owned_paths_of(const void* object) {
+  std::vector<std::string> paths;
+  for (auto&& p : static_cast<const C*>(object)->owned_paths()) paths.emplace_back(std::string_view(p));
+  return paths;
+}
 } // namespace detail
 
 /// Any component, chosen at run time: the element of a DynamicStack. Movable,
@@ -48,13 +53,15 @@ public:
   AnyComponent(std::string role, C&& component, std::vector<std::string> depends_on = {})
       : object_(new std::remove_cvref_t<C>(std::forward<C>(component))),
         ops_(&detail::ops_of<std::remove_cvref_t<C>>), role_(std::move(role)), depends_on_(std::move(depends_on)) {
+    if constexpr (detail::has_owned_paths<std::remove_cvref_t<C>>) owned_ = &detail::owned_paths_of<std::remove_cvref_t<C>>;
     if constexpr (requires(std::remove_cvref_t<C>& c) { c.assign_role(std::string_view()); })
       static_cast<std::remove_cvref_t<C>*>(object_)->assign_role(role_);
   }
 
   AnyComponent(AnyComponent&& other) noexcept
       : object_(std::exchange(other.object_, nullptr)), ops_(std::exchange(other.ops_, nullptr)),
-        role_(std::exchange(other.role_, {})), depends_on_(std::exchange(other.depends_on_, {})) {}
+        role_(std::exchange(other.role_, {})), depends_on_(std::exchange(other.depends_on_, {})),
+        owned_(std::exchange(other.owned_, nullptr)) {}
   AnyComponent& operator=(AnyComponent&& other) noexcept {
     if (this != &other) {
       reset();
@@ -62,6 +69,7 @@ public:
       ops_ = std::exchange(other.ops_, nullptr);
       role_ = std::exchange(other.role_, {});
       depends_on_ = std::exchange(other.depends_on_, {});
+      owned_ = std::exchange(other.owned_, nullptr);
     }
     return *this;
   }
@@ -83,6 +91,12 @@ public:
   [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
   /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
   [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// The paths the wrapped `owned_paths()` lists (absolute, lexically normal), or
+  /// none when the type owns no files.
+  [[nodiscard]] std::vector<std::string> owned_paths() const {
+    (void)ops(); // an empty AnyComponent says so
+    return owned_ ? owned_(object_) : std::vector<std::string>{};
+  }
   /// running if is_running(), else suspended if is_provisioned(), else deprovisioned.
   [[nodiscard]] State state() const {
     if (is_running()) return State::running;
@@ -126,12 +140,90 @@ private:
     if (object_) ops_->destroy(object_);
     object_ = nullptr;
     ops_ = nullptr;
+    owned_ = nullptr;
   }
 
   void* object_ = nullptr;
   const detail::Ops* ops_ = nullptr;
   std::string role_;
   std::vector<std::string> depends_on_;
+  std::vector<std::string> (*owned_)(const void*) = nullptr; // the type's owned_paths(), if it has them
+};
+
+/// What `DynamicStack::get()` returns: a handle to one of the stack's components,
+/// through which its queries, its actions and `target<T>()` work. It refers to
+/// the component the stack holds, so it cannot replace or empty it: it cannot be
+/// assigned (neither an AnyComponent nor another handle) nor moved from, and it
+/// gives no AnyComponent& out. A copy is a second handle to the same component.
+/// Valid while the stack lives and is not moved.
+class ComponentRef {
+public:
+  ComponentRef(const ComponentRef&) noexcept = default;
+  ComponentRef(ComponentRef&&) = delete;
+  ComponentRef& operator=(const ComponentRef&) = delete;
+  ComponentRef& operator=(ComponentRef&&) = delete;
+  ~ComponentRef() = default;
+
+  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file, owned paths, state.
+  [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
+  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
+  [[nodiscard]] std::string_view name() const { return c_->name(); }
+  [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
+  [[nodiscard]] std::string detail() const { return c_->detail(); }
+  [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
+  [[nodiscard]] State state() const { return c_->state(); }
+  /// The wrapped queries.
+  [[nodiscard]] bool is_provisioned() const { return c_->is_provisioned(); }
+  [[nodiscard]] bool is_running() const { return c_->is_running(); }
+  /// Whether the wrapped type has that action.
+  [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
+  /// The wrapped actions (NotImplementedError when the type lacks one), run on
+  /// this component alone, as AnyComponent's.
+  void provision() const { c_->provision(); }
+  void resume() const { c_->resume(); }
+  void suspend() const { c_->suspend(); }
+  void deprovision() const { c_->deprovision(); }
+  /// The wrapped object if it is a T, else nullptr.
+  template <class T> [[nodiscard]] T* target() const noexcept { return c_->template target<T>(); }
+
+private:
+  friend class DynamicStack;
+  friend class ConstComponentRef;
+  explicit ComponentRef(AnyComponent& c) noexcept : c_(&c) {}
+  AnyComponent* c_;
+};
+
+/// What `get()` of a const DynamicStack returns: a ComponentRef with the queries
+/// and a const `target<T>()`, without the actions. A ComponentRef converts to it.
+class ConstComponentRef {
+public:
+  ConstComponentRef(const ComponentRef& r) noexcept : c_(r.c_) {} // NOLINT(google-explicit-constructor): as T* to const T*
+  ConstComponentRef(const ConstComponentRef&) noexcept = default;
+  ConstComponentRef(ConstComponentRef&&) = delete;
+  ConstComponentRef& operator=(const ConstComponentRef&) = delete;
+  ConstComponentRef& operator=(ConstComponentRef&&) = delete;
+  ~ConstComponentRef() = default;
+
+  /// As ComponentRef.
+  [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
+  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
+  [[nodiscard]] std::string_view name() const { return c_->name(); }
+  [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
+  [[nodiscard]] std::string detail() const { return c_->detail(); }
+  [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
+  [[nodiscard]] State state() const { return c_->state(); }
+  [[nodiscard]] bool is_provisioned() const { return c_->is_provisioned(); }
+  [[nodiscard]] bool is_running() const { return c_->is_running(); }
+  [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
+  /// The wrapped object if it is a T, else nullptr.
+  template <class T> [[nodiscard]] const T* target() const noexcept { return c_->template target<T>(); }
+
+private:
+  friend class DynamicStack;
+  explicit ConstComponentRef(const AnyComponent& c) noexcept : c_(&c) {}
+  const AnyComponent* c_;
 };
 
 } // namespace stackup

@@ -9,6 +9,7 @@
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/format.hpp>
+#include <stackup/stack_lock.hpp>
 
 #include <fmt/color.h>
 #include <fmt/format.h>
@@ -60,6 +61,11 @@ struct Options {
   std::string_view host_help{};
   /// Colour and symbols (default: on a terminal only).
   Color color = Color::automatic;
+  /// The stack file to lock (a StackLock) for each command, so that commands on
+  /// the same stack from several processes take turns: exclusive for up and down,
+  /// shared for status and logs, none for `logs --follow`; held for that one
+  /// command. Empty (the default): no lock.
+  std::string_view lock_file{};
 };
 
 /// Exit status: the command did what was asked (also when there was nothing to do).
@@ -291,6 +297,34 @@ private:
   struct sigaction host_int_ {}, host_term_ {};
   std::stop_source source_;
   std::jthread watcher_;
+};
+
+inline void on_sigpipe(int) {}
+
+/// While it lives, a write to a closed pipe fails with EPIPE (the stream goes
+/// bad) instead of ending the process: an operation is finished or rolled back
+/// whatever happens to its output. A handler rather than SIG_IGN, because an
+/// ignored signal stays ignored in the programs the components start, a handler
+/// does not. A SIGPIPE the host ignores or handles is left alone.
+class PipeGuard {
+public:
+  PipeGuard() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigpipe;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    installed_ = ::sigaction(SIGPIPE, nullptr, &host_) == 0 && host_.sa_handler == SIG_DFL &&
+                 (host_.sa_flags & SA_SIGINFO) == 0 && ::sigaction(SIGPIPE, &sa, nullptr) == 0;
+  }
+  ~PipeGuard() {
+    if (installed_) ::sigaction(SIGPIPE, &host_, nullptr);
+  }
+  PipeGuard(const PipeGuard&) = delete;
+  PipeGuard& operator=(const PipeGuard&) = delete;
+
+private:
+  bool installed_ = false;
+  struct sigaction host_ {};
 };
 
 /// Parses, runs and reports one command against a stack, through its run-time
@@ -563,7 +597,47 @@ private:
 
   // ---- commands -----------------------------------------------------------------
 
+  [[nodiscard]] std::string command_name(const Command& cmd) const {
+    const std::string_view verb = cmd.verb == Verb::up ? "up" : cmd.verb == Verb::down ? "down"
+                                : cmd.verb == Verb::status ? "status" : "logs";
+    return fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index], verb,
+                       cmd.force ? " --force" : "");
+  }
+
+  // Takes the stack's lock when the host named a file (Options::lock_file). A
+  // stop on `stop` (or, without one, Ctrl-C or SIGTERM) while waiting ends the
+  // command having done nothing. Returns the exit status when the lock was not
+  // taken (the reason printed), nothing when it is held or there is none.
+  std::optional<int> take_lock(StackLock& lock, LockMode mode, const Command& cmd, const std::stop_token* stop) {
+    if (options_.lock_file.empty()) return std::nullopt;
+    try {
+      lock = StackLock(std::filesystem::path(options_.lock_file), mode);
+      if (lock.try_lock()) return std::nullopt;
+      err_ << fmt::format("{}: waiting for another command on this stack to finish (it holds the lock on {})\n", program_,
+                          lock.file());
+      err_.flush();
+      if (stop != nullptr) {
+        lock.lock(stop);
+      } else {
+        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once; nothing was done\n", program_));
+        const std::stop_token token = interrupts.token();
+        lock.lock(&token);
+      }
+      return std::nullopt;
+    } catch (const InterruptedError&) {
+      const int sig = Interrupts::signal();
+      err_ << label("error", fmt::terminal_color::red) << ": "
+           << fmt::format("{} interrupted ({}) while it waited for another command on this stack: nothing was done\n",
+                          command_name(cmd), sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      return 128 + (sig ? sig : SIGINT);
+    } catch (...) {
+      return report(fmt::format("{}: cannot take the stack's lock", command_name(cmd)), std::current_exception(), cmd, {});
+    }
+  }
+
   int status(const Command& cmd) {
+    StackLock lock;
+    if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
       std::vector<ComponentStatus> rows;
       rows.reserve(size);
@@ -590,6 +664,10 @@ private:
   }
 
   int logs(const Command& cmd) {
+    // Following lasts as long as the user likes: it must not hold up other commands.
+    StackLock lock;
+    if (!cmd.follow)
+      if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
       const auto& slot = stack_.slots[cmd.index];
       const std::filesystem::path path = slot.ops->log_file(slot.object);
@@ -614,10 +692,22 @@ private:
   }
 
   int operate(const Command& cmd) {
+    const bool up = cmd.verb == Verb::up;
+    // A closed output must not stop the operation half-way: its writes fail
+    // instead, and the exit status says so once it is done.
+    const PipeGuard pipe_guard;
+    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
+    // down finishes the component in flight; a second one ends the process at once.
+    const Interrupts interrupts(fmt::format(
+        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
+        program_, up ? "up" : "down", program_));
+    const std::stop_token stop = interrupts.token();
+    // One transition of the stack at a time: the states below are read holding it.
+    StackLock lock;
+    if (auto code = take_lock(lock, LockMode::exclusive, cmd, &stop)) return *code;
     Tally tally;
     ObserverGuard guard{stack_, std::move(stack_.events->observer)};
     observe(cmd, tally);
-    const bool up = cmd.verb == Verb::up;
     if (!cmd.whole_stack) {
       std::size_t n = 0;
       const auto role = stack_.roles[cmd.index];
@@ -641,12 +731,6 @@ private:
       }
     }
     const auto t0 = Clock::now();
-    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
-    // down finishes the component in flight; a second one ends the process at once.
-    const Interrupts interrupts(fmt::format(
-        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
-        program_, up ? "up" : "down", program_));
-    const std::stop_token stop = interrupts.token();
     try {
       namespace engine = stackup::detail;
       const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel, .stop = &stop};
@@ -656,13 +740,15 @@ private:
       else if (up) engine::up_one(stack_, cmd.index, up_options);
       else engine::down_one(stack_, cmd.index, down_options);
     } catch (...) {
-      const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index],
-                                           up ? "up" : "down", cmd.force ? " --force" : "");
+      const std::string what = command_name(cmd);
       const int sig = Interrupts::signal();
-      if (sig == 0) return report(what + " failed", std::current_exception(), cmd, tally);
+      if (sig == 0) {
+        report(what + " failed", std::current_exception(), cmd, tally);
+        return output_failed(exit_failure);
+      }
       report(fmt::format("{} interrupted ({})", what, sig == SIGINT ? "SIGINT" : "SIGTERM"), std::current_exception(), cmd,
              tally);
-      return 128 + sig;
+      return output_failed(128 + sig);
     }
     const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
     const std::string took = seconds(Clock::now() - t0);
@@ -673,7 +759,22 @@ private:
     else summary = fmt::format("{} {}  {}", subject, cmd.force ? "is down and deprovisioned" : "is down", took);
     if (fancy_out_) out_ << fmt::format("{}\n", fmt::styled(summary, fmt::emphasis::bold));
     else out_ << summary << '\n';
-    return exit_success;
+    return output_failed(exit_success);
+  }
+
+  // The exit status of an operation that ended with `code`: a failure when what
+  // it wrote did not all get out (a closed pipe), said on whichever stream works.
+  int output_failed(int code) {
+    out_.flush();
+    err_.flush();
+    if (out_ && err_) return code;
+    const std::string_view which = !out_ && !err_ ? "its output and its errors" : !out_ ? "its output" : "its errors";
+    const std::string message = fmt::format(
+        "{}: the command finished, but {} could not all be written (the pipe or terminal was closed); "
+        "'{} stack status' shows the stack\n", program_, which, program_);
+    if (err_) err_ << message << std::flush;
+    else if (out_) out_ << message << std::flush;
+    return code == exit_success ? exit_failure : code;
   }
 
   // Prints a failure: the error, each nested cause, and what the rollback did.
@@ -692,22 +793,31 @@ private:
     return exit_failure;
   }
 
-  void print_chain(const std::exception& e, int depth) {
+  // Prints `e` and its nested causes, one level of indent per cause. A cause
+  // whose message repeats the level above (an action's TransitionError carries
+  // its cause's own message) is not printed again; its causes still are.
+  void print_chain(const std::exception& e, int depth, std::string_view above = {}) {
     const std::string indent(static_cast<std::size_t>(2 + 2 * depth), ' ');
     std::string text = e.what();
-    for (std::size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += 1 + indent.size())
-      text.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
-    err_ << indent << (depth ? "caused by: " : "") << text << '\n';
+    const bool repeated = depth > 0 && text == above;
+    if (!repeated) {
+      std::string shown = text;
+      for (std::size_t at = 0; (at = shown.find('\n', at)) != std::string::npos; at += 1 + indent.size())
+        shown.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
+      err_ << indent << (depth ? "caused by: " : "") << shown << '\n';
+    }
     // A nested_exception made outside a catch holds no cause; rethrow_if_nested
     // would call std::terminate on it, so look before rethrowing.
     const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
     if (nested == nullptr || !nested->nested_ptr() || depth >= 16) return;
+    const int next = repeated ? depth : depth + 1;
     try {
       std::rethrow_exception(nested->nested_ptr());
     } catch (const std::exception& inner) {
-      print_chain(inner, depth + 1);
+      print_chain(inner, next, text);
     } catch (...) {
-      err_ << indent << "  caused by: unknown exception (not derived from std::exception)\n";
+      err_ << std::string(static_cast<std::size_t>(2 + 2 * next), ' ')
+           << "caused by: unknown exception (not derived from std::exception)\n";
     }
   }
 

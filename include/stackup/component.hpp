@@ -121,6 +121,16 @@ template <class T> concept has_depends_on = requires {
   std::size(T::depends_on);
 };
 
+/// A component that owns files says so with `owned_paths()`: a range (an array,
+/// a std::vector, ...) of the directories it creates and removes, each absolute,
+/// lexically normal and convertible to std::string_view. A stack refuses two
+/// components whose owned paths are the same or lie one inside the other.
+template <class T> concept has_owned_paths = requires(const T& c) {
+  std::begin(c.owned_paths());
+  std::end(c.owned_paths());
+  { *std::begin(c.owned_paths()) } -> std::convertible_to<std::string_view>;
+};
+
 /// The component's display name: `name()` when it has one, else its role.
 template <class T> constexpr std::string_view name_of(const T& c) {
   if constexpr (has_name<T>) {

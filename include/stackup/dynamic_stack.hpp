@@ -7,6 +7,7 @@
 #include <stackup/any_component.hpp>
 #include <stackup/component.hpp>
 #include <stackup/detail/engine.hpp>
+#include <stackup/detail/owned_paths.hpp>
 #include <stackup/detail/plan.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
@@ -78,9 +79,11 @@ public:
                                      [&](std::size_t i, std::string_view r) { return roles_[i] < r; });
     return at != sorted_.end() && roles_[*at] == role ? *at : size();
   }
-  /// The component with that role; UnknownComponentError when the stack lacks it.
-  [[nodiscard]] AnyComponent& get(std::string_view role) { return parts_[checked(role)]; }
-  [[nodiscard]] const AnyComponent& get(std::string_view role) const { return parts_[checked(role)]; }
+  /// A handle to the component with that role (its queries, its actions,
+  /// `target<T>()`), which cannot replace or empty it; UnknownComponentError when
+  /// the stack lacks it.
+  [[nodiscard]] ComponentRef get(std::string_view role) { return ComponentRef(parts_[checked(role)]); }
+  [[nodiscard]] ConstComponentRef get(std::string_view role) const { return ConstComponentRef(parts_[checked(role)]); }
 
   /// Set the observer (replaces any previous one; an empty function removes it).
   /// As for Stack<Cs...>: called one event at a time, its exceptions ignored; called
@@ -192,10 +195,24 @@ private:
     const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
     const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
     switch (p.error) {
-    case detail::PlanError::none:
+    case detail::PlanError::none: {
       ordered_.reserve(n);
       for (const std::size_t k : order_) ordered_.push_back(slots_[k]);
+      // One owner per path, when two or more components own paths; the strings
+      // live until the check is done.
+      if (std::count_if(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.owned_ != nullptr; }) < 2)
+        return;
+      std::vector<std::vector<std::string>> owned(n);
+      std::vector<detail::OwnedPath> paths;
+      for (std::size_t k = 0; k < n; ++k) {
+        if (!parts_[k].owned_) continue;
+        owned[k] = parts_[k].owned_paths();
+        for (const auto& path : owned[k]) paths.push_back({path, k});
+      }
+      if (std::string problem = detail::owned_path_problem(std::move(paths), roles_); !problem.empty())
+        refuse(problem);
       return;
+    }
     case detail::PlanError::empty_role:
       refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
     case detail::PlanError::duplicate:

@@ -49,7 +49,9 @@ public:
 /// A stack that cannot exist: an empty or duplicate role, a dependency on a role
 /// the stack lacks, a dependency cycle, an empty (moved-from) AnyComponent. The
 /// message names the rule, the roles and the fix; thrown when a DynamicStack is
-/// built (Stack<Cs...> reports the same rules at compile time).
+/// built (Stack<Cs...> reports the same rules at compile time). Also two
+/// components owning overlapping paths (`owned_paths()`), for both kinds of
+/// stack when they are built.
 class StackDefinitionError : public Error {
 public:
   using Error::Error;

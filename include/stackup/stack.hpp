@@ -9,6 +9,7 @@
 #include <stackup/component.hpp>
 #include <stackup/detail/diagnostics.hpp>
 #include <stackup/detail/engine.hpp>
+#include <stackup/detail/owned_paths.hpp>
 #include <stackup/detail/plan.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
@@ -21,6 +22,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <stackup/detail/macro_scope.hpp>
 
@@ -55,6 +57,11 @@ template <std::size_t... I, class... Cs> struct Storage<std::index_sequence<I...
 template <std::size_t K, class C> constexpr C& held(Holder<K, C>& h) noexcept { return h.value; }
 template <std::size_t K, class C> constexpr const C& held(const Holder<K, C>& h) noexcept { return h.value; }
 template <std::size_t K, class C> std::type_identity<C> type_at(const Holder<K, C>*);
+
+template <class C> void collect_owned_paths(const C& c, std::vector<std::string>& into) {
+  if constexpr (has_owned_paths<C>)
+    for (auto&& p : c.owned_paths()) into.emplace_back(std::string_view(p));
+}
 
 /// The plan of Cs..., computed at compile time by the same algorithm as DynamicStack's.
 template <std::size_t N, std::size_t E> struct CompiledPlan {
@@ -128,10 +135,14 @@ public:
   static constexpr std::array<std::size_t, size> order = plan_.order;
 
   /// A stack named "default" of value-initialised components.
-  Stack() : name_("default") {}
+  /// StackDefinitionError when two components own overlapping paths (`owned_paths()`).
+  Stack() : name_("default") { check_owned_paths(); }
   /// A named stack of the given components: `Stack s{"local", Orchestrator{}, ArtifactStore{}}`.
+  /// StackDefinitionError when two components own overlapping paths (`owned_paths()`).
   explicit Stack(std::string_view name, Cs... components)
-      : name_(name), storage_(std::in_place, std::move(components)...) {}
+      : name_(name), storage_(std::in_place, std::move(components)...) {
+    check_owned_paths();
+  }
 
   /// The stack's name.
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
@@ -243,6 +254,21 @@ public:
   }
 
 private:
+  // One owner per path, checked only when two or more component types own paths.
+  void check_owned_paths() const {
+    if constexpr ((std::size_t{detail::has_owned_paths<Cs>} + ... + std::size_t{0}) >= 2) {
+      std::vector<std::vector<std::string>> owned(size);
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (detail::collect_owned_paths(detail::held<I>(storage_), owned[I]), ...);
+      }(std::make_index_sequence<size>{});
+      std::vector<detail::OwnedPath> paths;
+      for (std::size_t k = 0; k < size; ++k)
+        for (const auto& path : owned[k]) paths.push_back({path, k});
+      if (std::string problem = detail::owned_path_problem(std::move(paths), roles); !problem.empty())
+        throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+    }
+  }
+
   friend struct detail::FrontAccess;
 
   template <class T> static constexpr std::size_t index_of() {

@@ -753,6 +753,25 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
         const std::string_view to = rest.substr(0, std::min(rest.find(" -> "), rest.find(';')));
         at = entry_place(from, to);
       }
+    } else if (const auto owns = message.find("' owns "); owns != std::string_view::npos) {
+      // "...: 'a' owns P and 'b' owns Q...": at b's state_dir or path (else a's, else b's table).
+      const std::size_t open = message.rfind(": '", owns);
+      const std::string_view first = open == std::string_view::npos ? std::string_view() : message.substr(open + 3, owns - open - 3);
+      const std::size_t and_at = message.find(" and '", owns);
+      const std::size_t second_end = and_at == std::string_view::npos ? and_at : message.find("' owns ", and_at + 6);
+      const std::string_view second =
+          second_end == std::string_view::npos ? std::string_view() : message.substr(and_at + 6, second_end - and_at - 6);
+      const auto key_place = [&](std::string_view role) -> std::optional<sf::Place> {
+        const toml::table* t = components ? components->get_as<toml::table>(role) : nullptr;
+        if (!t) return std::nullopt;
+        for (const std::string_view key : {"state_dir", "path"})
+          if (const toml::node* n = t->get(key)) return sf::place_of(n->source());
+        return std::nullopt;
+      };
+      if (auto p = key_place(second)) at = *p;
+      else if (auto q = key_place(first)) at = *q;
+      else if (const toml::table* t = components ? components->get_as<toml::table>(second) : nullptr)
+        at = sf::place_of(t->source());
     } else if (const auto dep = message.find("' depends on '"); dep != std::string_view::npos) {
       const std::size_t open = message.rfind(": '", dep);
       const std::string_view from = message.substr(open + 3, dep - open - 3);

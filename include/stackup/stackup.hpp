@@ -15,6 +15,7 @@
 #include <stackup/dynamic_stack.hpp>
 #include <stackup/parallel.hpp>
 #include <stackup/format.hpp>
+#include <stackup/stack_lock.hpp>
 #include <stackup/cli.hpp>
 // The shipped components need Linux (/proc); elsewhere define STACKUP_NO_COMPONENTS.
 #if !defined(STACKUP_NO_COMPONENTS)

@@ -9,6 +9,7 @@
 #include <stackup/errors.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -344,6 +345,8 @@ public:
   [[nodiscard]] const Config& config() const noexcept { return config_; }
   /// The state directory (absolute).
   [[nodiscard]] const std::filesystem::path& state_dir() const noexcept { return config_.state_dir; }
+  /// What this daemon owns (one owner per path, checked by the stack): its state directory.
+  [[nodiscard]] std::array<std::string_view, 1> owned_paths() const noexcept { return {config_.state_dir.native()}; }
   /// The daemon's output: `<state_dir>/daemon.log`.
   [[nodiscard]] std::filesystem::path log_file() const { return config_.state_dir / "daemon.log"; }
   /// The pid file: `<state_dir>/pid`.

@@ -7,6 +7,7 @@
 #include <stackup/detail/posix.hpp>
 #include <stackup/errors.hpp>
 
+#include <array>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -84,6 +85,8 @@ public:
   [[nodiscard]] const std::vector<std::string>& users() const noexcept { return config_.users; }
   /// Replaces users().
   void set_users(std::vector<std::string> users) { config_.users = std::move(users); }
+  /// What this component owns (one owner per path, checked by the stack): the directory.
+  [[nodiscard]] std::array<std::string_view, 1> owned_paths() const noexcept { return {config_.path.native()}; }
   /// For status tables: the path.
   [[nodiscard]] std::string detail() const { return config_.path.string(); }
 

@@ -1,0 +1,76 @@
+// stackup — one owner per path: the check both kinds of stack run when they are
+// built, on what their components list with `owned_paths()`.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup::detail {
+
+/// One path a component owns: the path, and the component's listing index.
+struct OwnedPath {
+  std::string_view path;
+  std::size_t owner;
+};
+
+inline std::string_view without_trailing_slash(std::string_view p) noexcept {
+  while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
+  return p;
+}
+
+/// `inner` is `outer` or lies inside it, compared lexically (absolute, normal paths).
+inline bool path_within(std::string_view inner, std::string_view outer) noexcept {
+  inner = without_trailing_slash(inner);
+  outer = without_trailing_slash(outer);
+  if (!inner.starts_with(outer)) return false;
+  return inner.size() == outer.size() || outer == "/" || inner[outer.size()] == '/';
+}
+
+/// Path order with '/' before every other byte: a path's descendants then follow
+/// it without a gap ("/a/b", "/a/b/c", "/a/b-c").
+inline bool path_before(std::string_view a, std::string_view b) noexcept {
+  const auto key = [](char c) { return c == '/' ? 0 : static_cast<unsigned char>(c) + 1; };
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                      [&](char x, char y) { return key(x) < key(y); });
+}
+
+/// Why these components cannot share a stack, or empty: two components own the
+/// same path, or one owns a path inside another's. O(P log P) for P paths.
+/// `roles[i]` is the role of the component with listing index i.
+template <class Roles> std::string owned_path_problem(std::vector<OwnedPath> paths, const Roles& roles) {
+  if (paths.size() < 2) return {};
+  for (auto& p : paths) p.path = without_trailing_slash(p.path);
+  std::sort(paths.begin(), paths.end(), [](const OwnedPath& a, const OwnedPath& b) {
+    if (a.path == b.path) return a.owner < b.owner;
+    return path_before(a.path, b.path);
+  });
+  // A sweep in that order keeping the chain of paths that hold the current one:
+  // each held by the one before it, so all of one owner until a clash is found.
+  std::vector<OwnedPath> chain;
+  for (const OwnedPath& p : paths) {
+    while (!chain.empty() && !path_within(p.path, chain.back().path)) chain.pop_back();
+    if (chain.empty() || chain.back().owner == p.owner) {
+      chain.push_back(p);
+      continue;
+    }
+    OwnedPath a = chain.back(), b = p;
+    // Named in listing order: the second is the one to move.
+    if (b.owner < a.owner) std::swap(a, b);
+    const std::string ra(roles[a.owner]), rb(roles[b.owner]);
+    std::string how;
+    if (a.path == b.path) how = " too";
+    else if (path_within(b.path, a.path)) how = ", inside it";
+    else how = ", which holds it";
+    return "'" + ra + "' owns " + std::string(a.path) + " and '" + rb + "' owns " + std::string(b.path) + how +
+           ": one would remove or take over the other's files (a pid file, data); give each component a "
+           "directory of its own, not inside another's";
+  }
+  return {};
+}
+
+} // namespace stackup::detail
