@@ -381,7 +381,8 @@ TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by
     REQUIRE(eventually([&] { return (members = in_session(leader)).size() == 2; }));
     // Every process of the daemon carries the invocation id its pid file records.
     const std::string record = slurp(web.pid_file()).value_or("");
-    const std::string id = record.substr(record.rfind(' ') + 1, 32);
+    const auto second_space = record.find(' ', record.find(' ') + 1);
+    const std::string id = record.substr(second_space + 1, 32); // "<pid> <start> <id> <waiter> <waiter start>"
     for (pid_t p : members) {
       CAPTURE(p);
       CHECK(contains(slurp("/proc/" + std::to_string(p) + "/environ").value_or(""),

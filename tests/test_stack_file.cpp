@@ -283,7 +283,7 @@ TEST_CASE("errors at their line and column, saying what is valid") {
   }
   SUBCASE("unknown key in ready") {
     CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = 1, host = \"h\" }\n", 4, 20,
-                "unknown key 'host' in 'ready' of component 'c' (local_daemon); valid keys: tcp, http, path");
+                "unknown key 'host' in 'ready' of component 'c' (local_daemon); valid keys: tcp, http, path, any_listener");
   }
   SUBCASE("no flavor, unknown flavor, flavor not a string") {
     CHECK_ERROR("[components.cache]\nname = \"x\"\n", 1, 1,
@@ -768,7 +768,7 @@ ready = { http = 7013, path = "/h", any_listener = false }
   // any_listener alone is no probe.
   CHECK_ERROR("[components.web]\nflavor = \"local_daemon\"\ncommand = [\"srv\"]\n"
               "ready = { tcp = 7012, any_listener = \"yes\" }\n",
-              4, 40, "'any_listener' of 'ready' of component 'web' must be true or false, not a string");
+              4, 38, "'any_listener' of 'ready' of component 'web' (local_daemon) must be true or false, not a string");
   CHECK(std::string(error_of("[components.web]\nflavor = \"local_daemon\"\ncommand = [\"srv\"]\n"
                              "ready = { any_listener = true }\n").what()).find("needs tcp or http") != std::string::npos);
 }
