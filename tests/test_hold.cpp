@@ -78,7 +78,7 @@ std::string unique_seconds(int salt) { return std::to_string(100000 + (::getpid(
 struct Listener {
   int fd = -1;
   explicit Listener(std::uint16_t port) {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     const auto addr = ports::loopback(port);
@@ -286,9 +286,18 @@ TEST_CASE("hold: a daemon that dies while another process holds its port is not 
   std::thread starter([&] { message = error_of([&] { d.resume(); }); });
   const bool started = eventually([&] { return fs::exists(d.pid_file()); });
   if (started) other.emplace(port);
+  // Once a probe has reached the test's socket (so a probe that takes any
+  // listener has passed), the daemon may go on, and die.
+  const bool probed = started && eventually([&] {
+    const int client = ::accept4(other->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (client < 0) return false;
+    ::close(client);
+    return true;
+  });
   spit(go, "");
   starter.join();
   REQUIRE(started);
+  CHECK(probed);
   CHECK(contains(message, "exited with exit status"));
   CHECK_FALSE(d.is_running());
   CHECK(tagged(tmp.path.string()).empty());
