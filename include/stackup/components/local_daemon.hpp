@@ -454,12 +454,9 @@ public:
   /// empty when no start under the hold has ended yet, or the record cannot be
   /// read. What another process (a status command, a supervisor) reads.
   [[nodiscard]] std::optional<DaemonExit> last_exit() const {
-    using px = detail::posix;
     const auto dir = open_state();
     if (!dir) return std::nullopt;
-    const auto text = px::read_file_at(dir.get(), "exit", 256, config_.state_dir / "exit");
-    if (!text) return std::nullopt;
-    const auto r = px::parse_exit_record(*text);
+    const auto r = read_exit(dir.get());
     if (!r) return std::nullopt;
     DaemonExit out;
     out.pid = r->pid;
@@ -783,6 +780,17 @@ private:
     return false;
   }
 
+  // The waiter's record of how the main process ended; empty when there is
+  // none or it cannot be read (not a regular file, corrupt).
+  [[nodiscard]] std::optional<detail::posix::ExitRecord> read_exit(int dir) const {
+    try {
+      const auto text = detail::posix::read_file_at(dir, "exit", 256, config_.state_dir / "exit");
+      return text ? detail::posix::parse_exit_record(*text) : std::nullopt;
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+
   // Whether the daemon answers its probe now, on a listener of its own
   // processes (the waiter's descendants) unless any_listener says any will do.
   [[nodiscard]] bool ready_now(const detail::posix::PidRecord& rec, std::chrono::milliseconds timeout) const {
@@ -830,8 +838,7 @@ private:
       if (rec.waiter != 0 && px::identify(rec, false) != px::Identity::ours) {
         // Its waiter kills what it left and records how it ended; stop_held waits for that.
         const bool left = halt(rec) == px::Stopped::remains;
-        const auto text = px::read_file_at(dir, "exit", 256, config_.state_dir / "exit");
-        const auto ended = text ? px::parse_exit_record(*text) : std::nullopt;
+        const auto ended = read_exit(dir);
         const bool known = ended && ended->invocation_id == rec.invocation_id && ended->pid == rec.pid;
         std::string what = known ? "exited with " + px::describe_exit(ended->exit) + " " + when
                                  : "exited " + when;

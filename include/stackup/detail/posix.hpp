@@ -1018,7 +1018,7 @@ static Stopped stop_held(const PidRecord& r, milliseconds timeout, std::string_v
     if (held) (void)await_gone(waiter.pid, waiter.start_time, std::chrono::seconds(10));
     return Stopped::not_running;
   }
-  Stopped how = Stopped::remains;
+  Stopped how = Stopped::not_running;
   if (alive_as(main.pid, main.start_time)) {
     signal_process(main, SIGTERM);
     how = Stopped::terminated;
@@ -1033,7 +1033,8 @@ static Stopped stop_held(const PidRecord& r, milliseconds timeout, std::string_v
   Backoff backoff;
   while (true) {
     const auto left = remaining();
-    for (const auto& p : left) signal_process(p, SIGKILL);
+    for (const auto& p : left)
+      if (signal_process(p, SIGKILL) && how == Stopped::not_running) how = Stopped::remains;
     if (left.empty() && (!held || !alive_as(waiter.pid, waiter.start_time))) return how;
     if (Clock::now() >= deadline) break;
     backoff.sleep(deadline);
@@ -1713,6 +1714,9 @@ static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& e
   plan.report = ch.report_write.get();
   plan.go = ch.go_child.get();
   const char* prefix = exit_prefix.c_str();
+  // Above 2, like every descriptor here: the waiter's dup2 onto 0-2 must not replace it.
+  const Fd hold(::fcntl(hold_dir, F_DUPFD_CLOEXEC, 3));
+  if (!hold) throw Error("stackup: cannot duplicate a file descriptor: " + sys_message(errno));
   const pid_t first = ::fork();
   if (first < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
   if (first == 0) {
@@ -1728,7 +1732,7 @@ static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& e
     if (main == 0) run_child(plan);
     const Report started{0, 0, ::getpid(), main};
     [[maybe_unused]] const ssize_t n = ::write(plan.report, &started, sizeof started);
-    run_waiter(main, hold_dir, prefix);
+    run_waiter(main, hold.get(), prefix);
   }
   ch.report_write.reset();
   ch.go_child.reset();
