@@ -1750,7 +1750,11 @@ static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& e
     gate(held);
   } catch (...) {
     ch.go_parent.reset(); // the main process exits without running, then the waiter
+    // It may have failed on its own before (its working directory, its user),
+    // and be gone before the gate could read it: that failure is the one to report.
+    got = read_report(ch.report_read.get(), rep);
     await_waiter();
+    if (got != 0) throw Error(start_error(o, plan, rep, got == sizeof rep));
     throw;
   }
   ch.go();
