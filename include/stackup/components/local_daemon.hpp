@@ -175,7 +175,7 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
   case ready::Probe::Kind::http: line("ready", "http " + std::to_string(c.ready.port) + " " + c.ready.path); break;
   }
   // Each only when set: a config without them stays readable by earlier versions.
-  if (c.ready.any_listener) line("ready_any_listener", "1");
+  if (c.ready.any_listener && c.ready.kind != ready::Probe::Kind::none) line("ready_any_listener", "1");
   if (c.start_grace != LocalDaemonConfig{}.start_grace)
     line("start_grace_ms", std::to_string(std::max<long long>(c.start_grace.count(), 0)));
   line("start_timeout_ms", std::to_string(c.start_timeout.count()));
@@ -296,7 +296,8 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// A local process that the stack starts and stops (ZenML's LocalDaemonService,
 /// done right). Its state directory (mode 0700) holds the ownership marker
 /// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>
-/// <invocation id>"), `daemon.log` and a `lock` file.
+/// <invocation id> <waiter pid> <waiter start time>"), `exit` (how the main
+/// process last ended), `daemon.log` and a `lock` file.
 ///
 /// - The state directory is stackup's own: provision creates it (or takes an
 ///   empty one) and writes the marker. A directory without the marker — one
@@ -307,20 +308,26 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///   line and gets the marker at its next provision or resume.)
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
-/// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
-///   the pid file records) and waits for readiness with 1–10 ms back-off.
-///   With `user`, the process runs as that user (see LocalDaemonConfig::user).
-/// - `suspend` sends SIGTERM to every process group of the daemon's session, then
-///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
-///   signalled.
-/// - The command must run its server in the foreground. One that puts it in the
-///   background (`sh -c 'server &'`) and exits is not supported: `resume` fails
-///   and stops what it left in its session. Should the daemon's own process exit
-///   later, the daemon is not running, and the next `resume` or `deprovision`
-///   stops what it left in its session, as long as that is provably the
-///   daemon's: the recorded process is not yet reaped, or a process there
-///   carries the start's `STACKUP_INVOCATION_ID` in its environment.
+/// - `resume` starts the command under the hold: a waiter process (a fork of
+///   this one, in a session of its own, a child subreaper) forks it as its
+///   child, the main process, in a session of its own too (stdin /dev/null,
+///   output appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new
+///   random id). Every process the daemon starts stays the waiter's
+///   descendant, even through a double fork or setsid(). The pid file records
+///   the main process and the waiter (pid and start time each) and the id.
+///   With a probe, resume fails at once if the port is already taken, and
+///   waits (1-10 ms back-off) until the probe passes on a socket of the
+///   daemon's own processes (see ready::Probe::any_listener); without one, it
+///   waits start_grace and fails if the main process exited. With `user`, the
+///   process runs as that user, in a clean environment (see LocalDaemonConfig::user).
+/// - The main process ending is the daemon's end: the waiter records how in
+///   `exit` (see last_exit), SIGKILLs every process still held and exits.
+/// - `suspend` stops as systemd's KillMode=mixed does: SIGTERM to the main
+///   process, then, once it has exited or after `stop_timeout`, SIGKILL to
+///   every process still held, and waits until the waiter is gone. A pid whose
+///   start time does not match is never signalled. A pid file of stackup 0.2
+///   (no waiter) is stopped as 0.2 did: the process groups of its session,
+///   while that session is provably the daemon's.
 /// - Every action holds an exclusive flock on `lock`: two processes running
 ///   `up` at once start one daemon.
 ///
@@ -493,11 +500,13 @@ public:
     write_config(locked.dir.get());
   }
 
-  /// Starts the command detached and waits until it is ready. Nothing to do if
-  /// it already runs. TransitionError when it exits before it is ready (with
-  /// its exit status and the last lines of its log) or when it is not ready
-  /// within start_timeout (it is stopped first); ProvisioningError when there
-  /// is no state directory.
+  /// Starts the command under its waiter and waits until it is ready. Nothing
+  /// to do if it already runs. TransitionError when the probe's port is
+  /// already taken (naming the port and its holder; nothing is started), when
+  /// the main process exits before it is ready or within start_grace (with its
+  /// exit status and the last lines of its log; what it left is stopped), or
+  /// when it is not ready within start_timeout (it is stopped first);
+  /// ProvisioningError when there is no state directory.
   void resume() {
     using px = detail::posix;
     if (config_.command.empty())
@@ -575,9 +584,11 @@ public:
     await_ready(dir, rec, run_start, true);
   }
 
-  /// SIGTERM to the daemon's process group, up to stop_timeout for it to exit,
-  /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
-  /// the pid now another process's) is removed without signalling anything.
+  /// SIGTERM to the main process, up to stop_timeout for it to exit, then
+  /// SIGKILL to every process still held; returns once the waiter is gone
+  /// (nothing the daemon started is left) and removes the pid file. A stale
+  /// pid file (process gone, or the pid now another process's) is removed
+  /// without signalling anything but what its waiter still holds.
   void suspend() {
     if (const auto locked = lock_state(false)) stop(locked.dir.get());
   }
