@@ -389,3 +389,24 @@ TEST_CASE("hold: with its waiter killed behind stackup's back, down --force stil
   CHECK(tagged(tag).empty());
   CHECK(listenable(port));
 }
+
+TEST_CASE("hold: a Command run as another user gets the same clean environment") {
+  if (!users::root_or_skip()) return;
+  Scratch tmp{"hold"};
+  const fs::path out = tmp.path / "shared";
+  fs::create_directory(out);
+  fs::permissions(out, fs::perms::all); // the other user writes its environment here
+  fs::permissions(tmp.path, fs::perms::others_exec, fs::perm_options::add);
+  ::setenv("STACKUP_TEST_PARENT_SECRET", "root-only", 1);
+  stackup::Command<"c"> c{{.resume = "env > " + (out / "env").string(),
+                           .working_dir = "/",
+                           .env = {{"FROM_FILE", "yes"}},
+                           .user = "nobody"}};
+  c.resume();
+  ::unsetenv("STACKUP_TEST_PARENT_SECRET");
+  const std::string env = "\n" + slurp(out / "env").value_or("");
+  CHECK_FALSE(contains(env, "STACKUP_TEST_PARENT_SECRET"));
+  CHECK(contains(env, "\nPATH=/usr/local/bin:/usr/bin:/bin\n"));
+  CHECK(contains(env, "\nUSER=nobody\n"));
+  CHECK(contains(env, "\nFROM_FILE=yes\n"));
+}
