@@ -405,6 +405,17 @@ TEST_CASE("hostile files: FIFOs, directories and symlinks in place of pid, confi
       // Before each operation: a provisioned daemon with the hostile file in place.
       const auto plant = [&] {
         std::error_code ec;
+        // A daemon an earlier operation started (its pid file is about to go):
+        // stopped with its waiter (its parent), so neither outlives its record.
+        for (const pid_t p : w.processes()) {
+          const std::string stat = slurp("/proc/" + std::to_string(p) + "/stat").value_or("");
+          const pid_t parent = stat.rfind(')') == std::string::npos
+                                   ? 0
+                                   : static_cast<pid_t>(std::atol(stat.c_str() + stat.rfind(')') + 4));
+          ::kill(p, SIGKILL);
+          if (parent > 1 && parent != ::getpid()) REQUIRE(processes::eventually([&] { return !processes::alive(parent); }));
+        }
+        REQUIRE(processes::eventually([&] { return w.processes().empty(); }));
         fs::remove_all(w.state, ec);
         fs::remove_all(w.artifacts, ec);
         spit(outside, record);

@@ -176,13 +176,18 @@ TEST_CASE("local_daemon: up starts a real process, another process sees it, down
   CHECK(port_open(w.port));
   CHECK(web.is_running());
   CHECK(w.processes() == std::vector<pid_t>{pid});
-  // Its own session and process group; the pid file records pid, start time and
-  // the invocation id in its environment.
+  // Its own session and process group; the pid file records pid, start time,
+  // the invocation id in its environment, and the waiter that holds it (its parent).
   CHECK(stat_of(pid)->pgrp == pid);
   CHECK(stat_of(pid)->session == pid);
   const std::string record = slurp(web.pid_file()).value_or("");
-  const std::string id = record.substr(record.rfind(' ') + 1, 32);
-  CHECK(record == std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + " " + id + "\n");
+  const std::string prefix = std::to_string(pid) + " " + std::to_string(stat_of(pid)->start) + " ";
+  REQUIRE(record.rfind(prefix, 0) == 0);
+  const std::string id = record.substr(prefix.size(), 32);
+  const pid_t waiter = std::atoi(record.c_str() + prefix.size() + 33);
+  CHECK(record == prefix + id + " " + std::to_string(waiter) + " " + std::to_string(stat_of(waiter)->start) + "\n");
+  CHECK(slurp("/proc/" + std::to_string(pid) + "/stat").value_or("").find(") S " + std::to_string(waiter) + " ") !=
+        std::string::npos);
   CHECK(id.size() == 32);
   CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
   CHECK(contains(slurp("/proc/" + std::to_string(pid) + "/environ").value_or(""),
@@ -343,7 +348,7 @@ TEST_CASE("local_daemon: a command that puts its server in the background fails 
     message = e.what();
   }
   CHECK(contains(message, "exited with exit status 0 before it was ready"));
-  CHECK(contains(message, "left processes running in its session"));
+  CHECK(contains(message, "it left processes running, which were stopped"));
   CHECK(contains(message, "(rolled back)"));
   const auto at = message.find("    leader ");
   REQUIRE(at != std::string::npos); // the log tail in the message
@@ -376,25 +381,26 @@ TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by
     REQUIRE(eventually([&] { return (members = in_session(leader)).size() == 2; }));
     // Every process of the daemon carries the invocation id its pid file records.
     const std::string record = slurp(web.pid_file()).value_or("");
-    const std::string id = record.substr(record.rfind(' ') + 1, 32);
+    const auto second_space = record.find(' ', record.find(' ') + 1);
+    const std::string id = record.substr(second_space + 1, 32); // "<pid> <start> <id> <waiter> <waiter start>"
     for (pid_t p : members) {
       CAPTURE(p);
       CHECK(contains(slurp("/proc/" + std::to_string(p) + "/environ").value_or(""),
                      std::string("STACKUP_INVOCATION_ID=") + id + '\0'));
     }
+    const pid_t server = members.front() == leader ? members.back() : members.front();
     REQUIRE(::kill(leader, SIGKILL) == 0);
     REQUIRE(eventually([&] { return !alive(leader); }));
     CHECK_FALSE(web.is_running()); // the daemon is its recorded process: gone (and now reaped)
-    CHECK_FALSE(fs::exists("/proc/" + std::to_string(leader)));
-    const auto left = in_session(leader);
-    REQUIRE(left.size() == 1);
-    CHECK(port_open(w.port)); // the server still holds the port
-    return std::pair{leader, left.front()};
+    // The main process's end is the daemon's end: its waiter stops what it left.
+    CHECK(eventually([&] { return in_session(leader).empty() && !alive(server); }));
+    CHECK(eventually([&] { return listenable(w.port); }));
+    return std::pair{leader, server};
   };
 
   s.up();
   const auto [first, first_server] = orphan_the_server();
-  // The next up stops what the first run left before it starts anew: one server, not two.
+  // The next up starts anew: one server, not two.
   s.up();
   CHECK_FALSE(alive(first_server));
   CHECK(in_session(first).empty());
@@ -412,7 +418,7 @@ TEST_CASE("local_daemon: what an exited daemon left in its session is stopped by
   CHECK_FALSE(fs::exists(w.state));
 }
 
-TEST_CASE("local_daemon: a stop reaches all it found in the proven session, though none of it still shows the id") {
+TEST_CASE("local_daemon: what an exited daemon left is stopped, also a process without the invocation id") {
   World w;
   // Two servers in the session: the second runs without the invocation id
   // (env -i) and ignores SIGTERM. Once the first has exited nothing left in the
@@ -436,8 +442,10 @@ TEST_CASE("local_daemon: a stop reaches all it found in the proven session, thou
   REQUIRE(eventually([&] { return in_session(leader).size() == 3 && port_open(other); }));
   REQUIRE(::kill(leader, SIGKILL) == 0);
   REQUIRE(eventually([&] { return !alive(leader); }));
-  CHECK_FALSE(web.is_running()); // and reaped: only the invocation id proves the session now
-  REQUIRE(in_session(leader).size() == 2);
+  CHECK_FALSE(web.is_running());
+  // Its waiter stops both servers, the one without the id too: the hold does
+  // not need the id while the waiter lives.
+  CHECK(eventually([&] { return in_session(leader).empty(); }));
 
   s.down({.force = true});
   CHECK(in_session(leader).empty());

@@ -97,7 +97,8 @@ stackup::StackFileError error_of(std::string_view text, const stackup::Flavors& 
   } while (false)
 
 constexpr std::string_view daemon_keys =
-    "flavor, depends_on, name, command, ready, start_timeout, stop_timeout, env, working_dir, state_dir, user";
+    "flavor, depends_on, name, command, ready, start_timeout, stop_timeout, start_grace, env, working_dir, state_dir, "
+    "user";
 
 } // namespace
 
@@ -282,7 +283,7 @@ TEST_CASE("errors at their line and column, saying what is valid") {
   }
   SUBCASE("unknown key in ready") {
     CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = 1, host = \"h\" }\n", 4, 20,
-                "unknown key 'host' in 'ready' of component 'c' (local_daemon); valid keys: tcp, http, path");
+                "unknown key 'host' in 'ready' of component 'c' (local_daemon); valid keys: tcp, http, path, any_listener");
   }
   SUBCASE("no flavor, unknown flavor, flavor not a string") {
     CHECK_ERROR("[components.cache]\nname = \"x\"\n", 1, 1,
@@ -754,4 +755,44 @@ TEST_CASE("stack_config: a nested table a flavour reads twice is shown once, wit
   CHECK(config.find("cloud", at + line.size()) == std::string::npos);
   write(tmp.path / "again.toml", config);
   CHECK(stackup::load_stack(tmp.path / "again.toml", flavors).get("o").target<Cluster>()->name_ == "b");
+}
+
+TEST_CASE("local_daemon: any_listener in ready and start_grace reach the config, and stack config reads back") {
+  TempDir tmp;
+  write(tmp.path / "stackup.toml", R"([components.web]
+flavor = "local_daemon"
+command = ["srv"]
+ready = { tcp = 7012, any_listener = true }
+start_grace = "2s"
+
+[components.api]
+flavor = "local_daemon"
+command = ["srv"]
+ready = { http = 7013, path = "/h", any_listener = false }
+)");
+  const auto first = stackup::load_stack(tmp.path / "stackup.toml");
+  const auto* web = first.get("web").target<Daemon>();
+  const auto* api = first.get("api").target<Daemon>();
+  REQUIRE(web);
+  REQUIRE(api);
+  CHECK(web->config().ready == stackup::ready::tcp(7012).with_any_listener());
+  CHECK(web->config().start_grace == 2s);
+  CHECK(api->config().ready == stackup::ready::http(7013, "/h"));
+  CHECK(api->config().start_grace == 500ms); // the default
+  const std::string config = stackup::stack_config(tmp.path / "stackup.toml");
+  CHECK(config.find("ready = { tcp = 7012, any_listener = true }") != std::string::npos);
+  CHECK(config.find("start_grace = \"2s\"") != std::string::npos);
+  write(tmp.path / "again.toml", config);
+  const auto again = stackup::load_stack(tmp.path / "again.toml");
+  CHECK(again.get("web").target<Daemon>()->config().ready == web->config().ready);
+  CHECK(again.get("web").target<Daemon>()->config().start_grace == 2s);
+  CHECK(again.get("api").target<Daemon>()->config().ready == api->config().ready);
+
+  // Strict as every key: a wrong type in ready is an error at its place, and
+  // any_listener alone is no probe.
+  CHECK_ERROR("[components.web]\nflavor = \"local_daemon\"\ncommand = [\"srv\"]\n"
+              "ready = { tcp = 7012, any_listener = \"yes\" }\n",
+              4, 38, "'any_listener' of 'ready' of component 'web' (local_daemon) must be true or false, not a string");
+  CHECK(std::string(error_of("[components.web]\nflavor = \"local_daemon\"\ncommand = [\"srv\"]\n"
+                             "ready = { any_listener = true }\n").what()).find("needs tcp or http") != std::string::npos);
 }

@@ -267,6 +267,14 @@ public:
     note(key, detail::stack_file::toml_string(value));
     return value;
   }
+  /// An optional boolean (`true` or `false`).
+  [[nodiscard]] std::optional<bool> optional_bool(std::string_view key) const {
+    const toml::node* n = checked(key, toml::node_type::boolean, "true or false");
+    if (!n) return std::nullopt;
+    const bool value = n->ref<bool>();
+    note(key, value ? "true" : "false");
+    return value;
+  }
   /// An optional array of strings (empty when absent).
   [[nodiscard]] std::vector<std::string> strings(std::string_view key) const {
     std::vector<std::string> out;
@@ -520,10 +528,12 @@ inline ready::Probe read_probe(const StackFileTable& t) {
   const auto path = r->optional_string("path");
   if (tcp && http) r->fail("http", "'ready' of component '" + t.role() + "' has both tcp and http: choose one");
   if (tcp && path) r->fail("path", "'path' goes with http, not tcp: write ready = { http = PORT, path = \"/health\" }");
-  if (tcp) return ready::tcp(*tcp);
+  // Any listener on the port counts, not only the daemon's own (docker run -p).
+  const bool any = r->optional_bool("any_listener").value_or(false);
+  if (tcp) return ready::tcp(*tcp).with_any_listener(any);
   if (http) {
     try {
-      return ready::http(*http, path.value_or("/"));
+      return ready::http(*http, path.value_or("/")).with_any_listener(any);
     } catch (const Error& e) {
       r->fail("path", detail::unprefixed(e.what()));
     }
@@ -547,6 +557,7 @@ inline Flavors Flavors::builtin() {
     c.ready = detail::stack_file::read_probe(t);
     c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
     c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
+    c.start_grace = t.duration("start_grace").value_or(c.start_grace);
     c.env = t.string_map("env");
     c.working_dir = t.path_or("working_dir", t.directory());
     c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / t.role());

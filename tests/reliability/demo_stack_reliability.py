@@ -54,8 +54,9 @@ DIRECTORY_FILES = int(os.environ.get("RELIABILITY_DIRECTORY_FILES", "300"))
 WRAPPER = r"""#!/bin/sh
 # demo_server, slowed down on demand for the model deployer ("deployer"):
 #   SLOW_MODE=start  wait for $GATE_DIR/open before serving (slow to start)
-#   SLOW_MODE=stop   on SIGTERM, note it in $GATE_DIR/term and keep running
-#                    until SIGKILL (slow to stop)
+#   SLOW_MODE=stop   on SIGTERM (which a stop sends to this main process
+#                    only), stop the server, note it in $GATE_DIR/term and
+#                    keep running until SIGKILL (slow to stop)
 name=""; prev=""
 for a in "$@"; do
   [ "$prev" = "--name" ] && name=$a
@@ -69,8 +70,9 @@ if [ "$SLOW_MODE" = start ]; then
   while [ ! -e "$GATE_DIR/open" ]; do sleep 0.02; done
   exec "$DEMO_SERVER" "$@"
 fi
-trap ': > "$GATE_DIR/term"; while :; do sleep 0.05; done' TERM
+trap 'kill "$server"; wait "$server"; : > "$GATE_DIR/term"; while :; do sleep 0.05; done' TERM
 "$DEMO_SERVER" "$@" &
+server=$!
 wait
 """
 

@@ -36,13 +36,27 @@ struct Probe {
   Kind kind = Kind::none;
   std::uint16_t port = 0; ///< tcp and http: the loopback port
   std::string path{};     ///< http: the request path, e.g. "/health"
+  /// tcp and http: also count a listener that is not one of the daemon's own
+  /// processes (for a daemon that hands its port to another process, such as
+  /// `docker run -p`). By default only a socket held by the daemon's processes
+  /// counts, so another server already on the port never passes for the daemon.
+  bool any_listener = false;
 
-  /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health".
+  /// This probe, counting any listener on the port (see any_listener).
+  [[nodiscard]] Probe with_any_listener(bool yes = true) const {
+    Probe p = *this;
+    p.any_listener = yes;
+    return p;
+  }
+
+  /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health", with
+  /// " (any listener)" when any_listener is set.
   [[nodiscard]] std::string describe() const {
+    const std::string any = any_listener ? " (any listener)" : "";
     switch (kind) {
     case Kind::none: return "none";
-    case Kind::tcp: return "tcp 127.0.0.1:" + std::to_string(port);
-    case Kind::http: return "http://127.0.0.1:" + std::to_string(port) + path;
+    case Kind::tcp: return "tcp 127.0.0.1:" + std::to_string(port) + any;
+    case Kind::http: return "http://127.0.0.1:" + std::to_string(port) + path + any;
     }
     return "?";
   }
@@ -55,7 +69,7 @@ inline Probe none() { return {}; }
 /// Ready when 127.0.0.1:`port` accepts a TCP connection.
 inline Probe tcp(std::uint16_t port) {
   if (port == 0) throw Error("stackup: ready::tcp(0): give the port the daemon listens on");
-  return {Probe::Kind::tcp, port, {}};
+  return {Probe::Kind::tcp, port, {}, false};
 }
 
 /// Ready when `GET path` on 127.0.0.1:`port` answers with a 2xx status.
@@ -64,7 +78,7 @@ inline Probe http(std::uint16_t port, std::string path = "/") {
   if (path.empty() || path.front() != '/' ||
       path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
     throw Error("stackup: ready::http: path '" + path + "' must start with '/' and hold no spaces or line breaks");
-  return {Probe::Kind::http, port, std::move(path)};
+  return {Probe::Kind::http, port, std::move(path), false};
 }
 
 } // namespace ready
@@ -87,8 +101,31 @@ struct LocalDaemonConfig {
   /// LOGNAME are its own unless `env` sets them). Empty or the current user:
   /// as this process. Another user needs root; the user must be able to enter
   /// `working_dir`. The state directory stays stackup's: the daemon writes
-  /// daemon.log through the descriptor it is started with.
+  /// daemon.log through the descriptor it is started with. The daemon gets a
+  /// clean environment, as `su -` and systemd give: `env`, that user's HOME,
+  /// USER, LOGNAME and SHELL, and PATH=/usr/local/bin:/usr/bin:/bin (each
+  /// unless `env` sets it); nothing of this process's environment.
   std::string user{};
+  /// resume without a readiness probe: how long the main process must keep
+  /// running for the start to count. One that exits within it (`sh -c 'exit
+  /// 3'`, or a command that puts its server in the background and returns)
+  /// fails resume with its exit status. Zero (or negative): no wait; an exit
+  /// already seen still fails. Unused with a probe (readiness decides).
+  std::chrono::milliseconds start_grace = std::chrono::milliseconds(500);
+};
+
+/// How a daemon's main process ended, as its waiter recorded it (see
+/// LocalDaemon::last_exit).
+struct DaemonExit {
+  pid_t pid = 0;                  ///< the main process
+  std::optional<int> exit_code{}; ///< its exit status, when it exited
+  std::optional<int> signal{};    ///< the signal that killed it, when one did
+  bool core_dumped = false;       ///< killed with a core dump
+  std::chrono::system_clock::time_point when{}; ///< when its waiter saw it end
+  /// How many processes the daemon had left running then: the waiter killed them.
+  unsigned long long left_running = 0;
+  /// Whether this is the end of the start the pid file records (false: of an earlier one).
+  bool current = false;
 };
 
 namespace detail {
@@ -138,6 +175,10 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
   case ready::Probe::Kind::tcp: line("ready", "tcp " + std::to_string(c.ready.port)); break;
   case ready::Probe::Kind::http: line("ready", "http " + std::to_string(c.ready.port) + " " + c.ready.path); break;
   }
+  // Each only when set: a config without them stays readable by earlier versions.
+  if (c.ready.any_listener && c.ready.kind != ready::Probe::Kind::none) line("ready_any_listener", "1");
+  if (c.start_grace != LocalDaemonConfig{}.start_grace)
+    line("start_grace_ms", std::to_string(std::max<long long>(c.start_grace.count(), 0)));
   line("start_timeout_ms", std::to_string(c.start_timeout.count()));
   line("stop_timeout_ms", std::to_string(c.stop_timeout.count()));
   for (const auto& [k, v] : c.env) line("env", k + "=" + v);
@@ -153,7 +194,7 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
 inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std::string& role, std::string& why) {
   c = LocalDaemonConfig{};
   std::size_t number = 0;
-  bool ended = false, header = false;
+  bool ended = false, header = false, any_listener = false;
   std::string value;
   auto fail = [&](std::string reason) {
     why = "line " + std::to_string(number) + ": " + std::move(reason);
@@ -198,6 +239,11 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
     else if (key == "user") c.user = value;
     else if (key == "start_timeout_ms") {
       if (!to_ms(value, c.start_timeout)) return fail("start_timeout_ms is not a number of milliseconds");
+    } else if (key == "start_grace_ms") {
+      if (!to_ms(value, c.start_grace)) return fail("start_grace_ms is not a number of milliseconds");
+    } else if (key == "ready_any_listener") {
+      if (value != "1") return fail("ready_any_listener is not 1");
+      any_listener = true;
     } else if (key == "stop_timeout_ms") {
       if (!to_ms(value, c.stop_timeout)) return fail("stop_timeout_ms is not a number of milliseconds");
     } else if (key == "env") {
@@ -213,7 +259,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
       } else if (kind == "tcp" && s1 != std::string_view::npos) {
         std::uint16_t port = 0;
         if (!to_port(v.substr(s1 + 1), port)) return fail("ready tcp: bad port");
-        c.ready = {ready::Probe::Kind::tcp, port, {}};
+        c.ready = {ready::Probe::Kind::tcp, port, {}, false};
       } else if (kind == "http" && s1 != std::string_view::npos) {
         const auto s2 = v.find(' ', s1 + 1);
         std::uint16_t port = 0;
@@ -222,7 +268,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
         const std::string_view path = v.substr(s2 + 1);
         if (path.empty() || path.front() != '/' || path.find(' ') != std::string_view::npos)
           return fail("ready http: bad path");
-        c.ready = {ready::Probe::Kind::http, port, std::string(path)};
+        c.ready = {ready::Probe::Kind::http, port, std::string(path), false};
       } else {
         return fail("ready is not 'none', 'tcp PORT' or 'http PORT PATH'");
       }
@@ -238,6 +284,11 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
     why = "no 'end' line (the file was cut short)";
     return false;
   }
+  if (any_listener && c.ready.kind == ready::Probe::Kind::none) {
+    why = "ready_any_listener without a tcp or http probe";
+    return false;
+  }
+  c.ready.any_listener = any_listener;
   return true;
 }
 
@@ -246,7 +297,8 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// A local process that the stack starts and stops (ZenML's LocalDaemonService,
 /// done right). Its state directory (mode 0700) holds the ownership marker
 /// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>
-/// <invocation id>"), `daemon.log` and a `lock` file.
+/// <invocation id> <waiter pid> <waiter start time>"), `exit` (how the main
+/// process last ended), `daemon.log` and a `lock` file.
 ///
 /// - The state directory is stackup's own: provision creates it (or takes an
 ///   empty one) and writes the marker. A directory without the marker — one
@@ -257,20 +309,26 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///   line and gets the marker at its next provision or resume.)
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
-/// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
-///   the pid file records) and waits for readiness with 1–10 ms back-off.
-///   With `user`, the process runs as that user (see LocalDaemonConfig::user).
-/// - `suspend` sends SIGTERM to every process group of the daemon's session, then
-///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
-///   signalled.
-/// - The command must run its server in the foreground. One that puts it in the
-///   background (`sh -c 'server &'`) and exits is not supported: `resume` fails
-///   and stops what it left in its session. Should the daemon's own process exit
-///   later, the daemon is not running, and the next `resume` or `deprovision`
-///   stops what it left in its session, as long as that is provably the
-///   daemon's: the recorded process is not yet reaped, or a process there
-///   carries the start's `STACKUP_INVOCATION_ID` in its environment.
+/// - `resume` starts the command under the hold: a waiter process (a fork of
+///   this one, in a session of its own, a child subreaper) forks it as its
+///   child, the main process, in a session of its own too (stdin /dev/null,
+///   output appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new
+///   random id). Every process the daemon starts stays the waiter's
+///   descendant, even through a double fork or setsid(). The pid file records
+///   the main process and the waiter (pid and start time each) and the id.
+///   With a probe, resume fails at once if the port is already taken, and
+///   waits (1-10 ms back-off) until the probe passes on a socket of the
+///   daemon's own processes (see ready::Probe::any_listener); without one, it
+///   waits start_grace and fails if the main process exited. With `user`, the
+///   process runs as that user, in a clean environment (see LocalDaemonConfig::user).
+/// - The main process ending is the daemon's end: the waiter records how in
+///   `exit` (see last_exit), SIGKILLs every process still held and exits.
+/// - `suspend` stops as systemd's KillMode=mixed does: SIGTERM to the main
+///   process, then, once it has exited or after `stop_timeout`, SIGKILL to
+///   every process still held, and waits until the waiter is gone. A pid whose
+///   start time does not match is never signalled. A pid file of stackup 0.2
+///   (no waiter) is stopped as 0.2 did: the process groups of its session,
+///   while that session is provably the daemon's.
 /// - Every action holds an exclusive flock on `lock`: two processes running
 ///   `up` at once start one daemon.
 ///
@@ -301,6 +359,7 @@ public:
                   ": .state_dir is empty: give it a directory");
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
+    config_.start_grace = std::max(config_.start_grace, std::chrono::milliseconds::zero());
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
     if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
       config_.state_dir = config_.state_dir.parent_path();
@@ -385,17 +444,45 @@ public:
     return dir && ::fstatat(dir.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
   }
 
-  /// The pid file parses, its process is alive with the recorded start time
-  /// (a reused pid is not ours), and the readiness probe, if any, passes.
-  /// Processes left in its session once that process has exited do not count
-  /// (the next resume or deprovision stops them). Error on an unsafe or foreign
-  /// state directory or a corrupt pid file.
+  /// The pid file parses, its main process is alive with the recorded start
+  /// time (a reused pid is not ours), and the readiness probe, if any, passes
+  /// against a listener of the daemon's own processes (any listener with
+  /// ready::Probe::any_listener). Processes still held once the main process
+  /// has exited do not count (its waiter is stopping them, and the next
+  /// suspend, resume or deprovision stops what is left). Error on an unsafe or
+  /// foreign state directory or a corrupt pid file.
   [[nodiscard]] bool is_running() const {
     const auto dir = open_state();
     if (!dir) return false;
     const auto rec = read_pid(dir.get());
     if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return false;
-    return probe(std::chrono::seconds(1));
+    return ready_now(*rec, std::chrono::seconds(1));
+  }
+
+  /// How the daemon's main process last ended, as the waiter that held it
+  /// recorded it in `<state_dir>/exit` (exit status or signal, and when);
+  /// empty when no start under the hold has ended yet, or the record cannot be
+  /// read. What another process (a status command, a supervisor) reads.
+  [[nodiscard]] std::optional<DaemonExit> last_exit() const {
+    const auto dir = open_state();
+    if (!dir) return std::nullopt;
+    const auto r = read_exit(dir.get());
+    if (!r) return std::nullopt;
+    DaemonExit out;
+    out.pid = r->pid;
+    if (r->exit.code == CLD_EXITED) out.exit_code = r->exit.status;
+    else out.signal = r->exit.status;
+    out.core_dumped = r->exit.code == CLD_DUMPED;
+    out.when = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+        std::chrono::seconds(r->seconds) + std::chrono::nanoseconds(r->nanoseconds)));
+    out.left_running = r->left;
+    try {
+      const auto rec = read_pid(dir.get());
+      out.current = rec && rec->invocation_id == r->invocation_id && rec->pid == r->pid;
+    } catch (const Error&) {
+      out.current = false;
+    }
+    return out;
   }
 
   /// Creates the state directory (mode 0700, parents as needed) with the
@@ -423,11 +510,13 @@ public:
     write_config(locked.dir.get());
   }
 
-  /// Starts the command detached and waits until it is ready. Nothing to do if
-  /// it already runs. TransitionError when it exits before it is ready (with
-  /// its exit status and the last lines of its log) or when it is not ready
-  /// within start_timeout (it is stopped first); ProvisioningError when there
-  /// is no state directory.
+  /// Starts the command under its waiter and waits until it is ready. Nothing
+  /// to do if it already runs. TransitionError when the probe's port is
+  /// already taken (naming the port and its holder; nothing is started), when
+  /// the main process exits before it is ready or within start_grace (with its
+  /// exit status and the last lines of its log; what it left is stopped), or
+  /// when it is not ready within start_timeout (it is stopped first);
+  /// ProvisioningError when there is no state directory.
   void resume() {
     using px = detail::posix;
     if (config_.command.empty())
@@ -442,10 +531,19 @@ public:
     write_config(dir);
     if (const auto rec = read_pid(dir)) {
       // Under the lock, so a concurrent `up` that started it is seen here.
-      if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
-      // Stale: the process is gone or the pid reused. What it left in its
-      // session is stopped, so that this start is the only one.
+      if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0, false);
+      // Stale: the main process is gone or the pid reused. What it left
+      // running is stopped, so that this start is the only one.
       stop(dir);
+    }
+    if (config_.ready.kind != ready::Probe::Kind::none) {
+      // Whatever answers on the port now is not this daemon: its probe would pass
+      // for it while the daemon itself dies of "address already in use".
+      if (const std::string holders = px::listener_holders(config_.ready.port); !holders.empty())
+        throw TransitionError(std::string(this->role_name()), Transition::resume,
+                              "stackup: " + who() + ": port " + std::to_string(config_.ready.port) +
+                                  " is already taken by " + holders +
+                                  " before the daemon started: stop that process, or give the daemon another port");
     }
 
     px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -461,8 +559,9 @@ public:
     const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
 
     px::PidRecord rec{0, 0, px::new_invocation_id()};
+    if (rec.invocation_id.empty()) rec.invocation_id = std::string(32, '0'); // no random bytes: no id to prove by
     auto env = config_.env;
-    if (!rec.invocation_id.empty()) env[std::string(px::invocation_variable)] = rec.invocation_id;
+    if (rec.invocation_id != std::string(32, '0')) env[std::string(px::invocation_variable)] = rec.invocation_id;
     px::SpawnOptions o;
     o.argv = config_.command;
     o.env = &env;
@@ -472,13 +571,19 @@ public:
     o.stderr_fd = log.get();
     o.user = as ? &*as : nullptr;
     try {
-      // The pid file is written before the child may exec, so no daemon ever
-      // runs unrecorded, even if this process dies right now.
-      px::spawn(o, [&](pid_t child) {
-        const auto st = px::read_proc_stat(child);
-        if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
-        rec.pid = child;
-        rec.start_time = st->start_time;
+      // The pid file is written before the main process may exec, so no daemon
+      // ever runs unrecorded, even if this process dies right now. Its waiter
+      // holds everything it starts and writes `exit` when it ends.
+      px::spawn_held(o, dir, rec.invocation_id + " ", [&](const px::Held& held) {
+        const auto main = px::read_proc_stat(held.main);
+        const auto waiter = px::read_proc_stat(held.waiter);
+        if (!main || !waiter)
+          throw Error("stackup: cannot read /proc/" + std::to_string(main ? held.waiter : held.main) +
+                      "/stat of the new process");
+        rec.pid = held.main;
+        rec.start_time = main->start_time;
+        rec.waiter = held.waiter;
+        rec.waiter_start = waiter->start_time;
         px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
       });
     } catch (const std::exception& e) {
@@ -486,12 +591,14 @@ public:
       throw TransitionError(std::string(this->role_name()), Transition::resume,
                             "stackup: " + who() + ": " + std::string(detail::unprefixed(e.what())));
     }
-    await_ready(dir, rec, run_start);
+    await_ready(dir, rec, run_start, true);
   }
 
-  /// SIGTERM to the daemon's process group, up to stop_timeout for it to exit,
-  /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
-  /// the pid now another process's) is removed without signalling anything.
+  /// SIGTERM to the main process, up to stop_timeout for it to exit, then
+  /// SIGKILL to every process still held; returns once the waiter is gone
+  /// (nothing the daemon started is left) and removes the pid file. A stale
+  /// pid file (process gone, or the pid now another process's) is removed
+  /// without signalling anything but what its waiter still holds.
   void suspend() {
     if (const auto locked = lock_state(false)) stop(locked.dir.get());
   }
@@ -706,12 +813,50 @@ private:
     return false;
   }
 
-  // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
-  // or start_timeout passes. `log_from`: where this run's output begins.
-  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from) {
+  // The waiter's record of how the main process ended; empty when there is
+  // none or it cannot be read (not a regular file, corrupt).
+  [[nodiscard]] std::optional<detail::posix::ExitRecord> read_exit(int dir) const {
+    try {
+      const auto text = detail::posix::read_file_at(dir, "exit", 256, config_.state_dir / "exit");
+      return text ? detail::posix::parse_exit_record(*text) : std::nullopt;
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+
+  // Whether the daemon answers its probe now, on a listener of its own
+  // processes (the waiter's descendants) unless any_listener says any will do.
+  [[nodiscard]] bool ready_now(const detail::posix::PidRecord& rec, std::chrono::milliseconds timeout) const {
+    using px = detail::posix;
+    if (config_.ready.kind == ready::Probe::Kind::none) return true;
+    if (!probe(timeout)) return false;
+    if (config_.ready.any_listener || rec.waiter == 0) return true; // 0.2's record: no hold to ask
+    const auto inodes = px::listening_inodes(config_.ready.port);
+    if (inodes.empty()) return false;
+    for (const auto& p : px::daemon_processes(rec))
+      if (px::holds_socket(p.pid, inodes)) return true;
+    return false;
+  }
+
+  // Stops what a record names: under the hold (KillMode=mixed), or, for a pid
+  // file of stackup 0.2 (no waiter), by its session and invocation id.
+  detail::posix::Stopped halt(const detail::posix::PidRecord& rec) const {
+    using px = detail::posix;
+    return rec.waiter != 0 ? px::stop_held(rec, config_.stop_timeout, who())
+                           : px::stop_process(rec, config_.stop_timeout, who());
+  }
+
+  // Polls (1 ms back-off up to 10 ms) until the daemon is ready, its main
+  // process ends, or start_timeout passes. Ready: the probe passes (see
+  // ready_now); without a probe, the main process is still running once
+  // start_grace has passed (`fresh`: this call started it; a daemon found
+  // running is ready at once). `log_from`: where this run's output begins.
+  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from, bool fresh) {
     using px = detail::posix;
     using Clock = px::Clock;
+    const bool probed = config_.ready.kind != ready::Probe::Kind::none;
     const auto deadline = px::deadline_after(config_.start_timeout);
+    const auto grace_end = px::deadline_after(fresh && !probed ? config_.start_grace : std::chrono::milliseconds(0));
     px::Backoff backoff;
     auto fail = [&](std::string what) {
       ::unlinkat(dir, "pid", 0);
@@ -720,54 +865,71 @@ private:
                            : "; last lines of " + log_file().string() + ":" + tail;
       throw_transition_error(std::string(this->role_name()), Transition::resume, "stackup: " + who() + " " + what);
     };
+    const std::string when = probed ? "before it was ready" : "within its start-up grace of " +
+                                                                 px::format_duration(config_.start_grace);
     while (true) {
-      // Identify without reaping, then look at the exit again: a process that
-      // ends between the two checks still reports its exit status.
-      const bool gone = px::identify(rec, false) != px::Identity::ours;
-      const auto ended = px::peek_exit(rec.pid);
-      const bool status = ended && ended->code != px::unknown_exit;
-      if (gone || status) {
-        // Before it is reaped (stop_process does that), while its session is surely ours.
-        const bool left = px::stop_process(rec, config_.stop_timeout, who()) != px::Stopped::not_running;
-        std::string what = status ? "exited with " + px::describe_exit(*ended) + " before it was ready"
-                                  : std::string("exited before it was ready");
-        if (left) {
-          append_log(dir, "stopped the processes it left in its session");
-          what += "; it left processes running in its session, which were stopped: the command must run its "
-                  "server in the foreground (one that puts it in the background, like `sh -c 'server &'`, is "
-                  "not supported)";
+      if (rec.waiter != 0 && px::identify(rec, false) != px::Identity::ours) {
+        // Its waiter kills what it left and records how it ended; stop_held waits for that.
+        const bool left = halt(rec) == px::Stopped::remains;
+        const auto ended = read_exit(dir);
+        const bool known = ended && ended->invocation_id == rec.invocation_id && ended->pid == rec.pid;
+        std::string what = known ? "exited with " + px::describe_exit(ended->exit) + " " + when
+                                 : "exited " + when;
+        if (left || (known && ended->left > 0)) {
+          append_log(dir, "stopped the processes it left running");
+          what += "; it left processes running, which were stopped: the command must run its server in the "
+                  "foreground (one that puts it in the background, like `sh -c 'server &'` or `redis-server "
+                  "--daemonize yes`, is not supported)";
         }
         fail(what);
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      if (rec.waiter == 0) {
+        // A daemon started by stackup 0.2, found running: no waiter holds it.
+        const bool gone = px::identify(rec, false) != px::Identity::ours;
+        const auto ended = px::peek_exit(rec.pid);
+        const bool status = ended && ended->code != px::unknown_exit;
+        if (gone || status) {
+          const bool left = halt(rec) != px::Stopped::not_running;
+          std::string what = status ? "exited with " + px::describe_exit(*ended) + " " + when : "exited " + when;
+          if (left) append_log(dir, "stopped the processes it left in its session");
+          fail(what);
+        }
+      }
+      if (!probed) {
+        if (Clock::now() >= grace_end) return;
+      } else {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (ready_now(rec, std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      }
       if (stop_requested()) { // Ctrl-C, or UpOptions::stop: give up the wait, leave nothing running
-        px::stop_process(rec, config_.stop_timeout, who());
+        halt(rec);
         append_log(dir, "stopped: the start was interrupted (a stop was requested)");
         ::unlinkat(dir, "pid", 0);
         throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
       }
-      if (Clock::now() >= deadline) {
-        const auto how = px::stop_process(rec, config_.stop_timeout, who());
+      if (probed && Clock::now() >= deadline) {
+        const auto how = halt(rec);
         append_log(dir, how == px::Stopped::killed ? "stopped with SIGKILL: not ready in time"
                                                    : "stopped with SIGTERM: not ready in time");
         fail("was not ready within " + px::format_duration(config_.start_timeout) + " (probe " +
              config_.ready.describe() + "); it was stopped");
       }
-      backoff.sleep(deadline);
+      backoff.sleep(probed ? deadline : grace_end);
     }
   }
 
-  // Stops the recorded process (if it is still ours) and removes the pid file.
+  // Stops the recorded daemon (if it is still ours) and everything it holds,
+  // and removes the pid file.
   void stop(int dir) {
     using px = detail::posix;
     const auto rec = read_pid(dir);
     if (!rec) return;
-    const auto how = px::stop_process(*rec, config_.stop_timeout, who());
+    const auto how = halt(*rec);
     if (how == px::Stopped::terminated) append_log(dir, "stopped with SIGTERM");
     if (how == px::Stopped::killed)
       append_log(dir, "stopped with SIGKILL: still running " + px::format_duration(config_.stop_timeout) +
                           " after SIGTERM");
+    if (how == px::Stopped::remains) append_log(dir, "stopped with SIGKILL what it had left running");
     ::unlinkat(dir, "pid", 0);
   }
 

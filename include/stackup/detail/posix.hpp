@@ -21,6 +21,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,6 +33,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <ctime>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -879,6 +881,7 @@ static bool rename_entry(int dirfd, const char* a, const char* b, Rename how) no
 /// What stackup needs from /proc/<pid>/stat.
 struct ProcStat {
   char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
+  pid_t ppid = 0;                   ///< field 4: parent
   pid_t pgrp = 0;                   ///< field 5: process group
   pid_t session = 0;                ///< field 6: session
   unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
@@ -900,6 +903,8 @@ static std::optional<ProcStat> parse_proc_stat(std::string_view s) {
     if (tok.empty()) return std::nullopt;
     if (field == 3) {
       out.state = tok.front();
+    } else if (field == 4) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.ppid).ec != std::errc{}) return std::nullopt;
     } else if (field == 5) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
     } else if (field == 6) {
@@ -950,6 +955,10 @@ struct PidRecord {
   pid_t pid = 0;
   unsigned long long start_time = 0;
   std::string invocation_id{}; ///< 32 hexadecimal digits; empty in pid files of stackup 0.1.0
+  /// The waiter that holds the daemon (see spawn_held) and its start time;
+  /// 0 in pid files written before the hold (stackup 0.2 and earlier).
+  pid_t waiter = 0;
+  unsigned long long waiter_start = 0;
 };
 
 /// The environment variable LocalDaemon sets to the invocation id of a start.
@@ -981,10 +990,16 @@ static std::string new_invocation_id() {
   return id;
 }
 
-/// "<pid> <start time> <invocation id>\n" ("<pid> <start time>\n" without an id).
+/// "<pid> <start time> <invocation id> <waiter pid> <waiter start time>\n";
+/// without a waiter "<pid> <start time> <invocation id>\n" (stackup 0.2), and
+/// without an id "<pid> <start time>\n" (0.1.0).
 static std::string format_pid_record(const PidRecord& r) {
   std::string out = std::to_string(r.pid) + " " + std::to_string(r.start_time);
-  if (!r.invocation_id.empty()) out += " " + r.invocation_id;
+  if (r.waiter != 0)
+    out += " " + (r.invocation_id.empty() ? std::string(32, '0') : r.invocation_id) + " " + std::to_string(r.waiter) +
+           " " + std::to_string(r.waiter_start);
+  else if (!r.invocation_id.empty())
+    out += " " + r.invocation_id;
   return out + "\n";
 }
 
@@ -1006,9 +1021,17 @@ static bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   const std::string_view pid_text = text.substr(0, space);
   std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
   std::optional<std::string_view> id_text; // 0.1.0 wrote none
+  std::optional<std::string_view> waiter_text, waiter_start_text; // 0.2 wrote none
   if (const auto second = start_text.find(' '); second != std::string_view::npos) {
     id_text = start_text.substr(second + 1);
     start_text = start_text.substr(0, second);
+    if (const auto third = id_text->find(' '); third != std::string_view::npos) {
+      waiter_text = id_text->substr(third + 1);
+      id_text = id_text->substr(0, third);
+      const auto fourth = waiter_text->find(' ');
+      waiter_start_text = fourth == std::string_view::npos ? std::string_view{} : waiter_text->substr(fourth + 1);
+      waiter_text = waiter_text->substr(0, fourth);
+    }
   }
   auto digits = [](std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -1017,7 +1040,8 @@ static bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     why = "holds a negative pid (" + shown() + ")";
     return false;
   }
-  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text))) {
+  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text)) ||
+      (waiter_text && (!digits(*waiter_text) || !digits(*waiter_start_text) || waiter_text->size() > 12))) {
     why = "holds " + shown() + ", not '<pid> <start time> <invocation id>'";
     return false;
   }
@@ -1039,6 +1063,22 @@ static bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   }
   out.pid = static_cast<pid_t>(pid);
   out.invocation_id = id_text.value_or(std::string_view{});
+  out.waiter = 0;
+  out.waiter_start = 0;
+  if (waiter_text) {
+    long long waiter = 0;
+    std::from_chars(waiter_text->data(), waiter_text->data() + waiter_text->size(), waiter);
+    if (waiter <= 1 || waiter > limit) {
+      why = "holds waiter pid " + std::string(*waiter_text) + ", which is never a daemon's waiter";
+      return false;
+    }
+    if (std::from_chars(waiter_start_text->data(), waiter_start_text->data() + waiter_start_text->size(),
+                        out.waiter_start).ec != std::errc{}) {
+      why = "holds an out-of-range start time (" + shown() + ")";
+      return false;
+    }
+    out.waiter = static_cast<pid_t>(waiter);
+  }
   return true;
 }
 
@@ -1218,6 +1258,7 @@ enum class Stopped {
   not_running, ///< nothing to stop (gone, or the pid belongs to another process now)
   terminated,  ///< exited after SIGTERM
   killed,      ///< needed SIGKILL after the timeout
+  remains,     ///< the main process had exited; what it left running was killed
 };
 
 /// Stops the daemon a record names and what it left in its session (see
@@ -1261,6 +1302,284 @@ static Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
               "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
+// ---- the hold: finding and stopping what a waiter holds -------------------------
+
+/// Every live process, with its parent and start time, read from /proc.
+struct ProcessEntry {
+  ProcessId id;
+  pid_t ppid = 0;
+};
+static std::vector<ProcessEntry> live_processes() {
+  std::vector<ProcessEntry> out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  while (const dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    const std::string_view n = entry->d_name;
+    const auto r = std::from_chars(n.data(), n.data() + n.size(), pid);
+    if (r.ec != std::errc{} || r.ptr != n.data() + n.size()) continue;
+    const auto st = read_proc_stat(pid);
+    if (st && is_live_state(st->state)) out.push_back({{pid, st->start_time}, st->ppid});
+  }
+  ::closedir(proc);
+  return out;
+}
+
+/// The live processes the waiter `waiter` holds: its descendants, by their
+/// parent pids. Empty when the waiter is not alive with its recorded start time.
+static std::vector<ProcessId> held_processes(const ProcessId& waiter) {
+  std::vector<ProcessId> out;
+  if (!alive_as(waiter.pid, waiter.start_time)) return out;
+  const auto all = live_processes();
+  std::vector<pid_t> parents{waiter.pid};
+  for (std::size_t i = 0; i < parents.size(); ++i) {
+    for (const auto& e : all) {
+      if (e.ppid != parents[i] || e.id.pid == waiter.pid) continue;
+      if (std::find(parents.begin(), parents.end(), e.id.pid) != parents.end()) continue;
+      parents.push_back(e.id.pid);
+      out.push_back(e.id);
+    }
+  }
+  return out;
+}
+
+/// The live processes whose environment carries invocation id `id`: what
+/// proves a process is a daemon's once its waiter is gone.
+static std::vector<ProcessId> processes_with_id(std::string_view id) {
+  std::vector<ProcessId> out;
+  if (!is_invocation_id(id)) return out;
+  const std::string mark = std::string(invocation_variable) + "=" + std::string(id);
+  for (const auto& e : live_processes())
+    if (e.id.pid != ::getpid() && environment_has(e.id.pid, mark)) out.push_back(e.id);
+  return out;
+}
+
+/// The live processes of the daemon `r` records (a record with a waiter): the
+/// waiter's descendants while it lives; once it is gone (killed), the main
+/// process if alive and the processes carrying the record's invocation id.
+static std::vector<ProcessId> daemon_processes(const PidRecord& r) {
+  const ProcessId main{r.pid, r.start_time}, waiter{r.waiter, r.waiter_start};
+  auto out = alive_as(waiter.pid, waiter.start_time) ? held_processes(waiter) : processes_with_id(r.invocation_id);
+  if (alive_as(main.pid, main.start_time) && std::find(out.begin(), out.end(), main) == out.end()) out.push_back(main);
+  return out;
+}
+
+/// Sends `sig` to the process `p` names, only if it is still that process: a
+/// pidfd is opened first and the start time checked after, so the pid cannot
+/// be reused in between (a plain kill() after the check where pidfds are missing).
+static bool signal_process(const ProcessId& p, int sig) {
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
+  const Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0U)));
+  if (fd) {
+    const auto st = read_proc_stat(p.pid);
+    if (!st || st->start_time != p.start_time) return false;
+    return ::syscall(SYS_pidfd_send_signal, fd.get(), sig, nullptr, 0U) == 0;
+  }
+  if (errno == ESRCH) return false;
+#endif
+  const auto st = read_proc_stat(p.pid);
+  if (!st || st->start_time != p.start_time) return false;
+  return ::kill(p.pid, sig) == 0;
+}
+
+/// Stops a daemon started under the hold, as systemd's KillMode=mixed does:
+/// SIGTERM to the main process; once it has exited, or `timeout` has passed,
+/// SIGKILL to every process still held; then waits until the waiter is gone
+/// (it reaps them all, records the exit and exits). A waiter that is itself
+/// gone (killed) leaves its processes to init: those carrying the record's
+/// invocation id are stopped the same way. Error if something survives SIGKILL.
+static Stopped stop_held(const PidRecord& r, milliseconds timeout, std::string_view who) {
+  const ProcessId main{r.pid, r.start_time}, waiter{r.waiter, r.waiter_start};
+  const bool held = alive_as(waiter.pid, waiter.start_time);
+  auto remaining = [&] { return daemon_processes(r); };
+  auto everything_gone = [&] { return remaining().empty() && (!held || !alive_as(waiter.pid, waiter.start_time)); };
+  if (everything_gone()) {
+    if (held) (void)await_gone(waiter.pid, waiter.start_time, std::chrono::seconds(10));
+    return Stopped::not_running;
+  }
+  Stopped how = Stopped::not_running;
+  if (alive_as(main.pid, main.start_time)) {
+    signal_process(main, SIGTERM);
+    how = Stopped::terminated;
+    const auto deadline = deadline_after(timeout);
+    Backoff backoff;
+    while (alive_as(main.pid, main.start_time) && Clock::now() < deadline) backoff.sleep(deadline);
+    if (alive_as(main.pid, main.start_time)) how = Stopped::killed;
+  }
+  // Once the main process is gone the waiter kills the rest itself; this does it
+  // too, for what a killed waiter left behind and in case the waiter is stopped.
+  const auto deadline = deadline_after(std::chrono::seconds(10));
+  Backoff backoff;
+  while (true) {
+    const auto left = remaining();
+    for (const auto& p : left)
+      if (signal_process(p, SIGKILL) && how == Stopped::not_running) how = Stopped::remains;
+    if (left.empty() && (!held || !alive_as(waiter.pid, waiter.start_time))) return how;
+    if (Clock::now() >= deadline) break;
+    backoff.sleep(deadline);
+  }
+  throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) + ", waiter " +
+              std::to_string(r.waiter) +
+              ") still has processes 10s after SIGKILL (stuck in the kernel?); its pid file is kept: check them with "
+              "`ps -o pid,ppid,stat,cmd --ppid " + std::to_string(r.waiter) + "`");
+}
+
+/// How a daemon's main process ended, as its waiter recorded it in `exit`.
+struct ExitRecord {
+  std::string invocation_id;
+  pid_t pid = 0;
+  ChildExit exit{};            ///< CLD_EXITED, CLD_KILLED or CLD_DUMPED, with the status or signal
+  long long seconds = 0;       ///< when (the Unix epoch), seconds and nanoseconds
+  long nanoseconds = 0;
+  unsigned long long left = 0; ///< processes still held then, which the waiter killed
+};
+
+/// Parses an `exit` file ("<id> <pid> exited|killed|dumped <n> <s>.<ns> <left>\n").
+static std::optional<ExitRecord> parse_exit_record(std::string_view text) {
+  if (text.empty() || text.back() != '\n') return std::nullopt;
+  text.remove_suffix(1);
+  std::vector<std::string_view> f;
+  while (!text.empty()) {
+    const auto sp = text.find(' ');
+    f.push_back(text.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    text.remove_prefix(sp + 1);
+  }
+  if (f.size() != 6 || !is_invocation_id(f[0])) return std::nullopt;
+  ExitRecord r;
+  r.invocation_id = f[0];
+  auto number = [](std::string_view s, auto& out) {
+    const auto res = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && res.ec == std::errc{} && res.ptr == s.data() + s.size();
+  };
+  if (f[2] == "exited") r.exit.code = CLD_EXITED;
+  else if (f[2] == "killed") r.exit.code = CLD_KILLED;
+  else if (f[2] == "dumped") r.exit.code = CLD_DUMPED;
+  else return std::nullopt;
+  const auto dot = f[4].find('.');
+  if (!number(f[1], r.pid) || !number(f[3], r.exit.status) || dot == std::string_view::npos ||
+      !number(f[4].substr(0, dot), r.seconds) || !number(f[4].substr(dot + 1), r.nanoseconds) || !number(f[5], r.left))
+    return std::nullopt;
+  return r;
+}
+
+// ---- listening sockets ------------------------------------------------------------
+
+/// The inodes of the TCP sockets listening on `port` at an address a
+/// connection to 127.0.0.1 reaches (any address, or loopback), from
+/// /proc/net/tcp and /proc/net/tcp6 of the calling thread's network namespace.
+static std::vector<unsigned long long> listening_inodes(std::uint16_t port) {
+  std::vector<unsigned long long> out;
+  for (const char* file : {"tcp", "tcp6"}) {
+    // thread-self: the probe connects from this thread's namespace (/proc/net is the main thread's).
+    Fd fd(::open(("/proc/thread-self/net/" + std::string(file)).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fd = Fd(::open(("/proc/net/" + std::string(file)).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;
+    std::string text;
+    char buf[8192];
+    while (true) {
+      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string_view rest = text;
+    bool header = true;
+    while (!rest.empty()) {
+      const auto nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      if (std::exchange(header, false)) continue;
+      std::vector<std::string_view> f;
+      while (!line.empty()) {
+        const auto b = line.find_first_not_of(' ');
+        if (b == std::string_view::npos) break;
+        line.remove_prefix(b);
+        const auto e = line.find(' ');
+        f.push_back(line.substr(0, e));
+        line.remove_prefix(e == std::string_view::npos ? line.size() : e);
+      }
+      if (f.size() < 10 || f[3] != "0A") continue; // 0A: LISTEN
+      const auto colon = f[1].find(':');
+      if (colon == std::string_view::npos) continue;
+      const std::string_view address = f[1].substr(0, colon);
+      unsigned local_port = 0;
+      if (std::from_chars(f[1].data() + colon + 1, f[1].data() + f[1].size(), local_port, 16).ec != std::errc{} ||
+          local_port != port)
+        continue;
+      // In /proc the address is in network order, each 32-bit word printed as a
+      // host (little-endian) number: 127.0.0.1 is 0100007F, ::1 ends 01000000,
+      // ::ffff:127.0.0.1 is 0000000000000000FFFF00000100007F.
+      const bool any = address.find_first_not_of('0') == std::string_view::npos;
+      const bool loopback4 = address.size() == 8 && address.substr(6) == "7F";
+      const bool loopback6 = address == "00000000000000000000000001000000";
+      const bool mapped = address.size() == 32 && address.substr(0, 24) == "0000000000000000FFFF0000" &&
+                          address.substr(30) == "7F";
+      if (!any && !loopback4 && !loopback6 && !mapped) continue;
+      unsigned long long inode = 0;
+      if (std::from_chars(f[9].data(), f[9].data() + f[9].size(), inode).ec == std::errc{} && inode != 0)
+        out.push_back(inode);
+    }
+  }
+  return out;
+}
+
+/// Whether process `pid` holds one of the sockets `inodes` (its /proc/<pid>/fd).
+static bool holds_socket(pid_t pid, const std::vector<unsigned long long>& inodes) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  char target[64];
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const ssize_t n = ::readlinkat(::dirfd(d), e->d_name, target, sizeof target - 1);
+    if (n <= 8) continue;
+    const std::string_view t(target, static_cast<std::size_t>(n));
+    if (!t.starts_with("socket:[") || t.back() != ']') continue;
+    unsigned long long inode = 0;
+    if (std::from_chars(t.data() + 8, t.data() + t.size() - 1, inode).ec != std::errc{}) continue;
+    if (std::find(inodes.begin(), inodes.end(), inode) != inodes.end()) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+/// Who listens on `port` (see listening_inodes), for messages: "pid 123
+/// (nginx)", several joined by ", "; "a process this user cannot see" when the
+/// socket's holder cannot be read (another user's, another namespace's).
+/// Empty when nothing listens.
+static std::string listener_holders(std::uint16_t port) {
+  const auto inodes = listening_inodes(port);
+  if (inodes.empty()) return {};
+  std::string out;
+  for (const auto& e : live_processes()) {
+    if (!holds_socket(e.id.pid, inodes)) continue;
+    std::string comm = read_file_text("/proc/" + std::to_string(e.id.pid) + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    out += (out.empty() ? "" : ", ") + ("pid " + std::to_string(e.id.pid)) + (comm.empty() ? "" : " (" + comm + ")");
+  }
+  return out.empty() ? std::string("a process this user cannot see") : out;
+}
+
+/// The first `limit` bytes of a /proc file (empty when unreadable).
+static std::string read_file_text(const std::string& file, std::size_t limit = 256) {
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  std::string out;
+  if (!fd) return out;
+  char buf[256];
+  while (out.size() < limit) {
+    const ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, limit - out.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
 // ---- running as another user -------------------------------------------------------
 
 /// The user a spawned process runs as, resolved in the parent: between fork and
@@ -1272,7 +1591,12 @@ struct RunAs {
   gid_t gid = 0;              ///< the primary group
   std::vector<gid_t> groups{}; ///< the supplementary groups (the primary one included), as initgroups sets them
   std::string home{};
+  std::string shell{}; ///< the login shell (the password database's; /bin/sh when it names none)
 };
+
+/// The PATH a process run as another user gets unless its `env` sets one: the
+/// standard one `su -` gives an ordinary user, nothing of the caller's.
+static constexpr std::string_view standard_path = "/usr/local/bin:/usr/bin:/bin";
 
 /// The name of the user this process runs as (its effective uid), or "uid N"
 /// when the password database has none.
@@ -1313,7 +1637,8 @@ static std::optional<RunAs> run_as(const std::string& user, std::string_view who
     throw Error(where + "running as user '" + user + "' needs root, and this process runs as '" +
                 current_user_name() + "': run stackup as root, or remove `user` to run it as '" +
                 current_user_name() + "'");
-  RunAs as{user, pw.pw_uid, pw.pw_gid, {}, pw.pw_dir != nullptr ? pw.pw_dir : ""};
+  RunAs as{user, pw.pw_uid, pw.pw_gid, {}, pw.pw_dir != nullptr ? pw.pw_dir : "",
+           pw.pw_shell != nullptr && *pw.pw_shell != '\0' ? pw.pw_shell : "/bin/sh"};
   int count = 32;
   for (int attempt = 0; attempt < 8; ++attempt) {
     as.groups.resize(static_cast<std::size_t>(count));
@@ -1334,8 +1659,354 @@ struct SpawnOptions {
   std::filesystem::path working_dir;                    ///< empty: inherit
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;     ///< each must be above 2 (see above_stdio)
   /// Run as this user (see run_as): groups, gid, uid set before the working
-  /// directory is entered, and HOME, USER, LOGNAME set (`env` still wins). Null: as this process.
+  /// directory is entered, and a clean environment as `su -` and systemd give:
+  /// `env`, then HOME, USER, LOGNAME and SHELL of that user and PATH
+  /// standard_path where `env` does not set them; nothing inherited from this
+  /// process. Null: as this process, with its environment plus `env`.
   const RunAs* user = nullptr;
+};
+
+/// What a started child needs between fork and exec, prepared before the fork:
+/// it may then make only async-signal-safe calls (no allocation, no locks), as
+/// the host may have threads.
+struct ChildPlan {
+  std::vector<std::string> env_strings{}, args{}, candidates{};
+  std::vector<char*> envp{}, argv{};
+  const char* cwd = nullptr;
+  const RunAs* user = nullptr;
+  int in = -1, out = -1, err = -1; ///< the child's standard streams
+  int report = -1;                 ///< where a failure is reported (closed at exec)
+  int go = -1;                     ///< one byte here lets the child exec; end of file makes it exit
+};
+
+/// Builds the environment, argv and PATH candidates of `o` (see SpawnOptions).
+static void plan_child(const SpawnOptions& o, ChildPlan& p) {
+  if (o.argv.empty() || o.argv.front().empty()) throw Error("stackup: cannot start an empty command");
+  const auto configured = [&](std::string_view key) { return o.env != nullptr && o.env->count(std::string(key)) != 0; };
+  std::string path_var(standard_path);
+  if (o.user == nullptr) {
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      const std::string_view kv(*e);
+      if (!configured(kv.substr(0, kv.find('=')))) p.env_strings.emplace_back(kv);
+    }
+    if (const char* path = std::getenv("PATH")) path_var = path;
+  } else {
+    // Another user gets nothing of this process's environment (root's PATH,
+    // credentials of its tools): what a login as that user would have, and `env`.
+    const std::string path(standard_path);
+    const std::pair<const char*, const std::string*> vars[] = {{"HOME", &o.user->home},
+                                                               {"USER", &o.user->name},
+                                                               {"LOGNAME", &o.user->name},
+                                                               {"SHELL", &o.user->shell},
+                                                               {"PATH", &path}};
+    for (const auto& [key, value] : vars)
+      if (!configured(key)) p.env_strings.push_back(std::string(key) + "=" + *value);
+  }
+  if (o.env != nullptr) {
+    for (const auto& [key, value] : *o.env) {
+      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos)
+        throw Error("stackup: invalid environment variable name '" + key + "': it must be non-empty, without '='");
+      p.env_strings.push_back(key + "=" + value);
+      if (key == "PATH") path_var = value;
+    }
+  }
+  for (auto& s : p.env_strings) p.envp.push_back(s.data());
+  p.envp.push_back(nullptr);
+  p.args = o.argv;
+  for (auto& s : p.args) p.argv.push_back(s.data());
+  p.argv.push_back(nullptr);
+  if (o.argv.front().find('/') != std::string::npos) {
+    p.candidates.push_back(o.argv.front());
+  } else {
+    std::string_view rest = path_var;
+    while (true) {
+      const auto colon = rest.find(':');
+      const std::string_view dir = rest.substr(0, colon);
+      p.candidates.push_back((dir.empty() ? std::string(".") : std::string(dir)) + "/" + o.argv.front());
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  p.cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
+  p.user = o.user;
+  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
+    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  p.in = o.stdin_fd;
+  p.out = o.stdout_fd;
+  p.err = o.stderr_fd;
+}
+
+/// What a child writes to the report pipe: a failure (stage >= 1, with its
+/// errno), or, from a waiter, that it started the daemon (stage 0).
+struct Report {
+  int stage = 0, err = 0;
+  pid_t waiter = 0, main = 0;
+};
+
+// Child side: async-signal-safe calls only.
+[[noreturn]] static void child_fail(int report, int stage) noexcept {
+  const Report rep{stage, errno, 0, 0};
+  [[maybe_unused]] const ssize_t n = ::write(report, &rep, sizeof rep);
+  ::_exit(127);
+}
+
+static void default_signals() noexcept {
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  }
+}
+
+// The child proper: its own session, its streams, its user and directory; then
+// it waits for the go byte and executes the command.
+[[noreturn]] static void run_child(const ChildPlan& p) noexcept {
+  if (::setsid() < 0) child_fail(p.report, 1);
+  if (::dup2(p.in, 0) < 0 || ::dup2(p.out, 1) < 0 || ::dup2(p.err, 2) < 0) child_fail(p.report, 2);
+#if defined(SYS_close_range)
+  // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
+  ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+#endif
+  if (p.user != nullptr) {
+    // Groups and gid first: once the uid is not root, they cannot be changed.
+    if (::setgroups(p.user->groups.size(), p.user->groups.data()) != 0) child_fail(p.report, 5);
+    if (::setgid(p.user->gid) != 0) child_fail(p.report, 6);
+    if (::setuid(p.user->uid) != 0) child_fail(p.report, 7);
+  }
+  // As that user: a directory it cannot enter is an error here, not a surprise later.
+  if (p.cwd != nullptr && ::chdir(p.cwd) != 0) child_fail(p.report, 3);
+  char byte = 0;
+  ssize_t got = 0;
+  do got = ::read(p.go, &byte, 1);
+  while (got < 0 && errno == EINTR);
+  if (got != 1) ::_exit(125); // the parent did not record us: do not run
+  int err = ENOENT;
+  for (const auto& c : p.candidates) {
+    ::execve(c.c_str(), p.argv.data(), p.envp.data());
+    if (errno != ENOENT && errno != ENOTDIR) err = errno;
+    if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
+  }
+  errno = err;
+  child_fail(p.report, 4);
+}
+
+// ---- the hold: a waiter that stays a daemon's parent ---------------------------
+
+/// The waiter's SIGTERM: passed on to the daemon's main process.
+static inline volatile sig_atomic_t waiter_term = 0;
+static void on_waiter_term(int) noexcept { waiter_term = 1; }
+
+/// Appends the decimal digits of `v` at `out`; returns how many.
+static std::size_t put_number(char* out, unsigned long long v) noexcept {
+  char tmp[24];
+  std::size_t n = 0;
+  do tmp[n++] = static_cast<char>('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (std::size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/// Parses a decimal number at the start of `s` (at most `len` bytes), moving past it.
+static bool take_number(const char*& s, const char* end, long long& v) noexcept {
+  v = 0;
+  const char* begin = s;
+  while (s < end && *s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
+  return s != begin;
+}
+
+/// Signals every live child of this process (found in /proc by its parent
+/// pid: a child's pid stays ours until we reap it, so it cannot be another
+/// process's) with `sig`; returns how many. Async-signal-safe: the waiter runs it.
+static unsigned long long signal_children(int sig) noexcept {
+  struct Entry { // linux_dirent64
+    std::uint64_t ino;
+    std::int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[1];
+  };
+  const pid_t self = ::getpid();
+  const int proc = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (proc < 0) return 0;
+  unsigned long long count = 0;
+  alignas(8) char buf[4096];
+  while (true) {
+    const long n = ::syscall(SYS_getdents64, proc, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const Entry*>(buf + at);
+      at += e->reclen;
+      const char* name = e->name;
+      const char* name_end = name;
+      while (*name_end != '\0') ++name_end;
+      long long pid = 0;
+      const char* q = name;
+      if (!take_number(q, name_end, pid) || q != name_end || pid <= 1) continue;
+      char path[40] = "/proc/";
+      std::size_t len = 6 + put_number(path + 6, static_cast<unsigned long long>(pid));
+      const char tail[] = "/stat";
+      for (std::size_t i = 0; i < sizeof tail; ++i) path[len + i] = tail[i];
+      const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      char st[512];
+      const ssize_t got = ::read(fd, st, sizeof st);
+      ::close(fd);
+      if (got <= 0) continue;
+      const char* close = nullptr;
+      for (const char* c = st; c < st + got; ++c)
+        if (*c == ')') close = c;
+      // ") S 1234 ": state, then the parent pid.
+      if (close == nullptr || close + 4 >= st + got) continue;
+      const char state = close[2];
+      const char* pp = close + 4;
+      long long ppid = 0;
+      if (!take_number(pp, st + got, ppid) || ppid != self) continue;
+      if (state == 'Z' || state == 'X' || state == 'x') continue;
+      if (::kill(static_cast<pid_t>(pid), sig) == 0) ++count;
+    }
+  }
+  ::close(proc);
+  return count;
+}
+
+/// The waiter's life once the daemon's main process is started: it reaps every
+/// process that comes back to it (a child subreaper); when the main process
+/// ends it writes how into `exit` in the state directory (`dir`), SIGKILLs
+/// every process still held, reaps them all and exits. Never returns.
+[[noreturn]] static void run_waiter(pid_t main, int dir, const char* prefix) noexcept {
+  // Only the state directory stays open: a pipe of the host kept open here would
+  // keep its reader waiting (`stackctl stack up | cat`).
+  int limit = 65536;
+#if defined(SYS_close_range)
+  const bool ranged = (dir <= 3 || ::syscall(SYS_close_range, 3U, static_cast<unsigned>(dir - 1), 0U) == 0) &&
+                      ::syscall(SYS_close_range, static_cast<unsigned>(dir + 1), ~0U, 0U) == 0;
+  if (ranged) limit = 0;
+#endif
+  for (int fd = 3; fd < limit; ++fd)
+    if (fd != dir) ::close(fd);
+  struct sigaction sa{};
+  sa.sa_handler = on_waiter_term; // no SA_RESTART: waitpid returns EINTR
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  bool main_done = false;
+  while (true) {
+    int status = 0;
+    const pid_t p = ::waitpid(-1, &status, 0);
+    if (p < 0) {
+      if (errno == EINTR) {
+        if (waiter_term != 0 && !main_done) ::kill(main, SIGTERM); // not reaped yet: still the main process
+        waiter_term = 0;
+        continue;
+      }
+      break; // ECHILD: nothing is held any more
+    }
+    if (p == main) {
+      main_done = true;
+      timespec now{};
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      const unsigned long long left = signal_children(SIGKILL);
+      // "<invocation id> <pid> exited|killed|dumped <n> <seconds>.<nanoseconds> <left>\n"
+      char line[160];
+      std::size_t len = 0;
+      for (const char* c = prefix; *c != '\0' && len < 64; ++c) line[len++] = *c;
+      len += put_number(line + len, static_cast<unsigned long long>(main));
+      const char* how = WIFEXITED(status) ? " exited " : WCOREDUMP(status) ? " dumped " : " killed ";
+      for (const char* c = how; *c != '\0'; ++c) line[len++] = *c;
+      len += put_number(line + len, static_cast<unsigned long long>(WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)));
+      line[len++] = ' ';
+      len += put_number(line + len, static_cast<unsigned long long>(now.tv_sec));
+      line[len++] = '.';
+      char ns[16];
+      const std::size_t digits = put_number(ns, static_cast<unsigned long long>(now.tv_nsec));
+      for (std::size_t i = digits; i < 9; ++i) line[len++] = '0';
+      for (std::size_t i = 0; i < digits; ++i) line[len++] = ns[i];
+      line[len++] = ' ';
+      len += put_number(line + len, left);
+      line[len++] = '\n';
+      ::unlinkat(dir, "exit.tmp", 0);
+      const int fd = ::openat(dir, "exit.tmp", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        const bool written = ::write(fd, line, len) == static_cast<ssize_t>(len);
+        ::close(fd);
+        if (written) ::renameat(dir, "exit.tmp", dir, "exit");
+        else ::unlinkat(dir, "exit.tmp", 0);
+      }
+    } else if (main_done) {
+      // One that died leaves its children to us: they are signalled in turn.
+      signal_children(SIGKILL);
+    }
+  }
+  ::_exit(0);
+}
+
+/// Why a child could not be started, from its report.
+static std::string start_error(const SpawnOptions& o, const ChildPlan& p, const Report& rep, bool complete) {
+  const char* stages[] = {"",
+                          "setsid",
+                          "redirect its output",
+                          "change to its working directory",
+                          "execute it",
+                          "set its supplementary groups",
+                          "set its group id",
+                          "set its user id",
+                          "start its waiter (fork)",
+                          "make its waiter a child subreaper",
+                          "start it under its waiter (fork)"};
+  std::string what = "stackup: cannot start '" + o.argv.front() + "'";
+  const int stage = complete && rep.stage >= 1 && rep.stage <= 10 ? rep.stage : 4;
+  what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep.err);
+  const std::string as_user = o.user != nullptr ? "user '" + o.user->name + "'" : std::string();
+  if (stage == 3 && o.user == nullptr) what += " (working_dir " + quoted(o.working_dir) + ")";
+  if (stage == 3 && o.user != nullptr)
+    what += " (working_dir " + quoted(o.working_dir) + ", as " + as_user +
+            (rep.err == EACCES ? ": that user must be allowed to enter it and every directory above it)" : ")");
+  if (stage == 4 && rep.err == ENOENT && p.candidates.size() > 1) what += " (not found in PATH)";
+  if (stage == 4 && rep.err == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
+  if (stage >= 5 && stage <= 7)
+    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) +
+            (rep.err == EPERM ? ": switching users needs root with CAP_SETUID and CAP_SETGID (a container may drop "
+                                "them): grant them, or remove `user`)"
+                              : ")");
+  return what;
+}
+
+/// Reads one Report; returns the bytes read (0 at end of file).
+static std::size_t read_report(int fd, Report& rep) noexcept {
+  std::size_t got = 0;
+  while (got < sizeof rep) {
+    const ssize_t n = ::read(fd, reinterpret_cast<char*>(&rep) + got, sizeof rep - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got;
+}
+
+/// The pipe and socket pair a start uses (see ChildPlan::report and ::go).
+struct StartChannels {
+  Fd report_read, report_write, go_parent, go_child;
+  StartChannels() {
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+    report_read = above_stdio(Fd(report[0]));
+    report_write = above_stdio(Fd(report[1]));
+    int go[2];
+    // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
+      throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
+    go_parent = above_stdio(Fd(go[0]));
+    go_child = above_stdio(Fd(go[1]));
+  }
+  void go() {
+    const char byte = 'g';
+    while (::send(go_parent.get(), &byte, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+    go_parent.reset();
+  }
 };
 
 /// Starts `o.argv` in a new session (so it leads its own process group and has
@@ -1348,124 +2019,21 @@ struct SpawnOptions {
 /// unrecorded. Throws Error (after reaping the child) when the command cannot be
 /// started; what `gate` throws is rethrown after killing the child.
 template <class Gate> static pid_t spawn(const SpawnOptions& o, Gate&& gate) {
-  if (o.argv.empty() || o.argv.front().empty()) throw Error("stackup: cannot start an empty command");
-  // Everything the child needs is built here: between fork and exec it may only
-  // make async-signal-safe calls (no allocation), as the host may have threads.
-  std::vector<std::string> env_strings;
-  const auto configured = [&](std::string_view key) { return o.env != nullptr && o.env->count(std::string(key)) != 0; };
-  const auto identity = [&](std::string_view key) {
-    return o.user != nullptr && (key == "HOME" || key == "USER" || key == "LOGNAME");
-  };
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const std::string_view kv(*e);
-    const std::string_view key = kv.substr(0, kv.find('='));
-    if (configured(key) || identity(key)) continue;
-    env_strings.emplace_back(kv);
-  }
-  if (o.user != nullptr) {
-    // What a login as that user would have; a variable the caller configured wins.
-    const std::pair<const char*, const std::string*> vars[] = {
-        {"HOME", &o.user->home}, {"USER", &o.user->name}, {"LOGNAME", &o.user->name}};
-    for (const auto& [key, value] : vars)
-      if (!configured(key)) env_strings.push_back(std::string(key) + "=" + *value);
-  }
-  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
-  if (const char* p = std::getenv("PATH")) path_var = p;
-  if (o.env != nullptr) {
-    for (const auto& [key, value] : *o.env) {
-      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos)
-        throw Error("stackup: invalid environment variable name '" + key + "': it must be non-empty, without '='");
-      env_strings.push_back(key + "=" + value);
-      if (key == "PATH") path_var = value;
-    }
-  }
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args(o.argv);
-  std::vector<char*> argv;
-  for (auto& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> candidates;
-  if (o.argv.front().find('/') != std::string::npos) {
-    candidates.push_back(o.argv.front());
-  } else {
-    std::string_view rest = path_var;
-    while (true) {
-      const auto colon = rest.find(':');
-      const std::string_view dir = rest.substr(0, colon);
-      candidates.push_back((dir.empty() ? std::string(".") : std::string(dir)) + "/" + o.argv.front());
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
-  }
-  const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
-
-  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
-    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  ChildPlan plan;
+  plan_child(o, plan);
   // Every descriptor here is moved above 2 (a host started with closed stdio
   // gets 0-2 from pipe()), so the child's dup2 onto 0-2 clobbers none of them.
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
-  Fd report_read(report[0]), report_write(report[1]);
-  report_read = above_stdio(std::move(report_read));
-  report_write = above_stdio(std::move(report_write));
-  int go[2];
-  // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
-    throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
-  Fd go_parent(go[0]), go_child(go[1]);
-  go_parent = above_stdio(std::move(go_parent));
-  go_child = above_stdio(std::move(go_child));
-
+  StartChannels ch;
+  plan.report = ch.report_write.get();
+  plan.go = ch.go_child.get();
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
   if (pid == 0) {
-    // Child: async-signal-safe calls only.
-    struct Report {
-      int stage, err;
-    };
-    auto fail = [&](int stage) {
-      const Report rep{stage, errno};
-      [[maybe_unused]] const ssize_t n = ::write(report_write.get(), &rep, sizeof rep);
-      ::_exit(127);
-    };
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
-    }
-    if (::setsid() < 0) fail(1);
-    if (::dup2(o.stdin_fd, 0) < 0 || ::dup2(o.stdout_fd, 1) < 0 || ::dup2(o.stderr_fd, 2) < 0) fail(2);
-#if defined(SYS_close_range)
-    // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
-    ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
-#endif
-    if (o.user != nullptr) {
-      // Groups and gid first: once the uid is not root, they cannot be changed.
-      if (::setgroups(o.user->groups.size(), o.user->groups.data()) != 0) fail(5);
-      if (::setgid(o.user->gid) != 0) fail(6);
-      if (::setuid(o.user->uid) != 0) fail(7);
-    }
-    // As that user: a directory it cannot enter is an error here, not a surprise later.
-    if (cwd != nullptr && ::chdir(cwd) != 0) fail(3);
-    char byte = 0;
-    ssize_t got = 0;
-    do got = ::read(go_child.get(), &byte, 1);
-    while (got < 0 && errno == EINTR);
-    if (got != 1) ::_exit(125); // the parent did not record us: do not run
-    int err = ENOENT;
-    for (const auto& c : candidates) {
-      ::execve(c.c_str(), argv.data(), envp.data());
-      if (errno != ENOENT && errno != ENOTDIR) err = errno;
-      if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
-    }
-    errno = err;
-    fail(4);
+    default_signals();
+    run_child(plan);
   }
-  report_write.reset();
-  go_child.reset();
+  ch.report_write.reset();
+  ch.go_child.reset();
   try {
     gate(pid);
   } catch (...) {
@@ -1474,45 +2042,105 @@ template <class Gate> static pid_t spawn(const SpawnOptions& o, Gate&& gate) {
     }
     throw;
   }
-  const char byte = 'g';
-  while (::send(go_parent.get(), &byte, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
-  go_parent.reset();
-  int rep[2] = {0, 0};
-  std::size_t got = 0;
-  while (got < sizeof rep) {
-    const ssize_t n = ::read(report_read.get(), reinterpret_cast<char*>(rep) + got, sizeof rep - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
-  }
+  ch.go();
+  Report rep;
+  const std::size_t got = read_report(ch.report_read.get(), rep);
   if (got == 0) return pid; // the report pipe closed on exec: started
   while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-  const char* stages[] = {"",
-                          "setsid",
-                          "redirect its output",
-                          "change to its working directory",
-                          "execute it",
-                          "set its supplementary groups",
-                          "set its group id",
-                          "set its user id"};
-  std::string what = "stackup: cannot start '" + o.argv.front() + "'";
-  const int stage = got == sizeof rep && rep[0] >= 1 && rep[0] <= 7 ? rep[0] : 4;
-  what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep[1]);
-  const std::string as_user = o.user != nullptr ? "user '" + o.user->name + "'" : std::string();
-  if (stage == 3 && o.user == nullptr) what += " (working_dir " + quoted(o.working_dir) + ")";
-  if (stage == 3 && o.user != nullptr)
-    what += " (working_dir " + quoted(o.working_dir) + ", as " + as_user +
-            (rep[1] == EACCES ? ": that user must be allowed to enter it and every directory above it)" : ")");
-  if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
-  if (stage == 4 && rep[1] == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
-  if (stage >= 5)
-    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) +
-            (rep[1] == EPERM ? ": switching users needs root with CAP_SETUID and CAP_SETGID (a container may drop "
-                               "them): grant them, or remove `user`)"
-                             : ")");
-  throw Error(what);
+  throw Error(start_error(o, plan, rep, got == sizeof rep));
+}
+
+/// A daemon started under the hold: its waiter and its main process.
+struct Held {
+  pid_t waiter = 0, main = 0;
+};
+
+/// Whether the process `pid` that started at `start` is alive (not a zombie).
+static bool alive_as(pid_t pid, unsigned long long start) {
+  const auto st = read_proc_stat(pid);
+  return st && st->start_time == start && is_live_state(st->state);
+}
+
+/// Waits (up to `timeout`) until the process `pid` that started at `start` is
+/// gone; reaps it should it be a child of this process. Whether it is gone.
+static bool await_gone(pid_t pid, unsigned long long start, milliseconds timeout) {
+  const auto deadline = deadline_after(timeout);
+  Backoff backoff;
+  while (true) {
+    reap(pid);
+    if (!alive_as(pid, start)) return true;
+    if (Clock::now() >= deadline) return false;
+    backoff.sleep(deadline);
+  }
+}
+
+/// Starts `o.argv` like spawn, but under the hold: a waiter process (its own
+/// session, a child subreaper, not a child of this process) forks and keeps
+/// the daemon's main process as its child, so every process the daemon starts
+/// — double forks and setsid() included — stays the waiter's descendant. The
+/// waiter holds `hold_dir` (the state directory) open to write `exit` there
+/// when the main process ends (see run_waiter); `exit_prefix` begins that line.
+///
+/// `gate(Held)` runs before the main process may exec (see spawn); if it
+/// throws, the main process exits without running and the waiter with it.
+/// Error when the command cannot be started (its waiter is then gone too).
+template <class Gate>
+static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& exit_prefix, Gate&& gate) {
+  ChildPlan plan;
+  plan_child(o, plan);
+  StartChannels ch;
+  plan.report = ch.report_write.get();
+  plan.go = ch.go_child.get();
+  const char* prefix = exit_prefix.c_str();
+  // Above 2, like every descriptor here: the waiter's dup2 onto 0-2 must not replace it.
+  const Fd hold(::fcntl(hold_dir, F_DUPFD_CLOEXEC, 3));
+  if (!hold) throw Error("stackup: cannot duplicate a file descriptor: " + sys_message(errno));
+  const pid_t first = ::fork();
+  if (first < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
+  if (first == 0) {
+    default_signals();
+    const pid_t waiter = ::fork(); // the waiter is nobody's child here: this process exits at once
+    if (waiter < 0) child_fail(plan.report, 8);
+    if (waiter > 0) ::_exit(0);
+    if (::setsid() < 0) child_fail(plan.report, 1);
+    if (::dup2(plan.in, 0) < 0 || ::dup2(plan.out, 1) < 0 || ::dup2(plan.err, 2) < 0) child_fail(plan.report, 2);
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL) != 0) child_fail(plan.report, 9);
+    const pid_t main = ::fork();
+    if (main < 0) child_fail(plan.report, 10);
+    if (main == 0) run_child(plan);
+    const Report started{0, 0, ::getpid(), main};
+    [[maybe_unused]] const ssize_t n = ::write(plan.report, &started, sizeof started);
+    run_waiter(main, hold.get(), prefix);
+  }
+  ch.report_write.reset();
+  ch.go_child.reset();
+  while (::waitpid(first, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  Report rep;
+  std::size_t got = read_report(ch.report_read.get(), rep);
+  if (got != sizeof rep || rep.stage != 0) throw Error(start_error(o, plan, rep, got == sizeof rep));
+  const Held held{rep.waiter, rep.main};
+  const auto waiter = read_proc_stat(held.waiter);
+  auto await_waiter = [&] {
+    if (waiter) (void)await_gone(held.waiter, waiter->start_time, std::chrono::seconds(10));
+  };
+  try {
+    gate(held);
+  } catch (...) {
+    ch.go_parent.reset(); // the main process exits without running, then the waiter
+    // It may have failed on its own before (its working directory, its user),
+    // and be gone before the gate could read it: that failure is the one to report.
+    got = read_report(ch.report_read.get(), rep);
+    await_waiter();
+    if (got != 0) throw Error(start_error(o, plan, rep, got == sizeof rep));
+    throw;
+  }
+  ch.go();
+  got = read_report(ch.report_read.get(), rep);
+  if (got == 0) return held; // the report pipe closed on exec: started
+  await_waiter();
+  throw Error(start_error(o, plan, rep, got == sizeof rep));
 }
 
 // ---- shell commands -------------------------------------------------------------------
