@@ -382,6 +382,7 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
     const std::size_t value_at = i;
     if (i < text.size() && (text[i] == '"' || text[i] == '\'')) {
       const char quote = text[i++];
+      const std::size_t open_line = line, open_line_start = line_start;
       bool closed = false;
       while (i < text.size()) {
         const char c = text[i];
@@ -404,7 +405,9 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
         value += c;
         ++i;
       }
-      if (!closed) fail(value_at, "the value of " + name + " opens a " + std::string(1, quote) + " quote that never closes");
+      if (!closed)
+        throw StackFileError(file, open_line, value_at - open_line_start + 1,
+                             "the value of " + name + " opens a " + std::string(1, quote) + " quote that never closes");
       while (i < text.size() && blank(text[i])) ++i;
       if (i < text.size() && text[i] != '\n' && text[i] != '#')
         fail(i, "unexpected text after the closing quote of " + name + ": only a # comment may follow it");
@@ -608,7 +611,7 @@ inline std::optional<std::string> read_in(int dirfd, const char* name, const std
   const bool regular = S_ISREG(st.st_mode);
   if ((found || regular_only) && !regular)
     throw StackFileError(path, "cannot read: it is " + kind_of(st.st_mode) + ", not a regular file" +
-                                   (found ? std::string(": name a pipe with -f") : std::string()));
+                                   (found && !regular_only ? std::string(": name a pipe with -f") : std::string()));
   int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
   if (found) flags |= O_NOFOLLOW;
   if (regular) flags |= O_NONBLOCK; // swapped for a FIFO since the look above: the open must not wait
