@@ -343,12 +343,14 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
     while (i < text.size() && text[i] != '\n') ++i;
     if (i < text.size()) ++i, ++line, line_start = i;
   };
-  const auto expansion = [&](std::size_t at, std::string_view value, const std::string& key) {
+  // `at` is on line `at_line`, which starts at `at_line_start` (a quoted value may end on a later line).
+  const auto expansion = [&](std::size_t at_line, std::size_t at_line_start, std::size_t at, std::string_view value,
+                             const std::string& key) {
     for (std::size_t k = 0; k + 1 < value.size(); ++k)
       if (value[k] == '$') {
         const char c = value[k + 1];
         if (c == '{' || c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
-          fail(at, "the value of " + key + " holds '$" + std::string(1, c) +
+          throw StackFileError(file, at_line, at - at_line_start + 1, "the value of " + key + " holds '$" + std::string(1, c) +
                        "', which Compose would expand and stackup does not expand in .env: write the value itself, "
                        "or single-quote it to keep the '$' as it is");
       }
@@ -411,7 +413,7 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
       while (i < text.size() && blank(text[i])) ++i;
       if (i < text.size() && text[i] != '\n' && text[i] != '#')
         fail(i, "unexpected text after the closing quote of " + name + ": only a # comment may follow it");
-      if (quote == '"') expansion(value_at, value, name);
+      if (quote == '"') expansion(open_line, open_line_start, value_at, value, name);
       next_line();
     } else {
       const std::size_t end = text.find('\n', i);
@@ -424,7 +426,7 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
         }
       while (!raw.empty() && blank(raw.back())) raw.remove_suffix(1);
       value = std::string(raw);
-      expansion(value_at, value, name);
+      expansion(line, line_start, value_at, value, name);
       next_line();
     }
     vars[std::string(key)] = std::move(value);
