@@ -24,9 +24,6 @@
 #include <string_view>
 #include <vector>
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 namespace {
 
 namespace fs = std::filesystem;

@@ -609,7 +609,8 @@ inline std::optional<std::string> read_in(int dirfd, const char* name, const std
   if (found && S_ISLNK(st.st_mode))
     refuse(path, "it is a symlink, and the search takes regular files only (another user may control where it "
                  "points): name the file it points to with -f");
-  if (S_ISDIR(st.st_mode)) throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
+  if (S_ISDIR(st.st_mode) && !regular_only)
+    throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
   const bool regular = S_ISREG(st.st_mode);
   if ((found || regular_only) && !regular)
     throw StackFileError(path, "cannot read: it is " + kind_of(st.st_mode) + ", not a regular file" +
@@ -626,7 +627,8 @@ inline std::optional<std::string> read_in(int dirfd, const char* name, const std
     throw StackFileError(path, "cannot read: " + std::generic_category().message(e));
   }
   if (::fstat(fd.get(), &st) != 0) throw StackFileError(path, "cannot read: " + std::generic_category().message(errno));
-  if (S_ISDIR(st.st_mode)) throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
+  if (S_ISDIR(st.st_mode) && !regular_only)
+    throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
   if ((found || regular_only || regular) && !S_ISREG(st.st_mode))
     throw StackFileError(path, "cannot read: it is " + kind_of(st.st_mode) + ", not a regular file");
   if (found)
