@@ -904,6 +904,10 @@ env = { FIRST = "${FIRST}", TAB = "${TAB}", QUOTED = "${QUOTED}", SINGLE = "${SI
         env_file + ":1:3: the value of 'A' holds '$w', which Compose would expand and stackup does not expand in .env: "
                    "write the value itself, or single-quote it to keep the '$' as it is");
   CHECK(dotenv_error("A=\"${B}\"\n").find(":1:3: the value of 'A' holds '${'") != std::string::npos);
+  CHECK(dotenv_error("A=cost$$\n").find(":1:3: the value of 'A' holds '$$'") != std::string::npos); // Compose: "cost$"
+  const auto literal = stackup::detail::stack_file::parse_dotenv("A='cost$$ $B'\nB=a$\n", "x");
+  CHECK(literal.at("A") == "cost$$ $B"); // single quotes: literal
+  CHECK(literal.at("B") == "a$");        // a '$' that nothing follows is a '$' for Compose too
   CHECK(dotenv_error("X=1\nA=\"one\ntwo $b\"\n").find(":2:3: the value of 'A' holds '$b'") != std::string::npos); // where it opens
   CHECK(dotenv_error("A B=1\n") == env_file + ":1:1: \"A B\" is not a variable name: use letters, digits, '_', '.' and '-'");
 }

@@ -328,9 +328,9 @@ inline std::string joined(const std::vector<std::string>& items) {
 // space or tab, and is trimmed. A single-quoted value is literal but for \';
 // a double-quoted one takes \n \r \t \\ \" (other escapes stay as written).
 // Both may span lines; after the closing quote only a # comment may follow.
-// Compose also expands $VAR and ${VAR} in unquoted and double-quoted values;
-// stackup does not, so those are errors (single-quote to keep them literally)
-// rather than a value Compose would not give.
+// Compose also expands $VAR, ${VAR} and $$ in unquoted and double-quoted
+// values; stackup does not, so those are errors (single-quote to keep them
+// literally) rather than a value Compose would not give.
 inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_view text, const std::string& file) {
   std::map<std::string, std::string, std::less<>> vars;
   std::size_t i = 0, line = 1, line_start = 0;
@@ -349,7 +349,7 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
     for (std::size_t k = 0; k + 1 < value.size(); ++k)
       if (value[k] == '$') {
         const char c = value[k + 1];
-        if (c == '{' || c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
+        if (c == '{' || c == '$' || c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
           throw StackFileError(file, at_line, at - at_line_start + 1, "the value of " + key + " holds '$" + std::string(1, c) +
                        "', which Compose would expand and stackup does not expand in .env: write the value itself, "
                        "or single-quote it to keep the '$' as it is");
