@@ -773,6 +773,11 @@ TEST_CASE("interpolation: a default may hold ${...}, expanded by the same rule; 
   CHECK(path_of("${STACKUP_SF_A:-${STACKUP_SF_B:-6379}}") == "6379");
   CHECK(path_of("${STACKUP_SF_A:-x${STACKUP_SF_B:-y}z}") == "xyz");
   CHECK(path_of("${STACKUP_SF_A:-$${STACKUP_SF_B}}") == "${STACKUP_SF_B}"); // $$ stays a literal $ in a default
+  // A literal "$${" pairs with its own '}' (as Compose counts), so what follows it stays in the default.
+  CHECK(path_of("${STACKUP_SF_A:-$${STACKUP_SF_B}x}") == "${STACKUP_SF_B}x");
+  CHECK(path_of("${STACKUP_SF_A:-$$$${STACKUP_SF_B}x}y") == "$${STACKUP_SF_B}xy");
+  CHECK(std::string(error_of("[components.d]\nflavor = \"local_directory\"\npath = \"${STACKUP_SF_A:-$${B}\"\n").what())
+            .find("t.toml:3:8: unclosed '${'") == 0);
   CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\npath = \"${STACKUP_SF_A:-${STACKUP_SF_B}}\"\n", 3, 8,
               "variable 'STACKUP_SF_B' is not set (neither in the environment nor in " + (fs::current_path() / ".env").string() +
                   "): set it, or give a default with ${STACKUP_SF_B:-default}");

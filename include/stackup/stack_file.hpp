@@ -196,12 +196,14 @@ struct Context {
   }
 
   // The '}' closing the "${" at in[open], past nested ${...} and $$; npos if none.
+  // A literal "$${" in a default pairs with its own '}' as Compose counts it, so
+  // "${A:-$${B}x}" defaults to "${B}x", not "${B" followed by "x}".
   static std::size_t closing(std::string_view in, std::size_t open) {
     std::size_t depth = 0;
     for (std::size_t i = open; i < in.size(); ++i) {
       if (in[i] == '$' && i + 1 < in.size() && (in[i + 1] == '$' || in[i + 1] == '{')) {
-        if (in[i + 1] == '{') ++depth;
-        ++i;
+        if (in[i + 1] == '{' || (i + 2 < in.size() && in[i + 2] == '{')) ++depth;
+        i += in[i + 1] == '$' && i + 2 < in.size() && in[i + 2] == '{' ? 2 : 1;
       } else if (in[i] == '}' && --depth == 0) {
         return i;
       }
