@@ -863,7 +863,7 @@ TEST_CASE(".env follows Compose's rules: comments, quotes, escapes, export, a by
         "SINGLE='b'# a comment\n"
         "UNQUOTED=c # a comment\n"
         "HASH=d#not-a-comment\n"
-        "EMPTY= # only a comment\n"
+        "EMPTY=\n"
         "ESCAPES=\"l1\\nl2\\t\\\"q\\\"\\\\\"\n"
         "LITERAL='it\\'s ${NOT} \\n'\n"
         "MULTI=\"one\n"
@@ -915,6 +915,28 @@ env = { FIRST = "${FIRST}", TAB = "${TAB}", QUOTED = "${QUOTED}", SINGLE = "${SI
   CHECK(literal.at("B") == "a$");        // a '$' that nothing follows is a '$' for Compose too
   CHECK(dotenv_error("X=1\nA=\"one\ntwo $b\"\n").find(":2:3: the value of 'A' holds '$b'") != std::string::npos); // where it opens
   CHECK(dotenv_error("A B=1\n") == env_file + ":1:1: \"A B\" is not a variable name: use letters, digits, '_', '.' and '-'");
+  // Where a reader would see a comment that Compose does not, an error rather than another value.
+  CHECK(dotenv_error("A=1\nB= # later\n") ==
+        env_file + ":2:4: the value of 'B' starts with '#' after a blank: Compose takes \"# later\" as the value, not as a "
+                   "comment; leave the value out (B=) for an empty one, or quote it");
+  CHECK(dotenv_error("B=x\t# c\n") ==
+        env_file + ":1:5: the value of 'B' has a '#' after a tab: Compose keeps it in the value (only a space before '#' "
+                   "starts a comment); put a space before the '#', or quote the value");
+}
+
+TEST_CASE(".env: backslashes as Compose reads them, in single and double quotes") {
+  const auto vars = stackup::detail::stack_file::parse_dotenv(
+      "S='C:\\\\' # it's a comment, and 'quoted'\n" // 'C:\\' ends at the third quote, as in Compose
+      "T='a\\b\\'c'\n"                               // \b stays, \' is a quote
+      "D=\"\\a\\b\\f\\v\\c\"\n"                          // Go's escapes; \c is none
+      "P=\"cost\\$ \\$HOME\"\n"                          // \$ is a literal '$', never expanded
+      "O=\"\\0101\\0377\\08\\012\\0400\"\n",                // \0ooo: a byte value as U+00oo; the rest as written
+      "x");
+  CHECK(vars.at("S") == "C:\\\\");
+  CHECK(vars.at("T") == "a\\b'c");
+  CHECK(vars.at("D") == "\a\b\f\v\\c");
+  CHECK(vars.at("P") == "cost$ $HOME");
+  CHECK(vars.at("O") == "A\xC3\xBF\\08\\012\\0400");
 }
 
 TEST_CASE("a value that is not UTF-8 once expanded is an error at its key, so stack config always reads back") {

@@ -388,6 +388,7 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
       const char quote = text[i++];
       const std::size_t open_line = line, open_line_start = line_start;
       bool closed = false;
+      std::vector<std::size_t> escaped_dollars; // where a \$ put a literal '$' in the value
       while (i < text.size()) {
         const char c = text[i];
         if (c == quote) {
@@ -397,9 +398,32 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
         }
         if (c == '\\' && i + 1 < text.size()) {
           const char e = text[i + 1];
-          const char* plain = quote == '"' ? (e == 'n' ? "\n" : e == 'r' ? "\r" : e == 't' ? "\t" : e == '\\' ? "\\" : e == '"' ? "\"" : nullptr)
-                                           : (e == '\'' ? "'" : nullptr);
-          if (plain) {
+          // Single quotes: \' is a quote and \\ stays two backslashes (so "\\'" closes);
+          // double quotes: Go's escapes as Compose takes them, \$ a literal '$',
+          // \0ooo an octal byte value. Any other backslash stays as written.
+          std::string_view plain;
+          static constexpr std::string_view from = "nrt\\\"abfv$", to = "\n\r\t\\\"\a\b\f\v$";
+          if (quote == '\'') {
+            if (e == '\'') plain = "'";
+            else if (e == '\\') plain = "\\\\";
+          } else if (const std::size_t k = from.find(e); k != std::string_view::npos) {
+            plain = to.substr(k, 1);
+            if (e == '$') escaped_dollars.push_back(value.size());
+          } else if (e == '0' && i + 4 < text.size()) {
+            unsigned v = 0;
+            bool octal = true;
+            for (std::size_t k2 = 2; k2 < 5; ++k2) {
+              octal = octal && text[i + k2] >= '0' && text[i + k2] <= '7';
+              v = v * 8 + static_cast<unsigned>(text[i + k2] - '0');
+            }
+            if (octal && v <= 0377) { // Go writes the code point U+00oo as UTF-8
+              if (v < 0x80) value += static_cast<char>(v);
+              else value += static_cast<char>(0xC0 | (v >> 6)), value += static_cast<char>(0x80 | (v & 0x3F));
+              i += 5;
+              continue;
+            }
+          }
+          if (!plain.empty()) {
             value += plain;
             i += 2;
             continue;
@@ -415,17 +439,27 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
       while (i < text.size() && blank(text[i])) ++i;
       if (i < text.size() && text[i] != '\n' && text[i] != '#')
         fail(i, "unexpected text after the closing quote of " + name + ": only a # comment may follow it");
-      if (quote == '"') expansion(open_line, open_line_start, value_at, value, name);
+      if (quote == '"') {
+        std::string unescaped = value; // what Compose would expand: a '$' from \$ is not
+        for (const std::size_t at : escaped_dollars) unescaped[at] = '_';
+        expansion(open_line, open_line_start, value_at, unescaped, name);
+      }
       next_line();
     } else {
       const std::size_t end = text.find('\n', i);
       std::string_view raw = text.substr(i, end == std::string_view::npos ? std::string_view::npos : end - i);
-      for (std::size_t k = 0; k < raw.size(); ++k) // a # after a blank starts a comment (also right after '=')
-        if (raw[k] == '#' && ((k == 0 && value_at > 0 && (text[value_at - 1] == ' ' || text[value_at - 1] == '\t')) ||
-                              (k > 0 && (raw[k - 1] == ' ' || raw[k - 1] == '\t')))) {
-          raw = raw.substr(0, k);
-          break;
-        }
+      // Compose: a comment starts at " #" (a space, then '#'), and a value that
+      // starts with '#' after the '=' and blanks is that text. Where a reader
+      // would see a comment that Compose does not, it is an error, not a value.
+      if (!raw.empty() && raw[0] == '#' && value_at > 0 && (text[value_at - 1] == ' ' || text[value_at - 1] == '\t'))
+        fail(value_at, "the value of " + name + " starts with '#' after a blank: Compose takes \"" +
+                           std::string(raw.substr(0, raw.find('\r'))) +
+                           "\" as the value, not as a comment; leave the value out (" + std::string(key) +
+                           "=) for an empty one, or quote it");
+      raw = raw.substr(0, raw.find(" #"));
+      if (const std::size_t tab = raw.find("\t#"); tab != std::string_view::npos)
+        fail(value_at + tab + 1, "the value of " + name + " has a '#' after a tab: Compose keeps it in the value (only a "
+                                 "space before '#' starts a comment); put a space before the '#', or quote the value");
       while (!raw.empty() && blank(raw.back())) raw.remove_suffix(1);
       value = std::string(raw);
       expansion(line, line_start, value_at, value, name);
