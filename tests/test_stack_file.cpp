@@ -994,15 +994,17 @@ TEST_CASE("read_stack_file: a found file, its .env and its directory must be you
     write(p.dir / ".env", "A=1\n");
     fs::permissions(p.dir / ".env", fs::perms(0664));
     CHECK(read_error(p.file, stackup::Trust::found) ==
-          (p.dir / ".env").string() + ": refusing it (found by the search, not named): its group can write it (mode 0664), "
-                                      "so they can replace what runs: chmod go-w '" + (p.dir / ".env").string() +
-              "', or name it with -f");
+          (p.dir / ".env").string() + ": refusing it (beside a stack file found by the search, not named): its group can "
+                                      "write it (mode 0664), so they can replace what runs: chmod go-w '" +
+              (p.dir / ".env").string() + "'"); // not "name it with -f": -f reads a .env as it is
     fs::permissions(p.dir / ".env", fs::perms(0644));
     CHECK(stackup::read_stack_file(p.file, stackup::Trust::found).dotenv == "A=1\n");
     fs::remove(p.dir / ".env");
     fs::create_symlink("/etc/hostname", p.dir / ".env");
-    CHECK(read_error(p.file, stackup::Trust::found).starts_with((p.dir / ".env").string() +
-                                                                ": refusing it (found by the search, not named): it is a symlink"));
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          (p.dir / ".env").string() + ": refusing it (beside a stack file found by the search, not named): it is a symlink, "
+                                      "and beside a found stack file the search reads a regular .env only (another user may "
+                                      "control where it points): put the variables it should set in a regular file of that name");
   }
   SUBCASE("a symlink is refused when found, followed when named") {
     fs::rename(p.file, p.dir / "real.toml");
@@ -1042,6 +1044,15 @@ TEST_CASE("read_stack_file: a found file, its .env and its directory must be you
               " (nobody): if you trust it, name it with -f");
     CHECK(read_error(p.file, stackup::Trust::named) == "no error");
     REQUIRE(::chown(p.file.c_str(), 0, 0) == 0);
+    write(p.dir / ".env", "A=1\n");
+    fs::permissions(p.dir / ".env", fs::perms(0644));
+    REQUIRE(::chown((p.dir / ".env").c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          (p.dir / ".env").string() + ": refusing it (beside a stack file found by the search, not named): it belongs to "
+                                      "another user, uid " + std::to_string(nobody->pw_uid) +
+              " (nobody), who decides the values it feeds the stack file: read it, then chown it to yourself (or root) if "
+              "you trust it, or remove it");
+    fs::remove(p.dir / ".env");
     REQUIRE(::chown(p.dir.c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
     CHECK(read_error(p.file, stackup::Trust::found).find("its directory " + p.dir.string() + ": it belongs to another user") !=
           std::string::npos);

@@ -585,18 +585,26 @@ inline std::string mode_text(mode_t mode) {
   return s;
 }
 
-// Why a found file (or its directory) must not be trusted, or nothing: OpenSSH's StrictModes.
-inline std::optional<std::string> distrust(const struct ::stat& st, const std::string& path, bool directory) {
+// What distrust() judges: the found stack file, the .env beside it, or their directory.
+enum class Judged { file, dotenv, directory };
+
+// Why a found file (or its directory) must not be trusted, or nothing: OpenSSH's
+// StrictModes. The fix it names fits what is judged: -f vouches for a stack
+// file, never for a .env (which -f still reads as it is).
+inline std::optional<std::string> distrust(const struct ::stat& st, const std::string& path, Judged judged) {
+  const bool directory = judged == Judged::directory;
   if (st.st_uid != ::geteuid() && st.st_uid != 0)
-    return "it belongs to another user, " + owner_name(st.st_uid) + ": if you trust it, name " +
-           (directory ? "the file" : "it") + " with -f";
+    return "it belongs to another user, " + owner_name(st.st_uid) +
+           (judged == Judged::dotenv ? std::string(", who decides the values it feeds the stack file: read it, then chown it "
+                                                   "to yourself (or root) if you trust it, or remove it")
+                                     : ": if you trust it, name " + std::string(directory ? "the file" : "it") + " with -f");
   const bool sticky = (st.st_mode & S_ISVTX) != 0;
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(directory && sticky)) {
     const char* who = (st.st_mode & S_IWGRP) && (st.st_mode & S_IWOTH) ? "its group and others"
                       : (st.st_mode & S_IWGRP)                          ? "its group"
                                                                         : "others";
     return std::string(who) + " can write it (mode " + mode_text(st.st_mode & 07777) + "), so they can replace what runs: chmod go-w '" +
-           path + "'" + (directory ? ", or name the file with -f" : ", or name it with -f");
+           path + "'" + (directory ? ", or name the file with -f" : judged == Judged::file ? ", or name it with -f" : "");
   }
   return std::nullopt;
 }
@@ -624,8 +632,17 @@ inline std::string read_capped(int fd, const std::string& file) {
   }
 }
 
-[[noreturn]] inline void refuse(const std::string& file, std::string_view why) {
-  throw StackFileError(file, "refusing it (found by the search, not named): " + std::string(why));
+[[noreturn]] inline void refuse(const std::string& file, std::string_view why, bool dotenv = false) {
+  throw StackFileError(file, std::string(dotenv ? "refusing it (beside a stack file found by the search, not named): "
+                                                : "refusing it (found by the search, not named): ") +
+                                 std::string(why));
+}
+
+inline std::string symlink_refusal(bool dotenv) {
+  return dotenv ? "it is a symlink, and beside a found stack file the search reads a regular .env only (another user "
+                  "may control where it points): put the variables it should set in a regular file of that name"
+                : "it is a symlink, and the search takes regular files only (another user may control where it "
+                  "points): name the file it points to with -f";
 }
 
 // Opens `name` in the directory `dirfd` once and reads it. A found file must be a
@@ -643,8 +660,7 @@ inline std::optional<std::string> read_in(int dirfd, const char* name, const std
     throw StackFileError(path, "cannot read: " + std::generic_category().message(e));
   }
   if (found && S_ISLNK(st.st_mode))
-    refuse(path, "it is a symlink, and the search takes regular files only (another user may control where it "
-                 "points): name the file it points to with -f");
+    refuse(path, symlink_refusal(regular_only), regular_only);
   if (S_ISDIR(st.st_mode) && !regular_only)
     throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
   const bool regular = S_ISREG(st.st_mode);
@@ -659,7 +675,7 @@ inline std::optional<std::string> read_in(int dirfd, const char* name, const std
     const int e = errno;
     if (e == ENOENT && optional) return std::nullopt;
     if (e == ELOOP && found)
-      refuse(path, "it is a symlink, and the search takes regular files only: name the file it points to with -f");
+      refuse(path, symlink_refusal(regular_only), regular_only);
     throw StackFileError(path, "cannot read: " + std::generic_category().message(e));
   }
   if (::fstat(fd.get(), &st) != 0) throw StackFileError(path, "cannot read: " + std::generic_category().message(errno));
@@ -668,7 +684,7 @@ inline std::optional<std::string> read_in(int dirfd, const char* name, const std
   if ((found || regular_only || regular) && !S_ISREG(st.st_mode))
     throw StackFileError(path, "cannot read: it is " + kind_of(st.st_mode) + ", not a regular file");
   if (found)
-    if (const auto why = distrust(st, path, false)) refuse(path, *why);
+    if (const auto why = distrust(st, path, regular_only ? Judged::dotenv : Judged::file)) refuse(path, *why, regular_only);
   return read_capped(fd.get(), path);
 }
 
@@ -697,7 +713,7 @@ inline StackFileSource read_stack_file(const std::filesystem::path& file, Trust 
   if (trust == Trust::found) {
     struct ::stat st {};
     if (::fstat(dir.get(), &st) != 0) throw StackFileError(source.file, "cannot read: " + std::generic_category().message(errno));
-    if (const auto why = sf::distrust(st, parent.string(), true))
+    if (const auto why = sf::distrust(st, parent.string(), sf::Judged::directory))
       sf::refuse(source.file, "its directory " + parent.string() + ": " + *why);
   }
   if (stdin_named) {
