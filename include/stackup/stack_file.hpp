@@ -326,9 +326,11 @@ inline std::string joined(const std::vector<std::string>& items) {
 
 // A .env file's variables, by Compose's rules for .env files: KEY=VALUE lines
 // (an optional `export ` first), blank lines and # comments ignored, a UTF-8
-// byte-order mark at the start skipped. An unquoted value ends at a # after a
-// space or tab, and is trimmed. A single-quoted value is literal but for \';
-// a double-quoted one takes \n \r \t \\ \" (other escapes stay as written).
+// byte-order mark at the start skipped. An unquoted value ends at " #" and is
+// trimmed (a '#' after a tab, or first after "= ", Compose keeps: an error
+// here). A single-quoted value is literal but for \' (and \\ stays two); a
+// double-quoted one takes Go's \n \r \t \a \b \f \v \\ \" and \0ooo, and \$ for
+// a literal '$' (other escapes stay as written).
 // Both may span lines; after the closing quote only a # comment may follow.
 // Compose also expands $VAR, ${VAR} and $$ in unquoted and double-quoted
 // values; stackup does not, so those are errors (single-quote to keep them
