@@ -432,6 +432,11 @@ class FoundFileAttacks(StackctlCase):
                     continue
                 self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
                 self.assertTrue("refusing" in r.stderr or "cannot read" in r.stderr, r.stderr)
+            # The attack really ran: nobody's loop was alive and its file was in place for some runs
+            # (else every run finds the decoy and this test proves nothing).
+            self.assertIsNone(swapper.poll(), "nobody's rename loop died")
+            self.assertTrue(any("refusing" in r.stderr for r in results),
+                            "no run ever found nobody's file in place: the attack did not happen")
         finally:
             swapper.kill()
             swapper.wait()
