@@ -924,6 +924,33 @@ env = { FIRST = "${FIRST}", TAB = "${TAB}", QUOTED = "${QUOTED}", SINGLE = "${SI
                    "starts a comment); put a space before the '#', or quote the value");
 }
 
+TEST_CASE("expansion keeps the size cap: a value past 1 MiB, or all values past 16 MiB, once expanded is an error") {
+  TempDir tmp;
+  const Env unset("STACKUP_SF_BIG", nullptr);
+  write(tmp.path / ".env", "STACKUP_SF_BIG=" + std::string(600 * 1024, 'x') + "\n");
+  const auto load_error = [&](const std::string& text) {
+    write(tmp.path / "stackup.toml", text);
+    try {
+      (void)stackup::load_stack(tmp.path / "stackup.toml");
+    } catch (const stackup::StackFileError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string file = (tmp.path / "stackup.toml").string();
+  // 12 KB of "${A}" once held 3 GB (std::bad_alloc, or the machine's memory).
+  CHECK(load_error("name = \"${STACKUP_SF_BIG}${STACKUP_SF_BIG}\"\n") ==
+        file + ":1:8: 'name' is longer than 1 MiB once expanded: a stack file never needs that; make the variables it "
+               "uses smaller");
+  std::string many = "[components.c]\nflavor = \"command\"\nenv = { ";
+  for (int k = 0; k < 30; ++k) many += (k ? ", " : "") + std::string("V") + std::to_string(k) + " = \"${STACKUP_SF_BIG}\"";
+  const std::string error = load_error(many + " }\n");
+  CHECK(error.find(file + ":3:") == 0);
+  CHECK(error.find("of component 'c' (command) takes the values the file expands to past 16 MiB in all: a stack file "
+                   "never needs that; make the variables it uses smaller") != std::string::npos);
+  CHECK(load_error("name = \"${STACKUP_SF_BIG}\"\n") == "no error"); // one large value is fine
+}
+
 TEST_CASE(".env: backslashes as Compose reads them, in single and double quotes") {
   const auto vars = stackup::detail::stack_file::parse_dotenv(
       "S='C:\\\\' # it's a comment, and 'quoted'\n" // 'C:\\' ends at the third quote, as in Compose

@@ -175,6 +175,10 @@ struct Context {
   std::filesystem::path directory;
   std::map<std::string, std::string, std::less<>> dotenv;
   std::vector<std::unique_ptr<Record>> records;
+  // Bytes all values have expanded to so far: a small file whose many ${A}
+  // stand for a large A must not grow without bound (the size cap, kept).
+  mutable std::size_t expanded = 0;
+  static constexpr std::size_t expanded_limit = 16 * stack_file_size_limit;
 
   [[noreturn]] void fail(Place p, std::string_view message) const {
     throw StackFileError(file, p.line, p.column, message);
@@ -185,8 +189,12 @@ struct Context {
   // must be something a process can be given and `stack config` can write back:
   // no NUL byte, valid UTF-8. `what` names the value in those errors.
   [[nodiscard]] std::string expand(std::string_view in, Place at, std::string_view what = {}) const {
-    std::string out = expand_at(in, at, 0);
     const std::string value = what.empty() ? std::string("this value") : std::string(what);
+    std::string out = expand_at(in, at, 0, value);
+    expanded += out.size();
+    if (expanded > expanded_limit)
+      fail(at, value + " takes the values the file expands to past " + std::to_string(expanded_limit >> 20) +
+                   " MiB in all: a stack file never needs that; make the variables it uses smaller");
     if (out.find('\0') != std::string::npos)
       fail(at, value + " holds a NUL byte once expanded: no argument, path or environment value can; remove it");
     if (const auto bad = invalid_utf8(out))
@@ -236,7 +244,7 @@ struct Context {
   }
 
 private:
-  [[nodiscard]] std::string expand_at(std::string_view in, Place at, std::size_t depth) const {
+  [[nodiscard]] std::string expand_at(std::string_view in, Place at, std::size_t depth, const std::string& value_name) const {
     if (depth > interpolation_depth_limit)
       fail(at, "'${...:-${...}}' nests deeper than " + std::to_string(interpolation_depth_limit) +
                    " defaults: simplify it");
@@ -272,7 +280,7 @@ private:
       const std::optional<std::string> value = lookup(name);
       if (sep != std::string_view::npos) {
         if (value && !value->empty()) out += *value;
-        else out += expand_at(inside.substr(sep + 2), at, depth + 1); // the default, by the same rule
+        else out += expand_at(inside.substr(sep + 2), at, depth + 1, value_name); // the default, by the same rule
       } else if (value) {
         out += *value;
       } else {
@@ -280,6 +288,9 @@ private:
                      (directory / ".env").string() + "): set it, or give a default with ${" + std::string(name) +
                      ":-default}");
       }
+      if (out.size() > stack_file_size_limit)
+        fail(at, value_name + " is longer than " + std::to_string(stack_file_size_limit >> 20) +
+                     " MiB once expanded: a stack file never needs that; make the variables it uses smaller");
       i = close;
     }
     return out;
