@@ -841,7 +841,13 @@ TEST_CASE("nesting is bounded before toml++ reads the file: 50 000 dotted parts 
   std::string tables = "x = ";
   for (int k = 0; k < 1000; ++k) tables += "{ a = ";
   CHECK_ERROR(tables + "\n", 1, 773, message); // the 129th '{'
-  CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = { " + dotted + " = \"1\" }\n", 3, 262, message); // 1 + 128 parts
+  // Under [components.c] (2 levels), env (1) and its table (1): the 125th dot goes past 128.
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = { " + dotted + " = \"1\" }\n", 3, 258, message);
+  // A key under a header nests below the header: 100 + 100 parts are 200 levels, not two of 100.
+  std::string hundred = "a";
+  for (int k = 1; k < 100; ++k) hundred += ".a";
+  CHECK_ERROR("[" + hundred + "]\n" + hundred + " = 1\n", 2, 56, message); // the 28th dot: part 129
+  CHECK_ERROR("[[" + hundred + "]]\nx = 1\n[" + hundred + ".b]\n" + hundred + " = 1\n", 4, 54, message);
   // Brackets and dots inside strings and comments are not nesting.
   const auto s = stackup::parse_stack("name = \"" + std::string(5000, '[') + "." + std::string(5000, '{') + "\" # [[[[....\n"
                                           "[components.c]\nflavor = 'command'\nresume = '''" + dotted + "'''\n",

@@ -484,8 +484,9 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
 }
 
 // Bounds how deep the file nests before toml++ reads it (toml++ recurses, and a
-// key of 50 000 dotted parts overflows the stack): every dotted-key part and
-// every array or inline table counts one level, at most stack_file_depth_limit.
+// key of 50 000 dotted parts overflows the stack): every dotted-key part (a
+// key under a [table] header starts below the header's parts) and every array
+// or inline table counts one level, at most stack_file_depth_limit.
 // A light scan: strings and comments skipped, keys told from values; toml++
 // still judges the syntax.
 inline void bound_depth(std::string_view s, const std::string& file) {
@@ -493,6 +494,7 @@ inline void bound_depth(std::string_view s, const std::string& file) {
   enum class Mode { key, value } mode = Mode::key;
   bool header = false;
   std::size_t level = 0, key_level = 0; // the current container's level; the current key's
+  std::size_t table_level = 0;           // the parts of the last [table] header: its keys nest below it
   std::vector<std::pair<char, std::size_t>> open; // '[' or '{', and the level outside it
   const auto fail = [&](std::size_t at) {
     throw StackFileError(file, line, at - line_start + 1,
@@ -507,7 +509,10 @@ inline void bound_depth(std::string_view s, const std::string& file) {
     const char c = s[i];
     if (c == '\n') {
       ++i, ++line, line_start = i;
-      if (open.empty()) mode = Mode::key, header = false, key_level = level = 0;
+      if (open.empty()) {
+        if (header) table_level = key_level + 1;
+        mode = Mode::key, header = false, key_level = 0, level = table_level;
+      }
       continue;
     }
     if (c == '#') {
@@ -538,7 +543,7 @@ inline void bound_depth(std::string_view s, const std::string& file) {
     }
     if (mode == Mode::key) {
       if (c == '[' && open.empty() && !header) {
-        header = true; // [table] or [[array]]: its parts count as a key's
+        header = true, level = key_level = 0; // [table] or [[array]]: its parts count as a key's, from the top
       } else if (c == '.') {
         deeper(i, ++key_level + level + 1);
       } else if (c == '=' && !header) {
