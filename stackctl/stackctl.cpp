@@ -3,10 +3,13 @@
 //   stackctl [-f FILE] stack up [-p] [--no-rollback] | down [--force] [-p] | status [--json] | config
 //   stackctl [-f FILE] <role> up | down [--force] | status [--json] | logs [--tail N] [--follow]
 //
-// The file: -f FILE (before the command), else $STACKUP_FILE, else stackup.toml
-// in the current directory or the nearest parent. A file found by that search
-// is refused when others can write it or another user owns it: it decides which
-// commands run. Exit status: 0 done, 1 an action failed, 2 usage or stack-file error.
+// The file: -f FILE (before the command; `-` is standard input), else
+// $STACKUP_FILE (trusted as -f is), else stackup.toml in the current directory
+// or the nearest parent. A file found by that search decides which commands run
+// as whoever runs stackctl, so it is read only when it, its .env and its
+// directory pass OpenSSH's StrictModes rule (stackup::Trust::found); each is
+// opened once and checked through its descriptor. Exit status: 0 done, 1 an
+// action failed, 2 usage or stack-file error.
 #include <stackup/cli.hpp>
 #include <stackup/parallel.hpp>
 #include <stackup/stack_file.hpp>
@@ -21,9 +24,6 @@
 #include <string_view>
 #include <vector>
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -35,22 +35,6 @@ struct StackFile {
   bool searched = false;
 };
 
-// Why a file found by searching must not be used, or nothing.
-std::optional<std::string> unsafe(const fs::path& file) {
-  struct ::stat st {};
-  // A symlink decides which file runs as much as the file does: its owner counts too.
-  if (::lstat(file.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != ::geteuid() && st.st_uid != 0)
-    return "it is a symlink that belongs to another user (uid " + std::to_string(st.st_uid) +
-           "): if you trust it, name it with -f";
-  if (::stat(file.c_str(), &st) != 0) return std::nullopt; // reading it will say what is wrong
-  if ((st.st_mode & S_IWOTH) != 0)
-    return "others can write it (mode " + fmt::format("{:04o}", st.st_mode & 07777) + "): chmod o-w '" +
-           file.string() + "'";
-  if (st.st_uid != ::geteuid() && st.st_uid != 0)
-    return "it belongs to another user (uid " + std::to_string(st.st_uid) + "): if you trust it, name it with -f";
-  return std::nullopt;
-}
-
 // -f, else $STACKUP_FILE, else stackup.toml here or in the nearest parent.
 std::optional<StackFile> locate(const std::optional<std::string>& named) {
   if (named) return StackFile{*named, "named with -f", false};
@@ -59,8 +43,8 @@ std::optional<StackFile> locate(const std::optional<std::string>& named) {
   const fs::path start = fs::current_path(ec);
   if (ec) return std::nullopt;
   for (fs::path dir = start;; dir = dir.parent_path()) {
-    // Anything of that name ends the search, a dangling symlink included: reading
-    // it says what is wrong, rather than a parent's stack being used instead.
+    // Anything of that name ends the search, a symlink or a FIFO included:
+    // reading it says what is wrong, rather than a parent's stack being used instead.
     if (fs::exists(fs::symlink_status(dir / "stackup.toml", ec)))
       return StackFile{dir / "stackup.toml", dir == start ? "found in the current directory" : "found in a parent directory",
                        true};
@@ -72,8 +56,10 @@ std::string help_lines(const std::optional<StackFile>& file) {
   std::string s = "\nstack file:\n";
   s += file ? fmt::format("  {} ({})\n", file->path.string(), file->how)
             : "  none: no stackup.toml in the current directory or any parent, and $STACKUP_FILE is unset\n";
-  s += "  -f FILE          before the command: the stack file to use (default: $STACKUP_FILE, else\n"
-       "                   stackup.toml in the current directory or the nearest parent)\n"
+  s += "  -f FILE          before the command: the stack file to use, '-' for standard input\n"
+       "                   (default: $STACKUP_FILE, else stackup.toml in the current directory or\n"
+       "                   the nearest parent, used only when you or root own it and its directory\n"
+       "                   and nobody else can write them)\n"
        "  stack config     print the stack as it will run (variables expanded, paths resolved,\n"
        "                   in action order); starts nothing\n";
   return s;
@@ -127,23 +113,16 @@ int run(std::span<const std::string_view> words) {
     return fail("no stack file: no stackup.toml in the current directory or any parent; "
                 "name one with -f FILE or $STACKUP_FILE");
   }
-  if (file->searched) {
-    std::optional<std::string> refused;
-    if (auto why = unsafe(file->path))
-      refused = fmt::format("refusing {} ({}): {}", file->path.string(), file->how, *why);
-    else if (auto env_why = unsafe(file->path.parent_path() / ".env"))
-      refused = fmt::format("refusing {} (beside the stack file it feeds): {}",
-                            (file->path.parent_path() / ".env").string(), *env_why);
-    if (refused) return help ? general_help(*refused) : fail(*refused);
-  }
-
   try {
+    // Opened once, checked through the descriptor, and those bytes parsed.
+    const stackup::StackFileSource source =
+        stackup::read_stack_file(file->path, file->searched ? stackup::Trust::found : stackup::Trust::named);
     if (!help && command.size() >= 2 && command[0] == "stack" && command[1] == "config") {
       if (command.size() > 2) return fail(fmt::format("unexpected argument '{}' after 'stack config'", command[2]));
-      std::cout << stackup::stack_config(file->path);
+      std::cout << stackup::stack_config(source);
       return stackup::cli::exit_success;
     }
-    stackup::DynamicStack stack = stackup::load_stack(file->path);
+    stackup::DynamicStack stack = stackup::load_stack(source);
     // One transition of the stack at a time: cli::run locks the stack file (the
     // file a symlink names; nothing for standard input or a pipe).
     stackup::cli::Options locked = options;

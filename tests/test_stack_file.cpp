@@ -483,7 +483,7 @@ ready = { http = "${STACKUP_SF_UNSET:-8081}", path = "/${STACKUP_SF_SET}" }
   CHECK_ERROR("[components.c]\nflavor = \"command\"\nresume = \"run ${STACKUP_SF_SET\"\n", 3, 10,
               "unclosed '${' in \"run ${STACKUP_SF_SET\": write ${NAME} or ${NAME:-default}, or $$ for a literal $");
   CHECK_ERROR("[components.c]\nflavor = \"command\"\nresume = \"${1X}\"\n", 3, 10,
-              "'${1X}' is not a variable: write ${NAME} or ${NAME:-default} (NAME: letters, digits, _), or $$ for a literal $");
+              "'${1X}' is not a variable: write ${NAME} or ${NAME:-default} (NAME: letters, digits, _; a default may hold ${...} itself), or $$ for a literal $");
   CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = \"${STACKUP_SF_UNSET:-x1}\" }\n", 4, 17,
               "'tcp' of 'ready' of component 'c' (local_daemon) is \"x1\" once expanded, not a port number (1-65535)");
   CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = \"${STACKUP_SF_UNSET:-99999}\" }\n", 4, 17,
@@ -795,4 +795,363 @@ ready = { http = 7013, path = "/h", any_listener = false }
               4, 38, "'any_listener' of 'ready' of component 'web' (local_daemon) must be true or false, not a string");
   CHECK(std::string(error_of("[components.web]\nflavor = \"local_daemon\"\ncommand = [\"srv\"]\n"
                              "ready = { any_listener = true }\n").what()).find("needs tcp or http") != std::string::npos);
+
+// ---- Round 3: what is read, from where, and what a file may hold ----
+
+namespace {
+
+// The StackFileError that reading `file` with `trust` throws, or "no error".
+std::string read_error(const fs::path& file, stackup::Trust trust) {
+  try {
+    (void)stackup::read_stack_file(file, trust);
+  } catch (const stackup::StackFileError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+constexpr std::string_view small_stack = "[components.d]\nflavor = \"local_directory\"\npath = \"data\"\n";
+
+// A directory that only its owner can write, holding a stack file (0644).
+struct Project {
+  TempDir tmp;
+  fs::path dir = tmp.path / "proj";
+  fs::path file = dir / "stackup.toml";
+  Project() {
+    write(file, small_stack);
+    fs::permissions(dir, fs::perms(0755));
+    fs::permissions(file, fs::perms(0644));
+  }
+};
+
+} // namespace
+
+TEST_CASE("interpolation: a default may hold ${...}, expanded by the same rule; never a wrong value") {
+  const Env a("STACKUP_SF_A", nullptr);
+  const Env b("STACKUP_SF_B", nullptr);
+  const auto path_of = [](std::string_view value) {
+    const auto s = stackup::parse_stack("[components.d]\nflavor = \"local_directory\"\npath = \"" + std::string(value) + "\"\n",
+                                        "/nowhere/t.toml");
+    return s.get("d").target<Directory>()->path().filename().string();
+  };
+  CHECK(path_of("${STACKUP_SF_A:-${STACKUP_SF_B:-6379}}") == "6379");
+  CHECK(path_of("${STACKUP_SF_A:-x${STACKUP_SF_B:-y}z}") == "xyz");
+  CHECK(path_of("${STACKUP_SF_A:-$${STACKUP_SF_B}}") == "${STACKUP_SF_B}"); // $$ stays a literal $ in a default
+  // A literal "$${" pairs with its own '}' (as Compose counts), so what follows it stays in the default.
+  CHECK(path_of("${STACKUP_SF_A:-$${STACKUP_SF_B}x}") == "${STACKUP_SF_B}x");
+  CHECK(path_of("${STACKUP_SF_A:-$$$${STACKUP_SF_B}x}y") == "$${STACKUP_SF_B}xy");
+  CHECK(std::string(error_of("[components.d]\nflavor = \"local_directory\"\npath = \"${STACKUP_SF_A:-$${B}\"\n").what())
+            .find("t.toml:3:8: unclosed '${'") == 0);
+  CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\npath = \"${STACKUP_SF_A:-${STACKUP_SF_B}}\"\n", 3, 8,
+              "variable 'STACKUP_SF_B' is not set (neither in the environment nor in " + (fs::current_path() / ".env").string() +
+                  "): set it, or give a default with ${STACKUP_SF_B:-default}");
+  {
+    const Env set("STACKUP_SF_A", "6390");
+    CHECK(path_of("${STACKUP_SF_A:-${STACKUP_SF_B:-6379}}") == "6390");
+    CHECK(path_of("${STACKUP_SF_A:-${STACKUP_SF_B}}") == "6390"); // a default not used is not expanded
+    const auto s = stackup::parse_stack(
+        "[components.c]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nready = { tcp = \"${STACKUP_SF_A:-${STACKUP_SF_B:-1}}\" }\n",
+        "/nowhere/t.toml");
+    CHECK(s.get("c").target<Daemon>()->config().ready == stackup::ready::tcp(6390));
+  }
+  std::string deep = "x";
+  for (int k = 0; k < 20; ++k) deep = "${STACKUP_SF_A:-" + deep + "}";
+  CHECK(std::string(error_of("[components.d]\nflavor = \"local_directory\"\npath = \"" + deep + "\"\n").what())
+            .find("t.toml:3:8: '${...:-${...}}' nests deeper than 16 defaults") == 0);
+}
+
+TEST_CASE("file errors at their place: env keys, an empty program, NUL bytes, roles the command line cannot reach") {
+  const std::string daemon = "[components.c]\nflavor = \"local_daemon\"\n";
+  CHECK_ERROR(daemon + "command = [\"x\"]\nenv = { \"\" = \"v\" }\n", 4, 9,
+              "'env' of component 'c' (local_daemon) has the key \"\": an environment variable's name is not empty and holds "
+              "no '=' or NUL byte; rename it");
+  CHECK_ERROR(daemon + "command = [\"x\"]\nenv = { \"A=B\" = \"v\" }\n", 4, 9,
+              "'env' of component 'c' (local_daemon) has the key \"A=B\": an environment variable's name is not empty and holds "
+              "no '=' or NUL byte; rename it");
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = { \"A\\u0000\" = \"v\" }\n", 3, 9,
+              "'env' of component 'c' (command) has the key \"A\\u0000\": an environment variable's name is not empty and "
+              "holds no '=' or NUL byte; rename it");
+  CHECK_ERROR(daemon + "command = [\"\", \"--port\"]\n", 3, 11,
+              "'command' of component 'c' starts with an empty program name: give the program first");
+  CHECK_ERROR(daemon + "command = [\"x\", \"a\\u0000b\"]\n", 3, 17,
+              "'command' of component 'c' (local_daemon) holds a NUL byte once expanded: no argument, path or environment "
+              "value can; remove it");
+  CHECK_ERROR("[components.d]\nflavor = \"local_directory\"\npath = \"a\\u0000b\"\n", 3, 8,
+              "'path' of component 'd' (local_directory) holds a NUL byte once expanded: no argument, path or environment "
+              "value can; remove it");
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = { A = \"\\u0000\" }\n", 3, 13,
+              "'env.A' of component 'c' (command) holds a NUL byte once expanded: no argument, path or environment value "
+              "can; remove it");
+  CHECK_ERROR("[components.stack]\nflavor = \"command\"\n", 1, 13,
+              "a component cannot be named 'stack': the command line takes 'stack' as its own word (stackctl stack ...); "
+              "rename the component");
+  CHECK_ERROR("[components.help]\nflavor = \"command\"\n", 1, 13,
+              "a component cannot be named 'help': the command line takes 'help' as its own word (stackctl help ...); "
+              "rename the component");
+  CHECK_ERROR("[components.-x]\nflavor = \"command\"\n", 1, 13,
+              "component '-x': a role cannot start with '-', which the command line reads as an option; rename it");
+  CHECK_ERROR("[components.\"a\\nb\"]\nflavor = \"command\"\n", 1, 13,
+              "component \"a\\nb\": a role cannot hold control characters (a NUL byte, a line break, ...); rename it");
+}
+
+TEST_CASE("nesting is bounded before toml++ reads the file: 50 000 dotted parts or 100 000 brackets are an error") {
+  std::string dotted = "a";
+  for (int k = 0; k < 50'000; ++k) dotted += ".a";
+  const std::string message = "nests deeper than 128 levels (each part of a dotted key and each array or inline table is "
+                              "one): a stack file never needs that; flatten it";
+  CHECK_ERROR(dotted + " = 1\n", 1, 256, message);
+  CHECK_ERROR("[" + dotted + "]\n", 1, 257, message);
+  CHECK_ERROR("x = " + std::string(100'000, '[') + "\n", 1, 133, message);
+  std::string tables = "x = ";
+  for (int k = 0; k < 1000; ++k) tables += "{ a = ";
+  CHECK_ERROR(tables + "\n", 1, 773, message); // the 129th '{'
+  // Under [components.c] (2 levels), env (1) and its table (1): the 125th dot goes past 128.
+  CHECK_ERROR("[components.c]\nflavor = \"command\"\nenv = { " + dotted + " = \"1\" }\n", 3, 258, message);
+  // A key under a header nests below the header: 100 + 100 parts are 200 levels, not two of 100.
+  std::string hundred = "a";
+  for (int k = 1; k < 100; ++k) hundred += ".a";
+  CHECK_ERROR("[" + hundred + "]\n" + hundred + " = 1\n", 2, 56, message); // the 28th dot: part 129
+  CHECK_ERROR("[[" + hundred + "]]\nx = 1\n[" + hundred + ".b]\n" + hundred + " = 1\n", 4, 54, message);
+  // Brackets and dots inside strings and comments are not nesting.
+  const auto s = stackup::parse_stack("name = \"" + std::string(5000, '[') + "." + std::string(5000, '{') + "\" # [[[[....\n"
+                                          "[components.c]\nflavor = 'command'\nresume = '''" + dotted + "'''\n",
+                                      "/nowhere/t.toml");
+  CHECK(s.get("c").target<Cmd>()->config().resume == dotted);
+  // 128 levels are fine as far as the bound goes (the schema then says what is wrong).
+  std::string ok = "a";
+  for (int k = 1; k < 128; ++k) ok += ".a";
+  CHECK(std::string(error_of(ok + " = 1\n").what()) == "t.toml:1:1: unknown top-level key 'a'; valid keys: version, name, components");
+}
+
+TEST_CASE(".env follows Compose's rules: comments, quotes, escapes, export, a byte-order mark") {
+  TempDir tmp;
+  write(tmp.path / ".env",
+        "\xEF\xBB\xBF"
+        "FIRST=1\n"
+        "export\tTAB=tab\n"
+        "QUOTED=\"a\" # a comment\n"
+        "SINGLE='b'# a comment\n"
+        "UNQUOTED=c # a comment\n"
+        "HASH=d#not-a-comment\n"
+        "EMPTY=\n"
+        "ESCAPES=\"l1\\nl2\\t\\\"q\\\"\\\\\"\n"
+        "LITERAL='it\\'s ${NOT} \\n'\n"
+        "MULTI=\"one\n"
+        "two\"\n"
+        "  SPACED  =  value with spaces  \n"
+        "CRLF=e\r\n");
+  write(tmp.path / "stackup.toml", R"([components.c]
+flavor = "command"
+env = { FIRST = "${FIRST}", TAB = "${TAB}", QUOTED = "${QUOTED}", SINGLE = "${SINGLE}", UNQUOTED = "${UNQUOTED}", HASH = "${HASH}", EMPTY = "${EMPTY}", ESCAPES = "${ESCAPES}", LITERAL = "${LITERAL}", MULTI = "${MULTI}", SPACED = "${SPACED}", CRLF = "${CRLF}" }
+)");
+  std::vector<Env> unset;
+  for (const char* n : {"FIRST", "TAB", "QUOTED", "SINGLE", "UNQUOTED", "HASH", "EMPTY", "ESCAPES", "LITERAL", "MULTI", "SPACED", "CRLF"})
+    unset.emplace_back(n, nullptr);
+  const auto s = stackup::load_stack(tmp.path / "stackup.toml");
+  const auto& env = s.get("c").target<Cmd>()->config().env;
+  CHECK(env.at("FIRST") == "1");
+  CHECK(env.at("TAB") == "tab");
+  CHECK(env.at("QUOTED") == "a");
+  CHECK(env.at("SINGLE") == "b");
+  CHECK(env.at("UNQUOTED") == "c");
+  CHECK(env.at("HASH") == "d#not-a-comment");
+  CHECK(env.at("EMPTY") == "");
+  CHECK(env.at("ESCAPES") == "l1\nl2\t\"q\"\\");
+  CHECK(env.at("LITERAL") == "it's ${NOT} \\n");
+  CHECK(env.at("MULTI") == "one\ntwo");
+  CHECK(env.at("SPACED") == "value with spaces");
+  CHECK(env.at("CRLF") == "e");
+
+  const auto dotenv_error = [&](std::string_view text) {
+    write(tmp.path / ".env", text);
+    try {
+      (void)stackup::load_stack(tmp.path / "stackup.toml");
+    } catch (const stackup::StackFileError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string env_file = (tmp.path / ".env").string();
+  CHECK(dotenv_error("A=1\nB=\"x\" junk\n") ==
+        env_file + ":2:7: unexpected text after the closing quote of 'B': only a # comment may follow it");
+  CHECK(dotenv_error("A=\"never closed\n") == env_file + ":1:3: the value of 'A' opens a \" quote that never closes");
+  CHECK(dotenv_error("A=pa$word\n") ==
+        env_file + ":1:3: the value of 'A' holds '$w', which Compose would expand and stackup does not expand in .env: "
+                   "write the value itself, or single-quote it to keep the '$' as it is");
+  CHECK(dotenv_error("A=\"${B}\"\n").find(":1:3: the value of 'A' holds '${'") != std::string::npos);
+  CHECK(dotenv_error("A=cost$$\n").find(":1:3: the value of 'A' holds '$$'") != std::string::npos); // Compose: "cost$"
+  const auto literal = stackup::detail::stack_file::parse_dotenv("A='cost$$ $B'\nB=a$\n", "x");
+  CHECK(literal.at("A") == "cost$$ $B"); // single quotes: literal
+  CHECK(literal.at("B") == "a$");        // a '$' that nothing follows is a '$' for Compose too
+  CHECK(dotenv_error("X=1\nA=\"one\ntwo $b\"\n").find(":2:3: the value of 'A' holds '$b'") != std::string::npos); // where it opens
+  CHECK(dotenv_error("A B=1\n") == env_file + ":1:1: \"A B\" is not a variable name: use letters, digits, '_', '.' and '-'");
+  // Where a reader would see a comment that Compose does not, an error rather than another value.
+  CHECK(dotenv_error("A=1\nB= # later\n") ==
+        env_file + ":2:4: the value of 'B' starts with '#' after a blank: Compose takes \"# later\" as the value, not as a "
+                   "comment; leave the value out (B=) for an empty one, or quote it");
+  CHECK(dotenv_error("B=x\t# c\n") ==
+        env_file + ":1:5: the value of 'B' has a '#' after a tab: Compose keeps it in the value (only a space before '#' "
+                   "starts a comment); put a space before the '#', or quote the value");
+}
+
+TEST_CASE("expansion keeps the size cap: a value past 1 MiB, or all values past 16 MiB, once expanded is an error") {
+  TempDir tmp;
+  const Env unset("STACKUP_SF_BIG", nullptr);
+  write(tmp.path / ".env", "STACKUP_SF_BIG=" + std::string(600 * 1024, 'x') + "\n");
+  const auto load_error = [&](const std::string& text) {
+    write(tmp.path / "stackup.toml", text);
+    try {
+      (void)stackup::load_stack(tmp.path / "stackup.toml");
+    } catch (const stackup::StackFileError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string file = (tmp.path / "stackup.toml").string();
+  // 12 KB of "${A}" once held 3 GB (std::bad_alloc, or the machine's memory).
+  CHECK(load_error("name = \"${STACKUP_SF_BIG}${STACKUP_SF_BIG}\"\n") ==
+        file + ":1:8: 'name' is longer than 1 MiB once expanded: a stack file never needs that; make the variables it "
+               "uses smaller");
+  std::string many = "[components.c]\nflavor = \"command\"\nenv = { ";
+  for (int k = 0; k < 30; ++k) many += (k ? ", " : "") + std::string("V") + std::to_string(k) + " = \"${STACKUP_SF_BIG}\"";
+  const std::string error = load_error(many + " }\n");
+  CHECK(error.find(file + ":3:") == 0);
+  CHECK(error.find("of component 'c' (command) takes the values the file expands to past 16 MiB in all: a stack file "
+                   "never needs that; make the variables it uses smaller") != std::string::npos);
+  CHECK(load_error("name = \"${STACKUP_SF_BIG}\"\n") == "no error"); // one large value is fine
+}
+
+TEST_CASE(".env: backslashes as Compose reads them, in single and double quotes") {
+  const auto vars = stackup::detail::stack_file::parse_dotenv(
+      "S='C:\\\\' # it's a comment, and 'quoted'\n" // 'C:\\' ends at the third quote, as in Compose
+      "T='a\\b\\'c'\n"                               // \b stays, \' is a quote
+      "D=\"\\a\\b\\f\\v\\c\"\n"                          // Go's escapes; \c is none
+      "P=\"cost\\$ \\$HOME\"\n"                          // \$ is a literal '$', never expanded
+      "O=\"\\0101\\0377\\08\\012\\0400\"\n",                // \0ooo: a byte value as U+00oo; the rest as written
+      "x");
+  CHECK(vars.at("S") == "C:\\\\");
+  CHECK(vars.at("T") == "a\\b'c");
+  CHECK(vars.at("D") == "\a\b\f\v\\c");
+  CHECK(vars.at("P") == "cost$ $HOME");
+  CHECK(vars.at("O") == "A\xC3\xBF\\08\\012\\0400");
+}
+
+TEST_CASE("a value that is not UTF-8 once expanded is an error at its key, so stack config always reads back") {
+  TempDir tmp;
+  const Env unset("STACKUP_SF_LATIN1", nullptr);
+  write(tmp.path / ".env", "STACKUP_SF_LATIN1=caf\xE9\n");
+  write(tmp.path / "stackup.toml", "[components.c]\nflavor = \"command\"\nresume = \"echo ${STACKUP_SF_LATIN1}\"\n");
+  const std::string expected = (tmp.path / "stackup.toml").string() +
+                               ":3:10: 'resume' of component 'c' (command) holds bytes that are not UTF-8 once expanded "
+                               "(at byte 9 of the value): a stack file and the values it expands to are UTF-8; fix the "
+                               "variable it takes";
+  for (const bool config : {false, true}) {
+    try {
+      if (config) (void)stackup::stack_config(tmp.path / "stackup.toml");
+      else (void)stackup::load_stack(tmp.path / "stackup.toml");
+      FAIL("no error");
+    } catch (const stackup::StackFileError& e) {
+      CHECK(std::string(e.what()) == expected);
+    }
+  }
+  write(tmp.path / ".env", "STACKUP_SF_LATIN1=caf\xC3\xA9\n"); // UTF-8: fine, and reads back
+  const std::string config = stackup::stack_config(tmp.path / "stackup.toml");
+  CHECK(stackup::parse_stack(config, (tmp.path / "again.toml").string()).get("c").target<Cmd>()->config().resume ==
+        "echo caf\xC3\xA9");
+}
+
+TEST_CASE("read_stack_file: a found file, its .env and its directory must be yours or root's and writable by nobody else") {
+  Project p;
+  CHECK(read_error(p.file, stackup::Trust::found) == "no error");
+  const auto source = stackup::read_stack_file(p.file, stackup::Trust::found);
+  CHECK(source.text == small_stack);
+  CHECK(source.directory == p.dir);
+  CHECK_FALSE(source.dotenv);
+  CHECK(stackup::load_stack(source).get("d").target<Directory>()->path() == p.dir / "data");
+  const std::string refused = p.file.string() + ": refusing it (found by the search, not named): ";
+
+  SUBCASE("group-writable or others-writable file") {
+    fs::permissions(p.file, fs::perms(0664));
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          refused + "its group can write it (mode 0664), so they can replace what runs: chmod go-w '" + p.file.string() +
+              "', or name it with -f");
+    fs::permissions(p.file, fs::perms(0646));
+    CHECK(read_error(p.file, stackup::Trust::found).find("others can write it (mode 0646)") != std::string::npos);
+    CHECK(read_error(p.file, stackup::Trust::named) == "no error");
+  }
+  SUBCASE("group-writable directory, unless sticky") {
+    fs::permissions(p.dir, fs::perms(0775));
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          refused + "its directory " + p.dir.string() + ": its group can write it (mode 0775), so they can replace what runs: "
+                    "chmod go-w '" + p.dir.string() + "', or name the file with -f");
+    fs::permissions(p.dir, fs::perms(01777));
+    CHECK(read_error(p.file, stackup::Trust::found) == "no error");
+  }
+  SUBCASE("the .env beside it") {
+    write(p.dir / ".env", "A=1\n");
+    fs::permissions(p.dir / ".env", fs::perms(0664));
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          (p.dir / ".env").string() + ": refusing it (beside a stack file found by the search, not named): its group can "
+                                      "write it (mode 0664), so they can replace what runs: chmod go-w '" +
+              (p.dir / ".env").string() + "'"); // not "name it with -f": -f reads a .env as it is
+    fs::permissions(p.dir / ".env", fs::perms(0644));
+    CHECK(stackup::read_stack_file(p.file, stackup::Trust::found).dotenv == "A=1\n");
+    fs::remove(p.dir / ".env");
+    fs::create_symlink("/etc/hostname", p.dir / ".env");
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          (p.dir / ".env").string() + ": refusing it (beside a stack file found by the search, not named): it is a symlink, "
+                                      "and beside a found stack file the search reads a regular .env only (another user may "
+                                      "control where it points): put the variables it should set in a regular file of that name");
+  }
+  SUBCASE("a symlink is refused when found, followed when named") {
+    fs::rename(p.file, p.dir / "real.toml");
+    fs::create_symlink("real.toml", p.file);
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          refused + "it is a symlink, and the search takes regular files only (another user may control where it points): "
+                    "name the file it points to with -f");
+    CHECK(read_error(p.file, stackup::Trust::named) == "no error");
+  }
+  SUBCASE("a FIFO is refused when found, without waiting for a writer; a FIFO .env always") {
+    fs::remove(p.file);
+    REQUIRE(::mkfifo(p.file.c_str(), 0644) == 0);
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          p.file.string() + ": cannot read: it is a FIFO (named pipe), not a regular file: name a pipe with -f");
+    fs::remove(p.file);
+    write(p.file, small_stack);
+    fs::permissions(p.file, fs::perms(0644));
+    REQUIRE(::mkfifo((p.dir / ".env").c_str(), 0644) == 0);
+    for (const auto trust : {stackup::Trust::found, stackup::Trust::named})
+      CHECK(read_error(p.file, trust) == (p.dir / ".env").string() + ": cannot read: it is a FIFO (named pipe), not a regular file");
+  }
+  SUBCASE("size cap: a file over 1 MiB, and /dev/zero, are errors, not a growing read") {
+    write(p.file, std::string(stackup::stack_file_size_limit + 1, '#'));
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          p.file.string() + ": cannot read: it holds more than 1 MiB, the most a stack file or its .env may hold");
+    CHECK(read_error("/dev/zero", stackup::Trust::named) ==
+          "/dev/zero: cannot read: it holds more than 1 MiB, the most a stack file or its .env may hold");
+    CHECK(read_error("/dev/zero", stackup::Trust::found).find("/dev/zero: cannot read: it is a character device") == 0);
+  }
+  SUBCASE("another user's file, or directory (as root)") {
+    if (!users::root_or_skip()) return;
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    REQUIRE(::chown(p.file.c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          refused + "it belongs to another user, uid " + std::to_string(nobody->pw_uid) +
+              " (nobody): if you trust it, name it with -f");
+    CHECK(read_error(p.file, stackup::Trust::named) == "no error");
+    REQUIRE(::chown(p.file.c_str(), 0, 0) == 0);
+    write(p.dir / ".env", "A=1\n");
+    fs::permissions(p.dir / ".env", fs::perms(0644));
+    REQUIRE(::chown((p.dir / ".env").c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    CHECK(read_error(p.file, stackup::Trust::found) ==
+          (p.dir / ".env").string() + ": refusing it (beside a stack file found by the search, not named): it belongs to "
+                                      "another user, uid " + std::to_string(nobody->pw_uid) +
+              " (nobody), who decides the values it feeds the stack file: read it, then chown it to yourself (or root) if "
+              "you trust it, or remove it");
+    fs::remove(p.dir / ".env");
+    REQUIRE(::chown(p.dir.c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    CHECK(read_error(p.file, stackup::Trust::found).find("its directory " + p.dir.string() + ": it belongs to another user") !=
+          std::string::npos);
+  }
 }

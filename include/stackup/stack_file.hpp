@@ -18,19 +18,24 @@
 
 #include <toml++/toml.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -65,6 +70,37 @@ private:
   std::string file_;
   std::size_t line_ = 0, column_ = 0;
 };
+
+/// How a stack file was chosen, which decides what is checked when it is read.
+enum class Trust {
+  /// Named by the caller (stackctl's -f or $STACKUP_FILE): read as it is. It may
+  /// be a pipe, or `-` for standard input; symlinks are followed.
+  named,
+  /// Found by a search (stackctl's stackup.toml lookup): read only when it is a
+  /// regular file (not a symlink) owned by the caller (effective uid) or root
+  /// and not writable by group or others, in a directory owned by the caller
+  /// or root that group and others cannot write unless it is sticky; the same
+  /// for its `.env` (OpenSSH's StrictModes).
+  found,
+};
+
+/// A stack file as read (read_stack_file): its bytes and its `.env`'s, each read
+/// once from a descriptor that was checked. What load_stack and stack_config parse.
+struct StackFileSource {
+  std::string file;                   ///< as named; errors name it
+  std::filesystem::path directory;    ///< relative paths, state directories and the default name come from it
+  std::string text;                   ///< the stack file's bytes
+  std::optional<std::string> dotenv;  ///< the `.env` beside it, when there is one
+  std::string dotenv_file;            ///< the `.env`'s path, for errors
+};
+
+/// The most a stack file, or its `.env`, may hold: 1 MiB.
+inline constexpr std::size_t stack_file_size_limit = std::size_t{1} << 20;
+/// The deepest a stack file may nest: every part of a dotted key and every
+/// array or inline table around a value counts one level.
+inline constexpr std::size_t stack_file_depth_limit = 128;
+/// The deepest `${A:-${B:-...}}` may nest.
+inline constexpr std::size_t interpolation_depth_limit = 16;
 
 namespace detail::stack_file {
 
@@ -139,13 +175,79 @@ struct Context {
   std::filesystem::path directory;
   std::map<std::string, std::string, std::less<>> dotenv;
   std::vector<std::unique_ptr<Record>> records;
+  // Bytes all values have expanded to so far: a small file whose many ${A}
+  // stand for a large A must not grow without bound (the size cap, kept).
+  mutable std::size_t expanded = 0;
+  static constexpr std::size_t expanded_limit = 16 * stack_file_size_limit;
 
   [[noreturn]] void fail(Place p, std::string_view message) const {
     throw StackFileError(file, p.line, p.column, message);
   }
 
-  // ${VAR}, ${VAR:-default}, $$ -> $, anything else with a $ left alone.
-  [[nodiscard]] std::string expand(std::string_view in, Place at) const {
+  // ${VAR}, ${VAR:-default}, $$ -> $, anything else with a $ left alone. A
+  // default may itself hold ${...}, expanded only when it is used. The result
+  // must be something a process can be given and `stack config` can write back:
+  // no NUL byte, valid UTF-8. `what` names the value in those errors.
+  [[nodiscard]] std::string expand(std::string_view in, Place at, std::string_view what = {}) const {
+    const std::string value = what.empty() ? std::string("this value") : std::string(what);
+    std::string out = expand_at(in, at, 0, value);
+    expanded += out.size();
+    if (expanded > expanded_limit)
+      fail(at, value + " takes the values the file expands to past " + std::to_string(expanded_limit >> 20) +
+                   " MiB in all: a stack file never needs that; make the variables it uses smaller");
+    if (out.find('\0') != std::string::npos)
+      fail(at, value + " holds a NUL byte once expanded: no argument, path or environment value can; remove it");
+    if (const auto bad = invalid_utf8(out))
+      fail(at, value + " holds bytes that are not UTF-8 once expanded (at byte " + std::to_string(*bad + 1) +
+                   " of the value): a stack file and the values it expands to are UTF-8; fix the variable it takes");
+    return out;
+  }
+
+  // The '}' closing the "${" at in[open], past nested ${...} and $$; npos if none.
+  // A literal "$${" in a default pairs with its own '}' as Compose counts it, so
+  // "${A:-$${B}x}" defaults to "${B}x", not "${B" followed by "x}".
+  static std::size_t closing(std::string_view in, std::size_t open) {
+    std::size_t depth = 0;
+    for (std::size_t i = open; i < in.size(); ++i) {
+      if (in[i] == '$' && i + 1 < in.size() && (in[i + 1] == '$' || in[i + 1] == '{')) {
+        if (in[i + 1] == '{' || (i + 2 < in.size() && in[i + 2] == '{')) ++depth;
+        i += in[i + 1] == '$' && i + 2 < in.size() && in[i + 2] == '{' ? 2 : 1;
+      } else if (in[i] == '}' && --depth == 0) {
+        return i;
+      }
+    }
+    return std::string_view::npos;
+  }
+
+  // The offset of the first byte that does not begin or continue valid UTF-8.
+  static std::optional<std::size_t> invalid_utf8(std::string_view s) {
+    for (std::size_t i = 0; i < s.size();) {
+      const auto b = static_cast<unsigned char>(s[i]);
+      std::size_t n = 0;
+      char32_t cp = 0;
+      if (b < 0x80) n = 1, cp = b;
+      else if ((b & 0xE0) == 0xC0) n = 2, cp = b & 0x1Fu;
+      else if ((b & 0xF0) == 0xE0) n = 3, cp = b & 0x0Fu;
+      else if ((b & 0xF8) == 0xF0) n = 4, cp = b & 0x07u;
+      else return i;
+      if (i + n > s.size()) return i;
+      for (std::size_t k = 1; k < n; ++k) {
+        const auto c = static_cast<unsigned char>(s[i + k]);
+        if ((c & 0xC0) != 0x80) return i;
+        cp = (cp << 6) | (c & 0x3Fu);
+      }
+      const char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+      if (cp < least[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+      i += n;
+    }
+    return std::nullopt;
+  }
+
+private:
+  [[nodiscard]] std::string expand_at(std::string_view in, Place at, std::size_t depth, const std::string& value_name) const {
+    if (depth > interpolation_depth_limit)
+      fail(at, "'${...:-${...}}' nests deeper than " + std::to_string(interpolation_depth_limit) +
+                   " defaults: simplify it");
     std::string out;
     out.reserve(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) {
@@ -162,7 +264,7 @@ struct Context {
         out += '$';
         continue;
       }
-      const std::size_t close = in.find('}', i + 2);
+      const std::size_t close = closing(in, i);
       if (close == std::string_view::npos)
         fail(at, "unclosed '${' in \"" + std::string(in) + "\": write ${NAME} or ${NAME:-default}, or $$ for a literal $");
       const std::string_view inside = in.substr(i + 2, close - i - 2);
@@ -174,11 +276,11 @@ struct Context {
                          });
       if (!valid)
         fail(at, "'${" + std::string(inside) + "}' is not a variable: write ${NAME} or ${NAME:-default} "
-                 "(NAME: letters, digits, _), or $$ for a literal $");
+                 "(NAME: letters, digits, _; a default may hold ${...} itself), or $$ for a literal $");
       const std::optional<std::string> value = lookup(name);
       if (sep != std::string_view::npos) {
         if (value && !value->empty()) out += *value;
-        else out += inside.substr(sep + 2);
+        else out += expand_at(inside.substr(sep + 2), at, depth + 1, value_name); // the default, by the same rule
       } else if (value) {
         out += *value;
       } else {
@@ -186,11 +288,15 @@ struct Context {
                      (directory / ".env").string() + "): set it, or give a default with ${" + std::string(name) +
                      ":-default}");
       }
+      if (out.size() > stack_file_size_limit)
+        fail(at, value_name + " is longer than " + std::to_string(stack_file_size_limit >> 20) +
+                     " MiB once expanded: a stack file never needs that; make the variables it uses smaller");
       i = close;
     }
     return out;
   }
 
+public:
   [[nodiscard]] std::optional<std::string> lookup(std::string_view name) const {
     if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v); // the environment wins
     if (const auto it = dotenv.find(name); it != dotenv.end()) return it->second;
@@ -228,12 +334,426 @@ inline std::string joined(const std::vector<std::string>& items) {
   return s;
 }
 
+
+// A .env file's variables, by Compose's rules for .env files: KEY=VALUE lines
+// (an optional `export ` first), blank lines and # comments ignored, a UTF-8
+// byte-order mark at the start skipped. An unquoted value ends at " #" and is
+// trimmed (a '#' after a tab, or first after "= ", Compose keeps: an error
+// here). A single-quoted value is literal but for \' (and \\ stays two); a
+// double-quoted one takes Go's \n \r \t \a \b \f \v \\ \" and \0ooo, and \$ for
+// a literal '$' (other escapes stay as written).
+// Both may span lines; after the closing quote only a # comment may follow.
+// Compose also expands $VAR, ${VAR} and $$ in unquoted and double-quoted
+// values; stackup does not, so those are errors (single-quote to keep them
+// literally) rather than a value Compose would not give.
+inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_view text, const std::string& file) {
+  std::map<std::string, std::string, std::less<>> vars;
+  std::size_t i = 0, line = 1, line_start = 0;
+  if (text.starts_with("\xEF\xBB\xBF")) i = line_start = 3;
+  const auto fail = [&](std::size_t at, const std::string& message) {
+    throw StackFileError(file, line, at - line_start + 1, message);
+  };
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
+  const auto next_line = [&] {
+    while (i < text.size() && text[i] != '\n') ++i;
+    if (i < text.size()) ++i, ++line, line_start = i;
+  };
+  // `at` is on line `at_line`, which starts at `at_line_start` (a quoted value may end on a later line).
+  const auto expansion = [&](std::size_t at_line, std::size_t at_line_start, std::size_t at, std::string_view value,
+                             const std::string& key) {
+    for (std::size_t k = 0; k + 1 < value.size(); ++k)
+      if (value[k] == '$') {
+        const char c = value[k + 1];
+        if (c == '{' || c == '$' || c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
+          throw StackFileError(file, at_line, at - at_line_start + 1, "the value of " + key + " holds '$" + std::string(1, c) +
+                       "', which Compose would expand and stackup does not expand in .env: write the value itself, "
+                       "or single-quote it to keep the '$' as it is");
+      }
+  };
+  while (i < text.size()) {
+    while (i < text.size() && blank(text[i])) ++i;
+    if (i == text.size()) break;
+    if (text[i] == '\n' || text[i] == '#') {
+      next_line();
+      continue;
+    }
+    if (text.substr(i).starts_with("export") && i + 6 < text.size() && (text[i + 6] == ' ' || text[i + 6] == '\t')) {
+      i += 6;
+      while (i < text.size() && blank(text[i])) ++i;
+    }
+    const std::size_t key_at = i;
+    while (i < text.size() && text[i] != '=' && text[i] != '\n') ++i;
+    std::string_view key = text.substr(key_at, i - key_at);
+    while (!key.empty() && blank(key.back())) key.remove_suffix(1);
+    if (i == text.size() || text[i] != '=' || key.empty())
+      fail(key_at, "expected KEY=value (or a # comment), not \"" + std::string(text.substr(key_at, i - key_at)) + "\"");
+    const bool valid = std::all_of(key.begin(), key.end(), [](char c) {
+      return c == '_' || c == '.' || c == '-' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    });
+    if (!valid)
+      fail(key_at, "\"" + std::string(key) + "\" is not a variable name: use letters, digits, '_', '.' and '-'");
+    const std::string name = "'" + std::string(key) + "'";
+    ++i; // '='
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    std::string value;
+    const std::size_t value_at = i;
+    if (i < text.size() && (text[i] == '"' || text[i] == '\'')) {
+      const char quote = text[i++];
+      const std::size_t open_line = line, open_line_start = line_start;
+      bool closed = false;
+      std::vector<std::size_t> escaped_dollars; // where a \$ put a literal '$' in the value
+      while (i < text.size()) {
+        const char c = text[i];
+        if (c == quote) {
+          closed = true;
+          ++i;
+          break;
+        }
+        if (c == '\\' && i + 1 < text.size()) {
+          const char e = text[i + 1];
+          // Single quotes: \' is a quote and \\ stays two backslashes (so "\\'" closes);
+          // double quotes: Go's escapes as Compose takes them, \$ a literal '$',
+          // \0ooo an octal byte value. Any other backslash stays as written.
+          std::string_view plain;
+          static constexpr std::string_view from = "nrt\\\"abfv$", to = "\n\r\t\\\"\a\b\f\v$";
+          if (quote == '\'') {
+            if (e == '\'') plain = "'";
+            else if (e == '\\') plain = "\\\\";
+          } else if (const std::size_t k = from.find(e); k != std::string_view::npos) {
+            plain = to.substr(k, 1);
+            if (e == '$') escaped_dollars.push_back(value.size());
+          } else if (e == '0' && i + 4 < text.size()) {
+            unsigned v = 0;
+            bool octal = true;
+            for (std::size_t k2 = 2; k2 < 5; ++k2) {
+              octal = octal && text[i + k2] >= '0' && text[i + k2] <= '7';
+              v = v * 8 + static_cast<unsigned>(text[i + k2] - '0');
+            }
+            if (octal && v <= 0377) { // Go writes the code point U+00oo as UTF-8
+              if (v < 0x80) value += static_cast<char>(v);
+              else value += static_cast<char>(0xC0 | (v >> 6)), value += static_cast<char>(0x80 | (v & 0x3F));
+              i += 5;
+              continue;
+            }
+          }
+          if (!plain.empty()) {
+            value += plain;
+            i += 2;
+            continue;
+          }
+        }
+        if (c == '\n') ++line, line_start = i + 1;
+        value += c;
+        ++i;
+      }
+      if (!closed)
+        throw StackFileError(file, open_line, value_at - open_line_start + 1,
+                             "the value of " + name + " opens a " + std::string(1, quote) + " quote that never closes");
+      while (i < text.size() && blank(text[i])) ++i;
+      if (i < text.size() && text[i] != '\n' && text[i] != '#')
+        fail(i, "unexpected text after the closing quote of " + name + ": only a # comment may follow it");
+      if (quote == '"') {
+        std::string unescaped = value; // what Compose would expand: a '$' from \$ is not
+        for (const std::size_t at : escaped_dollars) unescaped[at] = '_';
+        expansion(open_line, open_line_start, value_at, unescaped, name);
+      }
+      next_line();
+    } else {
+      const std::size_t end = text.find('\n', i);
+      std::string_view raw = text.substr(i, end == std::string_view::npos ? std::string_view::npos : end - i);
+      // Compose: a comment starts at " #" (a space, then '#'), and a value that
+      // starts with '#' after the '=' and blanks is that text. Where a reader
+      // would see a comment that Compose does not, it is an error, not a value.
+      if (!raw.empty() && raw[0] == '#' && value_at > 0 && (text[value_at - 1] == ' ' || text[value_at - 1] == '\t'))
+        fail(value_at, "the value of " + name + " starts with '#' after a blank: Compose takes \"" +
+                           std::string(raw.substr(0, raw.find('\r'))) +
+                           "\" as the value, not as a comment; leave the value out (" + std::string(key) +
+                           "=) for an empty one, or quote it");
+      raw = raw.substr(0, raw.find(" #"));
+      if (const std::size_t tab = raw.find("\t#"); tab != std::string_view::npos)
+        fail(value_at + tab + 1, "the value of " + name + " has a '#' after a tab: Compose keeps it in the value (only a "
+                                 "space before '#' starts a comment); put a space before the '#', or quote the value");
+      while (!raw.empty() && blank(raw.back())) raw.remove_suffix(1);
+      value = std::string(raw);
+      expansion(line, line_start, value_at, value, name);
+      next_line();
+    }
+    vars[std::string(key)] = std::move(value);
+  }
+  return vars;
+}
+
+// Bounds how deep the file nests before toml++ reads it (toml++ recurses, and a
+// key of 50 000 dotted parts overflows the stack): every dotted-key part (a
+// key under a [table] header starts below the header's parts) and every array
+// or inline table counts one level, at most stack_file_depth_limit.
+// A light scan: strings and comments skipped, keys told from values; toml++
+// still judges the syntax.
+inline void bound_depth(std::string_view s, const std::string& file) {
+  std::size_t line = 1, line_start = 0;
+  enum class Mode { key, value } mode = Mode::key;
+  bool header = false;
+  std::size_t level = 0, key_level = 0; // the current container's level; the current key's
+  std::size_t table_level = 0;           // the parts of the last [table] header: its keys nest below it
+  std::vector<std::pair<char, std::size_t>> open; // '[' or '{', and the level outside it
+  const auto fail = [&](std::size_t at) {
+    throw StackFileError(file, line, at - line_start + 1,
+                         "nests deeper than " + std::to_string(stack_file_depth_limit) +
+                             " levels (each part of a dotted key and each array or inline table is one): "
+                             "a stack file never needs that; flatten it");
+  };
+  const auto deeper = [&](std::size_t at, std::size_t to) {
+    if (to > stack_file_depth_limit) fail(at);
+  };
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    if (c == '\n') {
+      ++i, ++line, line_start = i;
+      if (open.empty()) {
+        if (header) table_level = key_level + 1;
+        mode = Mode::key, header = false, key_level = 0, level = table_level;
+      }
+      continue;
+    }
+    if (c == '#') {
+      while (i < s.size() && s[i] != '\n') ++i;
+      continue;
+    }
+    if (c == '"' || c == '\'') { // a string or a quoted key: skipped whole
+      const bool triple = s.substr(i, 3) == std::string(3, c);
+      i += triple ? 3 : 1;
+      while (i < s.size()) {
+        if (c == '"' && s[i] == '\\' && i + 1 < s.size()) {
+          if (s[i + 1] == '\n') ++line, line_start = i + 2;
+          i += 2;
+          continue;
+        }
+        if (s[i] == '\n') {
+          if (!triple) break;
+          ++line, line_start = i + 1;
+        }
+        if (triple ? s.substr(i, 3) == std::string(3, c) : s[i] == c) {
+          i += triple ? 3 : 1;
+          while (triple && i < s.size() && s[i] == c) ++i; // up to two quotes may end the content
+          break;
+        }
+        ++i;
+      }
+      continue;
+    }
+    if (mode == Mode::key) {
+      if (c == '[' && open.empty() && !header) {
+        header = true, level = key_level = 0; // [table] or [[array]]: its parts count as a key's, from the top
+      } else if (c == '.') {
+        deeper(i, ++key_level + level + 1);
+      } else if (c == '=' && !header) {
+        mode = Mode::value;
+      } else if (c == '}' && !open.empty() && open.back().first == '{') {
+        level = open.back().second, open.pop_back(), mode = Mode::value;
+      }
+      ++i;
+      continue;
+    }
+    if (c == '[' || c == '{') {
+      const std::size_t outside = level;
+      level += key_level + 1, key_level = 0;
+      deeper(i, level);
+      open.emplace_back(c, outside);
+      if (c == '{') mode = Mode::key;
+    } else if ((c == ']' || c == '}') && !open.empty()) {
+      level = open.back().second, open.pop_back(), key_level = 0;
+    } else if (c == ',' && !open.empty() && open.back().first == '{') {
+      mode = Mode::key, key_level = 0;
+    }
+    ++i;
+  }
+}
+
+// The directory a stack file named `origin` stands in: its parent when that is
+// a directory, else the current directory (standard input, an inline text).
+inline std::filesystem::path directory_of(std::string_view origin) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path dir;
+  const fs::path parent = fs::absolute(fs::path(origin), ec).parent_path();
+  dir = !ec && !origin.empty() && fs::is_directory(parent, ec) ? parent : fs::current_path();
+  dir = dir.lexically_normal();
+  if (dir.has_relative_path() && !dir.has_filename()) dir = dir.parent_path();
+  return dir;
+}
+
+inline std::string kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISLNK(mode)) return "a symlink";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+inline std::string owner_name(uid_t uid) {
+  const passwd* pw = ::getpwuid(uid);
+  return "uid " + std::to_string(uid) + (pw ? " (" + std::string(pw->pw_name) + ")" : std::string());
+}
+
+inline std::string mode_text(mode_t mode) {
+  std::string s = "0000";
+  for (int k = 0; k < 4; ++k) s[3 - static_cast<std::size_t>(k)] = static_cast<char>('0' + ((mode >> (3 * k)) & 7));
+  return s;
+}
+
+// What distrust() judges: the found stack file, the .env beside it, or their directory.
+enum class Judged { file, dotenv, directory };
+
+// Why a found file (or its directory) must not be trusted, or nothing: OpenSSH's
+// StrictModes. The fix it names fits what is judged: -f vouches for a stack
+// file, never for a .env (which -f still reads as it is).
+inline std::optional<std::string> distrust(const struct ::stat& st, const std::string& path, Judged judged) {
+  const bool directory = judged == Judged::directory;
+  if (st.st_uid != ::geteuid() && st.st_uid != 0)
+    return "it belongs to another user, " + owner_name(st.st_uid) +
+           (judged == Judged::dotenv ? std::string(", who decides the values it feeds the stack file: read it, then chown it "
+                                                   "to yourself (or root) if you trust it, or remove it")
+                                     : ": if you trust it, name " + std::string(directory ? "the file" : "it") + " with -f");
+  const bool sticky = (st.st_mode & S_ISVTX) != 0;
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(directory && sticky)) {
+    const char* who = (st.st_mode & S_IWGRP) && (st.st_mode & S_IWOTH) ? "its group and others"
+                      : (st.st_mode & S_IWGRP)                          ? "its group"
+                                                                        : "others";
+    return std::string(who) + " can write it (mode " + mode_text(st.st_mode & 07777) + "), so they can replace what runs: chmod go-w '" +
+           path + "'" + (directory ? ", or name the file with -f" : judged == Judged::file ? ", or name it with -f" : "");
+  }
+  return std::nullopt;
+}
+
+// Reads what `fd` holds, at most stack_file_size_limit bytes.
+inline std::string read_capped(int fd, const std::string& file) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) return out;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) { // a pipe left non-blocking by whoever made it
+        pollfd p{fd, POLLIN, 0};
+        (void)::poll(&p, 1, -1);
+        continue;
+      }
+      throw StackFileError(file, "cannot read: " + std::generic_category().message(errno));
+    }
+    if (out.size() + static_cast<std::size_t>(n) > stack_file_size_limit)
+      throw StackFileError(file, "cannot read: it holds more than " + std::to_string(stack_file_size_limit >> 20) +
+                                     " MiB, the most a stack file or its .env may hold");
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+[[noreturn]] inline void refuse(const std::string& file, std::string_view why, bool dotenv = false) {
+  throw StackFileError(file, std::string(dotenv ? "refusing it (beside a stack file found by the search, not named): "
+                                                : "refusing it (found by the search, not named): ") +
+                                 std::string(why));
+}
+
+inline std::string symlink_refusal(bool dotenv) {
+  return dotenv ? "it is a symlink, and beside a found stack file the search reads a regular .env only (another user "
+                  "may control where it points): put the variables it should set in a regular file of that name"
+                : "it is a symlink, and the search takes regular files only (another user may control where it "
+                  "points): name the file it points to with -f";
+}
+
+// Opens `name` in the directory `dirfd` once and reads it. A found file must be a
+// regular file, not a symlink, and pass distrust(); `.env` (regular_only) too,
+// whoever named the stack file. Nothing when it is absent and `optional`.
+inline std::optional<std::string> read_in(int dirfd, const char* name, const std::string& path, Trust trust,
+                                          bool regular_only, bool optional) {
+  const bool found = trust == Trust::found;
+  struct ::stat st {};
+  // A first look without opening: a FIFO or a device is never opened (opening
+  // one may block, or act); the descriptor's own fstat below is what counts.
+  if (::fstatat(dirfd, name, &st, found ? AT_SYMLINK_NOFOLLOW : 0) != 0) {
+    const int e = errno;
+    if (e == ENOENT && optional) return std::nullopt;
+    throw StackFileError(path, "cannot read: " + std::generic_category().message(e));
+  }
+  if (found && S_ISLNK(st.st_mode))
+    refuse(path, symlink_refusal(regular_only), regular_only);
+  if (S_ISDIR(st.st_mode) && !regular_only)
+    throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
+  const bool regular = S_ISREG(st.st_mode);
+  if ((found || regular_only) && !regular)
+    throw StackFileError(path, "cannot read: it is " + kind_of(st.st_mode) + ", not a regular file" +
+                                   (found && !regular_only ? std::string(": name a pipe with -f") : std::string()));
+  int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
+  if (found) flags |= O_NOFOLLOW;
+  if (regular) flags |= O_NONBLOCK; // swapped for a FIFO since the look above: the open must not wait
+  const detail::posix::Fd fd(::openat(dirfd, name, flags));
+  if (!fd) {
+    const int e = errno;
+    if (e == ENOENT && optional) return std::nullopt;
+    if (e == ELOOP && found)
+      refuse(path, symlink_refusal(regular_only), regular_only);
+    throw StackFileError(path, "cannot read: " + std::generic_category().message(e));
+  }
+  if (::fstat(fd.get(), &st) != 0) throw StackFileError(path, "cannot read: " + std::generic_category().message(errno));
+  if (S_ISDIR(st.st_mode) && !regular_only)
+    throw StackFileError(path, "cannot read: it is a directory; name the stack file inside it");
+  if ((found || regular_only || regular) && !S_ISREG(st.st_mode))
+    throw StackFileError(path, "cannot read: it is " + kind_of(st.st_mode) + ", not a regular file");
+  if (found)
+    if (const auto why = distrust(st, path, regular_only ? Judged::dotenv : Judged::file)) refuse(path, *why, regular_only);
+  return read_capped(fd.get(), path);
+}
+
+} // namespace detail::stack_file
+
+/// Reads a stack file and the `.env` beside it for load_stack/stack_config:
+/// each opened once, checked through its descriptor (see Trust), and read up to
+/// stack_file_size_limit bytes. With Trust::named, `-` is standard input (its
+/// directory: the current one) and a pipe is read as a file. `.env` is always a
+/// regular file; one that is absent is no error. StackFileError (`FILE: ...`)
+/// for a file that cannot be read or is refused, saying why and what to do.
+inline StackFileSource read_stack_file(const std::filesystem::path& file, Trust trust = Trust::named) {
+  namespace sf = detail::stack_file;
+  StackFileSource source;
+  source.file = file.string();
+  if (source.file.empty()) throw StackFileError(source.file, "cannot read: the file name is empty");
+  const bool stdin_named = trust == Trust::named && source.file == "-";
+  if (stdin_named) source.file = "<stdin>";
+  source.directory = stdin_named ? sf::directory_of("") : sf::directory_of(source.file);
+  // The directory the file is in, held: the file and .env are opened inside it.
+  const std::filesystem::path parent = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  const detail::posix::Fd dir(::open(stdin_named ? "." : parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir)
+    throw StackFileError(source.file, "cannot read: its directory " + (stdin_named ? std::string(".") : parent.string()) +
+                                          ": " + std::generic_category().message(errno));
+  if (trust == Trust::found) {
+    struct ::stat st {};
+    if (::fstat(dir.get(), &st) != 0) throw StackFileError(source.file, "cannot read: " + std::generic_category().message(errno));
+    if (const auto why = sf::distrust(st, parent.string(), sf::Judged::directory))
+      sf::refuse(source.file, "its directory " + parent.string() + ": " + *why);
+  }
+  if (stdin_named) {
+    source.text = sf::read_capped(STDIN_FILENO, source.file);
+  } else {
+    const std::string name = file.filename().string();
+    if (name.empty() || name == "." || name == "..")
+      throw StackFileError(source.file, "cannot read: it is a directory; name the stack file inside it");
+    source.text = *sf::read_in(dir.get(), name.c_str(), source.file, trust, false, false);
+  }
+  source.dotenv_file = (stdin_named ? source.directory / ".env" : parent / ".env").string();
+  source.dotenv = sf::read_in(dir.get(), ".env", source.dotenv_file, trust, true, true);
+  return source;
+}
+
+namespace detail::stack_file {
 } // namespace detail::stack_file
 
 class Flavors;
 namespace detail::stack_file {
 // parse_stack, and with `config` also the stack as it will run (stack_config).
-DynamicStack parse(std::string_view text, std::string_view origin, const Flavors& flavors, std::string* config);
+DynamicStack parse(const StackFileSource& source, const Flavors& flavors, std::string* config);
 } // namespace detail::stack_file
 
 /// One table of a stack file, as a flavour's factory reads it: strict typed
@@ -263,7 +783,7 @@ public:
   [[nodiscard]] std::optional<std::string> optional_string(std::string_view key) const {
     const toml::node* n = checked(key, toml::node_type::string, "a string");
     if (!n) return std::nullopt;
-    std::string value = ctx_->expand(n->ref<std::string>(), place(*n));
+    std::string value = ctx_->expand(n->ref<std::string>(), place(*n), described(key));
     note(key, detail::stack_file::toml_string(value));
     return value;
   }
@@ -284,23 +804,27 @@ public:
       if (!e.is_string())
         fail_at(place(e), "'" + std::string(key) + "' of " + record_->what + " must hold only strings, not " +
                               detail::stack_file::type_name(e));
-      out.push_back(ctx_->expand(e.ref<std::string>(), place(e)));
+      out.push_back(ctx_->expand(e.ref<std::string>(), place(e), described(key)));
     }
     std::string text = "[";
     for (const auto& e : out) text += (text.size() > 1 ? ", " : "") + detail::stack_file::toml_string(e);
     note(key, text + "]");
     return out;
   }
-  /// An optional table of strings (such as `env`), in key order.
+  /// An optional table of strings, in key order: environment variables (`env`),
+  /// so a key is never empty and holds no '=' or NUL byte.
   [[nodiscard]] std::map<std::string, std::string> string_map(std::string_view key) const {
     std::map<std::string, std::string> out;
     const toml::node* n = checked(key, toml::node_type::table, "a table of strings, such as { KEY = \"value\" }");
     if (!n) return out;
     for (const auto& [k, v] : *n->as_table()) {
-      if (!v.is_string())
-        fail_at(place(v), "'" + std::string(key) + "." + std::string(k.str()) + "' of " + record_->what +
-                              " must be a string, not " + detail::stack_file::type_name(v));
-      out.emplace(std::string(k.str()), ctx_->expand(v.ref<std::string>(), place(v)));
+      const std::string entry = "'" + std::string(key) + "." + std::string(k.str()) + "' of " + record_->what;
+      if (k.str().empty() || k.str().find('=') != std::string_view::npos || k.str().find('\0') != std::string_view::npos)
+        fail_at(detail::stack_file::place_of(k.source()),
+                "'" + std::string(key) + "' of " + record_->what + " has the key " + detail::stack_file::toml_string(k.str(), false) +
+                    ": an environment variable's name is not empty and holds no '=' or NUL byte; rename it");
+      if (!v.is_string()) fail_at(place(v), entry + " must be a string, not " + detail::stack_file::type_name(v));
+      out.emplace(std::string(k.str()), ctx_->expand(v.ref<std::string>(), place(v), entry));
     }
     std::string text;
     for (const auto& [k, v] : out)
@@ -314,7 +838,7 @@ public:
         "a duration: a whole number followed by ms, s, m or h, such as \"250ms\", \"10s\", \"2m\"";
     const toml::node* n = checked(key, toml::node_type::string, syntax);
     if (!n) return std::nullopt;
-    const std::string text = ctx_->expand(n->ref<std::string>(), place(*n));
+    const std::string text = ctx_->expand(n->ref<std::string>(), place(*n), described(key));
     long long value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
@@ -341,7 +865,7 @@ public:
     if (n->is_integer()) {
       value = n->ref<std::int64_t>();
     } else if (n->is_string() && is_one_variable(n->ref<std::string>())) {
-      const std::string text = ctx_->expand(n->ref<std::string>(), place(*n));
+      const std::string text = ctx_->expand(n->ref<std::string>(), place(*n), described(key));
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
       if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
         fail_at(place(*n), what + " is \"" + text + "\" once expanded, not a port number (1-65535)");
@@ -358,7 +882,7 @@ public:
   [[nodiscard]] std::optional<std::filesystem::path> path(std::string_view key) const {
     const toml::node* n = checked(key, toml::node_type::string, "a path (a string)");
     if (!n) return std::nullopt;
-    const std::string text = ctx_->expand(n->ref<std::string>(), place(*n));
+    const std::string text = ctx_->expand(n->ref<std::string>(), place(*n), described(key));
     if (text.empty())
       fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what +
                              " is empty: give a path (relative paths are against the file's directory)");
@@ -399,7 +923,7 @@ public:
 
 private:
   friend class Flavors;
-  friend DynamicStack detail::stack_file::parse(std::string_view, std::string_view, const Flavors&, std::string*);
+  friend DynamicStack detail::stack_file::parse(const StackFileSource&, const Flavors&, std::string*);
 
   StackFileTable(detail::stack_file::Context& ctx, const toml::table& t, std::string role, std::string what)
       : ctx_(&ctx), role_(std::move(role)) {
@@ -428,7 +952,10 @@ private:
   }
 
   static bool is_one_variable(std::string_view s) {
-    return s.size() > 3 && s.starts_with("${") && s.find('}') == s.size() - 1;
+    return s.size() > 3 && s.starts_with("${") && detail::stack_file::Context::closing(s, 0) == s.size() - 1;
+  }
+  [[nodiscard]] std::string described(std::string_view key) const {
+    return "'" + std::string(key) + "' of " + record_->what;
   }
   void ask(std::string_view key) const {
     if (std::find(record_->asked.begin(), record_->asked.end(), key) == record_->asked.end())
@@ -495,7 +1022,7 @@ public:
   }
 
 private:
-  friend DynamicStack detail::stack_file::parse(std::string_view, std::string_view, const Flavors&, std::string*);
+  friend DynamicStack detail::stack_file::parse(const StackFileSource&, const Flavors&, std::string*);
   using Make = std::function<AnyComponent(StackFileTable&, std::vector<std::string>)>;
   [[nodiscard]] const Make* find(std::string_view name) const {
     for (const auto& e : entries_)
@@ -554,6 +1081,7 @@ inline Flavors Flavors::builtin() {
       t.fail("component '" + t.role() + "' (local_daemon) lacks the required key 'command' "
              "(the daemon's argv, e.g. command = [\"redis-server\", \"--port\", \"6390\"])");
     if (c.command.empty()) t.fail("command", "'command' of component '" + t.role() + "' is empty: give the daemon's argv");
+    if (c.command.front().empty()) t.fail("command", "'command' of component '" + t.role() + "' starts with an empty program name: give the program first");
     c.ready = detail::stack_file::read_probe(t);
     c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
     c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
@@ -590,46 +1118,15 @@ inline Flavors Flavors::builtin() {
   return f;
 }
 
-inline DynamicStack detail::stack_file::parse(std::string_view text, std::string_view origin, const Flavors& flavors,
-                                              std::string* config) {
+inline DynamicStack detail::stack_file::parse(const StackFileSource& source, const Flavors& flavors, std::string* config) {
   namespace sf = detail::stack_file;
-  namespace fs = std::filesystem;
+  const std::string_view text = source.text, origin = source.file;
   sf::Context ctx;
   ctx.file = std::string(origin);
-  {
-    std::error_code ec;
-    const fs::path parent = fs::absolute(fs::path(origin), ec).parent_path();
-    ctx.directory = !ec && !origin.empty() && fs::is_directory(parent, ec) ? parent : fs::current_path();
-    ctx.directory = ctx.directory.lexically_normal();
-    if (ctx.directory.has_relative_path() && !ctx.directory.has_filename()) ctx.directory = ctx.directory.parent_path();
-  }
-
-  // .env beside the file: KEY=value lines, # comments; the environment wins over it.
-  const fs::path dotenv = ctx.directory / ".env";
-  if (std::ifstream in(dotenv); in) {
-    std::string line;
-    std::size_t number = 0;
-    const auto trim = [](std::string_view s) {
-      while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-      while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-      return s;
-    };
-    while (std::getline(in, line)) {
-      ++number;
-      std::string_view l = trim(line);
-      if (l.empty() || l.front() == '#') continue;
-      if (l.starts_with("export ")) l = trim(l.substr(7));
-      const std::size_t eq = l.find('=');
-      const std::string_view key = eq == std::string_view::npos ? l : trim(l.substr(0, eq));
-      if (eq == std::string_view::npos || key.empty())
-        throw StackFileError(dotenv.string(), number, 1, "expected KEY=value (or a # comment), not \"" +
-                                                             std::string(l) + "\"");
-      std::string_view value = trim(l.substr(eq + 1));
-      if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
-        value = value.substr(1, value.size() - 2);
-      ctx.dotenv[std::string(key)] = std::string(value);
-    }
-  }
+  ctx.directory = source.directory;
+  // .env beside the file (Compose's rules); the environment wins over it.
+  if (source.dotenv) ctx.dotenv = sf::parse_dotenv(*source.dotenv, source.dotenv_file);
+  sf::bound_depth(text, ctx.file);
 
   toml::table root;
 #if TOML_EXCEPTIONS
@@ -658,7 +1155,7 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
                          ": this stackup reads stack files of version 1");
     } else if (key == "name") {
       if (!v->is_string()) ctx.fail(at, "'name' (the stack's name) must be a string, not " + sf::type_name(*v));
-      name = ctx.expand(v->ref<std::string>(), at);
+      name = ctx.expand(v->ref<std::string>(), at, "'name'");
       if (name.empty()) ctx.fail(at, "'name' is empty: give the stack a name, or leave it out (default: the directory's name)");
     } else if (key == "components") {
       if (!v->is_table())
@@ -683,6 +1180,15 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
       std::string role(k->str());
       const sf::Place at = sf::place_of(k->source());
       if (role.empty()) ctx.fail(at, "a component's role cannot be empty: name it [components.<role>]");
+      // Roles are what the command line addresses: one it cannot reach is an error here.
+      if (role == "stack" || role == "help")
+        ctx.fail(at, "a component cannot be named '" + role + "': the command line takes '" + role +
+                         "' as its own word (stackctl " + role + " ...); rename the component");
+      if (role.front() == '-')
+        ctx.fail(at, "component '" + role + "': a role cannot start with '-', which the command line reads as an option; rename it");
+      if (std::any_of(role.begin(), role.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+        ctx.fail(at, "component " + sf::toml_string(role, false) +
+                         ": a role cannot hold control characters (a NUL byte, a line break, ...); rename it");
       if (!v->is_table())
         ctx.fail(sf::place_of(v->source()), "component '" + role + "' must be a table ([components." + role +
                                                 "] or { flavor = ... }), not " + sf::type_name(*v));
@@ -800,31 +1306,27 @@ inline DynamicStack detail::stack_file::parse(std::string_view text, std::string
 /// StackFileError for any error.
 inline DynamicStack parse_stack(std::string_view text, std::string_view origin,
                                 const Flavors& flavors = Flavors::builtin()) {
-  return detail::stack_file::parse(text, origin, flavors, nullptr);
+  StackFileSource source;
+  source.file = std::string(origin);
+  source.directory = detail::stack_file::directory_of(origin);
+  source.text = std::string(text);
+  source.dotenv_file = (source.directory / ".env").string();
+  if (const detail::posix::Fd dir(::open(source.directory.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)); dir)
+    source.dotenv = detail::stack_file::read_in(dir.get(), ".env", source.dotenv_file, Trust::named, true, true);
+  return detail::stack_file::parse(source, flavors, nullptr);
 }
 
-namespace detail::stack_file {
-inline std::string read(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(file, ec))
-    throw StackFileError(file.string(), "cannot read: it is a directory; name the stack file inside it");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    const int e = errno;
-    throw StackFileError(file.string(), "cannot read: " + std::generic_category().message(e));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw StackFileError(file.string(), "cannot read: an I/O error occurred");
-  return std::move(text).str();
+/// Parses a stack file as read_stack_file read it (see parse_stack).
+inline DynamicStack load_stack(const StackFileSource& source, const Flavors& flavors = Flavors::builtin()) {
+  return detail::stack_file::parse(source, flavors, nullptr);
 }
-} // namespace detail::stack_file
 
-/// Reads and parses a stack file (see parse_stack): relative paths are against
-/// its directory, whatever the current directory. StackFileError for a file
-/// that cannot be read (`FILE: ...`) and for any error in it (`FILE:LINE:COLUMN: ...`).
+/// Reads (read_stack_file, Trust::named) and parses a stack file (see
+/// parse_stack): relative paths are against its directory, whatever the
+/// current directory. StackFileError for a file that cannot be read (`FILE:
+/// ...`) and for any error in it (`FILE:LINE:COLUMN: ...`).
 inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
-  return detail::stack_file::parse(detail::stack_file::read(file), file.string(), flavors, nullptr);
+  return load_stack(read_stack_file(file, Trust::named), flavors);
 }
 
 /// The stack `file` describes, as it will run, written as a stack file:
@@ -833,10 +1335,14 @@ inline DynamicStack load_stack(const std::filesystem::path& file, const Flavors&
 /// components, settings and action order (listed in action order, not the
 /// file's). What `stackctl stack config` prints; creates and starts nothing.
 /// StackFileError as for load_stack.
-inline std::string stack_config(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
+inline std::string stack_config(const StackFileSource& source, const Flavors& flavors = Flavors::builtin()) {
   std::string config;
-  detail::stack_file::parse(detail::stack_file::read(file), file.string(), flavors, &config);
+  detail::stack_file::parse(source, flavors, &config);
   return config;
+}
+/// stack_config of the file read_stack_file(file, Trust::named) reads.
+inline std::string stack_config(const std::filesystem::path& file, const Flavors& flavors = Flavors::builtin()) {
+  return stack_config(read_stack_file(file, Trust::named), flavors);
 }
 
 } // namespace stackup

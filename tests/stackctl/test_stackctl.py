@@ -132,12 +132,13 @@ class FileLookup(StackctlCase):
         os.symlink(os.path.join(self.dir, "gone", "stackup.toml"), os.path.join(deep, "stackup.toml"))
         r = self.run_ctl("stack", "status", cwd=deep)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
-        self.assertIn(os.path.join(deep, "stackup.toml") + ": cannot read", r.stderr)
+        self.assertIn(os.path.join(deep, "stackup.toml") + ": refusing it", r.stderr)
+        self.assertIn("it is a symlink", r.stderr)
         self.assertNotIn("parent", r.stdout)
         self.assertIn(os.path.join(deep, "stackup.toml"), self.ok("--help", cwd=deep).stdout)
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to give the symlink to another user")
-    def test_a_searched_symlink_another_user_owns_is_refused(self):
+    def test_a_searched_symlink_is_refused_whoever_owns_it(self):
         target = self.write("mine/stack.toml", self.DIRECTORY)
         deep = os.path.join(self.dir, "shared")
         os.makedirs(deep)
@@ -147,8 +148,13 @@ class FileLookup(StackctlCase):
         os.lchown(link, nobody.pw_uid, nobody.pw_gid)
         r = self.run_ctl("stack", "up", cwd=deep)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
-        self.assertIn("symlink that belongs to another user", r.stderr)
+        self.assertIn("it is a symlink", r.stderr)
+        self.assertIn("with -f", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(deep, "data")))
+        os.lchown(link, 0, 0)  # a symlink of root's own: refused too (where it points is not checked)
+        r = self.run_ctl("stack", "up", cwd=deep)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("it is a symlink", r.stderr)
         self.ok("-f", link, "stack", "status", cwd=deep)  # named explicitly: the caller vouches for it
 
     def test_a_searched_file_others_can_write_is_refused(self):
@@ -156,7 +162,7 @@ class FileLookup(StackctlCase):
         r = self.run_ctl("stack", "up")
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("refusing", r.stderr)
-        self.assertIn("chmod o-w", r.stderr)
+        self.assertIn("chmod go-w", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
         r = self.ok("--help")  # the help still comes, saying why the file is refused
         self.assertIn("refusing", r.stdout)
@@ -342,6 +348,237 @@ class Running(StackctlCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("--follow", r.stderr)
         self.ok("stack", "down", "--force")
+
+
+def nobody():
+    return pwd.getpwnam("nobody")
+
+
+def as_nobody():
+    """preexec_fn: become nobody (uid, gid, no supplementary groups but nogroup)."""
+    n = nobody()
+    os.setgroups([n.pw_gid])
+    os.setgid(n.pw_gid)
+    os.setuid(n.pw_uid)
+
+
+def python_for_nobody():
+    """A python3 that nobody can run (a root-only pyenv is not one), or skip."""
+    for path in ("/usr/bin/python3", "/usr/local/bin/python3", sys.executable):
+        probe = subprocess.run([path, "-c", "pass"], preexec_fn=as_nobody, capture_output=True) if os.path.exists(path) else None
+        if probe is not None and probe.returncode == 0:
+            return path
+    raise unittest.SkipTest("no python3 that nobody can run")
+
+
+def limit_memory():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # a read that grows dies here, not the machine
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: another real user (nobody) attacks the files root runs")
+class FoundFileAttacks(StackctlCase):
+    """A found stackup.toml decides what runs as root: another user must not get theirs run."""
+
+    def setUp(self):
+        super().setUp()
+        os.chmod(self.dir, 0o755)  # nobody may reach the directories below
+        self.marker = os.path.join(self.dir, "ran-as-root")  # nobody cannot create it: only a root command can
+
+    def evil(self, path):
+        """A stack file whose status query, run as root, leaves the marker."""
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                [components.x]
+                flavor = "command"
+                is_provisioned = "touch {self.marker}"
+                is_running = "touch {self.marker}"
+                """))
+
+    def test_a_file_renamed_in_and_out_of_a_sticky_directory_is_never_run(self):
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)  # as /tmp: nobody can create and rename their own files here
+        planted = os.path.join(shared, "planted.toml")
+        self.evil(planted)
+        os.chown(planted, nobody().pw_uid, nobody().pw_gid)
+        target = os.path.join(shared, "stackup.toml")
+        # When nothing is in place the search goes on to the parent: give it root's own
+        # file there, so what a run finds is known (never a stray file further up).
+        self.write("stackup.toml", 'name = "decoy"\n' + textwrap.dedent(self.DIRECTORY))
+        # nobody swaps their file in and out as fast as they can, so that a check
+        # by path sees nothing while the open finds their file
+        swapper = subprocess.Popen([python_for_nobody(), "-c", textwrap.dedent(f"""\
+            import os
+            while True:
+                try:
+                    os.rename({planted!r}, {target!r})
+                    os.rename({target!r}, {planted!r})
+                except OSError:
+                    pass
+            """)], preexec_fn=as_nobody)
+        try:
+            results = []
+            for _ in range(300):  # bounded
+                r = self.run_ctl("stack", "status", cwd=shared)
+                results.append(r)
+                if os.path.exists(self.marker):
+                    break
+            self.assertFalse(os.path.exists(self.marker),
+                             f"nobody's stack file ran as root (run {len(results)}):\n{r.stdout}{r.stderr}")
+            for r in results:  # each run refused the file, or found root's own in the parent
+                if r.returncode == 0:
+                    self.assertIn("stack 'decoy'", r.stdout)
+                    continue
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertTrue("refusing" in r.stderr or "cannot read" in r.stderr, r.stderr)
+            # The attack really ran: nobody's loop was alive and its file was in place for some runs
+            # (else every run finds the decoy and this test proves nothing).
+            self.assertIsNone(swapper.poll(), "nobody's rename loop died")
+            self.assertTrue(any("refusing" in r.stderr for r in results),
+                            "no run ever found nobody's file in place: the attack did not happen")
+        finally:
+            swapper.kill()
+            swapper.wait()
+
+    def test_a_group_writable_file_is_refused_though_root_owns_it(self):
+        path = self.write("stackup.toml", self.DIRECTORY, mode=0o664)
+        os.chown(path, 0, nobody().pw_gid)  # nobody's group can write it
+        # nobody really can: appends a component that runs what they like as root
+        evil = f'\n[components.x]\nflavor = "command"\nis_running = "touch {self.marker}"\n'
+        subprocess.run([python_for_nobody(), "-c", f"open({path!r}, 'a').write({evil!r})"], preexec_fn=as_nobody, check=True)
+        r = self.run_ctl("stack", "status")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertFalse(os.path.exists(self.marker))
+        self.assertIn("its group can write it (mode 0664)", r.stderr)
+        self.assertIn("chmod go-w", r.stderr)
+        os.chmod(path, 0o644)
+        env = self.write(".env", "X=1\n", mode=0o664)
+        os.chown(env, 0, nobody().pw_gid)
+        r = self.run_ctl("stack", "status")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(env + ": refusing it", r.stderr)
+
+    def test_a_group_writable_directory_is_refused_unless_sticky(self):
+        project = os.path.join(self.dir, "project")
+        os.mkdir(project)
+        os.chown(project, 0, nobody().pw_gid)
+        os.chmod(project, 0o775)  # nobody's group may rename root's stackup.toml away and put theirs
+        self.write("project/stackup.toml", self.DIRECTORY)
+        r = self.run_ctl("stack", "status", cwd=project)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(f"its directory {project}: its group can write it (mode 0775)", r.stderr)
+        self.assertIn("name the file with -f", r.stderr)
+        os.chmod(project, 0o1775)  # sticky: nobody cannot rename or remove root's entries
+        self.ok("stack", "status", cwd=project)
+
+
+class BadFiles(StackctlCase):
+    """Files that hang, grow or crash a reader: each refused at once, exit 2, saying why."""
+
+    def test_a_fifo_stackup_toml_or_env_does_not_hang(self):
+        os.mkfifo(os.path.join(self.dir, "stackup.toml"))
+        r = self.run_ctl("stack", "status", timeout=20)  # the old code waited for a writer for ever
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("it is a FIFO (named pipe), not a regular file", r.stderr)
+        os.unlink(os.path.join(self.dir, "stackup.toml"))
+        path = self.write("stackup.toml", self.DIRECTORY)
+        os.mkfifo(os.path.join(self.dir, ".env"))
+        for args in (["stack", "status"], ["-f", path, "stack", "status"]):
+            r = self.run_ctl(*args, timeout=20)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn(".env: cannot read: it is a FIFO (named pipe), not a regular file", r.stderr)
+
+    def test_dev_zero_does_not_grow_memory(self):
+        for args, env in ((["stack", "status"], dict(self.env, STACKUP_FILE="/dev/zero")),
+                          (["-f", "/dev/zero", "stack", "status"], self.env)):
+            r = subprocess.run([STACKCTL, *args], cwd=self.dir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, timeout=60, preexec_fn=limit_memory)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("/dev/zero: cannot read: it holds more than 1 MiB", r.stderr)
+
+    def test_a_named_pipe_and_standard_input_are_read(self):
+        text = 'name = "piped"\n' + textwrap.dedent(self.DIRECTORY)
+        r = subprocess.run([STACKCTL, "-f", "-", "stack", "config"], cwd=self.dir, env=self.env, input=text,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('name = "piped"', r.stdout)
+        self.assertIn(f'path = "{self.dir}/data/store"', r.stdout)  # against the current directory
+        r = subprocess.run(["bash", "-c", f'"{STACKCTL}" -f <(cat) stack status'], cwd=self.dir, env=self.env,
+                           input=text, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("stack 'piped'", r.stdout)
+
+    def test_a_key_of_50000_dotted_parts_is_an_error_not_a_crash(self):
+        self.write("stackup.toml", "a" + ".a" * 50000 + " = 1\n")
+        r = self.run_ctl("stack", "status")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("stackup.toml:1:256: nests deeper than 128 levels", r.stderr)
+
+    def test_nested_defaults_never_give_a_wrong_value(self):
+        self.write("stackup.toml", """\
+            [components.store]
+            flavor = "local_directory"
+            path = "${A:-${B:-6379}}"
+            """)
+        env = {k: v for k, v in self.env.items() if k not in ("A", "B")}
+        self.assertIn(f'path = "{self.dir}/6379"', self.ok("stack", "config", env=env).stdout)
+        self.assertIn(f'path = "{self.dir}/6390"', self.ok("stack", "config", env=dict(env, A="6390")).stdout)
+        self.write("stackup.toml", """\
+            [components.store]
+            flavor = "local_directory"
+            path = "${A:-${B}}"
+            """)
+        r = self.run_ctl("stack", "up", env=env)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("stackup.toml:3:8: variable 'B' is not set", r.stderr)
+        self.assertEqual(sorted(os.listdir(self.dir)), ["stackup.toml"])
+
+    def test_values_the_command_line_or_exec_cannot_take_are_file_errors_and_nothing_is_created(self):
+        cases = {
+            'env = { "" = "x" }': "stackup.toml:4:9: 'env' of component 'x' (local_daemon) has the key \"\"",
+            'env = { "A=B" = "x" }': "stackup.toml:4:9: 'env' of component 'x' (local_daemon) has the key \"A=B\"",
+            'state_dir = "s\\u0000t"': "stackup.toml:4:13: 'state_dir' of component 'x' (local_daemon) holds a NUL byte",
+            'working_dir = "w\\u0000"': "stackup.toml:4:15: 'working_dir' of component 'x' (local_daemon) holds a NUL byte",
+        }
+        for line, message in cases.items():
+            self.write("stackup.toml", f'[components.x]\nflavor = "local_daemon"\ncommand = ["sleep", "60"]\n{line}\n')
+            r = self.run_ctl("stack", "up")
+            self.assertEqual(r.returncode, 2, line + "\n" + r.stdout + r.stderr)
+            self.assertIn(message, r.stderr)
+            self.assertEqual(sorted(os.listdir(self.dir)), ["stackup.toml"], line)
+        for text, message in (
+                ('[components.x]\nflavor = "local_daemon"\ncommand = ["", "60"]\n',
+                 "stackup.toml:3:11: 'command' of component 'x' starts with an empty program name"),
+                ('[components.x]\nflavor = "local_daemon"\ncommand = ["sleep", "6\\u00000"]\n',
+                 "stackup.toml:3:21: 'command' of component 'x' (local_daemon) holds a NUL byte"),
+                ('[components.stack]\nflavor = "local_directory"\npath = "d"\n',
+                 "stackup.toml:1:13: a component cannot be named 'stack'"),
+                ('[components.-d]\nflavor = "local_directory"\npath = "d"\n',
+                 "stackup.toml:1:13: component '-d': a role cannot start with '-'")):
+            self.write("stackup.toml", text)
+            r = self.run_ctl("stack", "up")
+            self.assertEqual(r.returncode, 2, text + "\n" + r.stdout + r.stderr)
+            self.assertIn(message, r.stderr)
+            self.assertEqual(sorted(os.listdir(self.dir)), ["stackup.toml"], text)
+
+    def test_dotenv_follows_compose_and_config_never_writes_what_does_not_read_back(self):
+        with open(os.path.join(self.dir, ".env"), "wb") as f:
+            f.write(b'\xef\xbb\xbfexport\tFIRST="a" # a comment\nSECOND=b # a comment\n')
+        self.write("stackup.toml", """\
+            [components.store]
+            flavor = "local_directory"
+            path = "${FIRST}-${SECOND}"
+            """)
+        env = {k: v for k, v in self.env.items() if k not in ("FIRST", "SECOND")}
+        self.assertIn(f'path = "{self.dir}/a-b"', self.ok("stack", "config", env=env).stdout)
+        with open(os.path.join(self.dir, ".env"), "wb") as f:
+            f.write(b"FIRST=caf\xe9\nSECOND=b\n")
+        r = self.run_ctl("stack", "config", env=env)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("stackup.toml:3:8: 'path' of component 'store' (local_directory) holds bytes that are not UTF-8",
+                      r.stderr)
+        self.assertEqual(r.stdout, "")
 
 
 if __name__ == "__main__":
