@@ -795,6 +795,7 @@ ready = { http = 7013, path = "/h", any_listener = false }
               4, 38, "'any_listener' of 'ready' of component 'web' (local_daemon) must be true or false, not a string");
   CHECK(std::string(error_of("[components.web]\nflavor = \"local_daemon\"\ncommand = [\"srv\"]\n"
                              "ready = { any_listener = true }\n").what()).find("needs tcp or http") != std::string::npos);
+}
 
 // ---- Round 3: what is read, from where, and what a file may hold ----
 
