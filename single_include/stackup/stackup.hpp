@@ -151,6 +151,16 @@ template <class T> concept has_depends_on = requires {
   std::size(T::depends_on);
 };
 
+/// A component that owns files says so with `owned_paths()`: a range (an array,
+/// a std::vector, ...) of the directories it creates and removes, each absolute,
+/// lexically normal and convertible to std::string_view. A stack refuses two
+/// components whose owned paths are the same or lie one inside the other.
+template <class T> concept has_owned_paths = requires(const T& c) {
+  std::begin(c.owned_paths());
+  std::end(c.owned_paths());
+  { *std::begin(c.owned_paths()) } -> std::convertible_to<std::string_view>;
+};
+
 /// The component's display name: `name()` when it has one, else its role.
 template <class T> constexpr std::string_view name_of(const T& c) {
   if constexpr (has_name<T>) {
@@ -276,7 +286,9 @@ public:
 /// A stack that cannot exist: an empty or duplicate role, a dependency on a role
 /// the stack lacks, a dependency cycle, an empty (moved-from) AnyComponent. The
 /// message names the rule, the roles and the fix; thrown when a DynamicStack is
-/// built (Stack<Cs...> reports the same rules at compile time).
+/// built (Stack<Cs...> reports the same rules at compile time). Also two
+/// components owning overlapping paths (`owned_paths()`), for both kinds of
+/// stack when they are built.
 class StackDefinitionError : public Error {
 public:
   using Error::Error;
@@ -1595,6 +1607,84 @@ inline void exhaustive(const Table& t, Phase p) {
 #undef STACKUP_INLINE_STEPS
 // ---- end stackup/detail/engine.hpp ----
 
+// ---- begin stackup/detail/owned_paths.hpp ----
+// stackup — one owner per path: the check both kinds of stack run when they are
+// built, on what their components list with `owned_paths()`.
+// SPDX-License-Identifier: MIT
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup::detail {
+
+/// One path a component owns: the path, and the component's listing index.
+struct OwnedPath {
+  std::string_view path;
+  std::size_t owner;
+};
+
+inline std::string_view without_trailing_slash(std::string_view p) noexcept {
+  while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
+  return p;
+}
+
+/// `inner` is `outer` or lies inside it, compared lexically (absolute, normal paths).
+inline bool path_within(std::string_view inner, std::string_view outer) noexcept {
+  inner = without_trailing_slash(inner);
+  outer = without_trailing_slash(outer);
+  if (!inner.starts_with(outer)) return false;
+  return inner.size() == outer.size() || outer == "/" || inner[outer.size()] == '/';
+}
+
+/// Path order with '/' before every other byte: a path's descendants then follow
+/// it without a gap ("/a/b", "/a/b/c", "/a/b-c").
+inline bool path_before(std::string_view a, std::string_view b) noexcept {
+  const auto key = [](char c) { return c == '/' ? 0 : static_cast<unsigned char>(c) + 1; };
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                      [&](char x, char y) { return key(x) < key(y); });
+}
+
+/// Why these components cannot share a stack, or empty: two components own the
+/// same path, or one owns a path inside another's. O(P log P) for P paths.
+/// `roles[i]` is the role of the component with listing index i.
+template <class Roles> std::string owned_path_problem(std::vector<OwnedPath> paths, const Roles& roles) {
+  if (paths.size() < 2) return {};
+  for (auto& p : paths) p.path = without_trailing_slash(p.path);
+  std::sort(paths.begin(), paths.end(), [](const OwnedPath& a, const OwnedPath& b) {
+    if (a.path == b.path) return a.owner < b.owner;
+    return path_before(a.path, b.path);
+  });
+  // A sweep in that order keeping the chain of paths that hold the current one:
+  // each held by the one before it, so all of one owner until a clash is found.
+  std::vector<OwnedPath> chain;
+  for (const OwnedPath& p : paths) {
+    while (!chain.empty() && !path_within(p.path, chain.back().path)) chain.pop_back();
+    if (chain.empty() || chain.back().owner == p.owner) {
+      chain.push_back(p);
+      continue;
+    }
+    OwnedPath a = chain.back(), b = p;
+    // Named in listing order: the second is the one to move.
+    if (b.owner < a.owner) std::swap(a, b);
+    const std::string ra(roles[a.owner]), rb(roles[b.owner]);
+    std::string how;
+    if (a.path == b.path) how = " too";
+    else if (path_within(b.path, a.path)) how = ", inside it";
+    else how = ", which holds it";
+    return "'" + ra + "' owns " + std::string(a.path) + " and '" + rb + "' owns " + std::string(b.path) + how +
+           ": one would remove or take over the other's files (a pid file, data); give each component a "
+           "directory of its own, not inside another's";
+  }
+  return {};
+}
+
+} // namespace stackup::detail
+// ---- end stackup/detail/owned_paths.hpp ----
+
 #include <array>
 #include <cstddef>
 #include <span>
@@ -1602,6 +1692,7 @@ inline void exhaustive(const Table& t, Phase p) {
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 // stackup — internal macros; every header that includes this includes
 // macro_unscope.hpp at its end, so none of them leaks into user code.
@@ -1665,6 +1756,11 @@ template <std::size_t... I, class... Cs> struct Storage<std::index_sequence<I...
 template <std::size_t K, class C> constexpr C& held(Holder<K, C>& h) noexcept { return h.value; }
 template <std::size_t K, class C> constexpr const C& held(const Holder<K, C>& h) noexcept { return h.value; }
 template <std::size_t K, class C> std::type_identity<C> type_at(const Holder<K, C>*);
+
+template <class C> void collect_owned_paths(const C& c, std::vector<std::string>& into) {
+  if constexpr (has_owned_paths<C>)
+    for (auto&& p : c.owned_paths()) into.emplace_back(std::string_view(p));
+}
 
 /// The plan of Cs..., computed at compile time by the same algorithm as DynamicStack's.
 template <std::size_t N, std::size_t E> struct CompiledPlan {
@@ -1738,10 +1834,14 @@ public:
   static constexpr std::array<std::size_t, size> order = plan_.order;
 
   /// A stack named "default" of value-initialised components.
-  Stack() : name_("default") {}
+  /// StackDefinitionError when two components own overlapping paths (`owned_paths()`).
+  Stack() : name_("default") { check_owned_paths(); }
   /// A named stack of the given components: `Stack s{"local", Orchestrator{}, ArtifactStore{}}`.
+  /// StackDefinitionError when two components own overlapping paths (`owned_paths()`).
   explicit Stack(std::string_view name, Cs... components)
-      : name_(name), storage_(std::in_place, std::move(components)...) {}
+      : name_(name), storage_(std::in_place, std::move(components)...) {
+    check_owned_paths();
+  }
 
   /// The stack's name.
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
@@ -1853,6 +1953,21 @@ public:
   }
 
 private:
+  // One owner per path, checked only when two or more component types own paths.
+  void check_owned_paths() const {
+    if constexpr ((std::size_t{detail::has_owned_paths<Cs>} + ... + std::size_t{0}) >= 2) {
+      std::vector<std::vector<std::string>> owned(size);
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (detail::collect_owned_paths(detail::held<I>(storage_), owned[I]), ...);
+      }(std::make_index_sequence<size>{});
+      std::vector<detail::OwnedPath> paths;
+      for (std::size_t k = 0; k < size; ++k)
+        for (const auto& path : owned[k]) paths.push_back({path, k});
+      if (std::string problem = detail::owned_path_problem(std::move(paths), roles); !problem.empty())
+        throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+    }
+  }
+
   friend struct detail::FrontAccess;
 
   template <class T> static constexpr std::size_t index_of() {
@@ -1945,6 +2060,11 @@ template <class C> std::vector<std::string> dependencies_of() {
   return deps;
 }
 template <class T, class Self> concept other_than = !std::is_same_v<std::remove_cvref_t<T>, Self>;
+template <class C> std::vector<std::string> owned_paths_of(const void* object) {
+  std::vector<std::string> paths;
+  for (auto&& p : static_cast<const C*>(object)->owned_paths()) paths.emplace_back(std::string_view(p));
+  return paths;
+}
 } // namespace detail
 
 /// Any component, chosen at run time: the element of a DynamicStack. Movable,
@@ -1969,13 +2089,15 @@ public:
   AnyComponent(std::string role, C&& component, std::vector<std::string> depends_on = {})
       : object_(new std::remove_cvref_t<C>(std::forward<C>(component))),
         ops_(&detail::ops_of<std::remove_cvref_t<C>>), role_(std::move(role)), depends_on_(std::move(depends_on)) {
+    if constexpr (detail::has_owned_paths<std::remove_cvref_t<C>>) owned_ = &detail::owned_paths_of<std::remove_cvref_t<C>>;
     if constexpr (requires(std::remove_cvref_t<C>& c) { c.assign_role(std::string_view()); })
       static_cast<std::remove_cvref_t<C>*>(object_)->assign_role(role_);
   }
 
   AnyComponent(AnyComponent&& other) noexcept
       : object_(std::exchange(other.object_, nullptr)), ops_(std::exchange(other.ops_, nullptr)),
-        role_(std::exchange(other.role_, {})), depends_on_(std::exchange(other.depends_on_, {})) {}
+        role_(std::exchange(other.role_, {})), depends_on_(std::exchange(other.depends_on_, {})),
+        owned_(std::exchange(other.owned_, nullptr)) {}
   AnyComponent& operator=(AnyComponent&& other) noexcept {
     if (this != &other) {
       reset();
@@ -1983,6 +2105,7 @@ public:
       ops_ = std::exchange(other.ops_, nullptr);
       role_ = std::exchange(other.role_, {});
       depends_on_ = std::exchange(other.depends_on_, {});
+      owned_ = std::exchange(other.owned_, nullptr);
     }
     return *this;
   }
@@ -2004,6 +2127,12 @@ public:
   [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
   /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
   [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// The paths the wrapped `owned_paths()` lists (absolute, lexically normal), or
+  /// none when the type owns no files.
+  [[nodiscard]] std::vector<std::string> owned_paths() const {
+    (void)ops(); // an empty AnyComponent says so
+    return owned_ ? owned_(object_) : std::vector<std::string>{};
+  }
   /// running if is_running(), else suspended if is_provisioned(), else deprovisioned.
   [[nodiscard]] State state() const {
     if (is_running()) return State::running;
@@ -2047,12 +2176,90 @@ private:
     if (object_) ops_->destroy(object_);
     object_ = nullptr;
     ops_ = nullptr;
+    owned_ = nullptr;
   }
 
   void* object_ = nullptr;
   const detail::Ops* ops_ = nullptr;
   std::string role_;
   std::vector<std::string> depends_on_;
+  std::vector<std::string> (*owned_)(const void*) = nullptr; // the type's owned_paths(), if it has them
+};
+
+/// What `DynamicStack::get()` returns: a handle to one of the stack's components,
+/// through which its queries, its actions and `target<T>()` work. It refers to
+/// the component the stack holds, so it cannot replace or empty it: it cannot be
+/// assigned (neither an AnyComponent nor another handle) nor moved from, and it
+/// gives no AnyComponent& out. A copy is a second handle to the same component.
+/// Valid while the stack lives and is not moved.
+class ComponentRef {
+public:
+  ComponentRef(const ComponentRef&) noexcept = default;
+  ComponentRef(ComponentRef&&) = delete;
+  ComponentRef& operator=(const ComponentRef&) = delete;
+  ComponentRef& operator=(ComponentRef&&) = delete;
+  ~ComponentRef() = default;
+
+  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file, owned paths, state.
+  [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
+  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
+  [[nodiscard]] std::string_view name() const { return c_->name(); }
+  [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
+  [[nodiscard]] std::string detail() const { return c_->detail(); }
+  [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
+  [[nodiscard]] State state() const { return c_->state(); }
+  /// The wrapped queries.
+  [[nodiscard]] bool is_provisioned() const { return c_->is_provisioned(); }
+  [[nodiscard]] bool is_running() const { return c_->is_running(); }
+  /// Whether the wrapped type has that action.
+  [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
+  /// The wrapped actions (NotImplementedError when the type lacks one), run on
+  /// this component alone, as AnyComponent's.
+  void provision() const { c_->provision(); }
+  void resume() const { c_->resume(); }
+  void suspend() const { c_->suspend(); }
+  void deprovision() const { c_->deprovision(); }
+  /// The wrapped object if it is a T, else nullptr.
+  template <class T> [[nodiscard]] T* target() const noexcept { return c_->template target<T>(); }
+
+private:
+  friend class DynamicStack;
+  friend class ConstComponentRef;
+  explicit ComponentRef(AnyComponent& c) noexcept : c_(&c) {}
+  AnyComponent* c_;
+};
+
+/// What `get()` of a const DynamicStack returns: a ComponentRef with the queries
+/// and a const `target<T>()`, without the actions. A ComponentRef converts to it.
+class ConstComponentRef {
+public:
+  ConstComponentRef(const ComponentRef& r) noexcept : c_(r.c_) {} // NOLINT(google-explicit-constructor): as T* to const T*
+  ConstComponentRef(const ConstComponentRef&) noexcept = default;
+  ConstComponentRef(ConstComponentRef&&) = delete;
+  ConstComponentRef& operator=(const ConstComponentRef&) = delete;
+  ConstComponentRef& operator=(ConstComponentRef&&) = delete;
+  ~ConstComponentRef() = default;
+
+  /// As ComponentRef.
+  [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
+  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
+  [[nodiscard]] std::string_view name() const { return c_->name(); }
+  [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
+  [[nodiscard]] std::string detail() const { return c_->detail(); }
+  [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
+  [[nodiscard]] State state() const { return c_->state(); }
+  [[nodiscard]] bool is_provisioned() const { return c_->is_provisioned(); }
+  [[nodiscard]] bool is_running() const { return c_->is_running(); }
+  [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
+  /// The wrapped object if it is a T, else nullptr.
+  template <class T> [[nodiscard]] const T* target() const noexcept { return c_->template target<T>(); }
+
+private:
+  friend class DynamicStack;
+  explicit ConstComponentRef(const AnyComponent& c) noexcept : c_(&c) {}
+  const AnyComponent* c_;
 };
 
 } // namespace stackup
@@ -2131,9 +2338,11 @@ public:
                                      [&](std::size_t i, std::string_view r) { return roles_[i] < r; });
     return at != sorted_.end() && roles_[*at] == role ? *at : size();
   }
-  /// The component with that role; UnknownComponentError when the stack lacks it.
-  [[nodiscard]] AnyComponent& get(std::string_view role) { return parts_[checked(role)]; }
-  [[nodiscard]] const AnyComponent& get(std::string_view role) const { return parts_[checked(role)]; }
+  /// A handle to the component with that role (its queries, its actions,
+  /// `target<T>()`), which cannot replace or empty it; UnknownComponentError when
+  /// the stack lacks it.
+  [[nodiscard]] ComponentRef get(std::string_view role) { return ComponentRef(parts_[checked(role)]); }
+  [[nodiscard]] ConstComponentRef get(std::string_view role) const { return ConstComponentRef(parts_[checked(role)]); }
 
   /// Set the observer (replaces any previous one; an empty function removes it).
   /// As for Stack<Cs...>: called one event at a time, its exceptions ignored; called
@@ -2245,10 +2454,24 @@ private:
     const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
     const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
     switch (p.error) {
-    case detail::PlanError::none:
+    case detail::PlanError::none: {
       ordered_.reserve(n);
       for (const std::size_t k : order_) ordered_.push_back(slots_[k]);
+      // One owner per path, when two or more components own paths; the strings
+      // live until the check is done.
+      if (std::count_if(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.owned_ != nullptr; }) < 2)
+        return;
+      std::vector<std::vector<std::string>> owned(n);
+      std::vector<detail::OwnedPath> paths;
+      for (std::size_t k = 0; k < n; ++k) {
+        if (!parts_[k].owned_) continue;
+        owned[k] = parts_[k].owned_paths();
+        for (const auto& path : owned[k]) paths.push_back({path, k});
+      }
+      if (std::string problem = detail::owned_path_problem(std::move(paths), roles_); !problem.empty())
+        refuse(problem);
       return;
+    }
     case detail::PlanError::empty_role:
       refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
     case detail::PlanError::duplicate:
@@ -2639,6 +2862,156 @@ inline std::string status_json(std::span<const ComponentStatus> rows) {
 } // namespace stackup
 // ---- end stackup/format.hpp ----
 
+// ---- begin stackup/stack_lock.hpp ----
+// stackup — StackLock: one transition of a stack at a time, across processes.
+// SPDX-License-Identifier: MIT
+
+
+#include <cerrno>
+#include <ctime>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace stackup {
+
+/// How a StackLock is held.
+enum class LockMode {
+  shared,    ///< many holders at once: what only reads the stack (status, logs)
+  exclusive, ///< one holder, no shared ones: what acts on the stack (up, down)
+};
+
+/// An advisory lock (flock) on a stack's file, so that processes acting on the
+/// same stack take turns: `cli::run` takes it exclusive for up and down and
+/// shared for status and logs when `cli::Options::lock_file` names the file.
+/// A host that acts on the stack itself takes it the same way:
+///
+///     stackup::StackLock lock("stackup.toml", stackup::LockMode::exclusive);
+///     lock.lock();        // waits while another process holds it
+///     stack.up();         // released when `lock` goes
+///
+/// The stack file is locked, not its directory: a LocalDirectory locks its
+/// parent directory while it provisions or deprovisions, and flock does not nest
+/// within one process (a second descriptor of the same directory would wait for
+/// the first for ever), so a directory component beside the stack file would
+/// hang. The file is opened read-only without following a symlink (name the
+/// target) and must be a regular file. Movable, not copyable.
+class StackLock {
+public:
+  /// Holds nothing.
+  StackLock() noexcept = default;
+  /// Opens `file` (a regular file, not through a symlink) to lock it in `mode`;
+  /// takes nothing yet (`lock()`, `try_lock()`). Error naming the file and the
+  /// fix when it cannot be opened or is not a regular file.
+  StackLock(const std::filesystem::path& file, LockMode mode) : file_(file.string()), mode_(mode) {
+    // O_NONBLOCK: a FIFO put in the file's place does not block the open.
+    fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd_ < 0) {
+      const int e = errno;
+      throw Error("stackup: cannot lock the stack file " + file_ + ": " +
+                  (e == ELOOP ? std::string("it is a symlink: name the file it points to")
+                              : std::generic_category().message(e)));
+    }
+    struct ::stat st {};
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      close();
+      throw Error("stackup: cannot lock the stack file " + file_ +
+                  ": it is not a regular file (a FIFO, a device, a directory?): name the stack file itself");
+    }
+  }
+  StackLock(StackLock&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), held_(std::exchange(other.held_, false)), file_(std::move(other.file_)),
+        mode_(other.mode_) {}
+  StackLock& operator=(StackLock&& other) noexcept {
+    if (this != &other) {
+      close();
+      fd_ = std::exchange(other.fd_, -1);
+      held_ = std::exchange(other.held_, false);
+      file_ = std::move(other.file_);
+      mode_ = other.mode_;
+    }
+    return *this;
+  }
+  StackLock(const StackLock&) = delete;
+  StackLock& operator=(const StackLock&) = delete;
+  /// Releases the lock (closing the file does).
+  ~StackLock() { close(); }
+
+  /// Takes the lock if no other process's hold is in the way; true when held.
+  bool try_lock() {
+    require_file();
+    if (held_) return true;
+    while (::flock(fd_, operation() | LOCK_NB) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == EWOULDBLOCK) return false;
+      fail(errno);
+    }
+    return held_ = true;
+  }
+  /// Takes the lock, waiting while another process holds it. With a stop token
+  /// (`.stop` as for up and down), a stop requested while waiting ends the wait
+  /// with InterruptedError, holding nothing; without one, the wait ends only
+  /// when the lock is taken (a signal handled meanwhile does not end it).
+  void lock(StopTokenRef stop = nullptr) {
+    require_file();
+    if (held_) return;
+    if (!stop) {
+      while (::flock(fd_, operation()) != 0)
+        if (errno != EINTR) fail(errno);
+      held_ = true;
+      return;
+    }
+    // A blocking flock cannot be woken by a stop token: look again every 20 ms.
+    while (!try_lock()) {
+      if (stop.stop_requested())
+        throw InterruptedError("stackup: stopped while waiting for the lock on " + file_ +
+                               " (another command on this stack was running): nothing was done");
+      const struct ::timespec pause {0, 20'000'000};
+      ::nanosleep(&pause, nullptr);
+    }
+  }
+  /// Releases the lock, keeping the file open to take it again.
+  void unlock() noexcept {
+    if (held_ && fd_ >= 0) ::flock(fd_, LOCK_UN);
+    held_ = false;
+  }
+
+  /// The lock is held.
+  [[nodiscard]] bool owns_lock() const noexcept { return held_; }
+  /// The mode it is (or would be) held in.
+  [[nodiscard]] LockMode mode() const noexcept { return mode_; }
+  /// The locked file, as named.
+  [[nodiscard]] const std::string& file() const noexcept { return file_; }
+
+private:
+  [[nodiscard]] int operation() const noexcept { return mode_ == LockMode::exclusive ? LOCK_EX : LOCK_SH; }
+  void require_file() const {
+    if (fd_ < 0) throw Error("stackup: this StackLock has no file (default-constructed or moved from): make one with a file");
+  }
+  [[noreturn]] void fail(int e) const {
+    throw Error("stackup: cannot lock the stack file " + file_ + ": " + std::generic_category().message(e));
+  }
+  void close() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    held_ = false;
+  }
+
+  int fd_ = -1;
+  bool held_ = false;
+  std::string file_;
+  LockMode mode_ = LockMode::exclusive;
+};
+
+} // namespace stackup
+// ---- end stackup/stack_lock.hpp ----
+
 // ---- begin stackup/cli.hpp ----
 // stackup — cli::run: ZenML's command line (`stack up`, `stack down --force`,
 // `orchestrator up`, `orchestrator logs`, ...) for any Stack, in one call.
@@ -2695,6 +3068,11 @@ struct Options {
   std::string_view host_help{};
   /// Colour and symbols (default: on a terminal only).
   Color color = Color::automatic;
+  /// The stack file to lock (a StackLock) for each command, so that commands on
+  /// the same stack from several processes take turns: exclusive for up and down,
+  /// shared for status and logs, none for `logs --follow`; held for that one
+  /// command. Empty (the default): no lock.
+  std::string_view lock_file{};
 };
 
 /// Exit status: the command did what was asked (also when there was nothing to do).
@@ -2926,6 +3304,34 @@ private:
   struct sigaction host_int_ {}, host_term_ {};
   std::stop_source source_;
   std::jthread watcher_;
+};
+
+inline void on_sigpipe(int) {}
+
+/// While it lives, a write to a closed pipe fails with EPIPE (the stream goes
+/// bad) instead of ending the process: an operation is finished or rolled back
+/// whatever happens to its output. A handler rather than SIG_IGN, because an
+/// ignored signal stays ignored in the programs the components start, a handler
+/// does not. A SIGPIPE the host ignores or handles is left alone.
+class PipeGuard {
+public:
+  PipeGuard() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigpipe;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    installed_ = ::sigaction(SIGPIPE, nullptr, &host_) == 0 && host_.sa_handler == SIG_DFL &&
+                 (host_.sa_flags & SA_SIGINFO) == 0 && ::sigaction(SIGPIPE, &sa, nullptr) == 0;
+  }
+  ~PipeGuard() {
+    if (installed_) ::sigaction(SIGPIPE, &host_, nullptr);
+  }
+  PipeGuard(const PipeGuard&) = delete;
+  PipeGuard& operator=(const PipeGuard&) = delete;
+
+private:
+  bool installed_ = false;
+  struct sigaction host_ {};
 };
 
 /// Parses, runs and reports one command against a stack, through its run-time
@@ -3198,7 +3604,47 @@ private:
 
   // ---- commands -----------------------------------------------------------------
 
+  [[nodiscard]] std::string command_name(const Command& cmd) const {
+    const std::string_view verb = cmd.verb == Verb::up ? "up" : cmd.verb == Verb::down ? "down"
+                                : cmd.verb == Verb::status ? "status" : "logs";
+    return fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index], verb,
+                       cmd.force ? " --force" : "");
+  }
+
+  // Takes the stack's lock when the host named a file (Options::lock_file). A
+  // stop on `stop` (or, without one, Ctrl-C or SIGTERM) while waiting ends the
+  // command having done nothing. Returns the exit status when the lock was not
+  // taken (the reason printed), nothing when it is held or there is none.
+  std::optional<int> take_lock(StackLock& lock, LockMode mode, const Command& cmd, const std::stop_token* stop) {
+    if (options_.lock_file.empty()) return std::nullopt;
+    try {
+      lock = StackLock(std::filesystem::path(options_.lock_file), mode);
+      if (lock.try_lock()) return std::nullopt;
+      err_ << fmt::format("{}: waiting for another command on this stack to finish (it holds the lock on {})\n", program_,
+                          lock.file());
+      err_.flush();
+      if (stop != nullptr) {
+        lock.lock(stop);
+      } else {
+        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once; nothing was done\n", program_));
+        const std::stop_token token = interrupts.token();
+        lock.lock(&token);
+      }
+      return std::nullopt;
+    } catch (const InterruptedError&) {
+      const int sig = Interrupts::signal();
+      err_ << label("error", fmt::terminal_color::red) << ": "
+           << fmt::format("{} interrupted ({}) while it waited for another command on this stack: nothing was done\n",
+                          command_name(cmd), sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      return 128 + (sig ? sig : SIGINT);
+    } catch (...) {
+      return report(fmt::format("{}: cannot take the stack's lock", command_name(cmd)), std::current_exception(), cmd, {});
+    }
+  }
+
   int status(const Command& cmd) {
+    StackLock lock;
+    if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
       std::vector<ComponentStatus> rows;
       rows.reserve(size);
@@ -3225,6 +3671,10 @@ private:
   }
 
   int logs(const Command& cmd) {
+    // Following lasts as long as the user likes: it must not hold up other commands.
+    StackLock lock;
+    if (!cmd.follow)
+      if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
       const auto& slot = stack_.slots[cmd.index];
       const std::filesystem::path path = slot.ops->log_file(slot.object);
@@ -3249,10 +3699,22 @@ private:
   }
 
   int operate(const Command& cmd) {
+    const bool up = cmd.verb == Verb::up;
+    // A closed output must not stop the operation half-way: its writes fail
+    // instead, and the exit status says so once it is done.
+    const PipeGuard pipe_guard;
+    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
+    // down finishes the component in flight; a second one ends the process at once.
+    const Interrupts interrupts(fmt::format(
+        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
+        program_, up ? "up" : "down", program_));
+    const std::stop_token stop = interrupts.token();
+    // One transition of the stack at a time: the states below are read holding it.
+    StackLock lock;
+    if (auto code = take_lock(lock, LockMode::exclusive, cmd, &stop)) return *code;
     Tally tally;
     ObserverGuard guard{stack_, std::move(stack_.events->observer)};
     observe(cmd, tally);
-    const bool up = cmd.verb == Verb::up;
     if (!cmd.whole_stack) {
       std::size_t n = 0;
       const auto role = stack_.roles[cmd.index];
@@ -3276,12 +3738,6 @@ private:
       }
     }
     const auto t0 = Clock::now();
-    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
-    // down finishes the component in flight; a second one ends the process at once.
-    const Interrupts interrupts(fmt::format(
-        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
-        program_, up ? "up" : "down", program_));
-    const std::stop_token stop = interrupts.token();
     try {
       namespace engine = stackup::detail;
       const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel, .stop = &stop};
@@ -3291,13 +3747,15 @@ private:
       else if (up) engine::up_one(stack_, cmd.index, up_options);
       else engine::down_one(stack_, cmd.index, down_options);
     } catch (...) {
-      const std::string what = fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index],
-                                           up ? "up" : "down", cmd.force ? " --force" : "");
+      const std::string what = command_name(cmd);
       const int sig = Interrupts::signal();
-      if (sig == 0) return report(what + " failed", std::current_exception(), cmd, tally);
+      if (sig == 0) {
+        report(what + " failed", std::current_exception(), cmd, tally);
+        return output_failed(exit_failure);
+      }
       report(fmt::format("{} interrupted ({})", what, sig == SIGINT ? "SIGINT" : "SIGTERM"), std::current_exception(), cmd,
              tally);
-      return 128 + sig;
+      return output_failed(128 + sig);
     }
     const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
     const std::string took = seconds(Clock::now() - t0);
@@ -3308,7 +3766,22 @@ private:
     else summary = fmt::format("{} {}  {}", subject, cmd.force ? "is down and deprovisioned" : "is down", took);
     if (fancy_out_) out_ << fmt::format("{}\n", fmt::styled(summary, fmt::emphasis::bold));
     else out_ << summary << '\n';
-    return exit_success;
+    return output_failed(exit_success);
+  }
+
+  // The exit status of an operation that ended with `code`: a failure when what
+  // it wrote did not all get out (a closed pipe), said on whichever stream works.
+  int output_failed(int code) {
+    out_.flush();
+    err_.flush();
+    if (out_ && err_) return code;
+    const std::string_view which = !out_ && !err_ ? "its output and its errors" : !out_ ? "its output" : "its errors";
+    const std::string message = fmt::format(
+        "{}: the command finished, but {} could not all be written (the pipe or terminal was closed); "
+        "'{} stack status' shows the stack\n", program_, which, program_);
+    if (err_) err_ << message << std::flush;
+    else if (out_) out_ << message << std::flush;
+    return code == exit_success ? exit_failure : code;
   }
 
   // Prints a failure: the error, each nested cause, and what the rollback did.
@@ -3327,22 +3800,31 @@ private:
     return exit_failure;
   }
 
-  void print_chain(const std::exception& e, int depth) {
+  // Prints `e` and its nested causes, one level of indent per cause. A cause
+  // whose message repeats the level above (an action's TransitionError carries
+  // its cause's own message) is not printed again; its causes still are.
+  void print_chain(const std::exception& e, int depth, std::string_view above = {}) {
     const std::string indent(static_cast<std::size_t>(2 + 2 * depth), ' ');
     std::string text = e.what();
-    for (std::size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += 1 + indent.size())
-      text.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
-    err_ << indent << (depth ? "caused by: " : "") << text << '\n';
+    const bool repeated = depth > 0 && text == above;
+    if (!repeated) {
+      std::string shown = text;
+      for (std::size_t at = 0; (at = shown.find('\n', at)) != std::string::npos; at += 1 + indent.size())
+        shown.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
+      err_ << indent << (depth ? "caused by: " : "") << shown << '\n';
+    }
     // A nested_exception made outside a catch holds no cause; rethrow_if_nested
     // would call std::terminate on it, so look before rethrowing.
     const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
     if (nested == nullptr || !nested->nested_ptr() || depth >= 16) return;
+    const int next = repeated ? depth : depth + 1;
     try {
       std::rethrow_exception(nested->nested_ptr());
     } catch (const std::exception& inner) {
-      print_chain(inner, depth + 1);
+      print_chain(inner, next, text);
     } catch (...) {
-      err_ << indent << "  caused by: unknown exception (not derived from std::exception)\n";
+      err_ << std::string(static_cast<std::size_t>(2 + 2 * next), ' ')
+           << "caused by: unknown exception (not derived from std::exception)\n";
     }
   }
 
@@ -3481,16 +3963,19 @@ template <detail::runnable S> int run(S& stack, int argc, char** argv, const Opt
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
+#include <ctime>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -3498,8 +3983,10 @@ template <detail::runnable S> int run(S& stack, int argc, char** argv, const Opt
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -3746,22 +4233,52 @@ static bool create_marker(int dirfd, const char* name, std::string_view content,
 
 // ---- paths stackup never takes over ---------------------------------------------------
 
-/// The user's home directories ($HOME and the password database's), as given.
-static std::vector<std::filesystem::path> home_directories() {
-  std::vector<std::filesystem::path> out;
-  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.emplace_back(h);
+/// Held while walking the user database: getpwent has one cursor per process.
+static std::mutex& user_database() {
+  static std::mutex m;
+  return m;
+}
+
+/// A home directory and whose it is.
+struct Home {
+  std::filesystem::path path;
+  std::string owner; ///< "user 'alice'", or "$HOME"
+};
+
+/// Every home directory: $HOME, and every user's in the user database — not
+/// only the caller's: stackup run as root must not take over anyone's.
+static std::vector<Home> home_directories() {
+  std::vector<Home> out;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') out.push_back({h, "$HOME"});
+  auto add = [&](const passwd& pw) {
+    if (pw.pw_dir != nullptr && *pw.pw_dir != '\0')
+      out.push_back({pw.pw_dir, "user '" + std::string(pw.pw_name != nullptr ? pw.pw_name : "?") + "'"});
+  };
+  std::vector<char> buf(16384);
   passwd pw{};
   passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
-      found->pw_dir != nullptr && *found->pw_dir != '\0')
-    out.emplace_back(found->pw_dir);
+  {
+    const std::lock_guard<std::mutex> hold(user_database());
+    ::setpwent();
+    while (true) {
+      const int r = ::getpwent_r(&pw, buf.data(), buf.size(), &found);
+      if (r == ERANGE && buf.size() < (1U << 20)) {
+        buf.resize(buf.size() * 2);
+        continue;
+      }
+      if (r != 0 || found == nullptr) break;
+      add(*found);
+    }
+    ::endpwent();
+  }
+  // A directory service may not list its users: the caller's own, looked up.
+  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) add(*found);
   return out;
 }
 
 /// Why stackup must never create, own or remove `p` as a whole: it is empty,
-/// the root directory, a home directory or a parent of one (symlinks in
-/// parents resolved). Empty when `p` is fine.
+/// the root directory, a home directory of any user (or $HOME) or a parent of
+/// one (symlinks in parents resolved). Empty when `p` is fine.
 static std::string forbidden_directory(const std::filesystem::path& p) {
   if (p.empty()) return "the path is empty";
   std::error_code ec;
@@ -3769,13 +4286,117 @@ static std::string forbidden_directory(const std::filesystem::path& p) {
   const auto& path = ec ? p : real;
   if (path == path.root_path()) return "it is the root directory";
   for (const auto& home : home_directories()) {
-    const auto h = std::filesystem::weakly_canonical(home, ec);
-    if (ec) continue;
-    if (path == h) return "it is the home directory";
+    const auto h = std::filesystem::weakly_canonical(home.path, ec);
+    if (ec || h == h.root_path()) continue; // a home of "/" is no one's in particular: "/" is refused above
+    if (path == h) return "it is the home directory of " + home.owner + " (" + h.string() + ")";
     const auto rel = h.lexically_relative(path);
-    if (!rel.empty() && *rel.begin() != "..") return "it holds the home directory " + h.string();
+    if (!rel.empty() && *rel.begin() != "..")
+      return "it holds the home directory " + h.string() + " of " + home.owner;
   }
   return {};
+}
+
+/// The name of user `uid` ("uid 1234" when it has none).
+static std::string user_name(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr && found->pw_name != nullptr)
+    return found->pw_name;
+  return "uid " + std::to_string(uid);
+}
+
+/// Why a directory with status `st` is another user's, which stackup does not
+/// take over: empty when it belongs to this user, or to a user named in `users`
+/// (the users a stack runs its components as: a data directory owned by
+/// postgres is the postgres daemon's).
+static std::string foreign_owner(const struct stat& st, const std::vector<std::string>& users) {
+  if (st.st_uid == ::geteuid()) return {};
+  const std::string owner = user_name(st.st_uid);
+  for (const auto& u : users) {
+    if (u == owner) return {};
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    uid_t uid = 0;
+    const auto r = std::from_chars(u.data(), u.data() + u.size(), uid);
+    if ((r.ec == std::errc{} && r.ptr == u.data() + u.size() && uid == st.st_uid) ||
+        (::getpwnam_r(u.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+         found->pw_uid == st.st_uid))
+      return {};
+  }
+  return "it is owned by user '" + owner + "', not by this user (" + user_name(::geteuid()) +
+         "), and no component of the stack runs as that user: stackup takes over no one else's directory";
+}
+
+/// The users other than this one and root that are members of group `gid`
+/// (listed in the group, or with it as their primary group).
+static std::vector<std::string> group_members(gid_t gid) {
+  std::vector<std::string> out;
+  const std::string me = user_name(::geteuid());
+  auto add = [&](const char* n) {
+    if (n == nullptr || *n == '\0' || me == n || std::string_view(n) == "root") return;
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.emplace_back(n);
+  };
+  std::vector<char> buf(16384);
+  group gr{};
+  group* g = nullptr;
+  if (::getgrgid_r(gid, &gr, buf.data(), buf.size(), &g) == 0 && g != nullptr && g->gr_mem != nullptr)
+    for (char** m = g->gr_mem; *m != nullptr; ++m) add(*m);
+  const std::lock_guard<std::mutex> hold(user_database());
+  passwd pw{};
+  passwd* found = nullptr;
+  ::setpwent();
+  while (::getpwent_r(&pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+    if (found->pw_gid == gid) add(found->pw_name);
+  ::endpwent();
+  return out;
+}
+
+/// Who, besides this user and root, can rename or replace entries in the
+/// directory with status `st` — and so swap what stackup checked for a symlink
+/// before it acts. Empty when no one: owned by this user or root, and writable
+/// by no one else (or sticky, like /tmp: then only an entry's owner can move it).
+static std::string foreign_writers(const struct stat& st) {
+  std::string who;
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) who = "user '" + user_name(st.st_uid) + "' (its owner)";
+  if ((st.st_mode & S_ISVTX) != 0) return who;
+  auto also = [&](const std::string& w) { who += (who.empty() ? "" : " and ") + w; };
+  if ((st.st_mode & S_IWOTH) != 0) {
+    also("every user (it is writable by others and not sticky)");
+    return who;
+  }
+  if ((st.st_mode & S_IWGRP) != 0) {
+    const auto members = group_members(st.st_gid);
+    if (!members.empty()) {
+      std::vector<char> buf(16384);
+      group gr{};
+      group* g = nullptr;
+      std::string name = ::getgrgid_r(st.st_gid, &gr, buf.data(), buf.size(), &g) == 0 && g != nullptr
+                             ? std::string(g->gr_name)
+                             : "gid " + std::to_string(st.st_gid);
+      std::string list;
+      for (const auto& m : members) list += (list.empty() ? "" : ", ") + m;
+      also("the members of group '" + name + "' (" + list + ")");
+    }
+  }
+  return who;
+}
+
+/// Error unless the directory `dirfd` (shown as `dir`, the parent of what
+/// `who` is about to `action`) can be changed by no other user: one who can
+/// rename entries in it could swap the checked directory for a symlink to
+/// anything between the check and the action.
+static void check_parent(int dirfd, const std::filesystem::path& dir, const std::string& who, std::string_view action,
+                         const std::filesystem::path& target) {
+  struct stat st{};
+  if (::fstat(dirfd, &st) != 0)
+    throw Error("stackup: " + who + ": cannot inspect " + quoted(dir) + ": " + sys_message(errno));
+  if (const std::string writers = foreign_writers(st); !writers.empty())
+    throw Error("stackup: " + who + ": refusing to " + std::string(action) + " " + quoted(target) +
+                ": its parent directory " + quoted(dir) + " can be changed by " + writers +
+                ", who could swap it for a symlink to another directory between stackup's check and its action: "
+                "use a path whose parent only you (or root) can write, or make the parent sticky (chmod +t)");
 }
 
 // ---- private state directories ----------------------------------------------------
@@ -3832,9 +4453,11 @@ struct LockedDir {
 static LockedDir lock_private_dir(const std::filesystem::path& dir, bool create) {
   for (int attempt = 0; attempt < 64; ++attempt) {
     if (create) {
-      std::error_code ec;
-      if (dir.has_parent_path()) std::filesystem::create_directories(dir.parent_path(), ec);
-      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      // Missing parents are made (and marked, to go again with the last
+      // directory in them); the directory is made in the parent held, whose
+      // shared lock keeps a removal of empty parents from taking it meanwhile.
+      const Fd parent = make_parents(dir, LOCK_SH, "state directory " + quoted(dir));
+      if (::mkdirat(parent.get(), dir.filename().c_str(), 0700) != 0 && errno != EEXIST)
         throw Error("stackup: cannot create state directory " + quoted(dir) + ": " + sys_message(errno));
     }
     LockedDir l;
@@ -3917,24 +4540,264 @@ static int list_directory(int dirfd, std::vector<std::string>& names) {
   return e;
 }
 
-/// Removes everything inside directory `dirfd` but the entry named `keep`
-/// (nothing kept when null), depth first and never through a symlink (a link is
-/// removed, not what it points to). 0, or the errno of the first entry that
-/// could not be removed (what is left stays as it is).
-static int remove_contents(int dirfd, const char* keep = nullptr) {
+/// Why a removal through descriptors stopped: the errno, and the entry where,
+/// relative to the directory it started from (empty: that directory itself).
+struct Removal {
+  int error = 0;
+  std::string where{};
+  explicit operator bool() const noexcept { return error != 0; }
+};
+
+/// Whether the open directory `child`, an entry of `parent`, is the root of
+/// another mount (a bind mount of the same file system too).
+static bool is_mount_point(int parent, int child) noexcept {
+#if defined(STATX_BASIC_STATS)
+  constexpr unsigned int mnt_id = 0x1000U;                // STATX_MNT_ID (Linux 5.8)
+  constexpr unsigned long long mount_root = 0x2000ULL;    // STATX_ATTR_MOUNT_ROOT (Linux 5.8)
+  struct statx c{}, p{};
+  if (::statx(child, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | mnt_id, &c) == 0) {
+    if ((c.stx_attributes_mask & mount_root) != 0) return (c.stx_attributes & mount_root) != 0;
+    if ((c.stx_mask & mnt_id) != 0 &&
+        ::statx(parent, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | mnt_id, &p) == 0 &&
+        (p.stx_mask & mnt_id) != 0)
+      return c.stx_mnt_id != p.stx_mnt_id;
+  }
+#endif
+  struct stat c_st{}, p_st{}; // older kernels: another file system at least
+  return ::fstat(child, &c_st) == 0 && ::fstat(parent, &p_st) == 0 && c_st.st_dev != p_st.st_dev;
+}
+
+/// Opens the directory `name` in `dirfd`, never through a symlink (ELOOP or
+/// ENOTDIR) and never onto another mount (EXDEV): openat2 with
+/// RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH where the kernel has
+/// it, else openat(O_NOFOLLOW) and a look at the mount. Empty, errno set, when not.
+static Fd open_below(int dirfd, const char* name) {
+  constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+#if defined(SYS_openat2)
+  struct {
+    std::uint64_t flags, mode, resolve;
+  } how{static_cast<std::uint64_t>(flags), 0, 0x01U | 0x04U | 0x08U}; // NO_XDEV, NO_SYMLINKS, BENEATH
+  const long r = ::syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+  if (r >= 0 || (errno != ENOSYS && errno != E2BIG && errno != EINVAL && errno != EPERM)) {
+    Fd fd(static_cast<int>(r));
+    if (fd && is_mount_point(dirfd, fd.get())) { // belt and braces
+      errno = EXDEV;
+      return {};
+    }
+    return fd;
+  }
+#endif
+  Fd fd(::openat(dirfd, name, flags));
+  if (fd && is_mount_point(dirfd, fd.get())) {
+    errno = EXDEV;
+    return {};
+  }
+  return fd;
+}
+
+/// The first mount point (a directory or a file another file system, or a bind
+/// mount, is mounted on) inside directory `dirfd`, searched through
+/// descriptors without following symlinks: looked for before a removal
+/// starts, so that one is refused with nothing removed or moved. {EXDEV, its
+/// path relative to `dirfd`}, or nothing found.
+static Removal find_mount(int dirfd) {
   std::vector<std::string> names;
-  if (const int e = list_directory(dirfd, names)) return e;
+  if (const int e = list_directory(dirfd, names)) return {e, {}};
   for (const auto& n : names) {
-    if (keep != nullptr && n == keep) continue;
+#if defined(STATX_BASIC_STATS)
+    constexpr unsigned long long mount_root = 0x2000ULL; // STATX_ATTR_MOUNT_ROOT
+    struct statx sx{};
+    if (::statx(dirfd, n.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE, &sx) == 0 &&
+        (sx.stx_attributes_mask & mount_root) != 0 && (sx.stx_attributes & mount_root) != 0)
+      return {EXDEV, n};
+#endif
+    struct stat st{};
+    if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
+    const Fd sub = open_below(dirfd, n.c_str());
+    if (!sub) {
+      if (errno == EXDEV) return {EXDEV, n};
+      continue; // gone meanwhile: the removal itself looks again
+    }
+    if (Removal r = find_mount(sub.get()); r.error == EXDEV) return {EXDEV, n + "/" + r.where};
+  }
+  return {};
+}
+
+/// Removes everything inside directory `dirfd` but the entries named in
+/// `keep`, depth first, through descriptors only: each directory is opened
+/// below the one held (open_below), never through a symlink (a link is removed,
+/// not what it points to), never onto another mount (a mount point stops the
+/// removal, EXDEV, with everything on that mount intact) and never back up.
+/// On failure, the errno and the entry; what is left stays as it is.
+static Removal remove_contents(int dirfd, std::initializer_list<std::string_view> keep = {}) {
+  std::vector<std::string> names;
+  if (const int e = list_directory(dirfd, names)) return {e, {}};
+  for (const auto& n : names) {
+    if (std::find(keep.begin(), keep.end(), n) != keep.end()) continue;
     if (::unlinkat(dirfd, n.c_str(), 0) == 0 || errno == ENOENT) continue;
     const int unlink_error = errno;
-    if (unlink_error != EISDIR && unlink_error != EPERM) return unlink_error; // Linux says EISDIR, POSIX EPERM
-    Fd sub(::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!sub) return errno == ENOTDIR ? unlink_error : errno;
-    if (const int e = remove_contents(sub.get())) return e;
-    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return errno;
+    if (unlink_error != EISDIR && unlink_error != EPERM) return {unlink_error, n}; // Linux says EISDIR, POSIX EPERM
+    Fd sub = open_below(dirfd, n.c_str());
+    if (!sub) return {errno == ENOTDIR || errno == ELOOP ? unlink_error : errno, n};
+    if (Removal r = remove_contents(sub.get())) return {r.error, n + "/" + r.where};
+    if (::unlinkat(dirfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return {errno, n};
   }
-  return 0;
+  return {};
+}
+
+/// Removes the directory `name` in `parent`, open as `dir` (the caller opened it
+/// with open_below and proved it its own): its contents, then the files named
+/// in `proofs` in that order (what proves it stackup's goes last, so that a
+/// removal cut short leaves something still provably stackup's), then the
+/// directory. `restore(dir)` puts the proofs back when the directory could
+/// not go after all. Up to `attempts` rounds: a process may add a file just
+/// before the directory goes.
+template <class Restore>
+static Removal remove_directory_at(int parent, const std::string& name, int dir,
+                                   std::initializer_list<std::string_view> proofs, Restore&& restore,
+                                   int attempts = 3) {
+  int e = 0;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (Removal r = remove_contents(dir, proofs)) return r;
+    for (const auto proof : proofs)
+      if (::unlinkat(dir, std::string(proof).c_str(), 0) != 0 && errno != ENOENT) return {errno, std::string(proof)};
+    if (::unlinkat(parent, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return {};
+    e = errno;
+    restore(dir);
+    if (e != ENOTEMPTY && e != EEXIST) break;
+  }
+  return {e, {}};
+}
+
+/// The message for a removal of `dir` that stopped at `r`.
+static std::string removal_error(const std::filesystem::path& dir, const Removal& r) {
+  const auto at = r.where.empty() ? dir : dir / r.where;
+  if (r.error == EXDEV)
+    return quoted(at) + " is a mount point; stackup never removes anything on another mount: unmount it (umount " +
+           at.string() + "), then remove again";
+  if (r.error == EBUSY) return quoted(at) + " is in use as a mount point: unmount it (umount " + at.string() + ")";
+  return "cannot remove " + quoted(at) + ": " + sys_message(r.error);
+}
+
+// ---- parents stackup creates ------------------------------------------------------
+
+/// The extended attribute stackup sets on each parent directory it creates
+/// for a component's directory (`trusted.` where `user.` attributes are not
+/// supported): such a directory goes again once it is empty, so `down` leaves
+/// the place as `up` found it. An attribute, not a file: a directory another
+/// program empties last is empty, not left holding a marker.
+static constexpr const char* parent_attribute = "user.stackup.parent";
+
+/// Marks the directory `fd` as a parent stackup created; false when the file
+/// system keeps no extended attributes (the directory then stays, as before).
+static bool mark_parent(int fd, std::string_view content) noexcept {
+  return ::fsetxattr(fd, parent_attribute, content.data(), content.size(), 0) == 0 ||
+         ::fsetxattr(fd, "trusted.stackup.parent", content.data(), content.size(), 0) == 0;
+}
+
+/// Whether the directory `fd` carries mark_parent's attribute, beginning with marker_prefix.
+static bool is_made_parent(int fd) noexcept {
+  char buf[512];
+  for (const char* name : {parent_attribute, "trusted.stackup.parent"}) {
+    const ssize_t n = ::fgetxattr(fd, name, buf, sizeof buf);
+    if (n >= static_cast<ssize_t>(marker_prefix.size()) && std::string_view(buf, marker_prefix.size()) == marker_prefix)
+      return true;
+  }
+  return false;
+}
+
+/// Takes a flock on `fd` (LOCK_SH or LOCK_EX); false when the directory was
+/// removed meanwhile (no links left).
+static bool lock_linked(int fd, int how) {
+  while (::flock(fd, how) != 0) {
+    if (errno != EINTR) return false;
+  }
+  struct stat st{};
+  if (::fstat(fd, &st) == 0 && st.st_nlink > 0) return true;
+  ::flock(fd, LOCK_UN);
+  return false;
+}
+
+/// Opens the parent of `dir` and locks it (flock `how`), creating the parents
+/// that do not exist one level at a time: mkdirat relative to the directory
+/// held, never through a symlink, each new one marked (mark_parent).
+/// Symlinks in the existing part of the path are followed. A directory that a
+/// concurrent removal of empty parents took meanwhile is made again.
+static Fd make_parents(const std::filesystem::path& dir, int how, const std::string& who) {
+  const auto parent = dir.parent_path();
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    // The deepest ancestor that exists, and the names below it.
+    std::vector<std::string> missing;
+    auto at = parent;
+    Fd fd;
+    while (true) {
+      fd = Fd(::open(at.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (fd) break;
+      if (errno != ENOENT || !at.has_relative_path())
+        throw Error("stackup: " + who + ": cannot open " + quoted(at) + ": " + sys_message(errno));
+      missing.push_back(at.filename().string());
+      at = at.parent_path();
+    }
+    bool again = false;
+    while (!missing.empty() && !again) {
+      const std::string name = std::move(missing.back());
+      missing.pop_back();
+      if (!lock_linked(fd.get(), LOCK_SH)) {
+        again = true;
+        break;
+      }
+      const bool made = ::mkdirat(fd.get(), name.c_str(), 0777) == 0;
+      if (!made && errno != EEXIST) {
+        const int e = errno;
+        throw Error("stackup: " + who + ": cannot create " + quoted(at / name) + ": " + sys_message(e));
+      }
+      Fd sub(::openat(fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub) {
+        const int e = errno;
+        if (e == ENOENT) {
+          again = true;
+          break;
+        }
+        throw Error("stackup: " + who + ": cannot open " + quoted(at / name) + ": " +
+                    (e == ELOOP || e == ENOTDIR ? std::string("it is not a directory (a symlink?)") : sys_message(e)));
+      }
+      if (made) {
+        struct stat st{};
+        if (::fstat(sub.get(), &st) == 0 && st.st_uid == ::geteuid())
+          (void)mark_parent(sub.get(), std::string(marker_prefix) + " as a parent directory of " + dir.string() +
+                                           "; it is removed when it is empty");
+      }
+      ::flock(fd.get(), LOCK_UN);
+      fd = std::move(sub);
+      at /= name;
+    }
+    if (again) continue;
+    if (lock_linked(fd.get(), how)) return fd;
+  }
+  throw Error("stackup: " + who + ": cannot create the parents of " + quoted(dir) +
+              ": they keep being removed by another process");
+}
+
+/// Removes the parents of `dir` that stackup created (marked by mark_parent,
+/// this user's, and empty), deepest first, each
+/// by unlinkat(AT_REMOVEDIR) relative to the directory above it, under an
+/// exclusive flock so that the last of several components removing their
+/// directories from it takes it. Stops quietly at the first that stays.
+static void remove_made_parents(const std::filesystem::path& dir) {
+  for (auto p = dir.parent_path(); p.has_relative_path(); p = p.parent_path()) {
+    const Fd above(::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!above) return;
+    const std::string name = p.filename().string();
+    const Fd here(::openat(above.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!here || !lock_linked(here.get(), LOCK_EX)) return;
+    struct stat st{};
+    std::vector<std::string> names;
+    if (::fstat(here.get(), &st) != 0 || st.st_uid != ::geteuid() || list_directory(here.get(), names) != 0 ||
+        !names.empty() || !is_made_parent(here.get()) || is_mount_point(above.get(), here.get()))
+      return;
+    // Only an empty directory goes: anything that arrived meanwhile keeps it.
+    if (::unlinkat(above.get(), name.c_str(), AT_REMOVEDIR) != 0) return;
+  }
 }
 
 /// How rename_entry moves `a` to `b` (the flags of renameat2, from <linux/fs.h>).
@@ -3960,6 +4823,7 @@ static bool rename_entry(int dirfd, const char* a, const char* b, Rename how) no
 /// What stackup needs from /proc/<pid>/stat.
 struct ProcStat {
   char state = '?';                 ///< field 3: R, S, D, Z (zombie), ...
+  pid_t ppid = 0;                   ///< field 4: parent
   pid_t pgrp = 0;                   ///< field 5: process group
   pid_t session = 0;                ///< field 6: session
   unsigned long long start_time = 0; ///< field 22: start time in clock ticks since boot
@@ -3981,6 +4845,8 @@ static std::optional<ProcStat> parse_proc_stat(std::string_view s) {
     if (tok.empty()) return std::nullopt;
     if (field == 3) {
       out.state = tok.front();
+    } else if (field == 4) {
+      if (std::from_chars(tok.data(), tok.data() + tok.size(), out.ppid).ec != std::errc{}) return std::nullopt;
     } else if (field == 5) {
       if (std::from_chars(tok.data(), tok.data() + tok.size(), out.pgrp).ec != std::errc{}) return std::nullopt;
     } else if (field == 6) {
@@ -4031,6 +4897,10 @@ struct PidRecord {
   pid_t pid = 0;
   unsigned long long start_time = 0;
   std::string invocation_id{}; ///< 32 hexadecimal digits; empty in pid files of stackup 0.1.0
+  /// The waiter that holds the daemon (see spawn_held) and its start time;
+  /// 0 in pid files written before the hold (stackup 0.2 and earlier).
+  pid_t waiter = 0;
+  unsigned long long waiter_start = 0;
 };
 
 /// The environment variable LocalDaemon sets to the invocation id of a start.
@@ -4062,10 +4932,16 @@ static std::string new_invocation_id() {
   return id;
 }
 
-/// "<pid> <start time> <invocation id>\n" ("<pid> <start time>\n" without an id).
+/// "<pid> <start time> <invocation id> <waiter pid> <waiter start time>\n";
+/// without a waiter "<pid> <start time> <invocation id>\n" (stackup 0.2), and
+/// without an id "<pid> <start time>\n" (0.1.0).
 static std::string format_pid_record(const PidRecord& r) {
   std::string out = std::to_string(r.pid) + " " + std::to_string(r.start_time);
-  if (!r.invocation_id.empty()) out += " " + r.invocation_id;
+  if (r.waiter != 0)
+    out += " " + (r.invocation_id.empty() ? std::string(32, '0') : r.invocation_id) + " " + std::to_string(r.waiter) +
+           " " + std::to_string(r.waiter_start);
+  else if (!r.invocation_id.empty())
+    out += " " + r.invocation_id;
   return out + "\n";
 }
 
@@ -4087,9 +4963,17 @@ static bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   const std::string_view pid_text = text.substr(0, space);
   std::string_view start_text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
   std::optional<std::string_view> id_text; // 0.1.0 wrote none
+  std::optional<std::string_view> waiter_text, waiter_start_text; // 0.2 wrote none
   if (const auto second = start_text.find(' '); second != std::string_view::npos) {
     id_text = start_text.substr(second + 1);
     start_text = start_text.substr(0, second);
+    if (const auto third = id_text->find(' '); third != std::string_view::npos) {
+      waiter_text = id_text->substr(third + 1);
+      id_text = id_text->substr(0, third);
+      const auto fourth = waiter_text->find(' ');
+      waiter_start_text = fourth == std::string_view::npos ? std::string_view{} : waiter_text->substr(fourth + 1);
+      waiter_text = waiter_text->substr(0, fourth);
+    }
   }
   auto digits = [](std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -4098,7 +4982,8 @@ static bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
     why = "holds a negative pid (" + shown() + ")";
     return false;
   }
-  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text))) {
+  if (!digits(pid_text) || !digits(start_text) || (id_text && !is_invocation_id(*id_text)) ||
+      (waiter_text && (!digits(*waiter_text) || !digits(*waiter_start_text) || waiter_text->size() > 12))) {
     why = "holds " + shown() + ", not '<pid> <start time> <invocation id>'";
     return false;
   }
@@ -4120,6 +5005,22 @@ static bool parse_pid_record(std::string_view text, PidRecord& out, std::string&
   }
   out.pid = static_cast<pid_t>(pid);
   out.invocation_id = id_text.value_or(std::string_view{});
+  out.waiter = 0;
+  out.waiter_start = 0;
+  if (waiter_text) {
+    long long waiter = 0;
+    std::from_chars(waiter_text->data(), waiter_text->data() + waiter_text->size(), waiter);
+    if (waiter <= 1 || waiter > limit) {
+      why = "holds waiter pid " + std::string(*waiter_text) + ", which is never a daemon's waiter";
+      return false;
+    }
+    if (std::from_chars(waiter_start_text->data(), waiter_start_text->data() + waiter_start_text->size(),
+                        out.waiter_start).ec != std::errc{}) {
+      why = "holds an out-of-range start time (" + shown() + ")";
+      return false;
+    }
+    out.waiter = static_cast<pid_t>(waiter);
+  }
   return true;
 }
 
@@ -4299,6 +5200,7 @@ enum class Stopped {
   not_running, ///< nothing to stop (gone, or the pid belongs to another process now)
   terminated,  ///< exited after SIGTERM
   killed,      ///< needed SIGKILL after the timeout
+  remains,     ///< the main process had exited; what it left running was killed
 };
 
 /// Stops the daemon a record names and what it left in its session (see
@@ -4342,6 +5244,284 @@ static Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
               "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
+// ---- the hold: finding and stopping what a waiter holds -------------------------
+
+/// Every live process, with its parent and start time, read from /proc.
+struct ProcessEntry {
+  ProcessId id;
+  pid_t ppid = 0;
+};
+static std::vector<ProcessEntry> live_processes() {
+  std::vector<ProcessEntry> out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  while (const dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    const std::string_view n = entry->d_name;
+    const auto r = std::from_chars(n.data(), n.data() + n.size(), pid);
+    if (r.ec != std::errc{} || r.ptr != n.data() + n.size()) continue;
+    const auto st = read_proc_stat(pid);
+    if (st && is_live_state(st->state)) out.push_back({{pid, st->start_time}, st->ppid});
+  }
+  ::closedir(proc);
+  return out;
+}
+
+/// The live processes the waiter `waiter` holds: its descendants, by their
+/// parent pids. Empty when the waiter is not alive with its recorded start time.
+static std::vector<ProcessId> held_processes(const ProcessId& waiter) {
+  std::vector<ProcessId> out;
+  if (!alive_as(waiter.pid, waiter.start_time)) return out;
+  const auto all = live_processes();
+  std::vector<pid_t> parents{waiter.pid};
+  for (std::size_t i = 0; i < parents.size(); ++i) {
+    for (const auto& e : all) {
+      if (e.ppid != parents[i] || e.id.pid == waiter.pid) continue;
+      if (std::find(parents.begin(), parents.end(), e.id.pid) != parents.end()) continue;
+      parents.push_back(e.id.pid);
+      out.push_back(e.id);
+    }
+  }
+  return out;
+}
+
+/// The live processes whose environment carries invocation id `id`: what
+/// proves a process is a daemon's once its waiter is gone.
+static std::vector<ProcessId> processes_with_id(std::string_view id) {
+  std::vector<ProcessId> out;
+  if (!is_invocation_id(id)) return out;
+  const std::string mark = std::string(invocation_variable) + "=" + std::string(id);
+  for (const auto& e : live_processes())
+    if (e.id.pid != ::getpid() && environment_has(e.id.pid, mark)) out.push_back(e.id);
+  return out;
+}
+
+/// The live processes of the daemon `r` records (a record with a waiter): the
+/// waiter's descendants while it lives; once it is gone (killed), the main
+/// process if alive and the processes carrying the record's invocation id.
+static std::vector<ProcessId> daemon_processes(const PidRecord& r) {
+  const ProcessId main{r.pid, r.start_time}, waiter{r.waiter, r.waiter_start};
+  auto out = alive_as(waiter.pid, waiter.start_time) ? held_processes(waiter) : processes_with_id(r.invocation_id);
+  if (alive_as(main.pid, main.start_time) && std::find(out.begin(), out.end(), main) == out.end()) out.push_back(main);
+  return out;
+}
+
+/// Sends `sig` to the process `p` names, only if it is still that process: a
+/// pidfd is opened first and the start time checked after, so the pid cannot
+/// be reused in between (a plain kill() after the check where pidfds are missing).
+static bool signal_process(const ProcessId& p, int sig) {
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
+  const Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0U)));
+  if (fd) {
+    const auto st = read_proc_stat(p.pid);
+    if (!st || st->start_time != p.start_time) return false;
+    return ::syscall(SYS_pidfd_send_signal, fd.get(), sig, nullptr, 0U) == 0;
+  }
+  if (errno == ESRCH) return false;
+#endif
+  const auto st = read_proc_stat(p.pid);
+  if (!st || st->start_time != p.start_time) return false;
+  return ::kill(p.pid, sig) == 0;
+}
+
+/// Stops a daemon started under the hold, as systemd's KillMode=mixed does:
+/// SIGTERM to the main process; once it has exited, or `timeout` has passed,
+/// SIGKILL to every process still held; then waits until the waiter is gone
+/// (it reaps them all, records the exit and exits). A waiter that is itself
+/// gone (killed) leaves its processes to init: those carrying the record's
+/// invocation id are stopped the same way. Error if something survives SIGKILL.
+static Stopped stop_held(const PidRecord& r, milliseconds timeout, std::string_view who) {
+  const ProcessId main{r.pid, r.start_time}, waiter{r.waiter, r.waiter_start};
+  const bool held = alive_as(waiter.pid, waiter.start_time);
+  auto remaining = [&] { return daemon_processes(r); };
+  auto everything_gone = [&] { return remaining().empty() && (!held || !alive_as(waiter.pid, waiter.start_time)); };
+  if (everything_gone()) {
+    if (held) (void)await_gone(waiter.pid, waiter.start_time, std::chrono::seconds(10));
+    return Stopped::not_running;
+  }
+  Stopped how = Stopped::not_running;
+  if (alive_as(main.pid, main.start_time)) {
+    signal_process(main, SIGTERM);
+    how = Stopped::terminated;
+    const auto deadline = deadline_after(timeout);
+    Backoff backoff;
+    while (alive_as(main.pid, main.start_time) && Clock::now() < deadline) backoff.sleep(deadline);
+    if (alive_as(main.pid, main.start_time)) how = Stopped::killed;
+  }
+  // Once the main process is gone the waiter kills the rest itself; this does it
+  // too, for what a killed waiter left behind and in case the waiter is stopped.
+  const auto deadline = deadline_after(std::chrono::seconds(10));
+  Backoff backoff;
+  while (true) {
+    const auto left = remaining();
+    for (const auto& p : left)
+      if (signal_process(p, SIGKILL) && how == Stopped::not_running) how = Stopped::remains;
+    if (left.empty() && (!held || !alive_as(waiter.pid, waiter.start_time))) return how;
+    if (Clock::now() >= deadline) break;
+    backoff.sleep(deadline);
+  }
+  throw Error("stackup: " + std::string(who) + " (pid " + std::to_string(r.pid) + ", waiter " +
+              std::to_string(r.waiter) +
+              ") still has processes 10s after SIGKILL (stuck in the kernel?); its pid file is kept: check them with "
+              "`ps -o pid,ppid,stat,cmd --ppid " + std::to_string(r.waiter) + "`");
+}
+
+/// How a daemon's main process ended, as its waiter recorded it in `exit`.
+struct ExitRecord {
+  std::string invocation_id;
+  pid_t pid = 0;
+  ChildExit exit{};            ///< CLD_EXITED, CLD_KILLED or CLD_DUMPED, with the status or signal
+  long long seconds = 0;       ///< when (the Unix epoch), seconds and nanoseconds
+  long nanoseconds = 0;
+  unsigned long long left = 0; ///< processes still held then, which the waiter killed
+};
+
+/// Parses an `exit` file ("<id> <pid> exited|killed|dumped <n> <s>.<ns> <left>\n").
+static std::optional<ExitRecord> parse_exit_record(std::string_view text) {
+  if (text.empty() || text.back() != '\n') return std::nullopt;
+  text.remove_suffix(1);
+  std::vector<std::string_view> f;
+  while (!text.empty()) {
+    const auto sp = text.find(' ');
+    f.push_back(text.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    text.remove_prefix(sp + 1);
+  }
+  if (f.size() != 6 || !is_invocation_id(f[0])) return std::nullopt;
+  ExitRecord r;
+  r.invocation_id = f[0];
+  auto number = [](std::string_view s, auto& out) {
+    const auto res = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && res.ec == std::errc{} && res.ptr == s.data() + s.size();
+  };
+  if (f[2] == "exited") r.exit.code = CLD_EXITED;
+  else if (f[2] == "killed") r.exit.code = CLD_KILLED;
+  else if (f[2] == "dumped") r.exit.code = CLD_DUMPED;
+  else return std::nullopt;
+  const auto dot = f[4].find('.');
+  if (!number(f[1], r.pid) || !number(f[3], r.exit.status) || dot == std::string_view::npos ||
+      !number(f[4].substr(0, dot), r.seconds) || !number(f[4].substr(dot + 1), r.nanoseconds) || !number(f[5], r.left))
+    return std::nullopt;
+  return r;
+}
+
+// ---- listening sockets ------------------------------------------------------------
+
+/// The inodes of the TCP sockets listening on `port` at an address a
+/// connection to 127.0.0.1 reaches (any address, or loopback), from
+/// /proc/net/tcp and /proc/net/tcp6 of the calling thread's network namespace.
+static std::vector<unsigned long long> listening_inodes(std::uint16_t port) {
+  std::vector<unsigned long long> out;
+  for (const char* file : {"tcp", "tcp6"}) {
+    // thread-self: the probe connects from this thread's namespace (/proc/net is the main thread's).
+    Fd fd(::open(("/proc/thread-self/net/" + std::string(file)).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fd = Fd(::open(("/proc/net/" + std::string(file)).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;
+    std::string text;
+    char buf[8192];
+    while (true) {
+      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string_view rest = text;
+    bool header = true;
+    while (!rest.empty()) {
+      const auto nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      if (std::exchange(header, false)) continue;
+      std::vector<std::string_view> f;
+      while (!line.empty()) {
+        const auto b = line.find_first_not_of(' ');
+        if (b == std::string_view::npos) break;
+        line.remove_prefix(b);
+        const auto e = line.find(' ');
+        f.push_back(line.substr(0, e));
+        line.remove_prefix(e == std::string_view::npos ? line.size() : e);
+      }
+      if (f.size() < 10 || f[3] != "0A") continue; // 0A: LISTEN
+      const auto colon = f[1].find(':');
+      if (colon == std::string_view::npos) continue;
+      const std::string_view address = f[1].substr(0, colon);
+      unsigned local_port = 0;
+      if (std::from_chars(f[1].data() + colon + 1, f[1].data() + f[1].size(), local_port, 16).ec != std::errc{} ||
+          local_port != port)
+        continue;
+      // In /proc the address is in network order, each 32-bit word printed as a
+      // host (little-endian) number: 127.0.0.1 is 0100007F, ::1 ends 01000000,
+      // ::ffff:127.0.0.1 is 0000000000000000FFFF00000100007F.
+      const bool any = address.find_first_not_of('0') == std::string_view::npos;
+      const bool loopback4 = address.size() == 8 && address.substr(6) == "7F";
+      const bool loopback6 = address == "00000000000000000000000001000000";
+      const bool mapped = address.size() == 32 && address.substr(0, 24) == "0000000000000000FFFF0000" &&
+                          address.substr(30) == "7F";
+      if (!any && !loopback4 && !loopback6 && !mapped) continue;
+      unsigned long long inode = 0;
+      if (std::from_chars(f[9].data(), f[9].data() + f[9].size(), inode).ec == std::errc{} && inode != 0)
+        out.push_back(inode);
+    }
+  }
+  return out;
+}
+
+/// Whether process `pid` holds one of the sockets `inodes` (its /proc/<pid>/fd).
+static bool holds_socket(pid_t pid, const std::vector<unsigned long long>& inodes) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  char target[64];
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const ssize_t n = ::readlinkat(::dirfd(d), e->d_name, target, sizeof target - 1);
+    if (n <= 8) continue;
+    const std::string_view t(target, static_cast<std::size_t>(n));
+    if (!t.starts_with("socket:[") || t.back() != ']') continue;
+    unsigned long long inode = 0;
+    if (std::from_chars(t.data() + 8, t.data() + t.size() - 1, inode).ec != std::errc{}) continue;
+    if (std::find(inodes.begin(), inodes.end(), inode) != inodes.end()) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+/// Who listens on `port` (see listening_inodes), for messages: "pid 123
+/// (nginx)", several joined by ", "; "a process this user cannot see" when the
+/// socket's holder cannot be read (another user's, another namespace's).
+/// Empty when nothing listens.
+static std::string listener_holders(std::uint16_t port) {
+  const auto inodes = listening_inodes(port);
+  if (inodes.empty()) return {};
+  std::string out;
+  for (const auto& e : live_processes()) {
+    if (!holds_socket(e.id.pid, inodes)) continue;
+    std::string comm = read_file_text("/proc/" + std::to_string(e.id.pid) + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    out += (out.empty() ? "" : ", ") + ("pid " + std::to_string(e.id.pid)) + (comm.empty() ? "" : " (" + comm + ")");
+  }
+  return out.empty() ? std::string("a process this user cannot see") : out;
+}
+
+/// The first `limit` bytes of a /proc file (empty when unreadable).
+static std::string read_file_text(const std::string& file, std::size_t limit = 256) {
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  std::string out;
+  if (!fd) return out;
+  char buf[256];
+  while (out.size() < limit) {
+    const ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, limit - out.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
 // ---- running as another user -------------------------------------------------------
 
 /// The user a spawned process runs as, resolved in the parent: between fork and
@@ -4353,7 +5533,12 @@ struct RunAs {
   gid_t gid = 0;              ///< the primary group
   std::vector<gid_t> groups{}; ///< the supplementary groups (the primary one included), as initgroups sets them
   std::string home{};
+  std::string shell{}; ///< the login shell (the password database's; /bin/sh when it names none)
 };
+
+/// The PATH a process run as another user gets unless its `env` sets one: the
+/// standard one `su -` gives an ordinary user, nothing of the caller's.
+static constexpr std::string_view standard_path = "/usr/local/bin:/usr/bin:/bin";
 
 /// The name of the user this process runs as (its effective uid), or "uid N"
 /// when the password database has none.
@@ -4394,7 +5579,8 @@ static std::optional<RunAs> run_as(const std::string& user, std::string_view who
     throw Error(where + "running as user '" + user + "' needs root, and this process runs as '" +
                 current_user_name() + "': run stackup as root, or remove `user` to run it as '" +
                 current_user_name() + "'");
-  RunAs as{user, pw.pw_uid, pw.pw_gid, {}, pw.pw_dir != nullptr ? pw.pw_dir : ""};
+  RunAs as{user, pw.pw_uid, pw.pw_gid, {}, pw.pw_dir != nullptr ? pw.pw_dir : "",
+           pw.pw_shell != nullptr && *pw.pw_shell != '\0' ? pw.pw_shell : "/bin/sh"};
   int count = 32;
   for (int attempt = 0; attempt < 8; ++attempt) {
     as.groups.resize(static_cast<std::size_t>(count));
@@ -4415,8 +5601,354 @@ struct SpawnOptions {
   std::filesystem::path working_dir;                    ///< empty: inherit
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;     ///< each must be above 2 (see above_stdio)
   /// Run as this user (see run_as): groups, gid, uid set before the working
-  /// directory is entered, and HOME, USER, LOGNAME set (`env` still wins). Null: as this process.
+  /// directory is entered, and a clean environment as `su -` and systemd give:
+  /// `env`, then HOME, USER, LOGNAME and SHELL of that user and PATH
+  /// standard_path where `env` does not set them; nothing inherited from this
+  /// process. Null: as this process, with its environment plus `env`.
   const RunAs* user = nullptr;
+};
+
+/// What a started child needs between fork and exec, prepared before the fork:
+/// it may then make only async-signal-safe calls (no allocation, no locks), as
+/// the host may have threads.
+struct ChildPlan {
+  std::vector<std::string> env_strings{}, args{}, candidates{};
+  std::vector<char*> envp{}, argv{};
+  const char* cwd = nullptr;
+  const RunAs* user = nullptr;
+  int in = -1, out = -1, err = -1; ///< the child's standard streams
+  int report = -1;                 ///< where a failure is reported (closed at exec)
+  int go = -1;                     ///< one byte here lets the child exec; end of file makes it exit
+};
+
+/// Builds the environment, argv and PATH candidates of `o` (see SpawnOptions).
+static void plan_child(const SpawnOptions& o, ChildPlan& p) {
+  if (o.argv.empty() || o.argv.front().empty()) throw Error("stackup: cannot start an empty command");
+  const auto configured = [&](std::string_view key) { return o.env != nullptr && o.env->count(std::string(key)) != 0; };
+  std::string path_var(standard_path);
+  if (o.user == nullptr) {
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      const std::string_view kv(*e);
+      if (!configured(kv.substr(0, kv.find('=')))) p.env_strings.emplace_back(kv);
+    }
+    if (const char* path = std::getenv("PATH")) path_var = path;
+  } else {
+    // Another user gets nothing of this process's environment (root's PATH,
+    // credentials of its tools): what a login as that user would have, and `env`.
+    const std::string path(standard_path);
+    const std::pair<const char*, const std::string*> vars[] = {{"HOME", &o.user->home},
+                                                               {"USER", &o.user->name},
+                                                               {"LOGNAME", &o.user->name},
+                                                               {"SHELL", &o.user->shell},
+                                                               {"PATH", &path}};
+    for (const auto& [key, value] : vars)
+      if (!configured(key)) p.env_strings.push_back(std::string(key) + "=" + *value);
+  }
+  if (o.env != nullptr) {
+    for (const auto& [key, value] : *o.env) {
+      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos)
+        throw Error("stackup: invalid environment variable name '" + key + "': it must be non-empty, without '='");
+      p.env_strings.push_back(key + "=" + value);
+      if (key == "PATH") path_var = value;
+    }
+  }
+  for (auto& s : p.env_strings) p.envp.push_back(s.data());
+  p.envp.push_back(nullptr);
+  p.args = o.argv;
+  for (auto& s : p.args) p.argv.push_back(s.data());
+  p.argv.push_back(nullptr);
+  if (o.argv.front().find('/') != std::string::npos) {
+    p.candidates.push_back(o.argv.front());
+  } else {
+    std::string_view rest = path_var;
+    while (true) {
+      const auto colon = rest.find(':');
+      const std::string_view dir = rest.substr(0, colon);
+      p.candidates.push_back((dir.empty() ? std::string(".") : std::string(dir)) + "/" + o.argv.front());
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  p.cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
+  p.user = o.user;
+  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
+    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  p.in = o.stdin_fd;
+  p.out = o.stdout_fd;
+  p.err = o.stderr_fd;
+}
+
+/// What a child writes to the report pipe: a failure (stage >= 1, with its
+/// errno), or, from a waiter, that it started the daemon (stage 0).
+struct Report {
+  int stage = 0, err = 0;
+  pid_t waiter = 0, main = 0;
+};
+
+// Child side: async-signal-safe calls only.
+[[noreturn]] static void child_fail(int report, int stage) noexcept {
+  const Report rep{stage, errno, 0, 0};
+  [[maybe_unused]] const ssize_t n = ::write(report, &rep, sizeof rep);
+  ::_exit(127);
+}
+
+static void default_signals() noexcept {
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  }
+}
+
+// The child proper: its own session, its streams, its user and directory; then
+// it waits for the go byte and executes the command.
+[[noreturn]] static void run_child(const ChildPlan& p) noexcept {
+  if (::setsid() < 0) child_fail(p.report, 1);
+  if (::dup2(p.in, 0) < 0 || ::dup2(p.out, 1) < 0 || ::dup2(p.err, 2) < 0) child_fail(p.report, 2);
+#if defined(SYS_close_range)
+  // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
+  ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+#endif
+  if (p.user != nullptr) {
+    // Groups and gid first: once the uid is not root, they cannot be changed.
+    if (::setgroups(p.user->groups.size(), p.user->groups.data()) != 0) child_fail(p.report, 5);
+    if (::setgid(p.user->gid) != 0) child_fail(p.report, 6);
+    if (::setuid(p.user->uid) != 0) child_fail(p.report, 7);
+  }
+  // As that user: a directory it cannot enter is an error here, not a surprise later.
+  if (p.cwd != nullptr && ::chdir(p.cwd) != 0) child_fail(p.report, 3);
+  char byte = 0;
+  ssize_t got = 0;
+  do got = ::read(p.go, &byte, 1);
+  while (got < 0 && errno == EINTR);
+  if (got != 1) ::_exit(125); // the parent did not record us: do not run
+  int err = ENOENT;
+  for (const auto& c : p.candidates) {
+    ::execve(c.c_str(), p.argv.data(), p.envp.data());
+    if (errno != ENOENT && errno != ENOTDIR) err = errno;
+    if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
+  }
+  errno = err;
+  child_fail(p.report, 4);
+}
+
+// ---- the hold: a waiter that stays a daemon's parent ---------------------------
+
+/// The waiter's SIGTERM: passed on to the daemon's main process.
+static inline volatile sig_atomic_t waiter_term = 0;
+static void on_waiter_term(int) noexcept { waiter_term = 1; }
+
+/// Appends the decimal digits of `v` at `out`; returns how many.
+static std::size_t put_number(char* out, unsigned long long v) noexcept {
+  char tmp[24];
+  std::size_t n = 0;
+  do tmp[n++] = static_cast<char>('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (std::size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/// Parses a decimal number at the start of `s` (at most `len` bytes), moving past it.
+static bool take_number(const char*& s, const char* end, long long& v) noexcept {
+  v = 0;
+  const char* begin = s;
+  while (s < end && *s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
+  return s != begin;
+}
+
+/// Signals every live child of this process (found in /proc by its parent
+/// pid: a child's pid stays ours until we reap it, so it cannot be another
+/// process's) with `sig`; returns how many. Async-signal-safe: the waiter runs it.
+static unsigned long long signal_children(int sig) noexcept {
+  struct Entry { // linux_dirent64
+    std::uint64_t ino;
+    std::int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[1];
+  };
+  const pid_t self = ::getpid();
+  const int proc = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (proc < 0) return 0;
+  unsigned long long count = 0;
+  alignas(8) char buf[4096];
+  while (true) {
+    const long n = ::syscall(SYS_getdents64, proc, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const Entry*>(buf + at);
+      at += e->reclen;
+      const char* name = e->name;
+      const char* name_end = name;
+      while (*name_end != '\0') ++name_end;
+      long long pid = 0;
+      const char* q = name;
+      if (!take_number(q, name_end, pid) || q != name_end || pid <= 1) continue;
+      char path[40] = "/proc/";
+      std::size_t len = 6 + put_number(path + 6, static_cast<unsigned long long>(pid));
+      const char tail[] = "/stat";
+      for (std::size_t i = 0; i < sizeof tail; ++i) path[len + i] = tail[i];
+      const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      char st[512];
+      const ssize_t got = ::read(fd, st, sizeof st);
+      ::close(fd);
+      if (got <= 0) continue;
+      const char* close = nullptr;
+      for (const char* c = st; c < st + got; ++c)
+        if (*c == ')') close = c;
+      // ") S 1234 ": state, then the parent pid.
+      if (close == nullptr || close + 4 >= st + got) continue;
+      const char state = close[2];
+      const char* pp = close + 4;
+      long long ppid = 0;
+      if (!take_number(pp, st + got, ppid) || ppid != self) continue;
+      if (state == 'Z' || state == 'X' || state == 'x') continue;
+      if (::kill(static_cast<pid_t>(pid), sig) == 0) ++count;
+    }
+  }
+  ::close(proc);
+  return count;
+}
+
+/// The waiter's life once the daemon's main process is started: it reaps every
+/// process that comes back to it (a child subreaper); when the main process
+/// ends it writes how into `exit` in the state directory (`dir`), SIGKILLs
+/// every process still held, reaps them all and exits. Never returns.
+[[noreturn]] static void run_waiter(pid_t main, int dir, const char* prefix) noexcept {
+  // Only the state directory stays open: a pipe of the host kept open here would
+  // keep its reader waiting (`stackctl stack up | cat`).
+  int limit = 65536;
+#if defined(SYS_close_range)
+  const bool ranged = (dir <= 3 || ::syscall(SYS_close_range, 3U, static_cast<unsigned>(dir - 1), 0U) == 0) &&
+                      ::syscall(SYS_close_range, static_cast<unsigned>(dir + 1), ~0U, 0U) == 0;
+  if (ranged) limit = 0;
+#endif
+  for (int fd = 3; fd < limit; ++fd)
+    if (fd != dir) ::close(fd);
+  struct sigaction sa{};
+  sa.sa_handler = on_waiter_term; // no SA_RESTART: waitpid returns EINTR
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  bool main_done = false;
+  while (true) {
+    int status = 0;
+    const pid_t p = ::waitpid(-1, &status, 0);
+    if (p < 0) {
+      if (errno == EINTR) {
+        if (waiter_term != 0 && !main_done) ::kill(main, SIGTERM); // not reaped yet: still the main process
+        waiter_term = 0;
+        continue;
+      }
+      break; // ECHILD: nothing is held any more
+    }
+    if (p == main) {
+      main_done = true;
+      timespec now{};
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      const unsigned long long left = signal_children(SIGKILL);
+      // "<invocation id> <pid> exited|killed|dumped <n> <seconds>.<nanoseconds> <left>\n"
+      char line[160];
+      std::size_t len = 0;
+      for (const char* c = prefix; *c != '\0' && len < 64; ++c) line[len++] = *c;
+      len += put_number(line + len, static_cast<unsigned long long>(main));
+      const char* how = WIFEXITED(status) ? " exited " : WCOREDUMP(status) ? " dumped " : " killed ";
+      for (const char* c = how; *c != '\0'; ++c) line[len++] = *c;
+      len += put_number(line + len, static_cast<unsigned long long>(WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)));
+      line[len++] = ' ';
+      len += put_number(line + len, static_cast<unsigned long long>(now.tv_sec));
+      line[len++] = '.';
+      char ns[16];
+      const std::size_t digits = put_number(ns, static_cast<unsigned long long>(now.tv_nsec));
+      for (std::size_t i = digits; i < 9; ++i) line[len++] = '0';
+      for (std::size_t i = 0; i < digits; ++i) line[len++] = ns[i];
+      line[len++] = ' ';
+      len += put_number(line + len, left);
+      line[len++] = '\n';
+      ::unlinkat(dir, "exit.tmp", 0);
+      const int fd = ::openat(dir, "exit.tmp", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        const bool written = ::write(fd, line, len) == static_cast<ssize_t>(len);
+        ::close(fd);
+        if (written) ::renameat(dir, "exit.tmp", dir, "exit");
+        else ::unlinkat(dir, "exit.tmp", 0);
+      }
+    } else if (main_done) {
+      // One that died leaves its children to us: they are signalled in turn.
+      signal_children(SIGKILL);
+    }
+  }
+  ::_exit(0);
+}
+
+/// Why a child could not be started, from its report.
+static std::string start_error(const SpawnOptions& o, const ChildPlan& p, const Report& rep, bool complete) {
+  const char* stages[] = {"",
+                          "setsid",
+                          "redirect its output",
+                          "change to its working directory",
+                          "execute it",
+                          "set its supplementary groups",
+                          "set its group id",
+                          "set its user id",
+                          "start its waiter (fork)",
+                          "make its waiter a child subreaper",
+                          "start it under its waiter (fork)"};
+  std::string what = "stackup: cannot start '" + o.argv.front() + "'";
+  const int stage = complete && rep.stage >= 1 && rep.stage <= 10 ? rep.stage : 4;
+  what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep.err);
+  const std::string as_user = o.user != nullptr ? "user '" + o.user->name + "'" : std::string();
+  if (stage == 3 && o.user == nullptr) what += " (working_dir " + quoted(o.working_dir) + ")";
+  if (stage == 3 && o.user != nullptr)
+    what += " (working_dir " + quoted(o.working_dir) + ", as " + as_user +
+            (rep.err == EACCES ? ": that user must be allowed to enter it and every directory above it)" : ")");
+  if (stage == 4 && rep.err == ENOENT && p.candidates.size() > 1) what += " (not found in PATH)";
+  if (stage == 4 && rep.err == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
+  if (stage >= 5 && stage <= 7)
+    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) +
+            (rep.err == EPERM ? ": switching users needs root with CAP_SETUID and CAP_SETGID (a container may drop "
+                                "them): grant them, or remove `user`)"
+                              : ")");
+  return what;
+}
+
+/// Reads one Report; returns the bytes read (0 at end of file).
+static std::size_t read_report(int fd, Report& rep) noexcept {
+  std::size_t got = 0;
+  while (got < sizeof rep) {
+    const ssize_t n = ::read(fd, reinterpret_cast<char*>(&rep) + got, sizeof rep - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got;
+}
+
+/// The pipe and socket pair a start uses (see ChildPlan::report and ::go).
+struct StartChannels {
+  Fd report_read, report_write, go_parent, go_child;
+  StartChannels() {
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+    report_read = above_stdio(Fd(report[0]));
+    report_write = above_stdio(Fd(report[1]));
+    int go[2];
+    // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
+      throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
+    go_parent = above_stdio(Fd(go[0]));
+    go_child = above_stdio(Fd(go[1]));
+  }
+  void go() {
+    const char byte = 'g';
+    while (::send(go_parent.get(), &byte, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+    go_parent.reset();
+  }
 };
 
 /// Starts `o.argv` in a new session (so it leads its own process group and has
@@ -4429,124 +5961,21 @@ struct SpawnOptions {
 /// unrecorded. Throws Error (after reaping the child) when the command cannot be
 /// started; what `gate` throws is rethrown after killing the child.
 template <class Gate> static pid_t spawn(const SpawnOptions& o, Gate&& gate) {
-  if (o.argv.empty() || o.argv.front().empty()) throw Error("stackup: cannot start an empty command");
-  // Everything the child needs is built here: between fork and exec it may only
-  // make async-signal-safe calls (no allocation), as the host may have threads.
-  std::vector<std::string> env_strings;
-  const auto configured = [&](std::string_view key) { return o.env != nullptr && o.env->count(std::string(key)) != 0; };
-  const auto identity = [&](std::string_view key) {
-    return o.user != nullptr && (key == "HOME" || key == "USER" || key == "LOGNAME");
-  };
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const std::string_view kv(*e);
-    const std::string_view key = kv.substr(0, kv.find('='));
-    if (configured(key) || identity(key)) continue;
-    env_strings.emplace_back(kv);
-  }
-  if (o.user != nullptr) {
-    // What a login as that user would have; a variable the caller configured wins.
-    const std::pair<const char*, const std::string*> vars[] = {
-        {"HOME", &o.user->home}, {"USER", &o.user->name}, {"LOGNAME", &o.user->name}};
-    for (const auto& [key, value] : vars)
-      if (!configured(key)) env_strings.push_back(std::string(key) + "=" + *value);
-  }
-  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
-  if (const char* p = std::getenv("PATH")) path_var = p;
-  if (o.env != nullptr) {
-    for (const auto& [key, value] : *o.env) {
-      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos)
-        throw Error("stackup: invalid environment variable name '" + key + "': it must be non-empty, without '='");
-      env_strings.push_back(key + "=" + value);
-      if (key == "PATH") path_var = value;
-    }
-  }
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args(o.argv);
-  std::vector<char*> argv;
-  for (auto& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> candidates;
-  if (o.argv.front().find('/') != std::string::npos) {
-    candidates.push_back(o.argv.front());
-  } else {
-    std::string_view rest = path_var;
-    while (true) {
-      const auto colon = rest.find(':');
-      const std::string_view dir = rest.substr(0, colon);
-      candidates.push_back((dir.empty() ? std::string(".") : std::string(dir)) + "/" + o.argv.front());
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
-  }
-  const char* cwd = o.working_dir.empty() ? nullptr : o.working_dir.c_str();
-
-  if (o.stdin_fd <= 2 || o.stdout_fd <= 2 || o.stderr_fd <= 2)
-    throw Error("stackup: spawn: the child's standard streams must be descriptors above 2 (see above_stdio)");
+  ChildPlan plan;
+  plan_child(o, plan);
   // Every descriptor here is moved above 2 (a host started with closed stdio
   // gets 0-2 from pipe()), so the child's dup2 onto 0-2 clobbers none of them.
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
-  Fd report_read(report[0]), report_write(report[1]);
-  report_read = above_stdio(std::move(report_read));
-  report_write = above_stdio(std::move(report_write));
-  int go[2];
-  // A socket, not a pipe: writing to it after the child died must not raise SIGPIPE.
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
-    throw Error("stackup: cannot create a socket pair: " + sys_message(errno));
-  Fd go_parent(go[0]), go_child(go[1]);
-  go_parent = above_stdio(std::move(go_parent));
-  go_child = above_stdio(std::move(go_child));
-
+  StartChannels ch;
+  plan.report = ch.report_write.get();
+  plan.go = ch.go_child.get();
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
   if (pid == 0) {
-    // Child: async-signal-safe calls only.
-    struct Report {
-      int stage, err;
-    };
-    auto fail = [&](int stage) {
-      const Report rep{stage, errno};
-      [[maybe_unused]] const ssize_t n = ::write(report_write.get(), &rep, sizeof rep);
-      ::_exit(127);
-    };
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
-    }
-    if (::setsid() < 0) fail(1);
-    if (::dup2(o.stdin_fd, 0) < 0 || ::dup2(o.stdout_fd, 1) < 0 || ::dup2(o.stderr_fd, 2) < 0) fail(2);
-#if defined(SYS_close_range)
-    // Any descriptor the host left inheritable is closed at exec, not leaked to the daemon.
-    ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
-#endif
-    if (o.user != nullptr) {
-      // Groups and gid first: once the uid is not root, they cannot be changed.
-      if (::setgroups(o.user->groups.size(), o.user->groups.data()) != 0) fail(5);
-      if (::setgid(o.user->gid) != 0) fail(6);
-      if (::setuid(o.user->uid) != 0) fail(7);
-    }
-    // As that user: a directory it cannot enter is an error here, not a surprise later.
-    if (cwd != nullptr && ::chdir(cwd) != 0) fail(3);
-    char byte = 0;
-    ssize_t got = 0;
-    do got = ::read(go_child.get(), &byte, 1);
-    while (got < 0 && errno == EINTR);
-    if (got != 1) ::_exit(125); // the parent did not record us: do not run
-    int err = ENOENT;
-    for (const auto& c : candidates) {
-      ::execve(c.c_str(), argv.data(), envp.data());
-      if (errno != ENOENT && errno != ENOTDIR) err = errno;
-      if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
-    }
-    errno = err;
-    fail(4);
+    default_signals();
+    run_child(plan);
   }
-  report_write.reset();
-  go_child.reset();
+  ch.report_write.reset();
+  ch.go_child.reset();
   try {
     gate(pid);
   } catch (...) {
@@ -4555,45 +5984,105 @@ template <class Gate> static pid_t spawn(const SpawnOptions& o, Gate&& gate) {
     }
     throw;
   }
-  const char byte = 'g';
-  while (::send(go_parent.get(), &byte, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
-  go_parent.reset();
-  int rep[2] = {0, 0};
-  std::size_t got = 0;
-  while (got < sizeof rep) {
-    const ssize_t n = ::read(report_read.get(), reinterpret_cast<char*>(rep) + got, sizeof rep - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
-  }
+  ch.go();
+  Report rep;
+  const std::size_t got = read_report(ch.report_read.get(), rep);
   if (got == 0) return pid; // the report pipe closed on exec: started
   while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-  const char* stages[] = {"",
-                          "setsid",
-                          "redirect its output",
-                          "change to its working directory",
-                          "execute it",
-                          "set its supplementary groups",
-                          "set its group id",
-                          "set its user id"};
-  std::string what = "stackup: cannot start '" + o.argv.front() + "'";
-  const int stage = got == sizeof rep && rep[0] >= 1 && rep[0] <= 7 ? rep[0] : 4;
-  what += ": " + std::string(stages[stage]) + " failed: " + sys_message(rep[1]);
-  const std::string as_user = o.user != nullptr ? "user '" + o.user->name + "'" : std::string();
-  if (stage == 3 && o.user == nullptr) what += " (working_dir " + quoted(o.working_dir) + ")";
-  if (stage == 3 && o.user != nullptr)
-    what += " (working_dir " + quoted(o.working_dir) + ", as " + as_user +
-            (rep[1] == EACCES ? ": that user must be allowed to enter it and every directory above it)" : ")");
-  if (stage == 4 && rep[1] == ENOENT && candidates.size() > 1) what += " (not found in PATH)";
-  if (stage == 4 && rep[1] == EACCES && o.user != nullptr) what += " (as " + as_user + ")";
-  if (stage >= 5)
-    what += " (" + as_user + ", uid " + std::to_string(o.user->uid) + ", gid " + std::to_string(o.user->gid) +
-            (rep[1] == EPERM ? ": switching users needs root with CAP_SETUID and CAP_SETGID (a container may drop "
-                               "them): grant them, or remove `user`)"
-                             : ")");
-  throw Error(what);
+  throw Error(start_error(o, plan, rep, got == sizeof rep));
+}
+
+/// A daemon started under the hold: its waiter and its main process.
+struct Held {
+  pid_t waiter = 0, main = 0;
+};
+
+/// Whether the process `pid` that started at `start` is alive (not a zombie).
+static bool alive_as(pid_t pid, unsigned long long start) {
+  const auto st = read_proc_stat(pid);
+  return st && st->start_time == start && is_live_state(st->state);
+}
+
+/// Waits (up to `timeout`) until the process `pid` that started at `start` is
+/// gone; reaps it should it be a child of this process. Whether it is gone.
+static bool await_gone(pid_t pid, unsigned long long start, milliseconds timeout) {
+  const auto deadline = deadline_after(timeout);
+  Backoff backoff;
+  while (true) {
+    reap(pid);
+    if (!alive_as(pid, start)) return true;
+    if (Clock::now() >= deadline) return false;
+    backoff.sleep(deadline);
+  }
+}
+
+/// Starts `o.argv` like spawn, but under the hold: a waiter process (its own
+/// session, a child subreaper, not a child of this process) forks and keeps
+/// the daemon's main process as its child, so every process the daemon starts
+/// — double forks and setsid() included — stays the waiter's descendant. The
+/// waiter holds `hold_dir` (the state directory) open to write `exit` there
+/// when the main process ends (see run_waiter); `exit_prefix` begins that line.
+///
+/// `gate(Held)` runs before the main process may exec (see spawn); if it
+/// throws, the main process exits without running and the waiter with it.
+/// Error when the command cannot be started (its waiter is then gone too).
+template <class Gate>
+static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& exit_prefix, Gate&& gate) {
+  ChildPlan plan;
+  plan_child(o, plan);
+  StartChannels ch;
+  plan.report = ch.report_write.get();
+  plan.go = ch.go_child.get();
+  const char* prefix = exit_prefix.c_str();
+  // Above 2, like every descriptor here: the waiter's dup2 onto 0-2 must not replace it.
+  const Fd hold(::fcntl(hold_dir, F_DUPFD_CLOEXEC, 3));
+  if (!hold) throw Error("stackup: cannot duplicate a file descriptor: " + sys_message(errno));
+  const pid_t first = ::fork();
+  if (first < 0) throw Error("stackup: cannot fork to start '" + o.argv.front() + "': " + sys_message(errno));
+  if (first == 0) {
+    default_signals();
+    const pid_t waiter = ::fork(); // the waiter is nobody's child here: this process exits at once
+    if (waiter < 0) child_fail(plan.report, 8);
+    if (waiter > 0) ::_exit(0);
+    if (::setsid() < 0) child_fail(plan.report, 1);
+    if (::dup2(plan.in, 0) < 0 || ::dup2(plan.out, 1) < 0 || ::dup2(plan.err, 2) < 0) child_fail(plan.report, 2);
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL) != 0) child_fail(plan.report, 9);
+    const pid_t main = ::fork();
+    if (main < 0) child_fail(plan.report, 10);
+    if (main == 0) run_child(plan);
+    const Report started{0, 0, ::getpid(), main};
+    [[maybe_unused]] const ssize_t n = ::write(plan.report, &started, sizeof started);
+    run_waiter(main, hold.get(), prefix);
+  }
+  ch.report_write.reset();
+  ch.go_child.reset();
+  while (::waitpid(first, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  Report rep;
+  std::size_t got = read_report(ch.report_read.get(), rep);
+  if (got != sizeof rep || rep.stage != 0) throw Error(start_error(o, plan, rep, got == sizeof rep));
+  const Held held{rep.waiter, rep.main};
+  const auto waiter = read_proc_stat(held.waiter);
+  auto await_waiter = [&] {
+    if (waiter) (void)await_gone(held.waiter, waiter->start_time, std::chrono::seconds(10));
+  };
+  try {
+    gate(held);
+  } catch (...) {
+    ch.go_parent.reset(); // the main process exits without running, then the waiter
+    // It may have failed on its own before (its working directory, its user),
+    // and be gone before the gate could read it: that failure is the one to report.
+    got = read_report(ch.report_read.get(), rep);
+    await_waiter();
+    if (got != 0) throw Error(start_error(o, plan, rep, got == sizeof rep));
+    throw;
+  }
+  ch.go();
+  got = read_report(ch.report_read.get(), rep);
+  if (got == 0) return held; // the report pipe closed on exec: started
+  await_waiter();
+  throw Error(start_error(o, plan, rep, got == sizeof rep));
 }
 
 // ---- shell commands -------------------------------------------------------------------
@@ -4843,6 +6332,7 @@ using posix = Posix<>;
 // ---- end stackup/detail/posix.hpp ----
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -4869,13 +6359,27 @@ struct Probe {
   Kind kind = Kind::none;
   std::uint16_t port = 0; ///< tcp and http: the loopback port
   std::string path{};     ///< http: the request path, e.g. "/health"
+  /// tcp and http: also count a listener that is not one of the daemon's own
+  /// processes (for a daemon that hands its port to another process, such as
+  /// `docker run -p`). By default only a socket held by the daemon's processes
+  /// counts, so another server already on the port never passes for the daemon.
+  bool any_listener = false;
 
-  /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health".
+  /// This probe, counting any listener on the port (see any_listener).
+  [[nodiscard]] Probe with_any_listener(bool yes = true) const {
+    Probe p = *this;
+    p.any_listener = yes;
+    return p;
+  }
+
+  /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health", with
+  /// " (any listener)" when any_listener is set.
   [[nodiscard]] std::string describe() const {
+    const std::string any = any_listener ? " (any listener)" : "";
     switch (kind) {
     case Kind::none: return "none";
-    case Kind::tcp: return "tcp 127.0.0.1:" + std::to_string(port);
-    case Kind::http: return "http://127.0.0.1:" + std::to_string(port) + path;
+    case Kind::tcp: return "tcp 127.0.0.1:" + std::to_string(port) + any;
+    case Kind::http: return "http://127.0.0.1:" + std::to_string(port) + path + any;
     }
     return "?";
   }
@@ -4888,7 +6392,7 @@ inline Probe none() { return {}; }
 /// Ready when 127.0.0.1:`port` accepts a TCP connection.
 inline Probe tcp(std::uint16_t port) {
   if (port == 0) throw Error("stackup: ready::tcp(0): give the port the daemon listens on");
-  return {Probe::Kind::tcp, port, {}};
+  return {Probe::Kind::tcp, port, {}, false};
 }
 
 /// Ready when `GET path` on 127.0.0.1:`port` answers with a 2xx status.
@@ -4897,7 +6401,7 @@ inline Probe http(std::uint16_t port, std::string path = "/") {
   if (path.empty() || path.front() != '/' ||
       path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
     throw Error("stackup: ready::http: path '" + path + "' must start with '/' and hold no spaces or line breaks");
-  return {Probe::Kind::http, port, std::move(path)};
+  return {Probe::Kind::http, port, std::move(path), false};
 }
 
 } // namespace ready
@@ -4920,8 +6424,31 @@ struct LocalDaemonConfig {
   /// LOGNAME are its own unless `env` sets them). Empty or the current user:
   /// as this process. Another user needs root; the user must be able to enter
   /// `working_dir`. The state directory stays stackup's: the daemon writes
-  /// daemon.log through the descriptor it is started with.
+  /// daemon.log through the descriptor it is started with. The daemon gets a
+  /// clean environment, as `su -` and systemd give: `env`, that user's HOME,
+  /// USER, LOGNAME and SHELL, and PATH=/usr/local/bin:/usr/bin:/bin (each
+  /// unless `env` sets it); nothing of this process's environment.
   std::string user{};
+  /// resume without a readiness probe: how long the main process must keep
+  /// running for the start to count. One that exits within it (`sh -c 'exit
+  /// 3'`, or a command that puts its server in the background and returns)
+  /// fails resume with its exit status. Zero (or negative): no wait; an exit
+  /// already seen still fails. Unused with a probe (readiness decides).
+  std::chrono::milliseconds start_grace = std::chrono::milliseconds(500);
+};
+
+/// How a daemon's main process ended, as its waiter recorded it (see
+/// LocalDaemon::last_exit).
+struct DaemonExit {
+  pid_t pid = 0;                  ///< the main process
+  std::optional<int> exit_code{}; ///< its exit status, when it exited
+  std::optional<int> signal{};    ///< the signal that killed it, when one did
+  bool core_dumped = false;       ///< killed with a core dump
+  std::chrono::system_clock::time_point when{}; ///< when its waiter saw it end
+  /// How many processes the daemon had left running then: the waiter killed them.
+  unsigned long long left_running = 0;
+  /// Whether this is the end of the start the pid file records (false: of an earlier one).
+  bool current = false;
 };
 
 namespace detail {
@@ -4971,6 +6498,10 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
   case ready::Probe::Kind::tcp: line("ready", "tcp " + std::to_string(c.ready.port)); break;
   case ready::Probe::Kind::http: line("ready", "http " + std::to_string(c.ready.port) + " " + c.ready.path); break;
   }
+  // Each only when set: a config without them stays readable by earlier versions.
+  if (c.ready.any_listener && c.ready.kind != ready::Probe::Kind::none) line("ready_any_listener", "1");
+  if (c.start_grace != LocalDaemonConfig{}.start_grace)
+    line("start_grace_ms", std::to_string(std::max<long long>(c.start_grace.count(), 0)));
   line("start_timeout_ms", std::to_string(c.start_timeout.count()));
   line("stop_timeout_ms", std::to_string(c.stop_timeout.count()));
   for (const auto& [k, v] : c.env) line("env", k + "=" + v);
@@ -4986,7 +6517,7 @@ inline std::string format_daemon_config(std::string_view role, const LocalDaemon
 inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std::string& role, std::string& why) {
   c = LocalDaemonConfig{};
   std::size_t number = 0;
-  bool ended = false, header = false;
+  bool ended = false, header = false, any_listener = false;
   std::string value;
   auto fail = [&](std::string reason) {
     why = "line " + std::to_string(number) + ": " + std::move(reason);
@@ -5031,6 +6562,11 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
     else if (key == "user") c.user = value;
     else if (key == "start_timeout_ms") {
       if (!to_ms(value, c.start_timeout)) return fail("start_timeout_ms is not a number of milliseconds");
+    } else if (key == "start_grace_ms") {
+      if (!to_ms(value, c.start_grace)) return fail("start_grace_ms is not a number of milliseconds");
+    } else if (key == "ready_any_listener") {
+      if (value != "1") return fail("ready_any_listener is not 1");
+      any_listener = true;
     } else if (key == "stop_timeout_ms") {
       if (!to_ms(value, c.stop_timeout)) return fail("stop_timeout_ms is not a number of milliseconds");
     } else if (key == "env") {
@@ -5046,7 +6582,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
       } else if (kind == "tcp" && s1 != std::string_view::npos) {
         std::uint16_t port = 0;
         if (!to_port(v.substr(s1 + 1), port)) return fail("ready tcp: bad port");
-        c.ready = {ready::Probe::Kind::tcp, port, {}};
+        c.ready = {ready::Probe::Kind::tcp, port, {}, false};
       } else if (kind == "http" && s1 != std::string_view::npos) {
         const auto s2 = v.find(' ', s1 + 1);
         std::uint16_t port = 0;
@@ -5055,7 +6591,7 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
         const std::string_view path = v.substr(s2 + 1);
         if (path.empty() || path.front() != '/' || path.find(' ') != std::string_view::npos)
           return fail("ready http: bad path");
-        c.ready = {ready::Probe::Kind::http, port, std::string(path)};
+        c.ready = {ready::Probe::Kind::http, port, std::string(path), false};
       } else {
         return fail("ready is not 'none', 'tcp PORT' or 'http PORT PATH'");
       }
@@ -5071,6 +6607,11 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
     why = "no 'end' line (the file was cut short)";
     return false;
   }
+  if (any_listener && c.ready.kind == ready::Probe::Kind::none) {
+    why = "ready_any_listener without a tcp or http probe";
+    return false;
+  }
+  c.ready.any_listener = any_listener;
   return true;
 }
 
@@ -5079,7 +6620,8 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 /// A local process that the stack starts and stops (ZenML's LocalDaemonService,
 /// done right). Its state directory (mode 0700) holds the ownership marker
 /// `.stackup-daemon`, `config`, the pid file `pid` ("<pid> <start time>
-/// <invocation id>"), `daemon.log` and a `lock` file.
+/// <invocation id> <waiter pid> <waiter start time>"), `exit` (how the main
+/// process last ended), `daemon.log` and a `lock` file.
 ///
 /// - The state directory is stackup's own: provision creates it (or takes an
 ///   empty one) and writes the marker. A directory without the marker — one
@@ -5090,20 +6632,26 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///   line and gets the marker at its next provision or resume.)
 /// - Queries read the real world on every call (pid file, /proc, probe), so a
 ///   second process that knows only the state directory sees the truth.
-/// - `resume` starts the command in its own session (stdin /dev/null, output
-///   appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new random id that
-///   the pid file records) and waits for readiness with 1–10 ms back-off.
-///   With `user`, the process runs as that user (see LocalDaemonConfig::user).
-/// - `suspend` sends SIGTERM to every process group of the daemon's session, then
-///   SIGKILL after `stop_timeout`. A pid whose start time does not match is never
-///   signalled.
-/// - The command must run its server in the foreground. One that puts it in the
-///   background (`sh -c 'server &'`) and exits is not supported: `resume` fails
-///   and stops what it left in its session. Should the daemon's own process exit
-///   later, the daemon is not running, and the next `resume` or `deprovision`
-///   stops what it left in its session, as long as that is provably the
-///   daemon's: the recorded process is not yet reaped, or a process there
-///   carries the start's `STACKUP_INVOCATION_ID` in its environment.
+/// - `resume` starts the command under the hold: a waiter process (a fork of
+///   this one, in a session of its own, a child subreaper) forks it as its
+///   child, the main process, in a session of its own too (stdin /dev/null,
+///   output appended to daemon.log, `STACKUP_INVOCATION_ID` set to a new
+///   random id). Every process the daemon starts stays the waiter's
+///   descendant, even through a double fork or setsid(). The pid file records
+///   the main process and the waiter (pid and start time each) and the id.
+///   With a probe, resume fails at once if the port is already taken, and
+///   waits (1-10 ms back-off) until the probe passes on a socket of the
+///   daemon's own processes (see ready::Probe::any_listener); without one, it
+///   waits start_grace and fails if the main process exited. With `user`, the
+///   process runs as that user, in a clean environment (see LocalDaemonConfig::user).
+/// - The main process ending is the daemon's end: the waiter records how in
+///   `exit` (see last_exit), SIGKILLs every process still held and exits.
+/// - `suspend` stops as systemd's KillMode=mixed does: SIGTERM to the main
+///   process, then, once it has exited or after `stop_timeout`, SIGKILL to
+///   every process still held, and waits until the waiter is gone. A pid whose
+///   start time does not match is never signalled. A pid file of stackup 0.2
+///   (no waiter) is stopped as 0.2 did: the process groups of its session,
+///   while that session is provably the daemon's.
 /// - Every action holds an exclusive flock on `lock`: two processes running
 ///   `up` at once start one daemon.
 ///
@@ -5134,6 +6682,7 @@ public:
                   ": .state_dir is empty: give it a directory");
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
+    config_.start_grace = std::max(config_.start_grace, std::chrono::milliseconds::zero());
     config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
     if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
       config_.state_dir = config_.state_dir.parent_path();
@@ -5178,6 +6727,8 @@ public:
   [[nodiscard]] const Config& config() const noexcept { return config_; }
   /// The state directory (absolute).
   [[nodiscard]] const std::filesystem::path& state_dir() const noexcept { return config_.state_dir; }
+  /// What this daemon owns (one owner per path, checked by the stack): its state directory.
+  [[nodiscard]] std::array<std::string_view, 1> owned_paths() const noexcept { return {config_.state_dir.native()}; }
   /// The daemon's output: `<state_dir>/daemon.log`.
   [[nodiscard]] std::filesystem::path log_file() const { return config_.state_dir / "daemon.log"; }
   /// The pid file: `<state_dir>/pid`.
@@ -5216,17 +6767,45 @@ public:
     return dir && ::fstatat(dir.get(), "config", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
   }
 
-  /// The pid file parses, its process is alive with the recorded start time
-  /// (a reused pid is not ours), and the readiness probe, if any, passes.
-  /// Processes left in its session once that process has exited do not count
-  /// (the next resume or deprovision stops them). Error on an unsafe or foreign
-  /// state directory or a corrupt pid file.
+  /// The pid file parses, its main process is alive with the recorded start
+  /// time (a reused pid is not ours), and the readiness probe, if any, passes
+  /// against a listener of the daemon's own processes (any listener with
+  /// ready::Probe::any_listener). Processes still held once the main process
+  /// has exited do not count (its waiter is stopping them, and the next
+  /// suspend, resume or deprovision stops what is left). Error on an unsafe or
+  /// foreign state directory or a corrupt pid file.
   [[nodiscard]] bool is_running() const {
     const auto dir = open_state();
     if (!dir) return false;
     const auto rec = read_pid(dir.get());
     if (!rec || detail::posix::identify(*rec) != detail::posix::Identity::ours) return false;
-    return probe(std::chrono::seconds(1));
+    return ready_now(*rec, std::chrono::seconds(1));
+  }
+
+  /// How the daemon's main process last ended, as the waiter that held it
+  /// recorded it in `<state_dir>/exit` (exit status or signal, and when);
+  /// empty when no start under the hold has ended yet, or the record cannot be
+  /// read. What another process (a status command, a supervisor) reads.
+  [[nodiscard]] std::optional<DaemonExit> last_exit() const {
+    const auto dir = open_state();
+    if (!dir) return std::nullopt;
+    const auto r = read_exit(dir.get());
+    if (!r) return std::nullopt;
+    DaemonExit out;
+    out.pid = r->pid;
+    if (r->exit.code == CLD_EXITED) out.exit_code = r->exit.status;
+    else out.signal = r->exit.status;
+    out.core_dumped = r->exit.code == CLD_DUMPED;
+    out.when = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+        std::chrono::seconds(r->seconds) + std::chrono::nanoseconds(r->nanoseconds)));
+    out.left_running = r->left;
+    try {
+      const auto rec = read_pid(dir.get());
+      out.current = rec && rec->invocation_id == r->invocation_id && rec->pid == r->pid;
+    } catch (const Error&) {
+      out.current = false;
+    }
+    return out;
   }
 
   /// Creates the state directory (mode 0700, parents as needed) with the
@@ -5241,17 +6820,26 @@ public:
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing state directory " + px::quoted(config_.state_dir) + ": " + why +
                   "; give the daemon a directory of its own");
-    remove_leftovers();
+    {
+      // Missing parents are made here (marked, so that deprovision removes
+      // them again); one another user can write is refused.
+      const px::Fd parent = px::make_parents(config_.state_dir, LOCK_SH, who());
+      px::check_parent(parent.get(), config_.state_dir.parent_path(), who(), "use state directory",
+                       config_.state_dir);
+      remove_leftovers(parent.get());
+    }
     const auto locked = lock_state(true);
     claim(locked.dir.get());
     write_config(locked.dir.get());
   }
 
-  /// Starts the command detached and waits until it is ready. Nothing to do if
-  /// it already runs. TransitionError when it exits before it is ready (with
-  /// its exit status and the last lines of its log) or when it is not ready
-  /// within start_timeout (it is stopped first); ProvisioningError when there
-  /// is no state directory.
+  /// Starts the command under its waiter and waits until it is ready. Nothing
+  /// to do if it already runs. TransitionError when the probe's port is
+  /// already taken (naming the port and its holder; nothing is started), when
+  /// the main process exits before it is ready or within start_grace (with its
+  /// exit status and the last lines of its log; what it left is stopped), or
+  /// when it is not ready within start_timeout (it is stopped first);
+  /// ProvisioningError when there is no state directory.
   void resume() {
     using px = detail::posix;
     if (config_.command.empty())
@@ -5266,10 +6854,19 @@ public:
     write_config(dir);
     if (const auto rec = read_pid(dir)) {
       // Under the lock, so a concurrent `up` that started it is seen here.
-      if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0);
-      // Stale: the process is gone or the pid reused. What it left in its
-      // session is stopped, so that this start is the only one.
+      if (px::identify(*rec) == px::Identity::ours) return await_ready(dir, *rec, 0, false);
+      // Stale: the main process is gone or the pid reused. What it left
+      // running is stopped, so that this start is the only one.
       stop(dir);
+    }
+    if (config_.ready.kind != ready::Probe::Kind::none) {
+      // Whatever answers on the port now is not this daemon: its probe would pass
+      // for it while the daemon itself dies of "address already in use".
+      if (const std::string holders = px::listener_holders(config_.ready.port); !holders.empty())
+        throw TransitionError(std::string(this->role_name()), Transition::resume,
+                              "stackup: " + who() + ": port " + std::to_string(config_.ready.port) +
+                                  " is already taken by " + holders +
+                                  " before the daemon started: stop that process, or give the daemon another port");
     }
 
     px::Fd log = px::open_own_file(dir, "daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -5285,8 +6882,9 @@ public:
     const off_t run_start = ::lseek(log.get(), 0, SEEK_END);
 
     px::PidRecord rec{0, 0, px::new_invocation_id()};
+    if (rec.invocation_id.empty()) rec.invocation_id = std::string(32, '0'); // no random bytes: no id to prove by
     auto env = config_.env;
-    if (!rec.invocation_id.empty()) env[std::string(px::invocation_variable)] = rec.invocation_id;
+    if (rec.invocation_id != std::string(32, '0')) env[std::string(px::invocation_variable)] = rec.invocation_id;
     px::SpawnOptions o;
     o.argv = config_.command;
     o.env = &env;
@@ -5296,13 +6894,19 @@ public:
     o.stderr_fd = log.get();
     o.user = as ? &*as : nullptr;
     try {
-      // The pid file is written before the child may exec, so no daemon ever
-      // runs unrecorded, even if this process dies right now.
-      px::spawn(o, [&](pid_t child) {
-        const auto st = px::read_proc_stat(child);
-        if (!st) throw Error("stackup: cannot read /proc/" + std::to_string(child) + "/stat of the new process");
-        rec.pid = child;
-        rec.start_time = st->start_time;
+      // The pid file is written before the main process may exec, so no daemon
+      // ever runs unrecorded, even if this process dies right now. Its waiter
+      // holds everything it starts and writes `exit` when it ends.
+      px::spawn_held(o, dir, rec.invocation_id + " ", [&](const px::Held& held) {
+        const auto main = px::read_proc_stat(held.main);
+        const auto waiter = px::read_proc_stat(held.waiter);
+        if (!main || !waiter)
+          throw Error("stackup: cannot read /proc/" + std::to_string(main ? held.waiter : held.main) +
+                      "/stat of the new process");
+        rec.pid = held.main;
+        rec.start_time = main->start_time;
+        rec.waiter = held.waiter;
+        rec.waiter_start = waiter->start_time;
         px::write_file_atomic(dir, "pid", px::format_pid_record(rec), pid_file());
       });
     } catch (const std::exception& e) {
@@ -5310,12 +6914,14 @@ public:
       throw TransitionError(std::string(this->role_name()), Transition::resume,
                             "stackup: " + who() + ": " + std::string(detail::unprefixed(e.what())));
     }
-    await_ready(dir, rec, run_start);
+    await_ready(dir, rec, run_start, true);
   }
 
-  /// SIGTERM to the daemon's process group, up to stop_timeout for it to exit,
-  /// then SIGKILL; removes the pid file. A stale pid file (process gone, or
-  /// the pid now another process's) is removed without signalling anything.
+  /// SIGTERM to the main process, up to stop_timeout for it to exit, then
+  /// SIGKILL to every process still held; returns once the waiter is gone
+  /// (nothing the daemon started is left) and removes the pid file. A stale
+  /// pid file (process gone, or the pid now another process's) is removed
+  /// without signalling anything but what its waiter still holds.
   void suspend() {
     if (const auto locked = lock_state(false)) stop(locked.dir.get());
   }
@@ -5329,22 +6935,48 @@ public:
     if (const std::string why = px::forbidden_directory(config_.state_dir); !why.empty())
       throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
                   ": " + why);
-    remove_leftovers();
-    const auto locked = lock_state(false);
-    if (!locked) return;
-    const int dir = locked.dir.get();
-    stop(dir);
-    // Move the directory away while holding its lock: a process waiting for
-    // that lock then finds no state directory at the path and gives up,
-    // instead of locking a new lock file inside a directory being removed (two
-    // holders at once). If this process dies before the removal ends, the next
-    // provision or deprovision finishes it (remove_leftovers).
-    std::filesystem::path doomed = config_.state_dir;
-    doomed += ".removing-" + std::to_string(::getpid());
-    if (::rename(config_.state_dir.c_str(), doomed.c_str()) != 0) doomed = config_.state_dir;
-    if (const std::error_code ec = remove_state_tree(doomed))
-      throw Error("stackup: " + who() + ": cannot remove state directory " + px::quoted(doomed) + ": " +
-                  ec.message() + "; remove it yourself");
+    {
+      // Everything is removed relative to this descriptor of the parent,
+      // never by path: a directory swapped for a symlink is not followed.
+      const auto parent_dir = config_.state_dir.parent_path();
+      const px::Fd parent(::open(parent_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!parent) {
+        if (errno == ENOENT) return; // no parent, no state directory
+        throw Error("stackup: " + who() + ": cannot open " + px::quoted(parent_dir) + ": " + px::sys_message(errno));
+      }
+      px::check_parent(parent.get(), parent_dir, who(), "remove state directory", config_.state_dir);
+      remove_leftovers(parent.get());
+      const auto locked = lock_state(false);
+      if (locked) {
+        const int dir = locked.dir.get();
+        if (const auto mount = px::find_mount(dir))
+          throw Error("stackup: " + who() + ": refusing to remove state directory " + px::quoted(config_.state_dir) +
+                      ": " + px::removal_error(config_.state_dir, mount) + "; nothing was removed or stopped");
+        stop(dir);
+        // The directory locked must be the entry of the parent held.
+        const std::string leaf = config_.state_dir.filename().string();
+        struct stat held{}, entry{};
+        if (::fstat(dir, &held) != 0 || ::fstatat(parent.get(), leaf.c_str(), &entry, AT_SYMLINK_NOFOLLOW) != 0 ||
+            held.st_ino != entry.st_ino || held.st_dev != entry.st_dev)
+          throw Error("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
+                      " was replaced while it was being removed; nothing was removed: look at what is there now");
+        if (px::is_mount_point(parent.get(), dir))
+          throw Error("stackup: " + who() + ": state directory " + px::quoted(config_.state_dir) +
+                      " is a mount point; stackup never removes anything on another mount: unmount it (umount " +
+                      config_.state_dir.string() + "), then deprovision again");
+        // Move the directory away while holding its lock: a process waiting for
+        // that lock then finds no state directory at the path and gives up,
+        // instead of locking a new lock file inside a directory being removed (two
+        // holders at once). If this process dies before the removal ends, the next
+        // provision or deprovision finishes it (remove_leftovers).
+        std::string doomed = leaf + ".removing-" + std::to_string(::getpid());
+        if (::renameat(parent.get(), leaf.c_str(), parent.get(), doomed.c_str()) != 0) doomed = leaf;
+        if (const auto r = remove_state_tree(parent.get(), doomed, dir))
+          throw Error("stackup: " + who() + ": " + px::removal_error(parent_dir / doomed, r) +
+                      "; what is left keeps stackup's marker: remove the cause, then deprovision again");
+      }
+    } // the parent is let go: removing it takes its lock
+    px::remove_made_parents(config_.state_dir);
   }
 
 private:
@@ -5427,54 +7059,40 @@ private:
       check_owner(dir); // something that is not a marker appeared in its place: foreign now
   }
 
-  // Removes a state directory with everything in it, its proofs of ownership
-  // (config, then the marker) last: a removal cut short leaves a directory that
-  // is still provably stackup's, so a later remove_leftovers finishes it.
-  static std::error_code remove_state_tree(const std::filesystem::path& dir) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    // A process that was waiting for the lock may add one lock file meanwhile: go again.
-    for (int attempt = 0; attempt < 16; ++attempt) {
-      std::vector<fs::path> rest;
-      for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-        const auto n = it->path().filename();
-        if (n != marker && n != "config") rest.push_back(it->path());
-      }
-      if (ec) return ec == std::errc::no_such_file_or_directory ? std::error_code{} : ec;
-      for (const auto& p : rest)
-        if (fs::remove_all(p, ec); ec) return ec; // does not follow symlinks inside
-      for (const char* proof : {"config", marker})
-        if (::unlink((dir / proof).c_str()) != 0 && errno != ENOENT) return {errno, std::system_category()};
-      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return {};
-      if (errno != ENOTEMPTY && errno != EEXIST) return {errno, std::system_category()};
-    }
-    return std::make_error_code(std::errc::directory_not_empty);
+  // Removes the state directory `name` in `parent`, open as `dir` (checked to
+  // be that entry and stackup's), with everything in it, through descriptors
+  // only: never through a symlink, never onto another mount, never above
+  // `dir`. Its proofs of ownership (config, then the marker) go last: a
+  // removal cut short leaves a directory that is still provably stackup's, so
+  // a later remove_leftovers finishes it. A process that was waiting for the
+  // lock may add one lock file meanwhile: it goes again, up to 16 times.
+  static detail::posix::Removal remove_state_tree(int parent, const std::string& name, int dir) {
+    return detail::posix::remove_directory_at(parent, name, dir, {std::string_view("config"), std::string_view(marker)},
+                                              [](int) {}, 16);
   }
 
   // Finishes removals that a deprovision killed after moving the state
-  // directory away left behind: `<state_dir>.removing-<pid>` directories whose
-  // process is gone and that are provably stackup's (or hold nothing). Best
-  // effort: what cannot be removed now is left for the next call.
-  void remove_leftovers() const {
+  // directory away left behind: `<state_dir>.removing-<pid>` entries of the
+  // parent held as `parent` whose process is gone and that are, as opened,
+  // this user's private directories and provably stackup's (or hold nothing).
+  // Best effort: what cannot be removed now is left for the next call.
+  void remove_leftovers(int parent) const {
     using px = detail::posix;
-    namespace fs = std::filesystem;
     const std::string prefix = config_.state_dir.filename().string() + ".removing-";
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(config_.state_dir.parent_path(), ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      const std::string n = it->path().filename().string();
+    std::vector<std::string> names;
+    if (px::list_directory(parent, names) != 0) return;
+    for (const auto& n : names) {
       if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
       pid_t pid = 0;
       const auto r = std::from_chars(n.data() + prefix.size(), n.data() + n.size(), pid);
       if (r.ec != std::errc{} || r.ptr != n.data() + n.size() || pid <= 0) continue;
       if (const auto st = px::read_proc_stat(pid); st && px::is_live_state(st->state)) continue; // may be removing it
-      try {
-        const auto dir = px::open_private_dir(it->path()); // a real directory of ours, or Error
-        if (!dir || owner_of(dir.get()) == Owner::foreign) continue;
-      } catch (const Error&) {
+      const px::Fd dir = px::open_below(parent, n.c_str());
+      struct stat st{};
+      if (!dir || ::fstat(dir.get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 ||
+          owner_of(dir.get()) == Owner::foreign)
         continue;
-      }
-      (void)remove_state_tree(it->path());
+      (void)remove_state_tree(parent, n, dir.get());
     }
   }
 
@@ -5518,12 +7136,50 @@ private:
     return false;
   }
 
-  // Polls (1 ms back-off up to 10 ms) until the probe passes, the process ends,
-  // or start_timeout passes. `log_from`: where this run's output begins.
-  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from) {
+  // The waiter's record of how the main process ended; empty when there is
+  // none or it cannot be read (not a regular file, corrupt).
+  [[nodiscard]] std::optional<detail::posix::ExitRecord> read_exit(int dir) const {
+    try {
+      const auto text = detail::posix::read_file_at(dir, "exit", 256, config_.state_dir / "exit");
+      return text ? detail::posix::parse_exit_record(*text) : std::nullopt;
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+
+  // Whether the daemon answers its probe now, on a listener of its own
+  // processes (the waiter's descendants) unless any_listener says any will do.
+  [[nodiscard]] bool ready_now(const detail::posix::PidRecord& rec, std::chrono::milliseconds timeout) const {
+    using px = detail::posix;
+    if (config_.ready.kind == ready::Probe::Kind::none) return true;
+    if (!probe(timeout)) return false;
+    if (config_.ready.any_listener || rec.waiter == 0) return true; // 0.2's record: no hold to ask
+    const auto inodes = px::listening_inodes(config_.ready.port);
+    if (inodes.empty()) return false;
+    for (const auto& p : px::daemon_processes(rec))
+      if (px::holds_socket(p.pid, inodes)) return true;
+    return false;
+  }
+
+  // Stops what a record names: under the hold (KillMode=mixed), or, for a pid
+  // file of stackup 0.2 (no waiter), by its session and invocation id.
+  detail::posix::Stopped halt(const detail::posix::PidRecord& rec) const {
+    using px = detail::posix;
+    return rec.waiter != 0 ? px::stop_held(rec, config_.stop_timeout, who())
+                           : px::stop_process(rec, config_.stop_timeout, who());
+  }
+
+  // Polls (1 ms back-off up to 10 ms) until the daemon is ready, its main
+  // process ends, or start_timeout passes. Ready: the probe passes (see
+  // ready_now); without a probe, the main process is still running once
+  // start_grace has passed (`fresh`: this call started it; a daemon found
+  // running is ready at once). `log_from`: where this run's output begins.
+  void await_ready(int dir, const detail::posix::PidRecord& rec, off_t log_from, bool fresh) {
     using px = detail::posix;
     using Clock = px::Clock;
+    const bool probed = config_.ready.kind != ready::Probe::Kind::none;
     const auto deadline = px::deadline_after(config_.start_timeout);
+    const auto grace_end = px::deadline_after(fresh && !probed ? config_.start_grace : std::chrono::milliseconds(0));
     px::Backoff backoff;
     auto fail = [&](std::string what) {
       ::unlinkat(dir, "pid", 0);
@@ -5532,54 +7188,71 @@ private:
                            : "; last lines of " + log_file().string() + ":" + tail;
       throw_transition_error(std::string(this->role_name()), Transition::resume, "stackup: " + who() + " " + what);
     };
+    const std::string when = probed ? "before it was ready" : "within its start-up grace of " +
+                                                                 px::format_duration(config_.start_grace);
     while (true) {
-      // Identify without reaping, then look at the exit again: a process that
-      // ends between the two checks still reports its exit status.
-      const bool gone = px::identify(rec, false) != px::Identity::ours;
-      const auto ended = px::peek_exit(rec.pid);
-      const bool status = ended && ended->code != px::unknown_exit;
-      if (gone || status) {
-        // Before it is reaped (stop_process does that), while its session is surely ours.
-        const bool left = px::stop_process(rec, config_.stop_timeout, who()) != px::Stopped::not_running;
-        std::string what = status ? "exited with " + px::describe_exit(*ended) + " before it was ready"
-                                  : std::string("exited before it was ready");
-        if (left) {
-          append_log(dir, "stopped the processes it left in its session");
-          what += "; it left processes running in its session, which were stopped: the command must run its "
-                  "server in the foreground (one that puts it in the background, like `sh -c 'server &'`, is "
-                  "not supported)";
+      if (rec.waiter != 0 && px::identify(rec, false) != px::Identity::ours) {
+        // Its waiter kills what it left and records how it ended; stop_held waits for that.
+        const bool left = halt(rec) == px::Stopped::remains;
+        const auto ended = read_exit(dir);
+        const bool known = ended && ended->invocation_id == rec.invocation_id && ended->pid == rec.pid;
+        std::string what = known ? "exited with " + px::describe_exit(ended->exit) + " " + when
+                                 : "exited " + when;
+        if (left || (known && ended->left > 0)) {
+          append_log(dir, "stopped the processes it left running");
+          what += "; it left processes running, which were stopped: the command must run its server in the "
+                  "foreground (one that puts it in the background, like `sh -c 'server &'` or `redis-server "
+                  "--daemonize yes`, is not supported)";
         }
         fail(what);
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (probe(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      if (rec.waiter == 0) {
+        // A daemon started by stackup 0.2, found running: no waiter holds it.
+        const bool gone = px::identify(rec, false) != px::Identity::ours;
+        const auto ended = px::peek_exit(rec.pid);
+        const bool status = ended && ended->code != px::unknown_exit;
+        if (gone || status) {
+          const bool left = halt(rec) != px::Stopped::not_running;
+          std::string what = status ? "exited with " + px::describe_exit(*ended) + " " + when : "exited " + when;
+          if (left) append_log(dir, "stopped the processes it left in its session");
+          fail(what);
+        }
+      }
+      if (!probed) {
+        if (Clock::now() >= grace_end) return;
+      } else {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (ready_now(rec, std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(1000)))) return;
+      }
       if (stop_requested()) { // Ctrl-C, or UpOptions::stop: give up the wait, leave nothing running
-        px::stop_process(rec, config_.stop_timeout, who());
+        halt(rec);
         append_log(dir, "stopped: the start was interrupted (a stop was requested)");
         ::unlinkat(dir, "pid", 0);
         throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
       }
-      if (Clock::now() >= deadline) {
-        const auto how = px::stop_process(rec, config_.stop_timeout, who());
+      if (probed && Clock::now() >= deadline) {
+        const auto how = halt(rec);
         append_log(dir, how == px::Stopped::killed ? "stopped with SIGKILL: not ready in time"
                                                    : "stopped with SIGTERM: not ready in time");
         fail("was not ready within " + px::format_duration(config_.start_timeout) + " (probe " +
              config_.ready.describe() + "); it was stopped");
       }
-      backoff.sleep(deadline);
+      backoff.sleep(probed ? deadline : grace_end);
     }
   }
 
-  // Stops the recorded process (if it is still ours) and removes the pid file.
+  // Stops the recorded daemon (if it is still ours) and everything it holds,
+  // and removes the pid file.
   void stop(int dir) {
     using px = detail::posix;
     const auto rec = read_pid(dir);
     if (!rec) return;
-    const auto how = px::stop_process(*rec, config_.stop_timeout, who());
+    const auto how = halt(*rec);
     if (how == px::Stopped::terminated) append_log(dir, "stopped with SIGTERM");
     if (how == px::Stopped::killed)
       append_log(dir, "stopped with SIGKILL: still running " + px::format_duration(config_.stop_timeout) +
                           " after SIGTERM");
+    if (how == px::Stopped::remains) append_log(dir, "stopped with SIGKILL what it had left running");
     ::unlinkat(dir, "pid", 0);
   }
 
@@ -5600,6 +7273,7 @@ private:
 // SPDX-License-Identifier: MIT
 
 
+#include <array>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -5613,13 +7287,23 @@ namespace stackup {
 struct LocalDirectoryConfig {
   std::string name{};           ///< display name; empty: the role
   std::filesystem::path path{}; ///< the directory (made absolute at construction)
+  /// Users whose existing directories this component may take over and remove
+  /// (e.g. "postgres" for a data directory the postgres daemon owns). Any other
+  /// user's directory is refused. A stack file fills it with every `user` its
+  /// components run as.
+  std::vector<std::string> users{};
 };
 
 /// A directory (an artifact store, a data folder). `provision` creates it
-/// (parents too) and writes stackup's ownership marker `.stackup-directory` in
-/// it; `deprovision` removes it, refusing a directory without the marker (one
-/// stackup did not create), a symlink, `/`, the user's home or one of its
-/// parents. Provisioned = the directory exists with the marker; running =
+/// (parents too, each marked with the extended attribute
+/// `user.stackup.parent`, and removed again by `deprovision` once empty) and writes stackup's ownership
+/// marker `.stackup-directory` in it; `deprovision` removes it, refusing a
+/// directory without the marker (one stackup did not create), a symlink, `/`,
+/// any user's home directory or a parent of one, a directory owned by another
+/// user (unless named in `users`), and a path whose parent another user can
+/// write (who could swap it for a symlink). Removal goes through descriptors
+/// only, never through a symlink, and stops at a mount point inside, leaving
+/// it intact. Provisioned = the directory exists with the marker; running =
 /// provisioned (there is no resume or suspend).
 ///
 /// Processes and threads acting on the same directory take turns: each action
@@ -5662,6 +7346,13 @@ public:
   }
   /// The directory (absolute).
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
+  /// The users whose directories this component may take over (see
+  /// LocalDirectoryConfig::users); a stack file sets those its components run as.
+  [[nodiscard]] const std::vector<std::string>& users() const noexcept { return config_.users; }
+  /// Replaces users().
+  void set_users(std::vector<std::string> users) { config_.users = std::move(users); }
+  /// What this component owns (one owner per path, checked by the stack): the directory.
+  [[nodiscard]] std::array<std::string_view, 1> owned_paths() const noexcept { return {config_.path.native()}; }
   /// For status tables: the path.
   [[nodiscard]] std::string detail() const { return config_.path.string(); }
 
@@ -5681,25 +7372,16 @@ public:
   void provision() {
     using px = detail::posix;
     check_path("create");
-    std::error_code ec;
-    std::filesystem::create_directories(config_.path.parent_path(), ec);
-    if (ec) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + ec.message());
-    const px::Fd parent = lock_parent();
-    if (!parent) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) +
-                             ": its parent directory was removed meanwhile");
+    // The parent, made if missing and locked: the lock of every action here.
+    const px::Fd parent = px::make_parents(config_.path, LOCK_EX, who());
+    px::check_parent(parent.get(), config_.path.parent_path(), who(), "create", config_.path);
     const std::string leaf = config_.path.filename().string();
     if (create_marked(parent.get(), leaf)) return;
     if (::mkdirat(parent.get(), leaf.c_str(), 0777) != 0 && errno != EEXIST)
       throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": " + px::sys_message(errno));
-    const px::Fd dir(::openat(parent.get(), leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) {
-      const int e = errno;
-      struct stat st{};
-      if (::fstatat(parent.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-        refuse("create", "it is a symlink; stackup never works through a symlink: configure the real path");
-      if (e == ENOTDIR) refuse("create", "it exists and is not a directory: remove it or choose another path");
-      throw Error("stackup: " + who() + ": cannot open " + px::quoted(config_.path) + ": " + px::sys_message(e));
-    }
+    const px::Fd dir = open_dir(parent.get(), leaf, "create");
+    if (!dir) throw Error("stackup: " + who() + ": cannot create " + px::quoted(config_.path) + ": it was removed meanwhile");
+    check_owner(dir.get(), "take over");
     if (marked(dir.get())) return;
     std::vector<std::string> entries;
     if (const int e = px::list_directory(dir.get(), entries))
@@ -5722,32 +7404,36 @@ public:
   void deprovision() {
     using px = detail::posix;
     check_path("remove");
-    const px::Fd parent = lock_parent();
-    if (!parent) return; // no parent, no directory
-    const int at = parent.get();
-    const std::string leaf = config_.path.filename().string();
-    remove_leftovers(at, leaf);
-    struct stat st{};
-    if (::fstatat(at, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return;
-      throw Error("stackup: " + who() + ": cannot inspect " + px::quoted(config_.path) + ": " + px::sys_message(errno));
-    }
-    if (S_ISLNK(st.st_mode)) refuse("remove", "it is a symlink; stackup never removes through a symlink");
-    if (!S_ISDIR(st.st_mode)) refuse("remove", "it is not a directory");
-    if (!marked_at(at, leaf))
-      refuse("remove", std::string("it has no stackup marker (") + marker +
-                           "), so stackup did not create it: remove it yourself if you mean to");
-    // Swap in an empty marked directory; where the file system cannot swap,
-    // the directory is removed in place, with the same guarantees.
-    const std::string aside = beside(leaf);
-    if (make_marked(at, aside, st.st_mode & 07777)) {
-      if (!px::rename_entry(at, aside.c_str(), leaf.c_str(), px::Rename::exchange)) {
-        remove_marked(at, aside); // still the empty one
-      } else if (const int e = remove_marked(at, aside)) {
-        fail_removal(config_.path.parent_path() / aside, e);
+    {
+      const px::Fd parent = lock_parent();
+      if (!parent) return; // no parent, no directory
+      const int at = parent.get();
+      px::check_parent(at, config_.path.parent_path(), who(), "remove", config_.path);
+      const std::string leaf = config_.path.filename().string();
+      remove_leftovers(at, leaf);
+      // Everything below acts on what is opened here, never on the path again.
+      const px::Fd dir = open_dir(at, leaf, "remove");
+      if (dir) {
+        if (!marked(dir.get()))
+          refuse("remove", std::string("it has no stackup marker (") + marker +
+                               "), so stackup did not create it: remove it yourself if you mean to");
+        const struct stat st = check_owner(dir.get(), "remove");
+        if (const auto mount = px::find_mount(dir.get()))
+          refuse("remove", px::removal_error(config_.path, mount) + "; nothing was removed");
+        // Swap in an empty marked directory; where the file system cannot swap,
+        // the directory is removed in place, with the same guarantees.
+        const std::string aside = beside(leaf);
+        if (make_marked(at, aside, st.st_mode & 07777)) {
+          if (!px::rename_entry(at, aside.c_str(), leaf.c_str(), px::Rename::exchange)) {
+            (void)remove_marked(at, aside); // still the empty one
+          } else if (const auto r = remove_marked(at, aside, &st)) {
+            fail_removal(config_.path.parent_path() / aside, r);
+          }
+        }
+        if (const auto r = remove_marked(at, leaf)) fail_removal(config_.path, r);
       }
-    }
-    if (const int e = remove_marked(at, leaf)) fail_removal(config_.path, e);
+    } // the parent's lock goes first: removing the parent takes it again
+    px::remove_made_parents(config_.path);
   }
 
 private:
@@ -5763,11 +7449,41 @@ private:
     throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
   }
-  [[noreturn]] void fail_removal(const std::filesystem::path& where, int e) const {
-    throw Error("stackup: " + who() + ": cannot remove " + detail::posix::quoted(where) + ": " +
-                detail::posix::sys_message(e) + "; what is left keeps stackup's marker, so " +
-                detail::posix::quoted(config_.path) +
+  [[noreturn]] void fail_removal(const std::filesystem::path& where, const detail::posix::Removal& r) const {
+    throw Error("stackup: " + who() + ": " + detail::posix::removal_error(where, r) +
+                "; what is left keeps stackup's marker, so " + detail::posix::quoted(config_.path) +
                 " is still provisioned: remove the cause, then deprovision again (e.g. `down --force`)");
+  }
+
+  // The directory `leaf` in `parent`, opened below it (never through a
+  // symlink, never onto another mount); empty when it does not exist. Error,
+  // naming the reason, for anything else.
+  [[nodiscard]] detail::posix::Fd open_dir(int parent, const std::string& leaf, std::string_view action) const {
+    using px = detail::posix;
+    px::Fd dir = px::open_below(parent, leaf.c_str());
+    if (dir) return dir;
+    const int e = errno;
+    if (e == ENOENT) return {};
+    struct stat st{};
+    if (::fstatat(parent, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+      refuse(action, "it is a symlink; stackup never works through a symlink: configure the real path");
+    if (e == ENOTDIR || e == ELOOP) refuse(action, "it exists and is not a directory: remove it or choose another path");
+    if (e == EXDEV)
+      refuse(action, "it is a mount point; stackup never removes anything on another mount: use a directory "
+                     "inside it, or unmount it (umount " + config_.path.string() + ")");
+    throw Error("stackup: " + who() + ": cannot open " + px::quoted(config_.path) + ": " + px::sys_message(e));
+  }
+
+  // The status of the open directory `dir`; Error when it is another user's
+  // that `users` does not name (a home directory, someone's data).
+  struct stat check_owner(int dir, std::string_view action) const {
+    struct stat st{};
+    if (::fstat(dir, &st) != 0)
+      throw Error("stackup: " + who() + ": cannot inspect " + detail::posix::quoted(config_.path) + ": " +
+                  detail::posix::sys_message(errno));
+    if (const std::string why = detail::posix::foreign_owner(st, config_.users); !why.empty())
+      refuse(action, why + " (a user the stack runs a component as may be named in `users`)");
+    return st;
   }
 
   // Paths stackup never creates or removes: empty, "/", a home directory or a
@@ -5824,27 +7540,25 @@ private:
     if (!make_marked(parent, fresh, 0777)) return false;
     if (detail::posix::rename_entry(parent, fresh.c_str(), leaf.c_str(), detail::posix::Rename::only_if_free))
       return true;
-    remove_marked(parent, fresh);
+    (void)remove_marked(parent, fresh);
     return false;
   }
 
-  // Removes the marked directory `name` in `parent`: its contents, then the
-  // marker, then the directory, so that it carries the proof of ownership until
-  // nothing else is left. 0, or the errno of the failure; the marker is then
+  // Removes the marked directory `name` in `parent`, opened below it and
+  // checked to carry the marker (and, given `was`, to be that directory): its
+  // contents, then the marker, then the directory, so that it carries the
+  // proof of ownership until nothing else is left. On failure the marker is
   // still there (written again if the directory itself could not go).
-  int remove_marked(int parent, const std::string& name) const {
-    const detail::posix::Fd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) return errno == ENOENT ? 0 : errno;
-    int e = 0;
-    for (int attempt = 0; attempt < 3; ++attempt) { // a writer may add a file just before the directory goes
-      if ((e = detail::posix::remove_contents(dir.get(), marker)) != 0) return e;
-      if (::unlinkat(dir.get(), marker, 0) != 0 && errno != ENOENT) return errno;
-      if (::unlinkat(parent, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return 0;
-      e = errno;
-      write_marker(dir.get());
-      if (e != ENOTEMPTY && e != EEXIST) break;
-    }
-    return e;
+  detail::posix::Removal remove_marked(int parent, const std::string& name, const struct stat* was = nullptr) const {
+    using px = detail::posix;
+    const px::Fd dir = px::open_below(parent, name.c_str());
+    if (!dir) return errno == ENOENT ? px::Removal{} : px::Removal{errno, {}};
+    struct stat st{};
+    if (!marked(dir.get()) ||
+        (was != nullptr && (::fstat(dir.get(), &st) != 0 || st.st_ino != was->st_ino || st.st_dev != was->st_dev)))
+      return {ESTALE, {}}; // not what was checked: leave it
+    return px::remove_directory_at(parent, name, dir.get(), {std::string_view(marker)},
+                                   [this](int d) { (void)write_marker(d); });
   }
 
   // What an interrupted deprovision or provision left: `<leaf>.removing-<digits>`
@@ -5865,7 +7579,7 @@ private:
         ::unlinkat(parent, n.c_str(), AT_REMOVEDIR); // fails, changing nothing, unless it is an empty directory
         continue;
       }
-      if (const int e = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, e);
+      if (const auto r = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, r);
     }
   }
 
