@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -412,4 +413,38 @@ TEST_CASE("removal: parents a provision made go with the last directory in them;
     dir.deprovision();
     CHECK(entries(project / "made") == std::vector<std::string>{"notes"});
   }
+}
+
+TEST_CASE("removal: a parent another user marked as made by stackup stays") {
+  if (!users::root_or_skip()) return;
+  TempDir t{"removal"};
+  fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  // Root's directory, which nobody can write through its group: and so set
+  // `user.` extended attributes on, such as the one marking a made parent.
+  const fs::path shared = t.path / "shared";
+  fs::create_directory(shared);
+  REQUIRE(::chown(shared.c_str(), 0, nobody().gid) == 0);
+  REQUIRE(::chmod(shared.c_str(), 0775) == 0);
+  const std::string forged = users::error_without_root([&] {
+    const std::string mark = "created by stackup as a parent directory; it is removed when it is empty";
+    if (::setxattr(shared.c_str(), "user.stackup.parent", mark.data(), mark.size(), 0) != 0)
+      throw std::system_error(errno, std::system_category(), "setxattr");
+  });
+  if (forged != "no error") {
+    MESSAGE("skipped: another user cannot set the attribute here (" << forged << ")");
+    return;
+  }
+  SUBCASE("local_directory") {
+    Dir dir{{.path = shared / "made" / "store"}};
+    dir.provision();
+    dir.deprovision();
+  }
+  SUBCASE("local_daemon") {
+    Daemon d{{.command = {"/bin/true"}, .state_dir = shared / "made" / "db"}};
+    d.provision();
+    d.deprovision();
+  }
+  CHECK(fs::is_directory(shared)); // not made by stackup: root must not remove it
+  CHECK(entries(shared).empty());  // what stackup made did go
 }

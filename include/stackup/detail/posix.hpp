@@ -835,7 +835,7 @@ static Fd make_parents(const std::filesystem::path& dir, int how, const std::str
 }
 
 /// Removes the parents of `dir` that stackup created (marked by mark_parent,
-/// this user's, and empty), deepest first, each
+/// this user's, writable by no other user, and empty), deepest first, each
 /// by unlinkat(AT_REMOVEDIR) relative to the directory above it, under an
 /// exclusive flock so that the last of several components removing their
 /// directories from it takes it. Stops quietly at the first that stays.
@@ -851,6 +851,9 @@ static void remove_made_parents(const std::filesystem::path& dir) {
     if (::fstat(here.get(), &st) != 0 || st.st_uid != ::geteuid() || list_directory(here.get(), names) != 0 ||
         !names.empty() || !is_made_parent(here.get()) || is_mount_point(above.get(), here.get()))
       return;
+    // Anyone who can write a directory can set its `user.` attributes: a mark
+    // on a directory others can write may be theirs, not stackup's.
+    if (!foreign_writers(st).empty()) return;
     // Only an empty directory goes: anything that arrived meanwhile keeps it.
     if (::unlinkat(above.get(), name.c_str(), AT_REMOVEDIR) != 0) return;
   }
