@@ -420,8 +420,8 @@ TEST_CASE("removal: a parent another user marked as made by stackup stays") {
   TempDir t{"removal"};
   fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                               fs::perms::others_read | fs::perms::others_exec);
-  // Root's directory, which nobody can write through its group: and so set
-  // `user.` extended attributes on, such as the one marking a made parent.
+  // Root's directory, which nobody could once write through its group: and so
+  // set `user.` extended attributes on, such as the one marking a made parent.
   const fs::path shared = t.path / "shared";
   fs::create_directory(shared);
   REQUIRE(::chown(shared.c_str(), 0, nobody().gid) == 0);
@@ -435,6 +435,8 @@ TEST_CASE("removal: a parent another user marked as made by stackup stays") {
     MESSAGE("skipped: another user cannot set the attribute here (" << forged << ")");
     return;
   }
+  // Then only root can write it: the mark stays, and it is still not stackup's.
+  REQUIRE(::chmod(shared.c_str(), 0755) == 0);
   SUBCASE("local_directory") {
     Dir dir{{.path = shared / "made" / "store"}};
     dir.provision();

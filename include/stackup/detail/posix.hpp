@@ -738,28 +738,29 @@ static std::string removal_error(const std::filesystem::path& dir, const Removal
 // ---- parents stackup creates ------------------------------------------------------
 
 /// The extended attribute stackup sets on each parent directory it creates
-/// for a component's directory (`trusted.` where `user.` attributes are not
-/// supported): such a directory goes again once it is empty, so `down` leaves
-/// the place as `up` found it. An attribute, not a file: a directory another
-/// program empties last is empty, not left holding a marker.
+/// for a component's directory: such a directory goes again once it is empty,
+/// so `down` leaves the place as `up` found it. An attribute, not a file: a
+/// directory another program empties last is empty, not left holding a
+/// marker. Root uses `trusted.`, which only a privileged process can set:
+/// anyone who can write a directory can set its `user.` attributes, and a
+/// mark another user set must not make root remove a directory it never made.
 static constexpr const char* parent_attribute = "user.stackup.parent";
+static constexpr const char* trusted_parent_attribute = "trusted.stackup.parent";
+static const char* parent_attribute_here() noexcept {
+  return ::geteuid() == 0 ? trusted_parent_attribute : parent_attribute;
+}
 
 /// Marks the directory `fd` as a parent stackup created; false when the file
-/// system keeps no extended attributes (the directory then stays, as before).
+/// system keeps no such extended attributes (the directory then stays, as before).
 static bool mark_parent(int fd, std::string_view content) noexcept {
-  return ::fsetxattr(fd, parent_attribute, content.data(), content.size(), 0) == 0 ||
-         ::fsetxattr(fd, "trusted.stackup.parent", content.data(), content.size(), 0) == 0;
+  return ::fsetxattr(fd, parent_attribute_here(), content.data(), content.size(), 0) == 0;
 }
 
 /// Whether the directory `fd` carries mark_parent's attribute, beginning with marker_prefix.
 static bool is_made_parent(int fd) noexcept {
   char buf[512];
-  for (const char* name : {parent_attribute, "trusted.stackup.parent"}) {
-    const ssize_t n = ::fgetxattr(fd, name, buf, sizeof buf);
-    if (n >= static_cast<ssize_t>(marker_prefix.size()) && std::string_view(buf, marker_prefix.size()) == marker_prefix)
-      return true;
-  }
-  return false;
+  const ssize_t n = ::fgetxattr(fd, parent_attribute_here(), buf, sizeof buf);
+  return n >= static_cast<ssize_t>(marker_prefix.size()) && std::string_view(buf, marker_prefix.size()) == marker_prefix;
 }
 
 /// Takes a flock on `fd` (LOCK_SH or LOCK_EX); false when the directory was
