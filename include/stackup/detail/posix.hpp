@@ -453,6 +453,25 @@ static void check_parent(int dirfd, const std::filesystem::path& dir, const std:
                 ": its parent directory " + quoted(dir) + " can be changed by " + writers +
                 ", who could swap it for a symlink to another directory between stackup's check and its action: "
                 "use a path whose parent only you (or root) can write, or make the parent sticky (chmod +t)");
+  // The directories above count too: one that another user can write lets
+  // them swap the parent itself for a symlink (to another stack's directory
+  // of the same name) before it is opened. Both the path as given and the
+  // path its symlinks lead to are looked at.
+  std::vector<std::filesystem::path> above;
+  for (auto a = dir; a.has_relative_path() && a.has_parent_path();) above.push_back(a = a.parent_path());
+  std::error_code ec;
+  if (const auto real = std::filesystem::weakly_canonical(dir, ec); !ec)
+    for (auto a = real; a.has_relative_path() && a.has_parent_path();) above.push_back(a = a.parent_path());
+  for (const auto& a : above) {
+    struct stat ast{};
+    if (::stat(a.c_str(), &ast) != 0) continue;
+    if (const std::string writers = foreign_writers(ast); !writers.empty())
+      throw Error("stackup: " + who + ": refusing to " + std::string(action) + " " + quoted(target) +
+                  ": the directory " + quoted(a) + " above it can be changed by " + writers +
+                  ", who could move the parent directory " + quoted(dir) +
+                  " away and put a symlink to another directory in its place: use a path whose every directory "
+                  "only you (or root) can write, or make that directory sticky (chmod +t)");
+  }
 }
 
 // ---- private state directories ----------------------------------------------------
