@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -412,4 +413,89 @@ TEST_CASE("removal: parents a provision made go with the last directory in them;
     dir.deprovision();
     CHECK(entries(project / "made") == std::vector<std::string>{"notes"});
   }
+}
+
+TEST_CASE("removal: a parent another user marked as made by stackup stays") {
+  if (!users::root_or_skip()) return;
+  TempDir t{"removal"};
+  fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  // Root's directory, which nobody could once write through its group: and so
+  // set `user.` extended attributes on, such as the one marking a made parent.
+  const fs::path shared = t.path / "shared";
+  fs::create_directory(shared);
+  REQUIRE(::chown(shared.c_str(), 0, nobody().gid) == 0);
+  REQUIRE(::chmod(shared.c_str(), 0775) == 0);
+  const std::string forged = users::error_without_root([&] {
+    const std::string mark = "created by stackup as a parent directory; it is removed when it is empty";
+    if (::setxattr(shared.c_str(), "user.stackup.parent", mark.data(), mark.size(), 0) != 0)
+      throw std::system_error(errno, std::system_category(), "setxattr");
+  });
+  if (forged != "no error") {
+    MESSAGE("skipped: another user cannot set the attribute here (" << forged << ")");
+    return;
+  }
+  // Then only root can write it: the mark stays, and it is still not stackup's.
+  REQUIRE(::chmod(shared.c_str(), 0755) == 0);
+  SUBCASE("local_directory") {
+    Dir dir{{.path = shared / "made" / "store"}};
+    dir.provision();
+    dir.deprovision();
+  }
+  SUBCASE("local_daemon") {
+    Daemon d{{.command = {"/bin/true"}, .state_dir = shared / "made" / "db"}};
+    d.provision();
+    d.deprovision();
+  }
+  CHECK(fs::is_directory(shared)); // not made by stackup: root must not remove it
+  CHECK(entries(shared).empty());  // what stackup made did go
+}
+
+TEST_CASE("removal: a directory above the parent that another user can write is refused: the parent could be swapped") {
+  if (!users::root_or_skip()) return;
+  TempDir t{"removal"};
+  fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  // Another stack's data, root's and marked as stackup's: what must survive.
+  const fs::path other = t.path / "other";
+  fs::create_directory(other);
+  Dir victim{{.path = other / "store"}};
+  victim.provision();
+  fill(other / "store", 20);
+  const int before = count_files(other / "store"); // and the marker
+  // This stack's directory, in a parent stackup made (root's, 0755) inside a
+  // directory nobody can write through its group.
+  const fs::path shared = t.path / "shared";
+  fs::create_directory(shared);
+  REQUIRE(::chown(shared.c_str(), 0, nobody().gid) == 0);
+  REQUIRE(::chmod(shared.c_str(), 0700) == 0);
+  Dir dir{{.path = shared / "made" / "store"}};
+  dir.provision(); // while only root could write `shared`
+  REQUIRE(::chmod(shared.c_str(), 0770) == 0);
+  // Nobody moves the parent away and puts a symlink to the other stack's in its place.
+  const std::string swapped = users::error_without_root([&] {
+    if (::rename((shared / "made").c_str(), (shared / "made.moved").c_str()) != 0 ||
+        ::symlink(other.c_str(), (shared / "made").c_str()) != 0)
+      throw std::system_error(errno, std::system_category(), "swap");
+  });
+  REQUIRE(swapped == "no error");
+  const std::string message = error_of([&] { dir.deprovision(); });
+  CAPTURE(message);
+  CHECK(count_files(other / "store") == before);
+  CHECK(victim.is_provisioned());
+  CHECK(contains(message, "refusing"));
+  CHECK(contains(message, shared.string()));
+  CHECK(contains(message, "group 'nogroup' ("));
+  // The same for a state directory, and for a provision.
+  Daemon d{{.command = {"/bin/true"}, .state_dir = shared / "made" / "db"}};
+  CHECK(contains(error_of([&] { d.provision(); }), "group 'nogroup' ("));
+  CHECK_FALSE(fs::exists(other / "db"));
+  CHECK(contains(error_of([&] { d.deprovision(); }), "group 'nogroup' ("));
+  // Put back, and made private again: it all goes.
+  fs::remove(shared / "made");
+  fs::rename(shared / "made.moved", shared / "made");
+  REQUIRE(::chmod(shared.c_str(), 0700) == 0);
+  dir.deprovision();
+  CHECK(entries(shared).empty());
+  victim.deprovision();
 }

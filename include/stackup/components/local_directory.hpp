@@ -30,7 +30,8 @@ struct LocalDirectoryConfig {
 
 /// A directory (an artifact store, a data folder). `provision` creates it
 /// (parents too, each marked with the extended attribute
-/// `user.stackup.parent`, and removed again by `deprovision` once empty) and writes stackup's ownership
+/// `trusted.stackup.parent` as root, `user.stackup.parent` otherwise, and
+/// removed again by `deprovision` once empty) and writes stackup's ownership
 /// marker `.stackup-directory` in it; `deprovision` removes it, refusing a
 /// directory without the marker (one stackup did not create), a symlink, `/`,
 /// any user's home directory or a parent of one, a directory owned by another
