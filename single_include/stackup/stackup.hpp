@@ -4397,6 +4397,25 @@ static void check_parent(int dirfd, const std::filesystem::path& dir, const std:
                 ": its parent directory " + quoted(dir) + " can be changed by " + writers +
                 ", who could swap it for a symlink to another directory between stackup's check and its action: "
                 "use a path whose parent only you (or root) can write, or make the parent sticky (chmod +t)");
+  // The directories above count too: one that another user can write lets
+  // them swap the parent itself for a symlink (to another stack's directory
+  // of the same name) before it is opened. Both the path as given and the
+  // path its symlinks lead to are looked at.
+  std::vector<std::filesystem::path> above;
+  for (auto a = dir; a.has_relative_path() && a.has_parent_path();) above.push_back(a = a.parent_path());
+  std::error_code ec;
+  if (const auto real = std::filesystem::weakly_canonical(dir, ec); !ec)
+    for (auto a = real; a.has_relative_path() && a.has_parent_path();) above.push_back(a = a.parent_path());
+  for (const auto& a : above) {
+    struct stat ast{};
+    if (::stat(a.c_str(), &ast) != 0) continue;
+    if (const std::string writers = foreign_writers(ast); !writers.empty())
+      throw Error("stackup: " + who + ": refusing to " + std::string(action) + " " + quoted(target) +
+                  ": the directory " + quoted(a) + " above it can be changed by " + writers +
+                  ", who could move the parent directory " + quoted(dir) +
+                  " away and put a symlink to another directory in its place: use a path whose every directory "
+                  "only you (or root) can write, or make that directory sticky (chmod +t)");
+  }
 }
 
 // ---- private state directories ----------------------------------------------------
@@ -4682,28 +4701,29 @@ static std::string removal_error(const std::filesystem::path& dir, const Removal
 // ---- parents stackup creates ------------------------------------------------------
 
 /// The extended attribute stackup sets on each parent directory it creates
-/// for a component's directory (`trusted.` where `user.` attributes are not
-/// supported): such a directory goes again once it is empty, so `down` leaves
-/// the place as `up` found it. An attribute, not a file: a directory another
-/// program empties last is empty, not left holding a marker.
+/// for a component's directory: such a directory goes again once it is empty,
+/// so `down` leaves the place as `up` found it. An attribute, not a file: a
+/// directory another program empties last is empty, not left holding a
+/// marker. Root uses `trusted.`, which only a privileged process can set:
+/// anyone who can write a directory can set its `user.` attributes, and a
+/// mark another user set must not make root remove a directory it never made.
 static constexpr const char* parent_attribute = "user.stackup.parent";
+static constexpr const char* trusted_parent_attribute = "trusted.stackup.parent";
+static const char* parent_attribute_here() noexcept {
+  return ::geteuid() == 0 ? trusted_parent_attribute : parent_attribute;
+}
 
 /// Marks the directory `fd` as a parent stackup created; false when the file
-/// system keeps no extended attributes (the directory then stays, as before).
+/// system keeps no such extended attributes (the directory then stays, as before).
 static bool mark_parent(int fd, std::string_view content) noexcept {
-  return ::fsetxattr(fd, parent_attribute, content.data(), content.size(), 0) == 0 ||
-         ::fsetxattr(fd, "trusted.stackup.parent", content.data(), content.size(), 0) == 0;
+  return ::fsetxattr(fd, parent_attribute_here(), content.data(), content.size(), 0) == 0;
 }
 
 /// Whether the directory `fd` carries mark_parent's attribute, beginning with marker_prefix.
 static bool is_made_parent(int fd) noexcept {
   char buf[512];
-  for (const char* name : {parent_attribute, "trusted.stackup.parent"}) {
-    const ssize_t n = ::fgetxattr(fd, name, buf, sizeof buf);
-    if (n >= static_cast<ssize_t>(marker_prefix.size()) && std::string_view(buf, marker_prefix.size()) == marker_prefix)
-      return true;
-  }
-  return false;
+  const ssize_t n = ::fgetxattr(fd, parent_attribute_here(), buf, sizeof buf);
+  return n >= static_cast<ssize_t>(marker_prefix.size()) && std::string_view(buf, marker_prefix.size()) == marker_prefix;
 }
 
 /// Takes a flock on `fd` (LOCK_SH or LOCK_EX); false when the directory was
@@ -4779,7 +4799,7 @@ static Fd make_parents(const std::filesystem::path& dir, int how, const std::str
 }
 
 /// Removes the parents of `dir` that stackup created (marked by mark_parent,
-/// this user's, and empty), deepest first, each
+/// this user's, writable by no other user, and empty), deepest first, each
 /// by unlinkat(AT_REMOVEDIR) relative to the directory above it, under an
 /// exclusive flock so that the last of several components removing their
 /// directories from it takes it. Stops quietly at the first that stays.
@@ -4795,6 +4815,9 @@ static void remove_made_parents(const std::filesystem::path& dir) {
     if (::fstat(here.get(), &st) != 0 || st.st_uid != ::geteuid() || list_directory(here.get(), names) != 0 ||
         !names.empty() || !is_made_parent(here.get()) || is_mount_point(above.get(), here.get()))
       return;
+    // Anyone who can write a directory can set its `user.` attributes: a mark
+    // on a directory others can write may be theirs, not stackup's.
+    if (!foreign_writers(st).empty()) return;
     // Only an empty directory goes: anything that arrived meanwhile keeps it.
     if (::unlinkat(above.get(), name.c_str(), AT_REMOVEDIR) != 0) return;
   }
@@ -7296,7 +7319,8 @@ struct LocalDirectoryConfig {
 
 /// A directory (an artifact store, a data folder). `provision` creates it
 /// (parents too, each marked with the extended attribute
-/// `user.stackup.parent`, and removed again by `deprovision` once empty) and writes stackup's ownership
+/// `trusted.stackup.parent` as root, `user.stackup.parent` otherwise, and
+/// removed again by `deprovision` once empty) and writes stackup's ownership
 /// marker `.stackup-directory` in it; `deprovision` removes it, refusing a
 /// directory without the marker (one stackup did not create), a symlink, `/`,
 /// any user's home directory or a parent of one, a directory owned by another
