@@ -1,5 +1,5 @@
 // get() on a const DynamicStack gives a ConstComponentRef: queries only, no actions.
-// EXPECT-ERROR: ConstComponentRef
+// EXPECT-ERROR: read_only
 // EXPECT-ERROR: provision
 #include <stackup/stackup.hpp>
 
