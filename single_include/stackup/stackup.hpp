@@ -2186,19 +2186,26 @@ private:
   std::vector<std::string> (*owned_)(const void*) = nullptr; // the type's owned_paths(), if it has them
 };
 
-/// What `DynamicStack::get()` returns: a handle to one of the stack's components,
-/// through which its queries, its actions and `target<T>()` work. It refers to
-/// the component the stack holds, so it cannot replace or empty it: it cannot be
-/// assigned (neither an AnyComponent nor another handle) nor moved from, and it
-/// gives no AnyComponent& out. A copy is a second handle to the same component.
-/// Valid while the stack lives and is not moved.
-class ComponentRef {
+/// What `DynamicStack::get()` returns (as ComponentRef, or ConstComponentRef
+/// from a const stack): a handle to one of the stack's components, through which
+/// its queries, its actions (not through a ConstComponentRef) and `target<T>()`
+/// work. It refers to the component the stack holds, so it cannot replace or
+/// empty it: it cannot be assigned (neither an AnyComponent nor another handle)
+/// nor moved from, and it gives no AnyComponent& out. A copy is a second handle
+/// to the same component; a ComponentRef converts to a ConstComponentRef, as
+/// `T*` to `const T*`. Valid while the stack lives and is not moved.
+template <class Any> class BasicComponentRef {
+  static constexpr bool read_only = std::is_const_v<Any>;
+
 public:
-  ComponentRef(const ComponentRef&) noexcept = default;
-  ComponentRef(ComponentRef&&) = delete;
-  ComponentRef& operator=(const ComponentRef&) = delete;
-  ComponentRef& operator=(ComponentRef&&) = delete;
-  ~ComponentRef() = default;
+  BasicComponentRef(const BasicComponentRef&) noexcept = default;
+  template <class Other>
+    requires(read_only && std::is_same_v<Other, std::remove_const_t<Any>>)
+  BasicComponentRef(const BasicComponentRef<Other>& r) noexcept : c_(r.c_) {} // NOLINT(google-explicit-constructor)
+  BasicComponentRef(BasicComponentRef&&) = delete;
+  BasicComponentRef& operator=(const BasicComponentRef&) = delete;
+  BasicComponentRef& operator=(BasicComponentRef&&) = delete;
+  ~BasicComponentRef() = default;
 
   /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file, owned paths, state.
   [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
@@ -2215,52 +2222,25 @@ public:
   /// Whether the wrapped type has that action.
   [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
   /// The wrapped actions (NotImplementedError when the type lacks one), run on
-  /// this component alone, as AnyComponent's.
-  void provision() const { c_->provision(); }
-  void resume() const { c_->resume(); }
-  void suspend() const { c_->suspend(); }
-  void deprovision() const { c_->deprovision(); }
-  /// The wrapped object if it is a T, else nullptr.
-  template <class T> [[nodiscard]] T* target() const noexcept { return c_->template target<T>(); }
+  /// this component alone, as AnyComponent's. Not through a ConstComponentRef.
+  void provision() const requires(!read_only) { c_->provision(); }
+  void resume() const requires(!read_only) { c_->resume(); }
+  void suspend() const requires(!read_only) { c_->suspend(); }
+  void deprovision() const requires(!read_only) { c_->deprovision(); }
+  /// The wrapped object if it is a T (a const T through a ConstComponentRef), else nullptr.
+  template <class T> [[nodiscard]] auto* target() const noexcept { return c_->template target<T>(); }
 
 private:
   friend class DynamicStack;
-  friend class ConstComponentRef;
-  explicit ComponentRef(AnyComponent& c) noexcept : c_(&c) {}
-  AnyComponent* c_;
+  template <class> friend class BasicComponentRef;
+  explicit BasicComponentRef(Any& c) noexcept : c_(&c) {}
+  Any* c_;
 };
 
-/// What `get()` of a const DynamicStack returns: a ComponentRef with the queries
-/// and a const `target<T>()`, without the actions. A ComponentRef converts to it.
-class ConstComponentRef {
-public:
-  ConstComponentRef(const ComponentRef& r) noexcept : c_(r.c_) {} // NOLINT(google-explicit-constructor): as T* to const T*
-  ConstComponentRef(const ConstComponentRef&) noexcept = default;
-  ConstComponentRef(ConstComponentRef&&) = delete;
-  ConstComponentRef& operator=(const ConstComponentRef&) = delete;
-  ConstComponentRef& operator=(ConstComponentRef&&) = delete;
-  ~ConstComponentRef() = default;
-
-  /// As ComponentRef.
-  [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
-  [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
-  [[nodiscard]] std::string_view name() const { return c_->name(); }
-  [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
-  [[nodiscard]] std::string detail() const { return c_->detail(); }
-  [[nodiscard]] std::string log_file() const { return c_->log_file(); }
-  [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
-  [[nodiscard]] State state() const { return c_->state(); }
-  [[nodiscard]] bool is_provisioned() const { return c_->is_provisioned(); }
-  [[nodiscard]] bool is_running() const { return c_->is_running(); }
-  [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
-  /// The wrapped object if it is a T, else nullptr.
-  template <class T> [[nodiscard]] const T* target() const noexcept { return c_->template target<T>(); }
-
-private:
-  friend class DynamicStack;
-  explicit ConstComponentRef(const AnyComponent& c) noexcept : c_(&c) {}
-  const AnyComponent* c_;
-};
+/// A handle to a DynamicStack's component: see BasicComponentRef.
+using ComponentRef = BasicComponentRef<AnyComponent>;
+/// A handle to a const DynamicStack's component: queries and a const `target<T>()`, no actions.
+using ConstComponentRef = BasicComponentRef<const AnyComponent>;
 
 } // namespace stackup
 // ---- end stackup/any_component.hpp ----
