@@ -15,7 +15,7 @@ run_suite() { # name, cmake options...
   local name=$1
   shift
   echo "=== $name"
-  cmake -S . -B "build/$name" -DCMAKE_BUILD_TYPE=Debug "$@" >/dev/null
+  cmake -S . -B "build/$name" -DCMAKE_BUILD_TYPE=Debug -DSTACKUP_WERROR=ON "$@" >/dev/null
   cmake --build "build/$name" -j "$jobs"
   (cd "build/$name" && ctest --output-on-failure -j "$jobs" --timeout 300)
 }
