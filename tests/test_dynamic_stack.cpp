@@ -878,3 +878,103 @@ TEST_CASE("dynamic and typed: the shipped components say what they own, and a cl
   CHECK_THROWS_AS((stackup::Stack{"typed", D{{.command = {"true"}, .state_dir = "s"}}, W{{.command = {"true"}, .state_dir = "s"}}}),
                   stackup::StackDefinitionError);
 }
+
+// ---- StackDefinitionError as data -------------------------------------------------------
+
+namespace {
+/// The StackDefinitionError that building `parts` throws (Kind::other if it builds).
+stackup::StackDefinitionError definition_error_of(Parts parts, std::string name = "local") {
+  try {
+    DynamicStack s{std::move(name), std::move(parts)};
+  } catch (const stackup::StackDefinitionError& e) {
+    return e;
+  }
+  return stackup::StackDefinitionError("built");
+}
+using Kind = stackup::StackDefinitionError::Kind;
+using Indices = std::vector<std::size_t>;
+} // namespace
+
+TEST_CASE("dynamic: a definition error carries its kind, roles and listing indices") {
+  {
+    const auto e = definition_error_of(parts_of({{"store", {}}, {"cache", {}}, {"web", {}}, {"cache", {}}}));
+    CHECK(e.kind() == Kind::duplicate_role);
+    CHECK(e.stack() == "local");
+    CHECK(e.roles() == Strings{"cache", "cache"});
+    CHECK(e.components() == Indices{1, 3});
+    CHECK(e.paths().empty());
+  }
+  {
+    const auto e = definition_error_of(parts_of({{"store", {}}, {"", {}}}));
+    CHECK(e.kind() == Kind::empty_role);
+    CHECK(e.roles() == Strings{""});
+    CHECK(e.components() == Indices{1});
+  }
+  {
+    const auto e = definition_error_of(parts_of({{"a", {}}, {"model_deployer", {"a", "registry"}}, {"b", {}}}));
+    CHECK(e.kind() == Kind::unknown_dependency);
+    CHECK(e.roles() == Strings{"model_deployer", "registry"});
+    CHECK(e.components() == Indices{1});
+  }
+  {
+    // The cycle from its first component in listing order, without what hangs off it.
+    const auto e = definition_error_of(
+        parts_of({{"free", {}}, {"tail", {"y"}}, {"z", {"w", "free"}}, {"y", {"z"}}, {"w", {"y"}}}));
+    CHECK(e.kind() == Kind::cycle);
+    CHECK(e.roles() == Strings{"z", "w", "y"});
+    CHECK(e.components() == Indices{2, 4, 3});
+    CHECK(std::string(e.what()) == "stackup: stack 'local' cannot exist: dependency cycle: z -> w -> y -> z; remove one "
+                                   "depends_on entry on the cycle");
+  }
+  {
+    const auto e = definition_error_of(parts_of({{"x", {}}, {"a", {"x", "a"}}}));
+    CHECK(e.kind() == Kind::cycle);
+    CHECK(e.roles() == Strings{"a"});
+    CHECK(e.components() == Indices{1});
+  }
+  {
+    Parts parts;
+    parts.emplace_back(Fake<"a">{});
+    parts.emplace_back(Fake<"b">{});
+    AnyComponent taken = std::move(parts[1]);
+    const auto e = definition_error_of(std::move(parts));
+    CHECK(e.kind() == Kind::empty_component);
+    CHECK(e.roles().empty());
+    CHECK(e.components() == Indices{1});
+  }
+  {
+    // Overlapping paths, owners in listing order, paths without a trailing slash.
+    Parts parts;
+    parts.emplace_back("web", Owner{{"/srv/app/.stackup/web"}});
+    parts.emplace_back("free", Owner{{"/srv/other"}});
+    parts.emplace_back("data", Owner{{"/srv/app/"}});
+    const auto e = definition_error_of(std::move(parts));
+    CHECK(e.kind() == Kind::overlapping_paths);
+    CHECK(e.roles() == Strings{"web", "data"});
+    CHECK(e.components() == Indices{0, 2});
+    CHECK(e.paths() == Strings{"/srv/app/.stackup/web", "/srv/app"});
+  }
+  // Built from a message alone: no data.
+  const stackup::StackDefinitionError plain("stackup: something else");
+  CHECK(plain.kind() == Kind::other);
+  CHECK(plain.roles().empty());
+  CHECK(plain.components().empty());
+  CHECK(std::string(plain.what()) == "stackup: something else");
+}
+
+TEST_CASE("typed: overlapping paths carry their kind, roles and paths") {
+  using A = TypedOwner<"a">;
+  using B = TypedOwner<"b">;
+  try {
+    stackup::Stack s{"typed", A{"/srv/a/b/"}, B{"/srv/a"}};
+    FAIL("the stack was built");
+  } catch (const stackup::StackDefinitionError& e) {
+    CHECK(e.kind() == Kind::overlapping_paths);
+    CHECK(e.stack() == "typed");
+    CHECK(e.roles() == Strings{"a", "b"});
+    CHECK(e.components() == Indices{0, 1});
+    CHECK(e.paths() == Strings{"/srv/a/b", "/srv/a"});
+    CHECK(std::string(e.what()).starts_with("stackup: stack 'typed' cannot exist: 'a' owns /srv/a/b and 'b' owns /srv/a, "
+                                            "which holds it: "));
+  }
+}

@@ -1156,3 +1156,55 @@ TEST_CASE("read_stack_file: a found file, its .env and its directory must be you
           std::string::npos);
   }
 }
+
+TEST_CASE("a definition error from a stack file keeps its kind and roles, placed at the entry to change") {
+  using Kind = stackup::StackDefinitionError::Kind;
+  using Strings = std::vector<std::string>;
+  using Indices = std::vector<std::size_t>;
+  {
+    const auto e = error_of("name = \"s\"\n[components.a]\nflavor = \"command\"\n[components.b]\nflavor = \"command\"\n"
+                            "depends_on = [\"a\", \"c\"]\n");
+    CHECK(e.kind() == Kind::unknown_dependency);
+    CHECK(e.stack() == "s");
+    CHECK(e.roles() == Strings{"b", "c"});
+    CHECK(e.components() == Indices{1});
+    CHECK(e.line() == 6);
+    CHECK(e.column() == 20);
+  }
+  {
+    // The entry of the cycle's first component that points along the cycle, not
+    // one that points off it; a role that merely contains the other is not it.
+    const auto e = error_of("name = \"s\"\n[components.c]\nflavor = \"command\"\n[components.a]\nflavor = \"command\"\n"
+                            "depends_on = [\"c\", \"bb\", \"b\"]\n[components.bb]\nflavor = \"command\"\n"
+                            "[components.b]\nflavor = \"command\"\ndepends_on = [\"a\"]\n");
+    CHECK(e.kind() == Kind::cycle);
+    CHECK(e.roles() == Strings{"a", "b"});
+    CHECK(e.line() == 6);
+    CHECK(e.column() == 26);
+    CHECK(std::string(e.what()) ==
+          "t.toml:6:26: stack 's' cannot exist: dependency cycle: a -> b -> a; remove one depends_on entry on the cycle");
+  }
+  {
+    // A role that reads like part of the message is still placed right.
+    const auto e = error_of("name = \"s\"\n[components.\"x -> y\"]\nflavor = \"command\"\ndepends_on = [\"b\"]\n"
+                            "[components.b]\nflavor = \"command\"\ndepends_on = [\"x -> y\"]\n");
+    CHECK(e.kind() == Kind::cycle);
+    CHECK(e.roles() == Strings{"x -> y", "b"});
+    CHECK(e.line() == 4);
+    CHECK(e.column() == 15);
+  }
+  {
+    const std::string here = fs::current_path().lexically_normal().string();
+    const auto e = error_of("name = \"s\"\n[components.db]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nstate_dir = \"state\"\n"
+                            "[components.web]\nflavor = \"local_daemon\"\ncommand = [\"x\"]\nstate_dir = \"./state/\"\n");
+    CHECK(e.kind() == Kind::overlapping_paths);
+    CHECK(e.roles() == Strings{"db", "web"});
+    CHECK(e.paths() == Strings{here + "/state", here + "/state"});
+    CHECK(e.line() == 9);
+    CHECK(e.column() == 13);
+  }
+  // An error about the file itself has no definition data.
+  const auto syntax = error_of("name = \n");
+  CHECK(syntax.kind() == Kind::other);
+  CHECK(syntax.roles().empty());
+}

@@ -153,8 +153,10 @@ private:
     return k;
   }
 
-  [[noreturn]] void refuse(const std::string& problem) const {
-    throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+  [[noreturn]] void refuse(StackDefinitionError::Kind kind, std::vector<std::string> roles,
+                            std::vector<std::size_t> components, std::vector<std::string> paths = {},
+                            std::string_view held = {}) const {
+    throw StackDefinitionError(name_, kind, std::move(roles), std::move(components), std::move(paths), held);
   }
   [[nodiscard]] std::string listed_roles() const {
     constexpr std::size_t shown = 20;
@@ -169,9 +171,7 @@ private:
     const std::size_t n = parts_.size();
     std::size_t edges = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (!parts_[i].has_value())
-        refuse("component " + std::to_string(i + 1) +
-               " is empty (a moved-from AnyComponent): put a component in it or leave it out");
+      if (!parts_[i].has_value()) refuse(StackDefinitionError::Kind::empty_component, {}, {i});
       edges += parts_[i].depends_on_.size();
     }
     roles_.reserve(n);
@@ -193,7 +193,7 @@ private:
     std::vector<std::size_t> waiting(n), next_first(n + 1), next(edges), heap(n);
     const detail::PlanScratch scratch{sorted_, waiting, next_first, next, heap};
     const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
-    const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
+    using Kind = StackDefinitionError::Kind;
     switch (p.error) {
     case detail::PlanError::none: {
       ordered_.reserve(n);
@@ -209,32 +209,33 @@ private:
         owned[k] = parts_[k].owned_paths();
         for (const auto& path : owned[k]) paths.push_back({path, k});
       }
-      if (std::string problem = detail::owned_path_problem(std::move(paths), roles_); !problem.empty())
-        refuse(problem);
+      if (const detail::OwnedClash c = detail::owned_path_clash(std::move(paths)); c.found)
+        refuse(Kind::overlapping_paths, {std::string(roles_[c.first]), std::string(roles_[c.second])},
+               {c.first, c.second}, {std::string(c.first_path), std::string(c.second_path)});
       return;
     }
     case detail::PlanError::empty_role:
-      refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
+      refuse(Kind::empty_role, {std::string()}, {p.a});
     case detail::PlanError::duplicate:
-      refuse("duplicate role " + quoted(roles_[p.a]) + " (components " + std::to_string(p.a + 1) + " and " +
-             std::to_string(p.b + 1) + "); a stack holds one component per role: remove one of them or give it another role");
+      refuse(Kind::duplicate_role, {std::string(roles_[p.a]), std::string(roles_[p.b])}, {p.a, p.b});
     case detail::PlanError::missing:
-      refuse(quoted(roles_[p.a]) + " depends on " + quoted(names[first_[p.a] + p.b]) +
-             ", which the stack does not hold (roles: " + listed_roles() +
-             "): add a component with that role or remove it from depends_on");
+      refuse(Kind::unknown_dependency, {std::string(roles_[p.a]), std::string(names[first_[p.a] + p.b])}, {p.a}, {},
+             listed_roles());
     case detail::PlanError::cycle: {
       // The path from the cycle's first component in listing order, back to it.
       std::size_t start = p.a;
       for (std::size_t at = detail::cycle_next(p.a, first_, dep_, scratch); at != p.a;
            at = detail::cycle_next(at, first_, dep_, scratch))
         start = std::min(start, at);
-      std::string path(roles_[start]);
+      std::vector<std::string> path;
+      std::vector<std::size_t> on;
       std::size_t at = start;
       do {
+        path.emplace_back(roles_[at]);
+        on.push_back(at);
         at = detail::cycle_next(at, first_, dep_, scratch);
-        path.append(" -> ").append(roles_[at]);
       } while (at != start);
-      refuse("dependency cycle: " + path + "; remove one depends_on entry on the cycle");
+      refuse(Kind::cycle, std::move(path), std::move(on));
     }
     }
   }

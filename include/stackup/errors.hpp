@@ -52,9 +52,70 @@ public:
 /// built (Stack<Cs...> reports the same rules at compile time). Also two
 /// components owning overlapping paths (`owned_paths()`), for both kinds of
 /// stack when they are built.
+///
+/// What went wrong is also kept as data (kind(), roles(), components(),
+/// paths()), from which the message is written, so a caller need not parse it.
 class StackDefinitionError : public Error {
 public:
-  using Error::Error;
+  /// Which rule the stack breaks.
+  enum class Kind : unsigned char {
+    other,              ///< built from a message alone (a StackFileError about the file itself)
+    empty_component,    ///< a moved-from AnyComponent; roles() is empty
+    empty_role,         ///< a component with an empty role; roles() is {""}
+    duplicate_role,     ///< two components with one role; roles() is {role, role}
+    unknown_dependency, ///< roles() is {role, dependency the stack does not hold}
+    cycle,              ///< roles() is the cycle (see roles())
+    overlapping_paths,  ///< roles() is {first owner, second owner}, paths() their paths
+  };
+
+  /// An error with this message and no data: kind() is Kind::other.
+  explicit StackDefinitionError(const std::string& message) : Error(message) {}
+  explicit StackDefinitionError(const char* message) : Error(message) {}
+
+  /// An error about stack `stack`, its message written from the data. `components`:
+  /// listing indices (0-based), one per entry of `roles` that names a component
+  /// (the dependency of unknown_dependency names none). `held`: for
+  /// unknown_dependency, the stack's roles as the message lists them.
+  StackDefinitionError(std::string stack, Kind kind, std::vector<std::string> roles,
+                       std::vector<std::size_t> components, std::vector<std::string> paths = {},
+                       std::string_view held = {})
+      : Error(message_of(stack, kind, roles, components, paths, held)), stack_(std::move(stack)), kind_(kind),
+        roles_(std::move(roles)), components_(std::move(components)), paths_(std::move(paths)) {}
+
+  /// Which rule the stack breaks; Kind::other when the error has no data.
+  [[nodiscard]] Kind kind() const noexcept { return kind_; }
+  /// The stack's name (empty for Kind::other).
+  [[nodiscard]] const std::string& stack() const noexcept { return stack_; }
+  /// The roles involved, in the order the message names them: for a cycle, the
+  /// roles on it from the first in listing order, each depending on the next and
+  /// the last on the first; for overlapping paths, the two owners in listing order.
+  [[nodiscard]] const std::vector<std::string>& roles() const noexcept { return roles_; }
+  /// Listing indices (0-based) of the components involved, in the order of
+  /// roles(): one for empty_component, empty_role and unknown_dependency (the
+  /// component whose depends_on names the missing role), two for duplicate_role
+  /// and overlapping_paths, one per role on a cycle.
+  [[nodiscard]] const std::vector<std::size_t>& components() const noexcept { return components_; }
+  /// For overlapping_paths: the path each of roles() owns (without a trailing
+  /// slash), the same path twice or one inside the other. Empty otherwise.
+  [[nodiscard]] const std::vector<std::string>& paths() const noexcept { return paths_; }
+
+protected:
+  /// The data of `from` under another message (a StackFileError placing it in a file).
+  StackDefinitionError(const std::string& message, const StackDefinitionError& from)
+      : Error(message), stack_(from.stack_), kind_(from.kind_), roles_(from.roles_), components_(from.components_),
+        paths_(from.paths_) {}
+
+private:
+  // The one place the messages are written.
+  static std::string message_of(std::string_view stack, Kind kind, const std::vector<std::string>& roles,
+                                const std::vector<std::size_t>& components, const std::vector<std::string>& paths,
+                                std::string_view held);
+
+  std::string stack_;
+  Kind kind_ = Kind::other;
+  std::vector<std::string> roles_;
+  std::vector<std::size_t> components_;
+  std::vector<std::string> paths_;
 };
 
 /// An action or an operation failed. Holds the component's role, the transition,
@@ -137,5 +198,50 @@ inline std::string_view unprefixed(std::string_view message) noexcept {
   return message;
 }
 } // namespace detail
+
+inline std::string StackDefinitionError::message_of(std::string_view stack, Kind kind,
+                                                    const std::vector<std::string>& roles,
+                                                    const std::vector<std::size_t>& components,
+                                                    const std::vector<std::string>& paths, std::string_view held) {
+  const auto role = [&](std::size_t i) -> std::string_view { return i < roles.size() ? roles[i] : std::string_view(); };
+  const auto number = [&](std::size_t i) { return i < components.size() ? std::to_string(components[i] + 1) : "?"; };
+  const auto path = [&](std::size_t i) -> std::string_view { return i < paths.size() ? paths[i] : std::string_view(); };
+  std::string problem;
+  switch (kind) {
+  case Kind::other:
+    break;
+  case Kind::empty_component:
+    problem = detail::cat({"component ", number(0),
+                           " is empty (a moved-from AnyComponent): put a component in it or leave it out"});
+    break;
+  case Kind::empty_role:
+    problem = detail::cat({"component ", number(0), " has an empty role: give every component a role"});
+    break;
+  case Kind::duplicate_role:
+    problem = detail::cat({"duplicate role '", role(0), "' (components ", number(0), " and ", number(1),
+                           "); a stack holds one component per role: remove one of them or give it another role"});
+    break;
+  case Kind::unknown_dependency:
+    problem = detail::cat({"'", role(0), "' depends on '", role(1), "', which the stack does not hold (roles: ", held,
+                           "): add a component with that role or remove it from depends_on"});
+    break;
+  case Kind::cycle:
+    problem = "dependency cycle: ";
+    for (const std::string& r : roles) problem.append(r).append(" -> ");
+    problem.append(role(0)).append("; remove one depends_on entry on the cycle");
+    break;
+  case Kind::overlapping_paths: {
+    // Two distinct overlapping paths: the longer lies inside the shorter.
+    const std::string_view how = path(0) == path(1)              ? " too"
+                                 : path(1).size() > path(0).size() ? ", inside it"
+                                                                   : ", which holds it";
+    problem = detail::cat({"'", role(0), "' owns ", path(0), " and '", role(1), "' owns ", path(1), how,
+                           ": one would remove or take over the other's files (a pid file, data); give each component "
+                           "a directory of its own, not inside another's"});
+    break;
+  }
+  }
+  return detail::cat({"stackup: stack '", stack, "' cannot exist: ", problem});
+}
 
 } // namespace stackup

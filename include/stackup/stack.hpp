@@ -264,8 +264,10 @@ private:
       std::vector<detail::OwnedPath> paths;
       for (std::size_t k = 0; k < size; ++k)
         for (const auto& path : owned[k]) paths.push_back({path, k});
-      if (std::string problem = detail::owned_path_problem(std::move(paths), roles); !problem.empty())
-        throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+      if (const detail::OwnedClash c = detail::owned_path_clash(std::move(paths)); c.found)
+        throw StackDefinitionError(name_, StackDefinitionError::Kind::overlapping_paths,
+                                   {std::string(roles[c.first]), std::string(roles[c.second])}, {c.first, c.second},
+                                   {std::string(c.first_path), std::string(c.second_path)});
     }
   }
 

@@ -58,6 +58,13 @@ public:
   /// An error about the whole file (it cannot be read).
   StackFileError(std::string file, std::string_view message)
       : StackDefinitionError(file + ": " + std::string(message)), file_(std::move(file)) {}
+  /// A stack the file describes that cannot exist, placed at the entry to change:
+  /// keeps the definition error's data (kind(), roles(), components(), paths()).
+  StackFileError(std::string file, std::size_t line, std::size_t column, const StackDefinitionError& definition)
+      : StackDefinitionError(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
+                                 std::string(detail::unprefixed(definition.what())),
+                             definition),
+        file_(std::move(file)), line_(line), column_(column) {}
 
   /// The file, as it was named to load_stack (or the origin given to parse_stack).
   [[nodiscard]] const std::string& file() const noexcept { return file_; }
@@ -1259,25 +1266,15 @@ inline DynamicStack detail::stack_file::parse(const StackFileSource& source, con
     }
     return stack;
   } catch (const StackDefinitionError& e) {
-    const std::string_view message = detail::unprefixed(e.what());
-    // "'a' depends on 'b', which the stack does not hold ..." or "dependency cycle: a -> b -> ... -> a; ..."
+    // At the depends_on entry to remove, or at the state_dir (or path) to change.
+    using Kind = StackDefinitionError::Kind;
+    const std::vector<std::string>& roles = e.roles();
     sf::Place at = top;
-    if (const auto cycle = message.find("dependency cycle: "); cycle != std::string_view::npos) {
-      const std::string_view path = message.substr(cycle + 18);
-      const std::size_t arrow = path.find(" -> ");
-      if (arrow != std::string_view::npos) {
-        const std::string_view from = path.substr(0, arrow), rest = path.substr(arrow + 4);
-        const std::string_view to = rest.substr(0, std::min(rest.find(" -> "), rest.find(';')));
-        at = entry_place(from, to);
-      }
-    } else if (const auto owns = message.find("' owns "); owns != std::string_view::npos) {
-      // "...: 'a' owns P and 'b' owns Q...": at b's state_dir or path (else a's, else b's table).
-      const std::size_t open = message.rfind(": '", owns);
-      const std::string_view first = open == std::string_view::npos ? std::string_view() : message.substr(open + 3, owns - open - 3);
-      const std::size_t and_at = message.find(" and '", owns);
-      const std::size_t second_end = and_at == std::string_view::npos ? and_at : message.find("' owns ", and_at + 6);
-      const std::string_view second =
-          second_end == std::string_view::npos ? std::string_view() : message.substr(and_at + 6, second_end - and_at - 6);
+    if ((e.kind() == Kind::unknown_dependency || e.kind() == Kind::cycle) && !roles.empty()) {
+      // unknown_dependency: {role, dependency}; a cycle: each depends on the next, the last on the first.
+      at = entry_place(roles[0], roles[1 % roles.size()]);
+    } else if (e.kind() == Kind::overlapping_paths && roles.size() == 2) {
+      // At the second owner's state_dir or path (else the first's, else the second's table).
       const auto key_place = [&](std::string_view role) -> std::optional<sf::Place> {
         const toml::table* t = components ? components->get_as<toml::table>(role) : nullptr;
         if (!t) return std::nullopt;
@@ -1285,17 +1282,12 @@ inline DynamicStack detail::stack_file::parse(const StackFileSource& source, con
           if (const toml::node* n = t->get(key)) return sf::place_of(n->source());
         return std::nullopt;
       };
-      if (auto p = key_place(second)) at = *p;
-      else if (auto q = key_place(first)) at = *q;
-      else if (const toml::table* t = components ? components->get_as<toml::table>(second) : nullptr)
+      if (auto p = key_place(roles[1])) at = *p;
+      else if (auto q = key_place(roles[0])) at = *q;
+      else if (const toml::table* t = components ? components->get_as<toml::table>(roles[1]) : nullptr)
         at = sf::place_of(t->source());
-    } else if (const auto dep = message.find("' depends on '"); dep != std::string_view::npos) {
-      const std::size_t open = message.rfind(": '", dep);
-      const std::string_view from = message.substr(open + 3, dep - open - 3);
-      const std::string_view rest = message.substr(dep + 14);
-      at = entry_place(from, rest.substr(0, rest.find('\'')));
     }
-    ctx.fail(at, message);
+    throw StackFileError(ctx.file, at.line, at.column, e);
   }
 }
 

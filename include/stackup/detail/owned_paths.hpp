@@ -39,10 +39,18 @@ inline bool path_before(std::string_view a, std::string_view b) noexcept {
                                       [&](char x, char y) { return key(x) < key(y); });
 }
 
-/// Why these components cannot share a stack, or empty: two components own the
-/// same path, or one owns a path inside another's. O(P log P) for P paths.
-/// `roles[i]` is the role of the component with listing index i.
-template <class Roles> std::string owned_path_problem(std::vector<OwnedPath> paths, const Roles& roles) {
+/// Two components whose paths overlap, in listing order (`first` < `second`):
+/// the paths are views of the ones given, without a trailing slash.
+struct OwnedClash {
+  bool found = false;
+  std::size_t first = 0, second = 0;
+  std::string_view first_path, second_path;
+};
+
+/// The clash that keeps these components from sharing a stack (found is false if
+/// none): two components own the same path, or one owns a path inside another's.
+/// O(P log P) for P paths.
+inline OwnedClash owned_path_clash(std::vector<OwnedPath> paths) {
   if (paths.size() < 2) return {};
   for (auto& p : paths) p.path = without_trailing_slash(p.path);
   std::sort(paths.begin(), paths.end(), [](const OwnedPath& a, const OwnedPath& b) {
@@ -61,14 +69,7 @@ template <class Roles> std::string owned_path_problem(std::vector<OwnedPath> pat
     OwnedPath a = chain.back(), b = p;
     // Named in listing order: the second is the one to move.
     if (b.owner < a.owner) std::swap(a, b);
-    const std::string ra(roles[a.owner]), rb(roles[b.owner]);
-    std::string how;
-    if (a.path == b.path) how = " too";
-    else if (path_within(b.path, a.path)) how = ", inside it";
-    else how = ", which holds it";
-    return "'" + ra + "' owns " + std::string(a.path) + " and '" + rb + "' owns " + std::string(b.path) + how +
-           ": one would remove or take over the other's files (a pid file, data); give each component a "
-           "directory of its own, not inside another's";
+    return {true, a.owner, b.owner, a.path, b.path};
   }
   return {};
 }
