@@ -289,9 +289,70 @@ public:
 /// built (Stack<Cs...> reports the same rules at compile time). Also two
 /// components owning overlapping paths (`owned_paths()`), for both kinds of
 /// stack when they are built.
+///
+/// What went wrong is also kept as data (kind(), roles(), components(),
+/// paths()), from which the message is written, so a caller need not parse it.
 class StackDefinitionError : public Error {
 public:
-  using Error::Error;
+  /// Which rule the stack breaks.
+  enum class Kind : unsigned char {
+    other,              ///< built from a message alone (a StackFileError about the file itself)
+    empty_component,    ///< a moved-from AnyComponent; roles() is empty
+    empty_role,         ///< a component with an empty role; roles() is {""}
+    duplicate_role,     ///< two components with one role; roles() is {role, role}
+    unknown_dependency, ///< roles() is {role, dependency the stack does not hold}
+    cycle,              ///< roles() is the cycle (see roles())
+    overlapping_paths,  ///< roles() is {first owner, second owner}, paths() their paths
+  };
+
+  /// An error with this message and no data: kind() is Kind::other.
+  explicit StackDefinitionError(const std::string& message) : Error(message) {}
+  explicit StackDefinitionError(const char* message) : Error(message) {}
+
+  /// An error about stack `stack`, its message written from the data. `components`:
+  /// listing indices (0-based), one per entry of `roles` that names a component
+  /// (the dependency of unknown_dependency names none). `held`: for
+  /// unknown_dependency, the stack's roles as the message lists them.
+  StackDefinitionError(std::string stack, Kind kind, std::vector<std::string> roles,
+                       std::vector<std::size_t> components, std::vector<std::string> paths = {},
+                       std::string_view held = {})
+      : Error(message_of(stack, kind, roles, components, paths, held)), stack_(std::move(stack)), kind_(kind),
+        roles_(std::move(roles)), components_(std::move(components)), paths_(std::move(paths)) {}
+
+  /// Which rule the stack breaks; Kind::other when the error has no data.
+  [[nodiscard]] Kind kind() const noexcept { return kind_; }
+  /// The stack's name (empty for Kind::other).
+  [[nodiscard]] const std::string& stack() const noexcept { return stack_; }
+  /// The roles involved, in the order the message names them: for a cycle, the
+  /// roles on it from the first in listing order, each depending on the next and
+  /// the last on the first; for overlapping paths, the two owners in listing order.
+  [[nodiscard]] const std::vector<std::string>& roles() const noexcept { return roles_; }
+  /// Listing indices (0-based) of the components involved, in the order of
+  /// roles(): one for empty_component, empty_role and unknown_dependency (the
+  /// component whose depends_on names the missing role), two for duplicate_role
+  /// and overlapping_paths, one per role on a cycle.
+  [[nodiscard]] const std::vector<std::size_t>& components() const noexcept { return components_; }
+  /// For overlapping_paths: the path each of roles() owns (without a trailing
+  /// slash), the same path twice or one inside the other. Empty otherwise.
+  [[nodiscard]] const std::vector<std::string>& paths() const noexcept { return paths_; }
+
+protected:
+  /// The data of `from` under another message (a StackFileError placing it in a file).
+  StackDefinitionError(const std::string& message, const StackDefinitionError& from)
+      : Error(message), stack_(from.stack_), kind_(from.kind_), roles_(from.roles_), components_(from.components_),
+        paths_(from.paths_) {}
+
+private:
+  // The one place the messages are written.
+  static std::string message_of(std::string_view stack, Kind kind, const std::vector<std::string>& roles,
+                                const std::vector<std::size_t>& components, const std::vector<std::string>& paths,
+                                std::string_view held);
+
+  std::string stack_;
+  Kind kind_ = Kind::other;
+  std::vector<std::string> roles_;
+  std::vector<std::size_t> components_;
+  std::vector<std::string> paths_;
 };
 
 /// An action or an operation failed. Holds the component's role, the transition,
@@ -374,6 +435,51 @@ inline std::string_view unprefixed(std::string_view message) noexcept {
   return message;
 }
 } // namespace detail
+
+inline std::string StackDefinitionError::message_of(std::string_view stack, Kind kind,
+                                                    const std::vector<std::string>& roles,
+                                                    const std::vector<std::size_t>& components,
+                                                    const std::vector<std::string>& paths, std::string_view held) {
+  const auto role = [&](std::size_t i) -> std::string_view { return i < roles.size() ? roles[i] : std::string_view(); };
+  const auto number = [&](std::size_t i) { return i < components.size() ? std::to_string(components[i] + 1) : "?"; };
+  const auto path = [&](std::size_t i) -> std::string_view { return i < paths.size() ? paths[i] : std::string_view(); };
+  std::string problem;
+  switch (kind) {
+  case Kind::other:
+    break;
+  case Kind::empty_component:
+    problem = detail::cat({"component ", number(0),
+                           " is empty (a moved-from AnyComponent): put a component in it or leave it out"});
+    break;
+  case Kind::empty_role:
+    problem = detail::cat({"component ", number(0), " has an empty role: give every component a role"});
+    break;
+  case Kind::duplicate_role:
+    problem = detail::cat({"duplicate role '", role(0), "' (components ", number(0), " and ", number(1),
+                           "); a stack holds one component per role: remove one of them or give it another role"});
+    break;
+  case Kind::unknown_dependency:
+    problem = detail::cat({"'", role(0), "' depends on '", role(1), "', which the stack does not hold (roles: ", held,
+                           "): add a component with that role or remove it from depends_on"});
+    break;
+  case Kind::cycle:
+    problem = "dependency cycle: ";
+    for (const std::string& r : roles) problem.append(r).append(" -> ");
+    problem.append(role(0)).append("; remove one depends_on entry on the cycle");
+    break;
+  case Kind::overlapping_paths: {
+    // Two distinct overlapping paths: the longer lies inside the shorter.
+    const std::string_view how = path(0) == path(1)              ? " too"
+                                 : path(1).size() > path(0).size() ? ", inside it"
+                                                                   : ", which holds it";
+    problem = detail::cat({"'", role(0), "' owns ", path(0), " and '", role(1), "' owns ", path(1), how,
+                           ": one would remove or take over the other's files (a pid file, data); give each component "
+                           "a directory of its own, not inside another's"});
+    break;
+  }
+  }
+  return detail::cat({"stackup: stack '", stack, "' cannot exist: ", problem});
+}
 
 } // namespace stackup
 // ---- end stackup/errors.hpp ----
@@ -1648,10 +1754,18 @@ inline bool path_before(std::string_view a, std::string_view b) noexcept {
                                       [&](char x, char y) { return key(x) < key(y); });
 }
 
-/// Why these components cannot share a stack, or empty: two components own the
-/// same path, or one owns a path inside another's. O(P log P) for P paths.
-/// `roles[i]` is the role of the component with listing index i.
-template <class Roles> std::string owned_path_problem(std::vector<OwnedPath> paths, const Roles& roles) {
+/// Two components whose paths overlap, in listing order (`first` < `second`):
+/// the paths are views of the ones given, without a trailing slash.
+struct OwnedClash {
+  bool found = false;
+  std::size_t first = 0, second = 0;
+  std::string_view first_path, second_path;
+};
+
+/// The clash that keeps these components from sharing a stack (found is false if
+/// none): two components own the same path, or one owns a path inside another's.
+/// O(P log P) for P paths.
+inline OwnedClash owned_path_clash(std::vector<OwnedPath> paths) {
   if (paths.size() < 2) return {};
   for (auto& p : paths) p.path = without_trailing_slash(p.path);
   std::sort(paths.begin(), paths.end(), [](const OwnedPath& a, const OwnedPath& b) {
@@ -1670,14 +1784,7 @@ template <class Roles> std::string owned_path_problem(std::vector<OwnedPath> pat
     OwnedPath a = chain.back(), b = p;
     // Named in listing order: the second is the one to move.
     if (b.owner < a.owner) std::swap(a, b);
-    const std::string ra(roles[a.owner]), rb(roles[b.owner]);
-    std::string how;
-    if (a.path == b.path) how = " too";
-    else if (path_within(b.path, a.path)) how = ", inside it";
-    else how = ", which holds it";
-    return "'" + ra + "' owns " + std::string(a.path) + " and '" + rb + "' owns " + std::string(b.path) + how +
-           ": one would remove or take over the other's files (a pid file, data); give each component a "
-           "directory of its own, not inside another's";
+    return {true, a.owner, b.owner, a.path, b.path};
   }
   return {};
 }
@@ -1963,8 +2070,10 @@ private:
       std::vector<detail::OwnedPath> paths;
       for (std::size_t k = 0; k < size; ++k)
         for (const auto& path : owned[k]) paths.push_back({path, k});
-      if (std::string problem = detail::owned_path_problem(std::move(paths), roles); !problem.empty())
-        throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+      if (const detail::OwnedClash c = detail::owned_path_clash(std::move(paths)); c.found)
+        throw StackDefinitionError(name_, StackDefinitionError::Kind::overlapping_paths,
+                                   {std::string(roles[c.first]), std::string(roles[c.second])}, {c.first, c.second},
+                                   {std::string(c.first_path), std::string(c.second_path)});
     }
   }
 
@@ -2392,8 +2501,10 @@ private:
     return k;
   }
 
-  [[noreturn]] void refuse(const std::string& problem) const {
-    throw StackDefinitionError("stackup: stack '" + name_ + "' cannot exist: " + problem);
+  [[noreturn]] void refuse(StackDefinitionError::Kind kind, std::vector<std::string> roles,
+                            std::vector<std::size_t> components, std::vector<std::string> paths = {},
+                            std::string_view held = {}) const {
+    throw StackDefinitionError(name_, kind, std::move(roles), std::move(components), std::move(paths), held);
   }
   [[nodiscard]] std::string listed_roles() const {
     constexpr std::size_t shown = 20;
@@ -2408,9 +2519,7 @@ private:
     const std::size_t n = parts_.size();
     std::size_t edges = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (!parts_[i].has_value())
-        refuse("component " + std::to_string(i + 1) +
-               " is empty (a moved-from AnyComponent): put a component in it or leave it out");
+      if (!parts_[i].has_value()) refuse(StackDefinitionError::Kind::empty_component, {}, {i});
       edges += parts_[i].depends_on_.size();
     }
     roles_.reserve(n);
@@ -2432,7 +2541,7 @@ private:
     std::vector<std::size_t> waiting(n), next_first(n + 1), next(edges), heap(n);
     const detail::PlanScratch scratch{sorted_, waiting, next_first, next, heap};
     const detail::PlanProblem p = detail::compute_plan(roles_, first_, names, dep_, order_, scratch);
-    const auto quoted = [](std::string_view s) { return "'" + std::string(s) + "'"; };
+    using Kind = StackDefinitionError::Kind;
     switch (p.error) {
     case detail::PlanError::none: {
       ordered_.reserve(n);
@@ -2448,32 +2557,33 @@ private:
         owned[k] = parts_[k].owned_paths();
         for (const auto& path : owned[k]) paths.push_back({path, k});
       }
-      if (std::string problem = detail::owned_path_problem(std::move(paths), roles_); !problem.empty())
-        refuse(problem);
+      if (const detail::OwnedClash c = detail::owned_path_clash(std::move(paths)); c.found)
+        refuse(Kind::overlapping_paths, {std::string(roles_[c.first]), std::string(roles_[c.second])},
+               {c.first, c.second}, {std::string(c.first_path), std::string(c.second_path)});
       return;
     }
     case detail::PlanError::empty_role:
-      refuse("component " + std::to_string(p.a + 1) + " has an empty role: give every component a role");
+      refuse(Kind::empty_role, {std::string()}, {p.a});
     case detail::PlanError::duplicate:
-      refuse("duplicate role " + quoted(roles_[p.a]) + " (components " + std::to_string(p.a + 1) + " and " +
-             std::to_string(p.b + 1) + "); a stack holds one component per role: remove one of them or give it another role");
+      refuse(Kind::duplicate_role, {std::string(roles_[p.a]), std::string(roles_[p.b])}, {p.a, p.b});
     case detail::PlanError::missing:
-      refuse(quoted(roles_[p.a]) + " depends on " + quoted(names[first_[p.a] + p.b]) +
-             ", which the stack does not hold (roles: " + listed_roles() +
-             "): add a component with that role or remove it from depends_on");
+      refuse(Kind::unknown_dependency, {std::string(roles_[p.a]), std::string(names[first_[p.a] + p.b])}, {p.a}, {},
+             listed_roles());
     case detail::PlanError::cycle: {
       // The path from the cycle's first component in listing order, back to it.
       std::size_t start = p.a;
       for (std::size_t at = detail::cycle_next(p.a, first_, dep_, scratch); at != p.a;
            at = detail::cycle_next(at, first_, dep_, scratch))
         start = std::min(start, at);
-      std::string path(roles_[start]);
+      std::vector<std::string> path;
+      std::vector<std::size_t> on;
       std::size_t at = start;
       do {
+        path.emplace_back(roles_[at]);
+        on.push_back(at);
         at = detail::cycle_next(at, first_, dep_, scratch);
-        path.append(" -> ").append(roles_[at]);
       } while (at != start);
-      refuse("dependency cycle: " + path + "; remove one depends_on entry on the cycle");
+      refuse(Kind::cycle, std::move(path), std::move(on));
     }
     }
   }
