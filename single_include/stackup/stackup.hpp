@@ -4033,10 +4033,72 @@ template <detail::runnable S> int run(S& stack, int argc, char** argv, const Opt
 
 
 // ---- begin stackup/detail/posix.hpp ----
-// stackup — POSIX internals of the shipped components: file descriptors, private
-// state directories with flock locks, process spawning, pid records carrying the
-// process start time, process-group stop with escalation, loopback readiness
-// probes and log tails. Not part of the public API.
+// stackup — POSIX internals of the shipped components, assembled from their parts
+// in detail/posix/: files, paths, directories, processes, sockets, spawn, probes,
+// logs (each part builds on the ones before it). Not part of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/logs.hpp ----
+// stackup — POSIX internals of the shipped components: log tails for error messages.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/probes.hpp ----
+// stackup — POSIX internals of the shipped components: loopback readiness probes.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/spawn.hpp ----
+// stackup — POSIX internals of the shipped components: spawning: running as another user,
+// the child side, the waiter that stays a daemon's parent, shell commands.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/sockets.hpp ----
+// stackup — POSIX internals of the shipped components: the TCP sockets listening on a
+// port, and which processes hold them.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/processes.hpp ----
+// stackup — POSIX internals of the shipped components: pid records carrying the process
+// start time, reading /proc, and stopping a process group with escalation.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/directories.hpp ----
+// stackup — POSIX internals of the shipped components: private state directories with
+// flock locks, directories shared with other processes, removal that stays below a
+// held directory, and the parents stackup creates.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/paths.hpp ----
+// stackup — POSIX internals of the shipped components: paths stackup never takes over:
+// home directories, and directories another user can write.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/posix/files.hpp ----
+// stackup — POSIX internals of the shipped components: file descriptors (Fd), polling
+// back-off, reading and writing files relative to a held directory, ownership markers.
+// One part of `detail::posix`, assembled in <stackup/detail/posix.hpp>. Not part
+// of the public API.
 // SPDX-License-Identifier: MIT
 
 
@@ -4085,14 +4147,10 @@ template <detail::runnable S> int run(S& stack, int argc, char** argv, const Opt
 #include <utility>
 #include <vector>
 
-extern "C" char** environ; // NOLINT: the process environment, inherited by spawned commands
-
 namespace stackup::detail {
 
-// A class template used as a namespace (`detail::posix::...`): its functions are
-// compiled only in a file that calls them (a component's action), not in every
-// file that includes a component header (the umbrella: 0.15 s less with g++).
-template <class = void> struct Posix {
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixFiles {
 
 using milliseconds = std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
@@ -4321,6 +4379,16 @@ static bool create_marker(int dirfd, const char* name, std::string_view content,
   throw Error("stackup: cannot create the ownership marker " + quoted(shown_as) + ": " + sys_message(e));
 }
 
+}; // struct PosixFiles
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/files.hpp ----
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixPaths : PosixFiles<> {
+
 // ---- paths stackup never takes over ---------------------------------------------------
 
 /// Held while walking the user database: getpwent has one cursor per process.
@@ -4507,6 +4575,16 @@ static void check_parent(int dirfd, const std::filesystem::path& dir, const std:
                   "only you (or root) can write, or make that directory sticky (chmod +t)");
   }
 }
+
+}; // struct PosixPaths
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/paths.hpp ----
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixDirectories : PosixPaths<> {
 
 // ---- private state directories ----------------------------------------------------
 
@@ -4930,6 +5008,16 @@ static bool rename_entry(int dirfd, const char* a, const char* b, Rename how) no
   return false;
 #endif
 }
+
+}; // struct PosixDirectories
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/directories.hpp ----
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixProcesses : PosixDirectories<> {
 
 // ---- processes ----------------------------------------------------------------------
 
@@ -5357,6 +5445,25 @@ static Stopped stop_process(const PidRecord& r, milliseconds timeout, std::strin
               "pid,stat,cmd -s " + std::to_string(r.pid) + "`");
 }
 
+/// Whether the process `pid` that started at `start` is alive (not a zombie).
+static bool alive_as(pid_t pid, unsigned long long start) {
+  const auto st = read_proc_stat(pid);
+  return st && st->start_time == start && is_live_state(st->state);
+}
+
+/// Waits (up to `timeout`) until the process `pid` that started at `start` is
+/// gone; reaps it should it be a child of this process. Whether it is gone.
+static bool await_gone(pid_t pid, unsigned long long start, milliseconds timeout) {
+  const auto deadline = deadline_after(timeout);
+  Backoff backoff;
+  while (true) {
+    reap(pid);
+    if (!alive_as(pid, start)) return true;
+    if (Clock::now() >= deadline) return false;
+    backoff.sleep(deadline);
+  }
+}
+
 // ---- the hold: finding and stopping what a waiter holds -------------------------
 
 /// Every live process, with its parent and start time, read from /proc.
@@ -5518,6 +5625,16 @@ static std::optional<ExitRecord> parse_exit_record(std::string_view text) {
   return r;
 }
 
+}; // struct PosixProcesses
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/processes.hpp ----
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixSockets : PosixProcesses<> {
+
 // ---- listening sockets ------------------------------------------------------------
 
 /// The inodes of the TCP sockets listening on `port` at an address a
@@ -5634,6 +5751,18 @@ static std::string read_file_text(const std::string& file, std::size_t limit = 2
   }
   return out;
 }
+
+}; // struct PosixSockets
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/sockets.hpp ----
+
+extern "C" char** environ; // NOLINT: the process environment, inherited by spawned commands
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixSpawn : PosixSockets<> {
 
 // ---- running as another user -------------------------------------------------------
 
@@ -6111,25 +6240,6 @@ struct Held {
   pid_t waiter = 0, main = 0;
 };
 
-/// Whether the process `pid` that started at `start` is alive (not a zombie).
-static bool alive_as(pid_t pid, unsigned long long start) {
-  const auto st = read_proc_stat(pid);
-  return st && st->start_time == start && is_live_state(st->state);
-}
-
-/// Waits (up to `timeout`) until the process `pid` that started at `start` is
-/// gone; reaps it should it be a child of this process. Whether it is gone.
-static bool await_gone(pid_t pid, unsigned long long start, milliseconds timeout) {
-  const auto deadline = deadline_after(timeout);
-  Backoff backoff;
-  while (true) {
-    reap(pid);
-    if (!alive_as(pid, start)) return true;
-    if (Clock::now() >= deadline) return false;
-    backoff.sleep(deadline);
-  }
-}
-
 /// Starts `o.argv` like spawn, but under the hold: a waiter process (its own
 /// session, a child subreaper, not a child of this process) forks and keeps
 /// the daemon's main process as its child, so every process the daemon starts
@@ -6292,6 +6402,16 @@ static ShellResult run_shell(const std::string& command, milliseconds timeout,
   return result;
 }
 
+}; // struct PosixSpawn
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/spawn.hpp ----
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixProbes : PosixSpawn<> {
+
 // ---- readiness probes -----------------------------------------------------------------
 
 /// Whether TCP socket `fd` is connected to itself. A connect() from an unbound
@@ -6386,6 +6506,16 @@ static bool http_probe(std::uint16_t port, std::string_view path, milliseconds t
          in[space + 1] == '2';
 }
 
+}; // struct PosixProbes
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/probes.hpp ----
+
+namespace stackup::detail {
+
+// Compiled only where an action calls it; see <stackup/detail/posix.hpp>.
+template <class = void> struct PosixLogs : PosixProbes<> {
+
 // ---- logs -----------------------------------------------------------------------------
 
 /// The last `max_lines` lines of `name` in `dirfd` from byte `from` on (at most
@@ -6437,7 +6567,21 @@ static std::string text_tail(std::string_view text, std::size_t max_lines = 15) 
   return out;
 }
 
-}; // struct Posix
+}; // struct PosixLogs
+
+} // namespace stackup::detail
+// ---- end stackup/detail/posix/logs.hpp ----
+
+namespace stackup::detail {
+
+// A class template used as a namespace (`detail::posix::...`): its functions are
+// compiled only in a file that calls them (a component's action), not in every
+// file that includes a component header (the umbrella: 0.15 s less with g++).
+// Each part is a class template of its own, deriving from the part before it
+// (files <- paths <- directories <- processes <- sockets <- spawn <- probes <-
+// logs), so a part names what the earlier ones define unqualified, and
+// `posix::name` finds any of them.
+template <class = void> struct Posix : PosixLogs<> {};
 
 using posix = Posix<>;
 
