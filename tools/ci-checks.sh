@@ -134,7 +134,11 @@ part_tsan() {
   rm -rf "$reports" && mkdir -p "$reports"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan"
   local status=0
-  "$dir/stackup_tests" --no-version || status=1
+  # LocalDaemon's suite in a process of its own: under TSan only, a daemon's
+  # waiter forked after the fault-injection suites' threads loses what the
+  # daemon wrote to its log (no report; every other build passes them together).
+  "$dir/stackup_tests" --no-version --source-file-exclude='*test_local_daemon*' || status=1
+  "$dir/stackup_tests" --no-version --source-file='*test_local_daemon*' || status=1
   python3 "$root/tests/reliability/demo_stack_reliability.py" --demo-stack "$dir/demo_stack" \
     --demo-server "$dir/demo_server" || status=1
   unset TSAN_OPTIONS
