@@ -3,7 +3,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -49,14 +48,18 @@ struct OwnedClash {
 
 /// The clash that keeps these components from sharing a stack (found is false if
 /// none): two components own the same path, or one owns a path inside another's.
-/// O(P log P) for P paths.
+/// O(P²) for P paths (one or two per component).
 inline OwnedClash owned_path_clash(std::vector<OwnedPath> paths) {
   if (paths.size() < 2) return {};
   for (auto& p : paths) p.path = without_trailing_slash(p.path);
-  std::sort(paths.begin(), paths.end(), [](const OwnedPath& a, const OwnedPath& b) {
+  // Insertion sort: a stack owns a few paths, and <algorithm> would cost every
+  // file that includes <stackup/stack.hpp> more than the sort ever takes.
+  const auto before = [](const OwnedPath& a, const OwnedPath& b) {
     if (a.path == b.path) return a.owner < b.owner;
     return path_before(a.path, b.path);
-  });
+  };
+  for (std::size_t i = 1; i < paths.size(); ++i)
+    for (std::size_t j = i; j > 0 && before(paths[j], paths[j - 1]); --j) std::swap(paths[j], paths[j - 1]);
   // A sweep in that order keeping the chain of paths that hold the current one:
   // each held by the one before it, so all of one owner until a clash is found.
   std::vector<OwnedPath> chain;
