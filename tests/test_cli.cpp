@@ -476,7 +476,8 @@ TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the 
       {{"stack", "status", "-p"}, "error: unknown option '-p' for 'stack status'; valid options: --json\n"},
       {{"stack", "up", "now"}, "error: unexpected argument 'now' after 'stack up'\n"},
       {{"orch", "down", "--force", "extra"}, "error: unexpected argument 'extra' after 'orch down'\n"},
-      {{"--bogus"}, "error: unknown option '--bogus'\n"},
+      {{"--bogus"}, "error: unknown option '--bogus'; valid options before the command: --help (-h), --version, "
+                    "--completion SHELL\n"},
       {{"orch", "logs", "--tail"}, "error: option '--tail' needs a number of lines, e.g. '--tail 20'\n"},
       {{"orch", "logs", "--tail", "ten"}, "error: option '--tail' needs a whole number of lines (0 or more), not 'ten'\n"},
       {{"orch", "logs", "--tail", "-3"}, "not '-3'\n"},

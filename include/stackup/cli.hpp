@@ -10,11 +10,13 @@
 #include <stackup/events.hpp>
 #include <stackup/format.hpp>
 #include <stackup/stack_lock.hpp>
+#include <stackup/version.hpp>
 
 #include <fmt/color.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -25,6 +27,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <ostream>
@@ -50,6 +53,94 @@ enum class Color {
   never,     ///< plain ASCII
 };
 
+/// Where a verb applies: to the whole stack (`stack up`), to one component
+/// (`<role> logs`), or to both.
+enum class Scope { stack, role, both };
+
+/// One option of a verb, as the command line spells it: `--name`, `-letter`,
+/// and for an option with a value `--name VALUE`, `--name=VALUE`, `-letter VALUE`
+/// or `-letterVALUE`. Short flags cluster (`-fp`).
+struct VerbOption {
+  /// The long name without its dashes: "force" for `--force`.
+  std::string_view name;
+  /// The short form ('f' for `-f`); 0: none.
+  char letter = 0;
+  /// The value's name in the usage ("N" for `--tail N`); empty: a flag, which takes no value.
+  std::string_view value{};
+  /// One line for `--help`.
+  std::string_view help{};
+  /// For a value: what a missing one must be, for the error ("a number of lines"),
+  /// and an example of one ("20"). Empty: "a value" and the value's name.
+  std::string_view needs{};
+  std::string_view example{};
+  /// For a value: the problem with it, said in full ("option '--tail' needs a whole
+  /// number ..."), or nothing when it is fine. Empty: any value will do.
+  std::function<std::optional<std::string>(std::string_view value)> check{};
+};
+
+/// A command line as parsed against the table, and where to write: what a
+/// verb's handler (VerbSpec::run) gets.
+struct Invocation {
+  /// The program's name, for messages ("stackctl").
+  std::string_view program;
+  /// The verb ("up", "config").
+  std::string_view verb;
+  /// `stack <verb>`: true; `<role> <verb>`: false.
+  bool whole_stack = true;
+  /// The role, when !whole_stack.
+  std::string_view role{};
+  /// The role's position among the stack's roles (their order in the stack), when !whole_stack.
+  std::size_t index = 0;
+  /// The options given, by long name, in order; the value is empty for a flag.
+  std::vector<std::pair<std::string_view, std::string_view>> options{};
+  /// Where progress and results go, and where errors go.
+  std::ostream& out;
+  std::ostream& err;
+  /// Whether `out` and `err` get colour and symbols (Options::color resolved).
+  bool color_out = false;
+  bool color_err = false;
+  /// Options::lock_file: the file a handler that acts on the stack locks (a StackLock).
+  std::string_view lock_file{};
+
+  /// Whether the option `name` (long name) was given.
+  [[nodiscard]] bool has(std::string_view name) const noexcept {
+    for (const auto& o : options)
+      if (o.first == name) return true;
+    return false;
+  }
+  /// The value of the option `name` given last, or nothing.
+  [[nodiscard]] std::optional<std::string_view> value(std::string_view name) const noexcept {
+    std::optional<std::string_view> found;
+    for (const auto& o : options)
+      if (o.first == name) found = o.second;
+    return found;
+  }
+};
+
+/// One verb of the command line: the library's own (up, down, status, logs) and
+/// a host program's (Options::verbs) are entries of the same kind, and parsing,
+/// the usage, `--help`, the bash completion and dispatch all follow from them.
+struct VerbSpec {
+  /// The word after the target: "up", "config".
+  std::string_view name;
+  /// `stack <verb>`, `<role> <verb>` or both.
+  Scope scope = Scope::stack;
+  /// Its options (`--help` is every verb's).
+  std::vector<VerbOption> options{};
+  /// One line for the usage: what it does (to the stack, for Scope::both).
+  std::string_view help{};
+  /// For Scope::both: what `<role> <verb>` does; empty: `help`.
+  std::string_view role_help{};
+  /// Runs it, returning the exit status (exit_success, exit_failure, exit_usage, ...).
+  std::function<int(const Invocation&)> run{};
+  /// Optional: the problem with a parsed command line that only this verb can see
+  /// (e.g. a component that keeps no log), said as a usage error (exit 2);
+  /// nothing when it may run. For a role's verb it also says which roles suit it.
+  std::function<std::optional<std::string>(const Invocation&)> check{};
+  /// Parsed and run, but not in the usage, `--help` or the completion: a query for scripts.
+  bool hidden = false;
+};
+
 /// How `run` presents itself. Every member is optional.
 struct Options {
   /// Program name in usage and messages; empty: the base name of argv[0].
@@ -66,6 +157,14 @@ struct Options {
   /// shared for status and logs, none for `logs --follow`; held for that one
   /// command. Empty (the default): no lock.
   std::string_view lock_file{};
+  /// What `--version` prints after the program's name; empty: stackup's version.
+  std::string_view version{};
+  /// The host's own options before the command (which it parses itself, e.g.
+  /// `-f FILE`), as data: the bash completion completes them and passes them on
+  /// when it asks for the roles, and an unknown option names them.
+  std::span<const VerbOption> host_options{};
+  /// The host's own verbs, after the library's (see VerbSpec); they must outlive `run`.
+  std::span<const VerbSpec> verbs{};
 };
 
 /// Exit status: the command did what was asked (also when there was nothing to do).
@@ -91,6 +190,440 @@ struct Command {
   bool follow = false; // logs: keep printing what is appended
   std::optional<std::size_t> tail;
 };
+
+// The library's version, "0.2.0": what --version prints unless the host says otherwise.
+inline std::string library_version() {
+  return fmt::format("{}.{}.{}", STACKUP_VERSION_MAJOR, STACKUP_VERSION_MINOR, STACKUP_VERSION_PATCH);
+}
+
+// `--tail`'s value: a whole number of lines.
+inline std::optional<std::string> whole_lines(std::string_view value) {
+  std::size_t n = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec == std::errc::result_out_of_range && end == value.data() + value.size())
+    return fmt::format("option '--tail' got '{}' lines: too large (at most {})", value, std::size_t(-1));
+  if (value.empty() || ec != std::errc{} || end != value.data() + value.size())
+    return fmt::format("option '--tail' needs a whole number of lines (0 or more), not '{}'", value);
+  return std::nullopt;
+}
+
+// The words a command line may start with, before the target: every program's.
+inline const std::vector<VerbOption>& global_options() {
+  static const std::vector<VerbOption> globals{
+      {.name = "help", .letter = 'h', .help = "show this help"},
+      {.name = "version", .help = "print the program's name and version"},
+      {.name = "completion", .value = "SHELL", .help = "print the completion script for SHELL (bash): verbs, options, roles",
+       .needs = "a shell", .example = "bash",
+       .check = [](std::string_view shell) -> std::optional<std::string> {
+         if (shell == "bash") return std::nullopt;
+         return fmt::format("option '--completion' knows only 'bash', not '{}'", shell);
+       }},
+  };
+  return globals;
+}
+
+// What the library's own verbs do, bound to a Runner; empty in a table that only
+// describes them (the usage, the completion).
+struct Builtins {
+  std::function<int(const Invocation&)> up, down, status, logs, roles;
+  std::function<std::optional<std::string>(const Invocation&)> logs_check;
+};
+
+// The library's verbs, in the order the usage lists them. A new one is an entry
+// here and its handler in Builtins (bound in Runner::builtins).
+inline std::vector<VerbSpec> builtin_verbs(const Builtins& b) {
+  const VerbOption parallel{.name = "parallel", .letter = 'p', .help = "act on independent components at the same time"};
+  return {
+      {.name = "up",
+       .scope = Scope::both,
+       .options = {parallel, {.name = "no-rollback", .help = "when an action fails, leave what was done in place"}},
+       .help = "provision and start every component",
+       .role_help = "bring one component up, its dependencies first",
+       .run = b.up},
+      {.name = "down",
+       .scope = Scope::both,
+       .options = {{.name = "force", .letter = 'f', .help = "also deprovision (remove what the components created)"},
+                   parallel},
+       .help = "stop every component; with --force also deprovision",
+       .role_help = "bring one component down, its dependents first",
+       .run = b.down},
+      {.name = "status",
+       .scope = Scope::both,
+       .options = {{.name = "json", .help = "a JSON array (role, name, flavor, state, detail)"}},
+       .help = "show every component's state (changes nothing)",
+       .role_help = "show one component's state",
+       .run = b.status},
+      {.name = "logs",
+       .scope = Scope::role,
+       .options = {{.name = "tail",
+                    .letter = 'n',
+                    .value = "N",
+                    .help = "print only the last N lines",
+                    .needs = "a number of lines",
+                    .example = "20",
+                    .check = whole_lines},
+                   {.name = "follow", .help = "keep printing what is appended, until Ctrl-C"}},
+       .help = "print the component's log, where it keeps one",
+       .run = b.logs,
+       .check = b.logs_check},
+      // For completion scripts: the roles, one a line.
+      {.name = "roles", .scope = Scope::stack, .help = "print the roles, one a line", .run = b.roles, .hidden = true},
+  };
+}
+
+// `--help` anywhere wins, so `<anything> --help` always shows the help.
+inline bool wants_help(std::span<const std::string_view> args) {
+  return std::ranges::any_of(args, [](std::string_view a) { return a == "--help" || a == "-h"; }) ||
+         (!args.empty() && args[0] == "help");
+}
+
+inline std::string padded(std::string text, std::size_t width) {
+  if (text.size() < width) text.append(width - text.size(), ' ');
+  return text;
+}
+
+inline bool applies(const VerbSpec& v, bool whole_stack) {
+  return v.scope == Scope::both || (v.scope == Scope::stack) == whole_stack;
+}
+
+// "--tail N (-n N)", as the valid options are listed in errors.
+inline std::string spelled(const VerbOption& o) {
+  const std::string value = o.value.empty() ? std::string() : fmt::format(" {}", o.value);
+  std::string s = fmt::format("--{}{}", o.name, value);
+  if (o.letter != 0) s += fmt::format(" (-{}{})", o.letter, value);
+  return s;
+}
+
+inline std::string spelled(std::span<const VerbOption> options) {
+  std::string s;
+  for (const auto& o : options) s += fmt::format("{}{}", s.empty() ? "" : ", ", spelled(o));
+  return s;
+}
+
+// The verbs (the library's, then the host's) and everything that follows from
+// them without a stack: parsing a verb's options, the usage, the options part
+// of --help, --version, the completion script, and usage errors.
+class Grammar {
+public:
+  Grammar(std::vector<VerbSpec> verbs, const Options& options, std::string_view program)
+      : verbs_(std::move(verbs)), options_(options), program_(program) {
+    verbs_.insert(verbs_.end(), options.verbs.begin(), options.verbs.end());
+  }
+
+  [[nodiscard]] const std::vector<VerbSpec>& verbs() const noexcept { return verbs_; }
+
+  // The verb `name` for the stack or for a role (hidden ones included), or null.
+  [[nodiscard]] const VerbSpec* find(std::string_view name, bool whole_stack) const noexcept {
+    for (const auto& v : verbs_)
+      if (v.name == name && applies(v, whole_stack)) return &v;
+    return nullptr;
+  }
+
+  // "up, down, status": the verbs shown for the stack or for a role.
+  [[nodiscard]] std::string names(bool whole_stack) const {
+    std::string s;
+    for (const auto& v : verbs_)
+      if (!v.hidden && applies(v, whole_stack)) s += fmt::format("{}{}", s.empty() ? "" : ", ", v.name);
+    return s;
+  }
+
+  // Reads `words` (what follows `<target> <verb>`) into `inv.options`; returns the problem, if any.
+  [[nodiscard]] std::optional<std::string> parse_options(const VerbSpec& v, std::span<const std::string_view> words,
+                                                         std::string_view where, Invocation& inv) const {
+    const auto by_name = [&v](std::string_view name) -> const VerbOption* {
+      for (const auto& o : v.options)
+        if (o.name == name) return &o;
+      return nullptr;
+    };
+    const auto by_letter = [&v](char letter) -> const VerbOption* {
+      for (const auto& o : v.options)
+        if (o.letter != 0 && o.letter == letter) return &o;
+      return nullptr;
+    };
+    const auto unknown = [&](std::string_view as_given) {
+      if (v.options.empty()) return fmt::format("unknown option '{}' for '{}': it takes no options", as_given, where);
+      return fmt::format("unknown option '{}' for '{}'; valid options: {}", as_given, where, spelled(v.options));
+    };
+    const auto take = [&inv](const VerbOption& o, std::string_view value) -> std::optional<std::string> {
+      if (o.check)
+        if (auto problem = o.check(value)) return problem;
+      inv.options.emplace_back(o.name, value);
+      return std::nullopt;
+    };
+    for (std::size_t i = 0; i < words.size(); ++i) {
+      const std::string_view a = words[i];
+      std::optional<std::string> problem;
+      if (a.size() > 2 && a.starts_with("--")) { // --name, --name=value, --name value
+        const std::size_t eq = a.find('=');
+        const VerbOption* o = by_name(a.substr(2, eq == std::string_view::npos ? std::string_view::npos : eq - 2));
+        if (o == nullptr) return unknown(a);
+        if (eq != std::string_view::npos && o->value.empty())
+          return fmt::format("option '--{}' takes no value, not '{}'", o->name, a.substr(eq + 1));
+        if (eq != std::string_view::npos) problem = take(*o, a.substr(eq + 1));
+        else if (o->value.empty()) problem = take(*o, {});
+        else if (i + 1 == words.size()) return missing(*o, a);
+        else problem = take(*o, words[++i]);
+      } else if (a.size() >= 2 && a[0] == '-' && a[1] != '-') { // short options, clustered: -fp, -n5, -n 5
+        for (std::size_t j = 1; j < a.size() && !problem; ++j) {
+          const VerbOption* o = by_letter(a[j]);
+          if (o == nullptr) return unknown(fmt::format("-{}", a[j]));
+          if (o->value.empty()) {
+            problem = take(*o, {});
+            continue;
+          }
+          if (j + 1 < a.size()) problem = take(*o, a.substr(j + 1));
+          else if (i + 1 == words.size()) return missing(*o, fmt::format("-{}", a[j]));
+          else problem = take(*o, words[++i]);
+          break;
+        }
+      } else if (!a.empty() && a[0] == '-') {
+        return unknown(a); // "-", "--"
+      } else {
+        return fmt::format("unexpected argument '{}' after '{}'", a, where);
+      }
+      if (problem) return problem;
+    }
+    return std::nullopt;
+  }
+
+  [[nodiscard]] std::string synopsis() const {
+    std::vector<std::pair<std::string, std::string_view>> rows;
+    for (const bool whole_stack : {true, false})
+      for (const auto& v : verbs_) {
+        if (v.hidden || !applies(v, whole_stack)) continue;
+        std::string left = fmt::format("{} {}", whole_stack ? "stack" : "<role>", v.name);
+        for (const auto& o : v.options) {
+          if (o.value.empty() && o.letter != 0) left += fmt::format(" [-{}]", o.letter); // flags by their letter
+          else if (o.value.empty()) left += fmt::format(" [--{}]", o.name);
+          else left += fmt::format(" [--{} {}]", o.name, o.value);
+        }
+        rows.emplace_back(std::move(left), !whole_stack && !v.role_help.empty() ? v.role_help : v.help);
+      }
+    rows.emplace_back("--help", "show the roles and options");
+    std::size_t width = 0;
+    for (const auto& r : rows) width = std::max(width, r.first.size());
+    std::string s = fmt::format("usage: {}{}{} <stack|role> <command> [options]\n\n", program_,
+                                options_.host_synopsis.empty() ? "" : " ", options_.host_synopsis);
+    for (const auto& r : rows) s += fmt::format("  {}{}\n", padded(r.first, width + 3), r.second);
+    return s;
+  }
+
+  // The options part of --help: every verb's, in the order of the usage (each once,
+  // saying which verbs take it), then the global ones.
+  [[nodiscard]] std::string options_help() const {
+    constexpr std::size_t width = 15; // hosts' own lines (Options::host_help) align with it
+    std::string s = "\noptions:\n";
+    const auto line = [&s](const VerbOption& o, std::string_view text) {
+      std::string left = o.letter != 0 ? fmt::format("-{}, --{}", o.letter, o.name) : fmt::format("--{}", o.name);
+      if (!o.value.empty()) left += fmt::format(" {}", o.value);
+      if (left.size() > width) s += fmt::format("  {}\n  {}  {}\n", left, padded({}, width), text);
+      else s += fmt::format("  {}  {}\n", padded(std::move(left), width), text);
+    };
+    std::vector<std::string_view> done;
+    for (const auto& v : verbs_) {
+      if (v.hidden) continue;
+      for (const auto& o : v.options) {
+        if (std::ranges::find(done, o.name) != done.end()) continue;
+        done.push_back(o.name);
+        std::string which;
+        for (const auto& w : verbs_)
+          if (!w.hidden && std::ranges::any_of(w.options, [&o](const VerbOption& x) { return x.name == o.name; }))
+            which += fmt::format("{}{}", which.empty() ? "" : "/", w.name);
+        line(o, fmt::format("{}: {}", which, o.help));
+      }
+    }
+    for (const auto& o : global_options()) line(o, o.help);
+    return s;
+  }
+
+  // The whole --help, with `roles` (the stack's roles, when there is a stack) after the usage.
+  [[nodiscard]] std::string help(std::string_view roles) const {
+    std::string s = synopsis();
+    s += roles;
+    s += options_help();
+    if (!options_.host_help.empty()) {
+      s += options_.host_help;
+      if (s.back() != '\n') s += '\n';
+    }
+    s += "\nexit status: 0 done (also when there was nothing to do), 1 an action failed, 2 usage error\n";
+    return s;
+  }
+
+  int usage_error(std::ostream& err, bool fancy, std::string_view problem) const {
+    const std::string label = fancy ? fmt::format("{}", fmt::styled("error", fmt::fg(fmt::terminal_color::red) |
+                                                                             fmt::emphasis::bold))
+                                    : std::string("error");
+    err << label << ": " << problem << "\n\n" << synopsis() << "\nrun '" << program_ << " --help' for the roles and options\n";
+    return exit_usage;
+  }
+
+  // A command line that starts with an option: `--version`, `--completion bash`, or
+  // an unknown one. Nothing for any other (a target first, or no words).
+  [[nodiscard]] std::optional<int> global(std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
+                                          bool fancy_err) const {
+    if (args.empty() || args[0].empty() || args[0][0] != '-') return std::nullopt;
+    const std::string_view a = args[0];
+    std::size_t used = 1;
+    std::optional<std::string> problem;
+    std::string_view shell;
+    if (a == "--completion" || a.starts_with("--completion=")) {
+      const VerbOption& o = global_options()[2];
+      if (a.size() > 12) shell = a.substr(13);
+      else if (args.size() < 2) problem = missing(o, a);
+      else shell = args[used++];
+      if (!problem) problem = o.check(shell);
+    } else if (a != "--version") {
+      std::vector<VerbOption> valid(options_.host_options.begin(), options_.host_options.end());
+      valid.insert(valid.end(), global_options().begin(), global_options().end());
+      problem = fmt::format("unknown option '{}'; valid options before the command: {}", a, spelled(valid));
+    }
+    if (!problem && args.size() > used)
+      problem = fmt::format("unexpected argument '{}' after '{}'", args[used], args.subspan(0, used).back());
+    if (problem) return usage_error(err, fancy_err, *problem);
+    if (a == "--version")
+      out << program_ << ' ' << (options_.version.empty() ? library_version() : std::string(options_.version)) << '\n';
+    else out << bash_completion();
+    out.flush();
+    return out ? exit_success : exit_failure;
+  }
+
+  // A bash completion script for the program: its verbs and their options, the
+  // global options (the host's too), and the roles of the stack in use, which it
+  // asks the program for (`PROGRAM [host options] stack roles`).
+  [[nodiscard]] std::string bash_completion() const;
+
+private:
+  [[nodiscard]] static std::string missing(const VerbOption& o, std::string_view as_given) {
+    return fmt::format("option '{}' needs {}, e.g. '{} {}'", as_given, o.needs.empty() ? "a value" : o.needs, as_given,
+                       o.example.empty() ? o.value : o.example);
+  }
+
+  std::vector<VerbSpec> verbs_;
+  const Options& options_;
+  std::string_view program_;
+};
+
+// A shell word in single quotes.
+inline std::string shell_quoted(std::string_view s) {
+  std::string q = "'";
+  for (const char c : s) {
+    if (c == '\'') q += "'\\''";
+    else q += c;
+  }
+  return q + "'";
+}
+
+inline std::string Grammar::bash_completion() const {
+  std::string function = "_";
+  for (const char c : program_) function += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  std::string globals, valued_globals;
+  const auto add_global = [&](const VerbOption& o) {
+    for (const std::string& w : {fmt::format("--{}", o.name), o.letter ? fmt::format("-{}", o.letter) : std::string()}) {
+      if (w.empty()) continue;
+      globals += fmt::format("{}{}", globals.empty() ? "" : " ", w);
+      if (!o.value.empty()) valued_globals += fmt::format("{}{}", valued_globals.empty() ? "" : "|", w);
+    }
+  };
+  for (const auto& o : options_.host_options) add_global(o);
+  for (const auto& o : global_options()) add_global(o);
+  std::string host_valued; // the host's options that take a value (a file: complete file names)
+  for (const auto& o : options_.host_options)
+    if (!o.value.empty())
+      for (const std::string& w : {fmt::format("--{}", o.name), o.letter ? fmt::format("-{}", o.letter) : std::string()})
+        if (!w.empty()) host_valued += fmt::format("{}{}", host_valued.empty() ? "" : "|", w);
+
+  // Per verb and scope: its options, and those that take a value.
+  std::string options_case, valued_case;
+  for (const bool whole_stack : {true, false})
+    for (const auto& v : verbs_) {
+      if (v.hidden || !applies(v, whole_stack)) continue;
+      std::string words = "-h --help", valued;
+      for (const auto& o : v.options) {
+        words += fmt::format(" --{}", o.name);
+        if (o.letter) words += fmt::format(" -{}", o.letter);
+        if (!o.value.empty()) {
+          valued += fmt::format("{}--{}", valued.empty() ? "" : " ", o.name);
+          if (o.letter) valued += fmt::format(" -{}", o.letter);
+        }
+      }
+      const std::string key = fmt::format("{} {}", whole_stack ? "stack" : "role", v.name);
+      options_case += fmt::format("      {}) words={} ;;\n", shell_quoted(key), shell_quoted(words));
+      if (!valued.empty()) valued_case += fmt::format("      {}) valued={} ;;\n", shell_quoted(key), shell_quoted(valued));
+    }
+
+  std::string s;
+  s += fmt::format("# bash completion for {0}: verbs, options and the roles of the stack in use.\n"
+                   "# Generated by '{0} --completion bash' (stackup {1}); install it as\n"
+                   "# share/bash-completion/completions/{0}, or source it from ~/.bashrc.\n",
+                   program_, library_version());
+  s += fmt::format("{}() {{\n", function);
+  s += "  local cur=${COMP_WORDS[COMP_CWORD]} prev= i=1 w target= verb= words= valued=\n"
+       "  local -a host=()\n"
+       "  (( COMP_CWORD > 0 )) && prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+       "  # '--file=x' reaches here as '--file' '=' 'x' (COMP_WORDBREAKS): complete the value after '='.\n"
+       "  if [[ $cur == = ]]; then prev=${COMP_WORDS[COMP_CWORD-1]}; cur=; fi\n"
+       "  if [[ $prev == = ]] && (( COMP_CWORD > 1 )); then prev=${COMP_WORDS[COMP_CWORD-2]}; fi\n"
+       "  # The options before the target, kept to ask for the roles of the same stack.\n"
+       "  while (( i < COMP_CWORD )); do\n"
+       "    w=${COMP_WORDS[i]}\n"
+       "    [[ $w == -* ]] || break\n";
+  if (!valued_globals.empty())
+    s += fmt::format("    case $w in\n"
+                     "      {})\n"
+                     "        if [[ ${{COMP_WORDS[i+1]}} == = ]]; then host+=(\"$w=${{COMP_WORDS[i+2]}}\"); i=$((i+3))\n"
+                     "        else host+=(\"$w\" \"${{COMP_WORDS[i+1]}}\"); i=$((i+2)); fi\n"
+                     "        continue ;;\n"
+                     "    esac\n",
+                     valued_globals);
+  s += "    host+=(\"$w\"); i=$((i+1))\n"
+       "  done\n";
+  s += "  if (( i >= COMP_CWORD )); then\n"
+       "    case $prev in\n";
+  if (!host_valued.empty())
+    s += fmt::format("      {})\n"
+                     "        compopt -o filenames 2>/dev/null\n"
+                     "        COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n",
+                     host_valued);
+  s += "      --completion) COMPREPLY=($(compgen -W bash -- \"$cur\")); return ;;\n"
+       "    esac\n";
+  s += fmt::format("    if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W {} -- \"$cur\")); return; fi\n",
+                   shell_quoted(globals));
+  s += "    local roles\n"
+       "    roles=$(\"${COMP_WORDS[0]}\" \"${host[@]}\" stack roles 2>/dev/null </dev/null)\n"
+       "    local IFS=$'\\n'\n"
+       "    COMPREPLY=($(compgen -W \"stack\"$'\\n'\"$roles\" -- \"$cur\"))\n"
+       "    return\n"
+       "  fi\n";
+  s += "  target=${COMP_WORDS[i]}; i=$((i+1))\n"
+       "  local scope=role\n"
+       "  [[ $target == stack ]] && scope=stack\n"
+       "  if (( i >= COMP_CWORD )); then\n"
+       "    case $scope in\n";
+  for (const bool whole_stack : {true, false}) {
+    std::string names;
+    for (const auto& v : verbs_)
+      if (!v.hidden && applies(v, whole_stack)) names += fmt::format("{}{}", names.empty() ? "" : " ", v.name);
+    s += fmt::format("      {}) words={} ;;\n", whole_stack ? "stack" : "role", shell_quoted(names));
+  }
+  s += "    esac\n"
+       "    COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+       "    return\n"
+       "  fi\n"
+       "  verb=${COMP_WORDS[i]}\n"
+       "  case \"$scope $verb\" in\n";
+  s += valued_case;
+  s += "  esac\n"
+       "  # After an option that takes a value (--tail N): nothing to offer.\n"
+       "  for w in $valued; do [[ $prev == \"$w\" ]] && { COMPREPLY=(); return; }; done\n"
+       "  case \"$scope $verb\" in\n";
+  s += options_case;
+  s += "      *) return ;;\n"
+       "  esac\n"
+       "  [[ $cur == -* ]] && COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+       "}\n";
+  s += fmt::format("complete -F {} {}\n", function, program_);
+  return s;
+}
 
 inline bool decorate(const std::ostream& stream, Color color) {
   switch (color) {
@@ -340,15 +873,26 @@ public:
         fancy_out_(decorate(out, options.color)), fancy_err_(decorate(err, options.color)) {}
 
   int run(std::span<const std::string_view> args) {
-    Command cmd;
-    if (auto problem = parse(args, cmd)) return usage_error(*problem);
-    if (cmd.help) {
-      out_ << help();
+    const Grammar grammar(builtin_verbs(builtins()), options_, program_);
+    if (wants_help(args)) {
+      out_ << help(grammar);
       return exit_success;
     }
-    if (cmd.verb == Verb::status) return status(cmd);
-    if (cmd.verb == Verb::logs) return logs(cmd);
-    return operate(cmd);
+    if (auto code = grammar.global(args, out_, err_, fancy_err_)) return *code;
+    Invocation inv{.program = program_, .verb = {}, .out = out_, .err = err_, .color_out = fancy_out_,
+                   .color_err = fancy_err_, .lock_file = options_.lock_file};
+    const VerbSpec* verb = nullptr;
+    if (auto problem = parse(args, grammar, inv, verb)) return usage_error(grammar, *problem);
+    if (verb->check)
+      if (auto problem = verb->check(inv)) return usage_error(grammar, *problem);
+    if (!verb->run) return usage_error(grammar, fmt::format("'{} {}' has no handler: the program defines it without one", args[0], inv.verb));
+    try {
+      return verb->run(inv);
+    } catch (...) { // a host's handler (the library's report their own failures)
+      err_ << label("error", fmt::terminal_color::red) << ": " << fmt::format("{} {} failed: ", args[0], inv.verb)
+           << stackup::detail::current_message() << '\n';
+      return exit_failure;
+    }
   }
 
   // Last resort for anything that escaped (e.g. bad_alloc while reporting).
@@ -376,110 +920,99 @@ private:
     return s.empty() ? "none" : s;
   }
 
-  // Returns the problem with the command line, or nothing when `cmd` is complete.
-  std::optional<std::string> parse(std::span<const std::string_view> args, Command& cmd) const {
-    // `--help` anywhere wins, so `<anything> --help` always shows the help.
-    cmd.help = std::ranges::any_of(args, [](std::string_view a) { return a == "--help" || a == "-h"; }) ||
-               (!args.empty() && args[0] == "help");
-    if (cmd.help) return std::nullopt;
+  // The library's verbs bound to this Runner: each builds the Command its
+  // member function takes from what the table parsed.
+  Builtins builtins() {
+    const auto command = [](const Invocation& inv, Verb verb) {
+      Command cmd;
+      cmd.whole_stack = inv.whole_stack;
+      cmd.index = inv.index;
+      cmd.verb = verb;
+      cmd.force = inv.has("force");
+      cmd.parallel = inv.has("parallel");
+      cmd.rollback = !inv.has("no-rollback");
+      cmd.json = inv.has("json");
+      cmd.follow = inv.has("follow");
+      if (const auto tail = inv.value("tail")) {
+        std::size_t n = 0;
+        std::from_chars(tail->data(), tail->data() + tail->size(), n); // checked while parsing
+        cmd.tail = n;
+      }
+      return cmd;
+    };
+    return {
+        .up = [this, command](const Invocation& inv) { return operate(command(inv, Verb::up)); },
+        .down = [this, command](const Invocation& inv) { return operate(command(inv, Verb::down)); },
+        .status = [this, command](const Invocation& inv) { return status(command(inv, Verb::status)); },
+        .logs = [this, command](const Invocation& inv) { return logs(command(inv, Verb::logs)); },
+        .roles = [this](const Invocation& inv) {
+          for (std::size_t i = 0; i < size; ++i) inv.out << role_at(i) << '\n';
+          inv.out.flush();
+          return inv.out ? exit_success : exit_failure;
+        },
+        .logs_check = [this](const Invocation& inv) -> std::optional<std::string> {
+          if (keeps_log(inv.index)) return std::nullopt;
+          return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(inv.index), flavor(inv.index),
+                             logging_roles());
+        },
+    };
+  }
+
+  [[nodiscard]] std::string_view role_at(std::size_t k) const { return stack_.roles[k]; }
+
+  // Reads `<target> <verb> [options]` into `inv` and `verb`; returns the problem, if any.
+  std::optional<std::string> parse(std::span<const std::string_view> args, const Grammar& grammar, Invocation& inv,
+                                   const VerbSpec*& verb) const {
     if (args.empty()) return "missing command";
     const std::string_view target = args[0];
-    if (!target.empty() && target[0] == '-') return fmt::format("unknown option '{}'", target);
     if (target == "stack") {
-      cmd.whole_stack = true;
+      inv.whole_stack = true;
     } else {
-      cmd.whole_stack = false;
-      cmd.index = stack_.find(target);
-      if (cmd.index == size)
+      inv.whole_stack = false;
+      inv.index = stack_.find(target);
+      if (inv.index == size)
         return fmt::format("unknown component role '{}'; valid roles: {} (or 'stack' for all of them)", target,
                            roles_list());
+      inv.role = target;
     }
-    const std::string_view verbs = cmd.whole_stack ? "up, down, status" : "up, down, status, logs";
-    if (args.size() < 2) return fmt::format("missing command after '{}'; expected one of: {}", target, verbs);
-    const std::string_view verb = args[1];
-    if (verb == "up") cmd.verb = Verb::up;
-    else if (verb == "down") cmd.verb = Verb::down;
-    else if (verb == "status") cmd.verb = Verb::status;
-    else if (verb == "logs" && !cmd.whole_stack) cmd.verb = Verb::logs;
-    else if (verb == "logs")
-      return fmt::format("'stack logs' is not a command: logs belong to one component; try '<role> logs' with one of: {}",
-                         logging_roles());
-    else return fmt::format("unknown command '{}' for '{}'; expected one of: {}", verb, target, verbs);
-
-    const std::string where = fmt::format("{} {}", target, verb);
-    std::string_view valid;
-    switch (cmd.verb) {
-    case Verb::up: valid = "--parallel (-p), --no-rollback"; break;
-    case Verb::down: valid = "--force (-f), --parallel (-p)"; break;
-    case Verb::status: valid = "--json"; break;
-    case Verb::logs: valid = "--tail N (-n N), --follow"; break;
+    if (args.size() < 2)
+      return fmt::format("missing command after '{}'; expected one of: {}", target, grammar.names(inv.whole_stack));
+    inv.verb = args[1];
+    verb = grammar.find(inv.verb, inv.whole_stack);
+    if (verb == nullptr) {
+      const VerbSpec* other = grammar.find(inv.verb, !inv.whole_stack);
+      if (other != nullptr && !other->hidden && inv.whole_stack)
+        return fmt::format("'stack {0}' is not a command: '{0}' is for one component at a time; try '<role> {0}' with "
+                           "one of: {1}", inv.verb, suited_roles(*other, inv));
+      if (other != nullptr && !other->hidden)
+        return fmt::format("'{0} {1}' is not a command: '{1}' is for the whole stack; try 'stack {1}'", target, inv.verb);
+      return fmt::format("unknown command '{}' for '{}'; expected one of: {}", inv.verb, target,
+                         grammar.names(inv.whole_stack));
     }
-    for (std::size_t i = 2; i < args.size(); ++i) {
-      const std::string_view a = args[i];
-      if (cmd.verb == Verb::logs && (a == "--tail" || a == "-n" || a.starts_with("--tail="))) {
-        std::string_view value;
-        if (a.starts_with("--tail=")) value = a.substr(7);
-        else if (i + 1 < args.size()) value = args[++i];
-        else return fmt::format("option '{}' needs a number of lines, e.g. '{} 20'", a, a);
-        std::size_t n = 0;
-        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec == std::errc::result_out_of_range && end == value.data() + value.size())
-          return fmt::format("option '--tail' got '{}' lines: too large (at most {})", value, std::size_t(-1));
-        if (value.empty() || ec != std::errc{} || end != value.data() + value.size())
-          return fmt::format("option '--tail' needs a whole number of lines (0 or more), not '{}'", value);
-        cmd.tail = n;
-        continue;
-      }
-      if (a.size() >= 2 && a[0] == '-' && a[1] != '-') { // short options, clustered: -fp
-        for (const char c : a.substr(1)) {
-          if (c == 'p' && cmd.verb != Verb::status && cmd.verb != Verb::logs) cmd.parallel = true;
-          else if (c == 'f' && cmd.verb == Verb::down) cmd.force = true;
-          else return fmt::format("unknown option '-{}' for '{}'; valid options: {}", c, where, valid);
-        }
-        continue;
-      }
-      if (a == "--parallel" && (cmd.verb == Verb::up || cmd.verb == Verb::down)) cmd.parallel = true;
-      else if (a == "--force" && cmd.verb == Verb::down) cmd.force = true;
-      else if (a == "--no-rollback" && cmd.verb == Verb::up) cmd.rollback = false;
-      else if (a == "--json" && cmd.verb == Verb::status) cmd.json = true;
-      else if (a == "--follow" && cmd.verb == Verb::logs) cmd.follow = true;
-      else if (!a.empty() && a[0] == '-')
-        return fmt::format("unknown option '{}' for '{}'; valid options: {}", a, where, valid);
-      else return fmt::format("unexpected argument '{}' after '{}'", a, where);
-    }
-    if (cmd.verb == Verb::logs) {
-      if (!keeps_log(cmd.index))
-        return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(cmd.index),
-                           flavor(cmd.index), logging_roles());
-    }
-    return std::nullopt;
+    return grammar.parse_options(*verb, args.subspan(2), fmt::format("{} {}", target, inv.verb), inv);
   }
 
-  [[nodiscard]] std::string synopsis() const {
-    std::string prefix = std::string(program_);
-    if (!options_.host_synopsis.empty()) prefix += fmt::format(" {}", options_.host_synopsis);
-    return fmt::format("usage: {} <stack|role> <command> [options]\n"
-                       "\n"
-                       "  stack up [-p] [--no-rollback]       provision and start every component\n"
-                       "  stack down [-f] [-p]                stop every component; with --force also deprovision\n"
-                       "  stack status [--json]               show every component's state (changes nothing)\n"
-                       "  <role> up [-p] [--no-rollback]      bring one component up, its dependencies first\n"
-                       "  <role> down [-f] [-p]               bring one component down, its dependents first\n"
-                       "  <role> status [--json]              show one component's state\n"
-                       "  <role> logs [--tail N] [--follow]   print the component's log, where it keeps one\n"
-                       "  --help                              show the roles and options\n",
-                       prefix);
+  // The roles `verb` (a role's verb) may act on: those its check lets through.
+  [[nodiscard]] std::string suited_roles(const VerbSpec& verb, const Invocation& like) const {
+    if (!verb.check) return roles_list();
+    std::string s;
+    for (std::size_t i = 0; i < size; ++i) {
+      Invocation one{.program = like.program, .verb = verb.name, .whole_stack = false, .role = role_at(i), .index = i,
+                     .out = like.out, .err = like.err};
+      if (!verb.check(one)) s += fmt::format("{}{}", s.empty() ? "" : ", ", role_at(i));
+    }
+    return s.empty() ? "none" : s;
   }
 
-  [[nodiscard]] std::string help() const {
-    std::string s = synopsis();
-    s += fmt::format("\nroles of stack '{}':\n", stack_.stack);
+  [[nodiscard]] std::string help(const Grammar& grammar) const {
+    std::string s = fmt::format("\nroles of stack '{}':\n", stack_.stack);
     std::size_t width = 0;
     for (auto r : stack_.roles) width = std::max(width, r.size());
     std::size_t fwidth = 0;
     for (std::size_t i = 0; i < size; ++i) fwidth = std::max(fwidth, flavor(i).size());
     for (std::size_t i = 0; i < size; ++i) {
-      std::string line = fmt::format("  {:<{}}  {:<{}}", stack_.roles[i], width, flavor(i), fwidth);
+      std::string line = fmt::format("  {}  {}", padded(std::string(stack_.roles[i]), width),
+                                     padded(std::string(flavor(i)), fwidth));
       std::string deps;
       for (std::size_t e = stack_.first[i]; e < stack_.first[i + 1]; ++e)
         deps += fmt::format("{}{}", e > stack_.first[i] ? ", " : "", stack_.roles[stack_.dep[e]]);
@@ -487,26 +1020,11 @@ private:
       while (!line.empty() && line.back() == ' ') line.pop_back();
       s += line + '\n';
     }
-    s += "\noptions:\n"
-         "  -f, --force      down: also deprovision (remove what the components created)\n"
-         "  -p, --parallel   up/down: act on independent components at the same time\n"
-         "  --no-rollback    up: when an action fails, leave what was done in place\n"
-         "  --tail N         logs: print only the last N lines\n"
-         "  --follow         logs: keep printing what is appended, until Ctrl-C\n"
-         "  --json           status: a JSON array (role, name, flavor, state, detail)\n"
-         "  -h, --help       show this help\n";
-    if (!options_.host_help.empty()) {
-      s += options_.host_help;
-      if (s.back() != '\n') s += '\n';
-    }
-    s += "\nexit status: 0 done (also when there was nothing to do), 1 an action failed, 2 usage error\n";
-    return s;
+    return grammar.help(s);
   }
 
-  int usage_error(const std::string& problem) {
-    err_ << label("error", fmt::terminal_color::red) << ": " << problem << "\n\n"
-         << synopsis() << "\nrun '" << program_ << " --help' for the roles and options\n";
-    return exit_usage;
+  int usage_error(const Grammar& grammar, const std::string& problem) {
+    return grammar.usage_error(err_, fancy_err_, problem);
   }
 
   // ---- helpers over the components ------------------------------------------------
@@ -895,6 +1413,26 @@ int run_main(const StackTable& stack, int argc, char** argv, std::ostream& out, 
 template <class S> concept runnable = requires(S& s) { stackup::detail::FrontAccess::view(s); };
 
 } // namespace detail
+
+/// For a host that may have no stack to hand (stackctl without a stack file):
+/// runs a command line that needs none — `--help` (without the roles),
+/// `--version`, `--completion bash`, or an unknown option before the command (a
+/// usage error) — and returns its exit status; nothing for any other command
+/// line, which needs the stack (then call `run`). Never throws.
+inline std::optional<int> run_without_stack(std::span<const std::string_view> args, std::ostream& out,
+                                            std::ostream& err, const Options& options = {}) noexcept {
+  try {
+    const detail::Grammar grammar(detail::builtin_verbs({}), options,
+                                  options.program.empty() ? std::string_view("stack") : options.program);
+    if (detail::wants_help(args)) {
+      out << grammar.help({});
+      return exit_success;
+    }
+    return grammar.global(args, out, err, detail::decorate(err, options.color));
+  } catch (...) {
+    return exit_failure;
+  }
+}
 
 /// Runs one command line against `stack` (a Stack<Cs...> or a DynamicStack): the
 /// words after the program name (`{"stack", "down", "--force"}`), writing
