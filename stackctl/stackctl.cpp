@@ -2,6 +2,7 @@
 //
 //   stackctl [-f FILE] stack up [-p] [--no-rollback] | down [--force] [-p] | status [--json] | config
 //   stackctl [-f FILE] <role> up | down [--force] | status [--json] | logs [--tail N] [--follow]
+//   stackctl --version | --completion bash
 //
 // The file: -f FILE (before the command; `-` is standard input), else
 // $STACKUP_FILE (trusted as -f is), else stackup.toml in the current directory
@@ -23,6 +24,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <fmt/format.h>
 
 namespace {
 
@@ -59,9 +62,7 @@ std::string help_lines(const std::optional<StackFile>& file) {
   s += "  -f FILE          before the command: the stack file to use, '-' for standard input\n"
        "                   (default: $STACKUP_FILE, else stackup.toml in the current directory or\n"
        "                   the nearest parent, used only when you or root own it and its directory\n"
-       "                   and nobody else can write them)\n"
-       "  stack config     print the stack as it will run (variables expanded, paths resolved,\n"
-       "                   in action order); starts nothing\n";
+       "                   and nobody else can write them)\n";
   return s;
 }
 
@@ -69,6 +70,11 @@ int fail(std::string_view message) {
   std::cerr << program << ": " << message << '\n';
   return stackup::cli::exit_usage;
 }
+
+// stackctl's option before the command, as data for the completion and messages
+// (parsed below: the stack file is needed before cli::run).
+const stackup::cli::VerbOption file_option{.name = "file", .letter = 'f', .value = "FILE",
+                                           .help = "the stack file to use, '-' for standard input"};
 
 int run(std::span<const std::string_view> words) {
   // Options before the command: only the file.
@@ -94,19 +100,36 @@ int run(std::span<const std::string_view> words) {
   const bool help = std::ranges::any_of(command, [](std::string_view w) { return w == "--help" || w == "-h"; }) ||
                     (!command.empty() && command[0] == "help");
 
+  // stackctl's own verb, beside the library's: the file as it will run.
+  std::optional<stackup::StackFileSource> source; // set once the file is read
+  const std::vector<stackup::cli::VerbSpec> verbs{
+      {.name = "config",
+       .scope = stackup::cli::Scope::stack,
+       .help = "print the stack as it will run (variables expanded); starts nothing",
+       .run = [&source](const stackup::cli::Invocation& inv) {
+         inv.out << stackup::stack_config(*source);
+         inv.out.flush();
+         return inv.out ? stackup::cli::exit_success : stackup::cli::exit_failure;
+       }},
+  };
   const std::optional<StackFile> file = locate(named);
   const std::string extra = help_lines(file);
-  const stackup::cli::Options options{.program = program, .host_synopsis = "[-f FILE]", .host_help = extra};
+  const stackup::cli::Options options{.program = program,
+                                      .host_synopsis = "[-f FILE]",
+                                      .host_help = extra,
+                                      .host_options = std::span(&file_option, 1),
+                                      .verbs = verbs};
+  // What needs no stack (--version, --completion bash, an unknown option) needs no file either.
+  if (!help)
+    if (auto code = stackup::cli::run_without_stack(command, std::cout, std::cerr, options)) return *code;
   // The help without the stack's roles: when there is no file, or one that cannot
   // be used (then it says why): --help must not fail for the file it names.
   const auto general_help = [&](std::string_view problem) {
-    std::cout << fmt::format("usage: {} [-f FILE] <stack|role> <command> [options]\n\n"
-                             "Runs the stack a stack file describes (TOML) with ZenML's commands:\n"
-                             "stack up, stack down [--force], stack status [--json], stack config,\n"
-                             "<role> up|down|status|logs. With a stack file, --help lists its roles.\n{}",
-                             program, extra);
+    const std::string_view just_help[] = {"--help"};
+    const int code = *stackup::cli::run_without_stack(just_help, std::cout, std::cerr, options);
     if (!problem.empty()) std::cout << fmt::format("\nthat stack file cannot be used, so its roles are not listed:\n  {}\n", problem);
-    return stackup::cli::exit_success;
+    else std::cout << "\nwith a stack file, --help lists its roles\n";
+    return code;
   };
   if (!file) {
     if (help) return general_help("");
@@ -115,14 +138,8 @@ int run(std::span<const std::string_view> words) {
   }
   try {
     // Opened once, checked through the descriptor, and those bytes parsed.
-    const stackup::StackFileSource source =
-        stackup::read_stack_file(file->path, file->searched ? stackup::Trust::found : stackup::Trust::named);
-    if (!help && command.size() >= 2 && command[0] == "stack" && command[1] == "config") {
-      if (command.size() > 2) return fail(fmt::format("unexpected argument '{}' after 'stack config'", command[2]));
-      std::cout << stackup::stack_config(source);
-      return stackup::cli::exit_success;
-    }
-    stackup::DynamicStack stack = stackup::load_stack(source);
+    source = stackup::read_stack_file(file->path, file->searched ? stackup::Trust::found : stackup::Trust::named);
+    stackup::DynamicStack stack = stackup::load_stack(*source);
     // One transition of the stack at a time: cli::run locks the stack file (the
     // file a symlink names; nothing for standard input or a pipe).
     stackup::cli::Options locked = options;

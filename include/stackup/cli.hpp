@@ -560,7 +560,7 @@ inline std::string Grammar::bash_completion() const {
   s += "  local cur=${COMP_WORDS[COMP_CWORD]} prev= i=1 w target= verb= words= valued=\n"
        "  local -a host=()\n"
        "  (( COMP_CWORD > 0 )) && prev=${COMP_WORDS[COMP_CWORD-1]}\n"
-       "  # '--file=x' reaches here as '--file' '=' 'x' (COMP_WORDBREAKS): complete the value after '='.\n"
+       "  # '--opt=x' reaches here as '--opt' '=' 'x' (COMP_WORDBREAKS): complete the value after '='.\n"
        "  if [[ $cur == = ]]; then prev=${COMP_WORDS[COMP_CWORD-1]}; cur=; fi\n"
        "  if [[ $prev == = ]] && (( COMP_CWORD > 1 )); then prev=${COMP_WORDS[COMP_CWORD-2]}; fi\n"
        "  # The options before the target, kept to ask for the roles of the same stack.\n"
@@ -619,7 +619,7 @@ inline std::string Grammar::bash_completion() const {
   s += options_case;
   s += "      *) return ;;\n"
        "  esac\n"
-       "  [[ $cur == -* ]] && COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+       "  if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W \"$words\" -- \"$cur\")); fi\n"
        "}\n";
   s += fmt::format("complete -F {} {}\n", function, program_);
   return s;
