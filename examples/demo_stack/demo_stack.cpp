@@ -90,6 +90,10 @@ std::string settings(int argc, char** argv, Settings& s) {
 
 } // namespace
 
+// demo_stack's own option, parsed above, described for cli::run's messages and completion.
+const stackup::cli::VerbOption state_dir_option[] = {
+    {.name = "state-dir", .value = "DIR", .help = "where the demo keeps its state"}};
+
 int main(int argc, char** argv) {
   Settings s;
   if (const std::string problem = settings(argc, argv, s); !problem.empty()) {
@@ -144,7 +148,8 @@ int main(int argc, char** argv) {
                               .host_help = "  --state-dir DIR  where the demo keeps its state, given before the command\n"
                                            "                   (default: $DEMO_STACK_STATE_DIR, else ./.stackup-demo)\n"
                                            "environment: DEMO_STACK_PORT_BASE (default 18731) is the orchestrator's port;\n"
-                                           "             the model deployer uses the next one\n"});
+                                           "             the model deployer uses the next one\n",
+                              .host_options = state_dir_option});
   } catch (const std::exception& e) {
     std::cerr << "error: cannot set up the demo stack: " << e.what() << '\n';
     return stackup::cli::exit_failure;
