@@ -21,6 +21,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <sys/stat.h>
@@ -439,6 +440,7 @@ TEST_CASE_TEMPLATE("cli: logs prints the component's log, --tail N its last line
   CHECK(r.out == "one\ntwo\nthree\nfour\n");
   CHECK(f.run({"orch", "logs", "--tail", "2"}).out == "three\nfour\n");
   CHECK(f.run({"orch", "logs", "-n", "1"}).out == "four\n");
+  CHECK(f.run({"orch", "logs", "-n1"}).out == "four\n"); // a short option's value in the same word
   CHECK(f.run({"orch", "logs", "--tail=3"}).out == "two\nthree\nfour\n");
   CHECK(f.run({"orch", "logs", "--tail", "0"}).out.empty());
   CHECK(f.run({"orch", "logs", "--tail", "99"}).out == "one\ntwo\nthree\nfour\n");
@@ -528,6 +530,172 @@ TEST_CASE_TEMPLATE("cli: --help anywhere shows the help on the output stream, ex
                                     .host_help = "  --state-dir DIR where state lives"});
   CHECK(r.out.starts_with("usage: ctl [--state-dir DIR] <stack|role> <command> [options]\n"));
   CHECK(contains(r.out, "  --state-dir DIR where state lives\n"));
+}
+
+TEST_CASE_TEMPLATE("cli: a host's own verb (Options::verbs) is parsed, listed, completed and run like the library's",
+                   K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
+  std::vector<std::string> seen;
+  const std::vector<cli::VerbSpec> verbs{
+      {.name = "greet",
+       .scope = cli::Scope::both,
+       .options = {{.name = "loud", .letter = 'l', .help = "shout"},
+                   {.name = "times", .letter = 't', .value = "N", .help = "say it N times", .needs = "a count",
+                    .example = "3"}},
+       .help = "say hello to the stack",
+       .role_help = "say hello to one component",
+       .run = [&seen](const cli::Invocation& inv) {
+         seen.push_back(fmt::format("{} {} {} {} loud={} times={}", inv.program, inv.whole_stack ? "stack" : inv.role,
+                                    inv.index, inv.verb, inv.has("loud"), inv.value("times").value_or("-")));
+         inv.out << "hello\n";
+         return inv.role == "deployer" ? cli::exit_failure : cli::exit_success;
+       }},
+      {.name = "boom", .scope = cli::Scope::stack, .help = "throws",
+       .run = [](const cli::Invocation&) -> int { throw std::runtime_error("it broke"); }},
+      {.name = "ping", .scope = cli::Scope::role, .help = "ping a component with a log",
+       .run = [](const cli::Invocation&) { return 0; },
+       .check = [](const cli::Invocation& inv) -> std::optional<std::string> {
+         if (inv.role == "orch" || inv.role == "deployer") return std::nullopt;
+         return fmt::format("{} cannot be pinged", inv.role);
+       }},
+  };
+  const cli::Options options{.program = "t", .verbs = verbs};
+
+  auto r = f.run({"stack", "greet"}, options);
+  CHECK(r.code == 0);
+  CHECK(r.out == "hello\n");
+  for (auto words : std::vector<std::vector<std::string_view>>{{"orch", "greet", "-lt3"},
+                                                                {"orch", "greet", "--times=3", "--loud"},
+                                                                {"orch", "greet", "-l", "--times", "3"},
+                                                                {"orch", "greet", "-t", "3", "-l"},
+                                                                {"orch", "greet", "-lt", "3"}})
+    CHECK(f.run(words, options).code == 0);
+  CHECK(f.run({"deployer", "greet"}, options).code == cli::exit_failure); // the handler's exit status
+  CHECK(seen == std::vector<std::string>{"t stack 0 greet loud=false times=-", "t orch 1 greet loud=true times=3",
+                                         "t orch 1 greet loud=true times=3", "t orch 1 greet loud=true times=3",
+                                         "t orch 1 greet loud=true times=3", "t orch 1 greet loud=true times=3",
+                                         "t deployer 2 greet loud=false times=-"});
+  seen.clear();
+
+  struct Case {
+    std::vector<std::string_view> words;
+    std::string_view message;
+  };
+  for (const auto& c : std::vector<Case>{
+           {{"orch", "greet", "-t"}, "error: option '-t' needs a count, e.g. '-t 3'\n"},
+           {{"orch", "greet", "--times"}, "error: option '--times' needs a count, e.g. '--times 3'\n"},
+           {{"orch", "greet", "--loud=yes"}, "error: option '--loud' takes no value, not 'yes'\n"},
+           {{"orch", "greet", "-x"}, "error: unknown option '-x' for 'orch greet'; valid options: --loud (-l), --times N (-t N)\n"},
+           {{"stack", "bogus"}, "error: unknown command 'bogus' for 'stack'; expected one of: up, down, status, greet, boom\n"},
+           {{"orch", "bogus"}, "error: unknown command 'bogus' for 'orch'; expected one of: up, down, status, logs, greet, ping\n"},
+           {{"orch", "boom"}, "error: 'orch boom' is not a command: 'boom' is for the whole stack; try 'stack boom'\n"},
+           {{"stack", "ping"}, "error: 'stack ping' is not a command: 'ping' is for one component at a time; try "
+                               "'<role> ping' with one of: orch, deployer\n"},
+           {{"store", "ping"}, "error: store cannot be pinged\n"},
+           {{"stack", "boom", "-f"}, "error: unknown option '-f' for 'stack boom': it takes no options\n"},
+           {{"stack", "boom", "now"}, "error: unexpected argument 'now' after 'stack boom'\n"},
+       }) {
+    CAPTURE(c.message);
+    r = f.run(c.words, options);
+    CHECK(r.code == cli::exit_usage);
+    CHECK(r.err.starts_with(c.message));
+    CHECK(contains(r.err, "  stack greet [-l] [--times N]        say hello to the stack\n"));
+  }
+  CHECK(seen.empty());
+
+  r = f.run({"stack", "boom"}, options);
+  CHECK(r.code == cli::exit_failure);
+  CHECK(r.err == "error: stack boom failed: it broke\n");
+
+  r = f.run({"--help"}, options);
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "  stack status [--json]               show every component's state (changes nothing)\n"
+                        "  stack greet [-l] [--times N]        say hello to the stack\n"
+                        "  stack boom                          throws\n"
+                        "  <role> up [-p] [--no-rollback]      bring one component up, its dependencies first\n"));
+  CHECK(contains(r.out, "  <role> greet [-l] [--times N]       say hello to one component\n"
+                        "  <role> ping                         ping a component with a log\n"
+                        "  --help                              show the roles and options\n"));
+  CHECK(contains(r.out, "  -l, --loud       greet: shout\n"
+                        "  -t, --times N    greet: say it N times\n"));
+  CHECK(f.world.calls.empty());
+
+  r = f.run({"--completion", "bash"}, options);
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "      stack) words='up down status greet boom' ;;\n"
+                        "      role) words='up down status logs greet ping' ;;\n"));
+  CHECK(contains(r.out, "      'role greet') words='-h --help --loud -l --times -t' ;;\n"));
+  CHECK(contains(r.out, "      'role greet') valued='--times -t' ;;\n"));
+  CHECK(r.out.ends_with("complete -F _t t\n"));
+}
+
+TEST_CASE_TEMPLATE("cli: --version prints the program's name and version, the library's unless the host names its own",
+                   K, kinds::Typed, kinds::Dynamic) {
+  Fixture<K> f;
+  const std::string version =
+      fmt::format("{}.{}.{}", STACKUP_VERSION_MAJOR, STACKUP_VERSION_MINOR, STACKUP_VERSION_PATCH);
+  CHECK(version == "0.2.0");
+  auto r = f.run({"--version"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "t " + version + "\n");
+  CHECK(r.err.empty());
+  r = f.run({"--version"}, {.program = "ctl", .version = "3.1.4"});
+  CHECK(r.out == "ctl 3.1.4\n");
+  r = f.run({"--version", "now"});
+  CHECK(r.code == cli::exit_usage);
+  CHECK(r.err.starts_with("error: unexpected argument 'now' after '--version'\n"));
+  r = f.run({"stack", "up", "--version"}); // before the command only
+  CHECK(r.code == cli::exit_usage);
+  CHECK(contains(r.err, "unknown option '--version' for 'stack up'"));
+  r = f.run({"--completion"});
+  CHECK(r.code == cli::exit_usage);
+  CHECK(r.err.starts_with("error: option '--completion' needs a shell, e.g. '--completion bash'\n"));
+  r = f.run({"--completion=zsh"});
+  CHECK(r.err.starts_with("error: option '--completion' knows only 'bash', not 'zsh'\n"));
+  CHECK(f.run({"--completion=bash"}).code == 0);
+  CHECK(contains(f.run({"--help"}).out, "  --version        print the program's name and version\n"));
+  CHECK(f.world.calls.empty());
+}
+
+TEST_CASE_TEMPLATE("cli: 'stack roles' lists the roles, one a line, for scripts; it is in no usage", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f;
+  const auto r = f.run({"stack", "roles"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "store\norch\ndeployer\ntracker\n");
+  CHECK(!contains(f.run({"--help"}).out, "roles\n  "));
+  CHECK(!contains(f.run({"--help"}).out, "stack roles"));
+  CHECK(!contains(f.run({"--completion", "bash"}).out, "roles'"));
+  CHECK(f.run({"orch", "roles"}).code == cli::exit_usage);
+}
+
+TEST_CASE("cli: run_without_stack answers --help (no roles), --version, --completion and unknown options; "
+          "nothing for the rest") {
+  const std::vector<cli::VerbSpec> verbs{{.name = "config", .help = "print the config", .run = {}}};
+  const cli::Options options{.program = "ctl", .verbs = verbs};
+  const auto run = [&options](std::vector<std::string_view> words) {
+    std::ostringstream out, err;
+    const auto code = cli::run_without_stack(words, out, err, options);
+    return std::tuple{code, out.str(), err.str()};
+  };
+  auto [code, out, err] = run({"--help"});
+  CHECK(code == 0);
+  CHECK(out.starts_with("usage: ctl <stack|role> <command> [options]\n"));
+  CHECK(contains(out, "  stack config                        print the config\n"));
+  CHECK(!contains(out, "roles of stack"));
+  std::tie(code, out, err) = run({"stack", "up", "-h"});
+  CHECK(code == 0);
+  std::tie(code, out, err) = run({"--version"});
+  CHECK(code == 0);
+  CHECK(out == "ctl 0.2.0\n");
+  std::tie(code, out, err) = run({"--completion", "bash"});
+  CHECK(code == 0);
+  CHECK(contains(out, "complete -F _ctl ctl\n"));
+  std::tie(code, out, err) = run({"--bogus"});
+  CHECK(code == cli::exit_usage);
+  CHECK(err.starts_with("error: unknown option '--bogus'"));
+  for (auto words : std::vector<std::vector<std::string_view>>{{}, {"stack", "up"}, {"orch", "logs"}, {"stack", "config"}})
+    CHECK(!std::get<0>(run(words)));
 }
 
 TEST_CASE_TEMPLATE("cli: colour and symbols only when asked, plain ASCII otherwise", K, kinds::Typed, kinds::Dynamic) {
