@@ -276,6 +276,42 @@ class Errors(StackctlCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("about to fail", r.stderr)
 
+    def test_version_needs_no_stack_file(self):
+        for args in (["--version"], ["-f", os.path.join(self.dir, "missing.toml"), "--version"]):
+            r = self.ok(*args)
+            self.assertEqual(r.stdout, "stackctl 0.2.0\n")
+            self.assertEqual(r.stderr, "")
+        self.write("stackup.toml", self.DIRECTORY)
+        self.assertEqual(self.ok("--version").stdout, "stackctl 0.2.0\n")
+        r = self.run_ctl("--version", "now")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unexpected argument 'now' after '--version'", r.stderr)
+        r = self.run_ctl("--bogus")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option '--bogus'; valid options before the command: --file FILE (-f FILE), "
+                      "--help (-h), --version, --completion SHELL", r.stderr)
+
+    def test_stack_config_is_a_verb_of_the_command_table(self):
+        self.write("stackup.toml", self.DIRECTORY)
+        for cwd in (self.dir, os.path.join(self.dir, "..")):
+            env = dict(self.env, STACKUP_FILE=os.path.join(self.dir, "stackup.toml")) if cwd != self.dir else None
+            r = self.ok("--help", cwd=cwd, env=env)
+            self.assertIn("  stack config                        print the stack as it will run", r.stdout)
+            self.assertIn("  store  local_directory", r.stdout)
+        r = self.ok("--help", cwd=os.path.join(self.dir, ".."))  # no file: the same verbs, no roles
+        self.assertIn("  stack config  ", r.stdout)
+        self.assertNotIn("roles of stack", r.stdout)
+        r = self.run_ctl("stack", "config", "--json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("error: unknown option '--json' for 'stack config': it takes no options", r.stderr)
+        r = self.run_ctl("stack", "config", "extra")
+        self.assertIn("error: unexpected argument 'extra' after 'stack config'", r.stderr)
+        self.assertIn("usage: stackctl [-f FILE] <stack|role> <command> [options]", r.stderr)
+        r = self.run_ctl("store", "config")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("'store config' is not a command: 'config' is for the whole stack; try 'stack config'", r.stderr)
+        self.assertEqual(self.ok("stack", "roles").stdout, "store\n")
+
 
 class Running(StackctlCase):
     def test_status_json_is_valid_json_with_one_object_per_component(self):
