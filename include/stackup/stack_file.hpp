@@ -752,9 +752,6 @@ inline StackFileSource read_stack_file(const std::filesystem::path& file, Trust 
   return source;
 }
 
-namespace detail::stack_file {
-} // namespace detail::stack_file
-
 class Flavors;
 namespace detail::stack_file {
 // parse_stack, and with `config` also the stack as it will run (stack_config).
@@ -996,7 +993,8 @@ private:
 /// turns the component's table into a component.
 class Flavors {
 public:
-  /// local_daemon, local_directory and command (the shipped components).
+  /// local_daemon, local_directory and command: the shipped components, each
+  /// read by the from_table beside it (LocalDaemon<>::from_table, ...).
   [[nodiscard]] static Flavors builtin();
 
   /// Adds (or replaces) a flavour. `factory(StackFileTable&)` reads the table
@@ -1021,11 +1019,12 @@ public:
     return *this;
   }
 
-  /// Adds (or replaces) the flavour `name` made by `C::from_table`: a
-  /// component type that declares its own stack-file schema beside it, as the
-  /// shipped ones do (`add<LocalDaemon<>>("local_daemon")`). `from_table`
-  /// takes the table (`template <class Table> static C from_table(const
-  /// Table&)`, or a StackFileTable) and returns a component, as a factory does.
+  /// Adds (or replaces) the flavour `name` whose factory is `C::from_table`:
+  /// the schema a component type declares beside it, as the shipped ones do
+  /// (`add<LocalDaemon<>>("local_daemon")`). `C::from_table(table)` reads a
+  /// StackFileTable and returns a component, with the rules of a factory;
+  /// written as a template over the table type (`template <class Table>
+  /// static C from_table(const Table&)`), C's header needs no toml++.
   template <class C> Flavors& add(std::string name) {
     static_assert(requires(StackFileTable& t) { C::from_table(t); },
                   "Flavors::add<C>(name): C needs a static from_table(const StackFileTable&) (a template over the "
