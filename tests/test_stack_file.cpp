@@ -694,6 +694,98 @@ depends_on = ["orchestrator"]
   CHECK_THROWS_AS(flavors.add("", [](stackup::StackFileTable&) { return Cluster{}; }), stackup::Error);
 }
 
+namespace {
+// A host's component that declares its schema beside it, as the shipped ones do.
+struct Bucket {
+  std::string name_;
+  fs::path root;
+  bool is_provisioned() const { return false; }
+  bool is_running() const { return false; }
+  std::string_view name() const { return name_; }
+  template <class Table> static Bucket from_table(const Table& t) {
+    Bucket b;
+    b.name_ = t.optional_string("bucket").value_or("");
+    if (b.name_.empty()) t.fail(t.what() + " lacks the required key 'bucket' (its name)");
+    b.root = t.path_or("root", t.directory() / "buckets" / b.name_);
+    return b;
+  }
+};
+} // namespace
+
+TEST_CASE("Flavors::add<C>: a component's own from_table, under its own name or another") {
+  // builtin() is the three shipped components' from_table, listed.
+  stackup::Flavors listed;
+  listed.add<Daemon>("local_daemon").add<Directory>("local_directory").add<Cmd>("command");
+  CHECK(listed.names() == stackup::Flavors::builtin().names());
+  TempDir tmp;
+  write(tmp.path / "stackup.toml", R"([components.store]
+flavor = "local_directory"
+path = "data/"
+[components.cache]
+flavor = "local_daemon"
+command = ["redis-server"]
+ready = { tcp = 6390 }
+depends_on = ["store"]
+[components.db]
+flavor = "command"
+resume = "start"
+user = ""
+)");
+  CHECK(stackup::stack_config(tmp.path / "stackup.toml", listed) == stackup::stack_config(tmp.path / "stackup.toml"));
+
+  // LocalDaemon's schema under another name: the same daemon, errors naming the flavour the file names.
+  auto flavors = stackup::Flavors::builtin();
+  flavors.add<Daemon>("daemon");
+  flavors.add<Bucket>("bucket");
+  // A flavour reusing a schema and adding a rule of its own.
+  flavors.add("redis", [](stackup::StackFileTable& t) {
+    auto d = Daemon::from_table(t);
+    if (d.config().command.front() != "redis-server") t.fail("command", t.what() + " runs redis-server");
+    return d;
+  });
+  CHECK(flavors.names() == std::vector<std::string>{"local_daemon", "local_directory", "command", "daemon", "bucket", "redis"});
+  write(tmp.path / "other.toml", R"([components.cache]
+flavor = "daemon"
+command = ["redis-server"]
+[components.media]
+flavor = "bucket"
+bucket = "media"
+[components.queue]
+flavor = "redis"
+command = ["redis-server", "--port", "6391"]
+)");
+  const auto s = stackup::load_stack(tmp.path / "other.toml", flavors);
+  const auto* d = s.get("cache").target<Daemon>();
+  REQUIRE(d);
+  CHECK(d->config().command == std::vector<std::string>{"redis-server"});
+  CHECK(d->state_dir() == tmp.path / ".stackup" / "cache");
+  CHECK(s.get("cache").flavor() == "local_daemon");
+  const auto* b = s.get("media").target<Bucket>();
+  REQUIRE(b);
+  CHECK(b->root == tmp.path / "buckets" / "media");
+  REQUIRE(s.get("queue").target<Daemon>());
+  // path_or: stack config shows the default it gave.
+  const std::string config = stackup::stack_config(tmp.path / "other.toml", flavors);
+  CHECK(config.find("[components.media]\nflavor = \"bucket\"\nbucket = \"media\"\nroot = \"" +
+                    (tmp.path / "buckets" / "media").string() + "\"\n") != std::string::npos);
+  CHECK(config.find("[components.cache]\nflavor = \"daemon\"\ncommand = [\"redis-server\"]\n") != std::string::npos);
+
+  const auto error = [&](std::string_view text) { return std::string(error_of(text, flavors).what()); };
+  CHECK(error("[components.web]\nflavor = \"daemon\"\n") ==
+        "t.toml:1:1: component 'web' (daemon) lacks the required key 'command' (the daemon's argv, e.g. command = "
+        "[\"redis-server\", \"--port\", \"6390\"])");
+  CHECK(error("[components.web]\nflavor = \"daemon\"\ncommand = [\"srv\"]\nready = { tcp = 1, http = 2 }\n") ==
+        "t.toml:4:27: 'ready' of component 'web' has both tcp and http: choose one");
+  CHECK(error("[components.web]\nflavor = \"daemon\"\ncommand = [\"srv\"]\nport = 1\n") ==
+        "t.toml:4:1: unknown key 'port' in component 'web' (daemon); valid keys: " + std::string(daemon_keys));
+  CHECK(error("[components.m]\nflavor = \"bucket\"\n") ==
+        "t.toml:1:1: component 'm' (bucket) lacks the required key 'bucket' (its name)");
+  CHECK(error("[components.m]\nflavor = \"bucket\"\nbucket = \"b\"\nroot = \"\"\n") ==
+        "t.toml:4:8: 'root' of component 'm' (bucket) is empty: give a path (relative paths are against the file's directory)");
+  CHECK(error("[components.q]\nflavor = \"redis\"\ncommand = [\"valkey\"]\n") ==
+        "t.toml:3:11: component 'q' (redis) runs redis-server");
+}
+
 TEST_CASE("stack_config: roles and env names that need quotes, and values with $, quotes and control characters, "
           "read back as the same stack") {
   TempDir tmp;

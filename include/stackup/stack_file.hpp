@@ -584,9 +584,7 @@ inline std::filesystem::path directory_of(std::string_view origin) {
   fs::path dir;
   const fs::path parent = fs::absolute(fs::path(origin), ec).parent_path();
   dir = !ec && !origin.empty() && fs::is_directory(parent, ec) ? parent : fs::current_path();
-  dir = dir.lexically_normal();
-  if (dir.has_relative_path() && !dir.has_filename()) dir = dir.parent_path();
-  return dir;
+  return detail::normal_directory(dir);
 }
 
 inline std::string kind_of(mode_t mode) {
@@ -754,9 +752,6 @@ inline StackFileSource read_stack_file(const std::filesystem::path& file, Trust 
   return source;
 }
 
-namespace detail::stack_file {
-} // namespace detail::stack_file
-
 class Flavors;
 namespace detail::stack_file {
 // parse_stack, and with `config` also the stack as it will run (stack_config).
@@ -775,6 +770,11 @@ public:
   [[nodiscard]] const std::string& role() const noexcept { return role_; }
   /// The directory relative paths resolve against (the stack file's).
   [[nodiscard]] const std::filesystem::path& directory() const noexcept { return ctx_->directory; }
+  /// How errors name this table: `component 'cache' (local_daemon)` (the
+  /// flavour as the file names it), or `'ready' of component 'cache'
+  /// (local_daemon)` for a table from table(). For a factory's own messages:
+  /// `t.fail(t.what() + " lacks the required key 'command' (...)")`.
+  [[nodiscard]] const std::string& what() const noexcept { return record_->what; }
   /// The key is present.
   [[nodiscard]] bool contains(std::string_view key) const {
     ask(key);
@@ -893,10 +893,19 @@ public:
     if (text.empty())
       fail_at(place(*n), "'" + std::string(key) + "' of " + record_->what +
                              " is empty: give a path (relative paths are against the file's directory)");
-    std::filesystem::path resolved = (ctx_->directory / text).lexically_normal();
-    if (resolved.has_relative_path() && !resolved.has_filename()) resolved = resolved.parent_path(); // "dir/" -> "dir"
+    std::filesystem::path resolved = detail::normal_directory(ctx_->directory / text); // "dir/" -> "dir"
     note(key, detail::stack_file::toml_string(resolved.string()));
     return resolved;
+  }
+  /// A path as path() reads it, or `fallback` when the key is absent. Unlike
+  /// `path(key).value_or(fallback)`, `stack config` then shows the key with
+  /// the fallback, so the stack as it will run names every path it uses (a
+  /// default state directory, a working directory). Give an absolute fallback
+  /// (such as one under directory()): it is used as it is.
+  [[nodiscard]] std::filesystem::path path_or(std::string_view key, std::filesystem::path fallback) const {
+    if (auto p = path(key)) return std::move(*p);
+    note(key, detail::stack_file::toml_string(fallback.string()));
+    return fallback;
   }
   /// An optional nested table (such as `ready`), read with the same rules.
   [[nodiscard]] std::optional<StackFileTable> table(std::string_view key) const {
@@ -929,7 +938,6 @@ public:
   }
 
 private:
-  friend class Flavors;
   friend DynamicStack detail::stack_file::parse(const StackFileSource&, const Flavors&, std::string*);
 
   StackFileTable(detail::stack_file::Context& ctx, const toml::table& t, std::string role, std::string what)
@@ -951,13 +959,6 @@ private:
       if (v.key == key) return;
     record_->values.push_back({std::string(key), std::move(toml), nullptr});
   }
-  // For the shipped flavours: a path key, or `fallback` when absent, shown by `stack config` either way.
-  [[nodiscard]] std::filesystem::path path_or(std::string_view key, std::filesystem::path fallback) const {
-    if (auto p = path(key)) return std::move(*p);
-    note(key, detail::stack_file::toml_string(fallback.string()));
-    return fallback;
-  }
-
   static bool is_one_variable(std::string_view s) {
     return s.size() > 3 && s.starts_with("${") && detail::stack_file::Context::closing(s, 0) == s.size() - 1;
   }
@@ -992,7 +993,8 @@ private:
 /// turns the component's table into a component.
 class Flavors {
 public:
-  /// local_daemon, local_directory and command (the shipped components).
+  /// local_daemon, local_directory and command: the shipped components, each
+  /// read by the from_table beside it (LocalDaemon<>::from_table, ...).
   [[nodiscard]] static Flavors builtin();
 
   /// Adds (or replaces) a flavour. `factory(StackFileTable&)` reads the table
@@ -1017,6 +1019,19 @@ public:
     return *this;
   }
 
+  /// Adds (or replaces) the flavour `name` whose factory is `C::from_table`:
+  /// the schema a component type declares beside it, as the shipped ones do
+  /// (`add<LocalDaemon<>>("local_daemon")`). `C::from_table(table)` reads a
+  /// StackFileTable and returns a component, with the rules of a factory;
+  /// written as a template over the table type (`template <class Table>
+  /// static C from_table(const Table&)`), C's header needs no toml++.
+  template <class C> Flavors& add(std::string name) {
+    static_assert(requires(StackFileTable& t) { C::from_table(t); },
+                  "Flavors::add<C>(name): C needs a static from_table(const StackFileTable&) (a template over the "
+                  "table type, beside the component) returning the component; or pass a factory: add(name, factory)");
+    return add(std::move(name), [](StackFileTable& t) { return C::from_table(t); });
+  }
+
   /// The flavour names, in the order they were added.
   [[nodiscard]] std::vector<std::string> names() const {
     std::vector<std::string> out;
@@ -1039,89 +1054,12 @@ private:
   std::vector<std::pair<std::string, Make>> entries_;
 };
 
-namespace detail::stack_file {
-
-// `user`: checked now by the components' own rule (run_as), so that a user that
-// does not exist, or another user without root, is an error at the key before
-// anything starts.
-inline std::string read_user(const StackFileTable& t) {
-  auto user = t.optional_string("user").value_or("");
-  try {
-    (void)posix::run_as(user, "component '" + t.role() + "'");
-  } catch (const Error& e) {
-    t.fail("user", detail::unprefixed(e.what()));
-  }
-  return user;
-}
-
-inline ready::Probe read_probe(const StackFileTable& t) {
-  const auto r = t.table("ready");
-  if (!r) return ready::none();
-  const auto tcp = r->port("tcp");
-  const auto http = r->port("http");
-  const auto path = r->optional_string("path");
-  if (tcp && http) r->fail("http", "'ready' of component '" + t.role() + "' has both tcp and http: choose one");
-  if (tcp && path) r->fail("path", "'path' goes with http, not tcp: write ready = { http = PORT, path = \"/health\" }");
-  // Any listener on the port counts, not only the daemon's own (docker run -p).
-  const bool any = r->optional_bool("any_listener").value_or(false);
-  if (tcp) return ready::tcp(*tcp).with_any_listener(any);
-  if (http) {
-    try {
-      return ready::http(*http, path.value_or("/")).with_any_listener(any);
-    } catch (const Error& e) {
-      r->fail("path", detail::unprefixed(e.what()));
-    }
-  }
-  r->fail("'ready' of component '" + t.role() +
-          "' needs tcp or http: write ready = { tcp = PORT } or ready = { http = PORT, path = \"/health\" }");
-}
-
-} // namespace detail::stack_file
-
+// The shipped components, each with its stack-file schema beside it (its from_table).
 inline Flavors Flavors::builtin() {
   Flavors f;
-  f.add("local_daemon", [](StackFileTable& t) {
-    LocalDaemonConfig c;
-    c.name = t.optional_string("name").value_or("");
-    c.command = t.strings("command");
-    if (!t.contains("command"))
-      t.fail("component '" + t.role() + "' (local_daemon) lacks the required key 'command' "
-             "(the daemon's argv, e.g. command = [\"redis-server\", \"--port\", \"6390\"])");
-    if (c.command.empty()) t.fail("command", "'command' of component '" + t.role() + "' is empty: give the daemon's argv");
-    if (c.command.front().empty()) t.fail("command", "'command' of component '" + t.role() + "' starts with an empty program name: give the program first");
-    c.ready = detail::stack_file::read_probe(t);
-    c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
-    c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
-    c.start_grace = t.duration("start_grace").value_or(c.start_grace);
-    c.env = t.string_map("env");
-    c.working_dir = t.path_or("working_dir", t.directory());
-    c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / t.role());
-    c.user = detail::stack_file::read_user(t);
-    return LocalDaemon<>(std::move(c));
-  });
-  f.add("local_directory", [](StackFileTable& t) {
-    LocalDirectoryConfig c;
-    c.name = t.optional_string("name").value_or("");
-    auto p = t.path("path");
-    if (!p) t.fail("component '" + t.role() + "' (local_directory) lacks the required key 'path' (the directory)");
-    c.path = std::move(*p);
-    return LocalDirectory<>(std::move(c));
-  });
-  f.add("command", [](StackFileTable& t) {
-    CommandConfig c;
-    c.name = t.optional_string("name").value_or("");
-    c.provision = t.optional_string("provision").value_or("");
-    c.deprovision = t.optional_string("deprovision").value_or("");
-    c.resume = t.optional_string("resume").value_or("");
-    c.suspend = t.optional_string("suspend").value_or("");
-    c.is_provisioned = t.optional_string("is_provisioned").value_or("");
-    c.is_running = t.optional_string("is_running").value_or("");
-    c.timeout = t.duration("timeout").value_or(c.timeout);
-    c.working_dir = t.path_or("working_dir", t.directory());
-    c.env = t.string_map("env");
-    c.user = detail::stack_file::read_user(t);
-    return Command<>(std::move(c));
-  });
+  f.add<LocalDaemon<>>("local_daemon");
+  f.add<LocalDirectory<>>("local_directory");
+  f.add<Command<>>("command");
   return f;
 }
 

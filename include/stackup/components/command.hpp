@@ -5,6 +5,7 @@
 
 #include <stackup/component.hpp>
 #include <stackup/detail/posix.hpp>
+#include <stackup/detail/shipped_component.hpp>
 #include <stackup/errors.hpp>
 
 #include <algorithm>
@@ -67,7 +68,10 @@ struct CommandConfig {
 ///     .is_running = "k3d cluster list demo --no-headers | grep -q ' 1/1 '",
 /// }};
 /// ```
-template <FixedString Role = ""> class Command : public StackComponent<Command<Role>>, public detail::RoleOf<Role> {
+template <FixedString Role = "">
+class Command : public detail::ShippedComponent<Command<Role>, Role, CommandConfig> {
+  using Base = detail::ShippedComponent<Command<Role>, Role, CommandConfig>;
+
 public:
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "command";
@@ -75,16 +79,32 @@ public:
   using Config = CommandConfig;
 
   /// A component with these commands; a negative timeout becomes zero. Runs nothing.
-  explicit Command(Config config) : config_(std::move(config)) {
+  explicit Command(Config config) : Base(std::move(config)) {
     config_.timeout = std::max(config_.timeout, std::chrono::milliseconds::zero());
   }
 
-  /// The configured name, or the role when none was given.
-  [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
+  /// The component a stack file's table describes (`flavor = "command"`, see
+  /// docs/stack-files.md): `name`, the six commands, `timeout`, `working_dir`
+  /// (default: the file's directory), `env` and `user`. `Table` is
+  /// stackup::StackFileTable (<stackup/stack_file.hpp>), or a type with its interface.
+  template <class Table> [[nodiscard]] static Command from_table(const Table& t) {
+    Config c;
+    c.name = t.optional_string("name").value_or("");
+    c.provision = t.optional_string("provision").value_or("");
+    c.deprovision = t.optional_string("deprovision").value_or("");
+    c.resume = t.optional_string("resume").value_or("");
+    c.suspend = t.optional_string("suspend").value_or("");
+    c.is_provisioned = t.optional_string("is_provisioned").value_or("");
+    c.is_running = t.optional_string("is_running").value_or("");
+    c.timeout = t.duration("timeout").value_or(c.timeout);
+    c.working_dir = t.path_or("working_dir", t.directory());
+    c.env = t.string_map("env");
+    c.user = detail::user_from_table(t);
+    return Command(std::move(c));
   }
-  /// The configuration.
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
+
+  // name() (the configured name, or the role) and config() come from Base.
+
   /// For status tables: the query that decides the state.
   [[nodiscard]] std::string detail() const {
     const std::string& q = config_.is_running.empty() ? config_.is_provisioned : config_.is_running;
@@ -111,7 +131,8 @@ public:
   void suspend() { act(config_.suspend, Transition::suspend); }
 
 private:
-  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
+  using Base::config_;
+  using Base::who;
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
     using px = detail::posix;
@@ -161,8 +182,6 @@ private:
     if (r.exit.code != CLD_EXITED || r.exit.status != 0)
       throw_transition_error(std::string(this->role_name()), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
   }
-
-  Config config_;
 };
 
 } // namespace stackup

@@ -6,6 +6,7 @@
 
 #include <stackup/component.hpp>
 #include <stackup/detail/posix.hpp>
+#include <stackup/detail/shipped_component.hpp>
 #include <stackup/errors.hpp>
 
 #include <algorithm>
@@ -49,6 +50,12 @@ struct Probe {
     return p;
   }
 
+  /// The probe a stack file's `ready` table describes: `{ tcp = PORT }` or
+  /// `{ http = PORT, path = "/health" }`, each with an optional `any_listener`.
+  /// `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or a type
+  /// with its interface.
+  template <class Table> [[nodiscard]] static Probe from_table(const Table& r);
+
   /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health", with
   /// " (any listener)" when any_listener is set.
   [[nodiscard]] std::string describe() const {
@@ -79,6 +86,27 @@ inline Probe http(std::uint16_t port, std::string path = "/") {
       path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
     throw Error("stackup: ready::http: path '" + path + "' must start with '/' and hold no spaces or line breaks");
   return {Probe::Kind::http, port, std::move(path), false};
+}
+
+template <class Table> Probe Probe::from_table(const Table& r) {
+  const auto tcp = r.port("tcp");
+  const auto http = r.port("http");
+  const auto path = r.optional_string("path");
+  const std::string role(r.role());
+  if (tcp && http) r.fail("http", "'ready' of component '" + role + "' has both tcp and http: choose one");
+  if (tcp && path) r.fail("path", "'path' goes with http, not tcp: write ready = { http = PORT, path = \"/health\" }");
+  // Any listener on the port counts, not only the daemon's own (docker run -p).
+  const bool any = r.optional_bool("any_listener").value_or(false);
+  if (tcp) return ready::tcp(*tcp).with_any_listener(any);
+  if (http) {
+    try {
+      return ready::http(*http, path.value_or("/")).with_any_listener(any);
+    } catch (const Error& e) {
+      r.fail("path", detail::unprefixed(e.what()));
+    }
+  }
+  r.fail("'ready' of component '" + role +
+         "' needs tcp or http: write ready = { tcp = PORT } or ready = { http = PORT, path = \"/health\" }");
 }
 
 } // namespace ready
@@ -340,7 +368,10 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///     .ready = stackup::ready::http(8765, "/"),
 /// }};
 /// ```
-template <FixedString Role = ""> class LocalDaemon : public StackComponent<LocalDaemon<Role>>, public detail::RoleOf<Role> {
+template <FixedString Role = "">
+class LocalDaemon : public detail::ShippedComponent<LocalDaemon<Role>, Role, LocalDaemonConfig> {
+  using Base = detail::ShippedComponent<LocalDaemon<Role>, Role, LocalDaemonConfig>;
+
 public:
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_daemon";
@@ -353,17 +384,43 @@ public:
   /// A daemon with this configuration; `state_dir` and `working_dir` are made
   /// absolute now, so a later change of the current directory does not move them;
   /// a negative timeout becomes zero. Error when `state_dir` is empty. Starts nothing.
-  explicit LocalDaemon(Config config) : config_(std::move(config)) {
+  explicit LocalDaemon(Config config) : Base(std::move(config)) {
     if (config_.state_dir.empty())
       throw Error("stackup: local_daemon" + (Role.size() ? " (" + std::string(Role.view()) + ")" : std::string()) +
                   ": .state_dir is empty: give it a directory");
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     config_.start_grace = std::max(config_.start_grace, std::chrono::milliseconds::zero());
-    config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
-    if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
-      config_.state_dir = config_.state_dir.parent_path();
+    config_.state_dir = detail::owned_directory(config_.state_dir);
     if (!config_.working_dir.empty()) config_.working_dir = std::filesystem::absolute(config_.working_dir);
+  }
+
+  /// The daemon a stack file's table describes (`flavor = "local_daemon"`, see
+  /// docs/stack-files.md): `name`, the required `command`, `ready` (see
+  /// ready::Probe::from_table), the timeouts, `env`, `working_dir` (default:
+  /// the file's directory), `state_dir` (default: `.stackup/<role>` there) and
+  /// `user`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// a type with its interface.
+  template <class Table> [[nodiscard]] static LocalDaemon from_table(const Table& t) {
+    Config c;
+    c.name = t.optional_string("name").value_or("");
+    c.command = t.strings("command");
+    if (!t.contains("command"))
+      t.fail(t.what() + " lacks the required key 'command' "
+             "(the daemon's argv, e.g. command = [\"redis-server\", \"--port\", \"6390\"])");
+    const std::string role(t.role());
+    if (c.command.empty()) t.fail("command", "'command' of component '" + role + "' is empty: give the daemon's argv");
+    if (c.command.front().empty())
+      t.fail("command", "'command' of component '" + role + "' starts with an empty program name: give the program first");
+    if (const auto r = t.table("ready")) c.ready = ready::Probe::from_table(*r);
+    c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
+    c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
+    c.start_grace = t.duration("start_grace").value_or(c.start_grace);
+    c.env = t.string_map("env");
+    c.working_dir = t.path_or("working_dir", t.directory());
+    c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
+    c.user = detail::user_from_table(t);
+    return LocalDaemon(std::move(c));
   }
 
   /// The daemon whose state directory is `state_dir`, configured from its
@@ -396,12 +453,8 @@ public:
     return daemon;
   }
 
-  /// The configured name, or the role when none was given.
-  [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
-  }
-  /// The configuration (state_dir absolute).
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  // name() (the configured name, or the role) and config() (state_dir
+  // absolute) come from Base.
   /// The state directory (absolute).
   [[nodiscard]] const std::filesystem::path& state_dir() const noexcept { return config_.state_dir; }
   /// What this daemon owns (one owner per path, checked by the stack): its state directory.
@@ -773,9 +826,8 @@ private:
     }
   }
 
-  [[nodiscard]] std::string who() const {
-    return "local_daemon '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
-  }
+  using Base::config_;
+  using Base::who;
 
   static std::string timestamp() {
     const std::time_t now = std::time(nullptr);
@@ -937,8 +989,6 @@ private:
     const auto log = detail::posix::open_own_file(dir, "daemon.log", O_WRONLY | O_APPEND);
     if (log) detail::posix::write_all(log.get(), "--- stackup " + timestamp() + ": " + std::string(what) + "\n");
   }
-
-  Config config_;
 };
 
 } // namespace stackup

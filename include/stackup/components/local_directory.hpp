@@ -5,6 +5,7 @@
 
 #include <stackup/component.hpp>
 #include <stackup/detail/posix.hpp>
+#include <stackup/detail/shipped_component.hpp>
 #include <stackup/errors.hpp>
 
 #include <array>
@@ -57,7 +58,10 @@ struct LocalDirectoryConfig {
 /// ```cpp
 /// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
 /// ```
-template <FixedString Role = ""> class LocalDirectory : public StackComponent<LocalDirectory<Role>>, public detail::RoleOf<Role> {
+template <FixedString Role = "">
+class LocalDirectory : public detail::ShippedComponent<LocalDirectory<Role>, Role, LocalDirectoryConfig> {
+  using Base = detail::ShippedComponent<LocalDirectory<Role>, Role, LocalDirectoryConfig>;
+
 public:
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_directory";
@@ -67,18 +71,25 @@ public:
   static constexpr const char* marker = ".stackup-directory";
 
   /// A directory with this configuration; a relative path is made absolute now.
-  explicit LocalDirectory(Config config) : config_(std::move(config)) {
-    if (!config_.path.empty()) {
-      config_.path = std::filesystem::absolute(config_.path).lexically_normal();
-      if (!config_.path.has_filename() && config_.path.has_relative_path())
-        config_.path = config_.path.parent_path();
-    }
+  explicit LocalDirectory(Config config) : Base(std::move(config)) {
+    if (!config_.path.empty()) config_.path = detail::owned_directory(config_.path);
   }
 
-  /// The configured name, or the role when none was given.
-  [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
+  /// The directory a stack file's table describes (`flavor =
+  /// "local_directory"`, see docs/stack-files.md): `name` and the required
+  /// `path`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// a type with its interface.
+  template <class Table> [[nodiscard]] static LocalDirectory from_table(const Table& t) {
+    Config c;
+    c.name = t.optional_string("name").value_or("");
+    auto p = t.path("path");
+    if (!p) t.fail(t.what() + " lacks the required key 'path' (the directory)");
+    c.path = std::move(*p);
+    return LocalDirectory(std::move(c));
   }
+
+  // name() (the configured name, or the role) and config() come from Base.
+
   /// The directory (absolute).
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
   /// The users whose directories this component may take over (see
@@ -177,9 +188,9 @@ private:
   static constexpr std::string_view removing = ".removing-";
   static std::string beside(const std::string& leaf) { return leaf + std::string(removing) + std::to_string(::getpid()); }
 
-  [[nodiscard]] std::string who() const {
-    return "local_directory '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
-  }
+  using Base::config_;
+  using Base::who;
+
   [[noreturn]] void refuse(std::string_view action, std::string_view why) const {
     throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
@@ -317,8 +328,6 @@ private:
       if (const auto r = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, r);
     }
   }
-
-  Config config_;
 };
 
 } // namespace stackup
