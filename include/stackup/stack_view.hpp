@@ -1,8 +1,8 @@
 // stackup — StackView: a stack's public, read-only face (DESIGN §12). Both kinds
 // of stack give one (`stack.view()`); whatever is built on a stack (the command
 // line, stack files, a host's dashboard) reads the stack through it instead of
-// reaching inside. Its members are defined with the engine (detail/engine.hpp),
-// which every stack includes; this header stays light.
+// reaching inside. Its members are defined beside the engine, which every kind
+// of stack includes; this header stays light.
 // SPDX-License-Identifier: MIT
 #pragma once
 
