@@ -61,6 +61,13 @@ int main(int argc, char** argv) {
                        std::vector<std::string>{std::string(stackup::roles::orchestrator)});
 
   stackup::DynamicStack stack{"dynamic", std::move(parts)};
+  // What a tool sees of a stack: its view (the same for Stack<Cs...>).
+  const stackup::StackView view = stack.view();
+  for (const std::string_view role : view.order()) {
+    fmt::print("{} ({})", role, view.flavor(role));
+    for (const std::string_view needed : view.dependencies(role)) fmt::print(", needs {}", needed);
+    fmt::print("\n");
+  }
   stack.on_event(stackup::console_observer());
   stack.up();
   fmt::print("{}", stackup::status_table(stack.status()));

@@ -217,7 +217,7 @@ TEST_CASE_TEMPLATE("cli: stack down stops, skips what cannot suspend and says wh
   CHECK(r.code == 0);
   CHECK(f.world.states["orch"] == State::suspended);
   CHECK(f.world.states["store"] == State::running);
-  CHECK(contains(r.out, "o store 'store' suspend skipped: not implemented -- use --force to deprovision\n"));
+  CHECK(contains(r.out, "o store 'store' suspend skipped: not implemented; use force (--force) to deprovision\n"));
   CHECK(contains(r.out, "+ deployer 'deployer' suspended  "));
   CHECK(contains(masked(r.out), "stack 'demo' is down  T\n"));
   // Reverse order: the deployer stops before what it depends on.
@@ -708,8 +708,8 @@ TEST_CASE_TEMPLATE("cli: colour and symbols only when asked, plain ASCII otherwi
   CHECK(contains(fancy.out, "\x1b["));
   CHECK(contains(fancy.out, "✔"));
   fancy = f.run({"stack", "down"}, {.color = cli::Color::always});
-  CHECK(contains(fancy.out, "\x1b[1mstore\x1b[0m 'store' suspend skipped: not implemented — use --force to deprovision"));
-  CHECK(contains(fancy.out, "not implemented — use --force to deprovision"));
+  CHECK(contains(fancy.out, "\x1b[1mstore\x1b[0m 'store' suspend skipped: not implemented; use force (--force) to deprovision"));
+  CHECK(contains(fancy.out, "not implemented; use force (--force) to deprovision"));
   // Streams other than std::cout / std::cerr are never taken for terminals.
   auto automatic = f.run({"stack", "status"}, {.color = cli::Color::automatic});
   CHECK(!contains(automatic.out, "\x1b["));
@@ -784,12 +784,12 @@ TEST_CASE_TEMPLATE("cli: a skipped action says what the user can do about it", K
     return out.str();
   };
   std::string out = run({"stack", "down"});
-  CHECK(contains(out, "o store 'store' suspend skipped: not implemented -- use --force to deprovision\n"));
-  CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented -- it keeps running\n"));
+  CHECK(contains(out, "o store 'store' suspend skipped: not implemented; use force (--force) to deprovision\n"));
+  CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented; it keeps running\n"));
   out = run({"stack", "down", "--force"});
-  CHECK(contains(out, "o store 'store' suspend skipped: not implemented -- deprovision follows\n"));
-  CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented -- it keeps running\n"));
-  CHECK(contains(out, "o fixed 'fixed' deprovision skipped: not implemented -- left in place\n"));
+  CHECK(contains(out, "o store 'store' suspend skipped: not implemented; deprovision follows\n"));
+  CHECK(contains(out, "o fixed 'fixed' suspend skipped: not implemented; it keeps running\n"));
+  CHECK(contains(out, "o fixed 'fixed' deprovision skipped: not implemented; left in place\n"));
   CHECK(world.states["store"] == State::deprovisioned);
 }
 

@@ -140,7 +140,8 @@ TEST_CASE_TEMPLATE("events: not implemented learned at run time ends its started
   s.down();
   CHECK(rec.lines == L{"suspend c not_implemented", "suspend b started", "suspend b succeeded", "suspend a started",
                        "suspend a not_implemented"});
-  CHECK(rec.events[4].message == "a: not configured");
+  // The component's own reason, then what follows (a has a deprovision).
+  CHECK(rec.events[4].message == "a: not configured; use force (--force) to deprovision");
 }
 
 TEST_CASE_TEMPLATE("events: every started has exactly one end, and elapsed is measured", K, kinds::Typed,

@@ -4,12 +4,12 @@
 #pragma once
 
 #include <stackup/component.hpp>
-#include <stackup/detail/engine.hpp>
-#include <stackup/detail/plan.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/format.hpp>
+#include <stackup/options.hpp>
 #include <stackup/stack_lock.hpp>
+#include <stackup/stack_view.hpp>
 #include <stackup/version.hpp>
 
 #include <fmt/color.h>
@@ -747,7 +747,27 @@ inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std
   }
 }
 
-using Table = stackup::detail::Table;
+/// What the command line does to a stack, through its public operations: the
+/// kind of stack is erased here (one pointer per operation), so that the Runner
+/// is compiled once, whatever the stack.
+struct Front {
+  void* stack;
+  void (*up)(void*, const UpOptions&);
+  void (*down)(void*, const DownOptions&);
+  void (*up_one)(void*, std::string_view, const UpOptions&);
+  void (*down_one)(void*, std::string_view, const DownOptions&);
+  Observer (*on_event)(void*, Observer);
+};
+template <class S> void up_of(void* s, const UpOptions& o) { static_cast<S*>(s)->up(o); }
+template <class S> void down_of(void* s, const DownOptions& o) { static_cast<S*>(s)->down(o); }
+template <class S> void up_one_of(void* s, std::string_view role, const UpOptions& o) { static_cast<S*>(s)->up(role, o); }
+template <class S> void down_one_of(void* s, std::string_view role, const DownOptions& o) {
+  static_cast<S*>(s)->down(role, o);
+}
+template <class S> Observer on_event_of(void* s, Observer o) { return static_cast<S*>(s)->on_event(std::move(o)); }
+template <class S> Front front_of(S& s) noexcept {
+  return {&s, &up_of<S>, &down_of<S>, &up_one_of<S>, &down_one_of<S>, &on_event_of<S>};
+}
 
 // ---- Ctrl-C and SIGTERM while an operation runs ------------------------------------
 
@@ -860,16 +880,17 @@ private:
   struct sigaction host_ {};
 };
 
-/// Parses, runs and reports one command against a stack, through its run-time
-/// view (the engine's Table): compiled once, whatever the kind of stack. A
-/// template (of Table) only so that a file compiles it where it runs a command
-/// line, not wherever it includes the umbrella.
-template <class StackTable> class Runner {
+/// Parses, runs and reports one command against a stack, which it reads through
+/// its StackView and acts on through its public operations (a Front): compiled
+/// once, whatever the kind of stack. A template (of Front) only so that a file
+/// compiles it where it runs a command line, not wherever it includes the header.
+template <class StackFront> class Runner {
   using Clock = std::chrono::steady_clock;
 
 public:
-  Runner(const StackTable& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
-      : stack_(stack), size(stack.size()), out_(out), err_(err), options_(options), program_(program),
+  Runner(StackView stack, const StackFront& front, std::ostream& out, std::ostream& err, const Options& options,
+         std::string_view program)
+      : stack_(stack), front_(front), size(stack.size()), out_(out), err_(err), options_(options), program_(program),
         fancy_out_(decorate(out, options.color)), fancy_err_(decorate(err, options.color)) {}
 
   int run(std::span<const std::string_view> args) {
@@ -909,14 +930,14 @@ private:
 
   [[nodiscard]] std::string roles_list() const {
     std::string s;
-    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles[i]);
+    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles()[i]);
     return s;
   }
-  [[nodiscard]] bool keeps_log(std::size_t k) const { return stack_.slots[k].ops->log_file != nullptr; }
+  [[nodiscard]] bool keeps_log(std::size_t k) const { return !stack_.log_file(stack_.roles()[k]).empty(); }
   [[nodiscard]] std::string logging_roles() const {
     std::string s;
     for (std::size_t i = 0; i < size; ++i)
-      if (keeps_log(i)) s += fmt::format("{}{}", s.empty() ? "" : ", ", stack_.roles[i]);
+      if (keeps_log(i)) s += fmt::format("{}{}", s.empty() ? "" : ", ", stack_.roles()[i]);
     return s.empty() ? "none" : s;
   }
 
@@ -958,7 +979,7 @@ private:
     };
   }
 
-  [[nodiscard]] std::string_view role_at(std::size_t k) const { return stack_.roles[k]; }
+  [[nodiscard]] std::string_view role_at(std::size_t k) const { return stack_.roles()[k]; }
 
   // Reads `<target> <verb> [options]` into `inv` and `verb`; returns the problem, if any.
   std::optional<std::string> parse(std::span<const std::string_view> args, const Grammar& grammar, Invocation& inv,
@@ -1005,17 +1026,17 @@ private:
   }
 
   [[nodiscard]] std::string help(const Grammar& grammar) const {
-    std::string s = fmt::format("\nroles of stack '{}':\n", stack_.stack);
+    std::string s = fmt::format("\nroles of stack '{}':\n", stack_.name());
     std::size_t width = 0;
-    for (auto r : stack_.roles) width = std::max(width, r.size());
+    for (auto r : stack_.roles()) width = std::max(width, r.size());
     std::size_t fwidth = 0;
     for (std::size_t i = 0; i < size; ++i) fwidth = std::max(fwidth, flavor(i).size());
     for (std::size_t i = 0; i < size; ++i) {
-      std::string line = fmt::format("  {}  {}", padded(std::string(stack_.roles[i]), width),
+      std::string line = fmt::format("  {}  {}", padded(std::string(stack_.roles()[i]), width),
                                      padded(std::string(flavor(i)), fwidth));
       std::string deps;
-      for (std::size_t e = stack_.first[i]; e < stack_.first[i + 1]; ++e)
-        deps += fmt::format("{}{}", e > stack_.first[i] ? ", " : "", stack_.roles[stack_.dep[e]]);
+      for (const std::string_view d : stack_.dependencies(stack_.roles()[i]))
+        deps += fmt::format("{}{}", deps.empty() ? "" : ", ", d);
       if (!deps.empty()) line += fmt::format("  needs {}", deps);
       while (!line.empty() && line.back() == ' ') line.pop_back();
       s += line + '\n';
@@ -1029,36 +1050,27 @@ private:
 
   // ---- helpers over the components ------------------------------------------------
 
-  [[nodiscard]] std::string_view name(std::size_t k) const { return stack_.name(k); }
-  [[nodiscard]] std::string_view flavor(std::size_t k) const { return stack_.slots[k].ops->flavor; }
-  // Whether component k has a deprovision() (a Command may still refuse at run time).
-  [[nodiscard]] bool deprovisionable(std::size_t k) const { return stack_.has(k, Transition::deprovision); }
-  // Component k's state; nothing when its queries throw (the operation that
+  [[nodiscard]] std::string_view role(std::size_t k) const { return stack_.roles()[k]; }
+  [[nodiscard]] std::string_view name(std::size_t k) const { return stack_.component_name(role(k)); }
+  [[nodiscard]] std::string_view flavor(std::size_t k) const { return stack_.flavor(role(k)); }
+  // A component's state; nothing when its queries throw (the operation that
   // follows will report the error itself).
-  [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
+  [[nodiscard]] std::optional<State> state_at(std::string_view r) const noexcept {
     try {
-      return stack_.state(k);
+      return stack_.state(r);
     } catch (...) {
       return std::nullopt;
     }
   }
-  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", stack_.roles[k], name(k)); }
-  // Roles flagged in `set`, in the order `verb` acts on them (down: reverse).
-  [[nodiscard]] std::string listed(const std::vector<bool>& set, Verb verb, std::size_t& count) const {
+  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", role(k), name(k)); }
+  // The roles of `plan` other than component k that `keep` selects, listed; `count` of them.
+  template <class Keep>
+  [[nodiscard]] std::string listed(const RoleRange& plan, std::size_t k, Keep keep, std::size_t& count) const {
     std::string s;
     count = 0;
-    for (std::size_t n = 0; n < size; ++n) {
-      const std::size_t i = stack_.order[verb == Verb::down ? size - 1 - n : n];
-      if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", stack_.roles[i]);
-    }
+    for (const std::string_view r : plan)
+      if (r != role(k) && keep(r)) s += fmt::format("{}{}", count++ ? ", " : "", r);
     return s;
-  }
-  // Component k and what it needs (`up`), or what needs it (`down`), transitively.
-  [[nodiscard]] std::vector<bool> related(std::size_t k, Verb verb) const {
-    std::vector<unsigned char> marks(size, 0);
-    if (verb == Verb::up) stackup::detail::mark_closure(k, stack_.order, stack_.first, stack_.dep, marks, 1);
-    else stackup::detail::mark_dependents(k, stack_.order, stack_.first, stack_.dep, marks, 1);
-    return {marks.begin(), marks.end()};
   }
 
   [[nodiscard]] std::string label(std::string_view text, fmt::terminal_color color) const {
@@ -1076,41 +1088,26 @@ private:
     std::size_t actions = 0, rolled_back = 0;
   };
 
-  // Sets the observer that prints one line per action start and end; the guard
-  // puts the host's own observer back, since this one refers to this Runner.
+  // Puts the host's own observer back (the one on_event replaced), since the
+  // command line's refers to this Runner.
   struct ObserverGuard {
-    const StackTable& stack;
+    const StackFront& front;
     Observer host;
-    ~ObserverGuard() { stack.events->set(std::move(host)); }
+    ~ObserverGuard() { front.on_event(front.stack, std::move(host)); }
   };
-  void observe(const Command& cmd, Tally& tally) {
-    const std::string_view dash = fancy_out_ ? "—" : "--";
-    stack_.events->set([this, &tally, force = cmd.force, dash](const Event& e) {
+  // The observer that prints one line per event, as it comes (a skipped action's
+  // line says, in the engine's words, what follows and what the user can do).
+  [[nodiscard]] Observer observer(Tally& tally) {
+    return [this, &tally](const Event& e) {
       try {
         if (e.outcome == Outcome::started) ++tally.actions;
         if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
-        if (e.outcome != Outcome::not_implemented) {
-          out_ << progress_line(e, fancy_out_) << '\n';
-        } else {
-          // Say why in the command line's terms: what the user can do about it.
-          Event said = e;
-          const bool removable = deprovisionable(stack_.find(e.role));
-          if (e.transition == Transition::suspend && removable)
-            said.message = fmt::format("not implemented {} {}", dash,
-                                       force ? "deprovision follows" : "use --force to deprovision");
-          else if (e.transition == Transition::suspend)
-            said.message = fmt::format("not implemented {} it keeps running", dash);
-          else if (e.transition == Transition::deprovision)
-            said.message = fmt::format("not implemented {} left in place", dash);
-          else
-            said.message = "not implemented";
-          out_ << progress_line(said, fancy_out_) << '\n';
-        }
+        out_ << progress_line(e, fancy_out_) << '\n';
         out_.flush();
       } catch (...) {
         // Printing must never turn into a failed action.
       }
-    });
+    };
   }
 
   // ---- commands -----------------------------------------------------------------
@@ -1118,7 +1115,7 @@ private:
   [[nodiscard]] std::string command_name(const Command& cmd) const {
     const std::string_view verb = cmd.verb == Verb::up ? "up" : cmd.verb == Verb::down ? "down"
                                 : cmd.verb == Verb::status ? "status" : "logs";
-    return fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index], verb,
+    return fmt::format("{} {}{}", cmd.whole_stack ? "stack" : role(cmd.index), verb,
                        cmd.force ? " --force" : "");
   }
 
@@ -1157,9 +1154,7 @@ private:
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
-      std::vector<ComponentStatus> rows;
-      rows.reserve(size);
-      for (std::size_t k = 0; k < size; ++k) rows.push_back(stack_.status(k));
+      const std::vector<ComponentStatus> rows = stack_.status();
       std::span<const ComponentStatus> shown(rows);
       if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
       if (cmd.json) {
@@ -1173,7 +1168,7 @@ private:
           running += r.state == State::running;
           provisioned += r.state != State::deprovisioned;
         }
-        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.stack, running, size, provisioned);
+        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.name(), running, size, provisioned);
       }
       return exit_success;
     } catch (...) {
@@ -1187,8 +1182,7 @@ private:
     if (!cmd.follow)
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
-      const auto& slot = stack_.slots[cmd.index];
-      const std::filesystem::path path = slot.ops->log_file(slot.object);
+      const std::filesystem::path path = stack_.log_file(role(cmd.index));
       std::error_code ec;
       const bool exists = std::filesystem::exists(path, ec);
       if (!exists)
@@ -1224,39 +1218,34 @@ private:
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::exclusive, cmd, &stop)) return *code;
     Tally tally;
-    ObserverGuard guard{stack_, std::move(stack_.events->observer)};
-    observe(cmd, tally);
+    const ObserverGuard guard{front_, front_.on_event(front_.stack, observer(tally))};
     if (!cmd.whole_stack) {
       std::size_t n = 0;
-      const auto role = stack_.roles[cmd.index];
-      // Name the other components this command will act on, before it does.
+      const std::string_view target = role(cmd.index);
+      // Name the other components this command will act on, before it does: the
+      // stack's own plan, less those with nothing to do.
       if (up) {
-        auto needs = related(cmd.index, Verb::up);
-        needs[cmd.index] = false;
-        for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
-        const std::string list = listed(needs, Verb::up, n);
-        if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
+        const std::string list = listed(stack_.plan_up(target), cmd.index,
+                                        [&](std::string_view r) { return state_at(r) != State::running; }, n);
+        if (n) note(fmt::format("{} needs {}: {} first", target, list, n == 1 ? "it comes up" : "they come up"));
       } else {
-        auto dependents = related(cmd.index, Verb::down);
-        for (std::size_t i = 0; i < size; ++i) {
-          if (!dependents[i]) continue;
-          const auto now = state_at(i); // those with something to stop (or, forced, to remove)
-          dependents[i] = !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
-        }
-        const std::string list = listed(dependents, Verb::down, n);
-        if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", role,
+        const std::string list = listed(stack_.plan_down(target), cmd.index, [&](std::string_view r) {
+          const auto now = state_at(r); // those with something to stop (or, forced, to remove)
+          return !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
+        }, n);
+        if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", target,
                                 n == 1 ? "it goes down" : "they go down"));
       }
     }
     const auto t0 = Clock::now();
     try {
-      namespace engine = stackup::detail;
       const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel, .stop = &stop};
       const DownOptions down_options{.force = cmd.force, .parallel = cmd.parallel, .stop = &stop};
-      if (cmd.whole_stack && up) engine::up(stack_, up_options);
-      else if (cmd.whole_stack) engine::down(stack_, down_options);
-      else if (up) engine::up_one(stack_, cmd.index, up_options);
-      else engine::down_one(stack_, cmd.index, down_options);
+      void* const stack = front_.stack;
+      if (cmd.whole_stack && up) front_.up(stack, up_options);
+      else if (cmd.whole_stack) front_.down(stack, down_options);
+      else if (up) front_.up_one(stack, role(cmd.index), up_options);
+      else front_.down_one(stack, role(cmd.index), down_options);
     } catch (...) {
       const std::string what = command_name(cmd);
       const int sig = Interrupts::signal();
@@ -1268,7 +1257,7 @@ private:
              tally);
       return output_failed(128 + sig);
     }
-    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
+    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.name()) : describe(cmd.index);
     const std::string took = seconds(Clock::now() - t0);
     std::string summary;
     if (up && tally.actions == 0) summary = fmt::format("{} is already running: nothing to do", subject);
@@ -1368,7 +1357,8 @@ private:
     }
   }
 
-  const StackTable& stack_;
+  StackView stack_; // the stack, read
+  const StackFront& front_; // the stack, acted on
   std::size_t size;
   std::ostream& out_;
   std::ostream& err_;
@@ -1378,11 +1368,11 @@ private:
   bool fancy_err_;
 };
 
-template <class StackTable>
-int run_words(const StackTable& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-              const Options& options, std::string_view program) noexcept {
+template <class StackFront>
+int run_words(StackView stack, const StackFront& front, std::span<const std::string_view> args, std::ostream& out,
+              std::ostream& err, const Options& options, std::string_view program) noexcept {
   try {
-    Runner<StackTable> runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
+    Runner<StackFront> runner(stack, front, out, err, options, program.empty() ? std::string_view("stack") : program);
     try {
       return runner.run(args);
     } catch (...) {
@@ -1393,8 +1383,8 @@ int run_words(const StackTable& stack, std::span<const std::string_view> args, s
   }
 }
 
-template <class StackTable>
-int run_main(const StackTable& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
+template <class StackFront>
+int run_main(StackView stack, const StackFront& front, int argc, char** argv, std::ostream& out, std::ostream& err,
              const Options& options) noexcept {
   try {
     std::vector<std::string_view> words;
@@ -1403,14 +1393,22 @@ int run_main(const StackTable& stack, int argc, char** argv, std::ostream& out, 
       if (program.empty() && argv[0] != nullptr) program = base_name(argv[0]);
       for (int i = 1; i < argc && argv[i] != nullptr; ++i) words.emplace_back(argv[i]);
     }
-    return run_words(stack, words, out, err, options, program);
+    return run_words(stack, front, words, out, err, options, program);
   } catch (...) {
     return exit_failure;
   }
 }
 
-/// Either kind of stack: Stack<Cs...> or DynamicStack.
-template <class S> concept runnable = requires(S& s) { stackup::detail::FrontAccess::view(s); };
+/// Either kind of stack (Stack<Cs...> or DynamicStack): what the command line
+/// reads and does, all public.
+template <class S> concept runnable = requires(S& s, std::string_view role) {
+  { std::as_const(s).view() } -> std::same_as<StackView>;
+  { s.on_event(Observer()) } -> std::same_as<Observer>;
+  s.up(UpOptions{});
+  s.down(DownOptions{});
+  s.up(role, UpOptions{});
+  s.down(role, DownOptions{});
+};
 
 } // namespace detail
 
@@ -1442,15 +1440,13 @@ inline std::optional<int> run_without_stack(std::span<const std::string_view> ar
 template <detail::runnable S>
 int run(S& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
         const Options& options = {}) noexcept {
-  auto view = stackup::detail::FrontAccess::view(stack);
-  return detail::run_words(view.table, args, out, err, options, options.program);
+  return detail::run_words(std::as_const(stack).view(), detail::front_of(stack), args, out, err, options, options.program);
 }
 
 /// `main`'s arguments, written to `out` and `err` (for tests and embedding).
 template <detail::runnable S>
 int run(S& stack, int argc, char** argv, std::ostream& out, std::ostream& err, const Options& options = {}) noexcept {
-  auto view = stackup::detail::FrontAccess::view(stack);
-  return detail::run_main(view.table, argc, argv, out, err, options);
+  return detail::run_main(std::as_const(stack).view(), detail::front_of(stack), argc, argv, out, err, options);
 }
 
 /// ZenML's command line for `stack`, in one call from `main`:

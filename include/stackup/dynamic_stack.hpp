@@ -12,6 +12,7 @@
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
+#include <stackup/stack_view.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -85,10 +86,15 @@ public:
   [[nodiscard]] ComponentRef get(std::string_view role) { return ComponentRef(parts_[checked(role)]); }
   [[nodiscard]] ConstComponentRef get(std::string_view role) const { return ConstComponentRef(parts_[checked(role)]); }
 
-  /// Set the observer (replaces any previous one; an empty function removes it).
-  /// As for Stack<Cs...>: called one event at a time, its exceptions ignored; called
-  /// by the observer itself, the replacement takes effect when it returns.
-  void on_event(Observer observer) { events_.set(std::move(observer)); }
+  /// The stack's public, read-only face (roles, order, dependencies, plans,
+  /// status, flavours, log files); valid while the stack lives, until it is moved from.
+  [[nodiscard]] StackView view() const noexcept { return StackView(table_); }
+
+  /// Set the observer (replaces any previous one; an empty function removes it)
+  /// and return the one it replaces, so that a tool can put it back. As for
+  /// Stack<Cs...>: called one event at a time, its exceptions ignored; called by
+  /// the observer itself, the replacement takes effect when it returns.
+  Observer on_event(Observer observer) { return events_.set(std::move(observer)); }
 
   // ---- ZenML's Stack primitives (as Stack<Cs...>) ----------------------------------
 
@@ -136,12 +142,6 @@ public:
   }
 
 private:
-  friend struct detail::FrontAccess;
-  struct View {
-    detail::Table table;
-    explicit View(const DynamicStack& s) : table(s.table_) {}
-  };
-
   [[nodiscard]] const detail::Table& table() const noexcept { return table_; }
   // The engine's view of this stack: spans of the members, rebuilt when it moves.
   [[nodiscard]] detail::Table make_table() const {

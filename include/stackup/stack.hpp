@@ -14,6 +14,7 @@
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
+#include <stackup/stack_view.hpp>
 
 #include <array>
 #include <cstddef>
@@ -144,6 +145,31 @@ public:
     check_owned_paths();
   }
 
+  // The view's table refers to this stack's own members: a copy or a moved-to
+  // stack gets one of its own.
+  Stack(const Stack& other)
+    requires std::is_copy_constructible_v<Storage>
+      : name_(other.name_), storage_(other.storage_), events_(other.events_) {}
+  Stack(Stack&& other) noexcept(std::is_nothrow_move_constructible_v<Storage>)
+      : name_(std::move(other.name_)), storage_(std::move(other.storage_)), events_(std::move(other.events_)) {}
+  Stack& operator=(const Stack& other)
+    requires std::is_copy_assignable_v<Storage>
+  {
+    name_ = other.name_;
+    storage_ = other.storage_;
+    events_ = other.events_;
+    face_.table.stack = name_;
+    return *this;
+  }
+  Stack& operator=(Stack&& other) noexcept(std::is_nothrow_move_assignable_v<Storage>) {
+    name_ = std::move(other.name_);
+    storage_ = std::move(other.storage_);
+    events_ = std::move(other.events_);
+    face_.table.stack = name_;
+    return *this;
+  }
+  ~Stack() = default;
+
   /// The stack's name.
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
 
@@ -161,11 +187,16 @@ public:
     return size;
   }
 
-  /// Set the observer (replaces any previous one; an empty function removes it).
+  /// The stack's public, read-only face (roles, order, dependencies, plans,
+  /// status, flavours, log files); valid while the stack lives.
+  [[nodiscard]] StackView view() const noexcept { return StackView(face_.table); }
+
+  /// Set the observer (replaces any previous one; an empty function removes it)
+  /// and return the one it replaces, so that a tool can put it back.
   /// It is called for every event, one at a time. An exception thrown by the
   /// observer is ignored: it never interrupts an action or replaces its error.
   /// Called by the observer itself, the replacement takes effect when it returns.
-  void on_event(Observer observer) { events_.set(std::move(observer)); }
+  Observer on_event(Observer observer) { return events_.set(std::move(observer)); }
 
   // ---- ZenML's Stack primitives -------------------------------------------------
 
@@ -271,8 +302,6 @@ private:
     }
   }
 
-  friend struct detail::FrontAccess;
-
   template <class T> static constexpr std::size_t index_of() {
     constexpr std::size_t i = detail::type_index<T, Cs...>();
     static_assert(i < size, "stackup: this type is not a component of the Stack: add it to the Stack's template arguments");
@@ -325,9 +354,24 @@ private:
   // The component at position i of the action order, or of its reverse.
   static constexpr std::size_t at(bool reverse, std::size_t i) { return order[reverse ? size - 1 - i : i]; }
 
+  // What view() reads: the engine's table of this stack, with no scratch (a view
+  // never acts). Built last, from the members above.
+  struct Face {
+    std::array<detail::Slot, size> slots;
+    detail::Table table;
+    explicit Face(Stack& s)
+        : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<detail::Slot, size>{detail::Slot{__builtin_addressof(detail::held<I>(s.storage_)), &detail::ops_of<Cs, false>, I}...};
+          }(std::make_index_sequence<size>{})),
+          table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_, {}} {}
+    Face(const Face&) = delete;
+    Face& operator=(const Face&) = delete;
+  };
+
   std::string name_;
   Storage storage_;
   detail::Events events_;
+  Face face_{*this};
 };
 
 template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;

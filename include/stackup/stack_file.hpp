@@ -1199,8 +1199,11 @@ inline DynamicStack detail::stack_file::parse(const StackFileSource& source, con
       *config = "# " + shown + " as it will run: variables expanded, paths resolved,\n"
                 "# components in the order 'stack up' acts on them ('stack down': the reverse).\n"
                 "name = " + sf::toml_string(name) + "\n";
-      for (const std::size_t k : FrontAccess::view(stack).table.order)
+      const StackView view = stack.view();
+      for (const std::string_view role : view.order()) {
+        const std::size_t k = view.find(role); // entries are in the stack's declaration order
         *config += "\n[components." + sf::toml_key(entries[k].role) + "]\n" + sf::render(*entries[k].record, false);
+      }
     }
     return stack;
   } catch (const StackDefinitionError& e) {

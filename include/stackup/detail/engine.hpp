@@ -12,6 +12,7 @@
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
+#include <stackup/stack_view.hpp>
 
 #include <cstddef>
 #include <exception>
@@ -219,16 +220,20 @@ struct Events {
   bool replaced = false; // the observer called on_event(): `pending` takes over when it returns
   Observer pending;
 
-  /// on_event(): the observer's own replacement waits for it to return (the
-  /// running function must not be destroyed under its feet).
-  void set(Observer o) {
+  /// on_event(): returns the observer it replaces. The observer's own
+  /// replacement waits for it to return (the running function must not be
+  /// destroyed under its feet): it gets a copy of itself back.
+  Observer set(Observer o) {
     if (reporting && reporting->on(this)) { // called by its observer: this thread holds the guard already
+      Observer previous = replaced ? std::move(pending) : observer;
       pending = std::move(o);
       replaced = true;
-      return;
+      return previous;
     }
     Locked hold(guard);
+    Observer previous = std::move(observer);
     observer = std::move(o);
+    return previous;
   }
 };
 
@@ -279,7 +284,7 @@ struct Indirect {
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
   [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
-  [[gnu::noinline]] Did act(Transition x, bool undo) { // one copy for every step of the walk
+  [[gnu::noinline]] Did act(Transition x, bool undo, std::string_view advice) { // one copy for every step of the walk
     bool (*const call)(void*, Call) = t.slots[k].ops->call;
     void* const object = t.slots[k].object;
     // Without an observer (tested under the lock in parallel mode), no events.
@@ -295,8 +300,9 @@ struct Indirect {
     const auto t0 = Clock::now();
     try {
       call(object, static_cast<Call>(x));
-    } catch (const NotImplementedError& e) {
-      emit(t, k, x, Outcome::not_implemented, Clock::now() - t0, e.what());
+    } catch (const NotImplementedError& e) { // the component's own reason, then the advice
+      emit(t, k, x, Outcome::not_implemented, Clock::now() - t0,
+           advice.empty() ? std::string(e.what()) : cat({e.what(), "; ", advice}));
       return Did::not_implemented;
     } catch (...) {
       emit(t, k, x, Outcome::failed, Clock::now() - t0, current_message());
@@ -307,6 +313,11 @@ struct Indirect {
   }
   void note(Transition x, Outcome o, std::string_view message) const {
     if (t.events->guard || t.events->observer) [[unlikely]] emit(t, k, x, o, {}, message);
+  }
+  /// The not_implemented event of an action its type lacks, with what follows from it.
+  void absent(Transition x, std::string_view advice) const {
+    if (t.events->guard || t.events->observer) [[unlikely]]
+      emit(t, k, x, Outcome::not_implemented, {}, advice.empty() ? std::string("not implemented") : cat({"not implemented; ", advice}));
   }
 };
 
@@ -357,11 +368,13 @@ enum class Catch : unsigned char { in_step, by_walk };
 
 
 /// Does action X of `c` when it has it: Did::done, or Did::not_implemented when it
-/// lacks X or throws NotImplementedError (reported as an event, with `absent`).
-template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view absent, bool undo = false) {
+/// lacks X or throws NotImplementedError, reported as an event whose message ends
+/// with `advice`: what follows for the component, what the user can do. These
+/// messages are the one place that says it (the command line prints them as they come).
+template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view advice, bool undo = false) {
   if constexpr (stand_in<C>) {
-    if (c.has(X)) return c.act(X, undo);
-    c.note(X, Outcome::not_implemented, absent);
+    if (c.has(X)) return c.act(X, undo, advice);
+    c.absent(X, advice);
     return Did::not_implemented;
   } else if constexpr (has_action<C, X>) {
     try {
@@ -404,7 +417,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
       // The action on the straight path, as compilers lay out the hand-written
       // `if (!c.is_provisioned()) c.provision();`.
       if (!c.is_provisioned()) [[likely]] {
-        if (detail::perform<Transition::provision>(c, "provision not implemented") != Did::done)
+        if (detail::perform<Transition::provision>(c, {}) != Did::done)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
         marks[k] |= did_provision;
       }
@@ -418,7 +431,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     try {
       if (!c.is_running()) [[likely]] {
         if (!c.is_provisioned()) detail::not_provisioned(__builtin_addressof(c), r, k, name_of_type<C>);
-        if (detail::perform<Transition::resume>(c, "resume not implemented") != Did::done)
+        if (detail::perform<Transition::resume>(c, {}) != Did::done)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
         marks[k] |= did_resume;
       } else if (running == Running::report) {
@@ -443,10 +456,11 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     return detail::step<Phase::provision>(c, k, r, marks) && detail::step<Phase::resume>(c, k, r, marks, missing, Running::quiet);
   } else if constexpr (P == Phase::suspend) {
     try {
+      bool deprovisions = has_deprovision<C>;
+      if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
       if (!c.is_running()) {
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
-      } else if (detail::perform<Transition::suspend>(c, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
-                                                                          : "suspend not implemented") != Did::done &&
+      } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
         detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
       }
@@ -457,7 +471,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::deprovision) {
     try {
       if (!c.is_provisioned()) detail::note(__builtin_addressof(c), Transition::deprovision, Outcome::already_done, "not provisioned");
-      else detail::perform<Transition::deprovision>(c, "deprovision not implemented");
+      else detail::perform<Transition::deprovision>(c, "left in place");
     } catch (...) {
       r.fail(k, Transition::deprovision);
     }
@@ -469,14 +483,14 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
       if (was_running) [[likely]] { // as for provision: the action on the straight path
         bool deprovisions = has_deprovision<C>;
         if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
-        detail::perform<Transition::suspend>(c, deprovisions ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+        detail::perform<Transition::suspend>(c, deprovisions ? "deprovision follows" : "it keeps running");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
     }
     try {
       if (c.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
-        if (detail::perform<Transition::deprovision>(c, "deprovision not implemented") != Did::done && missing == Missing::error)
+        if (detail::perform<Transition::deprovision>(c, "left in place") != Did::done && missing == Missing::error)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
       } else if (!was_running) {
         detail::note(__builtin_addressof(c), Transition::deprovision, Outcome::already_done, "already deprovisioned");
@@ -506,7 +520,7 @@ template <Transition Done> void undo_step(Indirect& c, Run& r) {
   constexpr bool resumed = Done == Transition::resume;
   constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
   try {
-    if (perform<x>(c, "cannot undo", true) == Did::done) return;
+    if (perform<x>(c, resumed ? "left running" : "left in place", true) == Did::done) return;
     lacks(__builtin_addressof(c), r, c.k, name_of_type<Indirect>, x, resumed ? "it was left running" : "it was left provisioned");
   } catch (...) {
     r.fail(c.k, x, true);
@@ -615,12 +629,6 @@ inline constexpr Ops ops_of{
     destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
-};
-
-/// How cli::run and the stacks' friends reach a stack's Table: both kinds of
-/// stack befriend it and define a View holding a Table.
-struct FrontAccess {
-  template <class S> static auto view(S& s) -> typename S::View { return typename S::View(s); }
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -757,14 +765,14 @@ inline void down(const Table& t, const DownOptions& o) {
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
+  mark_closure(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
+  mark_dependents(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
@@ -808,5 +816,80 @@ inline void exhaustive(const Table& t, Phase p) {
 }
 
 } // namespace stackup::detail
+
+namespace stackup {
+
+// ---- StackView (declared in <stackup/stack_view.hpp>): the Table, read ---------------------
+
+inline std::string_view StackView::name() const noexcept { return t_->stack; }
+inline std::size_t StackView::size() const noexcept { return t_->size(); }
+inline RoleRange StackView::roles() const noexcept { return {t_->roles.data(), nullptr, t_->roles.size()}; }
+inline RoleRange StackView::order() const noexcept { return {t_->roles.data(), t_->order.data(), t_->order.size()}; }
+inline std::size_t StackView::find(std::string_view role) const noexcept { return t_->find(role); }
+inline std::size_t StackView::at(std::string_view role) const {
+  const std::size_t k = t_->find(role);
+  if (k == t_->size()) throw detail::unknown_role(t_->stack, t_->roles, role);
+  return k;
+}
+inline RoleRange StackView::dependencies(std::string_view role) const {
+  const std::size_t k = at(role);
+  return {t_->roles.data(), t_->dep.data() + t_->first[k], t_->first[k + 1] - t_->first[k]};
+}
+inline RoleRange StackView::dependents(std::string_view role) const {
+  const std::size_t k = at(role), n = t_->size();
+  std::size_t* on = new std::size_t[n == 0 ? 1 : n];
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t e = t_->first[i]; e < t_->first[i + 1]; ++e)
+      if (t_->dep[e] == k) {
+        on[count++] = i;
+        break;
+      }
+  return {t_->roles.data(), on, count, on};
+}
+inline std::vector<ComponentStatus> StackView::status() const {
+  std::vector<ComponentStatus> rows(t_->size());
+  for (std::size_t k = 0; k < rows.size(); ++k) rows[k] = t_->status(k);
+  return rows;
+}
+inline ComponentStatus StackView::status(std::string_view role) const { return t_->status(at(role)); }
+inline State StackView::state(std::string_view role) const { return t_->state(at(role)); }
+inline RoleRange StackView::plan_up() const noexcept { return order(); }
+// The plans mark what the engine's up_one and down_one mark (detail/plan.hpp),
+// on marks of their own: a view never writes the stack's scratch. One block:
+// the marks, then the roles visited.
+inline RoleRange StackView::plan_up(std::string_view role) const {
+  const std::size_t k = at(role), n = t_->size();
+  std::size_t* block = new std::size_t[2 * n]();
+  detail::mark_closure(k, t_->order, t_->first, t_->dep, block, std::size_t{1});
+  std::size_t count = 0;
+  for (const std::size_t i : t_->order)
+    if (block[i]) block[n + count++] = i;
+  return {t_->roles.data(), block + n, count, block};
+}
+inline RoleRange StackView::plan_down() const {
+  const std::size_t n = t_->size();
+  std::size_t* visits = new std::size_t[n == 0 ? 1 : n];
+  for (std::size_t i = 0; i < n; ++i) visits[i] = t_->order[n - 1 - i];
+  return {t_->roles.data(), visits, n, visits};
+}
+inline RoleRange StackView::plan_down(std::string_view role) const {
+  const std::size_t k = at(role), n = t_->size();
+  std::size_t* block = new std::size_t[2 * n]();
+  detail::mark_dependents(k, t_->order, t_->first, t_->dep, block, std::size_t{1});
+  block[k] = 1; // down_one acts on k after its dependents
+  std::size_t count = 0;
+  for (std::size_t x = n; x-- > 0;)
+    if (block[t_->order[x]]) block[n + count++] = t_->order[x];
+  return {t_->roles.data(), block + n, count, block};
+}
+inline std::string_view StackView::component_name(std::string_view role) const { return t_->name(at(role)); }
+inline std::string_view StackView::flavor(std::string_view role) const { return t_->slots[at(role)].ops->flavor; }
+inline std::string StackView::log_file(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->log_file ? s.ops->log_file(s.object) : std::string();
+}
+
+} // namespace stackup
 
 #include <stackup/detail/macro_unscope.hpp>

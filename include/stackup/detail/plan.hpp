@@ -131,9 +131,13 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
   return {PlanError::cycle, at, 0};
 }
 
+// The marking rules of up_one and down_one, which StackView's plans also follow
+// (on marks of their own, of any unsigned type); `marks` has one per component.
+
 /// Marks (bit `bit` of `marks`) component k and everything it needs, transitively.
-inline void mark_closure(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
-                         std::span<const std::size_t> dep, std::span<unsigned char> marks, unsigned char bit) {
+template <class Mark>
+void mark_closure(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
+                  std::span<const std::size_t> dep, Mark* marks, Mark bit) {
   marks[k] |= bit;
   for (std::size_t n = order.size(); n-- > 0;) {
     const std::size_t i = order[n];
@@ -143,8 +147,9 @@ inline void mark_closure(std::size_t k, std::span<const std::size_t> order, std:
 }
 
 /// Marks (bit `bit` of `marks`) every component that needs k, transitively (k excluded).
-inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
-                            std::span<const std::size_t> dep, std::span<unsigned char> marks, unsigned char bit) {
+template <class Mark>
+void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
+                     std::span<const std::size_t> dep, Mark* marks, Mark bit) {
   for (const std::size_t i : order)
     for (std::size_t e = first[i]; e < first[i + 1]; ++e)
       if (dep[e] == k || (marks[dep[e]] & bit)) {

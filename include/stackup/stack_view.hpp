@@ -1,0 +1,170 @@
+// stackup — StackView: a stack's public, read-only face (DESIGN §12). Both kinds
+// of stack give one (`stack.view()`); whatever is built on a stack (the command
+// line, stack files, a host's dashboard) reads the stack through it instead of
+// reaching inside. Its members are defined beside the engine, which every kind
+// of stack includes; this header stays light.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/component.hpp>
+#include <stackup/events.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+namespace detail {
+struct Table;
+} // namespace detail
+
+/// A range of roles (`std::string_view`), as a StackView hands them out: sized,
+/// random access, valid while the stack lives. It either reads the stack's own
+/// arrays (roles, order, dependencies: nothing is copied) or holds the positions
+/// it was computed from (dependents, plans: one allocation).
+class RoleRange {
+public:
+  /// Random access, by its operations (C++20's iterator concepts).
+  class iterator {
+  public:
+    using value_type = std::string_view;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    std::string_view operator*() const { return (*range_)[i_]; }
+    std::string_view operator[](difference_type n) const { return (*range_)[i_ + static_cast<std::size_t>(n)]; }
+    iterator& operator++() { return ++i_, *this; }
+    iterator operator++(int) { return {range_, i_++}; }
+    iterator& operator--() { return --i_, *this; }
+    iterator operator--(int) { return {range_, i_--}; }
+    iterator& operator+=(difference_type n) { return i_ += static_cast<std::size_t>(n), *this; }
+    iterator& operator-=(difference_type n) { return i_ -= static_cast<std::size_t>(n), *this; }
+    friend iterator operator+(iterator a, difference_type n) { return a += n; }
+    friend iterator operator+(difference_type n, iterator a) { return a += n; }
+    friend iterator operator-(iterator a, difference_type n) { return a -= n; }
+    friend difference_type operator-(const iterator& a, const iterator& b) {
+      return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+    }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.i_ == b.i_; }
+    friend bool operator<(const iterator& a, const iterator& b) { return a.i_ < b.i_; }
+    friend bool operator>(const iterator& a, const iterator& b) { return a.i_ > b.i_; }
+    friend bool operator<=(const iterator& a, const iterator& b) { return a.i_ <= b.i_; }
+    friend bool operator>=(const iterator& a, const iterator& b) { return a.i_ >= b.i_; }
+
+  private:
+    friend class RoleRange;
+    iterator(const RoleRange* r, std::size_t i) : range_(r), i_(i) {}
+    const RoleRange* range_ = nullptr;
+    std::size_t i_ = 0;
+  };
+
+  RoleRange() = default;
+  RoleRange(const RoleRange& other) : roles_(other.roles_), index_(other.index_), size_(other.size_) {
+    if (other.own_) index_ = own_ = copy(other.index_, size_);
+  }
+  RoleRange(RoleRange&& other) noexcept
+      : roles_(other.roles_), index_(other.index_), size_(other.size_), own_(other.own_) {
+    other.own_ = nullptr;
+    other.index_ = nullptr;
+    other.size_ = 0;
+  }
+  RoleRange& operator=(RoleRange other) noexcept {
+    std::swap(roles_, other.roles_);
+    std::swap(index_, other.index_);
+    std::swap(size_, other.size_);
+    std::swap(own_, other.own_);
+    return *this;
+  }
+  ~RoleRange() { delete[] own_; }
+
+  [[nodiscard]] iterator begin() const noexcept { return {this, 0}; }
+  [[nodiscard]] iterator end() const noexcept { return {this, size_}; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  /// The i-th role (i < size()).
+  [[nodiscard]] std::string_view operator[](std::size_t i) const noexcept { return roles_[index_ ? index_[i] : i]; }
+  [[nodiscard]] std::string_view front() const noexcept { return (*this)[0]; }
+  [[nodiscard]] std::string_view back() const noexcept { return (*this)[size_ - 1]; }
+
+private:
+  friend class StackView;
+  // roles[index[i]] (index null: roles[i]); `own`, when given, is the block
+  // (allocated with new[]) that index points into, which the range now owns.
+  RoleRange(const std::string_view* roles, const std::size_t* index, std::size_t size,
+            std::size_t* own = nullptr) noexcept
+      : roles_(roles), index_(index), size_(size), own_(own) {}
+  static std::size_t* copy(const std::size_t* from, std::size_t n) {
+    auto* to = new std::size_t[n == 0 ? 1 : n];
+    for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
+    return to;
+  }
+
+  // A block of its own rather than a std::vector: this header is in every
+  // stack's includes, and each instantiation it makes costs every includer.
+  const std::string_view* roles_ = nullptr;
+  const std::size_t* index_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t* own_ = nullptr;
+};
+
+/// A stack's public, read-only face: `stack.view()` on Stack<Cs...> and
+/// DynamicStack. Cheap to copy (one pointer); valid while the stack lives (and,
+/// for a DynamicStack, until it is moved from). Every range is a RoleRange of
+/// `std::string_view` roles. A role the stack does not hold throws
+/// UnknownComponentError naming the valid roles.
+class StackView {
+public:
+  /// Built by the stacks' `view()`.
+  explicit StackView(const detail::Table& table) noexcept : t_(&table) {}
+
+  /// The stack's name.
+  [[nodiscard]] std::string_view name() const noexcept;
+  /// Number of components.
+  [[nodiscard]] std::size_t size() const noexcept;
+  /// The roles in declaration order (template arguments, or the order given).
+  [[nodiscard]] RoleRange roles() const noexcept;
+  /// The roles in the order `up` acts on them; `down` acts in the reverse.
+  [[nodiscard]] RoleRange order() const noexcept;
+  /// Position of `role` in roles(), or size() when the stack does not hold it.
+  [[nodiscard]] std::size_t find(std::string_view role) const noexcept;
+  /// The stack holds a component with that role.
+  [[nodiscard]] bool contains(std::string_view role) const noexcept { return find(role) != size(); }
+
+  /// What `role` depends on directly, in its declaration order (`depends_on`).
+  [[nodiscard]] RoleRange dependencies(std::string_view role) const;
+  /// What depends on `role` directly, in declaration order.
+  [[nodiscard]] RoleRange dependents(std::string_view role) const;
+
+  /// One row per component, in declaration order; as `stack.status()`. Changes nothing.
+  [[nodiscard]] std::vector<ComponentStatus> status() const;
+  /// The row of one component, as in status().
+  [[nodiscard]] ComponentStatus status(std::string_view role) const;
+  /// One component's state (its two queries; no `detail()`).
+  [[nodiscard]] State state(std::string_view role) const;
+
+  /// What `up()` visits, in the order it acts: every role (as order()).
+  [[nodiscard]] RoleRange plan_up() const noexcept;
+  /// What `up(role)` visits, in the order it acts: its dependencies (transitively), then it.
+  [[nodiscard]] RoleRange plan_up(std::string_view role) const;
+  /// What `down()` visits, in the order it acts: every role, order() reversed.
+  [[nodiscard]] RoleRange plan_down() const;
+  /// What `down(role)` visits, in the order it acts: its dependents (transitively), then it.
+  [[nodiscard]] RoleRange plan_down(std::string_view role) const;
+
+  /// The component's name (`name()`, else its role).
+  [[nodiscard]] std::string_view component_name(std::string_view role) const;
+  /// The component's flavour (`flavor`, e.g. "local_daemon"; "custom" when it declares none).
+  [[nodiscard]] std::string_view flavor(std::string_view role) const;
+  /// The file the component writes its log to (`log_file()`); empty when it keeps none.
+  [[nodiscard]] std::string log_file(std::string_view role) const;
+
+private:
+  [[nodiscard]] std::size_t at(std::string_view role) const; // its position, else UnknownComponentError
+  const detail::Table* t_;
+};
+
+} // namespace stackup
