@@ -6,6 +6,7 @@
 #include "support/fake.hpp"
 #include "support/kinds.hpp"
 
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
