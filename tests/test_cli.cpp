@@ -4,6 +4,7 @@
 // compiled once over the engine's view, so the two must print the same.
 #include "support/kinds.hpp"
 
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>

@@ -6,6 +6,7 @@
 #include "support/fake.hpp"
 #include "support/kinds.hpp"
 
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
@@ -150,7 +151,7 @@ TEST_CASE("dynamic: a dependency on a role the stack lacks is refused, listing t
                  "'described' depends on 'x', which the stack does not hold (roles: described)"));
   // A long list is cut after 20 roles.
   std::vector<std::pair<std::string, Strings>> many;
-  for (int i = 0; i < 25; ++i) many.push_back({"r" + std::to_string(i), {}});
+  for (int i = 0; i < 25; ++i) many.push_back({std::string("r").append(std::to_string(i)), {}});
   many.push_back({"needy", {"absent"}});
   const std::string m = definition_error(parts_of(many));
   CHECK(contains(m, "(roles: r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15, r16, r17, r18, "

@@ -4,6 +4,8 @@
 #include "support/fake.hpp"
 #include "support/kinds.hpp"
 
+#include <stackup/cli.hpp>
+
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -17,6 +17,28 @@ TEST_CASE("format: enums and status rows") {
   CHECK(fmt::format("{}", stackup::ComponentStatus{"a", "b", stackup::State::running, "custom", ""}) == "a 'b': running");
 }
 
+TEST_CASE("format: an enum takes every string format spec, dynamic ones included") {
+  using stackup::State;
+  CHECK(fmt::format("[{:*^11}]", State::running) == "[**running**]");
+  CHECK(fmt::format("[{:<{}}|{}]", State::running, 9, 5) == "[running  |5]"); // the next argument keeps its number
+  CHECK(fmt::format("[{1:>{0}}|{0}]", 9, State::running) == "[  running|9]");
+  CHECK(fmt::format("[{:{}.{}}]", State::running, 5, 3) == "[run  ]");
+  CHECK(fmt::format("[{s:<{w}}]", fmt::arg("s", State::running), fmt::arg("w", 8)) == "[running ]");
+  CHECK(fmt::format("[{:>14}]", stackup::Outcome::not_implemented) == "[not_implemented]");
+  const stackup::ComponentStatus row{"a", "b", State::running, "custom", ""};
+  CHECK(fmt::format("[{:>16}]", row) == "[  a 'b': running]");
+  CHECK_THROWS_AS((void)fmt::format(fmt::runtime("{:<{}}"), State::running, "x"), fmt::format_error);
+  CHECK_THROWS_AS((void)fmt::format(fmt::runtime("{:<{}}"), State::running, -1), fmt::format_error);
+  CHECK_THROWS_AS((void)fmt::format(fmt::runtime("{:d}"), State::running), fmt::format_error);
+}
+
+TEST_CASE("format: styled text is what fmt::styled gives") {
+  const auto style = fmt::fg(fmt::terminal_color::green) | fmt::emphasis::bold;
+  CHECK(stackup::detail::styled("up", style) == fmt::format("{}", fmt::styled(std::string_view("up"), style)));
+  CHECK(stackup::detail::styled("•", fmt::fg(fmt::terminal_color::cyan)) ==
+        fmt::format("{}", fmt::styled(std::string_view("•"), fmt::fg(fmt::terminal_color::cyan))));
+}
+
 TEST_CASE("format: status table aligns columns and has no trailing spaces") {
   stackup::Stack<fake::Fake<"artifact_store">, fake::Fixed<"alerter">> s;
   const auto table = stackup::status_table(s.status());

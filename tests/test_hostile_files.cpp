@@ -8,6 +8,7 @@
 // crash is reported as a failure of that one operation instead of stopping the
 // suite. A "witness" process — an unrelated process group leader that reports
 // every catchable signal it receives — shows that nothing was signalled.
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>

@@ -17,6 +17,7 @@
 #include "support/ports.hpp"
 #include "support/processes.hpp"
 
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>

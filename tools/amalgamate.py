@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate single_include/stackup/stackup.hpp from the headers under include/.
+"""Generate single_include/stackup/stackup.hpp (and cli.hpp) from include/.
 
 Starting from the umbrella header include/stackup/stackup.hpp, every
 `#include <stackup/...>` is replaced by the text of that header, the first time
@@ -11,10 +11,16 @@ meant to be textually repeated) is inlined at every include, as the preprocessor
 would. The output depends only on the headers' contents, so running the script
 twice gives the same bytes.
 
+The command-line runner, <stackup/cli.hpp>, is not in the umbrella (a program
+that wants it includes it); its single-header form is a second file,
+single_include/stackup/cli.hpp: `#include "stackup.hpp"` (the single header
+beside it), then cli.hpp's own text. Every stackup header cli.hpp includes must
+already be in the single header.
+
 Usage:
-  python3 tools/amalgamate.py            write single_include/stackup/stackup.hpp
-  python3 tools/amalgamate.py --check    exit 1 if the checked-in file is stale
-  python3 tools/amalgamate.py --output FILE [--check]   use FILE instead
+  python3 tools/amalgamate.py            write single_include/stackup/{stackup,cli}.hpp
+  python3 tools/amalgamate.py --check    exit 1 if a checked-in file is stale
+  python3 tools/amalgamate.py --output FILE [--check]   use FILE (and cli.hpp beside it) instead
 
 Every public header under include/stackup/ (detail/ excepted) must be reachable
 from the umbrella; otherwise the script stops and says which #include to add.
@@ -40,7 +46,11 @@ REGENERATE = "python3 tools/amalgamate.py"
 # core does not have. They stay out of the umbrella and of the single header.
 OPT_IN = {
     "stackup/stack_file.hpp": "it needs toml++ (the CMake target stackup::stack_file)",
+    "stackup/cli.hpp": "the command-line runner, included by the programs that want it",
 }
+# Opt-in headers that need nothing beyond the core: each gets a single-header file
+# of its own beside the single header, which includes it.
+SEPARATE = ["stackup/cli.hpp"]
 
 # `#include <stackup/x.hpp>` or `#include "stackup/x.hpp"`, possibly indented or
 # with spaces after the `#`; anything after the closing delimiter is a comment.
@@ -105,11 +115,8 @@ def public_headers(include_dir: pathlib.Path) -> list[str]:
     return found
 
 
-def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR, opt_in: dict[str, str] | None = None) -> str:
-    """The single header's text, generated from the headers under include_dir."""
-    opt_in = OPT_IN if opt_in is None else opt_in
-    version = read_version(include_dir)
-    out: list[str] = [
+def banner(version: str) -> list[str]:
+    return [
         "// stackup — bring a stack of infrastructure components up and down.",
         f"// Version {version}. https://github.com/stackup-cpp/stackup",
         "// SPDX-License-Identifier: MIT (the MIT licence)",
@@ -118,6 +125,18 @@ def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR, opt_in: dict[str, str] |
         "// (`" + REGENERATE + "` from the source tree) after changing include/.",
         "#pragma once",
     ]
+
+
+def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR, opt_in: dict[str, str] | None = None) -> str:
+    """The single header's text, generated from the headers under include_dir."""
+    return amalgamate_umbrella(include_dir, opt_in)[0]
+
+
+def amalgamate_umbrella(include_dir: pathlib.Path, opt_in: dict[str, str] | None = None) -> tuple[str, set[str]]:
+    """The single header's text and the headers it holds."""
+    opt_in = OPT_IN if opt_in is None else opt_in
+    version = read_version(include_dir)
+    out: list[str] = banner(version)
     done: set[str] = set()
     active: list[str] = []  # include stack, to report cycles
     # Open #if blocks, each branch with its own id: a header inlined inside a
@@ -183,7 +202,39 @@ def amalgamate(include_dir: pathlib.Path = INCLUDE_DIR, opt_in: dict[str, str] |
         raise AmalgamationError(
             f"public header(s) not reachable from include/{UMBRELLA}, so the single header "
             f"would lack them:\n{adds}\nadd these lines to include/{UMBRELLA}, then run {REGENERATE}")
+    return "\n".join(out) + "\n", done
+
+
+def amalgamate_separate(include_dir: pathlib.Path, name: str, in_umbrella: set[str]) -> str:
+    """The single-header file of the opt-in header `name`: the single header, then its own text."""
+    raw = read_header(include_dir, name, None).splitlines()
+    out = banner(read_version(include_dir))
+    out += [f'#include "{pathlib.PurePosixPath(UMBRELLA).name}"',
+            "// Below C++20 the single header has issued its #error: skip the rest.",
+            "#if defined(__cplusplus) && __cplusplus >= 202002L",
+            "",
+            f"// ---- begin {name} ----"]
+    for line in strip_include_guard(raw):
+        m = OWN_INCLUDE.match(line)
+        if m:
+            if m.group(1) not in in_umbrella:
+                raise AmalgamationError(
+                    f"include/{name} includes <{m.group(1)}>, which the single header does not hold, so "
+                    f"single_include/{name} would lack it: include it from include/{UMBRELLA} "
+                    f"(or drop it from include/{name})")
+            continue
+        out.append(line.rstrip())
+    out += [f"// ---- end {name} ----", "#endif // C++20"]
     return "\n".join(out) + "\n"
+
+
+def amalgamate_all(include_dir: pathlib.Path = INCLUDE_DIR) -> dict[str, str]:
+    """Every single-header file, by its path under single_include/."""
+    text, done = amalgamate_umbrella(include_dir)
+    files = {UMBRELLA: text}
+    for name in SEPARATE:
+        files[name] = amalgamate_separate(include_dir, name, done)
+    return files
 
 
 def main() -> int:
@@ -191,22 +242,31 @@ def main() -> int:
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 when the output file differs from what would be generated")
     parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
-                        help="file to write or check (default: single_include/stackup/stackup.hpp)")
+                        help="file to write or check (default: single_include/stackup/stackup.hpp); "
+                             "cli.hpp goes beside it")
     args = parser.parse_args()
 
     try:
-        text = amalgamate()
+        files = amalgamate_all()
     except AmalgamationError as e:
         print(f"amalgamate.py: error: {e}", file=sys.stderr)
         return 2
 
-    output = args.output.resolve()
+    umbrella = args.output.resolve()
+    status = 0
+    for name, text in files.items():
+        output = umbrella if name == UMBRELLA else umbrella.parent / pathlib.PurePosixPath(name).name
+        status = max(status, write_or_check(output, text, args.check))
+    return status
+
+
+def write_or_check(output: pathlib.Path, text: str, check: bool) -> int:
     try:
         shown = output.relative_to(ROOT).as_posix()
     except ValueError:
         shown = str(output)
 
-    if args.check:
+    if check:
         current = output.read_text(encoding="utf-8") if output.is_file() else None
         if current == text:
             print(f"{shown} is up to date")

@@ -12,6 +12,7 @@
 //   experiment_tracker  Command         files made and removed by shell commands
 // Ports: $DEMO_STACK_PORT_BASE and the next one (default 18731). Every run is a
 // new process that finds the stack's state on disk.
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <charconv>

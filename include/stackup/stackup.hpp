@@ -1,4 +1,6 @@
-// stackup — the only include you need.
+// stackup — the only include you need for stacks, components and their output.
+// Opt-in beside it: <stackup/cli.hpp> (the command-line runner, cli::run) and
+// <stackup/stack_file.hpp> (stack files; needs toml++).
 // SPDX-License-Identifier: MIT
 #pragma once
 
@@ -16,7 +18,6 @@
 #include <stackup/parallel.hpp>
 #include <stackup/format.hpp>
 #include <stackup/stack_lock.hpp>
-#include <stackup/cli.hpp>
 // The shipped components need Linux (/proc); elsewhere define STACKUP_NO_COMPONENTS.
 #if !defined(STACKUP_NO_COMPONENTS)
 #include <stackup/components/local_daemon.hpp>

@@ -1,10 +1,11 @@
 # Configures, builds and runs one consumer project, from scratch.
 #
-#   cmake -DMODE=run|configure_fails -DSOURCE_DIR=<project> -DBINARY_DIR=<dir>
+#   cmake -DMODE=run|build|configure_fails -DSOURCE_DIR=<project> -DBINARY_DIR=<dir>
 #         -DGENERATOR=<gen> -DCXX=<compiler> [-DSTACKUP_SOURCE_DIR=<dir>] [-DPREFIX=<dir>]
 #         [-DFMT_SOURCE_DIR=<dir>] [-DEXPECT=<text>] -P consumer.cmake
 #
 # MODE=run: configure, build, run ./consumer; each step must succeed.
+# MODE=build: configure and build; each step must succeed (nothing is run).
 # MODE=configure_fails: configuring must fail, and its output must contain every
 # `|`-separated fragment of EXPECT (whitespace runs compared as one space,
 # because CMake wraps its messages).
@@ -41,6 +42,9 @@ if(MODE STREQUAL "run")
   step("build" ${CMAKE_COMMAND} --build ${BINARY_DIR})
   step("run" ${BINARY_DIR}/consumer)
   message("${step_output}")
+elseif(MODE STREQUAL "build")
+  step("configure" ${CMAKE_COMMAND} ${options})
+  step("build" ${CMAKE_COMMAND} --build ${BINARY_DIR})
 elseif(MODE STREQUAL "configure_fails")
   execute_process(COMMAND ${CMAKE_COMMAND} ${options} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(rc EQUAL 0)
@@ -58,5 +62,5 @@ elseif(MODE STREQUAL "configure_fails")
   endforeach()
   message(STATUS "configuring failed as it must, with: ${EXPECT}")
 else()
-  message(FATAL_ERROR "consumer.cmake: MODE must be run or configure_fails")
+  message(FATAL_ERROR "consumer.cmake: MODE must be run, build or configure_fails")
 endif()

@@ -3,6 +3,7 @@
 // Input: the first byte chooses which actions fail and how; the rest is the
 // argument list, one argument per line. Whatever the arguments, run() must
 // return 0, 1 or 2 and never crash, hang or throw.
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <array>

@@ -170,6 +170,39 @@ class Amalgamate(unittest.TestCase):
     def test_stack_file_header_is_opt_in(self):
         self.assertIn("stackup/stack_file.hpp", amalgamate.OPT_IN)
 
+    def test_cli_header_is_opt_in_with_a_single_header_file_of_its_own(self):
+        files = amalgamate.amalgamate_all()
+        self.assertEqual(sorted(files), ["stackup/cli.hpp", "stackup/stackup.hpp"])
+        self.assertNotIn("// ---- begin stackup/cli.hpp ----", files["stackup/stackup.hpp"])
+        cli = body(files["stackup/cli.hpp"])
+        self.assertEqual(cli[0], '#include "stackup.hpp"')
+        self.assertIn("namespace stackup::cli {", cli)
+        self.assertFalse([l for l in cli if amalgamate.OWN_INCLUDE.match(l)], "no <stackup/...> include is left")
+
+    def test_separate_file_is_the_single_header_then_the_headers_own_text(self):
+        with Tree({
+            "stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n#include <stackup/a.hpp>\n",
+            "stackup/a.hpp": "#pragma once\nint a();\n",
+            "stackup/extra.hpp": "#pragma once\n#include <stackup/a.hpp>\n#include <vector>\nint extra();\n",
+        }) as t:
+            _, done = amalgamate.amalgamate_umbrella(t.include, {"stackup/extra.hpp": "on purpose"})
+            out = body(amalgamate.amalgamate_separate(t.include, "stackup/extra.hpp", done))
+        self.assertEqual(out, ['#include "stackup.hpp"', "// Below C++20 the single header has issued its #error: skip the rest.",
+                               "#if defined(__cplusplus) && __cplusplus >= 202002L", "#include <vector>", "int extra();",
+                               "#endif // C++20"])
+
+    def test_separate_file_needing_a_header_the_umbrella_lacks_is_an_error(self):
+        with Tree({
+            "stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n",
+            "stackup/a.hpp": "#pragma once\nint a();\n",
+            "stackup/extra.hpp": "#pragma once\n#include <stackup/a.hpp>\n",
+        }) as t:
+            _, done = amalgamate.amalgamate_umbrella(t.include, {"stackup/extra.hpp": "on purpose", "stackup/a.hpp": "x"})
+            with self.assertRaises(amalgamate.AmalgamationError) as e:
+                amalgamate.amalgamate_separate(t.include, "stackup/extra.hpp", done)
+        self.assertIn("include/stackup/extra.hpp includes <stackup/a.hpp>, which the single header does not hold",
+                      str(e.exception))
+
     def test_missing_header_names_who_includes_it(self):
         with Tree({"stackup/stackup.hpp": "#pragma once\n#include <stackup/version.hpp>\n#include <stackup/nope.hpp>\n"}) as t:
             with self.assertRaises(amalgamate.AmalgamationError) as e:
@@ -223,8 +256,20 @@ class CheckMode(unittest.TestCase):
     def test_fresh_copy_passes_and_stale_copy_fails(self):
         with tempfile.TemporaryDirectory() as d:
             path = pathlib.Path(d) / "stackup.hpp"
-            path.write_text(amalgamate.amalgamate(), encoding="utf-8", newline="\n")
+            cli = pathlib.Path(d) / "cli.hpp"
+            for name, text in amalgamate.amalgamate_all().items():
+                (pathlib.Path(d) / pathlib.PurePosixPath(name).name).write_text(text, encoding="utf-8", newline="\n")
             self.assertEqual(self.run_check(path).returncode, 0)
+
+            # cli.hpp is checked too.
+            fresh_cli = cli.read_text(encoding="utf-8")
+            cli.write_text(fresh_cli + "\n", encoding="utf-8", newline="\n")
+            stale = self.run_check(path)
+            self.assertEqual(stale.returncode, 1)
+            self.assertIn("cli.hpp is stale", stale.stderr)
+            cli.unlink()
+            self.assertIn("cli.hpp is missing", self.run_check(path).stderr)
+            cli.write_text(fresh_cli, encoding="utf-8", newline="\n")
 
             path.write_text(path.read_text(encoding="utf-8").replace("#pragma once", "#pragma  once", 1),
                             encoding="utf-8", newline="\n")

@@ -9,6 +9,7 @@
 // while `stack up` runs. Prints "run returned N", then "host handlers restored"
 // when everything is as the host set it; exits 0 then, 1 otherwise.
 // SPDX-License-Identifier: MIT
+#include <stackup/cli.hpp>
 #include <stackup/stackup.hpp>
 
 #include <signal.h>
