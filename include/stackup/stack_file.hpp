@@ -399,7 +399,7 @@ inline std::map<std::string, std::string, std::less<>> parse_dotenv(std::string_
     });
     if (!valid)
       fail(key_at, "\"" + std::string(key) + "\" is not a variable name: use letters, digits, '_', '.' and '-'");
-    const std::string name = "'" + std::string(key) + "'";
+    const std::string name = std::string("'").append(key).append("'");
     ++i; // '='
     while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
     std::string value;
@@ -825,7 +825,7 @@ public:
     const toml::node* n = checked(key, toml::node_type::table, "a table of strings, such as { KEY = \"value\" }");
     if (!n) return out;
     for (const auto& [k, v] : *n->as_table()) {
-      const std::string entry = "'" + std::string(key) + "." + std::string(k.str()) + "' of " + record_->what;
+      const std::string entry = std::string("'").append(key).append(".").append(k.str()).append("' of ").append(record_->what);
       if (k.str().empty() || k.str().find('=') != std::string_view::npos || k.str().find('\0') != std::string_view::npos)
         fail_at(detail::stack_file::place_of(k.source()),
                 "'" + std::string(key) + "' of " + record_->what + " has the key " + detail::stack_file::toml_string(k.str(), false) +
