@@ -8,7 +8,8 @@ order). System and fmt includes are left as they are. The `#pragma once` (or
 classic include guard) of each inlined header is dropped; the result has one
 `#pragma once` of its own. A header with neither (such as detail/macro_scope.hpp,
 meant to be textually repeated) is inlined at every include, as the preprocessor
-would. The output depends only on the headers' contents, so running the script
+would; so are the parts of cli.hpp under detail/cli/, whose guard comes after
+their `#include <stackup/cli.hpp>` (the guard stays in their text). The output depends only on the headers' contents, so running the script
 twice gives the same bytes.
 
 The command-line runner, <stackup/cli.hpp>, is not in the umbrella (a program
