@@ -302,8 +302,7 @@ public:
   }
 
   int usage_error(std::ostream& err, bool fancy, std::string_view problem) const {
-    const std::string label = fancy ? fmt::format("{}", fmt::styled("error", fmt::fg(fmt::terminal_color::red) |
-                                                                             fmt::emphasis::bold))
+    const std::string label = fancy ? stackup::detail::styled("error", fmt::fg(fmt::terminal_color::red) | fmt::emphasis::bold)
                                     : std::string("error");
     err << label << ": " << problem << "\n\n" << synopsis() << "\nrun '" << program_ << " --help' for the roles and options\n";
     return exit_usage;

@@ -258,10 +258,10 @@ private:
   }
 
   [[nodiscard]] std::string label(std::string_view text, fmt::terminal_color color) const {
-    return fancy_err_ ? fmt::format("{}", fmt::styled(text, fmt::fg(color) | fmt::emphasis::bold)) : std::string(text);
+    return fancy_err_ ? stackup::detail::styled(text, fmt::fg(color) | fmt::emphasis::bold) : std::string(text);
   }
   void note(std::string_view text) {
-    if (fancy_out_) out_ << fmt::format("{} {}\n", fmt::styled("•", fmt::fg(fmt::terminal_color::cyan)), text);
+    if (fancy_out_) out_ << fmt::format("{} {}\n", stackup::detail::styled("•", fmt::fg(fmt::terminal_color::cyan)), text);
     else out_ << "* " << text << '\n';
     out_.flush();
   }
@@ -448,7 +448,7 @@ private:
     else if (up) summary = fmt::format("{} is up  {}", subject, took);
     else if (tally.actions == 0) summary = fmt::format("{}: nothing to {}", subject, cmd.force ? "remove" : "stop");
     else summary = fmt::format("{} {}  {}", subject, cmd.force ? "is down and deprovisioned" : "is down", took);
-    if (fancy_out_) out_ << fmt::format("{}\n", fmt::styled(summary, fmt::emphasis::bold));
+    if (fancy_out_) out_ << fmt::format("{}\n", stackup::detail::styled(summary, fmt::emphasis::bold));
     else out_ << summary << '\n';
     return output_failed(exit_success);
   }
