@@ -207,25 +207,37 @@ def amalgamate_umbrella(include_dir: pathlib.Path, opt_in: dict[str, str] | None
 
 
 def amalgamate_separate(include_dir: pathlib.Path, name: str, in_umbrella: set[str]) -> str:
-    """The single-header file of the opt-in header `name`: the single header, then its own text."""
-    raw = read_header(include_dir, name, None).splitlines()
+    """The single-header file of the opt-in header `name`: the single header, then
+    its own text, with the detail headers of its own (detail/cli/ for cli.hpp)
+    inlined where it includes them."""
     out = banner(read_version(include_dir))
     out += [f'#include "{pathlib.PurePosixPath(UMBRELLA).name}"',
             "// Below C++20 the single header has issued its #error: skip the rest.",
-            "#if defined(__cplusplus) && __cplusplus >= 202002L",
-            "",
-            f"// ---- begin {name} ----"]
-    for line in strip_include_guard(raw):
-        m = OWN_INCLUDE.match(line)
-        if m:
-            if m.group(1) not in in_umbrella:
+            "#if defined(__cplusplus) && __cplusplus >= 202002L"]
+    done = set(in_umbrella) | {name}
+
+    def inline(header: str, included_from: str | None) -> None:
+        raw = read_header(include_dir, header, included_from).splitlines()
+        out.extend(["", f"// ---- begin {header} ----"])
+        for line in strip_include_guard(raw):
+            m = OWN_INCLUDE.match(line)
+            if not m:
+                out.append(line.rstrip())
+                continue
+            target = m.group(1)
+            if target in done:
+                continue
+            if "/detail/" not in target:
                 raise AmalgamationError(
-                    f"include/{name} includes <{m.group(1)}>, which the single header does not hold, so "
+                    f"include/{header} includes <{target}>, which the single header does not hold, so "
                     f"single_include/{name} would lack it: include it from include/{UMBRELLA} "
-                    f"(or drop it from include/{name})")
-            continue
-        out.append(line.rstrip())
-    out += [f"// ---- end {name} ----", "#endif // C++20"]
+                    f"(or drop it from include/{header})")
+            done.add(target)
+            inline(target, header)
+        out.append(f"// ---- end {header} ----")
+
+    inline(name, None)
+    out.append("#endif // C++20")
     return "\n".join(out) + "\n"
 
 

@@ -1,5 +1,5 @@
 // stackup — bring a stack of infrastructure components up and down.
-// Version 0.1.0. https://github.com/stackup-cpp/stackup
+// Version 0.2.0. https://github.com/stackup-cpp/stackup
 // SPDX-License-Identifier: MIT (the MIT licence)
 //
 // Single-header distribution: generated — do not edit, run tools/amalgamate.py
@@ -7,7 +7,9 @@
 #pragma once
 
 // ---- begin stackup/stackup.hpp ----
-// stackup — the only include you need.
+// stackup — the only include you need for stacks, components and their output.
+// Opt-in beside it: <stackup/cli.hpp> (the command-line runner, cli::run) and
+// <stackup/stack_file.hpp> (stack files; needs toml++).
 // SPDX-License-Identifier: MIT
 
 
@@ -20,7 +22,7 @@
 #endif
 
 #define STACKUP_VERSION_MAJOR 0
-#define STACKUP_VERSION_MINOR 1
+#define STACKUP_VERSION_MINOR 2
 #define STACKUP_VERSION_PATCH 0
 // Major * 10000 + minor * 100 + patch, for `#if STACKUP_VERSION >= ...`.
 #define STACKUP_VERSION (STACKUP_VERSION_MAJOR * 10000 + STACKUP_VERSION_MINOR * 100 + STACKUP_VERSION_PATCH)
@@ -856,9 +858,13 @@ constexpr PlanProblem compute_plan(std::span<const std::string_view> roles, std:
   return {PlanError::cycle, at, 0};
 }
 
+// The marking rules of up_one and down_one, which StackView's plans also follow
+// (on marks of their own, of any unsigned type); `marks` has one per component.
+
 /// Marks (bit `bit` of `marks`) component k and everything it needs, transitively.
-inline void mark_closure(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
-                         std::span<const std::size_t> dep, std::span<unsigned char> marks, unsigned char bit) {
+template <class Mark>
+void mark_closure(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
+                  std::span<const std::size_t> dep, Mark* marks, Mark bit) {
   marks[k] |= bit;
   for (std::size_t n = order.size(); n-- > 0;) {
     const std::size_t i = order[n];
@@ -868,8 +874,9 @@ inline void mark_closure(std::size_t k, std::span<const std::size_t> order, std:
 }
 
 /// Marks (bit `bit` of `marks`) every component that needs k, transitively (k excluded).
-inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
-                            std::span<const std::size_t> dep, std::span<unsigned char> marks, unsigned char bit) {
+template <class Mark>
+void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::span<const std::size_t> first,
+                     std::span<const std::size_t> dep, Mark* marks, Mark bit) {
   for (const std::size_t i : order)
     for (std::size_t e = first[i]; e < first[i + 1]; ++e)
       if (dep[e] == k || (marks[dep[e]] & bit)) {
@@ -880,6 +887,176 @@ inline void mark_dependents(std::size_t k, std::span<const std::size_t> order, s
 
 } // namespace stackup::detail
 // ---- end stackup/detail/plan.hpp ----
+
+// ---- begin stackup/stack_view.hpp ----
+// stackup — StackView: a stack's public, read-only face (DESIGN §12). Both kinds
+// of stack give one (`stack.view()`); whatever is built on a stack (the command
+// line, stack files, a host's dashboard) reads the stack through it instead of
+// reaching inside. Its members are defined beside the engine, which every kind
+// of stack includes; this header stays light.
+// SPDX-License-Identifier: MIT
+
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+namespace detail {
+struct Table;
+} // namespace detail
+
+/// A range of roles (`std::string_view`), as a StackView hands them out: sized,
+/// random access, valid while the stack lives. It either reads the stack's own
+/// arrays (roles, order, dependencies: nothing is copied) or holds the positions
+/// it was computed from (dependents, plans: one allocation).
+class RoleRange {
+public:
+  /// Random access, by its operations (C++20's iterator concepts).
+  class iterator {
+  public:
+    using value_type = std::string_view;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    std::string_view operator*() const { return (*range_)[i_]; }
+    std::string_view operator[](difference_type n) const { return (*range_)[i_ + static_cast<std::size_t>(n)]; }
+    iterator& operator++() { return ++i_, *this; }
+    iterator operator++(int) { return {range_, i_++}; }
+    iterator& operator--() { return --i_, *this; }
+    iterator operator--(int) { return {range_, i_--}; }
+    iterator& operator+=(difference_type n) { return i_ += static_cast<std::size_t>(n), *this; }
+    iterator& operator-=(difference_type n) { return i_ -= static_cast<std::size_t>(n), *this; }
+    friend iterator operator+(iterator a, difference_type n) { return a += n; }
+    friend iterator operator+(difference_type n, iterator a) { return a += n; }
+    friend iterator operator-(iterator a, difference_type n) { return a -= n; }
+    friend difference_type operator-(const iterator& a, const iterator& b) {
+      return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+    }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.i_ == b.i_; }
+    friend bool operator<(const iterator& a, const iterator& b) { return a.i_ < b.i_; }
+    friend bool operator>(const iterator& a, const iterator& b) { return a.i_ > b.i_; }
+    friend bool operator<=(const iterator& a, const iterator& b) { return a.i_ <= b.i_; }
+    friend bool operator>=(const iterator& a, const iterator& b) { return a.i_ >= b.i_; }
+
+  private:
+    friend class RoleRange;
+    iterator(const RoleRange* r, std::size_t i) : range_(r), i_(i) {}
+    const RoleRange* range_ = nullptr;
+    std::size_t i_ = 0;
+  };
+
+  RoleRange() = default;
+  RoleRange(const RoleRange& other) : roles_(other.roles_), index_(other.index_), size_(other.size_) {
+    if (other.own_) index_ = own_ = copy(other.index_, size_);
+  }
+  RoleRange(RoleRange&& other) noexcept
+      : roles_(other.roles_), index_(other.index_), size_(other.size_), own_(other.own_) {
+    other.own_ = nullptr;
+    other.index_ = nullptr;
+    other.size_ = 0;
+  }
+  RoleRange& operator=(RoleRange other) noexcept {
+    std::swap(roles_, other.roles_);
+    std::swap(index_, other.index_);
+    std::swap(size_, other.size_);
+    std::swap(own_, other.own_);
+    return *this;
+  }
+  ~RoleRange() { delete[] own_; }
+
+  [[nodiscard]] iterator begin() const noexcept { return {this, 0}; }
+  [[nodiscard]] iterator end() const noexcept { return {this, size_}; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  /// The i-th role (i < size()).
+  [[nodiscard]] std::string_view operator[](std::size_t i) const noexcept { return roles_[index_ ? index_[i] : i]; }
+  [[nodiscard]] std::string_view front() const noexcept { return (*this)[0]; }
+  [[nodiscard]] std::string_view back() const noexcept { return (*this)[size_ - 1]; }
+
+private:
+  friend class StackView;
+  // roles[index[i]] (index null: roles[i]); `own`, when given, is the block
+  // (allocated with new[]) that index points into, which the range now owns.
+  RoleRange(const std::string_view* roles, const std::size_t* index, std::size_t size,
+            std::size_t* own = nullptr) noexcept
+      : roles_(roles), index_(index), size_(size), own_(own) {}
+  static std::size_t* copy(const std::size_t* from, std::size_t n) {
+    auto* to = new std::size_t[n == 0 ? 1 : n];
+    for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
+    return to;
+  }
+
+  // A block of its own rather than a std::vector: this header is in every
+  // stack's includes, and each instantiation it makes costs every includer.
+  const std::string_view* roles_ = nullptr;
+  const std::size_t* index_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t* own_ = nullptr;
+};
+
+/// A stack's public, read-only face: `stack.view()` on Stack<Cs...> and
+/// DynamicStack. Cheap to copy (one pointer); valid while the stack lives (and,
+/// for a DynamicStack, until it is moved from). Every range is a RoleRange of
+/// `std::string_view` roles. A role the stack does not hold throws
+/// UnknownComponentError naming the valid roles.
+class StackView {
+public:
+  /// Built by the stacks' `view()`.
+  explicit StackView(const detail::Table& table) noexcept : t_(&table) {}
+
+  /// The stack's name.
+  [[nodiscard]] std::string_view name() const noexcept;
+  /// Number of components.
+  [[nodiscard]] std::size_t size() const noexcept;
+  /// The roles in declaration order (template arguments, or the order given).
+  [[nodiscard]] RoleRange roles() const noexcept;
+  /// The roles in the order `up` acts on them; `down` acts in the reverse.
+  [[nodiscard]] RoleRange order() const noexcept;
+  /// Position of `role` in roles(), or size() when the stack does not hold it.
+  [[nodiscard]] std::size_t find(std::string_view role) const noexcept;
+  /// The stack holds a component with that role.
+  [[nodiscard]] bool contains(std::string_view role) const noexcept { return find(role) != size(); }
+
+  /// What `role` depends on directly, in its declaration order (`depends_on`).
+  [[nodiscard]] RoleRange dependencies(std::string_view role) const;
+  /// What depends on `role` directly, in declaration order.
+  [[nodiscard]] RoleRange dependents(std::string_view role) const;
+
+  /// One row per component, in declaration order; as `stack.status()`. Changes nothing.
+  [[nodiscard]] std::vector<ComponentStatus> status() const;
+  /// The row of one component, as in status().
+  [[nodiscard]] ComponentStatus status(std::string_view role) const;
+  /// One component's state (its two queries; no `detail()`).
+  [[nodiscard]] State state(std::string_view role) const;
+
+  /// What `up()` visits, in the order it acts: every role (as order()).
+  [[nodiscard]] RoleRange plan_up() const noexcept;
+  /// What `up(role)` visits, in the order it acts: its dependencies (transitively), then it.
+  [[nodiscard]] RoleRange plan_up(std::string_view role) const;
+  /// What `down()` visits, in the order it acts: every role, order() reversed.
+  [[nodiscard]] RoleRange plan_down() const;
+  /// What `down(role)` visits, in the order it acts: its dependents (transitively), then it.
+  [[nodiscard]] RoleRange plan_down(std::string_view role) const;
+
+  /// The component's name (`name()`, else its role).
+  [[nodiscard]] std::string_view component_name(std::string_view role) const;
+  /// The component's flavour (`flavor`, e.g. "local_daemon"; "custom" when it declares none).
+  [[nodiscard]] std::string_view flavor(std::string_view role) const;
+  /// The file the component writes its log to (`log_file()`); empty when it keeps none.
+  [[nodiscard]] std::string log_file(std::string_view role) const;
+
+private:
+  [[nodiscard]] std::size_t at(std::string_view role) const; // its position, else UnknownComponentError
+  const detail::Table* t_;
+};
+
+} // namespace stackup
+// ---- end stackup/stack_view.hpp ----
 
 #include <cstddef>
 #include <exception>
@@ -1116,16 +1293,20 @@ struct Events {
   bool replaced = false; // the observer called on_event(): `pending` takes over when it returns
   Observer pending;
 
-  /// on_event(): the observer's own replacement waits for it to return (the
-  /// running function must not be destroyed under its feet).
-  void set(Observer o) {
+  /// on_event(): returns the observer it replaces. The observer's own
+  /// replacement waits for it to return (the running function must not be
+  /// destroyed under its feet): it gets a copy of itself back.
+  Observer set(Observer o) {
     if (reporting && reporting->on(this)) { // called by its observer: this thread holds the guard already
+      Observer previous = replaced ? std::move(pending) : observer;
       pending = std::move(o);
       replaced = true;
-      return;
+      return previous;
     }
     Locked hold(guard);
+    Observer previous = std::move(observer);
     observer = std::move(o);
+    return previous;
   }
 };
 
@@ -1176,7 +1357,7 @@ struct Indirect {
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
   [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
-  [[gnu::noinline]] Did act(Transition x, bool undo) { // one copy for every step of the walk
+  [[gnu::noinline]] Did act(Transition x, bool undo, std::string_view advice) { // one copy for every step of the walk
     bool (*const call)(void*, Call) = t.slots[k].ops->call;
     void* const object = t.slots[k].object;
     // Without an observer (tested under the lock in parallel mode), no events.
@@ -1192,8 +1373,9 @@ struct Indirect {
     const auto t0 = Clock::now();
     try {
       call(object, static_cast<Call>(x));
-    } catch (const NotImplementedError& e) {
-      emit(t, k, x, Outcome::not_implemented, Clock::now() - t0, e.what());
+    } catch (const NotImplementedError& e) { // the component's own reason, then the advice
+      emit(t, k, x, Outcome::not_implemented, Clock::now() - t0,
+           advice.empty() ? std::string(e.what()) : cat({e.what(), "; ", advice}));
       return Did::not_implemented;
     } catch (...) {
       emit(t, k, x, Outcome::failed, Clock::now() - t0, current_message());
@@ -1204,6 +1386,11 @@ struct Indirect {
   }
   void note(Transition x, Outcome o, std::string_view message) const {
     if (t.events->guard || t.events->observer) [[unlikely]] emit(t, k, x, o, {}, message);
+  }
+  /// The not_implemented event of an action its type lacks, with what follows from it.
+  void absent(Transition x, std::string_view advice) const {
+    if (t.events->guard || t.events->observer) [[unlikely]]
+      emit(t, k, x, Outcome::not_implemented, {}, advice.empty() ? std::string("not implemented") : cat({"not implemented; ", advice}));
   }
 };
 
@@ -1254,11 +1441,13 @@ enum class Catch : unsigned char { in_step, by_walk };
 
 
 /// Does action X of `c` when it has it: Did::done, or Did::not_implemented when it
-/// lacks X or throws NotImplementedError (reported as an event, with `absent`).
-template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view absent, bool undo = false) {
+/// lacks X or throws NotImplementedError, reported as an event whose message ends
+/// with `advice`: what follows for the component, what the user can do. These
+/// messages are the one place that says it (the command line prints them as they come).
+template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view advice, bool undo = false) {
   if constexpr (stand_in<C>) {
-    if (c.has(X)) return c.act(X, undo);
-    c.note(X, Outcome::not_implemented, absent);
+    if (c.has(X)) return c.act(X, undo, advice);
+    c.absent(X, advice);
     return Did::not_implemented;
   } else if constexpr (has_action<C, X>) {
     try {
@@ -1301,7 +1490,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
       // The action on the straight path, as compilers lay out the hand-written
       // `if (!c.is_provisioned()) c.provision();`.
       if (!c.is_provisioned()) [[likely]] {
-        if (detail::perform<Transition::provision>(c, "provision not implemented") != Did::done)
+        if (detail::perform<Transition::provision>(c, {}) != Did::done)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
         marks[k] |= did_provision;
       }
@@ -1315,7 +1504,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     try {
       if (!c.is_running()) [[likely]] {
         if (!c.is_provisioned()) detail::not_provisioned(__builtin_addressof(c), r, k, name_of_type<C>);
-        if (detail::perform<Transition::resume>(c, "resume not implemented") != Did::done)
+        if (detail::perform<Transition::resume>(c, {}) != Did::done)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::resume, "it is provisioned but not running and cannot start itself");
         marks[k] |= did_resume;
       } else if (running == Running::report) {
@@ -1340,10 +1529,11 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     return detail::step<Phase::provision>(c, k, r, marks) && detail::step<Phase::resume>(c, k, r, marks, missing, Running::quiet);
   } else if constexpr (P == Phase::suspend) {
     try {
+      bool deprovisions = has_deprovision<C>;
+      if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
       if (!c.is_running()) {
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
-      } else if (detail::perform<Transition::suspend>(c, missing == Missing::skip ? "suspend not implemented; use force to deprovision"
-                                                                          : "suspend not implemented") != Did::done &&
+      } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
         detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
       }
@@ -1354,7 +1544,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
   } else if constexpr (P == Phase::deprovision) {
     try {
       if (!c.is_provisioned()) detail::note(__builtin_addressof(c), Transition::deprovision, Outcome::already_done, "not provisioned");
-      else detail::perform<Transition::deprovision>(c, "deprovision not implemented");
+      else detail::perform<Transition::deprovision>(c, "left in place");
     } catch (...) {
       r.fail(k, Transition::deprovision);
     }
@@ -1366,14 +1556,14 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
       if (was_running) [[likely]] { // as for provision: the action on the straight path
         bool deprovisions = has_deprovision<C>;
         if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
-        detail::perform<Transition::suspend>(c, deprovisions ? "suspend not implemented; deprovision stops it" : "suspend not implemented");
+        detail::perform<Transition::suspend>(c, deprovisions ? "deprovision follows" : "it keeps running");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
     }
     try {
       if (c.is_provisioned()) [[likely]] { // the deprovision on the straight path, as for provision
-        if (detail::perform<Transition::deprovision>(c, "deprovision not implemented") != Did::done && missing == Missing::error)
+        if (detail::perform<Transition::deprovision>(c, "left in place") != Did::done && missing == Missing::error)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::deprovision, "it cannot be removed");
       } else if (!was_running) {
         detail::note(__builtin_addressof(c), Transition::deprovision, Outcome::already_done, "already deprovisioned");
@@ -1403,7 +1593,7 @@ template <Transition Done> void undo_step(Indirect& c, Run& r) {
   constexpr bool resumed = Done == Transition::resume;
   constexpr Transition x = resumed ? Transition::suspend : Transition::deprovision;
   try {
-    if (perform<x>(c, "cannot undo", true) == Did::done) return;
+    if (perform<x>(c, resumed ? "left running" : "left in place", true) == Did::done) return;
     lacks(__builtin_addressof(c), r, c.k, name_of_type<Indirect>, x, resumed ? "it was left running" : "it was left provisioned");
   } catch (...) {
     r.fail(c.k, x, true);
@@ -1512,12 +1702,6 @@ inline constexpr Ops ops_of{
     destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
-};
-
-/// How cli::run and the stacks' friends reach a stack's Table: both kinds of
-/// stack befriend it and define a View holding a Table.
-struct FrontAccess {
-  template <class S> static auto view(S& s) -> typename S::View { return typename S::View(s); }
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -1654,14 +1838,14 @@ inline void down(const Table& t, const DownOptions& o) {
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  mark_closure(k, t.order, t.first, t.dep, t.marks, in_scope);
+  mark_closure(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  mark_dependents(k, t.order, t.first, t.dep, t.marks, in_scope);
+  mark_dependents(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
@@ -1705,6 +1889,81 @@ inline void exhaustive(const Table& t, Phase p) {
 }
 
 } // namespace stackup::detail
+
+namespace stackup {
+
+// ---- StackView (declared in <stackup/stack_view.hpp>): the Table, read ---------------------
+
+inline std::string_view StackView::name() const noexcept { return t_->stack; }
+inline std::size_t StackView::size() const noexcept { return t_->size(); }
+inline RoleRange StackView::roles() const noexcept { return {t_->roles.data(), nullptr, t_->roles.size()}; }
+inline RoleRange StackView::order() const noexcept { return {t_->roles.data(), t_->order.data(), t_->order.size()}; }
+inline std::size_t StackView::find(std::string_view role) const noexcept { return t_->find(role); }
+inline std::size_t StackView::at(std::string_view role) const {
+  const std::size_t k = t_->find(role);
+  if (k == t_->size()) throw detail::unknown_role(t_->stack, t_->roles, role);
+  return k;
+}
+inline RoleRange StackView::dependencies(std::string_view role) const {
+  const std::size_t k = at(role);
+  return {t_->roles.data(), t_->dep.data() + t_->first[k], t_->first[k + 1] - t_->first[k]};
+}
+inline RoleRange StackView::dependents(std::string_view role) const {
+  const std::size_t k = at(role), n = t_->size();
+  std::size_t* on = new std::size_t[n == 0 ? 1 : n];
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t e = t_->first[i]; e < t_->first[i + 1]; ++e)
+      if (t_->dep[e] == k) {
+        on[count++] = i;
+        break;
+      }
+  return {t_->roles.data(), on, count, on};
+}
+inline std::vector<ComponentStatus> StackView::status() const {
+  std::vector<ComponentStatus> rows(t_->size());
+  for (std::size_t k = 0; k < rows.size(); ++k) rows[k] = t_->status(k);
+  return rows;
+}
+inline ComponentStatus StackView::status(std::string_view role) const { return t_->status(at(role)); }
+inline State StackView::state(std::string_view role) const { return t_->state(at(role)); }
+inline RoleRange StackView::plan_up() const noexcept { return order(); }
+// The plans mark what the engine's up_one and down_one mark (detail/plan.hpp),
+// on marks of their own: a view never writes the stack's scratch. One block:
+// the marks, then the roles visited.
+inline RoleRange StackView::plan_up(std::string_view role) const {
+  const std::size_t k = at(role), n = t_->size();
+  std::size_t* block = new std::size_t[2 * n]();
+  detail::mark_closure(k, t_->order, t_->first, t_->dep, block, std::size_t{1});
+  std::size_t count = 0;
+  for (const std::size_t i : t_->order)
+    if (block[i]) block[n + count++] = i;
+  return {t_->roles.data(), block + n, count, block};
+}
+inline RoleRange StackView::plan_down() const {
+  const std::size_t n = t_->size();
+  std::size_t* visits = new std::size_t[n == 0 ? 1 : n];
+  for (std::size_t i = 0; i < n; ++i) visits[i] = t_->order[n - 1 - i];
+  return {t_->roles.data(), visits, n, visits};
+}
+inline RoleRange StackView::plan_down(std::string_view role) const {
+  const std::size_t k = at(role), n = t_->size();
+  std::size_t* block = new std::size_t[2 * n]();
+  detail::mark_dependents(k, t_->order, t_->first, t_->dep, block, std::size_t{1});
+  block[k] = 1; // down_one acts on k after its dependents
+  std::size_t count = 0;
+  for (std::size_t x = n; x-- > 0;)
+    if (block[t_->order[x]]) block[n + count++] = t_->order[x];
+  return {t_->roles.data(), block + n, count, block};
+}
+inline std::string_view StackView::component_name(std::string_view role) const { return t_->name(at(role)); }
+inline std::string_view StackView::flavor(std::string_view role) const { return t_->slots[at(role)].ops->flavor; }
+inline std::string StackView::log_file(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->log_file ? s.ops->log_file(s.object) : std::string();
+}
+
+} // namespace stackup
 
 // stackup — undefines the macros of macro_scope.hpp.
 // SPDX-License-Identifier: MIT
@@ -1953,6 +2212,31 @@ public:
     check_owned_paths();
   }
 
+  // The view's table refers to this stack's own members: a copy or a moved-to
+  // stack gets one of its own.
+  Stack(const Stack& other)
+    requires std::is_copy_constructible_v<Storage>
+      : name_(other.name_), storage_(other.storage_), events_(other.events_) {}
+  Stack(Stack&& other) noexcept(std::is_nothrow_move_constructible_v<Storage>)
+      : name_(std::move(other.name_)), storage_(std::move(other.storage_)), events_(std::move(other.events_)) {}
+  Stack& operator=(const Stack& other)
+    requires std::is_copy_assignable_v<Storage>
+  {
+    name_ = other.name_;
+    storage_ = other.storage_;
+    events_ = other.events_;
+    face_.table.stack = name_;
+    return *this;
+  }
+  Stack& operator=(Stack&& other) noexcept(std::is_nothrow_move_assignable_v<Storage>) {
+    name_ = std::move(other.name_);
+    storage_ = std::move(other.storage_);
+    events_ = std::move(other.events_);
+    face_.table.stack = name_;
+    return *this;
+  }
+  ~Stack() = default;
+
   /// The stack's name.
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
 
@@ -1970,11 +2254,16 @@ public:
     return size;
   }
 
-  /// Set the observer (replaces any previous one; an empty function removes it).
+  /// The stack's public, read-only face (roles, order, dependencies, plans,
+  /// status, flavours, log files); valid while the stack lives.
+  [[nodiscard]] StackView view() const noexcept { return StackView(face_.table); }
+
+  /// Set the observer (replaces any previous one; an empty function removes it)
+  /// and return the one it replaces, so that a tool can put it back.
   /// It is called for every event, one at a time. An exception thrown by the
   /// observer is ignored: it never interrupts an action or replaces its error.
   /// Called by the observer itself, the replacement takes effect when it returns.
-  void on_event(Observer observer) { events_.set(std::move(observer)); }
+  Observer on_event(Observer observer) { return events_.set(std::move(observer)); }
 
   // ---- ZenML's Stack primitives -------------------------------------------------
 
@@ -2080,8 +2369,6 @@ private:
     }
   }
 
-  friend struct detail::FrontAccess;
-
   template <class T> static constexpr std::size_t index_of() {
     constexpr std::size_t i = detail::type_index<T, Cs...>();
     static_assert(i < size, "stackup: this type is not a component of the Stack: add it to the Stack's template arguments");
@@ -2134,9 +2421,24 @@ private:
   // The component at position i of the action order, or of its reverse.
   static constexpr std::size_t at(bool reverse, std::size_t i) { return order[reverse ? size - 1 - i : i]; }
 
+  // What view() reads: the engine's table of this stack, with no scratch (a view
+  // never acts). Built last, from the members above.
+  struct Face {
+    std::array<detail::Slot, size> slots;
+    detail::Table table;
+    explicit Face(Stack& s)
+        : slots([&]<std::size_t... I>(std::index_sequence<I...>) {
+            return std::array<detail::Slot, size>{detail::Slot{__builtin_addressof(detail::held<I>(s.storage_)), &detail::ops_of<Cs, false>, I}...};
+          }(std::make_index_sequence<size>{})),
+          table{s.name_, slots, {}, roles, order, plan_.first, plan_.dep, &s.events_, {}} {}
+    Face(const Face&) = delete;
+    Face& operator=(const Face&) = delete;
+  };
+
   std::string name_;
   Storage storage_;
   detail::Events events_;
+  Face face_{*this};
 };
 
 template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;
@@ -2436,10 +2738,15 @@ public:
   [[nodiscard]] ComponentRef get(std::string_view role) { return ComponentRef(parts_[checked(role)]); }
   [[nodiscard]] ConstComponentRef get(std::string_view role) const { return ConstComponentRef(parts_[checked(role)]); }
 
-  /// Set the observer (replaces any previous one; an empty function removes it).
-  /// As for Stack<Cs...>: called one event at a time, its exceptions ignored; called
-  /// by the observer itself, the replacement takes effect when it returns.
-  void on_event(Observer observer) { events_.set(std::move(observer)); }
+  /// The stack's public, read-only face (roles, order, dependencies, plans,
+  /// status, flavours, log files); valid while the stack lives, until it is moved from.
+  [[nodiscard]] StackView view() const noexcept { return StackView(table_); }
+
+  /// Set the observer (replaces any previous one; an empty function removes it)
+  /// and return the one it replaces, so that a tool can put it back. As for
+  /// Stack<Cs...>: called one event at a time, its exceptions ignored; called by
+  /// the observer itself, the replacement takes effect when it returns.
+  Observer on_event(Observer observer) { return events_.set(std::move(observer)); }
 
   // ---- ZenML's Stack primitives (as Stack<Cs...>) ----------------------------------
 
@@ -2487,12 +2794,6 @@ public:
   }
 
 private:
-  friend struct detail::FrontAccess;
-  struct View {
-    detail::Table table;
-    explicit View(const DynamicStack& s) : table(s.table_) {}
-  };
-
   [[nodiscard]] const detail::Table& table() const noexcept { return table_; }
   // The engine's view of this stack: spans of the members, rebuilt when it moves.
   [[nodiscard]] detail::Table make_table() const {
@@ -2754,30 +3055,117 @@ inline const bool parallel_registered = (parallel_phase = &run_parallel_phase, t
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <unistd.h>
 
-template <> struct fmt::formatter<stackup::State> : fmt::formatter<std::string_view> {
-  auto format(stackup::State v, fmt::format_context& ctx) const {
-    return fmt::formatter<std::string_view>::format(stackup::to_string(v), ctx);
+namespace stackup::detail {
+/// Formats a name (a State, an Outcome...) as fmt formats a string, format spec
+/// included (`{:>9}`, `{:<{}}`, `{:.3}`). It does not inherit from
+/// fmt::formatter<std::string_view>: run at run time for a type of ours, that
+/// formatter's parse draws GCC 12's -Wstringop-overflow at -O3 inside fmt's
+/// header (a false positive in fmt 8 and 9, where no pragma of ours reaches).
+/// The spec is checked by fmt at compile time as before; at run time it is
+/// kept as text and handed to fmt's own formatting of a string.
+class NameFormatter {
+public:
+  constexpr auto parse(fmt::format_parse_context& ctx) -> decltype(ctx.begin()) {
+    if (std::is_constant_evaluated()) return fmt::formatter<std::string_view>().parse(ctx); // fmt's own checks
+    auto it = ctx.begin();
+    const auto end = ctx.end();
+    while (it != end && *it != '}') {
+      if (*it != '{') {
+        ++it;
+        continue;
+      }
+      // A dynamic width or precision: `{}`, `{2}` or `{name}`; claim its argument
+      // as fmt would, so the arguments after it keep their numbers.
+      const auto open = ++it;
+      while (it != end && *it != '}') ++it;
+      if (it == end || refs_ == 2) throw fmt::format_error("invalid format specifier");
+      Ref& r = ref_[refs_++];
+      r.text = std::string_view(open, static_cast<std::size_t>(it - open));
+      if (r.text.empty()) r.id = ctx.next_arg_id();
+      else if (r.text.find_first_not_of("0123456789") == std::string_view::npos) {
+        r.id = 0;
+        for (const char c : r.text) r.id = r.id * 10 + (c - '0');
+        ctx.check_arg_id(r.id);
+      } else ctx.check_arg_id(fmt::string_view(r.text.data(), r.text.size()));
+      ++it;
+    }
+    spec_ = std::string_view(ctx.begin(), static_cast<std::size_t>(it - ctx.begin()));
+    return it;
   }
+
+  auto format(std::string_view text, fmt::format_context& ctx) const -> decltype(ctx.out()) {
+    if (spec_.empty()) {
+      auto out = ctx.out();
+      for (const char c : text) *out++ = c;
+      return out;
+    }
+    // The spec again, its dynamic values written in: "{:<{}}" becomes "{:<12}".
+    std::string spec = "{:";
+    std::string_view rest = spec_;
+    for (std::size_t i = 0; i < refs_; ++i) {
+      const std::size_t at = rest.find('{');
+      spec.append(rest.substr(0, at));
+      spec += std::to_string(value(ctx, ref_[i]));
+      rest.remove_prefix(rest.find('}', at) + 1);
+    }
+    spec.append(rest);
+    spec += '}';
+    return fmt::vformat_to(ctx.out(), spec, fmt::make_format_args(text));
+  }
+
+private:
+  struct Ref {
+    std::string_view text; // between the braces
+    int id = -1;           // the argument's number; -1: by name
+  };
+  static unsigned long long value(fmt::format_context& ctx, const Ref& r) {
+    const auto arg = r.id >= 0 ? ctx.arg(r.id) : ctx.arg(fmt::string_view(r.text.data(), r.text.size()));
+    const auto number = [](auto v) -> unsigned long long {
+      using T = decltype(v);
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>) {
+        if constexpr (std::is_signed_v<T>)
+          if (v < 0) throw fmt::format_error("negative width");
+        return static_cast<unsigned long long>(v);
+      } else {
+        throw fmt::format_error("width is not integer");
+      }
+    };
+#if FMT_VERSION >= 110000
+    return arg.visit(number);
+#else
+    return fmt::visit_format_arg(number, arg);
+#endif
+  }
+
+  std::string_view spec_;
+  Ref ref_[2];
+  std::size_t refs_ = 0;
 };
-template <> struct fmt::formatter<stackup::Transition> : fmt::formatter<std::string_view> {
+} // namespace stackup::detail
+
+template <> struct fmt::formatter<stackup::State> : stackup::detail::NameFormatter {
+  auto format(stackup::State v, fmt::format_context& ctx) const { return NameFormatter::format(stackup::to_string(v), ctx); }
+};
+template <> struct fmt::formatter<stackup::Transition> : stackup::detail::NameFormatter {
   auto format(stackup::Transition v, fmt::format_context& ctx) const {
-    return fmt::formatter<std::string_view>::format(stackup::to_string(v), ctx);
+    return NameFormatter::format(stackup::to_string(v), ctx);
   }
 };
-template <> struct fmt::formatter<stackup::Outcome> : fmt::formatter<std::string_view> {
+template <> struct fmt::formatter<stackup::Outcome> : stackup::detail::NameFormatter {
   auto format(stackup::Outcome v, fmt::format_context& ctx) const {
-    return fmt::formatter<std::string_view>::format(stackup::to_string(v), ctx);
+    return NameFormatter::format(stackup::to_string(v), ctx);
   }
 };
 /// `role 'name': state`, plus ` (detail)` when the component offers one.
-template <> struct fmt::formatter<stackup::ComponentStatus> : fmt::formatter<std::string_view> {
+template <> struct fmt::formatter<stackup::ComponentStatus> : stackup::detail::NameFormatter {
   auto format(const stackup::ComponentStatus& s, fmt::format_context& ctx) const {
     std::string text = fmt::format("{} '{}': {}", s.role, s.name, s.state);
     if (!s.detail.empty()) text += fmt::format(" ({})", s.detail);
-    return fmt::formatter<std::string_view>::format(text, ctx);
+    return NameFormatter::format(text, ctx);
   }
 };
 
@@ -2788,6 +3176,15 @@ inline bool use_color(std::FILE* stream) {
   const char* no_color = std::getenv("NO_COLOR");
   return (no_color == nullptr || *no_color == '\0') && ::isatty(::fileno(stream)) == 1;
 }
+
+namespace detail {
+/// `text` in `style`: the bytes fmt::styled(text, style) gives. fmt::styled runs
+/// fmt::formatter<std::string_view>'s parse at run time, which draws GCC 12's
+/// -Wstringop-overflow at -O3 inside fmt's header (see NameFormatter).
+inline std::string styled(std::string_view text, const fmt::text_style& style) {
+  return fmt::format(style, "{}", text);
+}
+} // namespace detail
 
 /// Past tense of a transition, for progress lines ("resumed").
 constexpr std::string_view past_tense(Transition t) noexcept {
@@ -2844,7 +3241,7 @@ inline std::string progress_line(const Event& e, bool fancy) {
     break;
   }
   if (!fancy) return fmt::format("{} {} '{}' {}", look.ascii, e.role, e.component, what);
-  return fmt::format("{} {} '{}' {}", fmt::styled(look.symbol, look.style), fmt::styled(e.role, fmt::emphasis::bold),
+  return fmt::format("{} {} '{}' {}", detail::styled(look.symbol, look.style), detail::styled(e.role, fmt::emphasis::bold),
                      e.component, what);
 }
 
@@ -2875,7 +3272,7 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
       const auto color = r.state == State::running     ? fmt::terminal_color::green
                          : r.state == State::suspended ? fmt::terminal_color::yellow
                                                        : fmt::terminal_color::bright_black;
-      state = fmt::format("{}", fmt::styled(state, fmt::fg(color)));
+      state = detail::styled(state, fmt::fg(color));
     }
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}  {}", r.role, w_role, r.name, w_name, r.flavor, w_flavor, state,
                        r.detail);
@@ -3104,927 +3501,6 @@ private:
 
 } // namespace stackup
 // ---- end stackup/stack_lock.hpp ----
-
-// ---- begin stackup/cli.hpp ----
-// stackup — cli::run: ZenML's command line (`stack up`, `stack down --force`,
-// `orchestrator up`, `orchestrator logs`, ...) for any Stack, in one call.
-// SPDX-License-Identifier: MIT
-
-
-#include <fmt/color.h>
-#include <fmt/format.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <chrono>
-#include <csignal>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <exception>
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <optional>
-#include <ostream>
-#include <span>
-#include <stop_token>
-#include <string>
-#include <string_view>
-#include <system_error>
-#include <thread>
-#include <utility>
-#include <vector>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-namespace stackup::cli {
-
-/// When to decorate output with colour and symbols.
-enum class Color {
-  automatic, ///< only when the stream is a terminal (std::cout / std::cerr) and NO_COLOR is unset
-  always,    ///< always (ANSI colours, Unicode symbols)
-  never,     ///< plain ASCII
-};
-
-/// How `run` presents itself. Every member is optional.
-struct Options {
-  /// Program name in usage and messages; empty: the base name of argv[0].
-  std::string_view program{};
-  /// The host program's own options, shown in the usage line before the
-  /// command (e.g. "[--state-dir DIR]"); the host parses them itself.
-  std::string_view host_synopsis{};
-  /// Lines describing the host's own options, appended to `--help`.
-  std::string_view host_help{};
-  /// Colour and symbols (default: on a terminal only).
-  Color color = Color::automatic;
-  /// The stack file to lock (a StackLock) for each command, so that commands on
-  /// the same stack from several processes take turns: exclusive for up and down,
-  /// shared for status and logs, none for `logs --follow`; held for that one
-  /// command. Empty (the default): no lock.
-  std::string_view lock_file{};
-};
-
-/// Exit status: the command did what was asked (also when there was nothing to do).
-inline constexpr int exit_success = 0;
-/// Exit status: an action failed (the error, its causes and the rollback are printed).
-inline constexpr int exit_failure = 1;
-/// Exit status: the command line is wrong (unknown role, verb or option, ...).
-inline constexpr int exit_usage = 2;
-
-namespace detail {
-
-enum class Verb { up, down, status, logs };
-
-struct Command {
-  bool help = false;
-  bool whole_stack = true;
-  std::size_t index = 0; // component index (template-argument order) when !whole_stack
-  Verb verb = Verb::status;
-  bool force = false;
-  bool parallel = false;
-  bool rollback = true;
-  bool json = false;   // status: JSON instead of the table
-  bool follow = false; // logs: keep printing what is appended
-  std::optional<std::size_t> tail;
-};
-
-inline bool decorate(const std::ostream& stream, Color color) {
-  switch (color) {
-  case Color::always: return true;
-  case Color::never: return false;
-  case Color::automatic: break;
-  }
-  if (&stream == &std::cout) return stackup::use_color(stdout);
-  if (&stream == &std::cerr || &stream == &std::clog) return stackup::use_color(stderr);
-  return false; // an arbitrary stream: no way to know it is a terminal
-}
-
-inline std::string_view base_name(std::string_view path) {
-  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
-  const auto slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
-
-inline std::string seconds(std::chrono::nanoseconds d) {
-  return fmt::format("{:.2f}s", std::chrono::duration<double>(d).count());
-}
-
-/// Writes the last `n` lines of `path` (all of it when `n` is empty) to `out`,
-/// reading backwards from the end so a large log costs only what is printed.
-/// Returns the offset it read up to.
-inline std::uintmax_t copy_tail(const std::filesystem::path& path, std::optional<std::size_t> n, std::ostream& out) {
-  // Only a regular file, not through a symlink: a FIFO in its place would block forever.
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec)))
-    throw Error("cannot show " + path.string() + ": it is not a regular file (a symlink, a FIFO or a device?): remove it");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open " + path.string());
-  char buf[1 << 16];
-  std::uintmax_t end = 0;
-  if (!n) {
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-      out.write(buf, in.gcount());
-      end += static_cast<std::uintmax_t>(in.gcount());
-    }
-    return end;
-  }
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (*n == 0) return static_cast<std::uintmax_t>(size);
-  std::streamoff start = 0, pos = size;
-  std::size_t newlines = 0;
-  bool found = false;
-  while (pos > 0 && !found) {
-    const std::streamoff chunk = std::min<std::streamoff>(pos, static_cast<std::streamoff>(sizeof buf));
-    pos -= chunk;
-    in.seekg(pos);
-    in.read(buf, chunk);
-    for (std::streamoff i = chunk; i-- > 0;) {
-      if (buf[i] != '\n' || pos + i == size - 1) continue; // a final newline ends the last line
-      if (++newlines == *n) {
-        start = pos + i + 1;
-        found = true;
-        break;
-      }
-    }
-  }
-  in.clear();
-  in.seekg(start);
-  end = static_cast<std::uintmax_t>(start);
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    out.write(buf, in.gcount());
-    end += static_cast<std::uintmax_t>(in.gcount());
-  }
-  return end;
-}
-
-/// Writes what is appended to `path` after `offset` to `out` until `stop` is
-/// requested or `out` fails, as `tail -F` does: a log that does not exist yet is
-/// waited for, and one that is replaced or truncated (the component provisioned
-/// anew) is read again from its start. The log being read is held open, so a new
-/// one cannot take its inode number and pass for it.
-inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std::ostream& out,
-                   const std::stop_token& stop) {
-  // O_NOFOLLOW and O_NONBLOCK: a symlink or a FIFO put in the log's place is not read.
-  const auto open_log = [&path]() -> int {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    struct ::stat st {};
-    if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-      ::close(fd);
-      return -1;
-    }
-    return fd;
-  };
-  struct Held {
-    int fd = -1;
-    ~Held() {
-      if (fd >= 0) ::close(fd);
-    }
-  } log;
-  log.fd = open_log(); // the file the caller read up to `offset`
-  if (log.fd < 0) offset = 0;
-  char buf[1 << 16];
-  while (!stop.stop_requested() && out) {
-    if (log.fd >= 0) {
-      struct ::stat st {};
-      if (::fstat(log.fd, &st) == 0 && static_cast<std::uintmax_t>(st.st_size) < offset) offset = 0; // truncated
-      ssize_t got = 0;
-      while ((got = ::pread(log.fd, buf, sizeof buf, static_cast<off_t>(offset))) > 0 && out) {
-        out.write(buf, got);
-        offset += static_cast<std::uintmax_t>(got);
-      }
-      out.flush();
-    }
-    // Replaced (or created): once what the old one held is written, the new one from its start.
-    const int now = open_log();
-    struct ::stat a {}, b {};
-    if (now >= 0 && (log.fd < 0 || ::fstat(now, &a) != 0 || ::fstat(log.fd, &b) != 0 || a.st_ino != b.st_ino ||
-                     a.st_dev != b.st_dev)) {
-      if (log.fd >= 0) ::close(log.fd);
-      log.fd = now;
-      offset = 0;
-      continue;
-    }
-    if (now >= 0) ::close(now);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-}
-
-using Table = stackup::detail::Table;
-
-// ---- Ctrl-C and SIGTERM while an operation runs ------------------------------------
-
-// What the signal handler may touch: plain data, set before it is installed.
-struct SignalState {
-  static inline volatile std::sig_atomic_t caught = 0; // the first signal, 0 while none
-  static inline int wake = -1;                         // write end of the pipe the watcher reads
-  static inline char again[512]{};                     // said on a second signal, before exiting
-  static inline std::size_t again_size = 0;
-};
-
-// First signal: wake the watcher (which asks the operation to stop). Second: say
-// what state things may be in and end the process at once. Async-signal-safe.
-inline void on_signal(int sig) {
-  if (SignalState::caught == 0) {
-    SignalState::caught = sig;
-    const char byte = 1;
-    [[maybe_unused]] const auto n = ::write(SignalState::wake, &byte, 1);
-    return;
-  }
-  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, SignalState::again, SignalState::again_size);
-  ::_exit(128 + SignalState::caught);
-}
-
-/// While it lives, SIGINT and SIGTERM ask the operation to stop (through
-/// `token()`); a second one ends the process at once. The host's handlers are
-/// put back when it dies. Without a pipe (no descriptors left) it does nothing.
-class Interrupts {
-public:
-  explicit Interrupts(std::string_view again) {
-    if (::pipe2(fds_, O_CLOEXEC) != 0) {
-      fds_[0] = fds_[1] = -1;
-      return;
-    }
-    SignalState::caught = 0;
-    SignalState::wake = fds_[1];
-    SignalState::again_size = std::min(again.size(), sizeof SignalState::again);
-    std::copy_n(again.data(), SignalState::again_size, SignalState::again);
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaddset(&sa.sa_mask, SIGINT);
-    sigaddset(&sa.sa_mask, SIGTERM);
-    // A signal the host ignores (a background job in a script) stays ignored.
-    installed_int_ = take(SIGINT, sa, host_int_);
-    installed_term_ = take(SIGTERM, sa, host_term_);
-    watcher_ = std::jthread([this] {
-      char byte = 0;
-      ssize_t n = 0;
-      while ((n = ::read(fds_[0], &byte, 1)) < 0 && errno == EINTR) {
-      }
-      if (n == 1) source_.request_stop();
-    });
-  }
-  ~Interrupts() {
-    if (fds_[0] < 0) return;
-    if (installed_int_) ::sigaction(SIGINT, &host_int_, nullptr);
-    if (installed_term_) ::sigaction(SIGTERM, &host_term_, nullptr);
-    SignalState::wake = -1;
-    ::close(fds_[1]); // the watcher's read ends
-    watcher_.join();
-    ::close(fds_[0]);
-  }
-  Interrupts(const Interrupts&) = delete;
-  Interrupts& operator=(const Interrupts&) = delete;
-
-  [[nodiscard]] std::stop_token token() const noexcept { return source_.get_token(); }
-  /// The signal that asked the operation to stop, or 0.
-  [[nodiscard]] static int signal() noexcept { return SignalState::caught; }
-
-private:
-  static bool take(int sig, const struct sigaction& ours, struct sigaction& host) {
-    if (::sigaction(sig, nullptr, &host) != 0 || host.sa_handler == SIG_IGN) return false;
-    return ::sigaction(sig, &ours, nullptr) == 0;
-  }
-
-  int fds_[2]{-1, -1};
-  bool installed_int_ = false, installed_term_ = false;
-  struct sigaction host_int_ {}, host_term_ {};
-  std::stop_source source_;
-  std::jthread watcher_;
-};
-
-inline void on_sigpipe(int) {}
-
-/// While it lives, a write to a closed pipe fails with EPIPE (the stream goes
-/// bad) instead of ending the process: an operation is finished or rolled back
-/// whatever happens to its output. A handler rather than SIG_IGN, because an
-/// ignored signal stays ignored in the programs the components start, a handler
-/// does not. A SIGPIPE the host ignores or handles is left alone.
-class PipeGuard {
-public:
-  PipeGuard() {
-    struct sigaction sa {};
-    sa.sa_handler = on_sigpipe;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    installed_ = ::sigaction(SIGPIPE, nullptr, &host_) == 0 && host_.sa_handler == SIG_DFL &&
-                 (host_.sa_flags & SA_SIGINFO) == 0 && ::sigaction(SIGPIPE, &sa, nullptr) == 0;
-  }
-  ~PipeGuard() {
-    if (installed_) ::sigaction(SIGPIPE, &host_, nullptr);
-  }
-  PipeGuard(const PipeGuard&) = delete;
-  PipeGuard& operator=(const PipeGuard&) = delete;
-
-private:
-  bool installed_ = false;
-  struct sigaction host_ {};
-};
-
-/// Parses, runs and reports one command against a stack, through its run-time
-/// view (the engine's Table): compiled once, whatever the kind of stack. A
-/// template (of Table) only so that a file compiles it where it runs a command
-/// line, not wherever it includes the umbrella.
-template <class StackTable> class Runner {
-  using Clock = std::chrono::steady_clock;
-
-public:
-  Runner(const StackTable& stack, std::ostream& out, std::ostream& err, const Options& options, std::string_view program)
-      : stack_(stack), size(stack.size()), out_(out), err_(err), options_(options), program_(program),
-        fancy_out_(decorate(out, options.color)), fancy_err_(decorate(err, options.color)) {}
-
-  int run(std::span<const std::string_view> args) {
-    Command cmd;
-    if (auto problem = parse(args, cmd)) return usage_error(*problem);
-    if (cmd.help) {
-      out_ << help();
-      return exit_success;
-    }
-    if (cmd.verb == Verb::status) return status(cmd);
-    if (cmd.verb == Verb::logs) return logs(cmd);
-    return operate(cmd);
-  }
-
-  // Last resort for anything that escaped (e.g. bad_alloc while reporting).
-  int crashed() noexcept {
-    try {
-      err_ << program_ << ": internal error: " << stackup::detail::current_message() << '\n';
-    } catch (...) {
-    }
-    return exit_failure;
-  }
-
-private:
-  // ---- parsing --------------------------------------------------------------------
-
-  [[nodiscard]] std::string roles_list() const {
-    std::string s;
-    for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles[i]);
-    return s;
-  }
-  [[nodiscard]] bool keeps_log(std::size_t k) const { return stack_.slots[k].ops->log_file != nullptr; }
-  [[nodiscard]] std::string logging_roles() const {
-    std::string s;
-    for (std::size_t i = 0; i < size; ++i)
-      if (keeps_log(i)) s += fmt::format("{}{}", s.empty() ? "" : ", ", stack_.roles[i]);
-    return s.empty() ? "none" : s;
-  }
-
-  // Returns the problem with the command line, or nothing when `cmd` is complete.
-  std::optional<std::string> parse(std::span<const std::string_view> args, Command& cmd) const {
-    // `--help` anywhere wins, so `<anything> --help` always shows the help.
-    cmd.help = std::ranges::any_of(args, [](std::string_view a) { return a == "--help" || a == "-h"; }) ||
-               (!args.empty() && args[0] == "help");
-    if (cmd.help) return std::nullopt;
-    if (args.empty()) return "missing command";
-    const std::string_view target = args[0];
-    if (!target.empty() && target[0] == '-') return fmt::format("unknown option '{}'", target);
-    if (target == "stack") {
-      cmd.whole_stack = true;
-    } else {
-      cmd.whole_stack = false;
-      cmd.index = stack_.find(target);
-      if (cmd.index == size)
-        return fmt::format("unknown component role '{}'; valid roles: {} (or 'stack' for all of them)", target,
-                           roles_list());
-    }
-    const std::string_view verbs = cmd.whole_stack ? "up, down, status" : "up, down, status, logs";
-    if (args.size() < 2) return fmt::format("missing command after '{}'; expected one of: {}", target, verbs);
-    const std::string_view verb = args[1];
-    if (verb == "up") cmd.verb = Verb::up;
-    else if (verb == "down") cmd.verb = Verb::down;
-    else if (verb == "status") cmd.verb = Verb::status;
-    else if (verb == "logs" && !cmd.whole_stack) cmd.verb = Verb::logs;
-    else if (verb == "logs")
-      return fmt::format("'stack logs' is not a command: logs belong to one component; try '<role> logs' with one of: {}",
-                         logging_roles());
-    else return fmt::format("unknown command '{}' for '{}'; expected one of: {}", verb, target, verbs);
-
-    const std::string where = fmt::format("{} {}", target, verb);
-    std::string_view valid;
-    switch (cmd.verb) {
-    case Verb::up: valid = "--parallel (-p), --no-rollback"; break;
-    case Verb::down: valid = "--force (-f), --parallel (-p)"; break;
-    case Verb::status: valid = "--json"; break;
-    case Verb::logs: valid = "--tail N (-n N), --follow"; break;
-    }
-    for (std::size_t i = 2; i < args.size(); ++i) {
-      const std::string_view a = args[i];
-      if (cmd.verb == Verb::logs && (a == "--tail" || a == "-n" || a.starts_with("--tail="))) {
-        std::string_view value;
-        if (a.starts_with("--tail=")) value = a.substr(7);
-        else if (i + 1 < args.size()) value = args[++i];
-        else return fmt::format("option '{}' needs a number of lines, e.g. '{} 20'", a, a);
-        std::size_t n = 0;
-        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec == std::errc::result_out_of_range && end == value.data() + value.size())
-          return fmt::format("option '--tail' got '{}' lines: too large (at most {})", value, std::size_t(-1));
-        if (value.empty() || ec != std::errc{} || end != value.data() + value.size())
-          return fmt::format("option '--tail' needs a whole number of lines (0 or more), not '{}'", value);
-        cmd.tail = n;
-        continue;
-      }
-      if (a.size() >= 2 && a[0] == '-' && a[1] != '-') { // short options, clustered: -fp
-        for (const char c : a.substr(1)) {
-          if (c == 'p' && cmd.verb != Verb::status && cmd.verb != Verb::logs) cmd.parallel = true;
-          else if (c == 'f' && cmd.verb == Verb::down) cmd.force = true;
-          else return fmt::format("unknown option '-{}' for '{}'; valid options: {}", c, where, valid);
-        }
-        continue;
-      }
-      if (a == "--parallel" && (cmd.verb == Verb::up || cmd.verb == Verb::down)) cmd.parallel = true;
-      else if (a == "--force" && cmd.verb == Verb::down) cmd.force = true;
-      else if (a == "--no-rollback" && cmd.verb == Verb::up) cmd.rollback = false;
-      else if (a == "--json" && cmd.verb == Verb::status) cmd.json = true;
-      else if (a == "--follow" && cmd.verb == Verb::logs) cmd.follow = true;
-      else if (!a.empty() && a[0] == '-')
-        return fmt::format("unknown option '{}' for '{}'; valid options: {}", a, where, valid);
-      else return fmt::format("unexpected argument '{}' after '{}'", a, where);
-    }
-    if (cmd.verb == Verb::logs) {
-      if (!keeps_log(cmd.index))
-        return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(cmd.index),
-                           flavor(cmd.index), logging_roles());
-    }
-    return std::nullopt;
-  }
-
-  [[nodiscard]] std::string synopsis() const {
-    std::string prefix = std::string(program_);
-    if (!options_.host_synopsis.empty()) prefix += fmt::format(" {}", options_.host_synopsis);
-    return fmt::format("usage: {} <stack|role> <command> [options]\n"
-                       "\n"
-                       "  stack up [-p] [--no-rollback]       provision and start every component\n"
-                       "  stack down [-f] [-p]                stop every component; with --force also deprovision\n"
-                       "  stack status [--json]               show every component's state (changes nothing)\n"
-                       "  <role> up [-p] [--no-rollback]      bring one component up, its dependencies first\n"
-                       "  <role> down [-f] [-p]               bring one component down, its dependents first\n"
-                       "  <role> status [--json]              show one component's state\n"
-                       "  <role> logs [--tail N] [--follow]   print the component's log, where it keeps one\n"
-                       "  --help                              show the roles and options\n",
-                       prefix);
-  }
-
-  [[nodiscard]] std::string help() const {
-    std::string s = synopsis();
-    s += fmt::format("\nroles of stack '{}':\n", stack_.stack);
-    std::size_t width = 0;
-    for (auto r : stack_.roles) width = std::max(width, r.size());
-    std::size_t fwidth = 0;
-    for (std::size_t i = 0; i < size; ++i) fwidth = std::max(fwidth, flavor(i).size());
-    for (std::size_t i = 0; i < size; ++i) {
-      std::string line = fmt::format("  {:<{}}  {:<{}}", stack_.roles[i], width, flavor(i), fwidth);
-      std::string deps;
-      for (std::size_t e = stack_.first[i]; e < stack_.first[i + 1]; ++e)
-        deps += fmt::format("{}{}", e > stack_.first[i] ? ", " : "", stack_.roles[stack_.dep[e]]);
-      if (!deps.empty()) line += fmt::format("  needs {}", deps);
-      while (!line.empty() && line.back() == ' ') line.pop_back();
-      s += line + '\n';
-    }
-    s += "\noptions:\n"
-         "  -f, --force      down: also deprovision (remove what the components created)\n"
-         "  -p, --parallel   up/down: act on independent components at the same time\n"
-         "  --no-rollback    up: when an action fails, leave what was done in place\n"
-         "  --tail N         logs: print only the last N lines\n"
-         "  --follow         logs: keep printing what is appended, until Ctrl-C\n"
-         "  --json           status: a JSON array (role, name, flavor, state, detail)\n"
-         "  -h, --help       show this help\n";
-    if (!options_.host_help.empty()) {
-      s += options_.host_help;
-      if (s.back() != '\n') s += '\n';
-    }
-    s += "\nexit status: 0 done (also when there was nothing to do), 1 an action failed, 2 usage error\n";
-    return s;
-  }
-
-  int usage_error(const std::string& problem) {
-    err_ << label("error", fmt::terminal_color::red) << ": " << problem << "\n\n"
-         << synopsis() << "\nrun '" << program_ << " --help' for the roles and options\n";
-    return exit_usage;
-  }
-
-  // ---- helpers over the components ------------------------------------------------
-
-  [[nodiscard]] std::string_view name(std::size_t k) const { return stack_.name(k); }
-  [[nodiscard]] std::string_view flavor(std::size_t k) const { return stack_.slots[k].ops->flavor; }
-  // Whether component k has a deprovision() (a Command may still refuse at run time).
-  [[nodiscard]] bool deprovisionable(std::size_t k) const { return stack_.has(k, Transition::deprovision); }
-  // Component k's state; nothing when its queries throw (the operation that
-  // follows will report the error itself).
-  [[nodiscard]] std::optional<State> state_at(std::size_t k) const noexcept {
-    try {
-      return stack_.state(k);
-    } catch (...) {
-      return std::nullopt;
-    }
-  }
-  [[nodiscard]] std::string describe(std::size_t k) const { return fmt::format("{} '{}'", stack_.roles[k], name(k)); }
-  // Roles flagged in `set`, in the order `verb` acts on them (down: reverse).
-  [[nodiscard]] std::string listed(const std::vector<bool>& set, Verb verb, std::size_t& count) const {
-    std::string s;
-    count = 0;
-    for (std::size_t n = 0; n < size; ++n) {
-      const std::size_t i = stack_.order[verb == Verb::down ? size - 1 - n : n];
-      if (set[i]) s += fmt::format("{}{}", count++ ? ", " : "", stack_.roles[i]);
-    }
-    return s;
-  }
-  // Component k and what it needs (`up`), or what needs it (`down`), transitively.
-  [[nodiscard]] std::vector<bool> related(std::size_t k, Verb verb) const {
-    std::vector<unsigned char> marks(size, 0);
-    if (verb == Verb::up) stackup::detail::mark_closure(k, stack_.order, stack_.first, stack_.dep, marks, 1);
-    else stackup::detail::mark_dependents(k, stack_.order, stack_.first, stack_.dep, marks, 1);
-    return {marks.begin(), marks.end()};
-  }
-
-  [[nodiscard]] std::string label(std::string_view text, fmt::terminal_color color) const {
-    return fancy_err_ ? fmt::format("{}", fmt::styled(text, fmt::fg(color) | fmt::emphasis::bold)) : std::string(text);
-  }
-  void note(std::string_view text) {
-    if (fancy_out_) out_ << fmt::format("{} {}\n", fmt::styled("•", fmt::fg(fmt::terminal_color::cyan)), text);
-    else out_ << "* " << text << '\n';
-    out_.flush();
-  }
-
-  // ---- progress -----------------------------------------------------------------
-
-  struct Tally {
-    std::size_t actions = 0, rolled_back = 0;
-  };
-
-  // Sets the observer that prints one line per action start and end; the guard
-  // puts the host's own observer back, since this one refers to this Runner.
-  struct ObserverGuard {
-    const StackTable& stack;
-    Observer host;
-    ~ObserverGuard() { stack.events->set(std::move(host)); }
-  };
-  void observe(const Command& cmd, Tally& tally) {
-    const std::string_view dash = fancy_out_ ? "—" : "--";
-    stack_.events->set([this, &tally, force = cmd.force, dash](const Event& e) {
-      try {
-        if (e.outcome == Outcome::started) ++tally.actions;
-        if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
-        if (e.outcome != Outcome::not_implemented) {
-          out_ << progress_line(e, fancy_out_) << '\n';
-        } else {
-          // Say why in the command line's terms: what the user can do about it.
-          Event said = e;
-          const bool removable = deprovisionable(stack_.find(e.role));
-          if (e.transition == Transition::suspend && removable)
-            said.message = fmt::format("not implemented {} {}", dash,
-                                       force ? "deprovision follows" : "use --force to deprovision");
-          else if (e.transition == Transition::suspend)
-            said.message = fmt::format("not implemented {} it keeps running", dash);
-          else if (e.transition == Transition::deprovision)
-            said.message = fmt::format("not implemented {} left in place", dash);
-          else
-            said.message = "not implemented";
-          out_ << progress_line(said, fancy_out_) << '\n';
-        }
-        out_.flush();
-      } catch (...) {
-        // Printing must never turn into a failed action.
-      }
-    });
-  }
-
-  // ---- commands -----------------------------------------------------------------
-
-  [[nodiscard]] std::string command_name(const Command& cmd) const {
-    const std::string_view verb = cmd.verb == Verb::up ? "up" : cmd.verb == Verb::down ? "down"
-                                : cmd.verb == Verb::status ? "status" : "logs";
-    return fmt::format("{} {}{}", cmd.whole_stack ? "stack" : stack_.roles[cmd.index], verb,
-                       cmd.force ? " --force" : "");
-  }
-
-  // Takes the stack's lock when the host named a file (Options::lock_file). A
-  // stop on `stop` (or, without one, Ctrl-C or SIGTERM) while waiting ends the
-  // command having done nothing. Returns the exit status when the lock was not
-  // taken (the reason printed), nothing when it is held or there is none.
-  std::optional<int> take_lock(StackLock& lock, LockMode mode, const Command& cmd, const std::stop_token* stop) {
-    if (options_.lock_file.empty()) return std::nullopt;
-    try {
-      lock = StackLock(std::filesystem::path(options_.lock_file), mode);
-      if (lock.try_lock()) return std::nullopt;
-      err_ << fmt::format("{}: waiting for another command on this stack to finish (it holds the lock on {})\n", program_,
-                          lock.file());
-      err_.flush();
-      if (stop != nullptr) {
-        lock.lock(stop);
-      } else {
-        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once; nothing was done\n", program_));
-        const std::stop_token token = interrupts.token();
-        lock.lock(&token);
-      }
-      return std::nullopt;
-    } catch (const InterruptedError&) {
-      const int sig = Interrupts::signal();
-      err_ << label("error", fmt::terminal_color::red) << ": "
-           << fmt::format("{} interrupted ({}) while it waited for another command on this stack: nothing was done\n",
-                          command_name(cmd), sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      return 128 + (sig ? sig : SIGINT);
-    } catch (...) {
-      return report(fmt::format("{}: cannot take the stack's lock", command_name(cmd)), std::current_exception(), cmd, {});
-    }
-  }
-
-  int status(const Command& cmd) {
-    StackLock lock;
-    if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
-    try {
-      std::vector<ComponentStatus> rows;
-      rows.reserve(size);
-      for (std::size_t k = 0; k < size; ++k) rows.push_back(stack_.status(k));
-      std::span<const ComponentStatus> shown(rows);
-      if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
-      if (cmd.json) {
-        out_ << status_json(shown);
-        return exit_success;
-      }
-      out_ << status_table(shown, fancy_out_);
-      if (cmd.whole_stack) {
-        std::size_t running = 0, provisioned = 0;
-        for (const auto& r : rows) {
-          running += r.state == State::running;
-          provisioned += r.state != State::deprovisioned;
-        }
-        out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.stack, running, size, provisioned);
-      }
-      return exit_success;
-    } catch (...) {
-      return report("status failed", std::current_exception(), cmd, {});
-    }
-  }
-
-  int logs(const Command& cmd) {
-    // Following lasts as long as the user likes: it must not hold up other commands.
-    StackLock lock;
-    if (!cmd.follow)
-      if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
-    try {
-      const auto& slot = stack_.slots[cmd.index];
-      const std::filesystem::path path = slot.ops->log_file(slot.object);
-      std::error_code ec;
-      const bool exists = std::filesystem::exists(path, ec);
-      if (!exists)
-        err_ << fmt::format("{}: {} has no log yet: {} does not exist (it has not been started since it was "
-                            "provisioned, or it is deprovisioned){}\n",
-                            program_, describe(cmd.index), path.string(), cmd.follow ? "; waiting for it" : "");
-      const std::uintmax_t end = exists ? copy_tail(path, cmd.tail, out_) : 0;
-      out_.flush();
-      if (cmd.follow) {
-        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
-        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-        follow(path, end, out_, interrupts.token());
-        if (!out_) throw Error("cannot write the log: the output is closed (what read it, a pipe or a terminal, has gone)");
-      }
-      return exit_success;
-    } catch (...) {
-      return report(fmt::format("cannot read the log of {}", describe(cmd.index)), std::current_exception(), cmd, {});
-    }
-  }
-
-  int operate(const Command& cmd) {
-    const bool up = cmd.verb == Verb::up;
-    // A closed output must not stop the operation half-way: its writes fail
-    // instead, and the exit status says so once it is done.
-    const PipeGuard pipe_guard;
-    // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
-    // down finishes the component in flight; a second one ends the process at once.
-    const Interrupts interrupts(fmt::format(
-        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
-        program_, up ? "up" : "down", program_));
-    const std::stop_token stop = interrupts.token();
-    // One transition of the stack at a time: the states below are read holding it.
-    StackLock lock;
-    if (auto code = take_lock(lock, LockMode::exclusive, cmd, &stop)) return *code;
-    Tally tally;
-    ObserverGuard guard{stack_, std::move(stack_.events->observer)};
-    observe(cmd, tally);
-    if (!cmd.whole_stack) {
-      std::size_t n = 0;
-      const auto role = stack_.roles[cmd.index];
-      // Name the other components this command will act on, before it does.
-      if (up) {
-        auto needs = related(cmd.index, Verb::up);
-        needs[cmd.index] = false;
-        for (std::size_t i = 0; i < size; ++i) needs[i] = needs[i] && state_at(i) != State::running;
-        const std::string list = listed(needs, Verb::up, n);
-        if (n) note(fmt::format("{} needs {}: {} first", role, list, n == 1 ? "it comes up" : "they come up"));
-      } else {
-        auto dependents = related(cmd.index, Verb::down);
-        for (std::size_t i = 0; i < size; ++i) {
-          if (!dependents[i]) continue;
-          const auto now = state_at(i); // those with something to stop (or, forced, to remove)
-          dependents[i] = !now || (cmd.force ? *now != State::deprovisioned : *now == State::running);
-        }
-        const std::string list = listed(dependents, Verb::down, n);
-        if (n) note(fmt::format("{} {} on {}: {} first", list, n == 1 ? "depends" : "depend", role,
-                                n == 1 ? "it goes down" : "they go down"));
-      }
-    }
-    const auto t0 = Clock::now();
-    try {
-      namespace engine = stackup::detail;
-      const UpOptions up_options{.rollback = cmd.rollback, .parallel = cmd.parallel, .stop = &stop};
-      const DownOptions down_options{.force = cmd.force, .parallel = cmd.parallel, .stop = &stop};
-      if (cmd.whole_stack && up) engine::up(stack_, up_options);
-      else if (cmd.whole_stack) engine::down(stack_, down_options);
-      else if (up) engine::up_one(stack_, cmd.index, up_options);
-      else engine::down_one(stack_, cmd.index, down_options);
-    } catch (...) {
-      const std::string what = command_name(cmd);
-      const int sig = Interrupts::signal();
-      if (sig == 0) {
-        report(what + " failed", std::current_exception(), cmd, tally);
-        return output_failed(exit_failure);
-      }
-      report(fmt::format("{} interrupted ({})", what, sig == SIGINT ? "SIGINT" : "SIGTERM"), std::current_exception(), cmd,
-             tally);
-      return output_failed(128 + sig);
-    }
-    const std::string subject = cmd.whole_stack ? fmt::format("stack '{}'", stack_.stack) : describe(cmd.index);
-    const std::string took = seconds(Clock::now() - t0);
-    std::string summary;
-    if (up && tally.actions == 0) summary = fmt::format("{} is already running: nothing to do", subject);
-    else if (up) summary = fmt::format("{} is up  {}", subject, took);
-    else if (tally.actions == 0) summary = fmt::format("{}: nothing to {}", subject, cmd.force ? "remove" : "stop");
-    else summary = fmt::format("{} {}  {}", subject, cmd.force ? "is down and deprovisioned" : "is down", took);
-    if (fancy_out_) out_ << fmt::format("{}\n", fmt::styled(summary, fmt::emphasis::bold));
-    else out_ << summary << '\n';
-    return output_failed(exit_success);
-  }
-
-  // The exit status of an operation that ended with `code`: a failure when what
-  // it wrote did not all get out (a closed pipe), said on whichever stream works.
-  int output_failed(int code) {
-    out_.flush();
-    err_.flush();
-    if (out_ && err_) return code;
-    const std::string_view which = !out_ && !err_ ? "its output and its errors" : !out_ ? "its output" : "its errors";
-    const std::string message = fmt::format(
-        "{}: the command finished, but {} could not all be written (the pipe or terminal was closed); "
-        "'{} stack status' shows the stack\n", program_, which, program_);
-    if (err_) err_ << message << std::flush;
-    else if (out_) out_ << message << std::flush;
-    return code == exit_success ? exit_failure : code;
-  }
-
-  // Prints a failure: the error, each nested cause, and what the rollback did.
-  int report(std::string_view what, std::exception_ptr error, const Command& cmd, const Tally& tally) {
-    err_ << label("error", fmt::terminal_color::red) << ": " << what << '\n';
-    try {
-      std::rethrow_exception(error);
-    } catch (const TransitionError& e) {
-      print_chain(e, 0);
-      print_failures(e, cmd, tally);
-    } catch (const std::exception& e) {
-      print_chain(e, 0);
-    } catch (...) {
-      err_ << "  unknown exception (not derived from std::exception)\n";
-    }
-    return exit_failure;
-  }
-
-  // Prints `e` and its nested causes, one level of indent per cause. A cause
-  // whose message repeats the level above (an action's TransitionError carries
-  // its cause's own message) is not printed again; its causes still are.
-  void print_chain(const std::exception& e, int depth, std::string_view above = {}) {
-    const std::string indent(static_cast<std::size_t>(2 + 2 * depth), ' ');
-    std::string text = e.what();
-    const bool repeated = depth > 0 && text == above;
-    if (!repeated) {
-      std::string shown = text;
-      for (std::size_t at = 0; (at = shown.find('\n', at)) != std::string::npos; at += 1 + indent.size())
-        shown.insert(at + 1, indent); // keep a multi-line message (a log tail) inside its level
-      err_ << indent << (depth ? "caused by: " : "") << shown << '\n';
-    }
-    // A nested_exception made outside a catch holds no cause; rethrow_if_nested
-    // would call std::terminate on it, so look before rethrowing.
-    const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
-    if (nested == nullptr || !nested->nested_ptr() || depth >= 16) return;
-    const int next = repeated ? depth : depth + 1;
-    try {
-      std::rethrow_exception(nested->nested_ptr());
-    } catch (const std::exception& inner) {
-      print_chain(inner, next, text);
-    } catch (...) {
-      err_ << std::string(static_cast<std::size_t>(2 + 2 * next), ' ')
-           << "caused by: unknown exception (not derived from std::exception)\n";
-    }
-  }
-
-  void print_failures(const TransitionError& e, const Command& cmd, const Tally& tally) {
-    const auto& failures = e.failures();
-    if (cmd.verb == Verb::up) {
-      if (!cmd.rollback) {
-        err_ << "rollback: off (--no-rollback): what this command did is left in place; "
-             << "'" << program_ << " stack status' shows it\n";
-        return;
-      }
-      const auto undone = std::count_if(failures.begin(), failures.end(), [](const auto& f) { return f.rollback; });
-      if (undone == 0) {
-        if (tally.rolled_back == 0) err_ << "rollback: this command had changed nothing, so nothing was undone\n";
-        else
-          err_ << fmt::format("rollback: undid the {} action{} this command had done; the stack is as it was before\n",
-                              tally.rolled_back, tally.rolled_back == 1 ? "" : "s");
-        return;
-      }
-      err_ << fmt::format("rollback: undid {} action{}, but could not undo:\n", tally.rolled_back,
-                          tally.rolled_back == 1 ? "" : "s");
-      for (const auto& f : failures)
-        if (f.rollback) err_ << fmt::format("  - {} {}: {}\n", f.role, f.transition, f.message);
-      err_ << "'" << program_ << " stack status' shows what is left\n";
-      return;
-    }
-    if (failures.size() > 1) {
-      err_ << fmt::format("{} components failed (every other component was still tried):\n", failures.size());
-      for (const auto& f : failures) err_ << fmt::format("  - {} {}: {}\n", f.role, f.transition, f.message);
-    }
-  }
-
-  const StackTable& stack_;
-  std::size_t size;
-  std::ostream& out_;
-  std::ostream& err_;
-  const Options& options_;
-  std::string_view program_;
-  bool fancy_out_;
-  bool fancy_err_;
-};
-
-template <class StackTable>
-int run_words(const StackTable& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-              const Options& options, std::string_view program) noexcept {
-  try {
-    Runner<StackTable> runner(stack, out, err, options, program.empty() ? std::string_view("stack") : program);
-    try {
-      return runner.run(args);
-    } catch (...) {
-      return runner.crashed();
-    }
-  } catch (...) {
-    return exit_failure;
-  }
-}
-
-template <class StackTable>
-int run_main(const StackTable& stack, int argc, char** argv, std::ostream& out, std::ostream& err,
-             const Options& options) noexcept {
-  try {
-    std::vector<std::string_view> words;
-    std::string_view program = options.program;
-    if (argv != nullptr && argc > 0) {
-      if (program.empty() && argv[0] != nullptr) program = base_name(argv[0]);
-      for (int i = 1; i < argc && argv[i] != nullptr; ++i) words.emplace_back(argv[i]);
-    }
-    return run_words(stack, words, out, err, options, program);
-  } catch (...) {
-    return exit_failure;
-  }
-}
-
-/// Either kind of stack: Stack<Cs...> or DynamicStack.
-template <class S> concept runnable = requires(S& s) { stackup::detail::FrontAccess::view(s); };
-
-} // namespace detail
-
-/// Runs one command line against `stack` (a Stack<Cs...> or a DynamicStack): the
-/// words after the program name (`{"stack", "down", "--force"}`), writing
-/// progress and results to `out`, errors to `err`. Returns 0 done, 1 an action
-/// failed, 2 usage error; never throws. While it runs it is the stack's
-/// observer; the host's own observer is back when it returns.
-template <detail::runnable S>
-int run(S& stack, std::span<const std::string_view> args, std::ostream& out, std::ostream& err,
-        const Options& options = {}) noexcept {
-  auto view = stackup::detail::FrontAccess::view(stack);
-  return detail::run_words(view.table, args, out, err, options, options.program);
-}
-
-/// `main`'s arguments, written to `out` and `err` (for tests and embedding).
-template <detail::runnable S>
-int run(S& stack, int argc, char** argv, std::ostream& out, std::ostream& err, const Options& options = {}) noexcept {
-  auto view = stackup::detail::FrontAccess::view(stack);
-  return detail::run_main(view.table, argc, argv, out, err, options);
-}
-
-/// ZenML's command line for `stack`, in one call from `main`:
-/// `return stackup::cli::run(stack, argc, argv);` Grammar: `stack up`,
-/// `stack down [--force]`, `stack status`, `<role> up|down|status|logs`, `--help`.
-/// Progress goes to std::cout, errors to std::cerr.
-template <detail::runnable S> int run(S& stack, int argc, char** argv, const Options& options = {}) noexcept {
-  return run(stack, argc, argv, std::cout, std::cerr, options);
-}
-
-} // namespace stackup::cli
-// ---- end stackup/cli.hpp ----
 // The shipped components need Linux (/proc); elsewhere define STACKUP_NO_COMPONENTS.
 #if !defined(STACKUP_NO_COMPONENTS)
 
@@ -6591,6 +6067,78 @@ using posix = Posix<>;
 } // namespace stackup::detail
 // ---- end stackup/detail/posix.hpp ----
 
+// ---- begin stackup/detail/shipped_component.hpp ----
+// stackup — what the shipped components (LocalDaemon, LocalDirectory, Command)
+// have in common, written once: the configuration with its display name, the
+// role, how messages name the component, how an owned path is kept, and the
+// stack-file keys they share. Not part of the public API.
+// SPDX-License-Identifier: MIT
+
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace stackup::detail {
+
+/// The base of a shipped component `Derived` (which declares `flavor`): the
+/// contract's defaults (StackComponent), the role (a template argument, or
+/// given at run time), and its configuration `Config`, whose `name` is the
+/// display name.
+template <class Derived, FixedString Role, class Config>
+class ShippedComponent : public StackComponent<Derived>, public RoleOf<Role> {
+public:
+  /// The configured name, or the role when none was given.
+  [[nodiscard]] std::string_view name() const noexcept {
+    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
+  }
+  /// The configuration (paths as the constructor made them: see each component).
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+
+protected:
+  explicit ShippedComponent(Config config) : config_(std::move(config)) {}
+
+  // How messages name the component: "local_daemon 'redis' (cache)".
+  [[nodiscard]] std::string who() const {
+    return std::string(Derived::flavor) + " '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
+  }
+
+  Config config_;
+};
+
+/// A directory's path lexically normal and without a trailing '/'
+/// ("a/./b/" -> "a/b"; "/" stays "/"), so that two spellings of one directory
+/// compare equal.
+inline std::filesystem::path normal_directory(const std::filesystem::path& p) {
+  std::filesystem::path out = p.lexically_normal();
+  if (out.has_relative_path() && !out.has_filename()) out = out.parent_path();
+  return out;
+}
+
+/// A directory a component owns, as owned_paths() gives it (see
+/// docs/components.md): absolute, and normal_directory.
+inline std::filesystem::path owned_directory(const std::filesystem::path& p) {
+  return normal_directory(std::filesystem::absolute(p));
+}
+
+/// `user` of a stack file's table (the components that run as a user),
+/// checked now by the components' own rule (run_as): a user that does not
+/// exist, or another user without root, is an error at the key before
+/// anything starts. `Table`: StackFileTable's interface.
+template <class Table> std::string user_from_table(const Table& t) {
+  auto user = t.optional_string("user").value_or("");
+  try {
+    (void)posix::run_as(user, "component '" + std::string(t.role()) + "'");
+  } catch (const Error& e) {
+    t.fail("user", unprefixed(e.what()));
+  }
+  return user;
+}
+
+} // namespace stackup::detail
+// ---- end stackup/detail/shipped_component.hpp ----
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -6632,6 +6180,12 @@ struct Probe {
     return p;
   }
 
+  /// The probe a stack file's `ready` table describes: `{ tcp = PORT }` or
+  /// `{ http = PORT, path = "/health" }`, each with an optional `any_listener`.
+  /// `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or a type
+  /// with its interface.
+  template <class Table> [[nodiscard]] static Probe from_table(const Table& r);
+
   /// "none", "tcp 127.0.0.1:8765", "http://127.0.0.1:8765/health", with
   /// " (any listener)" when any_listener is set.
   [[nodiscard]] std::string describe() const {
@@ -6662,6 +6216,27 @@ inline Probe http(std::uint16_t port, std::string path = "/") {
       path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
     throw Error("stackup: ready::http: path '" + path + "' must start with '/' and hold no spaces or line breaks");
   return {Probe::Kind::http, port, std::move(path), false};
+}
+
+template <class Table> Probe Probe::from_table(const Table& r) {
+  const auto tcp = r.port("tcp");
+  const auto http = r.port("http");
+  const auto path = r.optional_string("path");
+  const std::string role(r.role());
+  if (tcp && http) r.fail("http", "'ready' of component '" + role + "' has both tcp and http: choose one");
+  if (tcp && path) r.fail("path", "'path' goes with http, not tcp: write ready = { http = PORT, path = \"/health\" }");
+  // Any listener on the port counts, not only the daemon's own (docker run -p).
+  const bool any = r.optional_bool("any_listener").value_or(false);
+  if (tcp) return ready::tcp(*tcp).with_any_listener(any);
+  if (http) {
+    try {
+      return ready::http(*http, path.value_or("/")).with_any_listener(any);
+    } catch (const Error& e) {
+      r.fail("path", detail::unprefixed(e.what()));
+    }
+  }
+  r.fail("'ready' of component '" + role +
+         "' needs tcp or http: write ready = { tcp = PORT } or ready = { http = PORT, path = \"/health\" }");
 }
 
 } // namespace ready
@@ -6923,7 +6498,10 @@ inline bool parse_daemon_config(std::string_view text, LocalDaemonConfig& c, std
 ///     .ready = stackup::ready::http(8765, "/"),
 /// }};
 /// ```
-template <FixedString Role = ""> class LocalDaemon : public StackComponent<LocalDaemon<Role>>, public detail::RoleOf<Role> {
+template <FixedString Role = "">
+class LocalDaemon : public detail::ShippedComponent<LocalDaemon<Role>, Role, LocalDaemonConfig> {
+  using Base = detail::ShippedComponent<LocalDaemon<Role>, Role, LocalDaemonConfig>;
+
 public:
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_daemon";
@@ -6936,17 +6514,43 @@ public:
   /// A daemon with this configuration; `state_dir` and `working_dir` are made
   /// absolute now, so a later change of the current directory does not move them;
   /// a negative timeout becomes zero. Error when `state_dir` is empty. Starts nothing.
-  explicit LocalDaemon(Config config) : config_(std::move(config)) {
+  explicit LocalDaemon(Config config) : Base(std::move(config)) {
     if (config_.state_dir.empty())
       throw Error("stackup: local_daemon" + (Role.size() ? " (" + std::string(Role.view()) + ")" : std::string()) +
                   ": .state_dir is empty: give it a directory");
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     config_.start_grace = std::max(config_.start_grace, std::chrono::milliseconds::zero());
-    config_.state_dir = std::filesystem::absolute(config_.state_dir).lexically_normal();
-    if (config_.state_dir.has_relative_path() && !config_.state_dir.has_filename())
-      config_.state_dir = config_.state_dir.parent_path();
+    config_.state_dir = detail::owned_directory(config_.state_dir);
     if (!config_.working_dir.empty()) config_.working_dir = std::filesystem::absolute(config_.working_dir);
+  }
+
+  /// The daemon a stack file's table describes (`flavor = "local_daemon"`, see
+  /// docs/stack-files.md): `name`, the required `command`, `ready` (see
+  /// ready::Probe::from_table), the timeouts, `env`, `working_dir` (default:
+  /// the file's directory), `state_dir` (default: `.stackup/<role>` there) and
+  /// `user`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// a type with its interface.
+  template <class Table> [[nodiscard]] static LocalDaemon from_table(const Table& t) {
+    Config c;
+    c.name = t.optional_string("name").value_or("");
+    c.command = t.strings("command");
+    if (!t.contains("command"))
+      t.fail(t.what() + " lacks the required key 'command' "
+             "(the daemon's argv, e.g. command = [\"redis-server\", \"--port\", \"6390\"])");
+    const std::string role(t.role());
+    if (c.command.empty()) t.fail("command", "'command' of component '" + role + "' is empty: give the daemon's argv");
+    if (c.command.front().empty())
+      t.fail("command", "'command' of component '" + role + "' starts with an empty program name: give the program first");
+    if (const auto r = t.table("ready")) c.ready = ready::Probe::from_table(*r);
+    c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
+    c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
+    c.start_grace = t.duration("start_grace").value_or(c.start_grace);
+    c.env = t.string_map("env");
+    c.working_dir = t.path_or("working_dir", t.directory());
+    c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
+    c.user = detail::user_from_table(t);
+    return LocalDaemon(std::move(c));
   }
 
   /// The daemon whose state directory is `state_dir`, configured from its
@@ -6979,12 +6583,8 @@ public:
     return daemon;
   }
 
-  /// The configured name, or the role when none was given.
-  [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
-  }
-  /// The configuration (state_dir absolute).
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  // name() (the configured name, or the role) and config() (state_dir
+  // absolute) come from Base.
   /// The state directory (absolute).
   [[nodiscard]] const std::filesystem::path& state_dir() const noexcept { return config_.state_dir; }
   /// What this daemon owns (one owner per path, checked by the stack): its state directory.
@@ -7356,9 +6956,8 @@ private:
     }
   }
 
-  [[nodiscard]] std::string who() const {
-    return "local_daemon '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
-  }
+  using Base::config_;
+  using Base::who;
 
   static std::string timestamp() {
     const std::time_t now = std::time(nullptr);
@@ -7520,8 +7119,6 @@ private:
     const auto log = detail::posix::open_own_file(dir, "daemon.log", O_WRONLY | O_APPEND);
     if (log) detail::posix::write_all(log.get(), "--- stackup " + timestamp() + ": " + std::string(what) + "\n");
   }
-
-  Config config_;
 };
 
 } // namespace stackup
@@ -7583,7 +7180,10 @@ struct LocalDirectoryConfig {
 /// ```cpp
 /// stackup::LocalDirectory<"artifact_store"> artifacts{{.name = "artifacts", .path = ".stackup/artifacts"}};
 /// ```
-template <FixedString Role = ""> class LocalDirectory : public StackComponent<LocalDirectory<Role>>, public detail::RoleOf<Role> {
+template <FixedString Role = "">
+class LocalDirectory : public detail::ShippedComponent<LocalDirectory<Role>, Role, LocalDirectoryConfig> {
+  using Base = detail::ShippedComponent<LocalDirectory<Role>, Role, LocalDirectoryConfig>;
+
 public:
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "local_directory";
@@ -7593,18 +7193,25 @@ public:
   static constexpr const char* marker = ".stackup-directory";
 
   /// A directory with this configuration; a relative path is made absolute now.
-  explicit LocalDirectory(Config config) : config_(std::move(config)) {
-    if (!config_.path.empty()) {
-      config_.path = std::filesystem::absolute(config_.path).lexically_normal();
-      if (!config_.path.has_filename() && config_.path.has_relative_path())
-        config_.path = config_.path.parent_path();
-    }
+  explicit LocalDirectory(Config config) : Base(std::move(config)) {
+    if (!config_.path.empty()) config_.path = detail::owned_directory(config_.path);
   }
 
-  /// The configured name, or the role when none was given.
-  [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
+  /// The directory a stack file's table describes (`flavor =
+  /// "local_directory"`, see docs/stack-files.md): `name` and the required
+  /// `path`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// a type with its interface.
+  template <class Table> [[nodiscard]] static LocalDirectory from_table(const Table& t) {
+    Config c;
+    c.name = t.optional_string("name").value_or("");
+    auto p = t.path("path");
+    if (!p) t.fail(t.what() + " lacks the required key 'path' (the directory)");
+    c.path = std::move(*p);
+    return LocalDirectory(std::move(c));
   }
+
+  // name() (the configured name, or the role) and config() come from Base.
+
   /// The directory (absolute).
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.path; }
   /// The users whose directories this component may take over (see
@@ -7703,9 +7310,9 @@ private:
   static constexpr std::string_view removing = ".removing-";
   static std::string beside(const std::string& leaf) { return leaf + std::string(removing) + std::to_string(::getpid()); }
 
-  [[nodiscard]] std::string who() const {
-    return "local_directory '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")";
-  }
+  using Base::config_;
+  using Base::who;
+
   [[noreturn]] void refuse(std::string_view action, std::string_view why) const {
     throw Error("stackup: " + who() + ": refusing to " + std::string(action) + " " +
                 detail::posix::quoted(config_.path) + ": " + std::string(why));
@@ -7843,8 +7450,6 @@ private:
       if (const auto r = remove_marked(parent, n)) fail_removal(config_.path.parent_path() / n, r);
     }
   }
-
-  Config config_;
 };
 
 } // namespace stackup
@@ -7916,7 +7521,10 @@ struct CommandConfig {
 ///     .is_running = "k3d cluster list demo --no-headers | grep -q ' 1/1 '",
 /// }};
 /// ```
-template <FixedString Role = ""> class Command : public StackComponent<Command<Role>>, public detail::RoleOf<Role> {
+template <FixedString Role = "">
+class Command : public detail::ShippedComponent<Command<Role>, Role, CommandConfig> {
+  using Base = detail::ShippedComponent<Command<Role>, Role, CommandConfig>;
+
 public:
   /// Shown by Stack::status().
   static constexpr std::string_view flavor = "command";
@@ -7924,16 +7532,32 @@ public:
   using Config = CommandConfig;
 
   /// A component with these commands; a negative timeout becomes zero. Runs nothing.
-  explicit Command(Config config) : config_(std::move(config)) {
+  explicit Command(Config config) : Base(std::move(config)) {
     config_.timeout = std::max(config_.timeout, std::chrono::milliseconds::zero());
   }
 
-  /// The configured name, or the role when none was given.
-  [[nodiscard]] std::string_view name() const noexcept {
-    return config_.name.empty() ? this->role_name() : std::string_view(config_.name);
+  /// The component a stack file's table describes (`flavor = "command"`, see
+  /// docs/stack-files.md): `name`, the six commands, `timeout`, `working_dir`
+  /// (default: the file's directory), `env` and `user`. `Table` is
+  /// stackup::StackFileTable (<stackup/stack_file.hpp>), or a type with its interface.
+  template <class Table> [[nodiscard]] static Command from_table(const Table& t) {
+    Config c;
+    c.name = t.optional_string("name").value_or("");
+    c.provision = t.optional_string("provision").value_or("");
+    c.deprovision = t.optional_string("deprovision").value_or("");
+    c.resume = t.optional_string("resume").value_or("");
+    c.suspend = t.optional_string("suspend").value_or("");
+    c.is_provisioned = t.optional_string("is_provisioned").value_or("");
+    c.is_running = t.optional_string("is_running").value_or("");
+    c.timeout = t.duration("timeout").value_or(c.timeout);
+    c.working_dir = t.path_or("working_dir", t.directory());
+    c.env = t.string_map("env");
+    c.user = detail::user_from_table(t);
+    return Command(std::move(c));
   }
-  /// The configuration.
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
+
+  // name() (the configured name, or the role) and config() come from Base.
+
   /// For status tables: the query that decides the state.
   [[nodiscard]] std::string detail() const {
     const std::string& q = config_.is_running.empty() ? config_.is_provisioned : config_.is_running;
@@ -7960,7 +7584,8 @@ public:
   void suspend() { act(config_.suspend, Transition::suspend); }
 
 private:
-  [[nodiscard]] std::string who() const { return "command '" + std::string(name()) + "' (" + std::string(this->role_name()) + ")"; }
+  using Base::config_;
+  using Base::who;
 
   [[nodiscard]] detail::posix::ShellResult run(const std::string& command) const {
     using px = detail::posix;
@@ -8010,8 +7635,6 @@ private:
     if (r.exit.code != CLD_EXITED || r.exit.status != 0)
       throw_transition_error(std::string(this->role_name()), t, where + "failed with " + px::describe_exit(r.exit) + stderr_part(r));
   }
-
-  Config config_;
 };
 
 } // namespace stackup
