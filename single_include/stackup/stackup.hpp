@@ -7012,7 +7012,7 @@ private:
     using px = detail::posix;
     if (config_.ready.kind == ready::Probe::Kind::none) return true;
     if (!probe(timeout)) return false;
-    if (config_.ready.any_listener || rec.waiter == 0) return true; // 0.2's record: no hold to ask
+    if (config_.ready.any_listener || rec.waiter == 0) return true; // a record from before the hold: none to ask
     const auto inodes = px::listening_inodes(config_.ready.port);
     if (inodes.empty()) return false;
     for (const auto& p : px::daemon_processes(rec))
