@@ -115,7 +115,8 @@ public:
   void down(DownOptions options = {}) { detail::down(table(), options); }
   /// `zenml <role> up`: its dependencies first; UnknownComponentError for a role it lacks.
   void up(std::string_view role, UpOptions options = {}) { detail::up_one(table(), checked(role), options); }
-  /// `zenml <role> down [--force]`: its dependents first; UnknownComponentError for a role it lacks.
+  /// `zenml <role> down [--force]`: its dependents first (with `.dependents = Dependents::keep`,
+  /// the role alone); UnknownComponentError for a role it lacks.
   void down(std::string_view role, DownOptions options = {}) { detail::down_one(table(), checked(role), options); }
 
   // ---- Queries ----------------------------------------------------------------------

@@ -56,6 +56,17 @@ struct UpOptions {
   /// checked, nothing is paid.
   StopTokenRef stop = nullptr;
 };
+/// What `down(role)` does with the role's running dependents (`DownOptions::dependents`).
+enum class Dependents : unsigned char {
+  /// Bring them down first, then the role (ZenML's `zenml <role> down`).
+  stop,
+  /// Leave them as they are: the role alone goes down, its dependents keep
+  /// running on a dependency that is gone. For restarting or stopping one
+  /// component (a supervisor's restart step). With `.force` the role is also
+  /// deprovisioned under its running dependents: allowed, the caller's choice.
+  keep,
+};
+
 /// Options of `down`. Members in this order, for designated initialisers.
 struct DownOptions {
   bool force = false;    ///< also deprovision (zenml stack down --force)
@@ -65,6 +76,10 @@ struct DownOptions {
   /// stop is requested: the action in flight finishes, no further action starts;
   /// TransitionError (cause: InterruptedError) names what was left as it was.
   StopTokenRef stop = nullptr;
+  /// `down(role)` only: stop the role's dependents first (the default), or keep
+  /// them as they are and act on the role alone. `down()` of the whole stack
+  /// ignores it: every component goes down.
+  Dependents dependents = Dependents::stop;
 };
 
 namespace detail {

@@ -248,6 +248,7 @@ public:
   /// `zenml <C> up`: C's dependencies first, then C. Same guarantees as up().
   template <class C> void up(UpOptions options = {}) { detail::up_one(View(*this).table, index_of<C>(), options); }
   /// `zenml <C> down [--force]`: C's dependents first, then C. Same guarantees as down().
+  /// With `.dependents = Dependents::keep`, C alone: its dependents are left running.
   template <class C> void down(DownOptions options = {}) {
     detail::down_one(View(*this).table, index_of<C>(), options);
   }

@@ -153,6 +153,7 @@ public:
   /// What `down()` visits, in the order it acts: every role, order() reversed.
   [[nodiscard]] RoleRange plan_down() const;
   /// What `down(role)` visits, in the order it acts: its dependents (transitively), then it.
+  /// This is the `Dependents::stop` plan; with `Dependents::keep`, down(role) visits the role alone.
   [[nodiscard]] RoleRange plan_down(std::string_view role) const;
 
   /// The component's name (`name()`, else its role).

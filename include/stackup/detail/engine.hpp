@@ -770,10 +770,13 @@ inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
+/// With Dependents::keep, k alone: nothing is marked, so no dependent is visited.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  mark_dependents(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
-  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  if (o.dependents == Dependents::stop) {
+    mark_dependents(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
+    run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  }
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
     raise(t, r, "down");
