@@ -1158,3 +1158,32 @@ TEST_CASE("local_daemon: a working_dir the user cannot enter is a TransitionErro
   CHECK_FALSE(fs::exists(d.pid_file()));
   CHECK(w.processes().empty());
 }
+
+TEST_CASE("local_daemon: keep: down(dependency, keep) stops the dependency's process; its dependent's runs on") {
+  World w;
+  const std::uint16_t web_port = free_port();
+  stackup::DynamicStack s("local", [&] {
+    std::vector<stackup::AnyComponent> parts;
+    parts.emplace_back("db", w.daemon());
+    parts.emplace_back("web", Daemon{{.name = "web",
+                                      .command = w.command({}, web_port),
+                                      .state_dir = w.tmp.path / "web_state",
+                                      .ready = stackup::ready::http(web_port, "/health"),
+                                      .start_timeout = 10s,
+                                      .stop_timeout = 5s}},
+                       std::vector<std::string>{"db"});
+    return parts;
+  }());
+  s.up();
+  const pid_t db = s.get("db").target<Daemon>()->pid().value_or(0);
+  const pid_t web = s.get("web").target<Daemon>()->pid().value_or(0);
+  REQUIRE(db > 1);
+  REQUIRE(web > 1);
+  s.down("db", {.dependents = stackup::Dependents::keep});
+  CHECK(eventually([&] { return !alive(db); }));
+  CHECK(alive(web));
+  CHECK(s.get("web").target<Daemon>()->is_running());
+  CHECK(port_open(web_port));
+  s.down({.force = true});
+  CHECK(w.processes().empty());
+}
