@@ -18,9 +18,9 @@ using kinds::get;
 namespace {
 using L = std::vector<std::string>;
 using A = Fake<"a">;
-using B = Fake<"b", "a">;      // b needs a
-using C = Fake<"c", "b">;      // c needs b
-using D = Fake<"d", "a">;      // d needs a too
+using B = Fake<"b", "a">; // b needs a
+using C = Fake<"c", "b">; // c needs b
+using D = Fake<"d", "a">; // d needs a too
 template <class K> auto make() { return kinds::make<K, A, B, C, D>("local"); }
 } // namespace
 
