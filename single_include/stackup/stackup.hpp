@@ -605,6 +605,17 @@ struct UpOptions {
   /// checked, nothing is paid.
   StopTokenRef stop = nullptr;
 };
+/// What `down(role)` does with the role's running dependents (`DownOptions::dependents`).
+enum class Dependents : unsigned char {
+  /// Bring them down first, then the role (ZenML's `zenml <role> down`).
+  stop,
+  /// Leave them as they are: the role alone goes down, its dependents keep
+  /// running on a dependency that is gone. For restarting or stopping one
+  /// component (a supervisor's restart step). With `.force` the role is also
+  /// deprovisioned under its running dependents: allowed, the caller's choice.
+  keep,
+};
+
 /// Options of `down`. Members in this order, for designated initialisers.
 struct DownOptions {
   bool force = false;    ///< also deprovision (zenml stack down --force)
@@ -614,6 +625,10 @@ struct DownOptions {
   /// stop is requested: the action in flight finishes, no further action starts;
   /// TransitionError (cause: InterruptedError) names what was left as it was.
   StopTokenRef stop = nullptr;
+  /// `down(role)` only: stop the role's dependents first (the default), or keep
+  /// them as they are and act on the role alone. `down()` of the whole stack
+  /// ignores it: every component goes down.
+  Dependents dependents = Dependents::stop;
 };
 
 namespace detail {
@@ -1041,6 +1056,7 @@ public:
   /// What `down()` visits, in the order it acts: every role, order() reversed.
   [[nodiscard]] RoleRange plan_down() const;
   /// What `down(role)` visits, in the order it acts: its dependents (transitively), then it.
+  /// This is the `Dependents::stop` plan; with `Dependents::keep`, down(role) visits the role alone.
   [[nodiscard]] RoleRange plan_down(std::string_view role) const;
 
   /// The component's name (`name()`, else its role).
@@ -1843,10 +1859,13 @@ inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
 }
 
 /// `zenml <role> down [--force]`: k's dependents first, then k; a missing action of k is an error.
+/// With Dependents::keep, k alone: nothing is marked, so no dependent is visited.
 inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
   Run r = start(t, Record::marks, &o.stop);
-  mark_dependents(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
-  run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  if (o.dependents == Dependents::stop) {
+    mark_dependents(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
+    run_phase(t, r, o.force ? Phase::force : Phase::suspend, in_scope, o.parallel, o.max_threads);
+  }
   if (r.stop && r.stop->stop_requested()) [[unlikely]] { // k itself is left as it was too
     interrupted(r, k, o.force ? Phase::force : Phase::suspend, std::string(t.roles[k]));
     raise(t, r, "down");
@@ -2315,6 +2334,7 @@ public:
   /// `zenml <C> up`: C's dependencies first, then C. Same guarantees as up().
   template <class C> void up(UpOptions options = {}) { detail::up_one(View(*this).table, index_of<C>(), options); }
   /// `zenml <C> down [--force]`: C's dependents first, then C. Same guarantees as down().
+  /// With `.dependents = Dependents::keep`, C alone: its dependents are left running.
   template <class C> void down(DownOptions options = {}) {
     detail::down_one(View(*this).table, index_of<C>(), options);
   }
@@ -2767,7 +2787,8 @@ public:
   void down(DownOptions options = {}) { detail::down(table(), options); }
   /// `zenml <role> up`: its dependencies first; UnknownComponentError for a role it lacks.
   void up(std::string_view role, UpOptions options = {}) { detail::up_one(table(), checked(role), options); }
-  /// `zenml <role> down [--force]`: its dependents first; UnknownComponentError for a role it lacks.
+  /// `zenml <role> down [--force]`: its dependents first (with `.dependents = Dependents::keep`,
+  /// the role alone); UnknownComponentError for a role it lacks.
   void down(std::string_view role, DownOptions options = {}) { detail::down_one(table(), checked(role), options); }
 
   // ---- Queries ----------------------------------------------------------------------
