@@ -8,12 +8,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <ostream>
 #include <stop_token>
+#include <string>
 #include <system_error>
 #include <thread>
 
@@ -27,11 +30,18 @@ namespace stackup::cli::detail {
 /// reading backwards from the end so a large log costs only what is printed.
 /// Returns the offset it read up to.
 inline std::uintmax_t copy_tail(const std::filesystem::path& path, std::optional<std::size_t> n, std::ostream& out) {
-  // Only a regular file, not through a symlink: a FIFO in its place would block forever.
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec)))
+  // Only a regular file, not through a symlink: a FIFO in its place would block
+  // forever. Checked on the descriptor opened, then read through that same
+  // file (its /proc/self/fd link), so a swap after the check changes nothing.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct ::stat st {};
+  if (fd < 0 && errno != ELOOP) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
     throw Error("cannot show " + path.string() + ": it is not a regular file (a symlink, a FIFO or a device?): remove it");
-  std::ifstream in(path, std::ios::binary);
+  }
+  std::ifstream in("/proc/self/fd/" + std::to_string(fd), std::ios::binary);
+  ::close(fd);
   if (!in) throw Error("cannot open " + path.string());
   char buf[1 << 16];
   std::uintmax_t end = 0;
