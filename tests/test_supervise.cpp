@@ -350,6 +350,7 @@ TEST_CASE("supervise: a liveness probe that fails `failures` times in a row stop
     a.config.liveness.kind = stackup::Liveness::Kind::exec;
     a.config.liveness.exec = "test -f '" + (w.path / "healthy").string() + "'";
   }
+#ifdef STACKUP_TEST_DAEMON_PATH // (not in builds without the test programs)
   SUBCASE("http: a daemon that answers 503") {
     const auto port = ports::free_port();
     a.s->script = std::string("exec '") + STACKUP_TEST_DAEMON_PATH + "' --port " + std::to_string(port) +
@@ -358,6 +359,7 @@ TEST_CASE("supervise: a liveness probe that fails `failures` times in a row stop
     a.config.liveness.port = port;
     a.config.liveness.path = "/health";
   }
+#endif
   SUBCASE("tcp: nothing listens") {
     a.config.liveness.kind = stackup::Liveness::Kind::tcp;
     a.config.liveness.port = ports::free_port();
