@@ -32,7 +32,9 @@ struct Failure {
 
 // A table with StackFileTable's interface, from plain maps: the keys present,
 // and every key asked for, in order (what StackFileTable lists as valid).
-struct FakeTable {
+// Without `Full`, the interface before kind(), optional_integer() and
+// refuse(): what a table type written then still compiles with.
+template <bool Full> struct BasicFakeTable {
   std::string role_ = "cache", what_ = "component 'cache' (local_daemon)";
   fs::path directory_ = "/srv/app";
   std::map<std::string, std::string, std::less<>> strings_;
@@ -40,7 +42,7 @@ struct FakeTable {
   std::map<std::string, long long, std::less<>> numbers_;
   std::map<std::string, bool, std::less<>> bools_;
   std::map<std::string, std::map<std::string, std::string>, std::less<>> maps_;
-  std::map<std::string, std::shared_ptr<FakeTable>, std::less<>> tables_;
+  std::map<std::string, std::shared_ptr<BasicFakeTable>, std::less<>> tables_;
   std::shared_ptr<std::vector<std::string>> asked_ = std::make_shared<std::vector<std::string>>();
 
   void ask(std::string_view key) const { asked_->emplace_back(key); }
@@ -78,10 +80,25 @@ struct FakeTable {
   [[nodiscard]] fs::path path_or(std::string_view key, fs::path fallback) const {
     return path(key).value_or(std::move(fallback));
   }
-  [[nodiscard]] std::optional<FakeTable> table(std::string_view key) const {
+  [[nodiscard]] std::optional<long long> optional_integer(std::string_view key) const requires Full {
+    return get(numbers_, key);
+  }
+  [[nodiscard]] std::string_view kind(std::string_view key) const requires Full {
+    ask(key);
+    if (strings_.count(key)) return "string";
+    if (numbers_.count(key)) return "integer";
+    if (bools_.count(key)) return "boolean";
+    if (arrays_.count(key)) return "array";
+    if (tables_.count(key) || maps_.count(key)) return "table";
+    return {};
+  }
+  void refuse(std::string_view key, std::string_view message) const requires Full {
+    if (contains(key)) fail(key, message);
+  }
+  [[nodiscard]] std::optional<BasicFakeTable> table(std::string_view key) const {
     const auto t = get(tables_, key);
     if (!t) return std::nullopt;
-    FakeTable nested = **t;
+    BasicFakeTable nested = **t;
     nested.role_ = role_;
     nested.what_ = "'" + std::string(key) + "' of " + what_;
     nested.asked_ = asked_;
@@ -92,6 +109,9 @@ struct FakeTable {
   }
   [[noreturn]] void fail(std::string_view message) const { throw Failure{{}, std::string(message)}; }
 };
+
+using FakeTable = BasicFakeTable<true>;
+using OldTable = BasicFakeTable<false>;
 
 template <class F> Failure failure_of(F&& f) {
   try {
@@ -129,7 +149,7 @@ TEST_CASE("from_table: LocalDaemon's schema reads any table with StackFileTable'
   // The keys it takes, in the order a stack file's error lists them.
   CHECK(*t.asked_ == std::vector<std::string>{"name", "command", "ready", "tcp", "http", "path", "any_listener",
                                               "start_timeout", "stop_timeout", "start_grace", "env", "working_dir",
-                                              "state_dir", "user"});
+                                              "state_dir", "user", "restart", "liveness", "on_dependency_restart"});
 
   t.strings_["state_dir"] = "state/cache/";
   t.strings_["working_dir"] = "run";
@@ -195,5 +215,73 @@ TEST_CASE("from_table: LocalDirectory's and Command's schemas") {
   CHECK(cmd.config().timeout == 1min);
   CHECK(cmd.config().working_dir == "/srv/app");
   CHECK(*c.asked_ == std::vector<std::string>{"name", "provision", "deprovision", "resume", "suspend", "is_provisioned",
-                                              "is_running", "timeout", "working_dir", "env", "user"});
+                                              "is_running", "timeout", "working_dir", "env", "user", "restart",
+                                              "liveness", "on_dependency_restart"});
+}
+
+TEST_CASE("from_table: restart, liveness and on_dependency_restart, through one reader for both flavours") {
+  FakeTable t;
+  t.arrays_["command"] = {"srv"};
+  auto restart = std::make_shared<FakeTable>();
+  restart->strings_["policy"] = "always";
+  restart->numbers_["backoff"] = 200;
+  restart->numbers_["max"] = 0;
+  t.tables_["restart"] = restart;
+  auto live = std::make_shared<FakeTable>();
+  live->numbers_["http"] = 8090;
+  live->strings_["path"] = "/health";
+  live->numbers_["failures"] = 2;
+  t.tables_["liveness"] = live;
+  t.strings_["on_dependency_restart"] = "restart";
+  const auto d = stackup::LocalDaemon<>::from_table(t);
+  CHECK(d.config().restart.policy == stackup::Restart::always);
+  CHECK(d.config().restart.backoff == 200ms);
+  CHECK(d.config().restart.max == 0U);
+  CHECK(stackup::max_restarts(d.config().restart) == 0U);
+  CHECK(d.config().liveness.kind == stackup::Liveness::Kind::http);
+  CHECK(d.config().liveness.port == 8090);
+  CHECK(d.config().liveness.path == "/health");
+  CHECK(d.config().liveness.failures == 2U);
+  CHECK(d.supervision().on_dependency_restart == stackup::OnDependencyRestart::restart);
+  CHECK(d.supervision().restart.backoff == 200ms);
+  // The keys of the nested tables, in the order a stack file's error lists them.
+  CHECK(std::vector<std::string>(t.asked_->end() - 19, t.asked_->end()) ==
+        std::vector<std::string>{"user", "restart", "restart", "policy", "backoff", "max_backoff", "max_backoff",
+                                 "reset_after", "max", "within", "liveness", "tcp", "http", "path", "exec", "period",
+                                 "timeout", "failures", "on_dependency_restart"});
+
+  FakeTable c;
+  c.strings_["resume"] = "start";
+  c.strings_["restart"] = "on-failure";
+  auto exec = std::make_shared<FakeTable>();
+  exec->strings_["exec"] = "check";
+  c.tables_["liveness"] = exec;
+  const auto cmd = stackup::Command<>::from_table(c);
+  CHECK(cmd.supervision().restart.policy == stackup::Restart::on_failure);
+  CHECK(cmd.config().liveness.kind == stackup::Liveness::Kind::exec);
+  CHECK(cmd.config().liveness.exec == "check");
+  c.strings_.erase("resume");
+  auto f = failure_of([&] { (void)stackup::Command<>::from_table(c); });
+  CHECK(f.key == "restart");
+  CHECK(f.message.find("no 'resume' command") != std::string::npos);
+
+  FakeTable dir;
+  dir.strings_["path"] = "data";
+  dir.strings_["restart"] = "always";
+  f = failure_of([&] { (void)stackup::LocalDirectory<>::from_table(dir); });
+  CHECK(f.key == "restart");
+  CHECK(f.message == "local_directory cannot honour 'restart': it never stops on its own; remove the key");
+}
+
+TEST_CASE("from_table: a table type without kind() and optional_integer() still reads every other key") {
+  OldTable t;
+  t.arrays_["command"] = {"srv"};
+  t.strings_["restart"] = "always"; // not read: the table cannot say what it holds
+  const auto d = stackup::LocalDaemon<>::from_table(t);
+  CHECK(d.config().restart.policy == stackup::Restart::no);
+  CHECK(*t.asked_ == std::vector<std::string>{"name", "command", "ready", "start_timeout", "stop_timeout",
+                                              "start_grace", "env", "working_dir", "state_dir", "user"});
+  OldTable dir;
+  dir.strings_["path"] = "data";
+  CHECK(stackup::LocalDirectory<>::from_table(dir).path() == "/srv/app/data");
 }

@@ -14,8 +14,11 @@
 #include "support/processes.hpp"
 #include "support/users.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -409,4 +412,193 @@ TEST_CASE("hold: a Command run as another user gets the same clean environment")
   CHECK(contains(env, "\nPATH=/usr/local/bin:/usr/bin:/bin\n"));
   CHECK(contains(env, "\nUSER=nobody\n"));
   CHECK(contains(env, "\nFROM_FILE=yes\n"));
+}
+
+// ---- what supervision reads: exit_fd(), exit_status(), and an exit during start-up with a policy ----
+
+namespace {
+
+// Whether `fd` becomes readable within `limit` (a ceiling for a slow machine, not a timing assertion).
+bool readable(int fd, int limit_ms) {
+  pollfd p{fd, POLLIN, 0};
+  int n = 0;
+  while ((n = ::poll(&p, 1, limit_ms)) < 0 && errno == EINTR) {
+  }
+  return n == 1 && (p.revents & POLLIN) != 0;
+}
+
+// Closes a descriptor a test was handed.
+struct Closer {
+  int fd;
+  ~Closer() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// A child that waits for SIGKILL, and its start time.
+struct Sleeper {
+  pid_t pid = ::fork();
+  unsigned long long start = 0;
+  Sleeper() {
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    REQUIRE(eventually([&] { return stat_of(pid).has_value(); }));
+    start = stat_of(pid)->start;
+  }
+  ~Sleeper() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  Sleeper(const Sleeper&) = delete;
+  Sleeper& operator=(const Sleeper&) = delete;
+};
+
+const std::string invocation(32, 'a');
+
+} // namespace
+
+TEST_CASE("hold: exit_fd() becomes readable when the main process is killed; then exit_status() says SIGKILL") {
+  Scratch tmp{"hold"};
+  const std::uint16_t port = free_port();
+  stackup::Stack s{"local", Daemon{{.command = {STACKUP_TEST_DAEMON_PATH, "--port", std::to_string(port), "--spawn-child",
+                                               "--tag", tmp.path.string()},
+                                   .state_dir = tmp.path / "state",
+                                   .ready = stackup::ready::http(port, "/health")}}};
+  auto& d = s.get<"orchestrator">();
+  CHECK(d.exit_fd() == -1); // nothing provisioned
+  s.up();
+  CHECK_FALSE(d.exit_status().has_value()); // running
+  const Closer fd{d.exit_fd()};
+  REQUIRE(fd.fd >= 0);
+  CHECK((::fcntl(fd.fd, F_GETFD) & FD_CLOEXEC) != 0);
+  CHECK_FALSE(readable(fd.fd, 0));
+  const Closer viewed{s.view().exit_fd("orchestrator")}; // through the view too
+  CHECK(viewed.fd >= 0);
+  const pid_t main = d.pid().value_or(0);
+  REQUIRE(main > 1);
+  REQUIRE(::kill(main, SIGKILL) == 0);
+  REQUIRE(readable(fd.fd, 30000));
+  // The waiter is gone: it wrote `exit` and stopped the child it held first.
+  const auto e = d.exit_status();
+  REQUIRE(e.has_value());
+  CHECK(e->signal == SIGKILL);
+  CHECK_FALSE(e->code.has_value());
+  CHECK(e->failed());
+  CHECK(e->at > std::chrono::system_clock::time_point{});
+  CHECK(tagged(tmp.path.string()).empty());
+  CHECK(listenable(port));
+  CHECK(Daemon::from_state_dir(tmp.path / "state").exit_status().has_value()); // another process reads it too
+  const auto row = s.status().front();
+  REQUIRE(row.exit.has_value());
+  CHECK(row.exit->signal == SIGKILL);
+  CHECK(d.exit_fd() == -1); // the waiter is gone
+  d.suspend();
+  CHECK_FALSE(d.exit_status().has_value()); // a down forgets it
+  CHECK(d.exit_fd() == -1);
+  s.down({.force = true});
+}
+
+TEST_CASE("hold: exit_status() is the current start's: empty after a new start and after a down") {
+  Scratch tmp{"hold"};
+  const fs::path go = tmp.path / "go";
+  Daemon d{{.command = {"/bin/sh", "-c", "while [ ! -e \"$0\" ]; do sleep 0.01; done; exit 3", go.string()},
+            .state_dir = tmp.path / "state"}};
+  d.provision();
+  CHECK_FALSE(d.exit_status().has_value());
+  d.resume();
+  const Closer fd{d.exit_fd()};
+  REQUIRE(fd.fd >= 0);
+  spit(go, "");
+  REQUIRE(readable(fd.fd, 30000));
+  REQUIRE(d.exit_status().has_value());
+  CHECK(d.exit_status()->code == 3);
+  CHECK_FALSE(d.exit_status()->signal.has_value());
+  fs::remove(go);
+  d.resume(); // a new start: the old end is no longer its
+  CHECK_FALSE(d.exit_status().has_value());
+  const Closer again{d.exit_fd()};
+  CHECK(again.fd >= 0);
+  d.suspend();
+  CHECK_FALSE(d.exit_status().has_value());
+  CHECK(d.exit_fd() == -1);
+  d.deprovision();
+}
+
+TEST_CASE("hold: exit_fd() of a record whose waiter's start time is wrong (a recycled pid) is -1") {
+  Scratch tmp{"hold"};
+  const Sleeper other;
+  Daemon d{{.command = {"/bin/true"}, .state_dir = tmp.path / "state"}};
+  d.provision();
+  const std::string main = std::to_string(other.pid) + " " + std::to_string(other.start) + " " + invocation + " ";
+  spit(d.pid_file(), main + std::to_string(other.pid) + " " + std::to_string(other.start + 1) + "\n");
+  CHECK(d.exit_fd() == -1);
+  spit(d.pid_file(), main + std::to_string(other.pid) + " " + std::to_string(other.start) + "\n");
+  const Closer right{d.exit_fd()}; // the same record with the right start time: a pidfd
+  CHECK(right.fd >= 0);
+  CHECK_FALSE(readable(right.fd, 0));
+  ::unlink(d.pid_file().c_str()); // never signalled: deprovision finds no record
+  d.deprovision();
+  CHECK(alive(other.pid));
+}
+
+TEST_CASE("hold: exit_fd() of a pid file of stackup 0.2 (no waiter) is a pidfd of the main process") {
+  Scratch tmp{"hold"};
+  auto other = std::make_unique<Sleeper>();
+  Daemon d{{.command = {"/bin/true"}, .state_dir = tmp.path / "state"}};
+  d.provision();
+  spit(d.pid_file(), std::to_string(other->pid) + " " + std::to_string(other->start + 1) + " " + invocation + "\n");
+  CHECK(d.exit_fd() == -1); // a recycled pid
+  spit(d.pid_file(), std::to_string(other->pid) + " " + std::to_string(other->start) + " " + invocation + "\n");
+  const Closer fd{d.exit_fd()};
+  REQUIRE(fd.fd >= 0);
+  CHECK_FALSE(readable(fd.fd, 0));
+  ::kill(other->pid, SIGKILL);
+  CHECK(readable(fd.fd, 30000));
+  other.reset();
+  ::unlink(d.pid_file().c_str());
+  d.deprovision();
+}
+
+TEST_CASE("hold: with a restart policy, an exit during start-up does not fail up; it is recorded for the policy") {
+  Scratch tmp{"hold"};
+  for (const bool probed : {false, true}) {
+    CAPTURE(probed);
+    stackup::Stack s{"local", Daemon{{.command = {"/bin/sh", "-c", "sleep 0.3; exit 3"},
+                                     .state_dir = tmp.path / "state",
+                                     .ready = probed ? stackup::ready::tcp(free_port()) : stackup::ready::none(),
+                                     .restart = {.policy = stackup::Restart::on_failure}}}};
+    auto& d = s.get<"orchestrator">();
+    s.up(); // succeeds: the supervisor's to restart
+    const auto e = d.exit_status();
+    REQUIRE(e.has_value());
+    CHECK(e->code == 3);
+    CHECK_FALSE(d.is_running());
+    CHECK(fs::exists(d.pid_file()));
+    CHECK(contains(slurp(d.log_file()).value_or(""), "exited with exit status 3 " +
+                                                         std::string(probed ? "before it was ready"
+                                                                            : "within its start-up grace of 500ms") +
+                                                         "; resume leaves it to its restart policy (on-failure)"));
+    CHECK(d.exit_fd() == -1);
+    CHECK(s.view().supervision("orchestrator").restart.policy == stackup::Restart::on_failure);
+    d.suspend();
+    CHECK_FALSE(d.exit_status().has_value());
+    CHECK(d.exit_fd() == -1);
+    s.down({.force = true});
+  }
+  // Not ready in time, or its port taken: still a failure, policy or not.
+  const std::uint16_t port = free_port();
+  Daemon slow{{.command = {"/bin/sh", "-c", "sleep 1000; true", tmp.path.string()},
+               .state_dir = tmp.path / "slow",
+               .ready = stackup::ready::tcp(port),
+               .start_timeout = 200ms,
+               .restart = {.policy = stackup::Restart::always}}};
+  slow.provision();
+  CHECK(contains(error_of([&] { slow.resume(); }), "was not ready within 200ms"));
+  const Listener taken(port);
+  CHECK(contains(error_of([&] { slow.resume(); }), "is already taken by"));
+  slow.deprovision();
+  CHECK(tagged(tmp.path.string()).empty());
 }

@@ -98,7 +98,7 @@ stackup::StackFileError error_of(std::string_view text, const stackup::Flavors& 
 
 constexpr std::string_view daemon_keys =
     "flavor, depends_on, name, command, ready, start_timeout, stop_timeout, start_grace, env, working_dir, state_dir, "
-    "user";
+    "user, restart, liveness, on_dependency_restart";
 
 } // namespace
 
@@ -279,7 +279,8 @@ TEST_CASE("errors at their line and column, saying what is valid") {
                 "unknown key 'mode' in component 'd' (local_directory); valid keys: flavor, depends_on, name, path");
     CHECK_ERROR("[components.j]\nflavor = \"command\"\nstart = \"x\"\n", 3, 1,
                 "unknown key 'start' in component 'j' (command); valid keys: flavor, depends_on, name, provision, "
-                "deprovision, resume, suspend, is_provisioned, is_running, timeout, working_dir, env, user");
+                "deprovision, resume, suspend, is_provisioned, is_running, timeout, working_dir, env, user, restart, liveness, "
+                "on_dependency_restart");
   }
   SUBCASE("unknown key in ready") {
     CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\nready = { tcp = 1, host = \"h\" }\n", 4, 20,
@@ -1299,4 +1300,184 @@ TEST_CASE("a definition error from a stack file keeps its kind and roles, placed
   const auto syntax = error_of("name = \n");
   CHECK(syntax.kind() == Kind::other);
   CHECK(syntax.roles().empty());
+}
+
+// ---- supervision keys (DESIGN §10): restart, liveness, on_dependency_restart ----
+
+TEST_CASE("supervision: restart, liveness and on_dependency_restart fill the config structs, and stack config reads back") {
+  TempDir tmp;
+  Env port("STACKUP_TEST_LIVE_PORT", "7021");
+  write(tmp.path / "stackup.toml", R"([components.cache]
+flavor = "local_daemon"
+command = ["srv"]
+restart = "on-failure"
+liveness = { tcp = "${STACKUP_TEST_LIVE_PORT}" }
+
+[components.web]
+flavor = "local_daemon"
+command = ["srv"]
+restart = { policy = "always", backoff = "250ms", max_backoff = "1m", reset_after = "20s", max = 7, within = "2m" }
+liveness = { http = 7022, path = "/health", period = "2s", timeout = "500ms", failures = 4 }
+on_dependency_restart = "restart"
+depends_on = ["cache"]
+
+[components.db]
+flavor = "command"
+resume = "start-db"
+restart = { policy = "on-failure" }
+liveness = { exec = "check-db --quick" }
+on_dependency_restart = "ignore"
+
+[components.plain]
+flavor = "command"
+restart = "no"
+)");
+  const auto first = stackup::load_stack(tmp.path / "stackup.toml");
+  const auto* cache = first.get("cache").target<Daemon>();
+  const auto* web = first.get("web").target<Daemon>();
+  const auto* db = first.get("db").target<Cmd>();
+  const auto* plain = first.get("plain").target<Cmd>();
+  REQUIRE(cache);
+  REQUIRE(web);
+  REQUIRE(db);
+  REQUIRE(plain);
+
+  CHECK(cache->config().restart.policy == stackup::Restart::on_failure);
+  CHECK(cache->config().restart.backoff == 100ms); // the defaults
+  CHECK(cache->config().restart.max_backoff == 30s);
+  CHECK_FALSE(cache->config().restart.max.has_value());
+  CHECK(cache->config().liveness.kind == stackup::Liveness::Kind::tcp);
+  CHECK(cache->config().liveness.port == 7021);
+  CHECK(cache->config().liveness.period == 5s);
+  CHECK(cache->config().liveness.failures == 3);
+  CHECK(cache->config().on_dependency_restart == stackup::OnDependencyRestart::ignore);
+
+  const auto w = web->supervision();
+  CHECK(w.restart.policy == stackup::Restart::always);
+  CHECK(w.restart.backoff == 250ms);
+  CHECK(w.restart.max_backoff == 1min);
+  CHECK(w.restart.reset_after == 20s);
+  CHECK(w.restart.max == 7U);
+  CHECK(w.restart.within == 2min);
+  CHECK(w.liveness.kind == stackup::Liveness::Kind::http);
+  CHECK(w.liveness.port == 7022);
+  CHECK(w.liveness.path == "/health");
+  CHECK(w.liveness.period == 2s);
+  CHECK(w.liveness.timeout == 500ms);
+  CHECK(w.liveness.failures == 4U);
+  CHECK(w.on_dependency_restart == stackup::OnDependencyRestart::restart);
+
+  CHECK(db->config().restart.policy == stackup::Restart::on_failure);
+  CHECK(db->config().liveness.kind == stackup::Liveness::Kind::exec);
+  CHECK(db->config().liveness.exec == "check-db --quick");
+  CHECK(db->supervision().on_dependency_restart == stackup::OnDependencyRestart::ignore);
+  CHECK(plain->supervision().restart.policy == stackup::Restart::no);
+  CHECK(first.view().supervision("web").restart.max == 7U); // what a supervisor reads
+
+  const std::string config = stackup::stack_config(tmp.path / "stackup.toml");
+  CHECK(config.find("restart = \"on-failure\"\nliveness = { tcp = 7021 }\n") != std::string::npos);
+  CHECK(config.find("restart = { policy = \"always\", backoff = \"250ms\", max_backoff = \"1m\", reset_after = \"20s\", "
+                    "max = 7, within = \"2m\" }\n") != std::string::npos);
+  CHECK(config.find("liveness = { http = 7022, path = \"/health\", period = \"2s\", timeout = \"500ms\", failures = 4 }\n"
+                    "on_dependency_restart = \"restart\"\n") != std::string::npos);
+  CHECK(config.find("liveness = { exec = \"check-db --quick\" }\n") != std::string::npos);
+  write(tmp.path / "again.toml", config);
+  const auto again = stackup::load_stack(tmp.path / "again.toml");
+  const auto a = again.get("web").target<Daemon>()->supervision();
+  CHECK(a.restart.max == 7U);
+  CHECK(a.liveness.path == "/health");
+  CHECK(a.on_dependency_restart == stackup::OnDependencyRestart::restart);
+  CHECK(again.get("cache").target<Daemon>()->config().liveness.port == 7021);
+}
+
+TEST_CASE("supervision: every bad value is an error at its place, naming what is valid") {
+  const std::string daemon = "[components.cache]\nflavor = \"local_daemon\"\ncommand = [\"r\"]\n";
+  SUBCASE("restart") {
+    CHECK_ERROR(daemon + "restart = \"sometimes\"\n", 4, 11,
+                "'restart' of component 'cache' must be \"no\", \"on-failure\" or \"always\", not \"sometimes\"");
+    CHECK_ERROR(daemon + "restart = { policy = \"sometimes\" }\n", 4, 22,
+                "'policy' of 'restart' of component 'cache' must be \"no\", \"on-failure\" or \"always\", not "
+                "\"sometimes\"");
+    CHECK_ERROR(daemon + "restart = true\n", 4, 11,
+                "'restart' of component 'cache' must be \"no\", \"on-failure\" or \"always\", or a table such as { "
+                "policy = \"on-failure\", backoff = \"100ms\", max = 5 }, not a boolean");
+    CHECK_ERROR(daemon + "restart = { backoff = \"1s\" }\n", 4, 11,
+                "'restart' of component 'cache' lacks the required key 'policy' (\"no\", \"on-failure\" or \"always\"), "
+                "e.g. restart = { policy = \"on-failure\", backoff = \"1s\" }");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", backoff = \"0ms\" }\n", 4, 42,
+                "'backoff' of 'restart' of component 'cache' must be a duration above zero, such as \"100ms\"");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", within = \"0s\" }\n", 4, 41,
+                "'within' of 'restart' of component 'cache' must be a duration above zero, such as \"100ms\"");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", reset_after = \"-1s\" }\n", 4, 46,
+                "'reset_after' of 'restart' of component 'cache' (local_daemon) is \"-1s\", not a duration: a whole "
+                "number followed by ms, s, m or h, such as \"250ms\", \"10s\", \"2m\"");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", backoff = \"5s\", max_backoff = \"1s\" }\n", 4, 62,
+                "'max_backoff' of 'restart' of component 'cache' (1s) is below its 'backoff' (5s): the delay grows "
+                "from 'backoff' up to 'max_backoff'; make max_backoff at least 5s");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", backoff = \"1m\" }\n", 4, 42,
+                "'backoff' of 'restart' of component 'cache' (60s) is above the default 'max_backoff' (30s): set "
+                "max_backoff too, at least 60s");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", max = -1 }\n", 4, 38,
+                "'max' of 'restart' of component 'cache' is -1: give a number of restarts from 0 (0: no limit)");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", max = \"5\" }\n", 4, 38,
+                "'max' of 'restart' of component 'cache' (local_daemon) must be a whole number, or a string holding "
+                "just one ${VAR} that gives one, not a string");
+    CHECK_ERROR(daemon + "restart = { policy = \"always\", tries = 3 }\n", 4, 32,
+                "unknown key 'tries' in 'restart' of component 'cache' (local_daemon); valid keys: policy, backoff, "
+                "max_backoff, reset_after, max, within");
+  }
+  SUBCASE("liveness") {
+    CHECK_ERROR(daemon + "liveness = { tcp = 1, exec = \"true\" }\n", 4, 30,
+                "'liveness' of component 'cache' has both tcp and exec: choose one probe");
+    CHECK_ERROR(daemon + "liveness = { tcp = 1, http = 2 }\n", 4, 30,
+                "'liveness' of component 'cache' has both tcp and http: choose one probe");
+    CHECK_ERROR(daemon + "liveness = { period = \"1s\" }\n", 4, 12,
+                "'liveness' of component 'cache' needs one probe: write liveness = { tcp = PORT }, { http = PORT, path "
+                "= \"/health\" } or { exec = \"shell command\" }");
+    CHECK_ERROR(daemon + "liveness = { tcp = 70000 }\n", 4, 20,
+                "'tcp' of 'liveness' of component 'cache' (local_daemon) is 70000: a port is between 1 and 65535");
+    CHECK_ERROR(daemon + "liveness = { http = 0 }\n", 4, 21,
+                "'http' of 'liveness' of component 'cache' (local_daemon) is 0: a port is between 1 and 65535");
+    CHECK_ERROR(daemon + "liveness = { tcp = 1, path = \"/h\" }\n", 4, 30,
+                "'path' goes with http, not tcp: write liveness = { http = PORT, path = \"/health\" }");
+    CHECK_ERROR(daemon + "liveness = { http = 1, path = \"health\" }\n", 4, 31,
+                "'path' of 'liveness' of component 'cache' is \"health\": it must start with '/' and hold no spaces or "
+                "line breaks");
+    CHECK_ERROR(daemon + "liveness = { exec = \"\" }\n", 4, 21,
+                "'exec' of 'liveness' of component 'cache' is empty: give a shell command that exits 0 while it is "
+                "alive");
+    CHECK_ERROR(daemon + "liveness = { tcp = 1, period = \"0s\" }\n", 4, 32,
+                "'period' of 'liveness' of component 'cache' must be a duration above zero, such as \"100ms\"");
+    CHECK_ERROR(daemon + "liveness = { tcp = 1, failures = 0 }\n", 4, 34,
+                "'failures' of 'liveness' of component 'cache' is 0: give a number of failures in a row from 1");
+    CHECK_ERROR(daemon + "liveness = { tcp = 1, host = \"h\" }\n", 4, 23,
+                "unknown key 'host' in 'liveness' of component 'cache' (local_daemon); valid keys: tcp, http, path, "
+                "exec, period, timeout, failures");
+    CHECK_ERROR(daemon + "liveness = \"tcp\"\n", 4, 12,
+                "'liveness' of component 'cache' (local_daemon) must be a table, not a string");
+  }
+  SUBCASE("on_dependency_restart") {
+    CHECK_ERROR(daemon + "on_dependency_restart = \"stop\"\n", 4, 25,
+                "'on_dependency_restart' of component 'cache' must be \"ignore\" or \"restart\", not \"stop\"");
+  }
+  SUBCASE("a command without resume has nothing to restart with") {
+    CHECK_ERROR("[components.db]\nflavor = \"command\"\nis_running = \"true\"\nrestart = \"always\"\n", 4, 11,
+                "'restart' of component 'db' is \"always\", but the component has no 'resume' command, so there is "
+                "nothing to restart it with: add resume = \"...\" (the command that starts it), or remove 'restart'");
+    CHECK_ERROR("[components.db]\nflavor = \"command\"\nrestart = { policy = \"on-failure\" }\n", 3, 11,
+                "'restart' of component 'db' is \"on-failure\", but the component has no 'resume' command, so there "
+                "is nothing to restart it with: add resume = \"...\" (the command that starts it), or remove 'restart'");
+  }
+  SUBCASE("local_directory cannot honour any of them") {
+    const std::string dir = "[components.d]\nflavor = \"local_directory\"\npath = \"x\"\n";
+    CHECK_ERROR(dir + "restart = \"always\"\n", 4, 11,
+                "local_directory cannot honour 'restart': it never stops on its own; remove the key");
+    CHECK_ERROR(dir + "liveness = { tcp = 1 }\n", 4, 12,
+                "local_directory cannot honour 'liveness': it never stops on its own; remove the key");
+    CHECK_ERROR(dir + "on_dependency_restart = \"restart\"\n", 4, 25,
+                "local_directory cannot honour 'on_dependency_restart': it never stops on its own; remove the key");
+    // Not listed as valid keys of a local_directory.
+    CHECK_ERROR(dir + "mode = 1\n", 4, 1,
+                "unknown key 'mode' in component 'd' (local_directory); valid keys: flavor, depends_on, name, path");
+  }
 }

@@ -885,6 +885,51 @@ public:
     note(key, std::to_string(value));
     return static_cast<std::uint16_t>(value);
   }
+  /// An optional integer: a TOML integer, or a string that is one `${...}`
+  /// standing for one. The caller checks its range (with fail(key, ...)).
+  [[nodiscard]] std::optional<long long> optional_integer(std::string_view key) const {
+    ask(key);
+    const toml::node* n = node(key);
+    if (!n) return std::nullopt;
+    long long value = 0;
+    if (n->is_integer()) {
+      value = n->ref<std::int64_t>();
+    } else if (n->is_string() && is_one_variable(n->ref<std::string>())) {
+      const std::string text = ctx_->expand(n->ref<std::string>(), place(*n), described(key));
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
+        fail_at(place(*n), described(key) + " is \"" + text + "\" once expanded, not a whole number");
+    } else {
+      fail_at(place(*n), described(key) + " must be a whole number, or a string holding just one ${VAR} that gives "
+                                          "one, not " + detail::stack_file::type_name(*n));
+    }
+    note(key, std::to_string(value));
+    return value;
+  }
+  /// What the key holds: "string", "integer", "float", "boolean", "array",
+  /// "table" or "date"; empty when it is absent. For a key that takes more
+  /// than one type (`restart = "always"` or a table): read it then with the
+  /// accessor for its type.
+  [[nodiscard]] std::string_view kind(std::string_view key) const {
+    ask(key);
+    const toml::node* n = node(key);
+    if (!n) return {};
+    switch (n->type()) {
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::array: return "array";
+    case toml::node_type::table: return "table";
+    default: return "date";
+    }
+  }
+  /// For a key this flavour cannot honour: StackFileError at its value with
+  /// `message` when it is present. Absent, nothing; either way the key is not
+  /// listed as a valid one.
+  void refuse(std::string_view key, std::string_view message) const {
+    if (const toml::node* n = node(key)) fail_at(place(*n), message);
+  }
   /// An optional path, resolved against the file's directory (absolute, normalised).
   [[nodiscard]] std::optional<std::filesystem::path> path(std::string_view key) const {
     const toml::node* n = checked(key, toml::node_type::string, "a path (a string)");

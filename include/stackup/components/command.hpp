@@ -40,6 +40,18 @@ struct CommandConfig {
   /// as this process. Another user needs root; the user must be able to enter
   /// `working_dir`.
   std::string user{};
+  /// Whether a supervisor (stackup::supervise) runs `resume` again when the
+  /// `is_running` query turns false without a down (it polls: a Command
+  /// cannot tell of its exit), after what back-off, and when it gives up
+  /// (DESIGN §10). A policy needs a `resume` command.
+  RestartPolicy restart{};
+  /// A probe a supervisor runs every `period` once the component is running;
+  /// `failures` failures in a row count as an exit. Default: none.
+  Liveness liveness{};
+  /// Whether a supervisor suspends the component while one of its
+  /// dependencies restarts, and resumes it once that one is ready again.
+  /// Default: ignore.
+  OnDependencyRestart on_dependency_restart{};
 };
 
 /// A component whose actions and queries are shell commands: the way a stack
@@ -85,7 +97,8 @@ public:
 
   /// The component a stack file's table describes (`flavor = "command"`, see
   /// docs/stack-files.md): `name`, the six commands, `timeout`, `working_dir`
-  /// (default: the file's directory), `env` and `user`. `Table` is
+  /// (default: the file's directory), `env`, `user`, and `restart`,
+  /// `liveness` and `on_dependency_restart` (a policy needs `resume`). `Table` is
   /// stackup::StackFileTable (<stackup/stack_file.hpp>), or a type with its interface.
   template <class Table> [[nodiscard]] static Command from_table(const Table& t) {
     Config c;
@@ -100,10 +113,25 @@ public:
     c.working_dir = t.path_or("working_dir", t.directory());
     c.env = t.string_map("env");
     c.user = detail::user_from_table(t);
+    const auto supervision = detail::supervision_from_table(
+        t, c.resume.empty() ? "the component has no 'resume' command, so there is nothing to restart it with: add "
+                              "resume = \"...\" (the command that starts it), or remove 'restart'"
+                            : "");
+    c.restart = supervision.restart;
+    c.liveness = supervision.liveness;
+    c.on_dependency_restart = supervision.on_dependency_restart;
     return Command(std::move(c));
   }
 
   // name() (the configured name, or the role) and config() come from Base.
+
+  /// What a supervisor reads: the config's `restart`, `liveness` and
+  /// `on_dependency_restart`. (No exit_fd() or exit_status(): a Command
+  /// cannot tell when or how what it started ends; a supervisor polls
+  /// is_running().)
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return {config_.restart, config_.liveness, config_.on_dependency_restart};
+  }
 
   /// For status tables: the query that decides the state.
   [[nodiscard]] std::string detail() const {

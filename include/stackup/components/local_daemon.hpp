@@ -140,6 +140,18 @@ struct LocalDaemonConfig {
   /// fails resume with its exit status. Zero (or negative): no wait; an exit
   /// already seen still fails. Unused with a probe (readiness decides).
   std::chrono::milliseconds start_grace = std::chrono::milliseconds(500);
+  /// Whether a supervisor (stackup::supervise) starts the daemon again when its
+  /// main process ends without a down, after what back-off, and when it gives
+  /// up (DESIGN §10). With a policy other than Restart::no, an exit during
+  /// resume's start-up grace or readiness wait does not fail resume: the exit
+  /// is recorded (exit_status()) and left to the policy.
+  RestartPolicy restart{};
+  /// A probe a supervisor runs every `period` once the daemon is ready;
+  /// `failures` failures in a row count as an exit. Default: none.
+  Liveness liveness{};
+  /// Whether a supervisor suspends the daemon while one of its dependencies
+  /// restarts, and resumes it once that one is ready again. Default: ignore.
+  OnDependencyRestart on_dependency_restart{};
 };
 
 /// How a daemon's main process ended, as its waiter recorded it (see
@@ -398,8 +410,9 @@ public:
   /// The daemon a stack file's table describes (`flavor = "local_daemon"`, see
   /// docs/stack-files.md): `name`, the required `command`, `ready` (see
   /// ready::Probe::from_table), the timeouts, `env`, `working_dir` (default:
-  /// the file's directory), `state_dir` (default: `.stackup/<role>` there) and
-  /// `user`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// the file's directory), `state_dir` (default: `.stackup/<role>` there),
+  /// `user`, and `restart`, `liveness` and `on_dependency_restart`
+  /// (detail::supervision_from_table). `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
   /// a type with its interface.
   template <class Table> [[nodiscard]] static LocalDaemon from_table(const Table& t) {
     Config c;
@@ -420,6 +433,10 @@ public:
     c.working_dir = t.path_or("working_dir", t.directory());
     c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
     c.user = detail::user_from_table(t);
+    const auto supervision = detail::supervision_from_table(t);
+    c.restart = supervision.restart;
+    c.liveness = supervision.liveness;
+    c.on_dependency_restart = supervision.on_dependency_restart;
     return LocalDaemon(std::move(c));
   }
 
@@ -538,6 +555,58 @@ public:
     return out;
   }
 
+  /// A new descriptor (the caller closes it) that becomes readable when the
+  /// daemon has ended on its own: a pidfd (close-on-exec) of the waiter the
+  /// pid file records. The waiter exits only after it has written `exit` and
+  /// killed and reaped every process it held, so once the descriptor is
+  /// readable exit_status() tells how the daemon ended and its port is free.
+  /// For a pid file of stackup 0.2 (no waiter): a pidfd of the main process.
+  /// -1 when there is no pid file or it cannot be read, the waiter has exited
+  /// (even if not yet reaped) or its pid is another process's now, or the
+  /// system gives no pidfds.
+  [[nodiscard]] int exit_fd() const {
+    using px = detail::posix;
+    try {
+      const auto dir = open_state();
+      if (!dir) return -1;
+      const auto rec = read_pid(dir.get());
+      if (!rec) return -1;
+      const px::ProcessId target = rec->waiter != 0 ? px::ProcessId{rec->waiter, rec->waiter_start}
+                                                    : px::ProcessId{rec->pid, rec->start_time};
+      px::Fd fd = px::open_pidfd(target);
+      // A waiter that has exited but is not yet reaped (by init) still has a
+      // pidfd: it is not running, so none is given.
+      if (!fd || !px::alive_as(target.pid, target.start_time)) return -1;
+      return fd.release();
+    } catch (const std::exception&) {
+      return -1; // unsafe state directory, corrupt pid file: the queries say why
+    }
+  }
+
+  /// How the daemon last ended on its own, from last_exit(): its exit status
+  /// (`code`) or signal, and when (`at`). Only the end of the start the pid
+  /// file records: empty while it runs, after a new start, after a down (which
+  /// removes the pid file), and when nothing can be read.
+  [[nodiscard]] std::optional<Exit> exit_status() const {
+    try {
+      const auto e = last_exit();
+      if (!e || !e->current) return std::nullopt;
+      Exit out;
+      out.code = e->exit_code;
+      out.signal = e->signal;
+      out.at = e->when;
+      return out;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+  /// What a supervisor reads: the config's `restart`, `liveness` and
+  /// `on_dependency_restart`.
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return {config_.restart, config_.liveness, config_.on_dependency_restart};
+  }
+
   /// Creates the state directory (mode 0700, parents as needed) with the
   /// ownership marker, and writes the config. Refuses (Error naming the path and
   /// the reason) a state directory that is a symlink, another user's, or
@@ -569,7 +638,12 @@ public:
   /// the main process exits before it is ready or within start_grace (with its
   /// exit status and the last lines of its log; what it left is stopped), or
   /// when it is not ready within start_timeout (it is stopped first);
-  /// ProvisioningError when there is no state directory.
+  /// ProvisioningError when there is no state directory. With a restart policy
+  /// (`restart.policy` other than Restart::no) the main process exiting during
+  /// that wait is not a failure: resume logs it and returns, keeping the pid
+  /// file and `exit` (exit_status() says how it ended), and a supervisor
+  /// restarts it by the policy. A taken port or a daemon not ready in time
+  /// still fails.
   void resume() {
     using px = detail::posix;
     if (config_.command.empty())
@@ -933,6 +1007,7 @@ private:
                   "foreground (one that puts it in the background, like `sh -c 'server &'` or `redis-server "
                   "--daemonize yes`, is not supported)";
         }
+        if (supervised()) return left_to_policy(dir, what);
         fail(what);
       }
       if (rec.waiter == 0) {
@@ -944,6 +1019,7 @@ private:
           const bool left = halt(rec) != px::Stopped::not_running;
           std::string what = status ? "exited with " + px::describe_exit(*ended) + " " + when : "exited " + when;
           if (left) append_log(dir, "stopped the processes it left in its session");
+          if (supervised()) return left_to_policy(dir, what);
           fail(what);
         }
       }
@@ -968,6 +1044,18 @@ private:
       }
       backoff.sleep(probed ? deadline : grace_end);
     }
+  }
+
+  // Whether an exit during start-up is its restart policy's to handle (DESIGN
+  // §10) rather than resume's failure.
+  [[nodiscard]] bool supervised() const noexcept { return config_.restart.policy != Restart::no; }
+
+  // An exit during start-up of a daemon with a restart policy: resume does not
+  // fail. The pid file and `exit` stay, so exit_status() and status show how it
+  // ended; a supervisor restarts it by its policy.
+  void left_to_policy(int dir, const std::string& what) const {
+    append_log(dir, what + "; resume leaves it to its restart policy (" + std::string(to_string(config_.restart.policy)) +
+                        ")");
   }
 
   // Stops the recorded daemon (if it is still ours) and everything it holds,

@@ -77,7 +77,8 @@ public:
 
   /// The directory a stack file's table describes (`flavor =
   /// "local_directory"`, see docs/stack-files.md): `name` and the required
-  /// `path`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// `path`; `restart`, `liveness` and `on_dependency_restart` are errors at
+  /// their key (a directory never stops on its own). `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
   /// a type with its interface.
   template <class Table> [[nodiscard]] static LocalDirectory from_table(const Table& t) {
     Config c;
@@ -85,6 +86,7 @@ public:
     auto p = t.path("path");
     if (!p) t.fail(t.what() + " lacks the required key 'path' (the directory)");
     c.path = std::move(*p);
+    detail::refuse_supervision(t, flavor, "it never stops on its own");
     return LocalDirectory(std::move(c));
   }
 

@@ -116,6 +116,8 @@ public:
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
+  /// The descriptor, now the caller's to close.
+  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
 
 private:
   int fd_ = -1;

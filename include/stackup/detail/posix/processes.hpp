@@ -519,17 +519,34 @@ static std::vector<ProcessId> daemon_processes(const PidRecord& r) {
   return out;
 }
 
-/// Sends `sig` to the process `p` names, only if it is still that process: a
-/// pidfd is opened first and the start time checked after, so the pid cannot
-/// be reused in between (a plain kill() after the check where pidfds are missing).
+/// A pidfd (close-on-exec, as pidfd_open always makes it) of the process `p`
+/// names, only if it is still that process: the pidfd is opened first and the
+/// start time checked after, so the pid cannot have been reused in between.
+/// It becomes readable when that process exits. Empty with errno ESRCH when
+/// the process is gone or the pid is another's now; empty with another errno
+/// (ENOSYS, EPERM, ...) when the system gives no pidfds.
+static Fd open_pidfd(const ProcessId& p) {
+#if defined(SYS_pidfd_open)
+  Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0U)));
+  if (!fd) return fd;
+  const auto st = read_proc_stat(p.pid);
+  if (!st || st->start_time != p.start_time) {
+    fd.reset();
+    errno = ESRCH;
+  }
+  return fd;
+#else
+  (void)p;
+  errno = ENOSYS;
+  return Fd();
+#endif
+}
+
+/// Sends `sig` to the process `p` names, only if it is still that process
+/// (see open_pidfd; a plain kill() after the check where pidfds are missing).
 static bool signal_process(const ProcessId& p, int sig) {
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
-  const Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0U)));
-  if (fd) {
-    const auto st = read_proc_stat(p.pid);
-    if (!st || st->start_time != p.start_time) return false;
-    return ::syscall(SYS_pidfd_send_signal, fd.get(), sig, nullptr, 0U) == 0;
-  }
+  if (const Fd fd = open_pidfd(p)) return ::syscall(SYS_pidfd_send_signal, fd.get(), sig, nullptr, 0U) == 0;
   if (errno == ESRCH) return false;
 #endif
   const auto st = read_proc_stat(p.pid);
