@@ -101,6 +101,9 @@ inline int supervise(stackup::DynamicStack& stack, const fs::path& dir, const st
                        "stops it\n", stack.name(), other ? fmt::format(" by pid {}", other->pid) : std::string());
     return stackup::cli::exit_failure;
   }
+  // The record of an earlier supervisor (killed) is not this one's: status
+  // reads the record of the supervisor the pid file names.
+  ::unlinkat(dirfd.get(), stackup::detail::supervision::record_file, 0);
   posix::write_file_atomic(dirfd.get(), record::pid_file, record::format_pid(record::self()), dir / record::pid_file);
   if (const int code = up(); code != stackup::cli::exit_success) {
     ::unlinkat(dirfd.get(), record::pid_file, 0);
