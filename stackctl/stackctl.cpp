@@ -171,6 +171,10 @@ int run(std::span<const std::string_view> words) {
       return stackup::cli::run(stack, up, std::cout, std::cerr, locked);
     };
     const int code = stackup::cli::run(stack, command, std::cout, std::cerr, locked);
+    // `.stackup` held the supervisor's state too when the components removed
+    // theirs: it goes with the stack when nothing else is left in it.
+    if (code == stackup::cli::exit_success && stackctl::forced_down(command))
+      ::rmdir((source->directory / ".stackup").c_str());
     if (code != stackup::cli::exit_success || !stackctl::detached_up(command) || !stackctl::wants_supervisor(stack.view()))
       return code;
     // A stack with a restart policy keeps one supervisor while it is up.

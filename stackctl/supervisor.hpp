@@ -56,6 +56,15 @@ inline bool detached_up(std::span<const std::string_view> command) {
   return true;
 }
 
+/// `stack down --force` (`-f`, alone or among short flags).
+inline bool forced_down(std::span<const std::string_view> command) {
+  if (command.size() < 2 || command[0] != "stack" || command[1] != "down") return false;
+  for (const std::string_view w : command.subspan(2))
+    if (w == "--force" || (w.size() > 1 && w[0] == '-' && w[1] != '-' && w.find('f') != std::string_view::npos))
+      return true;
+  return false;
+}
+
 /// The supervision directory's lock file, open (created if missing).
 inline posix::Fd open_lock(int dirfd, const fs::path& dir) {
   posix::Fd fd(::openat(dirfd, record::lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));

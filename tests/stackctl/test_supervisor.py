@@ -182,7 +182,7 @@ class Detached(SupervisorCase):
         # --force removes the supervision state with the stack.
         self.up()
         self.ok("stack", "down", "--force")
-        self.assertFalse(os.path.exists(os.path.join(self.dir, ".stackup", "stack")))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, ".stackup")))
         self.assertEqual(supervisors(self.file), [])
 
     def test_a_supervisor_killed_leaves_the_stack_running_and_the_next_up_starts_another(self):
