@@ -394,3 +394,27 @@ TEST_CASE("command: a working_dir the user cannot enter is an error naming the d
         "failed: Permission denied (working_dir '" + inner.string() +
             "', as user 'nobody': that user must be allowed to enter it and every directory above it)");
 }
+
+TEST_CASE("command: supervision() returns its restart, liveness and on_dependency_restart; it has no exit_fd or exit_status") {
+  Cmd c{{.resume = "true",
+         .restart = {.policy = stackup::Restart::always, .backoff = 50ms, .max = 2U},
+         .liveness = {.kind = stackup::Liveness::Kind::exec, .exec = "true"},
+         .on_dependency_restart = stackup::OnDependencyRestart::restart}};
+  const auto s = c.supervision();
+  CHECK(s.restart.policy == stackup::Restart::always);
+  CHECK(s.restart.backoff == 50ms);
+  CHECK(s.restart.max == 2U);
+  CHECK(s.liveness.kind == stackup::Liveness::Kind::exec);
+  CHECK(s.liveness.exec == "true");
+  CHECK(s.on_dependency_restart == stackup::OnDependencyRestart::restart);
+  CHECK(Cmd{{}}.supervision().restart.policy == stackup::Restart::no); // the defaults
+  // It cannot tell of its exit: a supervisor polls is_running().
+  static_assert(!stackup::detail::has_exit_fd<Cmd> && !stackup::detail::has_exit_status<Cmd>);
+  static_assert(stackup::detail::has_supervision<Cmd>);
+  static_assert(!stackup::detail::has_supervision<stackup::LocalDirectory<"d">>);
+  stackup::Stack st{"x", std::move(c), stackup::LocalDirectory<"d">{{.path = "/nonexistent/stackup-d"}}};
+  CHECK(st.view().exit_fd("experiment_tracker") == -1);
+  CHECK_FALSE(st.view().exit_status("experiment_tracker").has_value());
+  CHECK(st.view().supervision("experiment_tracker").restart.policy == stackup::Restart::always);
+  CHECK(st.view().supervision("d").restart.policy == stackup::Restart::no);
+}

@@ -125,9 +125,11 @@ struct Until {
   std::function<bool()> done;
   std::chrono::steady_clock::time_point ceiling = std::chrono::steady_clock::now() + 20s;
   mutable int asked = 0;
+  mutable bool latched = false; // once requested, a stop stays requested (as std::stop_token's)
   bool stop_requested() const {
     ++asked;
-    return std::chrono::steady_clock::now() >= ceiling || (done && done());
+    if (!latched) latched = std::chrono::steady_clock::now() >= ceiling || (done && done());
+    return latched;
   }
   bool stop_possible() const { return true; }
 };
@@ -350,6 +352,7 @@ TEST_CASE("supervise: a liveness probe that fails `failures` times in a row stop
     a.config.liveness.kind = stackup::Liveness::Kind::exec;
     a.config.liveness.exec = "test -f '" + (w.path / "healthy").string() + "'";
   }
+#ifdef STACKUP_TEST_DAEMON_PATH // (not in builds without the test programs)
   SUBCASE("http: a daemon that answers 503") {
     const auto port = ports::free_port();
     a.s->script = std::string("exec '") + STACKUP_TEST_DAEMON_PATH + "' --port " + std::to_string(port) +
@@ -358,6 +361,7 @@ TEST_CASE("supervise: a liveness probe that fails `failures` times in a row stop
     a.config.liveness.port = port;
     a.config.liveness.path = "/health";
   }
+#endif
   SUBCASE("tcp: nothing listens") {
     a.config.liveness.kind = stackup::Liveness::Kind::tcp;
     a.config.liveness.port = ports::free_port();
@@ -409,6 +413,9 @@ TEST_CASE("supervise: on_dependency_restart = restart suspends the dependent and
   (void)stackup::supervise(s, {.stop = &until,
                                .policies = {{"a", policy(Restart::always)}, {"b", policy(Restart::always)}}});
   CHECK(a.s->starts == 2);
+  std::string seen;
+  for (const auto& x : actions) seen += x + "; ";
+  INFO("actions: ", seen);
   if (cascade) {
     CHECK(actions == std::vector<std::string>{"suspend b", "resume a", "resume b"});
     CHECK(b.s->pid != b_pid);
@@ -662,3 +669,229 @@ TEST_CASE("supervision record: written atomically in a private directory; down m
   CHECK(messages::contains(message, "chmod 700"));
   ::chmod(dir.c_str(), 0700);
 }
+
+// ---- LocalDaemon: the pidfd of its waiter, its recorded exit, its hold ---------------------------
+
+#ifdef STACKUP_TEST_DAEMON_PATH
+namespace {
+
+// A daemon config whose command appends a line (its pid) to `starts` on each start, then
+// runs `script` (/bin/sh -c; $0 is the scratch path, which tags its processes).
+stackup::LocalDaemonConfig counted(const Scratch& w, std::string_view name, const fs::path& starts,
+                                   const std::string& script) {
+  stackup::LocalDaemonConfig c;
+  c.command = {"/bin/sh", "-c", "echo $$ >> '" + starts.string() + "'; " + script, w.path.string()};
+  c.state_dir = w.path / "state" / std::string(name);
+  c.start_grace = 50ms;
+  c.stop_timeout = 2s;
+  return c;
+}
+
+std::string test_daemon(std::uint16_t port, const Scratch& w, std::string_view extra = {}) {
+  return std::string("exec '") + STACKUP_TEST_DAEMON_PATH + "' --port " + std::to_string(port) + " --tag '" +
+         w.path.string() + "' " + std::string(extra);
+}
+
+using DA = stackup::LocalDaemon<"a">;
+using DC = stackup::LocalDaemon<"c">;
+
+} // namespace
+
+TEST_CASE("supervise LocalDaemon: an exit is seen through its pidfd, with its code; on-failure restarts it") {
+  Scratch w("supervise");
+  const fs::path starts = w.path / "starts";
+  auto c = counted(w, "a", starts, "sleep 0.3; exit 3");
+  c.restart = policy(Restart::on_failure);
+  stackup::Stack<DA> s("local", DA{c});
+  s.up();
+  Events ev;
+  Until until{[&] { return ev.count(Kind::exited) >= 2; }};
+  (void)stackup::supervise(s, {.stop = &until, .on_event = ev.observer()});
+  const auto ex = ev.of(Kind::exited);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].exit->code == 3);
+  CHECK(ex[0].exit->at.time_since_epoch().count() != 0);
+  // Each start wrote its pid: a new process.
+  const auto pids = files::slurp(starts).value_or("");
+  const auto nl = pids.find('\n');
+  REQUIRE(nl != std::string::npos);
+  CHECK(pids.substr(0, nl + 1) != pids.substr(nl + 1));
+  CHECK(lines_of(starts) == 2);
+}
+
+TEST_CASE("supervise LocalDaemon: one that exits at once is restarted with back-off, then failed after max") {
+  Scratch w("supervise");
+  const fs::path starts = w.path / "starts";
+  auto c = counted(w, "a", starts, "exit 1");
+  c.restart = policy(Restart::on_failure, 50ms);
+  c.restart.max_backoff = 400ms;
+  const auto port = ports::free_port();
+  auto sibling = counted(w, "c", w.path / "sibling", test_daemon(port, w));
+  sibling.ready = stackup::ready::tcp(port);
+  SUBCASE("no limit: the back-off alone holds it") {
+    c.restart.max = 0;
+    stackup::Stack<DA, DC> s("local", DA{c}, DC{sibling});
+    s.up(); // an exit during start-up is the policy's: up succeeds
+    Until until{{}, std::chrono::steady_clock::now() + 1500ms};
+    (void)stackup::supervise(s, {.stop = &until});
+    CHECK(lines_of(starts) >= 3);
+    CHECK(lines_of(starts) <= 8); // a hot loop would start it hundreds of times
+  }
+  SUBCASE("max = 3 within 1m: four starts, failed; the sibling keeps running") {
+    c.restart.backoff = 10ms;
+    c.restart.max = 3;
+    stackup::Stack<DA, DC> s("local", DA{c}, DC{sibling});
+    s.up();
+    Events ev;
+    Until until{[&] { return ev.count(Kind::failed) >= 1; }};
+    (void)stackup::supervise(s, {.stop = &until, .on_event = ev.observer()});
+    CHECK(lines_of(starts) == 4);
+    CHECK(ev.count(Kind::failed, "a") == 1);
+    CHECK(s.view().state("c") == stackup::State::running);
+    CHECK(lines_of(w.path / "sibling") == 1);
+  }
+}
+
+TEST_CASE("supervise LocalDaemon: an http liveness failure stops it (its hold too) and its policy restarts it") {
+  Scratch w("supervise");
+  const fs::path starts = w.path / "starts";
+  const auto port = ports::free_port();
+  auto c = counted(w, "a", starts, test_daemon(port, w, "--unhealthy"));
+  c.ready = stackup::ready::tcp(port);
+  c.restart = policy(Restart::on_failure);
+  c.liveness.kind = stackup::Liveness::Kind::http;
+  c.liveness.port = port;
+  c.liveness.path = "/health";
+  c.liveness.period = 50ms;
+  c.liveness.failures = 2;
+  stackup::Stack<DA> s("local", DA{c});
+  s.up();
+  Events ev;
+  Until until{[&] { return ev.count(Kind::unhealthy) >= 3; }};
+  (void)stackup::supervise(s, {.stop = &until, .on_event = ev.observer()});
+  REQUIRE(ev.count(Kind::exited) == 1);
+  const auto e = ev.of(Kind::exited)[0].exit;
+  CHECK(messages::contains(e->liveness, "/health"));
+  CHECK(lines_of(starts) == 2);
+}
+
+TEST_CASE("supervise LocalDaemon: a killed dependency; on_dependency_restart = restart suspends and resumes b") {
+  Scratch w("supervise");
+  const auto pa = ports::free_port(), pb = ports::free_port();
+  auto a = counted(w, "a", w.path / "a", test_daemon(pa, w));
+  a.ready = stackup::ready::tcp(pa);
+  a.restart = policy(Restart::always);
+  auto b = counted(w, "b", w.path / "b", test_daemon(pb, w));
+  b.ready = stackup::ready::tcp(pb);
+  b.restart = policy(Restart::always);
+  bool cascade = false;
+  SUBCASE("restart") { cascade = true; }
+  SUBCASE("ignore") { cascade = false; }
+  if (cascade) b.on_dependency_restart = stackup::OnDependencyRestart::restart;
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back("a", stackup::LocalDaemon<>{a});
+  parts.emplace_back("b", stackup::LocalDaemon<>{b}, std::vector<std::string>{"a"});
+  stackup::DynamicStack s("local", std::move(parts));
+  s.up();
+  const auto pid_of = [&](std::string_view role) {
+    return s.get(role).target<stackup::LocalDaemon<>>()->pid().value_or(0);
+  };
+  const pid_t b_pid = pid_of("b");
+  std::vector<std::string> actions;
+  s.on_event([&](const stackup::Event& e) {
+    if (e.outcome == stackup::Outcome::succeeded)
+      actions.push_back(std::string(stackup::to_string(e.transition)) + " " + std::string(e.role));
+  });
+  bool killed = false;
+  Until until{[&] {
+    if (!killed) killed = ::kill(pid_of("a"), SIGKILL) == 0;
+    // Once the restart (and b's, with the cascade) has succeeded.
+    const auto has = [&](std::string_view x) { return std::find(actions.begin(), actions.end(), x) != actions.end(); };
+    return has("resume a") && (!cascade || has("resume b"));
+  }};
+  Events ev;
+  (void)stackup::supervise(s, {.stop = &until, .on_event = ev.observer()});
+  CHECK(ev.count(Kind::exited) == 1);
+  CHECK(lines_of(w.path / "a") == 2);
+  std::string seen;
+  for (const auto& x : actions) seen += x + "; ";
+  INFO("actions: ", seen);
+  if (cascade) {
+    CHECK(actions == std::vector<std::string>{"suspend b", "resume a", "resume b"});
+    CHECK(pid_of("b") != b_pid);
+  } else {
+    CHECK(actions == std::vector<std::string>{"resume a"});
+    CHECK(pid_of("b") == b_pid);
+  }
+}
+
+TEST_CASE("supervise LocalDaemon: a down from another process wins") {
+  Scratch w("supervise");
+  const fs::path starts = w.path / "starts", state = w.path / "supervision";
+  const auto port = ports::free_port();
+  auto c = counted(w, "a", starts, test_daemon(port, w));
+  c.ready = stackup::ready::tcp(port);
+  c.restart = policy(Restart::always, 200ms);
+  stackup::Stack<DA> s("local", DA{c});
+  s.up();
+  bool mark = false;
+  SUBCASE("with a down mark (as stackctl leaves)") { mark = true; }
+  SUBCASE("without one: its exit record goes with the pid file") { mark = false; }
+  // Another process, on its own copy of the stack, brings it down.
+  const pid_t other = ::fork();
+  REQUIRE(other >= 0);
+  if (other == 0) {
+    int code = 0;
+    try {
+      ::usleep(100'000);
+      if (mark) sv::mark_down(state, "a");
+      stackup::Stack<DA> mine("local", DA{c});
+      mine.down("a");
+    } catch (...) {
+      code = 1;
+    }
+    ::_exit(code);
+  }
+  Events ev;
+  std::optional<std::chrono::steady_clock::time_point> gone;
+  int status = -1;
+  Until until{[&] {
+    if (!gone && ::waitpid(other, &status, WNOHANG) == other) gone = std::chrono::steady_clock::now();
+    return gone && std::chrono::steady_clock::now() - *gone > 800ms; // past several back-offs
+  }};
+  (void)stackup::supervise(s, {.stop = &until, .poll = 50ms, .on_event = ev.observer(), .state_dir = state});
+  CHECK(status == 0);
+  CHECK(lines_of(starts) == 1);
+  CHECK(s.view().state("a") != stackup::State::running);
+  if (mark) CHECK(ev.count(Kind::exited) == 0);
+}
+
+TEST_CASE("supervise LocalDaemon: a resume that is not ready within start_timeout counts, and ends in failed") {
+  Scratch w("supervise");
+  const fs::path starts = w.path / "starts";
+  const auto port = ports::free_port();
+  // Ready the first time, for half a second; each restart hangs (not listening) past start_timeout.
+  const fs::path once = w.path / "once";
+  auto c = counted(w, "a", starts,
+                   "if [ -f '" + once.string() + "' ]; then " + test_daemon(port, w, "--ready-after 10000") +
+                       "; fi; touch '" + once.string() + "'; exec timeout 0.5 " +
+                       test_daemon(port, w).substr(5)); // without its `exec `
+  c.ready = stackup::ready::tcp(port);
+  c.start_timeout = 1s;
+  c.restart = policy(Restart::on_failure);
+  c.restart.max = 2;
+  stackup::Stack<DA> s("local", DA{c});
+  s.up();
+  Events ev;
+  Until until{[&] { return ev.count(Kind::failed) >= 1; }};
+  (void)stackup::supervise(s, {.stop = &until, .on_event = ev.observer()});
+  CHECK(ev.count(Kind::failed) == 1);
+  CHECK(lines_of(starts) == 3); // the first start and two restarts
+  const auto ex = ev.of(Kind::exited);
+  REQUIRE(ex.size() == 3);
+  CHECK(ex[0].exit->code == 124); // timeout's
+  CHECK_FALSE(ex[1].exit->error.empty());
+  CHECK_FALSE(ex[2].exit->error.empty());
+  CHECK(s.view().state("a") != stackup::State::running);
+}
+#endif

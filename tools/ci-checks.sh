@@ -125,7 +125,7 @@ part_tsan() {
   # The suites with threads or several processes, in one doctest binary.
   local sources=() src
   for src in main test_parallel test_fault_injection test_local_daemon test_local_directory test_events test_stop \
-             test_dynamic_stack; do
+             test_dynamic_stack test_supervise; do
     [ -f "$root/tests/$src.cpp" ] && sources+=("$root/tests/$src.cpp")
   done
   build_program "$dir/stackup_tests" "$flags $defs" "${sources[@]}" || return 1
@@ -137,8 +137,10 @@ part_tsan() {
   # LocalDaemon's suite in a process of its own: under TSan only, a daemon's
   # waiter forked after the fault-injection suites' threads loses what the
   # daemon wrote to its log (no report; every other build passes them together).
-  "$dir/stackup_tests" --no-version --source-file-exclude='*test_local_daemon*' || status=1
+  # The supervisor's suite forks its components' processes: in a process of its own too.
+  "$dir/stackup_tests" --no-version --source-file-exclude='*test_local_daemon*,*test_supervise*' || status=1
   "$dir/stackup_tests" --no-version --source-file='*test_local_daemon*' || status=1
+  "$dir/stackup_tests" --no-version --source-file='*test_supervise*' || status=1
   python3 "$root/tests/reliability/demo_stack_reliability.py" --demo-stack "$dir/demo_stack" \
     --demo-server "$dir/demo_server" || status=1
   unset TSAN_OPTIONS
@@ -151,11 +153,12 @@ part_valgrind() {
   local dir=$out/valgrind src sources=() cxx=${CI_VALGRIND_CXX:-g++}
   mkdir -p "$dir"
   # The core: the Stack's semantics, errors, events, formatting, parallel mode
-  # and the CLI grammar — everything that runs in one process without spawning.
+  # and the CLI grammar — everything that runs in one process without spawning;
+  # and the supervisor's loop (its components are children of its own).
   # (test_allocations replaces operator new to count calls, as valgrind does to
   # check them: the two cannot share a process, so it runs under ASan only.)
   for src in main test_semantics test_rollback test_events test_concepts test_format \
-             test_second_unit test_parallel test_cli test_fault_injection test_dynamic_stack; do
+             test_second_unit test_parallel test_cli test_fault_injection test_dynamic_stack test_supervise; do
     [ -f "$root/tests/$src.cpp" ] && sources+=("$root/tests/$src.cpp")
   done
   build_program "$dir/core_tests" "-std=c++20 -g -O1 -I$root/include $(pkg-config --cflags fmt 2>/dev/null)" \

@@ -105,7 +105,9 @@ struct Watched {
 /// of its own but the exec liveness probes (each reaped by run_shell).
 class Loop {
 public:
-  Loop(StackView view, StackOps ops, SuperviseOptions& options) : v_(view), ops_(ops), o_(options) {}
+  Loop(StackView view, StackOps ops, SuperviseOptions& options) : v_(view), ops_(ops), o_(options) {
+    o_.poll = std::max(o_.poll, milliseconds(1)); // a period of zero would spin
+  }
 
   SuperviseResult run() {
     for (const auto& [role, policy] : o_.policies) (void)v_.component_name(role); // UnknownComponentError naming the roles
@@ -198,7 +200,12 @@ private:
     dirty_ = false;
   }
   void write_if_dirty() {
-    if (dirty_) write(true);
+    if (!dirty_) return;
+    try {
+      write(true);
+    } catch (const Error&) {
+      // The record is advisory (a full disk, say): supervision goes on, the write is tried again.
+    }
   }
   // Returning: the record says no supervisor watches any more (exits stay);
   // every descriptor opened here is closed by its owner.
