@@ -1307,11 +1307,12 @@ TEST_CASE("a definition error from a stack file keeps its kind and roles, placed
 TEST_CASE("supervision: restart, liveness and on_dependency_restart fill the config structs, and stack config reads back") {
   TempDir tmp;
   Env port("STACKUP_TEST_LIVE_PORT", "7021");
+  Env fails("STACKUP_TEST_LIVE_FAILURES", "6");
   write(tmp.path / "stackup.toml", R"([components.cache]
 flavor = "local_daemon"
 command = ["srv"]
 restart = "on-failure"
-liveness = { tcp = "${STACKUP_TEST_LIVE_PORT}" }
+liveness = { tcp = "${STACKUP_TEST_LIVE_PORT}", failures = "${STACKUP_TEST_LIVE_FAILURES}" }
 
 [components.web]
 flavor = "local_daemon"
@@ -1349,7 +1350,7 @@ restart = "no"
   CHECK(cache->config().liveness.kind == stackup::Liveness::Kind::tcp);
   CHECK(cache->config().liveness.port == 7021);
   CHECK(cache->config().liveness.period == 5s);
-  CHECK(cache->config().liveness.failures == 3);
+  CHECK(cache->config().liveness.failures == 6); // a number may be one ${VAR}
   CHECK(cache->config().on_dependency_restart == stackup::OnDependencyRestart::ignore);
 
   const auto w = web->supervision();
@@ -1375,7 +1376,7 @@ restart = "no"
   CHECK(first.view().supervision("web").restart.max == 7U); // what a supervisor reads
 
   const std::string config = stackup::stack_config(tmp.path / "stackup.toml");
-  CHECK(config.find("restart = \"on-failure\"\nliveness = { tcp = 7021 }\n") != std::string::npos);
+  CHECK(config.find("restart = \"on-failure\"\nliveness = { tcp = 7021, failures = 6 }\n") != std::string::npos);
   CHECK(config.find("restart = { policy = \"always\", backoff = \"250ms\", max_backoff = \"1m\", reset_after = \"20s\", "
                     "max = 7, within = \"2m\" }\n") != std::string::npos);
   CHECK(config.find("liveness = { http = 7022, path = \"/health\", period = \"2s\", timeout = \"500ms\", failures = 4 }\n"
@@ -1480,4 +1481,46 @@ TEST_CASE("supervision: every bad value is an error at its place, naming what is
     CHECK_ERROR(dir + "mode = 1\n", 4, 1,
                 "unknown key 'mode' in component 'd' (local_directory); valid keys: flavor, depends_on, name, path");
   }
+}
+
+TEST_CASE("StackFileTable: kind(), optional_integer() and refuse() for a host's own flavour") {
+  struct Seen {
+    std::vector<std::string> kinds;
+    std::optional<long long> count;
+  };
+  static Seen seen;
+  auto flavors = stackup::Flavors::builtin();
+  flavors.add("probe", [](stackup::StackFileTable& t) {
+    seen = {};
+    for (const char* key : {"s", "i", "f", "b", "a", "t", "d", "absent"}) seen.kinds.emplace_back(t.kind(key));
+    seen.count = t.optional_integer("i");
+    (void)t.table("t");
+    (void)t.optional_string("s");
+    (void)t.optional_bool("b");
+    (void)t.strings("a");
+    t.refuse("gone", "'gone' is not for a probe: remove it");
+    Cluster c;
+    return c;
+  });
+  const std::string head = "[components.p]\nflavor = \"probe\"\n";
+  (void)stackup::parse_stack(head + "s = \"x\"\ni = -42\nf = 1.5\nb = true\na = []\nt = {}\nd = 1979-05-27\n",
+                             "t.toml", flavors);
+  CHECK(seen.kinds == std::vector<std::string>{"string", "integer", "float", "boolean", "array", "table", "date", ""});
+  CHECK(seen.count == -42);
+  auto e = [&](const std::string& text) {
+    try {
+      (void)stackup::parse_stack(head + text, "t.toml", flavors);
+    } catch (const stackup::StackFileError& x) {
+      return std::string(x.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(e("i = 1.5\nf = 1.0\nd = 1979-05-27\n") ==
+        "t.toml:3:5: 'i' of component 'p' (probe) must be a whole number, or a string holding just one ${VAR} that "
+        "gives one, not a floating-point number");
+  CHECK(e("gone = 1\n") == "t.toml:3:8: 'gone' is not for a probe: remove it");
+  // A refused key is not listed as a valid one.
+  CHECK(e("f = 1.0\nd = 1979-05-27\nmore = 1\n") ==
+        "t.toml:5:1: unknown key 'more' in component 'p' (probe); valid keys: flavor, depends_on, s, i, f, b, a, t, d, "
+        "absent");
 }
