@@ -1,6 +1,6 @@
 // stackctl: runs the stack a stack file describes, with ZenML's commands.
 //
-//   stackctl [-f FILE] stack up [-p] [--no-rollback] | down [--force] [-p] | status [--json] | config
+//   stackctl [-f FILE] stack up [-p] [--no-rollback] | down [--force] [-p] | status [--json] | config | supervise
 //   stackctl [-f FILE] <role> up | down [--force] | status [--json] | logs [--tail N] [--follow]
 //   stackctl --version | --completion bash
 //
@@ -15,8 +15,11 @@
 #include <stackup/parallel.hpp>
 #include <stackup/stack_file.hpp>
 
+#include "supervisor.hpp"
+
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -100,8 +103,12 @@ int run(std::span<const std::string_view> words) {
   const bool help = std::ranges::any_of(command, [](std::string_view w) { return w == "--help" || w == "-h"; }) ||
                     (!command.empty() && command[0] == "help");
 
-  // stackctl's own verb, beside the library's: the file as it will run.
+  // stackctl's own verbs, beside the library's: the file as it will run, and
+  // the stack's supervisor in the foreground.
   std::optional<stackup::StackFileSource> source; // set once the file is read
+  stackup::DynamicStack* loaded = nullptr;        // set once the stack is loaded
+  fs::path supervision_dir;                       // <the file's directory>/.stackup/stack
+  std::function<int()> bring_up;                  // `stack up`, as the command line runs it
   const std::vector<stackup::cli::VerbSpec> verbs{
       {.name = "config",
        .scope = stackup::cli::Scope::stack,
@@ -110,6 +117,12 @@ int run(std::span<const std::string_view> words) {
          inv.out << stackup::stack_config(*source);
          inv.out.flush();
          return inv.out ? stackup::cli::exit_success : stackup::cli::exit_failure;
+       }},
+      {.name = "supervise",
+       .scope = stackup::cli::Scope::stack,
+       .help = "bring the stack up and keep it running by its restart policies, in the foreground",
+       .run = [&](const stackup::cli::Invocation& inv) {
+         return stackctl::supervise(*loaded, supervision_dir, bring_up, inv.out, inv.err);
        }},
   };
   const std::optional<StackFile> file = locate(named);
@@ -147,7 +160,34 @@ int run(std::span<const std::string_view> words) {
     const std::string lock_file = file->path != "-" && fs::is_regular_file(file->path, ec)
                                       ? fs::canonical(file->path, ec).string() : std::string();
     locked.lock_file = lock_file;
-    return stackup::cli::run(stack, command, std::cout, std::cerr, locked);
+    // The supervisor's state beside the components' (`.stackup/<role>`): a
+    // stack file refuses the role `stack`, so no component's can be this one.
+    supervision_dir = source->directory / ".stackup" / "stack";
+    const std::string supervision = supervision_dir.string();
+    locked.supervision_dir = supervision;
+    loaded = &stack;
+    bring_up = [&] {
+      const std::string_view up[] = {"stack", "up"};
+      return stackup::cli::run(stack, up, std::cout, std::cerr, locked);
+    };
+    const int code = stackup::cli::run(stack, command, std::cout, std::cerr, locked);
+    // `.stackup` held the supervisor's state too when the components removed
+    // theirs: it goes with the stack when nothing else is left in it.
+    if (code == stackup::cli::exit_success && stackctl::forced_down(command))
+      ::rmdir((source->directory / ".stackup").c_str());
+    if (code != stackup::cli::exit_success || !stackctl::detached_up(command) || !stackctl::wants_supervisor(stack.view()))
+      return code;
+    // A stack with a restart policy keeps one supervisor while it is up.
+    if (lock_file.empty()) {
+      std::cout << "* no supervisor started: the stack file was not read from a file it can read again; run "
+                   "'stackctl -f FILE stack supervise' to keep the stack running by its restart policies\n";
+      return code;
+    }
+    if (const auto pid = stackctl::start_detached(lock_file, supervision_dir, std::cerr)) {
+      std::cout << fmt::format("supervisor: pid {}\n", *pid);
+      return code;
+    }
+    return stackup::cli::exit_failure;
   } catch (const stackup::StackFileError& e) {
     if (help) return general_help(e.what());
     return fail(e.what());

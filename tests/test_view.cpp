@@ -14,7 +14,13 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <fcntl.h>
+#include <optional>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+#include <chrono>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -189,6 +195,102 @@ TEST_CASE_TEMPLATE("view: a daemon's log file, and none for a directory", K, kin
   CHECK(v.flavor("db") == "local_daemon");
   CHECK(v.flavor("data") == "local_directory");
   CHECK(!std::filesystem::exists(dir)); // reading the view changes nothing
+}
+
+namespace {
+// A component with the optional members supervision reads: an exit descriptor
+// (an eventfd, a new one per call as the member promises), how it last
+// stopped, and its policy.
+struct Watched : Part<Watched> {
+  static constexpr std::string_view role = "watched";
+  int fd = -1; // the test's eventfd; exit_fd() hands out a duplicate
+  std::optional<stackup::Exit> last{};
+  int exit_fd() const { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+  std::optional<stackup::Exit> exit_status() const { return last; }
+  stackup::SupervisionConfig supervision() const {
+    return {.restart = {.policy = stackup::Restart::on_failure, .max = 3U},
+            .liveness = {.kind = stackup::Liveness::Kind::tcp, .port = 6390},
+            .on_dependency_restart = stackup::OnDependencyRestart::restart};
+  }
+};
+} // namespace
+
+TEST_CASE_TEMPLATE("view: exit_fd, exit_status and supervision of a component that has them; defaults without",
+                   K, kinds::Typed, kinds::Dynamic) {
+  Power wp, sp;
+  const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  REQUIRE(efd >= 0);
+  const auto at = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'796'644'801'123));
+  auto s = kinds::make_from<K>("watch", Watched{{&wp}, efd, stackup::Exit{.code = 3, .at = at}}, Store{{&sp}});
+  const auto v = s.view();
+
+  // The descriptor is the component's: readable once the component says it exited.
+  const int fd = v.exit_fd("watched");
+  REQUIRE(fd >= 0);
+  CHECK(fd != efd);
+  pollfd p{fd, POLLIN, 0};
+  CHECK(::poll(&p, 1, 0) == 0);
+  const std::uint64_t one = 1;
+  REQUIRE(::write(efd, &one, sizeof one) == static_cast<ssize_t>(sizeof one));
+  CHECK(::poll(&p, 1, 0) == 1);
+  ::close(fd);
+
+  const auto e = v.exit_status("watched");
+  REQUIRE(e.has_value());
+  CHECK(e->code == 3);
+  CHECK(e->at == at);
+  const auto c = v.supervision("watched");
+  CHECK(c.restart.policy == stackup::Restart::on_failure);
+  CHECK(c.restart.max == 3U);
+  CHECK(c.liveness.kind == stackup::Liveness::Kind::tcp);
+  CHECK(c.liveness.port == 6390);
+  CHECK(c.on_dependency_restart == stackup::OnDependencyRestart::restart);
+
+  // Status carries the exit (restarts and supervision are a supervisor's: 0, none).
+  const auto row = v.status("watched");
+  REQUIRE(row.exit.has_value());
+  CHECK(row.exit->code == 3);
+  CHECK(row.restarts == 0);
+  CHECK(row.supervision == stackup::SupervisionState::none);
+  CHECK(s.status()[0].exit->code == 3);
+
+  // Without the members: -1, empty, the defaults.
+  CHECK(v.exit_fd("store") == -1);
+  CHECK(!v.exit_status("store").has_value());
+  CHECK(!v.status("store").exit.has_value());
+  const auto d = v.supervision("store");
+  CHECK(d.restart.policy == stackup::Restart::no);
+  CHECK(d.liveness.kind == stackup::Liveness::Kind::none);
+  CHECK(d.on_dependency_restart == stackup::OnDependencyRestart::ignore);
+  ::close(efd);
+}
+
+TEST_CASE("view: AnyComponent and its handles answer exit_fd, exit_status and supervision as the view does") {
+  Power wp, sp;
+  const int efd = ::eventfd(0, EFD_CLOEXEC);
+  REQUIRE(efd >= 0);
+  stackup::DynamicStack s("any", [&] {
+    std::vector<stackup::AnyComponent> parts;
+    parts.emplace_back(Watched{{&wp}, efd, stackup::Exit{.signal = 9}});
+    parts.emplace_back(Store{{&sp}});
+    return parts;
+  }());
+  const int fd = s.get("watched").exit_fd();
+  CHECK(fd >= 0);
+  ::close(fd);
+  CHECK(s.get("watched").exit_status()->signal == 9);
+  CHECK(s.get("watched").supervision().restart.policy == stackup::Restart::on_failure);
+  const auto& cs = s;
+  CHECK(cs.get("store").exit_fd() == -1);
+  CHECK(!cs.get("store").exit_status().has_value());
+  CHECK(cs.get("store").supervision().restart.policy == stackup::Restart::no);
+  stackup::AnyComponent lone(Store{{&sp}});
+  CHECK(lone.exit_fd() == -1);
+  CHECK(!lone.exit_status());
+  stackup::AnyComponent w(Watched{{&wp}, efd, stackup::Exit{.code = 0}});
+  CHECK(w.exit_status()->code == 0);
+  CHECK(w.supervision().liveness.port == 6390);
+  ::close(efd);
 }
 
 TEST_CASE_TEMPLATE("view: an unknown role throws UnknownComponentError naming the valid roles", K, kinds::Typed,

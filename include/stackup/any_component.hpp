@@ -8,6 +8,7 @@
 #include <stackup/events.hpp>
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -91,6 +92,16 @@ public:
   [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
   /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
   [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// The wrapped `exit_fd()` (a new descriptor: close it), or -1 without one.
+  [[nodiscard]] int exit_fd() const { return ops().exit_fd ? ops_->exit_fd(object_) : -1; }
+  /// The wrapped `exit_status()`, or empty without one.
+  [[nodiscard]] std::optional<Exit> exit_status() const {
+    return ops().exit_status ? ops_->exit_status(object_) : std::nullopt;
+  }
+  /// The wrapped `supervision()`, or the defaults (`Restart::no`) without one.
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return ops().supervision ? ops_->supervision(object_) : SupervisionConfig{};
+  }
   /// The paths the wrapped `owned_paths()` lists (absolute, lexically normal), or
   /// none when the type owns no files.
   [[nodiscard]] std::vector<std::string> owned_paths() const {
@@ -171,13 +182,17 @@ public:
   BasicComponentRef& operator=(BasicComponentRef&&) = delete;
   ~BasicComponentRef() = default;
 
-  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file, owned paths, state.
+  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file,
+  /// exit descriptor, exit status, supervision config, owned paths, state.
   [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
   [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
   [[nodiscard]] std::string_view name() const { return c_->name(); }
   [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
   [[nodiscard]] std::string detail() const { return c_->detail(); }
   [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] int exit_fd() const { return c_->exit_fd(); }
+  [[nodiscard]] std::optional<Exit> exit_status() const { return c_->exit_status(); }
+  [[nodiscard]] SupervisionConfig supervision() const { return c_->supervision(); }
   [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
   [[nodiscard]] State state() const { return c_->state(); }
   /// The wrapped queries.

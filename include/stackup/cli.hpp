@@ -155,6 +155,15 @@ struct Options {
   std::span<const VerbOption> host_options{};
   /// The host's own verbs, after the library's (see VerbSpec); they must outlive `run`.
   std::span<const VerbSpec> verbs{};
+  /// The directory of the stack's detached supervisor (DESIGN §10): its pid file
+  /// and record (stackup::supervise's `state_dir`). With it, `stack down` stops
+  /// that supervisor first; every `down` marks what it stops down there (under
+  /// the stack's lock, before acting) so that no supervisor restarts it, and an
+  /// `up` clears the marks of what it brings up; `stack down --force` removes the
+  /// directory; `status` shows the supervisor's restarts, state and exits, and
+  /// the table ends with `supervisor: pid N` or `supervisor: none`. Empty (the
+  /// default): no supervision state.
+  std::string_view supervision_dir{};
 };
 
 /// Exit status: the command did what was asked (also when there was nothing to do).

@@ -8,8 +8,10 @@
 #include <fmt/color.h>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <span>
 #include <string>
 #include <string_view>
@@ -203,17 +205,121 @@ inline std::string progress_line(const Event& e, bool fancy) {
                      e.component, what);
 }
 
-/// One line for a supervisor's event, e.g. `↻ cache 'redis' exited (exit status
-/// 3); restarting in 100ms (1st)`. `fancy` selects colour and symbols.
+namespace detail {
+/// A signal's name ("SIGKILL"), or "signal N" for one not in the table
+/// (strsignal is neither thread-safe nor the name).
+inline std::string signal_name(int signal) {
+  static constexpr std::pair<int, std::string_view> names[] = {
+      {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},     {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},
+      {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},     {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
+      {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},   {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
+      {SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"},   {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
+      {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},     {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}, {SIGVTALRM, "SIGVTALRM"},
+      {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"}, {SIGSYS, "SIGSYS"},
+  };
+  for (const auto& [number, name] : names)
+    if (number == signal) return std::string(name);
+  return fmt::format("signal {}", signal);
+}
+/// "1st", "2nd", "3rd", "4th", "11th", "21st".
+inline std::string ordinal(unsigned n) {
+  const unsigned tens = n % 100, ones = n % 10;
+  const char* suffix = (tens >= 11 && tens <= 13) ? "th" : ones == 1 ? "st" : ones == 2 ? "nd" : ones == 3 ? "rd" : "th";
+  return fmt::format("{}{}", n, suffix);
+}
+/// A duration as a stack file writes one: "400ms", "2s", "1m", "1500ms".
+inline std::string duration_text(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 60000 == 0) return fmt::format("{}m", ms / 60000);
+  if (ms != 0 && ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+/// HH:MM:SS in local time, for the status table.
+inline std::string local_time_of_day(std::chrono::system_clock::time_point at) {
+  const std::time_t t = std::chrono::system_clock::to_time_t(at);
+  std::tm tm{};
+  if (::localtime_r(&t, &tm) == nullptr) return "?";
+  return fmt::format("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+/// RFC 3339 in UTC with milliseconds ("2026-12-07T12:00:01.123Z"), for JSON.
+inline std::string utc_timestamp(std::chrono::system_clock::time_point at) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+  const auto millis = ((ms % 1000) + 1000) % 1000; // before 1970 too
+  const std::time_t t = static_cast<std::time_t>((ms - millis) / 1000);
+  std::tm tm{};
+  if (::gmtime_r(&t, &tm) == nullptr) return "?";
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+}
+/// How it ended, without when: "exited 3", "killed by SIGKILL", "unhealthy
+/// (<what the probe saw>)", "restart failed (<why>)".
+inline std::string exit_phrase(const Exit& e) {
+  if (e.code) return fmt::format("exited {}", *e.code);
+  if (e.signal) return "killed by " + signal_name(*e.signal);
+  if (!e.liveness.empty()) return fmt::format("unhealthy ({})", e.liveness);
+  if (!e.error.empty()) return fmt::format("restart failed ({})", e.error);
+  return "exited";
+}
+/// What the status table's DETAIL says of supervision before the component's
+/// own detail; empty for a row without an exit, restarts or supervision
+/// (such a row looks as it did before supervision).
+inline std::string supervision_phrase(const ComponentStatus& r) {
+  std::string out;
+  const auto add = [&out](std::string_view part) {
+    if (!out.empty()) out += ", ";
+    out += part;
+  };
+  if (r.supervision == SupervisionState::failed) {
+    out = "failed";
+    if (r.exit) out += ": " + exit_phrase(*r.exit);
+    out += fmt::format("{}{} restart{}", r.exit ? ", " : ": ", r.restarts, r.restarts == 1 ? "" : "s");
+    return out;
+  }
+  if (r.exit) add(fmt::format("{} at {}", exit_phrase(*r.exit), local_time_of_day(r.exit->at)));
+  if (r.supervision == SupervisionState::backing_off) add(fmt::format("restarting ({})", ordinal(r.restarts + 1)));
+  else if (r.restarts > 0) add(fmt::format("restarts {}", r.restarts));
+  return out;
+}
+} // namespace detail
+
+/// One line for a supervisor's event; `fancy` selects colour and symbols
+/// (plain ASCII otherwise: `~` for an exit or restart, `x` for a give-up or a
+/// liveness failure):
+/// - exited: `↻ cache 'redis' exited (exit status 3)`, `(killed by SIGKILL)`, `(unhealthy: ...)`
+/// - restarting: `↻ cache 'redis' restarting in 100ms (1st)`
+/// - failed: `✘ cache 'redis' failed: 5 restarts within 1m, last exited 3`; the
+///   event's `message` says why it gave up ("5 restarts within 1m"), else
+///   `<restarts> restarts`
+/// - unhealthy: `✘ app 'app' unhealthy (1st failure): http 127.0.0.1:8090/health: 503`
+///   (`restarts`: failures in a row; `message`: what the probe saw)
 inline std::string supervision_line(const SupervisionEvent& e, bool fancy) {
   std::string what;
   switch (e.kind) {
-  case SupervisionEvent::Kind::exited: what = "exited"; break;
-  case SupervisionEvent::Kind::restarting: what = fmt::format("restarting in {}ms", e.delay.count()); break;
-  case SupervisionEvent::Kind::failed: what = "failed"; break;
-  case SupervisionEvent::Kind::unhealthy: what = "unhealthy"; break;
+  case SupervisionEvent::Kind::exited:
+    what = "exited";
+    if (e.exit) {
+      if (e.exit->code) what += fmt::format(" (exit status {})", *e.exit->code);
+      else if (e.exit->signal) what += " (killed by " + detail::signal_name(*e.exit->signal) + ")";
+      else if (!e.exit->liveness.empty()) what += fmt::format(" (unhealthy: {})", e.exit->liveness);
+      else if (!e.exit->error.empty()) what += fmt::format(" (restart failed: {})", e.exit->error);
+    }
+    if (!e.message.empty()) what += ": " + e.message;
+    break;
+  case SupervisionEvent::Kind::restarting:
+    what = fmt::format("restarting in {} ({})", detail::duration_text(e.delay), detail::ordinal(e.restarts));
+    if (!e.message.empty()) what += ": " + e.message;
+    break;
+  case SupervisionEvent::Kind::failed:
+    what = "failed: ";
+    what += e.message.empty() ? fmt::format("{} restart{}", e.restarts, e.restarts == 1 ? "" : "s") : e.message;
+    if (e.exit) what += ", last " + detail::exit_phrase(*e.exit);
+    break;
+  case SupervisionEvent::Kind::unhealthy:
+    what = "unhealthy";
+    if (e.restarts > 0) what += fmt::format(" ({} failure)", detail::ordinal(e.restarts));
+    if (!e.message.empty()) what += ": " + e.message;
+    break;
   }
-  if (!e.message.empty()) what += ": " + e.message;
   const bool bad = e.kind == SupervisionEvent::Kind::failed || e.kind == SupervisionEvent::Kind::unhealthy;
   if (!fancy) return fmt::format("{} {} '{}' {}", bad ? "x" : "~", e.role, e.component, what);
   return fmt::format("{} {} '{}' {}",
@@ -233,6 +339,10 @@ inline Observer console_observer(std::FILE* stream = stdout) {
 }
 
 /// Renders `status()` as an aligned table: ROLE, NAME, FLAVOR, STATE, DETAIL.
+/// DETAIL is the component's detail, after what supervision says of the row
+/// and "; " when there is any: `exited 3 at 12:00:01; pid 7`, `killed by
+/// SIGKILL at 12:00:01, restarting (3rd)`, `failed: exited 3, 5 restarts`,
+/// `restarts 2; pid 9` (times local, HH:MM:SS).
 inline std::string status_table(std::span<const ComponentStatus> rows, bool fancy = false) {
   std::size_t w_role = 4, w_name = 4, w_flavor = 6;
   for (const auto& r : rows) {
@@ -250,8 +360,11 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
                                                        : fmt::terminal_color::bright_black;
       state = detail::styled(state, fmt::fg(color));
     }
+    std::string detail = detail::supervision_phrase(r);
+    if (!detail.empty() && !r.detail.empty()) detail += "; ";
+    detail += r.detail;
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}  {}", r.role, w_role, r.name, w_name, r.flavor, w_flavor, state,
-                       r.detail);
+                       detail);
     while (!out.empty() && out.back() == ' ') out.pop_back();
     out += '\n';
   }
@@ -306,7 +419,11 @@ inline void json_string(std::string& out, std::string_view text) {
 } // namespace detail
 
 /// Renders `status()` as a JSON array, one object per component with the keys
-/// `role`, `name`, `flavor`, `state` and `detail` (strings), and a final newline.
+/// `role`, `name`, `flavor`, `state` and `detail` (strings), `restarts` (a
+/// number), `exit` (null, or one of `{"code": 3, "at": T}`, `{"signal":
+/// "SIGKILL", "at": T}`, `{"liveness": "...", "at": T}`, `{"error": "...", "at":
+/// T}`, T in RFC 3339 UTC with milliseconds) and `supervision` ("none",
+/// "watching", "backing-off", "failed"), and a final newline.
 inline std::string status_json(std::span<const ComponentStatus> rows) {
   std::string out = "[";
   for (const auto& r : rows) {
@@ -319,6 +436,24 @@ inline std::string status_json(std::span<const ComponentStatus> rows) {
       out += ": ";
       detail::json_string(out, value);
     }
+    out += fmt::format(", \"restarts\": {}, \"exit\": ", r.restarts);
+    if (!r.exit) out += "null";
+    else {
+      const Exit& e = *r.exit;
+      if (e.code) out += fmt::format("{{\"code\": {}", *e.code);
+      else if (e.signal) {
+        out += "{\"signal\": ";
+        detail::json_string(out, detail::signal_name(*e.signal));
+      } else {
+        out += e.liveness.empty() && !e.error.empty() ? "{\"error\": " : "{\"liveness\": ";
+        detail::json_string(out, e.liveness.empty() ? e.error : e.liveness);
+      }
+      out += ", \"at\": ";
+      detail::json_string(out, detail::utc_timestamp(e.at));
+      out += '}';
+    }
+    out += ", \"supervision\": ";
+    detail::json_string(out, to_string(r.supervision));
     out += '}';
   }
   out += rows.empty() ? "]\n" : "\n]\n";

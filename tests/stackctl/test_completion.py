@@ -80,7 +80,7 @@ class Completion(unittest.TestCase):
         self.assertEqual(self.complete("x"), [])
 
     def test_verbs_of_the_stack_and_of_a_role(self):
-        self.assertEqual(self.complete("stack", ""), ["config", "down", "status", "up"])
+        self.assertEqual(self.complete("stack", ""), ["config", "down", "status", "supervise", "up"])
         self.assertEqual(self.complete("stack", "st"), ["status"])
         self.assertEqual(self.complete("store", ""), ["down", "logs", "status", "up"])
 

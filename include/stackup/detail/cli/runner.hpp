@@ -11,6 +11,7 @@
 #include <stackup/detail/cli/completion.hpp>
 #include <stackup/detail/cli/grammar.hpp>
 #include <stackup/detail/cli/logs.hpp>
+#include <stackup/detail/cli/supervisor.hpp>
 #include <stackup/detail/cli/terminal.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
@@ -334,11 +335,80 @@ private:
     }
   }
 
+  // ---- supervision state (Options::supervision_dir) --------------------------------
+
+  [[nodiscard]] std::filesystem::path supervision_dir() const { return options_.supervision_dir; }
+
+  // The running supervisor's view merged into `rows` (restarts, its state, the
+  // last exit it saw); the supervisor, or nullopt when none runs (then rows
+  // stay the components' own: restarts 0, supervision none).
+  std::optional<::stackup::detail::posix::ProcessId> supervision_into(std::vector<ComponentStatus>& rows) {
+    if (options_.supervision_dir.empty()) return std::nullopt;
+    const auto supervisor = stackup::detail::supervisor::running(supervision_dir());
+    if (!supervisor) return std::nullopt;
+    const auto record = stackup::detail::supervision::read_record(supervision_dir());
+    if (!record) return supervisor;
+    for (ComponentStatus& r : rows)
+      for (const auto& row : *record)
+        if (row.role == r.role) {
+          r.restarts = row.restarts;
+          r.supervision = row.state;
+          if (row.exit && !r.exit) r.exit = row.exit;
+        }
+    return supervisor;
+  }
+
+  // Marks what a down is about to stop down, and clears the marks of what an up
+  // brought up, so that a running supervisor never restarts what a down stopped.
+  // Only where the directory exists: a supervisor creates it, and its own up
+  // clears every mark when it starts. Called holding the stack's lock.
+  void mark_supervision(const Command& cmd, bool up) {
+    namespace sv = ::stackup::detail::supervision;
+    if (options_.supervision_dir.empty()) return;
+    const std::filesystem::path dir = supervision_dir();
+    const auto fd = sv::open_state_dir(dir, false);
+    if (!fd) return;
+    if (!up) {
+      if (cmd.whole_stack) sv::mark_down(dir, sv::whole_stack);
+      else
+        for (const std::string_view r : stack_.plan_down(role(cmd.index))) sv::mark_down(dir, r);
+      return;
+    }
+    if (cmd.whole_stack) {
+      sv::clear_down(dir, sv::whole_stack);
+      for (const std::string_view r : stack_.roles()) sv::clear_down(dir, r);
+      return;
+    }
+    const auto plan = stack_.plan_up(role(cmd.index));
+    const auto in_plan = [&](std::string_view r) { return std::find(plan.begin(), plan.end(), r) != plan.end(); };
+    // The whole stack was marked down: what this up leaves down stays marked, one by one.
+    if (sv::marked_down(fd.get(), sv::whole_stack)) {
+      for (const std::string_view r : stack_.roles())
+        if (!in_plan(r)) sv::mark_down(dir, r);
+      sv::clear_down(dir, sv::whole_stack);
+    }
+    for (const std::string_view r : plan) sv::clear_down(dir, r);
+  }
+
+  // `stack down --force`: the supervision directory goes with the stack (the
+  // supervisor was stopped first), removed through its descriptor.
+  void remove_supervision() {
+    using px = ::stackup::detail::posix;
+    if (options_.supervision_dir.empty()) return;
+    const std::filesystem::path dir = supervision_dir();
+    const px::Fd fd = ::stackup::detail::supervision::open_state_dir(dir, false);
+    if (!fd) return;
+    if (const px::Removal r = px::remove_contents(fd.get()))
+      throw Error(fmt::format("cannot remove the supervision state: {}", px::removal_error(dir, r)));
+    ::rmdir(dir.c_str()); // empty now; another process may have added to it: then it stays
+  }
+
   int status(const Command& cmd) {
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
-      const std::vector<ComponentStatus> rows = stack_.status();
+      std::vector<ComponentStatus> rows = stack_.status();
+      const auto supervisor = supervision_into(rows);
       std::span<const ComponentStatus> shown(rows);
       if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
       if (cmd.json) {
@@ -353,6 +423,8 @@ private:
           provisioned += r.state != State::deprovisioned;
         }
         out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.name(), running, size, provisioned);
+        if (!options_.supervision_dir.empty())
+          out_ << (supervisor ? fmt::format("supervisor: pid {}\n", supervisor->pid) : std::string("supervisor: none\n"));
       }
       return exit_success;
     } catch (...) {
@@ -398,9 +470,28 @@ private:
         "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
         program_, up ? "up" : "down", program_));
     const std::stop_token stop = interrupts.token();
+    // `stack down` stops the stack's supervisor before anything else, so that it
+    // restarts nothing this down stops (DESIGN §10); it leaves the stack as it is.
+    if (cmd.whole_stack && !up && !options_.supervision_dir.empty()) {
+      try {
+        if (const auto p = stackup::detail::supervisor::stop(supervision_dir(), std::chrono::seconds(10)))
+          note(fmt::format("stopped the stack's supervisor (pid {})", p->pid));
+      } catch (...) {
+        return report(fmt::format("{}: cannot stop the stack's supervisor", command_name(cmd)), std::current_exception(),
+                      cmd, {});
+      }
+    }
     // One transition of the stack at a time: the states below are read holding it.
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::exclusive, cmd, &stop)) return *code;
+    if (!up) {
+      try {
+        mark_supervision(cmd, false);
+      } catch (...) {
+        return report(fmt::format("{}: cannot mark it down for the stack's supervisor", command_name(cmd)),
+                      std::current_exception(), cmd, {});
+      }
+    }
     Tally tally;
     const ObserverGuard guard{front_, front_.on_event(front_.stack, observer(tally))};
     if (!cmd.whole_stack) {
@@ -430,6 +521,8 @@ private:
       else if (cmd.whole_stack) front_.down(stack, down_options);
       else if (up) front_.up_one(stack, role(cmd.index), up_options);
       else front_.down_one(stack, role(cmd.index), down_options);
+      if (up) mark_supervision(cmd, true);
+      else if (cmd.whole_stack && cmd.force) remove_supervision();
     } catch (...) {
       const std::string what = command_name(cmd);
       const int sig = Interrupts::signal();
