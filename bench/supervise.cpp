@@ -71,7 +71,7 @@ void detection(benchmark::State& state) {
     });
     kill_it();
     stackup::supervise(stack, {.stop = &token,
-                               .policies = {{"worker", {.policy = stackup::Restart::always, .backoff = 1ms}}},
+                               .policies = {{"worker", {.policy = stackup::Restart::always, .backoff = 1ms, .max_backoff = 1ms}}},
                                .on_event = [&](const stackup::SupervisionEvent& e) {
                                  if (e.kind != stackup::SupervisionEvent::Kind::exited) return;
                                  detect.push_back(Clock::now() - killed);
