@@ -527,6 +527,42 @@ TEST_CASE("hold: exit_status() is the current start's: empty after a new start a
   d.deprovision();
 }
 
+// A stack's down of a daemon that ended on its own clears its end: a down is never
+// an exit (status shows none, and a supervisor would not restart it).
+TEST_CASE("hold: a stack's down clears the end of a daemon that exited on its own, on both kinds of stack") {
+  Scratch tmp{"hold"};
+  const auto config = [&](const char* dir) {
+    return stackup::LocalDaemonConfig{.command = {"/bin/sh", "-c", "sleep 0.2; exit 3"},
+                                      .state_dir = tmp.path / dir,
+                                      .restart = {.policy = stackup::Restart::on_failure}};
+  };
+  const auto ended = [](const auto& stack) {
+    for (int i = 0; i < 3000 && !stack.status()[0].exit; ++i) ::usleep(10'000);
+    return stack.status()[0].exit;
+  };
+  stackup::Stack fixed{"hold", stackup::LocalDaemon<"worker">{config("fixed")}};
+  fixed.up(); // the exit comes after up: a start-up exit with a policy does not fail up
+  const auto first = ended(fixed);
+  REQUIRE(first.has_value());
+  CHECK(first->code == 3);
+  fixed.down();
+  CHECK_FALSE(fixed.status()[0].exit.has_value());
+  CHECK_FALSE(fixed.get<"worker">().exit_status().has_value());
+  fixed.down({.force = true});
+
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back("worker", stackup::LocalDaemon<>{config("dynamic")});
+  stackup::DynamicStack dynamic{"hold", std::move(parts)};
+  dynamic.up();
+  const auto second = ended(dynamic);
+  REQUIRE(second.has_value());
+  CHECK(second->code == 3);
+  dynamic.down();
+  CHECK_FALSE(dynamic.status()[0].exit.has_value());
+  CHECK(dynamic.view().exit_status("worker") == std::nullopt);
+  dynamic.down({.force = true});
+}
+
 TEST_CASE("hold: exit_fd() of a record whose waiter's start time is wrong (a recycled pid) is -1") {
   Scratch tmp{"hold"};
   const Sleeper other;

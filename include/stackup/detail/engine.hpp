@@ -327,6 +327,38 @@ struct Indirect {
 
 template <class C> concept stand_in = std::is_same_v<C, Indirect>;
 
+// Optional members that supervision (DESIGN §10) reads, where a component has them:
+// - `int exit_fd() const`: a new descriptor (the caller closes it) that becomes
+//   readable when the component stops running on its own (LocalDaemon: a pidfd
+//   of its waiter); -1 when it cannot tell (then it is polled).
+// - `std::optional<Exit> exit_status() const`: how it last stopped running on
+//   its own since its last start; empty while running and after a down.
+// - `SupervisionConfig supervision() const`: its restart policy, liveness probe
+//   and on_dependency_restart (the defaults without the member).
+template <class T> concept has_exit_fd = requires(const T& c) {
+  { c.exit_fd() } -> std::convertible_to<int>;
+};
+template <class T> concept has_exit_status = requires(const T& c) {
+  { c.exit_status() } -> std::convertible_to<std::optional<Exit>>;
+};
+template <class T> concept has_supervision = requires(const T& c) {
+  { c.supervision() } -> std::convertible_to<SupervisionConfig>;
+};
+
+/// It stopped running on its own and its end is still on record (a LocalDaemon's
+/// pid file and exit). A down suspends it all the same, which clears the record:
+/// what a down stopped never reads as an exit, and no supervisor restarts it.
+template <class C> bool has_ended(const C& c) {
+  if constexpr (stand_in<C>) {
+    const Slot& s = c.t.slots[c.k];
+    return s.ops->exit_status && s.ops->exit_status(s.object).has_value();
+  } else if constexpr (has_exit_status<C>) {
+    return c.exit_status().has_value();
+  } else {
+    return false;
+  }
+}
+
 /// Events of a step: only an Indirect with an observer has any.
 inline void note(const void* /*component*/, Transition, Outcome, std::string_view) noexcept {}
 inline void note(const Indirect* c, Transition x, Outcome o, std::string_view message) { c->note(x, o, message); }
@@ -462,7 +494,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     try {
       bool deprovisions = has_deprovision<C>;
       if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
-      if (!c.is_running()) {
+      if (!c.is_running() && !detail::has_ended(c)) {
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
       } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
@@ -579,23 +611,6 @@ template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k)
 }
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
-};
-// Optional members that supervision (DESIGN §10) reads, where a component has them:
-// - `int exit_fd() const`: a new descriptor (the caller closes it) that becomes
-//   readable when the component stops running on its own (LocalDaemon: a pidfd
-//   of its waiter); -1 when it cannot tell (then it is polled).
-// - `std::optional<Exit> exit_status() const`: how it last stopped running on
-//   its own since its last start; empty while running and after a down.
-// - `SupervisionConfig supervision() const`: its restart policy, liveness probe
-//   and on_dependency_restart (the defaults without the member).
-template <class T> concept has_exit_fd = requires(const T& c) {
-  { c.exit_fd() } -> std::convertible_to<int>;
-};
-template <class T> concept has_exit_status = requires(const T& c) {
-  { c.exit_status() } -> std::convertible_to<std::optional<Exit>>;
-};
-template <class T> concept has_supervision = requires(const T& c) {
-  { c.supervision() } -> std::convertible_to<SupervisionConfig>;
 };
 // The entries of ops_of<C>: plain function templates (a lambda costs the
 // compiler two functions, its call operator and its conversion).
