@@ -66,6 +66,10 @@ struct VerbOption {
   /// For a value: the problem with it, said in full ("option '--tail' needs a whole
   /// number ..."), or nothing when it is fine. Empty: any value will do.
   std::function<std::optional<std::string>(std::string_view value)> check{};
+  /// Where it applies, for a verb of Scope::both: `stack <verb>`, `<role> <verb>`
+  /// or both (the default). Elsewhere it is an unknown option, and the usage and
+  /// the completion leave it out.
+  Scope scope = Scope::both;
 };
 
 /// A command line as parsed against the table, and where to write: what a
@@ -171,6 +175,7 @@ inline constexpr int exit_usage = 2;
 #include <stackup/detail/cli/completion.hpp>
 #include <stackup/detail/cli/terminal.hpp>
 #include <stackup/detail/cli/logs.hpp>
+#include <stackup/detail/cli/merge.hpp>
 #include <stackup/detail/cli/runner.hpp>
 
 namespace stackup::cli {

@@ -11,6 +11,7 @@
 #include <stackup/detail/cli/completion.hpp>
 #include <stackup/detail/cli/grammar.hpp>
 #include <stackup/detail/cli/logs.hpp>
+#include <stackup/detail/cli/merge.hpp>
 #include <stackup/detail/cli/terminal.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
@@ -26,10 +27,12 @@
 #include <charconv>
 #include <chrono>
 #include <concepts>
+#include <cstdio>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -39,6 +42,8 @@
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace stackup::cli::detail {
 
@@ -138,6 +143,8 @@ private:
       cmd.rollback = !inv.has("no-rollback");
       cmd.json = inv.has("json");
       cmd.follow = inv.has("follow");
+      cmd.no_prefix = inv.has("no-prefix");
+      cmd.timestamps = inv.has("timestamps");
       if (const auto tail = inv.value("tail")) {
         std::size_t n = 0;
         std::from_chars(tail->data(), tail->data() + tail->size(), n); // checked while parsing
@@ -156,6 +163,11 @@ private:
           return inv.out ? exit_success : exit_failure;
         },
         .logs_check = [this](const Invocation& inv) -> std::optional<std::string> {
+          if (inv.whole_stack) {
+            if (logging_roles() != "none") return std::nullopt;
+            return fmt::format("no component of stack '{}' keeps a log ('{} stack status' shows them)", stack_.name(),
+                               program_);
+          }
           if (keeps_log(inv.index)) return std::nullopt;
           return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(inv.index), flavor(inv.index),
                              logging_roles());
@@ -365,6 +377,7 @@ private:
     StackLock lock;
     if (!cmd.follow)
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
+    if (cmd.whole_stack) return merged_logs(cmd);
     try {
       const std::filesystem::path path = stack_.log_file(role(cmd.index));
       std::error_code ec;
@@ -384,6 +397,53 @@ private:
       return exit_success;
     } catch (...) {
       return report(fmt::format("cannot read the log of {}", describe(cmd.index)), std::current_exception(), cmd, {});
+    }
+  }
+
+  // The logs of the components that keep one, in the stack's order.
+  [[nodiscard]] std::vector<MergeSource> merge_sources() const {
+    std::vector<MergeSource> sources;
+    for (std::size_t i = 0; i < size; ++i)
+      if (keeps_log(i)) sources.push_back({std::string(role(i)), stack_.log_file(role(i))});
+    return sources;
+  }
+
+  // Writes merged output in one piece: to standard output itself when `out_` is
+  // std::cout (after what the stream holds), so lines written at once arrive at once.
+  bool write_out(std::string_view data) {
+    if (&out_ == &std::cout) {
+      out_.flush();
+      std::fflush(stdout);
+      return write_fully(STDOUT_FILENO, data);
+    }
+    out_.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out_.flush();
+    return static_cast<bool>(out_);
+  }
+
+  // `stack logs`: every log, merged line by line (see MergedLogs).
+  int merged_logs(const Command& cmd) {
+    try {
+      MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+      std::string text;
+      std::vector<LogProblem> problems;
+      logs.start(cmd.tail, cmd.follow, text, problems);
+      bool failed = false;
+      for (const auto& p : problems) {
+        err_ << fmt::format("{}: {}{}\n", program_, p.text, cmd.follow ? "; waiting for it" : "");
+        failed |= !p.missing && !cmd.follow;
+      }
+      err_.flush();
+      bool written = text.empty() || write_out(text);
+      if (written && cmd.follow) {
+        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
+        written = logs.follow(interrupts.token(), [this](std::string_view data) { return write_out(data); });
+      }
+      if (!written) throw Error("cannot write the logs: the output is closed (what read it, a pipe or a terminal, has gone)");
+      return failed ? exit_failure : exit_success;
+    } catch (...) {
+      return report(fmt::format("cannot read the logs of stack '{}'", stack_.name()), std::current_exception(), cmd, {});
     }
   }
 
