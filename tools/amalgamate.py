@@ -48,10 +48,11 @@ REGENERATE = "python3 tools/amalgamate.py"
 OPT_IN = {
     "stackup/stack_file.hpp": "it needs toml++ (the CMake target stackup::stack_file)",
     "stackup/cli.hpp": "the command-line runner, included by the programs that want it",
+    "stackup/supervise.hpp": "the supervisor loop, included by the programs that keep a stack running",
 }
 # Opt-in headers that need nothing beyond the core: each gets a single-header file
 # of its own beside the single header, which includes it.
-SEPARATE = ["stackup/cli.hpp"]
+SEPARATE = ["stackup/cli.hpp", "stackup/supervise.hpp"]
 
 # `#include <stackup/x.hpp>` or `#include "stackup/x.hpp"`, possibly indented or
 # with spaces after the `#`; anything after the closing delimiter is a comment.

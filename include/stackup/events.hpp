@@ -13,6 +13,7 @@
 #else
 #include <chrono>
 #endif
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,37 @@ struct Event {
 /// The observer type: called once per event, never concurrently.
 using Observer = std::function<void(const Event&)>;
 
+/// How a component stopped running on its own (DESIGN §10): an exit status, a
+/// signal, a liveness failure, or a restart that failed; and when. Exactly one
+/// of `code`, `signal`, `liveness`, `error` is set.
+struct Exit {
+  std::optional<int> code{};   ///< it exited with this status
+  std::optional<int> signal{}; ///< a signal killed it
+  std::string liveness{};      ///< its liveness probe failed: what the probe saw
+  std::string error{};         ///< a restart of it failed: why
+  std::chrono::system_clock::time_point at{};
+  /// Whether the policy `on-failure` counts it as a failure (all but exit status 0).
+  [[nodiscard]] bool failed() const noexcept { return !code || *code != 0; }
+};
+
+/// Where supervision stands for one component.
+enum class SupervisionState : unsigned char {
+  none,        ///< not supervised, or no supervisor is running
+  watching,    ///< running, watched for an exit
+  backing_off, ///< exited; waits for its back-off (or its dependencies) to restart it
+  failed,      ///< gave up: too many restarts within `within`, until its next up
+};
+/// As in `status --json`: "none", "watching", "backing-off", "failed".
+constexpr std::string_view to_string(SupervisionState s) noexcept {
+  switch (s) {
+  case SupervisionState::none: return "none";
+  case SupervisionState::watching: return "watching";
+  case SupervisionState::backing_off: return "backing-off";
+  case SupervisionState::failed: return "failed";
+  }
+  return "?";
+}
+
 /// One row of `Stack::status()`.
 struct ComponentStatus {
   std::string_view role;
@@ -43,6 +75,31 @@ struct ComponentStatus {
   State state{};
   std::string_view flavor; ///< the component's `flavor` (e.g. "local_daemon"), or "custom"
   std::string detail;      ///< what the component's `detail()` offers (pid, port, path), or empty
+  /// How it last stopped running on its own since its last start (a component
+  /// with `exit_status()`), or what its supervisor recorded; empty otherwise
+  /// and after a down.
+  std::optional<Exit> exit{};
+  unsigned restarts = 0; ///< restarts by its supervisor since its last up (0 when none is running)
+  SupervisionState supervision = SupervisionState::none; ///< as its supervisor reports it
+};
+
+/// What a supervisor (stackup::supervise) reports, besides the ordinary events
+/// of the actions it runs: an exit, a restart planned, a give-up, a liveness failure.
+struct SupervisionEvent {
+  enum class Kind : unsigned char {
+    exited,     ///< it stopped running on its own (`exit` says how)
+    restarting, ///< it will be restarted after `delay`; `restarts` is this restart's number
+    failed,     ///< given up: `restarts` restarts within the policy's `within`
+    unhealthy,  ///< its liveness probe failed (`message`); `restarts` counts failures in a row here
+  };
+  std::string_view stack;
+  std::string_view role;
+  std::string_view component;
+  Kind kind{};
+  std::optional<Exit> exit{};
+  std::chrono::milliseconds delay{};
+  unsigned restarts = 0;
+  std::string message{};
 };
 
 namespace detail {

@@ -203,6 +203,24 @@ inline std::string progress_line(const Event& e, bool fancy) {
                      e.component, what);
 }
 
+/// One line for a supervisor's event, e.g. `↻ cache 'redis' exited (exit status
+/// 3); restarting in 100ms (1st)`. `fancy` selects colour and symbols.
+inline std::string supervision_line(const SupervisionEvent& e, bool fancy) {
+  std::string what;
+  switch (e.kind) {
+  case SupervisionEvent::Kind::exited: what = "exited"; break;
+  case SupervisionEvent::Kind::restarting: what = fmt::format("restarting in {}ms", e.delay.count()); break;
+  case SupervisionEvent::Kind::failed: what = "failed"; break;
+  case SupervisionEvent::Kind::unhealthy: what = "unhealthy"; break;
+  }
+  if (!e.message.empty()) what += ": " + e.message;
+  const bool bad = e.kind == SupervisionEvent::Kind::failed || e.kind == SupervisionEvent::Kind::unhealthy;
+  if (!fancy) return fmt::format("{} {} '{}' {}", bad ? "x" : "~", e.role, e.component, what);
+  return fmt::format("{} {} '{}' {}",
+                     detail::styled(bad ? "✘" : "↻", fmt::fg(bad ? fmt::terminal_color::red : fmt::terminal_color::yellow)),
+                     detail::styled(e.role, fmt::emphasis::bold), e.component, what);
+}
+
 /// A ready-made observer printing ZenML-like progress lines to `stream`
 /// (colour and symbols only on a terminal, NO_COLOR honoured):
 /// `stack.on_event(stackup::console_observer());`

@@ -8,6 +8,7 @@
 
 #include <stackup/component.hpp>
 #include <stackup/events.hpp>
+#include <stackup/restart.hpp>
 
 #include <cstddef>
 #include <span>
@@ -162,6 +163,17 @@ public:
   [[nodiscard]] std::string_view flavor(std::string_view role) const;
   /// The file the component writes its log to (`log_file()`); empty when it keeps none.
   [[nodiscard]] std::string log_file(std::string_view role) const;
+
+  /// A new descriptor (close it) that becomes readable when the component stops
+  /// running on its own (its `exit_fd()`: a LocalDaemon's is a pidfd); -1 when
+  /// it cannot tell, or is not running: then poll `state(role)`.
+  [[nodiscard]] int exit_fd(std::string_view role) const;
+  /// How the component last stopped running on its own since its last start
+  /// (its `exit_status()`); empty when it has not, or cannot tell.
+  [[nodiscard]] std::optional<Exit> exit_status(std::string_view role) const;
+  /// Its restart policy, liveness probe and on_dependency_restart (its
+  /// `supervision()`; the defaults, `Restart::no`, without one).
+  [[nodiscard]] SupervisionConfig supervision(std::string_view role) const;
 
 private:
   [[nodiscard]] std::size_t at(std::string_view role) const; // its position, else UnknownComponentError

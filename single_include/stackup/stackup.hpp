@@ -500,6 +500,7 @@ inline std::string StackDefinitionError::message_of(std::string_view stack, Kind
 #else
 #include <chrono>
 #endif
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -523,6 +524,37 @@ struct Event {
 /// The observer type: called once per event, never concurrently.
 using Observer = std::function<void(const Event&)>;
 
+/// How a component stopped running on its own (DESIGN §10): an exit status, a
+/// signal, a liveness failure, or a restart that failed; and when. Exactly one
+/// of `code`, `signal`, `liveness`, `error` is set.
+struct Exit {
+  std::optional<int> code{};   ///< it exited with this status
+  std::optional<int> signal{}; ///< a signal killed it
+  std::string liveness{};      ///< its liveness probe failed: what the probe saw
+  std::string error{};         ///< a restart of it failed: why
+  std::chrono::system_clock::time_point at{};
+  /// Whether the policy `on-failure` counts it as a failure (all but exit status 0).
+  [[nodiscard]] bool failed() const noexcept { return !code || *code != 0; }
+};
+
+/// Where supervision stands for one component.
+enum class SupervisionState : unsigned char {
+  none,        ///< not supervised, or no supervisor is running
+  watching,    ///< running, watched for an exit
+  backing_off, ///< exited; waits for its back-off (or its dependencies) to restart it
+  failed,      ///< gave up: too many restarts within `within`, until its next up
+};
+/// As in `status --json`: "none", "watching", "backing-off", "failed".
+constexpr std::string_view to_string(SupervisionState s) noexcept {
+  switch (s) {
+  case SupervisionState::none: return "none";
+  case SupervisionState::watching: return "watching";
+  case SupervisionState::backing_off: return "backing-off";
+  case SupervisionState::failed: return "failed";
+  }
+  return "?";
+}
+
 /// One row of `Stack::status()`.
 struct ComponentStatus {
   std::string_view role;
@@ -530,6 +562,31 @@ struct ComponentStatus {
   State state{};
   std::string_view flavor; ///< the component's `flavor` (e.g. "local_daemon"), or "custom"
   std::string detail;      ///< what the component's `detail()` offers (pid, port, path), or empty
+  /// How it last stopped running on its own since its last start (a component
+  /// with `exit_status()`), or what its supervisor recorded; empty otherwise
+  /// and after a down.
+  std::optional<Exit> exit{};
+  unsigned restarts = 0; ///< restarts by its supervisor since its last up (0 when none is running)
+  SupervisionState supervision = SupervisionState::none; ///< as its supervisor reports it
+};
+
+/// What a supervisor (stackup::supervise) reports, besides the ordinary events
+/// of the actions it runs: an exit, a restart planned, a give-up, a liveness failure.
+struct SupervisionEvent {
+  enum class Kind : unsigned char {
+    exited,     ///< it stopped running on its own (`exit` says how)
+    restarting, ///< it will be restarted after `delay`; `restarts` is this restart's number
+    failed,     ///< given up: `restarts` restarts within the policy's `within`
+    unhealthy,  ///< its liveness probe failed (`message`); `restarts` counts failures in a row here
+  };
+  std::string_view stack;
+  std::string_view role;
+  std::string_view component;
+  Kind kind{};
+  std::optional<Exit> exit{};
+  std::chrono::milliseconds delay{};
+  unsigned restarts = 0;
+  std::string message{};
 };
 
 namespace detail {
@@ -912,6 +969,109 @@ void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::spa
 // SPDX-License-Identifier: MIT
 
 
+// ---- begin stackup/restart.hpp ----
+// stackup — what keeps a component running (DESIGN §10): its restart policy, its
+// liveness probe, and what it does when a dependency restarts. Config types only;
+// the loop that honours them is stackup::supervise (<stackup/supervise.hpp>).
+// SPDX-License-Identifier: MIT
+
+
+// Durations only: see events.hpp for why not <chrono>.
+#if defined(__GLIBCXX__) && __has_include(<bits/chrono.h>)
+#include <bits/chrono.h>
+#else
+#include <chrono>
+#endif
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace stackup {
+
+/// When a component that stopped running on its own is started again.
+enum class Restart : unsigned char {
+  no,         ///< never: the exit is only recorded (the default)
+  on_failure, ///< after a non-zero exit, a signal or a liveness failure
+  always,     ///< after any exit
+};
+
+/// A component's restart policy (stack files: `restart = "on-failure"` or a table
+/// with these keys). Members in this order, for designated initialisers.
+struct RestartPolicy {
+  Restart policy = Restart::no;
+  /// The delay before the first restart; each further one doubles it.
+  std::chrono::milliseconds backoff = std::chrono::milliseconds(100);
+  /// The doubling stops here.
+  std::chrono::milliseconds max_backoff = std::chrono::seconds(30);
+  /// Running this long counts as stable: the next restart waits `backoff` again.
+  std::chrono::milliseconds reset_after = std::chrono::seconds(10);
+  /// At most this many restarts within `within`, then the component is failed
+  /// (no more restarts until its next up). Unset: no limit for `always`, 5 for
+  /// `on_failure`. Zero: no limit.
+  std::optional<unsigned> max{};
+  std::chrono::milliseconds within = std::chrono::minutes(1);
+};
+
+/// A liveness probe: checked every `period` once the component is ready;
+/// `failures` failures in a row count as an exit (the component is suspended,
+/// then its restart policy decides). Stack files: `liveness = { http = 8090,
+/// path = "/health" }`, `{ tcp = 6379 }` or `{ exec = "shell command" }`.
+struct Liveness {
+  enum class Kind : unsigned char {
+    none, ///< no probe (the default)
+    tcp,  ///< a TCP connect to 127.0.0.1:`port` succeeds
+    http, ///< GET `path` on 127.0.0.1:`port` answers 2xx or 3xx
+    exec, ///< `/bin/sh -c exec` exits 0
+  };
+  Kind kind = Kind::none;
+  std::uint16_t port = 0;    ///< tcp, http
+  std::string path = "/";    ///< http
+  std::string exec{};        ///< exec: the shell command
+  std::chrono::milliseconds period = std::chrono::seconds(5);
+  std::chrono::milliseconds timeout = std::chrono::seconds(1); ///< one probe's limit
+  unsigned failures = 3;     ///< failures in a row that count as an exit
+};
+
+/// What a component does while one of its dependencies restarts.
+enum class OnDependencyRestart : unsigned char {
+  ignore,  ///< keep running (the default)
+  restart, ///< suspended before the dependency restarts, resumed once it is ready again
+};
+
+/// Everything supervision reads of one component. Shipped components return
+/// it from `supervision()`, built from their config's `restart`, `liveness` and
+/// `on_dependency_restart`; a component without that member has the defaults.
+struct SupervisionConfig {
+  RestartPolicy restart{};
+  Liveness liveness{};
+  OnDependencyRestart on_dependency_restart = OnDependencyRestart::ignore;
+};
+
+/// Stack-file spelling: "no", "on-failure", "always".
+constexpr std::string_view to_string(Restart r) noexcept {
+  switch (r) {
+  case Restart::no: return "no";
+  case Restart::on_failure: return "on-failure";
+  case Restart::always: return "always";
+  }
+  return "?";
+}
+/// Stack-file spelling: "ignore", "restart".
+constexpr std::string_view to_string(OnDependencyRestart r) noexcept {
+  return r == OnDependencyRestart::restart ? "restart" : "ignore";
+}
+
+/// The `max` in force: the policy's own, else its default (5 for on_failure,
+/// none for always); 0 means no limit.
+constexpr unsigned max_restarts(const RestartPolicy& p) noexcept {
+  if (p.max) return *p.max;
+  return p.policy == Restart::on_failure ? 5U : 0U;
+}
+
+} // namespace stackup
+// ---- end stackup/restart.hpp ----
+
 #include <cstddef>
 #include <span>
 #include <string>
@@ -1065,6 +1225,17 @@ public:
   [[nodiscard]] std::string_view flavor(std::string_view role) const;
   /// The file the component writes its log to (`log_file()`); empty when it keeps none.
   [[nodiscard]] std::string log_file(std::string_view role) const;
+
+  /// A new descriptor (close it) that becomes readable when the component stops
+  /// running on its own (its `exit_fd()`: a LocalDaemon's is a pidfd); -1 when
+  /// it cannot tell, or is not running: then poll `state(role)`.
+  [[nodiscard]] int exit_fd(std::string_view role) const;
+  /// How the component last stopped running on its own since its last start
+  /// (its `exit_status()`); empty when it has not, or cannot tell.
+  [[nodiscard]] std::optional<Exit> exit_status(std::string_view role) const;
+  /// Its restart policy, liveness probe and on_dependency_restart (its
+  /// `supervision()`; the defaults, `Restart::no`, without one).
+  [[nodiscard]] SupervisionConfig supervision(std::string_view role) const;
 
 private:
   [[nodiscard]] std::size_t at(std::string_view role) const; // its position, else UnknownComponentError
@@ -1237,7 +1408,10 @@ struct Ops {
   std::string (*log_file)(const void*);                  // null: keeps no log
   void (*destroy)(void*);
   std::string_view flavor;
-  const void* type; // &type_tag<C>
+  const void* type;                                      // &type_tag<C>
+  int (*exit_fd)(const void*);                           // null: cannot tell (polled)
+  std::optional<Exit> (*exit_status)(const void*);       // null: not known
+  SupervisionConfig (*supervision)(const void*);         // null: the defaults
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -1276,7 +1450,8 @@ struct Table {
   }
   [[nodiscard]] ComponentStatus status(std::size_t k) const {
     const Ops& o = *slots[k].ops;
-    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string()};
+    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string(),
+            o.exit_status ? o.exit_status(slots[k].object) : std::nullopt, 0, SupervisionState::none};
   }
   /// Index of `role`, or size() (linear: for messages and the command line).
   [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
@@ -1665,6 +1840,23 @@ template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k)
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
 };
+// Optional members that supervision (DESIGN §10) reads, where a component has them:
+// - `int exit_fd() const`: a new descriptor (the caller closes it) that becomes
+//   readable when the component stops running on its own (LocalDaemon: a pidfd
+//   of its waiter); -1 when it cannot tell (then it is polled).
+// - `std::optional<Exit> exit_status() const`: how it last stopped running on
+//   its own since its last start; empty while running and after a down.
+// - `SupervisionConfig supervision() const`: its restart policy, liveness probe
+//   and on_dependency_restart (the defaults without the member).
+template <class T> concept has_exit_fd = requires(const T& c) {
+  { c.exit_fd() } -> std::convertible_to<int>;
+};
+template <class T> concept has_exit_status = requires(const T& c) {
+  { c.exit_status() } -> std::convertible_to<std::optional<Exit>>;
+};
+template <class T> concept has_supervision = requires(const T& c) {
+  { c.supervision() } -> std::convertible_to<SupervisionConfig>;
+};
 // The entries of ops_of<C>: plain function templates (a lambda costs the
 // compiler two functions, its call operator and its conversion).
 // One function per type for its queries and actions: a compiler's cost is per
@@ -1684,6 +1876,9 @@ template <class C> bool call_of(void* o, Call what) {
 template <class C> std::string detail_of(const void* o) { return std::string(static_cast<const C*>(o)->detail()); }
 template <class C> std::string log_file_of(const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); }
 template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
+template <class C> int exit_fd_of(const void* o) { return static_cast<int>(static_cast<const C*>(o)->exit_fd()); }
+template <class C> std::optional<Exit> exit_status_of(const void* o) { return static_cast<const C*>(o)->exit_status(); }
+template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -1699,6 +1894,18 @@ template <class C> constexpr auto detail_entry() {
 template <class C> constexpr auto log_file_entry() {
   if constexpr (has_log_file<C>) return &log_file_of<C>;
   else return static_cast<std::string (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto exit_fd_entry() {
+  if constexpr (has_exit_fd<C>) return &exit_fd_of<C>;
+  else return static_cast<int (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto exit_status_entry() {
+  if constexpr (has_exit_status<C>) return &exit_status_of<C>;
+  else return static_cast<std::optional<Exit> (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto supervision_entry() {
+  if constexpr (has_supervision<C>) return &supervision_of<C>;
+  else return static_cast<SupervisionConfig (*)(const void*)>(nullptr);
 }
 
 /// The Ops of type C. For a DynamicStack (an AnyComponent), with C's own quiet
@@ -1718,6 +1925,9 @@ inline constexpr Ops ops_of{
     destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
+    exit_fd_entry<C>(),
+    exit_status_entry<C>(),
+    supervision_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -1980,6 +2190,18 @@ inline std::string_view StackView::flavor(std::string_view role) const { return 
 inline std::string StackView::log_file(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->log_file ? s.ops->log_file(s.object) : std::string();
+}
+inline int StackView::exit_fd(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->exit_fd ? s.ops->exit_fd(s.object) : -1;
+}
+inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
+}
+inline SupervisionConfig StackView::supervision(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->supervision ? s.ops->supervision(s.object) : SupervisionConfig{};
 }
 
 } // namespace stackup
@@ -3264,6 +3486,24 @@ inline std::string progress_line(const Event& e, bool fancy) {
   if (!fancy) return fmt::format("{} {} '{}' {}", look.ascii, e.role, e.component, what);
   return fmt::format("{} {} '{}' {}", detail::styled(look.symbol, look.style), detail::styled(e.role, fmt::emphasis::bold),
                      e.component, what);
+}
+
+/// One line for a supervisor's event, e.g. `↻ cache 'redis' exited (exit status
+/// 3); restarting in 100ms (1st)`. `fancy` selects colour and symbols.
+inline std::string supervision_line(const SupervisionEvent& e, bool fancy) {
+  std::string what;
+  switch (e.kind) {
+  case SupervisionEvent::Kind::exited: what = "exited"; break;
+  case SupervisionEvent::Kind::restarting: what = fmt::format("restarting in {}ms", e.delay.count()); break;
+  case SupervisionEvent::Kind::failed: what = "failed"; break;
+  case SupervisionEvent::Kind::unhealthy: what = "unhealthy"; break;
+  }
+  if (!e.message.empty()) what += ": " + e.message;
+  const bool bad = e.kind == SupervisionEvent::Kind::failed || e.kind == SupervisionEvent::Kind::unhealthy;
+  if (!fancy) return fmt::format("{} {} '{}' {}", bad ? "x" : "~", e.role, e.component, what);
+  return fmt::format("{} {} '{}' {}",
+                     detail::styled(bad ? "✘" : "↻", fmt::fg(bad ? fmt::terminal_color::red : fmt::terminal_color::yellow)),
+                     detail::styled(e.role, fmt::emphasis::bold), e.component, what);
 }
 
 /// A ready-made observer printing ZenML-like progress lines to `stream`

@@ -170,9 +170,10 @@ class Amalgamate(unittest.TestCase):
     def test_stack_file_header_is_opt_in(self):
         self.assertIn("stackup/stack_file.hpp", amalgamate.OPT_IN)
 
-    def test_cli_header_is_opt_in_with_a_single_header_file_of_its_own(self):
+    def test_cli_and_supervise_headers_are_opt_in_with_single_header_files_of_their_own(self):
         files = amalgamate.amalgamate_all()
-        self.assertEqual(sorted(files), ["stackup/cli.hpp", "stackup/stackup.hpp"])
+        self.assertEqual(sorted(files), ["stackup/cli.hpp", "stackup/stackup.hpp", "stackup/supervise.hpp"])
+        self.assertNotIn("// ---- begin stackup/supervise.hpp ----", files["stackup/stackup.hpp"])
         self.assertNotIn("// ---- begin stackup/cli.hpp ----", files["stackup/stackup.hpp"])
         cli = body(files["stackup/cli.hpp"])
         self.assertEqual(cli[0], '#include "stackup.hpp"')

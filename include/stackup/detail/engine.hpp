@@ -148,7 +148,10 @@ struct Ops {
   std::string (*log_file)(const void*);                  // null: keeps no log
   void (*destroy)(void*);
   std::string_view flavor;
-  const void* type; // &type_tag<C>
+  const void* type;                                      // &type_tag<C>
+  int (*exit_fd)(const void*);                           // null: cannot tell (polled)
+  std::optional<Exit> (*exit_status)(const void*);       // null: not known
+  SupervisionConfig (*supervision)(const void*);         // null: the defaults
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -187,7 +190,8 @@ struct Table {
   }
   [[nodiscard]] ComponentStatus status(std::size_t k) const {
     const Ops& o = *slots[k].ops;
-    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string()};
+    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string(),
+            o.exit_status ? o.exit_status(slots[k].object) : std::nullopt, 0, SupervisionState::none};
   }
   /// Index of `role`, or size() (linear: for messages and the command line).
   [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
@@ -576,6 +580,23 @@ template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k)
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
 };
+// Optional members that supervision (DESIGN §10) reads, where a component has them:
+// - `int exit_fd() const`: a new descriptor (the caller closes it) that becomes
+//   readable when the component stops running on its own (LocalDaemon: a pidfd
+//   of its waiter); -1 when it cannot tell (then it is polled).
+// - `std::optional<Exit> exit_status() const`: how it last stopped running on
+//   its own since its last start; empty while running and after a down.
+// - `SupervisionConfig supervision() const`: its restart policy, liveness probe
+//   and on_dependency_restart (the defaults without the member).
+template <class T> concept has_exit_fd = requires(const T& c) {
+  { c.exit_fd() } -> std::convertible_to<int>;
+};
+template <class T> concept has_exit_status = requires(const T& c) {
+  { c.exit_status() } -> std::convertible_to<std::optional<Exit>>;
+};
+template <class T> concept has_supervision = requires(const T& c) {
+  { c.supervision() } -> std::convertible_to<SupervisionConfig>;
+};
 // The entries of ops_of<C>: plain function templates (a lambda costs the
 // compiler two functions, its call operator and its conversion).
 // One function per type for its queries and actions: a compiler's cost is per
@@ -595,6 +616,9 @@ template <class C> bool call_of(void* o, Call what) {
 template <class C> std::string detail_of(const void* o) { return std::string(static_cast<const C*>(o)->detail()); }
 template <class C> std::string log_file_of(const void* o) { return std::string(static_cast<const C*>(o)->log_file().string()); }
 template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
+template <class C> int exit_fd_of(const void* o) { return static_cast<int>(static_cast<const C*>(o)->exit_fd()); }
+template <class C> std::optional<Exit> exit_status_of(const void* o) { return static_cast<const C*>(o)->exit_status(); }
+template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -610,6 +634,18 @@ template <class C> constexpr auto detail_entry() {
 template <class C> constexpr auto log_file_entry() {
   if constexpr (has_log_file<C>) return &log_file_of<C>;
   else return static_cast<std::string (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto exit_fd_entry() {
+  if constexpr (has_exit_fd<C>) return &exit_fd_of<C>;
+  else return static_cast<int (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto exit_status_entry() {
+  if constexpr (has_exit_status<C>) return &exit_status_of<C>;
+  else return static_cast<std::optional<Exit> (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto supervision_entry() {
+  if constexpr (has_supervision<C>) return &supervision_of<C>;
+  else return static_cast<SupervisionConfig (*)(const void*)>(nullptr);
 }
 
 /// The Ops of type C. For a DynamicStack (an AnyComponent), with C's own quiet
@@ -629,6 +665,9 @@ inline constexpr Ops ops_of{
     destroy_entry<C, Dynamic>(),
     flavor_of<C>(),
     &type_tag<C>,
+    exit_fd_entry<C>(),
+    exit_status_entry<C>(),
+    supervision_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -891,6 +930,18 @@ inline std::string_view StackView::flavor(std::string_view role) const { return 
 inline std::string StackView::log_file(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->log_file ? s.ops->log_file(s.object) : std::string();
+}
+inline int StackView::exit_fd(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->exit_fd ? s.ops->exit_fd(s.object) : -1;
+}
+inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
+}
+inline SupervisionConfig StackView::supervision(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->supervision ? s.ops->supervision(s.object) : SupervisionConfig{};
 }
 
 } // namespace stackup
