@@ -474,7 +474,12 @@ TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the 
       {{"orch", "sideways"}, "error: unknown command 'sideways' for 'orch'; expected one of: up, down, status, logs\n"},
       {{"stack"}, "error: missing command after 'stack'; expected one of: up, down, status, logs\n"},
       {{"orch"}, "error: missing command after 'orch'; expected one of: up, down, status, logs\n"},
-      {{"stack", "up", "--force"}, "error: unknown option '--force' for 'stack up'; valid options: --parallel (-p), --no-rollback\n"},
+      {{"stack", "up", "--force"}, "error: unknown option '--force' for 'stack up'; valid options: --parallel (-p), --no-rollback, "
+                                   "--attach (-a), --no-prefix, --timestamps, --abort-on-exit\n"},
+      {{"orch", "up", "-a"}, "error: unknown option '-a' for 'orch up'; valid options: --parallel (-p), --no-rollback\n"},
+      {{"stack", "up", "--no-prefix"}, "error: option '--no-prefix' is for 'stack up --attach': add --attach (-a)\n"},
+      {{"stack", "up", "-p", "--timestamps"}, "error: option '--timestamps' is for 'stack up --attach': add --attach (-a)\n"},
+      {{"stack", "up", "--abort-on-exit"}, "error: option '--abort-on-exit' is for 'stack up --attach': add --attach (-a)\n"},
       {{"stack", "down", "--bogus"}, "error: unknown option '--bogus' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
       {{"stack", "down", "-x"}, "error: unknown option '-x' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
       {{"stack", "down", "-fx"}, "error: unknown option '-x' for 'stack down'"},

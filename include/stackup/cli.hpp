@@ -6,7 +6,7 @@
 // This header holds every public name of the command line: the types a host
 // program fills in (Options, VerbSpec, VerbOption), what a verb's handler gets
 // (Invocation), the exit statuses, and the run functions. The machinery lives in
-// detail/cli/ (grammar, completion, terminal, logs, runner), included below,
+// detail/cli/ (grammar, completion, terminal, logs, merge, runner), included below,
 // after the public types it works on. Each of those that uses the types starts
 // by including this header, so it compiles alone too; its own include guard
 // comes after that #include, so whichever file a translation unit meets first,
@@ -21,6 +21,7 @@
 #include <stackup/options.hpp>
 #include <stackup/stack_lock.hpp>
 #include <stackup/stack_view.hpp>
+#include <stackup/supervise.hpp>
 #include <stackup/version.hpp>
 
 #include <cstddef>

@@ -86,7 +86,9 @@ class Completion(unittest.TestCase):
 
     def test_options_of_a_verb(self):
         self.assertEqual(self.complete("stack", "down", "-"), ["--force", "--help", "--parallel", "-f", "-h", "-p"])
-        self.assertEqual(self.complete("stack", "up", "--"), ["--help", "--no-rollback", "--parallel"])
+        self.assertEqual(self.complete("stack", "up", "--"), ["--abort-on-exit", "--attach", "--help", "--no-prefix",
+                                                              "--no-rollback", "--parallel", "--timestamps"])
+        self.assertEqual(self.complete("store", "up", "--"), ["--help", "--no-rollback", "--parallel"])
         self.assertEqual(self.complete("store", "logs", "--"), ["--follow", "--help", "--tail"])
         self.assertEqual(self.complete("stack", "logs", "--"), ["--follow", "--help", "--no-prefix", "--tail", "--timestamps"])
         self.assertEqual(self.complete("stack", "config", "-"), ["--help", "-h"])

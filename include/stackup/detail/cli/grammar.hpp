@@ -42,6 +42,8 @@ struct Command {
   bool follow = false; // logs: keep printing what is appended
   bool no_prefix = false;  // stack logs: without `role | `
   bool timestamps = false; // stack logs: the time each line was read, before it
+  bool attach = false;        // stack up: then stay, showing the output, supervising
+  bool abort_on_exit = false; // stack up --attach: the first exit takes the stack down
   std::optional<std::size_t> tail;
 };
 
@@ -80,7 +82,7 @@ inline const std::vector<VerbOption>& global_options() {
 // describes them (the usage, the completion).
 struct Builtins {
   std::function<int(const Invocation&)> up, down, status, logs, roles;
-  std::function<std::optional<std::string>(const Invocation&)> logs_check;
+  std::function<std::optional<std::string>(const Invocation&)> up_check, logs_check;
 };
 
 // The library's verbs, in the order the usage lists them. A new one is an entry
@@ -95,10 +97,21 @@ inline std::vector<VerbSpec> builtin_verbs(const Builtins& b) {
   return {
       {.name = "up",
        .scope = Scope::both,
-       .options = {parallel, {.name = "no-rollback", .help = "when an action fails, leave what was done in place"}},
+       .options = {parallel,
+                   {.name = "no-rollback", .help = "when an action fails, leave what was done in place"},
+                   {.name = "attach",
+                    .letter = 'a',
+                    .help = "then stay: every component's output, restarts by policy; Ctrl-C takes the stack down",
+                    .scope = Scope::stack},
+                   no_prefix,
+                   timestamps,
+                   {.name = "abort-on-exit",
+                    .help = "with --attach: the first component to exit takes the stack down; its exit status is ours",
+                    .scope = Scope::stack}},
        .help = "provision and start every component",
        .role_help = "bring one component up, its dependencies first",
-       .run = b.up},
+       .run = b.up,
+       .check = b.up_check},
       {.name = "down",
        .scope = Scope::both,
        .options = {{.name = "force", .letter = 'f', .help = "also deprovision (remove what the components created)"},
