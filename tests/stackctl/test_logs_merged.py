@@ -27,15 +27,15 @@ HALVES = 40
 HALF = "a" * 4096
 
 # `num` writes numbered lines as fast as sh can; `long` writes lines of 8 KiB in
-# two separately flushed halves. Both then stay up.
+# two separately flushed halves. Both then stay up. DELAY: before they start writing.
 STACK = f"""\
     [components.num]
     flavor = "local_daemon"
-    command = ["sh", "-c", "sleep 1; i=0; while [ $i -lt {LINES} ]; do echo \\"n $i\\"; i=$((i+1)); done; sleep 1000"]
+    command = ["sh", "-c", "sleep DELAY; i=0; while [ $i -lt {LINES} ]; do echo \\"n $i\\"; i=$((i+1)); done; sleep 1000"]
 
     [components.long]
     flavor = "local_daemon"
-    command = ["sh", "-c", "h=$(head -c 4096 /dev/zero | tr '\\\\0' a); i=0; while [ $i -lt {HALVES} ]; do printf '%s' \\"L$i:$h\\"; sleep 0.05; printf '%s\\\\n' \\"$h:end$i\\"; i=$((i+1)); done; sleep 1000"]
+    command = ["sh", "-c", "sleep DELAY; h=$(head -c 4096 /dev/zero | tr '\\\\0' a); i=0; while [ $i -lt {HALVES} ]; do printf '%s' \\"L$i:$h\\"; sleep 0.05; printf '%s\\\\n' \\"$h:end$i\\"; i=$((i+1)); done; sleep 1000"]
 
     [components.store]
     flavor = "local_directory"
@@ -48,13 +48,15 @@ def long_line(i):
 
 
 class StackCase(unittest.TestCase):
+    DELAY = "1"
+
     def setUp(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="stackctl-logs-")
         self.dir = os.path.realpath(self._tmp.name)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STACKUP_") and k != "NO_COLOR"}
         self.file = os.path.join(self.dir, "stackup.toml")
         with open(self.file, "w") as f:
-            f.write(textwrap.dedent(STACK))
+            f.write(textwrap.dedent(STACK).replace("DELAY", self.DELAY))
 
     def tearDown(self):
         self.run_ctl("stack", "down", "--force")
@@ -239,6 +241,7 @@ def states(case):
 
 class Attached(StackCase):
     """`stack up --attach`: up, then the merged output and supervision until Ctrl-C."""
+    DELAY = "4"  # the output starts once the follower has (it shows no history)
 
     def attach(self, *args):
         return subprocess.Popen([STACKCTL, "stack", "up", "--attach", *args], cwd=self.dir, env=self.env,

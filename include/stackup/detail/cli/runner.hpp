@@ -401,6 +401,10 @@ private:
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     if (cmd.whole_stack) return merged_logs(cmd);
     try {
+      // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+      // Handled from before the first line is out, so that one sent after it is.
+      std::optional<Interrupts> interrupts;
+      if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
       const std::filesystem::path path = stack_.log_file(role(cmd.index));
       std::error_code ec;
       const bool exists = std::filesystem::exists(path, ec);
@@ -411,9 +415,7 @@ private:
       const std::uintmax_t end = exists ? copy_tail(path, cmd.tail, out_) : 0;
       out_.flush();
       if (cmd.follow) {
-        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
-        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-        follow(path, end, out_, interrupts.token());
+        follow(path, end, out_, interrupts->token());
         if (!out_) throw Error("cannot write the log: the output is closed (what read it, a pipe or a terminal, has gone)");
       }
       return exit_success;
@@ -446,6 +448,10 @@ private:
   // `stack logs`: every log, merged line by line (see MergedLogs).
   int merged_logs(const Command& cmd) {
     try {
+      // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+      // Handled from before the first line is out, so that one sent after it is.
+      std::optional<Interrupts> interrupts;
+      if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
       MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
       std::string text;
       std::vector<LogProblem> problems;
@@ -457,11 +463,8 @@ private:
       }
       err_.flush();
       bool written = text.empty() || write_out(text);
-      if (written && cmd.follow) {
-        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
-        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-        written = logs.follow(interrupts.token(), [this](std::string_view data) { return write_out(data); });
-      }
+      if (written && cmd.follow)
+        written = logs.follow(interrupts->token(), [this](std::string_view data) { return write_out(data); });
       if (!written) throw Error("cannot write the logs: the output is closed (what read it, a pipe or a terminal, has gone)");
       return failed ? exit_failure : exit_success;
     } catch (...) {
