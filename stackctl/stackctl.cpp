@@ -1,6 +1,7 @@
 // stackctl: runs the stack a stack file describes, with ZenML's commands.
 //
 //   stackctl [-f FILE] stack up [-p] [--no-rollback] | down [--force] [-p] | status [--json] | config | supervise
+//   stackctl [-f FILE] stack logs [--tail N] [--follow] [--no-prefix] [--timestamps]
 //   stackctl [-f FILE] <role> up | down [--force] | status [--json] | logs [--tail N] [--follow]
 //   stackctl --version | --completion bash
 //

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -468,11 +470,16 @@ TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the 
   const std::vector<Case> cases{
       {{}, "error: missing command\n"},
       {{"bogus", "up"}, "error: unknown component role 'bogus'; valid roles: store, orch, deployer, tracker (or 'stack' for all of them)\n"},
-      {{"stack", "sideways"}, "error: unknown command 'sideways' for 'stack'; expected one of: up, down, status\n"},
+      {{"stack", "sideways"}, "error: unknown command 'sideways' for 'stack'; expected one of: up, down, status, logs\n"},
       {{"orch", "sideways"}, "error: unknown command 'sideways' for 'orch'; expected one of: up, down, status, logs\n"},
-      {{"stack"}, "error: missing command after 'stack'; expected one of: up, down, status\n"},
+      {{"stack"}, "error: missing command after 'stack'; expected one of: up, down, status, logs\n"},
       {{"orch"}, "error: missing command after 'orch'; expected one of: up, down, status, logs\n"},
-      {{"stack", "up", "--force"}, "error: unknown option '--force' for 'stack up'; valid options: --parallel (-p), --no-rollback\n"},
+      {{"stack", "up", "--force"}, "error: unknown option '--force' for 'stack up'; valid options: --parallel (-p), --no-rollback, "
+                                   "--attach (-a), --no-prefix, --timestamps, --abort-on-exit\n"},
+      {{"orch", "up", "-a"}, "error: unknown option '-a' for 'orch up'; valid options: --parallel (-p), --no-rollback\n"},
+      {{"stack", "up", "--no-prefix"}, "error: option '--no-prefix' is for 'stack up --attach': add --attach (-a)\n"},
+      {{"stack", "up", "-p", "--timestamps"}, "error: option '--timestamps' is for 'stack up --attach': add --attach (-a)\n"},
+      {{"stack", "up", "--abort-on-exit"}, "error: option '--abort-on-exit' is for 'stack up --attach': add --attach (-a)\n"},
       {{"stack", "down", "--bogus"}, "error: unknown option '--bogus' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
       {{"stack", "down", "-x"}, "error: unknown option '-x' for 'stack down'; valid options: --force (-f), --parallel (-p)\n"},
       {{"stack", "down", "-fx"}, "error: unknown option '-x' for 'stack down'"},
@@ -490,7 +497,11 @@ TEST_CASE_TEMPLATE("cli: bad command lines exit 2 with a message that names the 
       {{"orch", "logs", "--tail", "-1"}, "needs a whole number of lines (0 or more), not '-1'\n"},
       {{"orch", "logs", "--force"}, "error: unknown option '--force' for 'orch logs'; valid options: --tail N (-n N), --follow\n"},
       {{"tracker", "logs"}, "error: tracker 'tracker' (custom) keeps no log; components with a log: orch, deployer\n"},
-      {{"stack", "logs"}, "error: 'stack logs' is not a command"},
+      {{"stack", "logs", "--tail", "x"}, "error: option '--tail' needs a whole number of lines (0 or more), not 'x'\n"},
+      {{"stack", "logs", "--force"}, "error: unknown option '--force' for 'stack logs'; valid options: --tail N (-n N), "
+                                     "--follow, --no-prefix, --timestamps\n"},
+      {{"orch", "logs", "--no-prefix"}, "error: unknown option '--no-prefix' for 'orch logs'; valid options: --tail N (-n N), --follow\n"},
+      {{"orch", "logs", "--timestamps"}, "error: unknown option '--timestamps' for 'orch logs'"},
       {{""}, "error: unknown component role ''"},
   };
   for (const auto& c : cases) {
@@ -587,7 +598,7 @@ TEST_CASE_TEMPLATE("cli: a host's own verb (Options::verbs) is parsed, listed, c
            {{"orch", "greet", "--times"}, "error: option '--times' needs a count, e.g. '--times 3'\n"},
            {{"orch", "greet", "--loud=yes"}, "error: option '--loud' takes no value, not 'yes'\n"},
            {{"orch", "greet", "-x"}, "error: unknown option '-x' for 'orch greet'; valid options: --loud (-l), --times N (-t N)\n"},
-           {{"stack", "bogus"}, "error: unknown command 'bogus' for 'stack'; expected one of: up, down, status, greet, boom\n"},
+           {{"stack", "bogus"}, "error: unknown command 'bogus' for 'stack'; expected one of: up, down, status, logs, greet, boom\n"},
            {{"orch", "bogus"}, "error: unknown command 'bogus' for 'orch'; expected one of: up, down, status, logs, greet, ping\n"},
            {{"orch", "boom"}, "error: 'orch boom' is not a command: 'boom' is for the whole stack; try 'stack boom'\n"},
            {{"stack", "ping"}, "error: 'stack ping' is not a command: 'ping' is for one component at a time; try "
@@ -611,6 +622,8 @@ TEST_CASE_TEMPLATE("cli: a host's own verb (Options::verbs) is parsed, listed, c
   r = f.run({"--help"}, options);
   CHECK(r.code == 0);
   CHECK(contains(r.out, "  stack status [--json]               show every component's state (changes nothing)\n"
+                        "  stack logs [--tail N] [--follow] [--no-prefix] [--timestamps]\n"
+                        "                                      print every component's log, merged, each line after its role\n"
                         "  stack greet [-l] [--times N]        say hello to the stack\n"
                         "  stack boom                          throws\n"
                         "  <role> up [-p] [--no-rollback]      bring one component up, its dependencies first\n"));
@@ -623,10 +636,12 @@ TEST_CASE_TEMPLATE("cli: a host's own verb (Options::verbs) is parsed, listed, c
 
   r = f.run({"--completion", "bash"}, options);
   CHECK(r.code == 0);
-  CHECK(contains(r.out, "      stack) words='up down status greet boom' ;;\n"
+  CHECK(contains(r.out, "      stack) words='up down status logs greet boom' ;;\n"
                         "      role) words='up down status logs greet ping' ;;\n"));
   CHECK(contains(r.out, "      'role greet') words='-h --help --loud -l --times -t' ;;\n"));
   CHECK(contains(r.out, "      'role greet') valued='--times -t' ;;\n"));
+  CHECK(contains(r.out, "      'stack logs') words='-h --help --tail -n --follow --no-prefix --timestamps' ;;\n"));
+  CHECK(contains(r.out, "      'role logs') words='-h --help --tail -n --follow' ;;\n"));
   CHECK(r.out.ends_with("complete -F _t t\n"));
 }
 
@@ -874,6 +889,170 @@ TEST_CASE("cli follow: ends when its output fails (a closed pipe with SIGPIPE ig
   for (int i = 0; i < 50 && !returned; ++i) pause_ms(20);
   CHECK(returned);
   stop.request_stop();
+}
+
+namespace {
+// Feeds `text` to a LineSplitter in the chunks `cuts` marks; the lines it gives, each ended with '\n'.
+std::string split_lines(std::string_view text, const std::vector<std::size_t>& cuts, std::size_t longest,
+                        bool flush) {
+  cli::detail::LineSplitter lines(longest);
+  std::string got;
+  const auto line = [&got](std::string_view l) {
+    got += l;
+    got += '\n';
+  };
+  std::size_t at = 0;
+  for (const std::size_t cut : cuts) {
+    lines.feed(text.substr(at, cut - at), line);
+    at = cut;
+  }
+  lines.feed(text.substr(at), line);
+  if (flush) lines.flush(line);
+  return got;
+}
+} // namespace
+
+TEST_CASE("cli merge: chunks cut anywhere give whole lines, each once; an unfinished one waits") {
+  const std::string text = "one\n\ntwo two\nthree three three\nfour";
+  // Every way to cut it in two and in three pieces.
+  for (std::size_t i = 0; i <= text.size(); ++i)
+    for (std::size_t j = i; j <= text.size(); ++j) {
+      CAPTURE(i);
+      CAPTURE(j);
+      CHECK(split_lines(text, {i, j}, 1 << 20, false) == "one\n\ntwo two\nthree three three\n");
+      CHECK(split_lines(text, {i, j}, 1 << 20, true) == "one\n\ntwo two\nthree three three\nfour\n");
+    }
+  // One byte at a time.
+  std::vector<std::size_t> bytes;
+  for (std::size_t i = 1; i < text.size(); ++i) bytes.push_back(i);
+  CHECK(split_lines(text, bytes, 1 << 20, false) == "one\n\ntwo two\nthree three three\n");
+  // A line longer than the longest kept is given in pieces, nothing lost.
+  CHECK(split_lines("abcdefghij\nxy\n", {3, 6, 9}, 4, false) == "abcdef\nghij\nxy\n");
+  cli::detail::LineSplitter lines;
+  std::vector<std::string> got;
+  lines.feed("half", [&](std::string_view l) { got.emplace_back(l); });
+  CHECK(got.empty());
+  CHECK(lines.pending() == 4);
+  lines.feed(" and the rest\nnext", [&](std::string_view l) { got.emplace_back(l); });
+  CHECK(got == std::vector<std::string>{"half and the rest"});
+  CHECK(lines.pending() == 4);
+}
+
+TEST_CASE("cli merge: where the last N lines start; a colour per role, the same every time") {
+  FollowDir d;
+  const auto log = d.dir / "tail.log";
+  const auto start = [&](std::string_view text, std::size_t n, bool follow) {
+    put(log, text, std::ios::trunc);
+    const int fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
+    const auto at = cli::detail::MergedLogs::tail_start(fd, text.size(), n, follow);
+    ::close(fd);
+    return at;
+  };
+  CHECK(start("a\nb\nc\n", 1, false) == 4);
+  CHECK(start("a\nb\nc\n", 2, false) == 2);
+  CHECK(start("a\nb\nc\n", 9, false) == 0);
+  CHECK(start("a\nb\nc\n", 0, false) == 6);
+  CHECK(start("a\nb\nc\n", 0, true) == 6);
+  CHECK(start("a\nb\nc", 1, false) == 4); // an unfinished last line counts as one
+  CHECK(start("a\nb\nc", 0, true) == 4);  // following from the end: that line is not cut
+  CHECK(start("a\nb\nc", 0, false) == 5);
+  CHECK(start("", 3, true) == 0);
+  std::string big;
+  for (int i = 0; i < 30000; ++i) big += "line " + std::to_string(i) + '\n'; // more than one read
+  CHECK(start(big, 2, false) == big.size() - std::string("line 29998\nline 29999\n").size());
+  CHECK(cli::detail::role_color("web") == cli::detail::role_color("web"));
+  std::set<fmt::terminal_color> colours;
+  for (const auto* role : {"a", "b", "c", "d", "e", "f", "g", "h", "web", "db", "cache", "worker"})
+    colours.insert(cli::detail::role_color(role));
+  CHECK(colours.size() > 1);
+  CHECK(cli::detail::rfc3339_ms(std::chrono::system_clock::time_point(std::chrono::milliseconds(1796672931123))) ==
+        "2026-12-07T19:48:51.123Z");
+}
+
+TEST_CASE_TEMPLATE("cli: stack logs merges every log, each line after its role, in the stack's order", K, kinds::Typed,
+                   kinds::Dynamic) {
+  Fixture<K> f; // orch and deployer keep a log (the same file here)
+  auto r = f.run({"stack", "logs"});
+  CHECK(r.code == 0);
+  CHECK(r.out.empty());
+  CHECK(contains(r.err, "t: orch has no log yet: "));
+  CHECK(contains(r.err, "t: deployer has no log yet: "));
+  put(f.world.log, "one\ntwo\nthree", std::ios::trunc);
+  r = f.run({"stack", "logs"});
+  CHECK(r.code == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out == "orch | one\norch | two\norch | three\ndeployer | one\ndeployer | two\ndeployer | three\n");
+  CHECK(f.run({"stack", "logs", "--tail", "1"}).out == "orch | three\ndeployer | three\n");
+  CHECK(f.run({"stack", "logs", "-n2", "--no-prefix"}).out == "two\nthree\ntwo\nthree\n");
+  CHECK(f.run({"stack", "logs", "--tail=0"}).out.empty());
+  r = f.run({"stack", "logs", "--timestamps", "-n", "1"});
+  REQUIRE(r.out.size() > 25);
+  CHECK(r.out[4] == '-');
+  CHECK(r.out[10] == 'T');
+  CHECK(r.out[19] == '.'); // milliseconds
+  CHECK(std::isdigit(static_cast<unsigned char>(r.out[22])));
+  CHECK(r.out.substr(23, 14) == "Z orch | three");
+  CHECK(!contains(f.run({"stack", "logs"}).out, "\x1b"));
+  r = f.run({"stack", "logs"}, {.program = "t", .color = cli::Color::always});
+  const std::string orch = stackup::detail::styled("orch |", fmt::fg(cli::detail::role_color("orch")));
+  CHECK(contains(r.out, orch + " one\n"));
+  // Not a regular file: said, and the others still shown; exit 1.
+  std::filesystem::remove(f.world.log);
+  REQUIRE(::mkfifo(f.world.log.c_str(), 0600) == 0);
+  r = f.run({"stack", "logs"});
+  CHECK(r.code == 1);
+  CHECK(contains(r.err, "it is not a regular file"));
+}
+
+TEST_CASE("cli merge: following gives each whole line once, across halves, replacement and truncation") {
+  FollowDir d;
+  const auto a = d.dir / "a.log", b = d.dir / "sub" / "b.log";
+  put(a, "a0\na1 half");
+  cli::detail::MergedLogs logs({{"a", a}, {"b", b}}, {});
+  std::string out;
+  std::vector<cli::detail::LogProblem> problems;
+  logs.start(std::nullopt, true, out, problems);
+  CHECK(out == "a | a0\n");
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].missing);
+  std::mutex m;
+  std::string followed;
+  std::stop_source stop;
+  std::jthread follower([&] {
+    logs.follow(stop.get_token(), [&](std::string_view s) {
+      const std::lock_guard lock(m);
+      followed += s;
+      return true;
+    });
+  });
+  const auto seen = [&](std::string_view part) {
+    for (int i = 0; i < 200; ++i) {
+      {
+        const std::lock_guard lock(m);
+        if (contains(followed, part)) return true;
+      }
+      pause_ms(10);
+    }
+    return false;
+  };
+  pause_ms(100);
+  put(a, " and its end\n");
+  CHECK(seen("a | a1 half and its end\n"));
+  std::filesystem::create_directories(b.parent_path()); // a directory made later: found by the fallback
+  put(b, "b0\n");
+  CHECK(seen("b | b0\n"));
+  put(a, "a2 unfinished");
+  std::filesystem::rename(a, d.dir / "a.old"); // replaced: the old one's end, then the new one from its start
+  put(d.dir / "a.new", "a3\n");
+  std::filesystem::rename(d.dir / "a.new", a);
+  CHECK(seen("a | a3\n"));
+  put(b, "x\n", std::ios::trunc); // truncated: from its start
+  CHECK(seen("b | x\n"));
+  put(b, "last, unfinished");
+  pause_ms(100);
+  stop.request_stop();
+  follower.join();
+  CHECK(followed == "a | a1 half and its end\nb | b0\na | a2 unfinished\na | a3\nb | x\nb | last, unfinished\n");
 }
 
 namespace {

@@ -228,6 +228,10 @@ def amalgamate_separate(include_dir: pathlib.Path, name: str, in_umbrella: set[s
             target = m.group(1)
             if target in done:
                 continue
+            if target in SEPARATE:  # another opt-in header: its own single-header file, beside this one
+                out.append(f'#include "{pathlib.PurePosixPath(target).name}"')
+                done.add(target)
+                continue
             if "/detail/" not in target:
                 raise AmalgamationError(
                     f"include/{header} includes <{target}>, which the single header does not hold, so "

@@ -6,7 +6,7 @@
 // This header holds every public name of the command line: the types a host
 // program fills in (Options, VerbSpec, VerbOption), what a verb's handler gets
 // (Invocation), the exit statuses, and the run functions. The machinery lives in
-// detail/cli/ (grammar, completion, terminal, logs, runner), included below,
+// detail/cli/ (grammar, completion, terminal, logs, merge, runner), included below,
 // after the public types it works on. Each of those that uses the types starts
 // by including this header, so it compiles alone too; its own include guard
 // comes after that #include, so whichever file a translation unit meets first,
@@ -21,6 +21,7 @@
 #include <stackup/options.hpp>
 #include <stackup/stack_lock.hpp>
 #include <stackup/stack_view.hpp>
+#include <stackup/supervise.hpp>
 #include <stackup/version.hpp>
 
 #include <cstddef>
@@ -66,6 +67,10 @@ struct VerbOption {
   /// For a value: the problem with it, said in full ("option '--tail' needs a whole
   /// number ..."), or nothing when it is fine. Empty: any value will do.
   std::function<std::optional<std::string>(std::string_view value)> check{};
+  /// Where it applies, for a verb of Scope::both: `stack <verb>`, `<role> <verb>`
+  /// or both (the default). Elsewhere it is an unknown option, and the usage and
+  /// the completion leave it out.
+  Scope scope = Scope::both;
 };
 
 /// A command line as parsed against the table, and where to write: what a
@@ -180,6 +185,7 @@ inline constexpr int exit_usage = 2;
 #include <stackup/detail/cli/completion.hpp>
 #include <stackup/detail/cli/terminal.hpp>
 #include <stackup/detail/cli/logs.hpp>
+#include <stackup/detail/cli/merge.hpp>
 #include <stackup/detail/cli/runner.hpp>
 
 namespace stackup::cli {

@@ -179,6 +179,9 @@ class Amalgamate(unittest.TestCase):
         self.assertEqual(cli[0], '#include "stackup.hpp"')
         self.assertIn("namespace stackup::cli {", cli)
         self.assertFalse([l for l in cli if amalgamate.OWN_INCLUDE.match(l)], "no <stackup/...> include is left")
+        # cli.hpp uses the supervisor (stack up --attach): its single-header file, beside it, once
+        self.assertEqual(cli.count('#include "supervise.hpp"'), 1)
+        self.assertNotIn("// ---- begin stackup/supervise.hpp ----", files["stackup/cli.hpp"])
 
     def test_separate_file_is_the_single_header_then_the_headers_own_text(self):
         with Tree({

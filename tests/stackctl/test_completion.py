@@ -80,14 +80,17 @@ class Completion(unittest.TestCase):
         self.assertEqual(self.complete("x"), [])
 
     def test_verbs_of_the_stack_and_of_a_role(self):
-        self.assertEqual(self.complete("stack", ""), ["config", "down", "status", "supervise", "up"])
+        self.assertEqual(self.complete("stack", ""), ["config", "down", "logs", "status", "supervise", "up"])
         self.assertEqual(self.complete("stack", "st"), ["status"])
         self.assertEqual(self.complete("store", ""), ["down", "logs", "status", "up"])
 
     def test_options_of_a_verb(self):
         self.assertEqual(self.complete("stack", "down", "-"), ["--force", "--help", "--parallel", "-f", "-h", "-p"])
-        self.assertEqual(self.complete("stack", "up", "--"), ["--help", "--no-rollback", "--parallel"])
+        self.assertEqual(self.complete("stack", "up", "--"), ["--abort-on-exit", "--attach", "--help", "--no-prefix",
+                                                              "--no-rollback", "--parallel", "--timestamps"])
+        self.assertEqual(self.complete("store", "up", "--"), ["--help", "--no-rollback", "--parallel"])
         self.assertEqual(self.complete("store", "logs", "--"), ["--follow", "--help", "--tail"])
+        self.assertEqual(self.complete("stack", "logs", "--"), ["--follow", "--help", "--no-prefix", "--tail", "--timestamps"])
         self.assertEqual(self.complete("stack", "config", "-"), ["--help", "-h"])
         self.assertEqual(self.complete("store", "logs", "--tail", ""), [])  # a number: nothing to offer
         self.assertEqual(self.complete("stack", "down", ""), [])  # no more words but options

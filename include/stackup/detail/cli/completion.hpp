@@ -51,7 +51,7 @@ inline std::string Grammar::bash_completion() const {
     for (const auto& v : verbs_) {
       if (v.hidden || !applies(v, whole_stack)) continue;
       std::string words = "-h --help", valued;
-      for (const auto& o : v.options) {
+      for (const auto& o : options_of(v, whole_stack)) {
         words += fmt::format(" --{}", o.name);
         if (o.letter) words += fmt::format(" -{}", o.letter);
         if (!o.value.empty()) {

@@ -40,6 +40,10 @@ struct Command {
   bool rollback = true;
   bool json = false;   // status: JSON instead of the table
   bool follow = false; // logs: keep printing what is appended
+  bool no_prefix = false;  // stack logs: without `role | `
+  bool timestamps = false; // stack logs: the time each line was read, before it
+  bool attach = false;        // stack up: then stay, showing the output, supervising
+  bool abort_on_exit = false; // stack up --attach: the first exit takes the stack down
   std::optional<std::size_t> tail;
 };
 
@@ -78,20 +82,36 @@ inline const std::vector<VerbOption>& global_options() {
 // describes them (the usage, the completion).
 struct Builtins {
   std::function<int(const Invocation&)> up, down, status, logs, roles;
-  std::function<std::optional<std::string>(const Invocation&)> logs_check;
+  std::function<std::optional<std::string>(const Invocation&)> up_check, logs_check;
 };
 
 // The library's verbs, in the order the usage lists them. A new one is an entry
 // here and its handler in Builtins (bound in Runner::builtins).
 inline std::vector<VerbSpec> builtin_verbs(const Builtins& b) {
   const VerbOption parallel{.name = "parallel", .letter = 'p', .help = "act on independent components at the same time"};
+  // How merged output looks: `stack logs` (and what `stack up --attach` shows).
+  const VerbOption no_prefix{.name = "no-prefix", .help = "each line without 'role | ' before it", .scope = Scope::stack};
+  const VerbOption timestamps{.name = "timestamps",
+                              .help = "each line after the time it was read (UTC, RFC 3339, milliseconds)",
+                              .scope = Scope::stack};
   return {
       {.name = "up",
        .scope = Scope::both,
-       .options = {parallel, {.name = "no-rollback", .help = "when an action fails, leave what was done in place"}},
+       .options = {parallel,
+                   {.name = "no-rollback", .help = "when an action fails, leave what was done in place"},
+                   {.name = "attach",
+                    .letter = 'a',
+                    .help = "then stay: every component's output, restarts by policy; Ctrl-C takes the stack down",
+                    .scope = Scope::stack},
+                   no_prefix,
+                   timestamps,
+                   {.name = "abort-on-exit",
+                    .help = "with --attach: the first component to exit takes the stack down; its exit status is ours",
+                    .scope = Scope::stack}},
        .help = "provision and start every component",
        .role_help = "bring one component up, its dependencies first",
-       .run = b.up},
+       .run = b.up,
+       .check = b.up_check},
       {.name = "down",
        .scope = Scope::both,
        .options = {{.name = "force", .letter = 'f', .help = "also deprovision (remove what the components created)"},
@@ -106,16 +126,18 @@ inline std::vector<VerbSpec> builtin_verbs(const Builtins& b) {
        .role_help = "show one component's state",
        .run = b.status},
       {.name = "logs",
-       .scope = Scope::role,
+       .scope = Scope::both,
        .options = {{.name = "tail",
                     .letter = 'n',
                     .value = "N",
-                    .help = "print only the last N lines",
+                    .help = "print only the last N lines (of each log)",
                     .needs = "a number of lines",
                     .example = "20",
                     .check = whole_lines},
-                   {.name = "follow", .help = "keep printing what is appended, until Ctrl-C"}},
-       .help = "print the component's log, where it keeps one",
+                   {.name = "follow", .help = "keep printing what is appended, until Ctrl-C"},
+                   no_prefix, timestamps},
+       .help = "print every component's log, merged, each line after its role",
+       .role_help = "print the component's log, where it keeps one",
        .run = b.logs,
        .check = b.logs_check},
       // For completion scripts: the roles, one a line.
@@ -136,6 +158,19 @@ inline std::string padded(std::string text, std::size_t width) {
 
 inline bool applies(const VerbSpec& v, bool whole_stack) {
   return v.scope == Scope::both || (v.scope == Scope::stack) == whole_stack;
+}
+
+// Whether option `o` is one of `stack <verb>`'s (whole_stack) or of `<role> <verb>`'s.
+inline bool applies(const VerbOption& o, bool whole_stack) {
+  return o.scope == Scope::both || (o.scope == Scope::stack) == whole_stack;
+}
+
+// The options of `v` for the stack or for a role.
+inline std::vector<VerbOption> options_of(const VerbSpec& v, bool whole_stack) {
+  std::vector<VerbOption> s;
+  for (const auto& o : v.options)
+    if (applies(o, whole_stack)) s.push_back(o);
+  return s;
 }
 
 // "--tail N (-n N)", as the valid options are listed in errors.
@@ -182,19 +217,20 @@ public:
   // Reads `words` (what follows `<target> <verb>`) into `inv.options`; returns the problem, if any.
   [[nodiscard]] std::optional<std::string> parse_options(const VerbSpec& v, std::span<const std::string_view> words,
                                                          std::string_view where, Invocation& inv) const {
-    const auto by_name = [&v](std::string_view name) -> const VerbOption* {
-      for (const auto& o : v.options)
+    const std::vector<VerbOption> valid = options_of(v, inv.whole_stack);
+    const auto by_name = [&valid](std::string_view name) -> const VerbOption* {
+      for (const auto& o : valid)
         if (o.name == name) return &o;
       return nullptr;
     };
-    const auto by_letter = [&v](char letter) -> const VerbOption* {
-      for (const auto& o : v.options)
+    const auto by_letter = [&valid](char letter) -> const VerbOption* {
+      for (const auto& o : valid)
         if (o.letter != 0 && o.letter == letter) return &o;
       return nullptr;
     };
     const auto unknown = [&](std::string_view as_given) {
-      if (v.options.empty()) return fmt::format("unknown option '{}' for '{}': it takes no options", as_given, where);
-      return fmt::format("unknown option '{}' for '{}'; valid options: {}", as_given, where, spelled(v.options));
+      if (valid.empty()) return fmt::format("unknown option '{}' for '{}': it takes no options", as_given, where);
+      return fmt::format("unknown option '{}' for '{}'; valid options: {}", as_given, where, spelled(valid));
     };
     const auto take = [&inv](const VerbOption& o, std::string_view value) -> std::optional<std::string> {
       if (o.check)
@@ -244,7 +280,7 @@ public:
       for (const auto& v : verbs_) {
         if (v.hidden || !applies(v, whole_stack)) continue;
         std::string left = fmt::format("{} {}", whole_stack ? "stack" : "<role>", v.name);
-        for (const auto& o : v.options) {
+        for (const auto& o : options_of(v, whole_stack)) {
           if (o.value.empty() && o.letter != 0) left += fmt::format(" [-{}]", o.letter); // flags by their letter
           else if (o.value.empty()) left += fmt::format(" [--{}]", o.name);
           else left += fmt::format(" [--{} {}]", o.name, o.value);
@@ -252,11 +288,17 @@ public:
         rows.emplace_back(std::move(left), !whole_stack && !v.role_help.empty() ? v.role_help : v.help);
       }
     rows.emplace_back("--help", "show the roles and options");
+    // A command with many options has its line to itself, its help under the others'.
+    constexpr std::size_t widest = 40;
     std::size_t width = 0;
-    for (const auto& r : rows) width = std::max(width, r.first.size());
+    for (const auto& r : rows)
+      if (r.first.size() <= widest) width = std::max(width, r.first.size());
     std::string s = fmt::format("usage: {}{}{} <stack|role> <command> [options]\n\n", program_,
                                 options_.host_synopsis.empty() ? "" : " ", options_.host_synopsis);
-    for (const auto& r : rows) s += fmt::format("  {}{}\n", padded(r.first, width + 3), r.second);
+    for (const auto& r : rows) {
+      if (r.first.size() > widest) s += fmt::format("  {}\n  {}{}\n", r.first, padded({}, width + 3), r.second);
+      else s += fmt::format("  {}{}\n", padded(r.first, width + 3), r.second);
+    }
     return s;
   }
 

@@ -11,6 +11,7 @@
 #include <stackup/detail/cli/completion.hpp>
 #include <stackup/detail/cli/grammar.hpp>
 #include <stackup/detail/cli/logs.hpp>
+#include <stackup/detail/cli/merge.hpp>
 #include <stackup/detail/cli/supervisor.hpp>
 #include <stackup/detail/cli/terminal.hpp>
 #include <stackup/errors.hpp>
@@ -19,6 +20,7 @@
 #include <stackup/options.hpp>
 #include <stackup/stack_lock.hpp>
 #include <stackup/stack_view.hpp>
+#include <stackup/supervise.hpp>
 
 #include <fmt/color.h>
 #include <fmt/format.h>
@@ -27,10 +29,14 @@
 #include <charconv>
 #include <chrono>
 #include <concepts>
+#include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <iostream>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -38,8 +44,13 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 namespace stackup::cli::detail {
 
@@ -53,6 +64,7 @@ struct Front {
   void (*up_one)(void*, std::string_view, const UpOptions&);
   void (*down_one)(void*, std::string_view, const DownOptions&);
   Observer (*on_event)(void*, Observer);
+  SuperviseResult (*supervise)(void*, SuperviseOptions);
 };
 template <class S> void up_of(void* s, const UpOptions& o) { static_cast<S*>(s)->up(o); }
 template <class S> void down_of(void* s, const DownOptions& o) { static_cast<S*>(s)->down(o); }
@@ -61,8 +73,11 @@ template <class S> void down_one_of(void* s, std::string_view role, const DownOp
   static_cast<S*>(s)->down(role, o);
 }
 template <class S> Observer on_event_of(void* s, Observer o) { return static_cast<S*>(s)->on_event(std::move(o)); }
+template <class S> SuperviseResult supervise_of(void* s, SuperviseOptions o) {
+  return stackup::supervise(*static_cast<S*>(s), std::move(o));
+}
 template <class S> Front front_of(S& s) noexcept {
-  return {&s, &up_of<S>, &down_of<S>, &up_one_of<S>, &down_one_of<S>, &on_event_of<S>};
+  return {&s, &up_of<S>, &down_of<S>, &up_one_of<S>, &down_one_of<S>, &on_event_of<S>, &supervise_of<S>};
 }
 
 /// Parses, runs and reports one command against a stack, which it reads through
@@ -139,6 +154,10 @@ private:
       cmd.rollback = !inv.has("no-rollback");
       cmd.json = inv.has("json");
       cmd.follow = inv.has("follow");
+      cmd.no_prefix = inv.has("no-prefix");
+      cmd.timestamps = inv.has("timestamps");
+      cmd.attach = inv.has("attach");
+      cmd.abort_on_exit = inv.has("abort-on-exit");
       if (const auto tail = inv.value("tail")) {
         std::size_t n = 0;
         std::from_chars(tail->data(), tail->data() + tail->size(), n); // checked while parsing
@@ -147,7 +166,10 @@ private:
       return cmd;
     };
     return {
-        .up = [this, command](const Invocation& inv) { return operate(command(inv, Verb::up)); },
+        .up = [this, command](const Invocation& inv) {
+          const Command cmd = command(inv, Verb::up);
+          return cmd.attach ? attached(cmd) : operate(cmd);
+        },
         .down = [this, command](const Invocation& inv) { return operate(command(inv, Verb::down)); },
         .status = [this, command](const Invocation& inv) { return status(command(inv, Verb::status)); },
         .logs = [this, command](const Invocation& inv) { return logs(command(inv, Verb::logs)); },
@@ -156,7 +178,18 @@ private:
           inv.out.flush();
           return inv.out ? exit_success : exit_failure;
         },
+        .up_check = [](const Invocation& inv) -> std::optional<std::string> {
+          if (inv.has("attach")) return std::nullopt;
+          for (const std::string_view o : {"no-prefix", "timestamps", "abort-on-exit"})
+            if (inv.has(o)) return fmt::format("option '--{}' is for 'stack up --attach': add --attach (-a)", o);
+          return std::nullopt;
+        },
         .logs_check = [this](const Invocation& inv) -> std::optional<std::string> {
+          if (inv.whole_stack) {
+            if (logging_roles() != "none") return std::nullopt;
+            return fmt::format("no component of stack '{}' keeps a log ('{} stack status' shows them)", stack_.name(),
+                               program_);
+          }
           if (keeps_log(inv.index)) return std::nullopt;
           return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(inv.index), flavor(inv.index),
                              logging_roles());
@@ -287,6 +320,7 @@ private:
       try {
         if (e.outcome == Outcome::started) ++tally.actions;
         if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
+        const std::lock_guard lock(out_mutex_);
         out_ << progress_line(e, fancy_out_) << '\n';
         out_.flush();
       } catch (...) {
@@ -437,7 +471,12 @@ private:
     StackLock lock;
     if (!cmd.follow)
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
+    if (cmd.whole_stack) return merged_logs(cmd);
     try {
+      // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+      // Handled from before the first line is out, so that one sent after it is.
+      std::optional<Interrupts> interrupts;
+      if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
       const std::filesystem::path path = stack_.log_file(role(cmd.index));
       std::error_code ec;
       const bool exists = std::filesystem::exists(path, ec);
@@ -448,9 +487,7 @@ private:
       const std::uintmax_t end = exists ? copy_tail(path, cmd.tail, out_) : 0;
       out_.flush();
       if (cmd.follow) {
-        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
-        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-        follow(path, end, out_, interrupts.token());
+        follow(path, end, out_, interrupts->token());
         if (!out_) throw Error("cannot write the log: the output is closed (what read it, a pipe or a terminal, has gone)");
       }
       return exit_success;
@@ -459,17 +496,69 @@ private:
     }
   }
 
-  int operate(const Command& cmd) {
+  // The logs of the components that keep one, in the stack's order.
+  [[nodiscard]] std::vector<MergeSource> merge_sources() const {
+    std::vector<MergeSource> sources;
+    for (std::size_t i = 0; i < size; ++i)
+      if (keeps_log(i)) sources.push_back({std::string(role(i)), stack_.log_file(role(i))});
+    return sources;
+  }
+
+  // Writes merged output in one piece: to standard output itself when `out_` is
+  // std::cout (after what the stream holds), so lines written at once arrive at once.
+  bool write_out(std::string_view data) {
+    if (&out_ == &std::cout) {
+      out_.flush();
+      std::fflush(stdout);
+      return write_fully(STDOUT_FILENO, data);
+    }
+    out_.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out_.flush();
+    return static_cast<bool>(out_);
+  }
+
+  // `stack logs`: every log, merged line by line (see MergedLogs).
+  int merged_logs(const Command& cmd) {
+    try {
+      // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+      // Handled from before the first line is out, so that one sent after it is.
+      std::optional<Interrupts> interrupts;
+      if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
+      MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+      std::string text;
+      std::vector<LogProblem> problems;
+      logs.start(cmd.tail, cmd.follow, text, problems);
+      bool failed = false;
+      for (const auto& p : problems) {
+        err_ << fmt::format("{}: {}{}\n", program_, p.text, cmd.follow ? "; waiting for it" : "");
+        failed |= !p.missing && !cmd.follow;
+      }
+      err_.flush();
+      bool written = text.empty() || write_out(text);
+      if (written && cmd.follow)
+        written = logs.follow(interrupts->token(), [this](std::string_view data) { return write_out(data); });
+      if (!written) throw Error("cannot write the logs: the output is closed (what read it, a pipe or a terminal, has gone)");
+      return failed ? exit_failure : exit_success;
+    } catch (...) {
+      return report(fmt::format("cannot read the logs of stack '{}'", stack_.name()), std::current_exception(), cmd, {});
+    }
+  }
+
+  // `outer`: the operation runs under the caller's Ctrl-C handling, stopped by
+  // that token only (an attached `up` taking the stack down after a Ctrl-C).
+  int operate(const Command& cmd, const std::stop_token* outer = nullptr) {
     const bool up = cmd.verb == Verb::up;
     // A closed output must not stop the operation half-way: its writes fail
     // instead, and the exit status says so once it is done.
     const PipeGuard pipe_guard;
     // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
     // down finishes the component in flight; a second one ends the process at once.
-    const Interrupts interrupts(fmt::format(
-        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
-        program_, up ? "up" : "down", program_));
-    const std::stop_token stop = interrupts.token();
+    std::optional<Interrupts> interrupts;
+    if (outer == nullptr)
+      interrupts.emplace(fmt::format(
+          "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
+          program_, up ? "up" : "down", program_));
+    const std::stop_token stop = outer != nullptr ? *outer : interrupts->token();
     // `stack down` stops the stack's supervisor before anything else, so that it
     // restarts nothing this down stops (DESIGN §10); it leaves the stack as it is.
     if (cmd.whole_stack && !up && !options_.supervision_dir.empty()) {
@@ -525,7 +614,7 @@ private:
       else if (cmd.whole_stack && cmd.force) remove_supervision();
     } catch (...) {
       const std::string what = command_name(cmd);
-      const int sig = Interrupts::signal();
+      const int sig = outer == nullptr || stop.stop_requested() ? Interrupts::signal() : 0;
       if (sig == 0) {
         report(what + " failed", std::current_exception(), cmd, tally);
         return output_failed(exit_failure);
@@ -544,6 +633,125 @@ private:
     if (fancy_out_) out_ << fmt::format("{}\n", stackup::detail::styled(summary, fmt::emphasis::bold));
     else out_ << summary << '\n';
     return output_failed(exit_success);
+  }
+
+  // `stack up --attach`: the ordinary `stack up` (its lock released when it
+  // returns), then in the foreground: the merged output of every log from its
+  // current end, on a thread of its own, while this thread supervises the stack
+  // (stackup::supervise), its events printed between the lines. Ctrl-C or
+  // SIGTERM: supervision stops, the output is read to its end, and the stack
+  // goes down (exit 0 when it went down cleanly, else 1); a second one ends the
+  // process at once (130). With --abort-on-exit the first component to exit
+  // takes the stack down the same way, and its exit status becomes ours.
+  int attached(const Command& cmd) {
+    const PipeGuard pipe_guard;
+    // One handling of Ctrl-C from the start of up to the end of down, so that
+    // none goes unhandled between them: the first stops what runs (up rolls
+    // back), a second ends the process at once.
+    const Interrupts interrupts(fmt::format("\n{0}: interrupted again: stopped at once; parts of the stack may still be "
+                                            "up: '{0} stack status' shows them, '{0} stack down' takes them down\n",
+                                            program_));
+    const std::stop_token stop = interrupts.token();
+    if (const int code = operate(cmd, &stop); code != exit_success) return code;
+    // Wakes the supervisor, and this thread, at the first Ctrl-C.
+    const int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    const struct Closer {
+      int fd;
+      ~Closer() {
+        if (fd >= 0) ::close(fd);
+      }
+    } wake_closer{wake};
+    const std::stop_callback on_interrupt(interrupts.token(), [wake] {
+      const std::uint64_t one = 1;
+      if (wake >= 0) [[maybe_unused]] const auto n = ::write(wake, &one, sizeof one);
+    });
+
+    MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+    {
+      std::string none; // from the current end: no history
+      std::vector<LogProblem> problems;
+      logs.start(std::size_t{0}, true, none, problems);
+    }
+    std::jthread follower([this, &logs](const std::stop_token& done) {
+      logs.follow(done, [this](std::string_view data) {
+        const std::lock_guard lock(out_mutex_);
+        return write_out(data);
+      });
+    });
+    // One supervisor per stack: this one takes over from a detached one, and
+    // shares its state directory, so that a down from another process wins here too.
+    std::filesystem::path state_dir;
+    if (!options_.supervision_dir.empty()) {
+      try {
+        if (const auto p = stackup::detail::supervisor::stop(supervision_dir(), std::chrono::seconds(10)))
+          note(fmt::format("the stack's supervisor (pid {}) stopped: this one supervises it now", p->pid));
+        state_dir = supervision_dir();
+      } catch (...) {
+        return report(fmt::format("{}: cannot stop the stack's supervisor", command_name(cmd)), std::current_exception(),
+                      cmd, {});
+      }
+    }
+    Tally tally;
+    const ObserverGuard guard{front_, front_.on_event(front_.stack, observer(tally))}; // a restart's actions
+    SuperviseOptions options{.stop = &stop,
+                             .on_event = [this](const SupervisionEvent& e) {
+                               try {
+                                 const std::lock_guard lock(out_mutex_);
+                                 out_ << supervision_line(e, fancy_out_) << '\n';
+                                 out_.flush();
+                               } catch (...) {
+                                 // Printing must never stop the supervisor.
+                               }
+                             },
+                             .wake_fd = wake,
+                             .on_exit = cmd.abort_on_exit ? OnExit::abort : OnExit::policy,
+                             .state_dir = state_dir};
+    bool failed = false;
+    std::optional<std::pair<std::string, Exit>> ended; // --abort-on-exit: who exited, and how
+    try {
+      SuperviseResult result = front_.supervise(front_.stack, std::move(options));
+      if (result.exit) ended.emplace(result.role, *result.exit);
+    } catch (...) {
+      failed = true;
+      const std::lock_guard lock(out_mutex_);
+      err_ << label("error", fmt::terminal_color::red) << ": supervision of stack '" << stack_.name()
+           << "' stopped: " << stackup::detail::current_message()
+           << "\nnothing is restarted any more; the output still follows; Ctrl-C takes the stack down\n";
+      err_.flush();
+    }
+    // Nothing (left) to supervise: still attached until Ctrl-C.
+    if (!ended)
+      while (!stop.stop_requested()) {
+        pollfd p{wake, POLLIN, 0};
+        if (::poll(&p, 1, wake >= 0 ? -1 : 100) < 0 && errno != EINTR) break;
+      }
+    follower.request_stop();
+    follower.join(); // what the logs hold up to now is out
+    if (ended) {
+      const std::lock_guard lock(out_mutex_);
+      note(fmt::format("{} exited ({}): the stack goes down (--abort-on-exit)", ended->first, how(ended->second)));
+    }
+    // The stack goes down as `stack down` would, under this Ctrl-C handling: a
+    // second Ctrl-C ends the process at once.
+    Command down = cmd;
+    down.verb = Verb::down;
+    down.attach = false;
+    const std::stop_token never;
+    const int code = operate(down, &never);
+    if (code != exit_success) return code;
+    if (ended) {
+      const Exit& e = ended->second;
+      return e.code ? *e.code : e.signal ? 128 + *e.signal : exit_failure;
+    }
+    return failed ? exit_failure : exit_success;
+  }
+
+  // How a component stopped, in a few words.
+  static std::string how(const Exit& e) {
+    if (e.code) return fmt::format("exit status {}", *e.code);
+    if (e.signal) return fmt::format("killed by signal {}", *e.signal);
+    if (!e.liveness.empty()) return fmt::format("liveness: {}", e.liveness);
+    return e.error.empty() ? std::string("stopped") : e.error;
   }
 
   // The exit status of an operation that ended with `code`: a failure when what
@@ -643,6 +851,7 @@ private:
   std::string_view program_;
   bool fancy_out_;
   bool fancy_err_;
+  std::mutex out_mutex_; // attached: the output's lines come from two threads
 };
 
 template <class StackFront>
