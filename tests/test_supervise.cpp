@@ -582,6 +582,7 @@ TEST_CASE("supervise: OnExit::abort returns the first exit; an unknown role in p
 
   const auto message = messages::error_of([&] { (void)stackup::supervise(s, {.policies = {{"nope", {}}}}); });
   CHECK(messages::contains(message, "nope"));
+  CHECK(messages::contains(message, "policies"));
   CHECK_THROWS_AS((void)stackup::supervise(s, {.policies = {{"nope", {}}}}), stackup::UnknownComponentError);
 }
 

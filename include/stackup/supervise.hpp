@@ -110,7 +110,14 @@ public:
   }
 
   SuperviseResult run() {
-    for (const auto& [role, policy] : o_.policies) (void)v_.component_name(role); // UnknownComponentError naming the roles
+    for (const auto& [role, policy] : o_.policies) {
+      if (v_.contains(role)) continue;
+      try {
+        (void)v_.component_name(role); // its message names the roles the stack holds
+      } catch (const UnknownComponentError& e) {
+        throw UnknownComponentError(std::string("stackup::supervise: SuperviseOptions::policies: ") + e.what());
+      }
+    }
     if (!o_.state_dir.empty()) state_ = open_state_dir(o_.state_dir, true);
     const auto now = SteadyClock::now();
     for (const std::string_view role : v_.roles()) {
