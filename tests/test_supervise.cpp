@@ -53,6 +53,7 @@ struct ProcState {
   int resumes = 0;        // resumes tried (a failing one too)
   int suspends = 0;
   bool fail_after_first = false; // every resume but the first throws
+  bool no_fd = false;             // exit_fd() is -1 (as without pidfds): polled
   std::optional<stackup::Exit> exit{};
 };
 
@@ -94,7 +95,7 @@ struct Proc : stackup::StackComponent<Proc<R, Deps...>> {
     s->exit.reset(); // a down is not an exit
   }
   int exit_fd() const {
-    if (s->pid <= 0) return -1;
+    if (s->pid <= 0 || s->no_fd) return -1;
     return static_cast<int>(::syscall(SYS_pidfd_open, s->pid, 0U));
   }
   std::optional<stackup::Exit> exit_status() const {
@@ -187,6 +188,7 @@ TEST_CASE("supervise: an exit is seen through exit_fd and on-failure restarts it
   A a;
   a.s->script = "sleep 0.2; exit 3";
   stackup::Stack<A> s("local", a);
+  CHECK(s.view().reports_exits("a"));
   s.up();
   const pid_t first = a.s->pid;
   Events ev;
@@ -330,6 +332,7 @@ TEST_CASE("supervise: a Command, which has no exit_fd, is polled; a restart runs
   stackup::Stack<stackup::Command<"a">> s("local", cmd);
   s.up();
   CHECK(s.view().exit_fd("a") == -1);
+  CHECK_FALSE(s.view().reports_exits("a")); // so a stop it cannot explain is an exit, not a down
   Events ev;
   Until until{[&] { return ev.count(Kind::exited) >= 2; }};
   (void)stackup::supervise(s, {.stop = &until,
@@ -469,23 +472,28 @@ TEST_CASE("supervise: a down (no exit left behind) wins; a later up is watched a
   Scratch w("supervise");
   A a;
   a.s->script = "exec sleep 100";
+  SUBCASE("seen through its exit descriptor") {}
+  SUBCASE("polled: it has no exit descriptor, but reports its exits") { a.s->no_fd = true; }
   stackup::Stack<A> s("local", a);
   s.up();
   // down() from this process: the loop sees the descriptor turn readable with no exit.
   Events ev;
-  using Clock = std::chrono::steady_clock;
+  const fs::path state = w.path / "state";
+  // Where the loop stands with a, as its record says.
+  const auto shown = [&] {
+    const auto rows = sv::read_record(state);
+    return rows && rows->size() == 1 ? (*rows)[0].state : stackup::SupervisionState::failed;
+  };
   int phase = 0;
-  Clock::time_point since{};
-  auto after = [&](std::chrono::milliseconds d) { return Clock::now() - since > d; };
   // Called by the loop between its steps (never inside an up: none runs before the kill).
   Until until{[&] {
-    if (phase == 0) {
+    if (phase == 0 && shown() == stackup::SupervisionState::watching) {
       s.down("a"); // from this process: the descriptor turns readable with no exit behind
-      phase = 1, since = Clock::now();
-    } else if (phase == 1 && after(100ms)) { // many looks of the loop, poll 10ms
+      phase = 1;
+    } else if (phase == 1 && shown() == stackup::SupervisionState::none) { // seen as a down
       s.up("a"); // its next up: watched again
-      phase = 2, since = Clock::now();
-    } else if (phase == 2 && after(100ms)) {
+      phase = 2;
+    } else if (phase == 2 && shown() == stackup::SupervisionState::watching) {
       ::kill(a.s->pid, SIGKILL);
       phase = 3;
     }
@@ -494,7 +502,8 @@ TEST_CASE("supervise: a down (no exit left behind) wins; a later up is watched a
   (void)stackup::supervise(s, {.stop = &until,
                                .policies = {{"a", policy(Restart::always)}},
                                .poll = 10ms,
-                               .on_event = ev.observer()});
+                               .on_event = ev.observer(),
+                               .state_dir = state});
   CHECK(ev.count(Kind::exited) == 1);
   REQUIRE(ev.of(Kind::exited).size() == 1);
   CHECK(ev.of(Kind::exited)[0].exit->signal == SIGKILL);
@@ -573,6 +582,7 @@ TEST_CASE("supervise: OnExit::abort returns the first exit; an unknown role in p
 
   const auto message = messages::error_of([&] { (void)stackup::supervise(s, {.policies = {{"nope", {}}}}); });
   CHECK(messages::contains(message, "nope"));
+  CHECK(messages::contains(message, "policies"));
   CHECK_THROWS_AS((void)stackup::supervise(s, {.policies = {{"nope", {}}}}), stackup::UnknownComponentError);
 }
 

@@ -171,6 +171,9 @@ public:
   /// How the component last stopped running on its own since its last start
   /// (its `exit_status()`); empty when it has not, or cannot tell.
   [[nodiscard]] std::optional<Exit> exit_status(std::string_view role) const;
+  /// Whether the component has `exit_status()`: then, not running with no exit
+  /// to report, it was brought down (a supervisor does not restart it).
+  [[nodiscard]] bool reports_exits(std::string_view role) const;
   /// Its restart policy, liveness probe and on_dependency_restart (its
   /// `supervision()`; the defaults, `Restart::no`, without one).
   [[nodiscard]] SupervisionConfig supervision(std::string_view role) const;

@@ -91,7 +91,7 @@ struct Watched {
   OnDependencyRestart on_dependency_restart = OnDependencyRestart::ignore;
   Watch watch = Watch::down;
   posix::Fd fd{};        // readable when it stops running (its exit_fd); empty: polled
-  bool can_tell = false; // it gave an exit descriptor: an empty exit_status() then means a down
+  bool can_tell = false; // it has exit_status(): not running with none to report means a down
   bool own_exit = false; // `last` is the loop's own finding (liveness, a failed restart), not the component's
   unsigned attempt = 0;  // back-off exponent
   unsigned restarts = 0; // since it last came up by someone else's hand
@@ -110,7 +110,14 @@ public:
   }
 
   SuperviseResult run() {
-    for (const auto& [role, policy] : o_.policies) (void)v_.component_name(role); // UnknownComponentError naming the roles
+    for (const auto& [role, policy] : o_.policies) {
+      if (v_.contains(role)) continue;
+      try {
+        (void)v_.component_name(role); // its message names the roles the stack holds
+      } catch (const UnknownComponentError& e) {
+        throw UnknownComponentError(std::string("stackup::supervise: SuperviseOptions::policies: ") + e.what());
+      }
+    }
     if (!o_.state_dir.empty()) state_ = open_state_dir(o_.state_dir, true);
     const auto now = SteadyClock::now();
     for (const std::string_view role : v_.roles()) {
@@ -122,6 +129,7 @@ public:
       w.policy = own != o_.policies.end() ? own->second : c.restart;
       w.liveness = c.liveness;
       w.on_dependency_restart = c.on_dependency_restart;
+      w.can_tell = v_.reports_exits(role);
       if (o_.on_exit != OnExit::abort && w.policy.policy == Restart::no && w.liveness.kind == Liveness::Kind::none)
         continue;
       w.check_at = now;
@@ -327,9 +335,7 @@ private:
     w.probe_at = now + w.liveness.period;
     w.liveness_failures = 0;
     dirty_ = true;
-    const int fd = v_.exit_fd(w.role);
-    w.fd = posix::Fd(fd);
-    if (fd >= 0) w.can_tell = true;
+    w.fd = posix::Fd(v_.exit_fd(w.role));
     if (!running(w)) {
       w.fd.reset();
       stopped_running(w);

@@ -954,6 +954,7 @@ inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
 }
+inline bool StackView::reports_exits(std::string_view role) const { return t_->slots[at(role)].ops->exit_status != nullptr; }
 inline SupervisionConfig StackView::supervision(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->supervision ? s.ops->supervision(s.object) : SupervisionConfig{};
