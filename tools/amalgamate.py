@@ -207,6 +207,20 @@ def amalgamate_umbrella(include_dir: pathlib.Path, opt_in: dict[str, str] | None
     return "\n".join(out) + "\n", done
 
 
+def own_closure(include_dir: pathlib.Path, name: str) -> set[str]:
+    """Every stackup header `name` includes, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        header = todo.pop()
+        for line in read_header(include_dir, header, None).splitlines():
+            m = OWN_INCLUDE.match(line)
+            if m and m.group(1) not in seen:
+                seen.add(m.group(1))
+                todo.append(m.group(1))
+    return seen
+
+
 def amalgamate_separate(include_dir: pathlib.Path, name: str, in_umbrella: set[str]) -> str:
     """The single-header file of the opt-in header `name`: the single header, then
     its own text, with the detail headers of its own (detail/cli/ for cli.hpp)
@@ -216,6 +230,14 @@ def amalgamate_separate(include_dir: pathlib.Path, name: str, in_umbrella: set[s
             "// Below C++20 the single header has issued its #error: skip the rest.",
             "#if defined(__cplusplus) && __cplusplus >= 202002L"]
     done = set(in_umbrella) | {name}
+    # Another opt-in header this one includes, even through its detail headers,
+    # comes first, as its own single-header file: what that file holds is then
+    # not inlined here a second time.
+    mine = own_closure(include_dir, name)
+    for other in SEPARATE:
+        if other != name and other in mine:
+            out.append(f'#include "{pathlib.PurePosixPath(other).name}"')
+            done |= own_closure(include_dir, other) | {other}
 
     def inline(header: str, included_from: str | None) -> None:
         raw = read_header(include_dir, header, included_from).splitlines()

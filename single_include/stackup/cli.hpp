@@ -8,6 +8,7 @@
 #include "stackup.hpp"
 // Below C++20 the single header has issued its #error: skip the rest.
 #if defined(__cplusplus) && __cplusplus >= 202002L
+#include "supervise.hpp"
 
 // ---- begin stackup/cli.hpp ----
 // stackup — cli::run: ZenML's command line (`stack up`, `stack down --force`,
@@ -17,7 +18,7 @@
 // This header holds every public name of the command line: the types a host
 // program fills in (Options, VerbSpec, VerbOption), what a verb's handler gets
 // (Invocation), the exit statuses, and the run functions. The machinery lives in
-// detail/cli/ (grammar, completion, terminal, logs, runner), included below,
+// detail/cli/ (grammar, completion, terminal, logs, merge, runner), included below,
 // after the public types it works on. Each of those that uses the types starts
 // by including this header, so it compiles alone too; its own include guard
 // comes after that #include, so whichever file a translation unit meets first,
@@ -69,6 +70,10 @@ struct VerbOption {
   /// For a value: the problem with it, said in full ("option '--tail' needs a whole
   /// number ..."), or nothing when it is fine. Empty: any value will do.
   std::function<std::optional<std::string>(std::string_view value)> check{};
+  /// Where it applies, for a verb of Scope::both: `stack <verb>`, `<role> <verb>`
+  /// or both (the default). Elsewhere it is an unknown option, and the usage and
+  /// the completion leave it out.
+  Scope scope = Scope::both;
 };
 
 /// A command line as parsed against the table, and where to write: what a
@@ -158,6 +163,15 @@ struct Options {
   std::span<const VerbOption> host_options{};
   /// The host's own verbs, after the library's (see VerbSpec); they must outlive `run`.
   std::span<const VerbSpec> verbs{};
+  /// The directory of the stack's detached supervisor (DESIGN §10): its pid file
+  /// and record (stackup::supervise's `state_dir`). With it, `stack down` stops
+  /// that supervisor first; every `down` marks what it stops down there (under
+  /// the stack's lock, before acting) so that no supervisor restarts it, and an
+  /// `up` clears the marks of what it brings up; `stack down --force` removes the
+  /// directory; `status` shows the supervisor's restarts, state and exits, and
+  /// the table ends with `supervisor: pid N` or `supervisor: none`. Empty (the
+  /// default): no supervision state.
+  std::string_view supervision_dir{};
 };
 
 /// Exit status: the command did what was asked (also when there was nothing to do).
@@ -212,6 +226,10 @@ struct Command {
   bool rollback = true;
   bool json = false;   // status: JSON instead of the table
   bool follow = false; // logs: keep printing what is appended
+  bool no_prefix = false;  // stack logs: without `role | `
+  bool timestamps = false; // stack logs: the time each line was read, before it
+  bool attach = false;        // stack up: then stay, showing the output, supervising
+  bool abort_on_exit = false; // stack up --attach: the first exit takes the stack down
   std::optional<std::size_t> tail;
 };
 
@@ -250,20 +268,36 @@ inline const std::vector<VerbOption>& global_options() {
 // describes them (the usage, the completion).
 struct Builtins {
   std::function<int(const Invocation&)> up, down, status, logs, roles;
-  std::function<std::optional<std::string>(const Invocation&)> logs_check;
+  std::function<std::optional<std::string>(const Invocation&)> up_check, logs_check;
 };
 
 // The library's verbs, in the order the usage lists them. A new one is an entry
 // here and its handler in Builtins (bound in Runner::builtins).
 inline std::vector<VerbSpec> builtin_verbs(const Builtins& b) {
   const VerbOption parallel{.name = "parallel", .letter = 'p', .help = "act on independent components at the same time"};
+  // How merged output looks: `stack logs` (and what `stack up --attach` shows).
+  const VerbOption no_prefix{.name = "no-prefix", .help = "each line without 'role | ' before it", .scope = Scope::stack};
+  const VerbOption timestamps{.name = "timestamps",
+                              .help = "each line after the time it was read (UTC, RFC 3339, milliseconds)",
+                              .scope = Scope::stack};
   return {
       {.name = "up",
        .scope = Scope::both,
-       .options = {parallel, {.name = "no-rollback", .help = "when an action fails, leave what was done in place"}},
+       .options = {parallel,
+                   {.name = "no-rollback", .help = "when an action fails, leave what was done in place"},
+                   {.name = "attach",
+                    .letter = 'a',
+                    .help = "then stay: every component's output, restarts by policy; Ctrl-C takes the stack down",
+                    .scope = Scope::stack},
+                   no_prefix,
+                   timestamps,
+                   {.name = "abort-on-exit",
+                    .help = "with --attach: the first component to exit takes the stack down; its exit status is ours",
+                    .scope = Scope::stack}},
        .help = "provision and start every component",
        .role_help = "bring one component up, its dependencies first",
-       .run = b.up},
+       .run = b.up,
+       .check = b.up_check},
       {.name = "down",
        .scope = Scope::both,
        .options = {{.name = "force", .letter = 'f', .help = "also deprovision (remove what the components created)"},
@@ -278,16 +312,18 @@ inline std::vector<VerbSpec> builtin_verbs(const Builtins& b) {
        .role_help = "show one component's state",
        .run = b.status},
       {.name = "logs",
-       .scope = Scope::role,
+       .scope = Scope::both,
        .options = {{.name = "tail",
                     .letter = 'n',
                     .value = "N",
-                    .help = "print only the last N lines",
+                    .help = "print only the last N lines (of each log)",
                     .needs = "a number of lines",
                     .example = "20",
                     .check = whole_lines},
-                   {.name = "follow", .help = "keep printing what is appended, until Ctrl-C"}},
-       .help = "print the component's log, where it keeps one",
+                   {.name = "follow", .help = "keep printing what is appended, until Ctrl-C"},
+                   no_prefix, timestamps},
+       .help = "print every component's log, merged, each line after its role",
+       .role_help = "print the component's log, where it keeps one",
        .run = b.logs,
        .check = b.logs_check},
       // For completion scripts: the roles, one a line.
@@ -308,6 +344,19 @@ inline std::string padded(std::string text, std::size_t width) {
 
 inline bool applies(const VerbSpec& v, bool whole_stack) {
   return v.scope == Scope::both || (v.scope == Scope::stack) == whole_stack;
+}
+
+// Whether option `o` is one of `stack <verb>`'s (whole_stack) or of `<role> <verb>`'s.
+inline bool applies(const VerbOption& o, bool whole_stack) {
+  return o.scope == Scope::both || (o.scope == Scope::stack) == whole_stack;
+}
+
+// The options of `v` for the stack or for a role.
+inline std::vector<VerbOption> options_of(const VerbSpec& v, bool whole_stack) {
+  std::vector<VerbOption> s;
+  for (const auto& o : v.options)
+    if (applies(o, whole_stack)) s.push_back(o);
+  return s;
 }
 
 // "--tail N (-n N)", as the valid options are listed in errors.
@@ -354,19 +403,20 @@ public:
   // Reads `words` (what follows `<target> <verb>`) into `inv.options`; returns the problem, if any.
   [[nodiscard]] std::optional<std::string> parse_options(const VerbSpec& v, std::span<const std::string_view> words,
                                                          std::string_view where, Invocation& inv) const {
-    const auto by_name = [&v](std::string_view name) -> const VerbOption* {
-      for (const auto& o : v.options)
+    const std::vector<VerbOption> valid = options_of(v, inv.whole_stack);
+    const auto by_name = [&valid](std::string_view name) -> const VerbOption* {
+      for (const auto& o : valid)
         if (o.name == name) return &o;
       return nullptr;
     };
-    const auto by_letter = [&v](char letter) -> const VerbOption* {
-      for (const auto& o : v.options)
+    const auto by_letter = [&valid](char letter) -> const VerbOption* {
+      for (const auto& o : valid)
         if (o.letter != 0 && o.letter == letter) return &o;
       return nullptr;
     };
     const auto unknown = [&](std::string_view as_given) {
-      if (v.options.empty()) return fmt::format("unknown option '{}' for '{}': it takes no options", as_given, where);
-      return fmt::format("unknown option '{}' for '{}'; valid options: {}", as_given, where, spelled(v.options));
+      if (valid.empty()) return fmt::format("unknown option '{}' for '{}': it takes no options", as_given, where);
+      return fmt::format("unknown option '{}' for '{}'; valid options: {}", as_given, where, spelled(valid));
     };
     const auto take = [&inv](const VerbOption& o, std::string_view value) -> std::optional<std::string> {
       if (o.check)
@@ -416,7 +466,7 @@ public:
       for (const auto& v : verbs_) {
         if (v.hidden || !applies(v, whole_stack)) continue;
         std::string left = fmt::format("{} {}", whole_stack ? "stack" : "<role>", v.name);
-        for (const auto& o : v.options) {
+        for (const auto& o : options_of(v, whole_stack)) {
           if (o.value.empty() && o.letter != 0) left += fmt::format(" [-{}]", o.letter); // flags by their letter
           else if (o.value.empty()) left += fmt::format(" [--{}]", o.name);
           else left += fmt::format(" [--{} {}]", o.name, o.value);
@@ -424,11 +474,17 @@ public:
         rows.emplace_back(std::move(left), !whole_stack && !v.role_help.empty() ? v.role_help : v.help);
       }
     rows.emplace_back("--help", "show the roles and options");
+    // A command with many options has its line to itself, its help under the others'.
+    constexpr std::size_t widest = 40;
     std::size_t width = 0;
-    for (const auto& r : rows) width = std::max(width, r.first.size());
+    for (const auto& r : rows)
+      if (r.first.size() <= widest) width = std::max(width, r.first.size());
     std::string s = fmt::format("usage: {}{}{} <stack|role> <command> [options]\n\n", program_,
                                 options_.host_synopsis.empty() ? "" : " ", options_.host_synopsis);
-    for (const auto& r : rows) s += fmt::format("  {}{}\n", padded(r.first, width + 3), r.second);
+    for (const auto& r : rows) {
+      if (r.first.size() > widest) s += fmt::format("  {}\n  {}{}\n", r.first, padded({}, width + 3), r.second);
+      else s += fmt::format("  {}{}\n", padded(r.first, width + 3), r.second);
+    }
     return s;
   }
 
@@ -583,7 +639,7 @@ inline std::string Grammar::bash_completion() const {
     for (const auto& v : verbs_) {
       if (v.hidden || !applies(v, whole_stack)) continue;
       std::string words = "-h --help", valued;
-      for (const auto& o : v.options) {
+      for (const auto& o : options_of(v, whole_stack)) {
         words += fmt::format(" --{}", o.name);
         if (o.letter) words += fmt::format(" -{}", o.letter);
         if (!o.value.empty()) {
@@ -979,6 +1035,435 @@ inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std
 } // namespace stackup::cli::detail
 // ---- end stackup/detail/cli/logs.hpp ----
 
+// ---- begin stackup/detail/cli/merge.hpp ----
+// stackup — the logs of a stack's components merged (internal, part of
+// <stackup/cli.hpp>): `stack logs` and what `stack up --attach` shows. Each whole
+// line of each log, prefixed `role | `, as it is written.
+// SPDX-License-Identifier: MIT
+
+#ifndef STACKUP_DETAIL_CLI_MERGE_HPP
+#define STACKUP_DETAIL_CLI_MERGE_HPP
+
+
+#include <fmt/color.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace stackup::cli::detail {
+
+/// A line that has waited this long for its newline is shown as it is (ended with
+/// '\n'), and what follows it as the next line: a program that never writes a
+/// newline must not make the reader hold its whole output.
+inline constexpr std::size_t longest_pending_line = std::size_t{1} << 20;
+
+/// Splits what is read from a log, in chunks cut anywhere, into whole lines. What
+/// follows the last newline waits for the next chunk; it is given out unfinished
+/// only by flush() (at the end, or when the log is truncated or replaced) or once
+/// it is longer than `longest` bytes.
+class LineSplitter {
+public:
+  explicit LineSplitter(std::size_t longest = longest_pending_line) : longest_(longest) {}
+
+  /// Calls `line(text)` (text without its '\n') for each line `data` completes.
+  template <class F> void feed(std::string_view data, F&& line) {
+    while (!data.empty()) {
+      const std::size_t nl = data.find('\n');
+      if (nl == std::string_view::npos) {
+        pending_.append(data);
+        if (pending_.size() > longest_) flush(line);
+        return;
+      }
+      if (pending_.empty()) {
+        line(data.substr(0, nl));
+      } else {
+        pending_.append(data.substr(0, nl));
+        flush(line);
+      }
+      data.remove_prefix(nl + 1);
+    }
+  }
+
+  /// Gives out the unfinished line, if any.
+  template <class F> void flush(F&& line) {
+    if (pending_.empty()) return;
+    line(std::string_view(pending_));
+    pending_.clear();
+  }
+
+  [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
+
+private:
+  std::string pending_;
+  std::size_t longest_;
+};
+
+/// The colour of a role's prefix: one of six, by a hash of its name (FNV-1a, the
+/// same on every run and machine).
+inline fmt::terminal_color role_color(std::string_view role) noexcept {
+  static constexpr std::array<fmt::terminal_color, 6> palette{
+      fmt::terminal_color::cyan,         fmt::terminal_color::yellow, fmt::terminal_color::green,
+      fmt::terminal_color::magenta,      fmt::terminal_color::blue,   fmt::terminal_color::bright_cyan};
+  std::uint32_t h = 2166136261u;
+  for (const char c : role) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 16777619u;
+  }
+  return palette[h % palette.size()];
+}
+
+/// RFC 3339 in UTC with milliseconds: `2026-12-07T19:48:51.123Z`.
+inline std::string rfc3339_ms(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, ((ms % 1000) + 1000) % 1000);
+}
+
+/// How merged lines look.
+struct MergeLook {
+  bool prefix = true;     ///< `role | ` before each line (--no-prefix: false)
+  bool timestamps = false; ///< the time it was read before that (--timestamps)
+  bool color = false;     ///< the prefix in its role's colour
+};
+
+/// A log that could not be opened: why, and whether it is only not there (yet).
+struct LogProblem {
+  std::string text;
+  bool missing = false;
+};
+
+/// One log of the merge: whose, and where it is.
+struct MergeSource {
+  std::string role;
+  std::filesystem::path path;
+};
+
+/// The logs of several components, merged line by line. Each log is opened
+/// without following a symlink and without blocking, checked (a regular file)
+/// through the descriptor opened, and only ever read through that descriptor
+/// (pread), from the offset reached; a log that appears later, or is replaced
+/// (its path names another file) or truncated (shorter than the offset), is read
+/// anew from its start, after what the old one held. Only whole lines are given
+/// out (see LineSplitter): no line is cut, lost or given twice.
+class MergedLogs {
+  struct Log {
+    std::string role, prefix;
+    std::filesystem::path path;
+    int fd = -1;
+    std::uint64_t offset = 0;
+    ::dev_t dev = 0;
+    ::ino_t ino = 0;
+    LineSplitter lines;
+    int file_watch = -1, dir_watch = -1;
+    std::string problem; // the last one said, so it is said once
+  };
+
+  static std::chrono::system_clock::time_point now() { return std::chrono::system_clock::now(); }
+
+  // What a line of log `l` becomes in `out`.
+  auto emit_to(const Log& l, std::string& out) {
+    return [this, &l, &out](std::string_view text) {
+      if (look_.timestamps) {
+        if (stamp_text_.empty()) stamp_text_ = rfc3339_ms(stamp_) + ' ';
+        out += stamp_text_;
+      }
+      out += l.prefix;
+      out += text;
+      out += '\n';
+    };
+  }
+
+public:
+  /// How much one read takes.
+  static constexpr std::size_t chunk = std::size_t{64} << 10;
+
+  MergedLogs(std::vector<MergeSource> sources, MergeLook look) : look_(look) {
+    for (auto& s : sources) {
+      Log log;
+      log.role = std::move(s.role);
+      log.path = std::move(s.path);
+      if (look_.prefix) {
+        const std::string p = log.role + " |";
+        log.prefix = (look_.color ? stackup::detail::styled(p, fmt::fg(role_color(log.role))) : p) + ' ';
+      }
+      logs_.push_back(std::move(log));
+    }
+  }
+  ~MergedLogs() {
+    for (auto& l : logs_) close_log(l);
+    if (inotify_ >= 0) ::close(inotify_);
+  }
+  MergedLogs(const MergedLogs&) = delete;
+  MergedLogs& operator=(const MergedLogs&) = delete;
+
+  /// Opens each log and appends to `out` what it holds now: all of it, or its
+  /// last `tail` lines (a last line without its newline counts as one). Following
+  /// (`follow`), an unfinished last line waits for its newline, and `tail` 0
+  /// starts at that line, so it is not cut; otherwise it is ended with '\n'. A
+  /// log that cannot be opened is said in `problems` (one line each) and, when
+  /// following, looked for again later.
+  void start(std::optional<std::size_t> tail, bool follow, std::string& out, std::vector<LogProblem>& problems) {
+    stamp_ = now();
+    stamp_text_.clear();
+    for (auto& l : logs_) {
+      const int fd = open_checked(l, &problems);
+      if (fd < 0) continue;
+      adopt(l, fd);
+      struct ::stat st {};
+      const auto size = ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+      if (tail) {
+        l.offset = tail_start(fd, size, *tail, follow);
+        if (*tail == 0 && !follow) l.offset = size;
+      }
+      read_appended(l, out, size);
+      if (!follow) l.lines.flush(emit_to(l, out));
+    }
+  }
+
+  /// Follows the logs until `stop` is requested or `write` fails (returns false):
+  /// each wake's whole lines go out in one `write`. It wakes when a log is
+  /// written to, created or replaced (inotify), when `stop` is requested, and
+  /// every 250 ms in any case (a directory made later, a file system inotify
+  /// does not see). Before it returns it reads what was appended last and gives
+  /// out the unfinished lines, each ended with '\n'. Returns whether every write worked.
+  bool follow(const std::stop_token& stop, const std::function<bool(std::string_view)>& write) {
+    inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const struct Closer {
+      int fd;
+      ~Closer() {
+        if (fd >= 0) ::close(fd);
+      }
+    } wake_closer{wake};
+    const std::stop_callback on_stop(stop, [wake] {
+      const std::uint64_t one = 1;
+      if (wake >= 0) [[maybe_unused]] const auto n = ::write(wake, &one, sizeof one);
+    });
+    for (auto& l : logs_) watch(l);
+    std::string out;
+    bool more = false; // a log had more than one pass reads: look again at once
+    auto last_look = std::chrono::steady_clock::now();
+    while (!stop.stop_requested()) {
+      pollfd fds[2] = {{inotify_, POLLIN, 0}, {wake, POLLIN, 0}};
+      const int n = ::poll(fds, 2, more ? 0 : 250);
+      // The fallback, also while the logs keep it busy: every path looked at again.
+      bool recheck = std::chrono::steady_clock::now() - last_look >= std::chrono::milliseconds(250);
+      if (n > 0 && (fds[0].revents & POLLIN) != 0) recheck |= drain_inotify();
+      if (recheck) last_look = std::chrono::steady_clock::now();
+      out.clear();
+      more = pass(out, recheck);
+      if (!out.empty() && !write(out)) return false;
+    }
+    out.clear();
+    pass(out, true);
+    for (auto& l : logs_) l.lines.flush(emit_to(l, out));
+    return out.empty() || write(out);
+  }
+
+  /// Where the last `n` lines of the file `fd` (of `size` bytes) start, a last
+  /// line without its newline counting as one. `n` 0 while following: where
+  /// that unfinished line starts (the end when there is none).
+  static std::uint64_t tail_start(int fd, std::uint64_t size, std::size_t n, bool follow) {
+    if (n == 0 && !follow) return size;
+    const std::size_t wanted = n == 0 ? 1 : n;
+    std::vector<char> buf(chunk);
+    std::uint64_t pos = size;
+    std::size_t newlines = 0;
+    bool ends_with_newline = false;
+    bool first = true;
+    while (pos > 0) {
+      const std::uint64_t len = std::min<std::uint64_t>(pos, chunk);
+      pos -= len;
+      const ssize_t got = ::pread(fd, buf.data(), len, static_cast<off_t>(pos));
+      if (got != static_cast<ssize_t>(len)) return pos + len; // shrunk under us: from where it was read
+      for (std::uint64_t i = len; i-- > 0;) {
+        if (buf[i] != '\n') continue;
+        if (first && pos + i == size - 1) { // a final newline ends the last line
+          ends_with_newline = true;
+          continue;
+        }
+        if (n == 0 && ends_with_newline) return size; // nothing unfinished
+        if (++newlines == wanted) return pos + i + 1;
+      }
+      first = false;
+    }
+    if (n == 0 && ends_with_newline) return size;
+    return 0;
+  }
+
+private:
+  // O_NOFOLLOW and O_NONBLOCK: a symlink or a FIFO in the log's place is not
+  // read (nor waited on); what is read is the file checked here.
+  int open_checked(Log& l, std::vector<LogProblem>* problems) {
+    const int fd = ::open(l.path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct ::stat st {};
+    std::string problem;
+    const bool missing = fd < 0 && errno == ENOENT;
+    if (missing)
+      problem = fmt::format("{} has no log yet: {} does not exist (it has not been started since it was provisioned, "
+                            "or it is deprovisioned)", l.role, l.path.string());
+    else if (fd < 0 && errno != ELOOP)
+      problem = fmt::format("{}: cannot open {}: {}", l.role, l.path.string(), std::strerror(errno));
+    else if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+      problem = fmt::format("{}: cannot show {}: it is not a regular file (a symlink, a FIFO or a device?): remove it",
+                            l.role, l.path.string());
+    if (problem.empty()) return fd;
+    if (fd >= 0) ::close(fd);
+    if (problems != nullptr && problem != l.problem) problems->push_back({problem, missing});
+    l.problem = std::move(problem);
+    return -1;
+  }
+
+  void adopt(Log& l, int fd) {
+    struct ::stat st {};
+    ::fstat(fd, &st);
+    close_log(l);
+    l.fd = fd;
+    l.dev = st.st_dev;
+    l.ino = st.st_ino;
+    l.offset = 0;
+    l.problem.clear();
+  }
+
+  static void close_log(Log& l) {
+    if (l.fd >= 0) ::close(l.fd);
+    l.fd = -1;
+  }
+
+  // Wake-ups only: what is read is decided by the descriptors, not the watches.
+  void watch(Log& l) {
+    if (inotify_ < 0) return;
+    if (l.dir_watch < 0 && l.path.has_parent_path()) {
+      l.dir_watch = ::inotify_add_watch(inotify_, l.path.parent_path().c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR);
+      if (l.dir_watch >= 0) dir_watches_.push_back(l.dir_watch);
+    }
+    if (l.fd >= 0) l.file_watch = ::inotify_add_watch(inotify_, l.path.c_str(), IN_MODIFY | IN_DONT_FOLLOW);
+  }
+
+  // Reads the pending inotify events; whether one was about a directory (a log
+  // that may have appeared or been replaced).
+  bool drain_inotify() {
+    alignas(inotify_event) char buf[8192];
+    bool dir_event = false;
+    for (;;) {
+      const ssize_t got = ::read(inotify_, buf, sizeof buf);
+      if (got <= 0) break;
+      for (ssize_t at = 0; at < got;) {
+        const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
+        if ((e->mask & IN_Q_OVERFLOW) != 0 || std::ranges::find(dir_watches_, e->wd) != dir_watches_.end())
+          dir_event = true;
+        at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+      }
+    }
+    return dir_event;
+  }
+
+  // Appends what log `l` holds past its offset, in whole lines, reading at most
+  // up to `limit` (and a few chunks at a time, so one busy log cannot starve the
+  // others). Whether it stopped with more to read.
+  bool read_appended(Log& l, std::string& out, std::optional<std::uint64_t> limit = std::nullopt) {
+    if (l.fd < 0) return false;
+    struct ::stat st {};
+    if (::fstat(l.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) < l.offset) { // truncated
+      l.lines.flush(emit_to(l, out));
+      l.offset = 0;
+    }
+    buf_.resize(chunk);
+    for (int round = 0; limit || round < 64; ++round) {
+      std::size_t want = chunk;
+      if (limit) {
+        if (l.offset >= *limit) return false;
+        want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, *limit - l.offset));
+      }
+      const ssize_t got = ::pread(l.fd, buf_.data(), want, static_cast<off_t>(l.offset));
+      if (got <= 0) return false;
+      l.offset += static_cast<std::uint64_t>(got);
+      l.lines.feed(std::string_view(buf_.data(), static_cast<std::size_t>(got)), emit_to(l, out));
+    }
+    return !limit;
+  }
+
+  // One look at every log, in the stack's order; `recheck`: also whether its
+  // path now names another file (or names one at last). Whether a log has more.
+  bool pass(std::string& out, bool recheck) {
+    stamp_ = now();
+    stamp_text_.clear();
+    bool more = false;
+    for (auto& l : logs_) {
+      more |= read_appended(l, out);
+      if (!recheck && l.fd >= 0) continue;
+      if (l.dir_watch < 0) watch(l);
+      const int fd = open_checked(l, nullptr);
+      if (fd < 0) continue;
+      struct ::stat st {};
+      if (l.fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev == l.dev && st.st_ino == l.ino) {
+        ::close(fd); // still the same file (held open, so its inode number is not another's)
+        continue;
+      }
+      // Replaced, or there at last: what the old one held is out; the new one from its start.
+      while (read_appended(l, out)) {
+      }
+      l.lines.flush(emit_to(l, out));
+      adopt(l, fd);
+      watch(l);
+      more |= read_appended(l, out);
+    }
+    return more;
+  }
+
+  MergeLook look_;
+  std::vector<Log> logs_;
+  int inotify_ = -1;
+  std::vector<int> dir_watches_;
+  std::vector<char> buf_;
+  std::chrono::system_clock::time_point stamp_{};
+  std::string stamp_text_;
+};
+
+/// Writes `data` to the descriptor `fd` in full (one write unless the kernel
+/// takes less); false when it cannot.
+inline bool write_fully(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+} // namespace stackup::cli::detail
+
+#endif // STACKUP_DETAIL_CLI_MERGE_HPP
+// ---- end stackup/detail/cli/merge.hpp ----
+
 // ---- begin stackup/detail/cli/runner.hpp ----
 // stackup — the command line's runner (internal, part of <stackup/cli.hpp>): one
 // command against a stack, read through its StackView and acted on through a
@@ -989,6 +1474,88 @@ inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std
 #define STACKUP_DETAIL_CLI_RUNNER_HPP
 
 
+// ---- begin stackup/detail/cli/supervisor.hpp ----
+// stackup — a stack's detached supervisor as the command line sees it (internal,
+// part of <stackup/cli.hpp> through the runner): its pid file in the supervision
+// directory (cli::Options::supervision_dir), whether it runs, and stopping it.
+//
+//   supervisor.pid   `<pid> <start time>` (clock ticks since boot, /proc/<pid>/stat
+//                    field 22), replaced atomically by the supervisor
+//   supervisor.lock  held (flock, exclusive) by the supervisor for its whole life
+//   supervisor.log   its output
+//
+// A pid is acted on only while it is still the process recorded (its start time
+// checked after a pidfd is opened on it), never a pid reused since.
+// SPDX-License-Identifier: MIT
+
+
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace stackup::detail::supervisor {
+
+inline constexpr const char* pid_file = "supervisor.pid";
+inline constexpr const char* lock_file = "supervisor.lock";
+inline constexpr const char* log_file = "supervisor.log";
+
+/// The pid file's text for the process `p`.
+inline std::string format_pid(const posix::ProcessId& p) {
+  return std::to_string(p.pid) + " " + std::to_string(p.start_time) + "\n";
+}
+/// Parses `<pid> <start time>\n`; nullopt for anything else.
+inline std::optional<posix::ProcessId> parse_pid(std::string_view text) {
+  posix::ProcessId p;
+  const char* end = text.data() + text.size();
+  auto r = std::from_chars(text.data(), end, p.pid);
+  if (r.ec != std::errc{} || p.pid <= 0 || r.ptr == end || *r.ptr != ' ') return std::nullopt;
+  r = std::from_chars(r.ptr + 1, end, p.start_time);
+  if (r.ec != std::errc{} || r.ptr == end || *r.ptr != '\n' || r.ptr + 1 != end) return std::nullopt;
+  return p;
+}
+
+/// This process, as its pid file records it.
+inline posix::ProcessId self() {
+  const auto st = posix::read_proc_stat(::getpid());
+  if (!st) throw Error("stackup: cannot read /proc/self/stat: is /proc mounted?");
+  return {::getpid(), st->start_time};
+}
+
+/// The supervisor recorded in the supervision directory `dir`, when it is alive
+/// (the process that wrote the pid file, by its start time); nullopt otherwise.
+/// Error for a directory that is not a private one.
+inline std::optional<posix::ProcessId> running(const std::filesystem::path& dir) {
+  const posix::Fd d = posix::open_private_dir(dir);
+  if (!d) return std::nullopt;
+  const auto text = posix::read_file_at(d.get(), pid_file, 64, dir / pid_file);
+  if (!text) return std::nullopt;
+  const auto p = parse_pid(*text);
+  if (!p || !posix::alive_as(p->pid, p->start_time)) return std::nullopt;
+  return p;
+}
+
+/// Stops the supervisor recorded in `dir`, if one runs: SIGTERM (it returns
+/// from its loop and leaves every component as it is), then SIGKILL after
+/// `grace`. The pid it stopped, or nullopt when none ran. Error if it survives.
+inline std::optional<posix::ProcessId> stop(const std::filesystem::path& dir, std::chrono::milliseconds grace) {
+  const auto p = running(dir);
+  if (!p) return std::nullopt;
+  if (!posix::signal_process(*p, SIGTERM)) return p; // gone already
+  if (posix::await_gone(p->pid, p->start_time, grace)) return p;
+  posix::signal_process(*p, SIGKILL);
+  if (!posix::await_gone(p->pid, p->start_time, std::chrono::seconds(5)))
+    throw Error("stackup: the stack's supervisor (pid " + std::to_string(p->pid) +
+                ") survived SIGKILL: stop it by hand, then run the command again");
+  return p;
+}
+
+} // namespace stackup::detail::supervisor
+// ---- end stackup/detail/cli/supervisor.hpp ----
+
 #include <fmt/color.h>
 #include <fmt/format.h>
 
@@ -996,10 +1563,14 @@ inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std
 #include <charconv>
 #include <chrono>
 #include <concepts>
+#include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <iostream>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -1007,8 +1578,13 @@ inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 namespace stackup::cli::detail {
 
@@ -1022,6 +1598,7 @@ struct Front {
   void (*up_one)(void*, std::string_view, const UpOptions&);
   void (*down_one)(void*, std::string_view, const DownOptions&);
   Observer (*on_event)(void*, Observer);
+  SuperviseResult (*supervise)(void*, SuperviseOptions);
 };
 template <class S> void up_of(void* s, const UpOptions& o) { static_cast<S*>(s)->up(o); }
 template <class S> void down_of(void* s, const DownOptions& o) { static_cast<S*>(s)->down(o); }
@@ -1030,8 +1607,11 @@ template <class S> void down_one_of(void* s, std::string_view role, const DownOp
   static_cast<S*>(s)->down(role, o);
 }
 template <class S> Observer on_event_of(void* s, Observer o) { return static_cast<S*>(s)->on_event(std::move(o)); }
+template <class S> SuperviseResult supervise_of(void* s, SuperviseOptions o) {
+  return stackup::supervise(*static_cast<S*>(s), std::move(o));
+}
 template <class S> Front front_of(S& s) noexcept {
-  return {&s, &up_of<S>, &down_of<S>, &up_one_of<S>, &down_one_of<S>, &on_event_of<S>};
+  return {&s, &up_of<S>, &down_of<S>, &up_one_of<S>, &down_one_of<S>, &on_event_of<S>, &supervise_of<S>};
 }
 
 /// Parses, runs and reports one command against a stack, which it reads through
@@ -1108,6 +1688,10 @@ private:
       cmd.rollback = !inv.has("no-rollback");
       cmd.json = inv.has("json");
       cmd.follow = inv.has("follow");
+      cmd.no_prefix = inv.has("no-prefix");
+      cmd.timestamps = inv.has("timestamps");
+      cmd.attach = inv.has("attach");
+      cmd.abort_on_exit = inv.has("abort-on-exit");
       if (const auto tail = inv.value("tail")) {
         std::size_t n = 0;
         std::from_chars(tail->data(), tail->data() + tail->size(), n); // checked while parsing
@@ -1116,7 +1700,10 @@ private:
       return cmd;
     };
     return {
-        .up = [this, command](const Invocation& inv) { return operate(command(inv, Verb::up)); },
+        .up = [this, command](const Invocation& inv) {
+          const Command cmd = command(inv, Verb::up);
+          return cmd.attach ? attached(cmd) : operate(cmd);
+        },
         .down = [this, command](const Invocation& inv) { return operate(command(inv, Verb::down)); },
         .status = [this, command](const Invocation& inv) { return status(command(inv, Verb::status)); },
         .logs = [this, command](const Invocation& inv) { return logs(command(inv, Verb::logs)); },
@@ -1125,7 +1712,18 @@ private:
           inv.out.flush();
           return inv.out ? exit_success : exit_failure;
         },
+        .up_check = [](const Invocation& inv) -> std::optional<std::string> {
+          if (inv.has("attach")) return std::nullopt;
+          for (const std::string_view o : {"no-prefix", "timestamps", "abort-on-exit"})
+            if (inv.has(o)) return fmt::format("option '--{}' is for 'stack up --attach': add --attach (-a)", o);
+          return std::nullopt;
+        },
         .logs_check = [this](const Invocation& inv) -> std::optional<std::string> {
+          if (inv.whole_stack) {
+            if (logging_roles() != "none") return std::nullopt;
+            return fmt::format("no component of stack '{}' keeps a log ('{} stack status' shows them)", stack_.name(),
+                               program_);
+          }
           if (keeps_log(inv.index)) return std::nullopt;
           return fmt::format("{} ({}) keeps no log; components with a log: {}", describe(inv.index), flavor(inv.index),
                              logging_roles());
@@ -1256,6 +1854,7 @@ private:
       try {
         if (e.outcome == Outcome::started) ++tally.actions;
         if (e.outcome == Outcome::rolled_back) ++tally.rolled_back;
+        const std::lock_guard lock(out_mutex_);
         out_ << progress_line(e, fancy_out_) << '\n';
         out_.flush();
       } catch (...) {
@@ -1304,11 +1903,80 @@ private:
     }
   }
 
+  // ---- supervision state (Options::supervision_dir) --------------------------------
+
+  [[nodiscard]] std::filesystem::path supervision_dir() const { return options_.supervision_dir; }
+
+  // The running supervisor's view merged into `rows` (restarts, its state, the
+  // last exit it saw); the supervisor, or nullopt when none runs (then rows
+  // stay the components' own: restarts 0, supervision none).
+  std::optional<::stackup::detail::posix::ProcessId> supervision_into(std::vector<ComponentStatus>& rows) {
+    if (options_.supervision_dir.empty()) return std::nullopt;
+    const auto supervisor = stackup::detail::supervisor::running(supervision_dir());
+    if (!supervisor) return std::nullopt;
+    const auto record = stackup::detail::supervision::read_record(supervision_dir());
+    if (!record) return supervisor;
+    for (ComponentStatus& r : rows)
+      for (const auto& row : *record)
+        if (row.role == r.role) {
+          r.restarts = row.restarts;
+          r.supervision = row.state;
+          if (row.exit && !r.exit) r.exit = row.exit;
+        }
+    return supervisor;
+  }
+
+  // Marks what a down is about to stop down, and clears the marks of what an up
+  // brought up, so that a running supervisor never restarts what a down stopped.
+  // Only where the directory exists: a supervisor creates it, and its own up
+  // clears every mark when it starts. Called holding the stack's lock.
+  void mark_supervision(const Command& cmd, bool up) {
+    namespace sv = ::stackup::detail::supervision;
+    if (options_.supervision_dir.empty()) return;
+    const std::filesystem::path dir = supervision_dir();
+    const auto fd = sv::open_state_dir(dir, false);
+    if (!fd) return;
+    if (!up) {
+      if (cmd.whole_stack) sv::mark_down(dir, sv::whole_stack);
+      else
+        for (const std::string_view r : stack_.plan_down(role(cmd.index))) sv::mark_down(dir, r);
+      return;
+    }
+    if (cmd.whole_stack) {
+      sv::clear_down(dir, sv::whole_stack);
+      for (const std::string_view r : stack_.roles()) sv::clear_down(dir, r);
+      return;
+    }
+    const auto plan = stack_.plan_up(role(cmd.index));
+    const auto in_plan = [&](std::string_view r) { return std::find(plan.begin(), plan.end(), r) != plan.end(); };
+    // The whole stack was marked down: what this up leaves down stays marked, one by one.
+    if (sv::marked_down(fd.get(), sv::whole_stack)) {
+      for (const std::string_view r : stack_.roles())
+        if (!in_plan(r)) sv::mark_down(dir, r);
+      sv::clear_down(dir, sv::whole_stack);
+    }
+    for (const std::string_view r : plan) sv::clear_down(dir, r);
+  }
+
+  // `stack down --force`: the supervision directory goes with the stack (the
+  // supervisor was stopped first), removed through its descriptor.
+  void remove_supervision() {
+    using px = ::stackup::detail::posix;
+    if (options_.supervision_dir.empty()) return;
+    const std::filesystem::path dir = supervision_dir();
+    const px::Fd fd = ::stackup::detail::supervision::open_state_dir(dir, false);
+    if (!fd) return;
+    if (const px::Removal r = px::remove_contents(fd.get()))
+      throw Error(fmt::format("cannot remove the supervision state: {}", px::removal_error(dir, r)));
+    ::rmdir(dir.c_str()); // empty now; another process may have added to it: then it stays
+  }
+
   int status(const Command& cmd) {
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
-      const std::vector<ComponentStatus> rows = stack_.status();
+      std::vector<ComponentStatus> rows = stack_.status();
+      const auto supervisor = supervision_into(rows);
       std::span<const ComponentStatus> shown(rows);
       if (!cmd.whole_stack) shown = shown.subspan(cmd.index, 1);
       if (cmd.json) {
@@ -1323,6 +1991,8 @@ private:
           provisioned += r.state != State::deprovisioned;
         }
         out_ << fmt::format("stack '{}': {} of {} running, {} provisioned\n", stack_.name(), running, size, provisioned);
+        if (!options_.supervision_dir.empty())
+          out_ << (supervisor ? fmt::format("supervisor: pid {}\n", supervisor->pid) : std::string("supervisor: none\n"));
       }
       return exit_success;
     } catch (...) {
@@ -1335,7 +2005,12 @@ private:
     StackLock lock;
     if (!cmd.follow)
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
+    if (cmd.whole_stack) return merged_logs(cmd);
     try {
+      // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+      // Handled from before the first line is out, so that one sent after it is.
+      std::optional<Interrupts> interrupts;
+      if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
       const std::filesystem::path path = stack_.log_file(role(cmd.index));
       std::error_code ec;
       const bool exists = std::filesystem::exists(path, ec);
@@ -1346,9 +2021,7 @@ private:
       const std::uintmax_t end = exists ? copy_tail(path, cmd.tail, out_) : 0;
       out_.flush();
       if (cmd.follow) {
-        // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
-        const Interrupts interrupts(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-        follow(path, end, out_, interrupts.token());
+        follow(path, end, out_, interrupts->token());
         if (!out_) throw Error("cannot write the log: the output is closed (what read it, a pipe or a terminal, has gone)");
       }
       return exit_success;
@@ -1357,20 +2030,91 @@ private:
     }
   }
 
-  int operate(const Command& cmd) {
+  // The logs of the components that keep one, in the stack's order.
+  [[nodiscard]] std::vector<MergeSource> merge_sources() const {
+    std::vector<MergeSource> sources;
+    for (std::size_t i = 0; i < size; ++i)
+      if (keeps_log(i)) sources.push_back({std::string(role(i)), stack_.log_file(role(i))});
+    return sources;
+  }
+
+  // Writes merged output in one piece: to standard output itself when `out_` is
+  // std::cout (after what the stream holds), so lines written at once arrive at once.
+  bool write_out(std::string_view data) {
+    if (&out_ == &std::cout) {
+      out_.flush();
+      std::fflush(stdout);
+      return write_fully(STDOUT_FILENO, data);
+    }
+    out_.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out_.flush();
+    return static_cast<bool>(out_);
+  }
+
+  // `stack logs`: every log, merged line by line (see MergedLogs).
+  int merged_logs(const Command& cmd) {
+    try {
+      // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
+      // Handled from before the first line is out, so that one sent after it is.
+      std::optional<Interrupts> interrupts;
+      if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
+      MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+      std::string text;
+      std::vector<LogProblem> problems;
+      logs.start(cmd.tail, cmd.follow, text, problems);
+      bool failed = false;
+      for (const auto& p : problems) {
+        err_ << fmt::format("{}: {}{}\n", program_, p.text, cmd.follow ? "; waiting for it" : "");
+        failed |= !p.missing && !cmd.follow;
+      }
+      err_.flush();
+      bool written = text.empty() || write_out(text);
+      if (written && cmd.follow)
+        written = logs.follow(interrupts->token(), [this](std::string_view data) { return write_out(data); });
+      if (!written) throw Error("cannot write the logs: the output is closed (what read it, a pipe or a terminal, has gone)");
+      return failed ? exit_failure : exit_success;
+    } catch (...) {
+      return report(fmt::format("cannot read the logs of stack '{}'", stack_.name()), std::current_exception(), cmd, {});
+    }
+  }
+
+  // `outer`: the operation runs under the caller's Ctrl-C handling, stopped by
+  // that token only (an attached `up` taking the stack down after a Ctrl-C).
+  int operate(const Command& cmd, const std::stop_token* outer = nullptr) {
     const bool up = cmd.verb == Verb::up;
     // A closed output must not stop the operation half-way: its writes fail
     // instead, and the exit status says so once it is done.
     const PipeGuard pipe_guard;
     // Ctrl-C (or SIGTERM) stops the operation as a failure would: up rolls back,
     // down finishes the component in flight; a second one ends the process at once.
-    const Interrupts interrupts(fmt::format(
-        "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
-        program_, up ? "up" : "down", program_));
-    const std::stop_token stop = interrupts.token();
+    std::optional<Interrupts> interrupts;
+    if (outer == nullptr)
+      interrupts.emplace(fmt::format(
+          "\n{}: interrupted again: stopped at once; the stack may be partly {}: '{} stack down --force' cleans it up\n",
+          program_, up ? "up" : "down", program_));
+    const std::stop_token stop = outer != nullptr ? *outer : interrupts->token();
+    // `stack down` stops the stack's supervisor before anything else, so that it
+    // restarts nothing this down stops (DESIGN §10); it leaves the stack as it is.
+    if (cmd.whole_stack && !up && !options_.supervision_dir.empty()) {
+      try {
+        if (const auto p = stackup::detail::supervisor::stop(supervision_dir(), std::chrono::seconds(10)))
+          note(fmt::format("stopped the stack's supervisor (pid {})", p->pid));
+      } catch (...) {
+        return report(fmt::format("{}: cannot stop the stack's supervisor", command_name(cmd)), std::current_exception(),
+                      cmd, {});
+      }
+    }
     // One transition of the stack at a time: the states below are read holding it.
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::exclusive, cmd, &stop)) return *code;
+    if (!up) {
+      try {
+        mark_supervision(cmd, false);
+      } catch (...) {
+        return report(fmt::format("{}: cannot mark it down for the stack's supervisor", command_name(cmd)),
+                      std::current_exception(), cmd, {});
+      }
+    }
     Tally tally;
     const ObserverGuard guard{front_, front_.on_event(front_.stack, observer(tally))};
     if (!cmd.whole_stack) {
@@ -1400,9 +2144,11 @@ private:
       else if (cmd.whole_stack) front_.down(stack, down_options);
       else if (up) front_.up_one(stack, role(cmd.index), up_options);
       else front_.down_one(stack, role(cmd.index), down_options);
+      if (up) mark_supervision(cmd, true);
+      else if (cmd.whole_stack && cmd.force) remove_supervision();
     } catch (...) {
       const std::string what = command_name(cmd);
-      const int sig = Interrupts::signal();
+      const int sig = outer == nullptr || stop.stop_requested() ? Interrupts::signal() : 0;
       if (sig == 0) {
         report(what + " failed", std::current_exception(), cmd, tally);
         return output_failed(exit_failure);
@@ -1421,6 +2167,125 @@ private:
     if (fancy_out_) out_ << fmt::format("{}\n", stackup::detail::styled(summary, fmt::emphasis::bold));
     else out_ << summary << '\n';
     return output_failed(exit_success);
+  }
+
+  // `stack up --attach`: the ordinary `stack up` (its lock released when it
+  // returns), then in the foreground: the merged output of every log from its
+  // current end, on a thread of its own, while this thread supervises the stack
+  // (stackup::supervise), its events printed between the lines. Ctrl-C or
+  // SIGTERM: supervision stops, the output is read to its end, and the stack
+  // goes down (exit 0 when it went down cleanly, else 1); a second one ends the
+  // process at once (130). With --abort-on-exit the first component to exit
+  // takes the stack down the same way, and its exit status becomes ours.
+  int attached(const Command& cmd) {
+    const PipeGuard pipe_guard;
+    // One handling of Ctrl-C from the start of up to the end of down, so that
+    // none goes unhandled between them: the first stops what runs (up rolls
+    // back), a second ends the process at once.
+    const Interrupts interrupts(fmt::format("\n{0}: interrupted again: stopped at once; parts of the stack may still be "
+                                            "up: '{0} stack status' shows them, '{0} stack down' takes them down\n",
+                                            program_));
+    const std::stop_token stop = interrupts.token();
+    if (const int code = operate(cmd, &stop); code != exit_success) return code;
+    // Wakes the supervisor, and this thread, at the first Ctrl-C.
+    const int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    const struct Closer {
+      int fd;
+      ~Closer() {
+        if (fd >= 0) ::close(fd);
+      }
+    } wake_closer{wake};
+    const std::stop_callback on_interrupt(interrupts.token(), [wake] {
+      const std::uint64_t one = 1;
+      if (wake >= 0) [[maybe_unused]] const auto n = ::write(wake, &one, sizeof one);
+    });
+
+    MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+    {
+      std::string none; // from the current end: no history
+      std::vector<LogProblem> problems;
+      logs.start(std::size_t{0}, true, none, problems);
+    }
+    std::jthread follower([this, &logs](const std::stop_token& done) {
+      logs.follow(done, [this](std::string_view data) {
+        const std::lock_guard lock(out_mutex_);
+        return write_out(data);
+      });
+    });
+    // One supervisor per stack: this one takes over from a detached one, and
+    // shares its state directory, so that a down from another process wins here too.
+    std::filesystem::path state_dir;
+    if (!options_.supervision_dir.empty()) {
+      try {
+        if (const auto p = stackup::detail::supervisor::stop(supervision_dir(), std::chrono::seconds(10)))
+          note(fmt::format("the stack's supervisor (pid {}) stopped: this one supervises it now", p->pid));
+        state_dir = supervision_dir();
+      } catch (...) {
+        return report(fmt::format("{}: cannot stop the stack's supervisor", command_name(cmd)), std::current_exception(),
+                      cmd, {});
+      }
+    }
+    Tally tally;
+    const ObserverGuard guard{front_, front_.on_event(front_.stack, observer(tally))}; // a restart's actions
+    SuperviseOptions options{.stop = &stop,
+                             .on_event = [this](const SupervisionEvent& e) {
+                               try {
+                                 const std::lock_guard lock(out_mutex_);
+                                 out_ << supervision_line(e, fancy_out_) << '\n';
+                                 out_.flush();
+                               } catch (...) {
+                                 // Printing must never stop the supervisor.
+                               }
+                             },
+                             .wake_fd = wake,
+                             .on_exit = cmd.abort_on_exit ? OnExit::abort : OnExit::policy,
+                             .state_dir = state_dir};
+    bool failed = false;
+    std::optional<std::pair<std::string, Exit>> ended; // --abort-on-exit: who exited, and how
+    try {
+      SuperviseResult result = front_.supervise(front_.stack, std::move(options));
+      if (result.exit) ended.emplace(result.role, *result.exit);
+    } catch (...) {
+      failed = true;
+      const std::lock_guard lock(out_mutex_);
+      err_ << label("error", fmt::terminal_color::red) << ": supervision of stack '" << stack_.name()
+           << "' stopped: " << stackup::detail::current_message()
+           << "\nnothing is restarted any more; the output still follows; Ctrl-C takes the stack down\n";
+      err_.flush();
+    }
+    // Nothing (left) to supervise: still attached until Ctrl-C.
+    if (!ended)
+      while (!stop.stop_requested()) {
+        pollfd p{wake, POLLIN, 0};
+        if (::poll(&p, 1, wake >= 0 ? -1 : 100) < 0 && errno != EINTR) break;
+      }
+    follower.request_stop();
+    follower.join(); // what the logs hold up to now is out
+    if (ended) {
+      const std::lock_guard lock(out_mutex_);
+      note(fmt::format("{} exited ({}): the stack goes down (--abort-on-exit)", ended->first, how(ended->second)));
+    }
+    // The stack goes down as `stack down` would, under this Ctrl-C handling: a
+    // second Ctrl-C ends the process at once.
+    Command down = cmd;
+    down.verb = Verb::down;
+    down.attach = false;
+    const std::stop_token never;
+    const int code = operate(down, &never);
+    if (code != exit_success) return code;
+    if (ended) {
+      const Exit& e = ended->second;
+      return e.code ? *e.code : e.signal ? 128 + *e.signal : exit_failure;
+    }
+    return failed ? exit_failure : exit_success;
+  }
+
+  // How a component stopped, in a few words.
+  static std::string how(const Exit& e) {
+    if (e.code) return fmt::format("exit status {}", *e.code);
+    if (e.signal) return fmt::format("killed by signal {}", *e.signal);
+    if (!e.liveness.empty()) return fmt::format("liveness: {}", e.liveness);
+    return e.error.empty() ? std::string("stopped") : e.error;
   }
 
   // The exit status of an operation that ended with `code`: a failure when what
@@ -1520,6 +2385,7 @@ private:
   std::string_view program_;
   bool fancy_out_;
   bool fancy_err_;
+  std::mutex out_mutex_; // attached: the output's lines come from two threads
 };
 
 template <class StackFront>

@@ -1233,6 +1233,9 @@ public:
   /// How the component last stopped running on its own since its last start
   /// (its `exit_status()`); empty when it has not, or cannot tell.
   [[nodiscard]] std::optional<Exit> exit_status(std::string_view role) const;
+  /// Whether the component has `exit_status()`: then, not running with no exit
+  /// to report, it was brought down (a supervisor does not restart it).
+  [[nodiscard]] bool reports_exits(std::string_view role) const;
   /// Its restart policy, liveness probe and on_dependency_restart (its
   /// `supervision()`; the defaults, `Restart::no`, without one).
   [[nodiscard]] SupervisionConfig supervision(std::string_view role) const;
@@ -1587,6 +1590,38 @@ struct Indirect {
 
 template <class C> concept stand_in = std::is_same_v<C, Indirect>;
 
+// Optional members that supervision (DESIGN §10) reads, where a component has them:
+// - `int exit_fd() const`: a new descriptor (the caller closes it) that becomes
+//   readable when the component stops running on its own (LocalDaemon: a pidfd
+//   of its waiter); -1 when it cannot tell (then it is polled).
+// - `std::optional<Exit> exit_status() const`: how it last stopped running on
+//   its own since its last start; empty while running and after a down.
+// - `SupervisionConfig supervision() const`: its restart policy, liveness probe
+//   and on_dependency_restart (the defaults without the member).
+template <class T> concept has_exit_fd = requires(const T& c) {
+  { c.exit_fd() } -> std::convertible_to<int>;
+};
+template <class T> concept has_exit_status = requires(const T& c) {
+  { c.exit_status() } -> std::convertible_to<std::optional<Exit>>;
+};
+template <class T> concept has_supervision = requires(const T& c) {
+  { c.supervision() } -> std::convertible_to<SupervisionConfig>;
+};
+
+/// It stopped running on its own and its end is still on record (a LocalDaemon's
+/// pid file and exit). A down suspends it all the same, which clears the record:
+/// what a down stopped never reads as an exit, and no supervisor restarts it.
+template <class C> bool has_ended(const C& c) {
+  if constexpr (stand_in<C>) {
+    const Slot& s = c.t.slots[c.k];
+    return s.ops->exit_status && s.ops->exit_status(s.object).has_value();
+  } else if constexpr (has_exit_status<C>) {
+    return c.exit_status().has_value();
+  } else {
+    return false;
+  }
+}
+
 /// Events of a step: only an Indirect with an observer has any.
 inline void note(const void* /*component*/, Transition, Outcome, std::string_view) noexcept {}
 inline void note(const Indirect* c, Transition x, Outcome o, std::string_view message) { c->note(x, o, message); }
@@ -1722,7 +1757,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     try {
       bool deprovisions = has_deprovision<C>;
       if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
-      if (!c.is_running()) {
+      if (!c.is_running() && !detail::has_ended(c)) {
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
       } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
@@ -1839,23 +1874,6 @@ template <class C, Phase P> bool quiet_step(void* object, Run& r, std::size_t k)
 }
 template <class T> concept has_log_file = requires(const T& c) {
   { c.log_file().string() } -> std::convertible_to<std::string>;
-};
-// Optional members that supervision (DESIGN §10) reads, where a component has them:
-// - `int exit_fd() const`: a new descriptor (the caller closes it) that becomes
-//   readable when the component stops running on its own (LocalDaemon: a pidfd
-//   of its waiter); -1 when it cannot tell (then it is polled).
-// - `std::optional<Exit> exit_status() const`: how it last stopped running on
-//   its own since its last start; empty while running and after a down.
-// - `SupervisionConfig supervision() const`: its restart policy, liveness probe
-//   and on_dependency_restart (the defaults without the member).
-template <class T> concept has_exit_fd = requires(const T& c) {
-  { c.exit_fd() } -> std::convertible_to<int>;
-};
-template <class T> concept has_exit_status = requires(const T& c) {
-  { c.exit_status() } -> std::convertible_to<std::optional<Exit>>;
-};
-template <class T> concept has_supervision = requires(const T& c) {
-  { c.supervision() } -> std::convertible_to<SupervisionConfig>;
 };
 // The entries of ops_of<C>: plain function templates (a lambda costs the
 // compiler two functions, its call operator and its conversion).
@@ -2199,6 +2217,7 @@ inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
 }
+inline bool StackView::reports_exits(std::string_view role) const { return t_->slots[at(role)].ops->exit_status != nullptr; }
 inline SupervisionConfig StackView::supervision(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->supervision ? s.ops->supervision(s.object) : SupervisionConfig{};
@@ -2700,6 +2719,7 @@ template <class... Cs> Stack(std::string_view, Cs...) -> Stack<Cs...>;
 
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -2783,6 +2803,16 @@ public:
   [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
   /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
   [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// The wrapped `exit_fd()` (a new descriptor: close it), or -1 without one.
+  [[nodiscard]] int exit_fd() const { return ops().exit_fd ? ops_->exit_fd(object_) : -1; }
+  /// The wrapped `exit_status()`, or empty without one.
+  [[nodiscard]] std::optional<Exit> exit_status() const {
+    return ops().exit_status ? ops_->exit_status(object_) : std::nullopt;
+  }
+  /// The wrapped `supervision()`, or the defaults (`Restart::no`) without one.
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return ops().supervision ? ops_->supervision(object_) : SupervisionConfig{};
+  }
   /// The paths the wrapped `owned_paths()` lists (absolute, lexically normal), or
   /// none when the type owns no files.
   [[nodiscard]] std::vector<std::string> owned_paths() const {
@@ -2863,13 +2893,17 @@ public:
   BasicComponentRef& operator=(BasicComponentRef&&) = delete;
   ~BasicComponentRef() = default;
 
-  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file, owned paths, state.
+  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file,
+  /// exit descriptor, exit status, supervision config, owned paths, state.
   [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
   [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
   [[nodiscard]] std::string_view name() const { return c_->name(); }
   [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
   [[nodiscard]] std::string detail() const { return c_->detail(); }
   [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] int exit_fd() const { return c_->exit_fd(); }
+  [[nodiscard]] std::optional<Exit> exit_status() const { return c_->exit_status(); }
+  [[nodiscard]] SupervisionConfig supervision() const { return c_->supervision(); }
   [[nodiscard]] std::vector<std::string> owned_paths() const { return c_->owned_paths(); }
   [[nodiscard]] State state() const { return c_->state(); }
   /// The wrapped queries.
@@ -3293,8 +3327,10 @@ inline const bool parallel_registered = (parallel_phase = &run_parallel_phase, t
 #include <fmt/color.h>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <span>
 #include <string>
 #include <string_view>
@@ -3488,17 +3524,121 @@ inline std::string progress_line(const Event& e, bool fancy) {
                      e.component, what);
 }
 
-/// One line for a supervisor's event, e.g. `↻ cache 'redis' exited (exit status
-/// 3); restarting in 100ms (1st)`. `fancy` selects colour and symbols.
+namespace detail {
+/// A signal's name ("SIGKILL"), or "signal N" for one not in the table
+/// (strsignal is neither thread-safe nor the name).
+inline std::string signal_name(int signal) {
+  static constexpr std::pair<int, std::string_view> names[] = {
+      {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},     {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},   {SIGTRAP, "SIGTRAP"},
+      {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},     {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
+      {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},   {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
+      {SIGCHLD, "SIGCHLD"}, {SIGCONT, "SIGCONT"},   {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
+      {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},     {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}, {SIGVTALRM, "SIGVTALRM"},
+      {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"}, {SIGSYS, "SIGSYS"},
+  };
+  for (const auto& [number, name] : names)
+    if (number == signal) return std::string(name);
+  return fmt::format("signal {}", signal);
+}
+/// "1st", "2nd", "3rd", "4th", "11th", "21st".
+inline std::string ordinal(unsigned n) {
+  const unsigned tens = n % 100, ones = n % 10;
+  const char* suffix = (tens >= 11 && tens <= 13) ? "th" : ones == 1 ? "st" : ones == 2 ? "nd" : ones == 3 ? "rd" : "th";
+  return fmt::format("{}{}", n, suffix);
+}
+/// A duration as a stack file writes one: "400ms", "2s", "1m", "1500ms".
+inline std::string duration_text(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 60000 == 0) return fmt::format("{}m", ms / 60000);
+  if (ms != 0 && ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+/// HH:MM:SS in local time, for the status table.
+inline std::string local_time_of_day(std::chrono::system_clock::time_point at) {
+  const std::time_t t = std::chrono::system_clock::to_time_t(at);
+  std::tm tm{};
+  if (::localtime_r(&t, &tm) == nullptr) return "?";
+  return fmt::format("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+/// RFC 3339 in UTC with milliseconds ("2026-12-07T12:00:01.123Z"), for JSON.
+inline std::string utc_timestamp(std::chrono::system_clock::time_point at) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+  const auto millis = ((ms % 1000) + 1000) % 1000; // before 1970 too
+  const std::time_t t = static_cast<std::time_t>((ms - millis) / 1000);
+  std::tm tm{};
+  if (::gmtime_r(&t, &tm) == nullptr) return "?";
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+}
+/// How it ended, without when: "exited 3", "killed by SIGKILL", "unhealthy
+/// (<what the probe saw>)", "restart failed (<why>)".
+inline std::string exit_phrase(const Exit& e) {
+  if (e.code) return fmt::format("exited {}", *e.code);
+  if (e.signal) return "killed by " + signal_name(*e.signal);
+  if (!e.liveness.empty()) return fmt::format("unhealthy ({})", e.liveness);
+  if (!e.error.empty()) return fmt::format("restart failed ({})", e.error);
+  return "exited";
+}
+/// What the status table's DETAIL says of supervision before the component's
+/// own detail; empty for a row without an exit, restarts or supervision
+/// (such a row looks as it did before supervision).
+inline std::string supervision_phrase(const ComponentStatus& r) {
+  std::string out;
+  const auto add = [&out](std::string_view part) {
+    if (!out.empty()) out += ", ";
+    out += part;
+  };
+  if (r.supervision == SupervisionState::failed) {
+    out = "failed";
+    if (r.exit) out += ": " + exit_phrase(*r.exit);
+    out += fmt::format("{}{} restart{}", r.exit ? ", " : ": ", r.restarts, r.restarts == 1 ? "" : "s");
+    return out;
+  }
+  if (r.exit) add(fmt::format("{} at {}", exit_phrase(*r.exit), local_time_of_day(r.exit->at)));
+  if (r.supervision == SupervisionState::backing_off) add(fmt::format("restarting ({})", ordinal(r.restarts + 1)));
+  else if (r.restarts > 0) add(fmt::format("restarts {}", r.restarts));
+  return out;
+}
+} // namespace detail
+
+/// One line for a supervisor's event; `fancy` selects colour and symbols
+/// (plain ASCII otherwise: `~` for an exit or restart, `x` for a give-up or a
+/// liveness failure):
+/// - exited: `↻ cache 'redis' exited (exit status 3)`, `(killed by SIGKILL)`, `(unhealthy: ...)`
+/// - restarting: `↻ cache 'redis' restarting in 100ms (1st)`
+/// - failed: `✘ cache 'redis' failed: 5 restarts within 1m, last exited 3`; the
+///   event's `message` says why it gave up ("5 restarts within 1m"), else
+///   `<restarts> restarts`
+/// - unhealthy: `✘ app 'app' unhealthy (1st failure): http 127.0.0.1:8090/health: 503`
+///   (`restarts`: failures in a row; `message`: what the probe saw)
 inline std::string supervision_line(const SupervisionEvent& e, bool fancy) {
   std::string what;
   switch (e.kind) {
-  case SupervisionEvent::Kind::exited: what = "exited"; break;
-  case SupervisionEvent::Kind::restarting: what = fmt::format("restarting in {}ms", e.delay.count()); break;
-  case SupervisionEvent::Kind::failed: what = "failed"; break;
-  case SupervisionEvent::Kind::unhealthy: what = "unhealthy"; break;
+  case SupervisionEvent::Kind::exited:
+    what = "exited";
+    if (e.exit) {
+      if (e.exit->code) what += fmt::format(" (exit status {})", *e.exit->code);
+      else if (e.exit->signal) what += " (killed by " + detail::signal_name(*e.exit->signal) + ")";
+      else if (!e.exit->liveness.empty()) what += fmt::format(" (unhealthy: {})", e.exit->liveness);
+      else if (!e.exit->error.empty()) what += fmt::format(" (restart failed: {})", e.exit->error);
+    }
+    if (!e.message.empty()) what += ": " + e.message;
+    break;
+  case SupervisionEvent::Kind::restarting:
+    what = fmt::format("restarting in {} ({})", detail::duration_text(e.delay), detail::ordinal(e.restarts));
+    if (!e.message.empty()) what += ": " + e.message;
+    break;
+  case SupervisionEvent::Kind::failed:
+    what = "failed: ";
+    what += e.message.empty() ? fmt::format("{} restart{}", e.restarts, e.restarts == 1 ? "" : "s") : e.message;
+    if (e.exit) what += ", last " + detail::exit_phrase(*e.exit);
+    break;
+  case SupervisionEvent::Kind::unhealthy:
+    what = "unhealthy";
+    if (e.restarts > 0) what += fmt::format(" ({} failure)", detail::ordinal(e.restarts));
+    if (!e.message.empty()) what += ": " + e.message;
+    break;
   }
-  if (!e.message.empty()) what += ": " + e.message;
   const bool bad = e.kind == SupervisionEvent::Kind::failed || e.kind == SupervisionEvent::Kind::unhealthy;
   if (!fancy) return fmt::format("{} {} '{}' {}", bad ? "x" : "~", e.role, e.component, what);
   return fmt::format("{} {} '{}' {}",
@@ -3518,6 +3658,10 @@ inline Observer console_observer(std::FILE* stream = stdout) {
 }
 
 /// Renders `status()` as an aligned table: ROLE, NAME, FLAVOR, STATE, DETAIL.
+/// DETAIL is the component's detail, after what supervision says of the row
+/// and "; " when there is any: `exited 3 at 12:00:01; pid 7`, `killed by
+/// SIGKILL at 12:00:01, restarting (3rd)`, `failed: exited 3, 5 restarts`,
+/// `restarts 2; pid 9` (times local, HH:MM:SS).
 inline std::string status_table(std::span<const ComponentStatus> rows, bool fancy = false) {
   std::size_t w_role = 4, w_name = 4, w_flavor = 6;
   for (const auto& r : rows) {
@@ -3535,8 +3679,11 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
                                                        : fmt::terminal_color::bright_black;
       state = detail::styled(state, fmt::fg(color));
     }
+    std::string detail = detail::supervision_phrase(r);
+    if (!detail.empty() && !r.detail.empty()) detail += "; ";
+    detail += r.detail;
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}  {}", r.role, w_role, r.name, w_name, r.flavor, w_flavor, state,
-                       r.detail);
+                       detail);
     while (!out.empty() && out.back() == ' ') out.pop_back();
     out += '\n';
   }
@@ -3591,7 +3738,11 @@ inline void json_string(std::string& out, std::string_view text) {
 } // namespace detail
 
 /// Renders `status()` as a JSON array, one object per component with the keys
-/// `role`, `name`, `flavor`, `state` and `detail` (strings), and a final newline.
+/// `role`, `name`, `flavor`, `state` and `detail` (strings), `restarts` (a
+/// number), `exit` (null, or one of `{"code": 3, "at": T}`, `{"signal":
+/// "SIGKILL", "at": T}`, `{"liveness": "...", "at": T}`, `{"error": "...", "at":
+/// T}`, T in RFC 3339 UTC with milliseconds) and `supervision` ("none",
+/// "watching", "backing-off", "failed"), and a final newline.
 inline std::string status_json(std::span<const ComponentStatus> rows) {
   std::string out = "[";
   for (const auto& r : rows) {
@@ -3604,6 +3755,24 @@ inline std::string status_json(std::span<const ComponentStatus> rows) {
       out += ": ";
       detail::json_string(out, value);
     }
+    out += fmt::format(", \"restarts\": {}, \"exit\": ", r.restarts);
+    if (!r.exit) out += "null";
+    else {
+      const Exit& e = *r.exit;
+      if (e.code) out += fmt::format("{{\"code\": {}", *e.code);
+      else if (e.signal) {
+        out += "{\"signal\": ";
+        detail::json_string(out, detail::signal_name(*e.signal));
+      } else {
+        out += e.liveness.empty() && !e.error.empty() ? "{\"error\": " : "{\"liveness\": ";
+        detail::json_string(out, e.liveness.empty() ? e.error : e.liveness);
+      }
+      out += ", \"at\": ";
+      detail::json_string(out, detail::utc_timestamp(e.at));
+      out += '}';
+    }
+    out += ", \"supervision\": ";
+    detail::json_string(out, to_string(r.supervision));
     out += '}';
   }
   out += rows.empty() ? "]\n" : "\n]\n";
@@ -3950,6 +4119,8 @@ public:
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
+  /// The descriptor, now the caller's to close.
+  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
 
 private:
   int fd_ = -1;
@@ -5266,17 +5437,34 @@ static std::vector<ProcessId> daemon_processes(const PidRecord& r) {
   return out;
 }
 
-/// Sends `sig` to the process `p` names, only if it is still that process: a
-/// pidfd is opened first and the start time checked after, so the pid cannot
-/// be reused in between (a plain kill() after the check where pidfds are missing).
+/// A pidfd (close-on-exec, as pidfd_open always makes it) of the process `p`
+/// names, only if it is still that process: the pidfd is opened first and the
+/// start time checked after, so the pid cannot have been reused in between.
+/// It becomes readable when that process exits. Empty with errno ESRCH when
+/// the process is gone or the pid is another's now; empty with another errno
+/// (ENOSYS, EPERM, ...) when the system gives no pidfds.
+static Fd open_pidfd(const ProcessId& p) {
+#if defined(SYS_pidfd_open)
+  Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0U)));
+  if (!fd) return fd;
+  const auto st = read_proc_stat(p.pid);
+  if (!st || st->start_time != p.start_time) {
+    fd.reset();
+    errno = ESRCH;
+  }
+  return fd;
+#else
+  (void)p;
+  errno = ENOSYS;
+  return Fd();
+#endif
+}
+
+/// Sends `sig` to the process `p` names, only if it is still that process
+/// (see open_pidfd; a plain kill() after the check where pidfds are missing).
 static bool signal_process(const ProcessId& p, int sig) {
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
-  const Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0U)));
-  if (fd) {
-    const auto st = read_proc_stat(p.pid);
-    if (!st || st->start_time != p.start_time) return false;
-    return ::syscall(SYS_pidfd_send_signal, fd.get(), sig, nullptr, 0U) == 0;
-  }
+  if (const Fd fd = open_pidfd(p)) return ::syscall(SYS_pidfd_send_signal, fd.get(), sig, nullptr, 0U) == 0;
   if (errno == ESRCH) return false;
 #endif
   const auto st = read_proc_stat(p.pid);
@@ -6336,7 +6524,10 @@ using posix = Posix<>;
 // SPDX-License-Identifier: MIT
 
 
+#include <chrono>
+#include <concepts>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -6395,6 +6586,154 @@ template <class Table> std::string user_from_table(const Table& t) {
     t.fail("user", unprefixed(e.what()));
   }
   return user;
+}
+
+/// A table with the accessors supervision_from_table needs besides the
+/// older ones (StackFileTable has them; a table type written against the
+/// interface before them reads no supervision keys).
+template <class Table> concept supervision_table = requires(const Table& t, std::string_view k) {
+  { t.kind(k) } -> std::convertible_to<std::string_view>;
+  { t.optional_integer(k) } -> std::convertible_to<std::optional<long long>>;
+};
+
+/// "an integer", "a table": a kind() for messages.
+inline std::string with_article(std::string_view kind) {
+  const bool vowel = !kind.empty() && std::string_view("aeiou").find(kind.front()) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + std::string(kind);
+}
+
+/// `restart`, `liveness` and `on_dependency_restart` of a stack file's
+/// component table (DESIGN §10), checked strictly: every error is at its key
+/// and names what is valid. `cannot_restart`: when not empty, why the
+/// component cannot be restarted and the fix; a policy other than "no" is then
+/// an error at `restart`. `Table`: StackFileTable's interface.
+template <class Table>
+SupervisionConfig supervision_from_table(const Table& t, std::string_view cannot_restart = {}) {
+  SupervisionConfig out;
+  if constexpr (supervision_table<Table>) {
+    using std::chrono::milliseconds;
+    const std::string of = "component '" + std::string(t.role()) + "'";
+    const auto quoted = [](const std::string& v) { return "\"" + v + "\""; };
+    // A duration above zero, or `fallback`.
+    const auto positive = [&](const auto& table, std::string_view key, const std::string& where, milliseconds fallback) {
+      const auto d = table.duration(key);
+      if (!d) return fallback;
+      if (d->count() <= 0)
+        table.fail(key, "'" + std::string(key) + "' of " + where + " must be a duration above zero, such as \"100ms\"");
+      return *d;
+    };
+    // A whole number from `least` up (and not absurdly large), or empty.
+    const auto count = [&](const auto& table, std::string_view key, const std::string& where, long long least,
+                           std::string_view meaning) -> std::optional<unsigned> {
+      const auto n = table.optional_integer(key);
+      if (!n) return std::nullopt;
+      if (*n < least || *n > 1'000'000'000)
+        table.fail(key, "'" + std::string(key) + "' of " + where + " is " + std::to_string(*n) + ": give " +
+                            std::string(meaning));
+      return static_cast<unsigned>(*n);
+    };
+
+    // restart = "on-failure", or the whole policy as a table.
+    const std::string restart_of = "'restart' of " + of;
+    const auto policy = [&](const auto& table, std::string_view key, const std::string& where, const std::string& v) {
+      if (v == "no") return Restart::no;
+      if (v == "on-failure") return Restart::on_failure;
+      if (v == "always") return Restart::always;
+      table.fail(key, where + " must be \"no\", \"on-failure\" or \"always\", not " + quoted(v));
+    };
+    const std::string_view kind = t.kind("restart");
+    if (kind == "string") {
+      out.restart.policy = policy(t, "restart", restart_of, *t.optional_string("restart"));
+    } else if (kind == "table") {
+      const auto r = *t.table("restart");
+      const auto word = r.optional_string("policy");
+      if (!word)
+        r.fail(restart_of + " lacks the required key 'policy' (\"no\", \"on-failure\" or \"always\"), e.g. "
+                            "restart = { policy = \"on-failure\", backoff = \"1s\" }");
+      RestartPolicy& p = out.restart;
+      p.policy = policy(r, "policy", "'policy' of " + restart_of, *word);
+      p.backoff = positive(r, "backoff", restart_of, p.backoff);
+      const bool own_max = r.duration("max_backoff").has_value();
+      p.max_backoff = positive(r, "max_backoff", restart_of, p.max_backoff);
+      if (p.max_backoff < p.backoff) {
+        const std::string least = posix::format_duration(p.backoff);
+        if (own_max)
+          r.fail("max_backoff", "'max_backoff' of " + restart_of + " (" + posix::format_duration(p.max_backoff) +
+                                    ") is below its 'backoff' (" + least + "): the delay grows from 'backoff' up to "
+                                    "'max_backoff'; make max_backoff at least " + least);
+        r.fail("backoff", "'backoff' of " + restart_of + " (" + least + ") is above the default 'max_backoff' (" +
+                              posix::format_duration(p.max_backoff) + "): set max_backoff too, at least " + least);
+      }
+      p.reset_after = positive(r, "reset_after", restart_of, p.reset_after);
+      p.max = count(r, "max", restart_of, 0, "a number of restarts from 0 (0: no limit)");
+      p.within = positive(r, "within", restart_of, p.within);
+    } else if (!kind.empty()) {
+      t.fail("restart", restart_of + " must be \"no\", \"on-failure\" or \"always\", or a table such as { policy = "
+                                     "\"on-failure\", backoff = \"100ms\", max = 5 }, not " + with_article(kind));
+    }
+    if (out.restart.policy != Restart::no && !cannot_restart.empty())
+      t.fail("restart", restart_of + " is " + quoted(std::string(to_string(out.restart.policy))) + ", but " +
+                            std::string(cannot_restart));
+
+    // liveness = { tcp = PORT } | { http = PORT, path = "/health" } | { exec = "command" }, with period, timeout, failures.
+    if (const auto l = t.table("liveness")) {
+      const std::string live_of = "'liveness' of " + of;
+      Liveness& p = out.liveness;
+      const auto tcp = l->port("tcp");
+      const auto http = l->port("http");
+      const auto path = l->optional_string("path");
+      const auto exec = l->optional_string("exec");
+      const char* first = tcp ? "tcp" : http ? "http" : exec ? "exec" : nullptr;
+      const char* second = tcp && http ? "http" : (tcp || http) && exec ? "exec" : nullptr;
+      if (!first)
+        l->fail(live_of + " needs one probe: write liveness = { tcp = PORT }, { http = PORT, path = \"/health\" } or "
+                          "{ exec = \"shell command\" }");
+      if (second)
+        l->fail(second, live_of + " has both " + first + " and " + second + ": choose one probe");
+      if (path && !http)
+        l->fail("path", "'path' goes with http, not " + std::string(first) +
+                            ": write liveness = { http = PORT, path = \"/health\" }");
+      if (tcp) {
+        p.kind = Liveness::Kind::tcp;
+        p.port = *tcp;
+      } else if (http) {
+        p.kind = Liveness::Kind::http;
+        p.port = *http;
+        p.path = path.value_or("/");
+        if (p.path.empty() || p.path.front() != '/' ||
+            p.path.find_first_of(std::string_view(" \r\n\t\0", 5)) != std::string::npos)
+          l->fail("path", "'path' of " + live_of + " is " + quoted(p.path) +
+                              ": it must start with '/' and hold no spaces or line breaks");
+      } else {
+        p.kind = Liveness::Kind::exec;
+        p.exec = *exec;
+        if (p.exec.empty()) l->fail("exec", "'exec' of " + live_of + " is empty: give a shell command that exits 0 while it is alive");
+      }
+      p.period = positive(*l, "period", live_of, p.period);
+      p.timeout = positive(*l, "timeout", live_of, p.timeout);
+      p.failures = count(*l, "failures", live_of, 1, "a number of failures in a row from 1").value_or(p.failures);
+    }
+
+    if (const auto r = t.optional_string("on_dependency_restart")) {
+      if (*r == "restart") out.on_dependency_restart = OnDependencyRestart::restart;
+      else if (*r != "ignore")
+        t.fail("on_dependency_restart",
+               "'on_dependency_restart' of " + of + " must be \"ignore\" or \"restart\", not " + quoted(*r));
+    }
+  }
+  return out;
+}
+
+/// For a flavour that cannot honour supervision (local_directory): any of
+/// `restart`, `liveness`, `on_dependency_restart` is an error at its key
+/// saying why and to remove it. A table type without refuse() checks nothing.
+template <class Table> void refuse_supervision(const Table& t, std::string_view flavor, std::string_view why) {
+  if constexpr (requires { t.refuse(std::string_view{}, std::string_view{}); }) {
+    for (const std::string_view key : {std::string_view("restart"), std::string_view("liveness"),
+                                       std::string_view("on_dependency_restart")})
+      t.refuse(key, std::string(flavor) + " cannot honour '" + std::string(key) + "': " + std::string(why) +
+                        "; remove the key");
+  }
 }
 
 } // namespace stackup::detail
@@ -6531,6 +6870,18 @@ struct LocalDaemonConfig {
   /// fails resume with its exit status. Zero (or negative): no wait; an exit
   /// already seen still fails. Unused with a probe (readiness decides).
   std::chrono::milliseconds start_grace = std::chrono::milliseconds(500);
+  /// Whether a supervisor (stackup::supervise) starts the daemon again when its
+  /// main process ends without a down, after what back-off, and when it gives
+  /// up (DESIGN §10). With a policy other than Restart::no, an exit during
+  /// resume's start-up grace or readiness wait does not fail resume: the exit
+  /// is recorded (exit_status()) and left to the policy.
+  RestartPolicy restart{};
+  /// A probe a supervisor runs every `period` once the daemon is ready;
+  /// `failures` failures in a row count as an exit. Default: none.
+  Liveness liveness{};
+  /// Whether a supervisor suspends the daemon while one of its dependencies
+  /// restarts, and resumes it once that one is ready again. Default: ignore.
+  OnDependencyRestart on_dependency_restart{};
 };
 
 /// How a daemon's main process ended, as its waiter recorded it (see
@@ -6789,8 +7140,9 @@ public:
   /// The daemon a stack file's table describes (`flavor = "local_daemon"`, see
   /// docs/stack-files.md): `name`, the required `command`, `ready` (see
   /// ready::Probe::from_table), the timeouts, `env`, `working_dir` (default:
-  /// the file's directory), `state_dir` (default: `.stackup/<role>` there) and
-  /// `user`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// the file's directory), `state_dir` (default: `.stackup/<role>` there),
+  /// `user`, and `restart`, `liveness` and `on_dependency_restart`
+  /// (detail::supervision_from_table). `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
   /// a type with its interface.
   template <class Table> [[nodiscard]] static LocalDaemon from_table(const Table& t) {
     Config c;
@@ -6811,6 +7163,10 @@ public:
     c.working_dir = t.path_or("working_dir", t.directory());
     c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
     c.user = detail::user_from_table(t);
+    const auto supervision = detail::supervision_from_table(t);
+    c.restart = supervision.restart;
+    c.liveness = supervision.liveness;
+    c.on_dependency_restart = supervision.on_dependency_restart;
     return LocalDaemon(std::move(c));
   }
 
@@ -6929,6 +7285,58 @@ public:
     return out;
   }
 
+  /// A new descriptor (the caller closes it) that becomes readable when the
+  /// daemon has ended on its own: a pidfd (close-on-exec) of the waiter the
+  /// pid file records. The waiter exits only after it has written `exit` and
+  /// killed and reaped every process it held, so once the descriptor is
+  /// readable exit_status() tells how the daemon ended and its port is free.
+  /// For a pid file of stackup 0.2 (no waiter): a pidfd of the main process.
+  /// -1 when there is no pid file or it cannot be read, the waiter has exited
+  /// (even if not yet reaped) or its pid is another process's now, or the
+  /// system gives no pidfds.
+  [[nodiscard]] int exit_fd() const {
+    using px = detail::posix;
+    try {
+      const auto dir = open_state();
+      if (!dir) return -1;
+      const auto rec = read_pid(dir.get());
+      if (!rec) return -1;
+      const px::ProcessId target = rec->waiter != 0 ? px::ProcessId{rec->waiter, rec->waiter_start}
+                                                    : px::ProcessId{rec->pid, rec->start_time};
+      px::Fd fd = px::open_pidfd(target);
+      // A waiter that has exited but is not yet reaped (by init) still has a
+      // pidfd: it is not running, so none is given.
+      if (!fd || !px::alive_as(target.pid, target.start_time)) return -1;
+      return fd.release();
+    } catch (const std::exception&) {
+      return -1; // unsafe state directory, corrupt pid file: the queries say why
+    }
+  }
+
+  /// How the daemon last ended on its own, from last_exit(): its exit status
+  /// (`code`) or signal, and when (`at`). Only the end of the start the pid
+  /// file records: empty while it runs, after a new start, after a down (which
+  /// removes the pid file), and when nothing can be read.
+  [[nodiscard]] std::optional<Exit> exit_status() const {
+    try {
+      const auto e = last_exit();
+      if (!e || !e->current) return std::nullopt;
+      Exit out;
+      out.code = e->exit_code;
+      out.signal = e->signal;
+      out.at = e->when;
+      return out;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+  /// What a supervisor reads: the config's `restart`, `liveness` and
+  /// `on_dependency_restart`.
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return {config_.restart, config_.liveness, config_.on_dependency_restart};
+  }
+
   /// Creates the state directory (mode 0700, parents as needed) with the
   /// ownership marker, and writes the config. Refuses (Error naming the path and
   /// the reason) a state directory that is a symlink, another user's, or
@@ -6960,7 +7368,12 @@ public:
   /// the main process exits before it is ready or within start_grace (with its
   /// exit status and the last lines of its log; what it left is stopped), or
   /// when it is not ready within start_timeout (it is stopped first);
-  /// ProvisioningError when there is no state directory.
+  /// ProvisioningError when there is no state directory. With a restart policy
+  /// (`restart.policy` other than Restart::no) the main process exiting during
+  /// that wait is not a failure: resume logs it and returns, keeping the pid
+  /// file and `exit` (exit_status() says how it ended), and a supervisor
+  /// restarts it by the policy. A taken port or a daemon not ready in time
+  /// still fails.
   void resume() {
     using px = detail::posix;
     if (config_.command.empty())
@@ -7324,6 +7737,7 @@ private:
                   "foreground (one that puts it in the background, like `sh -c 'server &'` or `redis-server "
                   "--daemonize yes`, is not supported)";
         }
+        if (supervised()) return left_to_policy(dir, what);
         fail(what);
       }
       if (rec.waiter == 0) {
@@ -7335,6 +7749,7 @@ private:
           const bool left = halt(rec) != px::Stopped::not_running;
           std::string what = status ? "exited with " + px::describe_exit(*ended) + " " + when : "exited " + when;
           if (left) append_log(dir, "stopped the processes it left in its session");
+          if (supervised()) return left_to_policy(dir, what);
           fail(what);
         }
       }
@@ -7359,6 +7774,18 @@ private:
       }
       backoff.sleep(probed ? deadline : grace_end);
     }
+  }
+
+  // Whether an exit during start-up is its restart policy's to handle (DESIGN
+  // §10) rather than resume's failure.
+  [[nodiscard]] bool supervised() const noexcept { return config_.restart.policy != Restart::no; }
+
+  // An exit during start-up of a daemon with a restart policy: resume does not
+  // fail. The pid file and `exit` stay, so exit_status() and status show how it
+  // ended; a supervisor restarts it by its policy.
+  void left_to_policy(int dir, const std::string& what) const {
+    append_log(dir, what + "; resume leaves it to its restart policy (" + std::string(to_string(config_.restart.policy)) +
+                        ")");
   }
 
   // Stops the recorded daemon (if it is still ours) and everything it holds,
@@ -7460,7 +7887,8 @@ public:
 
   /// The directory a stack file's table describes (`flavor =
   /// "local_directory"`, see docs/stack-files.md): `name` and the required
-  /// `path`. `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
+  /// `path`; `restart`, `liveness` and `on_dependency_restart` are errors at
+  /// their key (a directory never stops on its own). `Table` is stackup::StackFileTable (<stackup/stack_file.hpp>), or
   /// a type with its interface.
   template <class Table> [[nodiscard]] static LocalDirectory from_table(const Table& t) {
     Config c;
@@ -7468,6 +7896,7 @@ public:
     auto p = t.path("path");
     if (!p) t.fail(t.what() + " lacks the required key 'path' (the directory)");
     c.path = std::move(*p);
+    detail::refuse_supervision(t, flavor, "it never stops on its own");
     return LocalDirectory(std::move(c));
   }
 
@@ -7754,6 +8183,18 @@ struct CommandConfig {
   /// as this process. Another user needs root; the user must be able to enter
   /// `working_dir`.
   std::string user{};
+  /// Whether a supervisor (stackup::supervise) runs `resume` again when the
+  /// `is_running` query turns false without a down (it polls: a Command
+  /// cannot tell of its exit), after what back-off, and when it gives up
+  /// (DESIGN §10). A policy needs a `resume` command.
+  RestartPolicy restart{};
+  /// A probe a supervisor runs every `period` once the component is running;
+  /// `failures` failures in a row count as an exit. Default: none.
+  Liveness liveness{};
+  /// Whether a supervisor suspends the component while one of its
+  /// dependencies restarts, and resumes it once that one is ready again.
+  /// Default: ignore.
+  OnDependencyRestart on_dependency_restart{};
 };
 
 /// A component whose actions and queries are shell commands: the way a stack
@@ -7799,7 +8240,8 @@ public:
 
   /// The component a stack file's table describes (`flavor = "command"`, see
   /// docs/stack-files.md): `name`, the six commands, `timeout`, `working_dir`
-  /// (default: the file's directory), `env` and `user`. `Table` is
+  /// (default: the file's directory), `env`, `user`, and `restart`,
+  /// `liveness` and `on_dependency_restart` (a policy needs `resume`). `Table` is
   /// stackup::StackFileTable (<stackup/stack_file.hpp>), or a type with its interface.
   template <class Table> [[nodiscard]] static Command from_table(const Table& t) {
     Config c;
@@ -7814,10 +8256,25 @@ public:
     c.working_dir = t.path_or("working_dir", t.directory());
     c.env = t.string_map("env");
     c.user = detail::user_from_table(t);
+    const auto supervision = detail::supervision_from_table(
+        t, c.resume.empty() ? "the component has no 'resume' command, so there is nothing to restart it with: add "
+                              "resume = \"...\" (the command that starts it), or remove 'restart'"
+                            : "");
+    c.restart = supervision.restart;
+    c.liveness = supervision.liveness;
+    c.on_dependency_restart = supervision.on_dependency_restart;
     return Command(std::move(c));
   }
 
   // name() (the configured name, or the role) and config() come from Base.
+
+  /// What a supervisor reads: the config's `restart`, `liveness` and
+  /// `on_dependency_restart`. (No exit_fd() or exit_status(): a Command
+  /// cannot tell when or how what it started ends; a supervisor polls
+  /// is_running().)
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return {config_.restart, config_.liveness, config_.on_dependency_restart};
+  }
 
   /// For status tables: the query that decides the state.
   [[nodiscard]] std::string detail() const {

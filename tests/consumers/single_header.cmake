@@ -1,7 +1,7 @@
 # Consumer: only the single header, copied into a bare directory and compiled
 # with the compiler alone -- `c++ -std=c++20 -I. main.cpp -lfmt`, no CMake target.
-# Its command-line runner, single_include/stackup/cli.hpp beside it, is copied
-# too and checked with a program that includes it alone (-fsyntax-only).
+# Its command-line runner, single_include/stackup/cli.hpp beside it (with
+# supervise.hpp, which it includes), is copied too and checked with a program that includes it alone (-fsyntax-only).
 #
 #   cmake -DSINGLE_HEADER=<single_include/stackup/stackup.hpp> -DPROGRAM=<consumer.cpp>
 #         -DWORK_DIR=<dir> -DCXX=<compiler> [-DFMT_FLAGS=<flags;...>] -P single_header.cmake
@@ -17,6 +17,8 @@ if(NOT EXISTS ${single_dir}/cli.hpp)
   message(FATAL_ERROR "${single_dir}/cli.hpp is missing: run python3 tools/amalgamate.py")
 endif()
 file(COPY_FILE ${single_dir}/cli.hpp ${WORK_DIR}/stackup/cli.hpp)
+# cli.hpp's stack up --attach supervises: it includes supervise.hpp's single-header file.
+file(COPY_FILE ${single_dir}/supervise.hpp ${WORK_DIR}/stackup/supervise.hpp)
 file(COPY_FILE ${PROGRAM} ${WORK_DIR}/main.cpp)
 file(WRITE ${WORK_DIR}/cli.cpp [=[
 #include <stackup/cli.hpp>
