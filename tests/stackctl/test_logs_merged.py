@@ -389,9 +389,6 @@ class Attached(StackCase):
                 p.kill()
                 p.communicate()
         self.assertEqual(states(self), ["suspended", "suspended"])
-        if "stackup::supervise: not yet" in err:
-            self.skipTest("stackup::supervise() is declared but not implemented yet (it throws 'not yet'): "
-                          "--abort-on-exit needs it to see the exit")
         self.assertEqual(p.returncode, 7, out + err)
         self.assertIn("short | bye\n", out)
 
