@@ -130,6 +130,11 @@ inline int supervise(stackup::DynamicStack& stack, const fs::path& dir, const st
   out.flush();
   const signals::Token token;
   const bool fancy = false; // a log file, mostly
+  // The actions of its restarts, between its own events.
+  stack.on_event([&out, fancy](const stackup::Event& e) {
+    out << stackup::progress_line(e, fancy) << '\n';
+    out.flush();
+  });
   stackup::supervise(stack, stackup::SuperviseOptions{
                                 .stop = &token,
                                 .on_event =

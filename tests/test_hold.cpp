@@ -527,6 +527,27 @@ TEST_CASE("hold: exit_status() is the current start's: empty after a new start a
   d.deprovision();
 }
 
+// is_running() of a LocalDaemon includes its readiness probe: one alive but not
+// ready reads "not running". A down stops it all the same (is_stopped()).
+TEST_CASE("hold: a down stops a daemon that is alive but not ready (its probe fails)") {
+  Scratch tmp{"hold"};
+  const std::uint16_t port = free_port();
+  stackup::Stack s{"hold", stackup::LocalDaemon<"web">{{.command = {STACKUP_TEST_DAEMON_PATH, "--port", std::to_string(port),
+                                                                     "--tag", tmp.path.string()},
+                                                        .state_dir = tmp.path / "state",
+                                                        .ready = stackup::ready::http(port, "/health"),
+                                                        .stop_timeout = 200ms}}};
+  s.up();
+  const pid_t pid = static_cast<pid_t>(std::stol(slurp(tmp.path / "state" / "pid").value()));
+  REQUIRE(::kill(pid, SIGSTOP) == 0); // alive, its listener there, no answer to the probe
+  CHECK_FALSE(s.is_running());
+  CHECK_FALSE(s.get<"web">().is_stopped());
+  s.down();
+  CHECK_FALSE(processes::alive(pid));
+  CHECK(s.get<"web">().is_stopped());
+  s.down({.force = true});
+}
+
 // A stack's down of a daemon that ended on its own clears its end: a down is never
 // an exit (status shows none, and a supervisor would not restart it).
 TEST_CASE("hold: a stack's down clears the end of a daemon that exited on its own, on both kinds of stack") {

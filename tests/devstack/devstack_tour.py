@@ -5,8 +5,10 @@ exit codes, status lines and `status --json`, the real processes (alive, owned b
 the right user, gone), the ports (listening, closed), Postgres's data directory
 (created, removed), and queries proving both backends serve.
 
-  up -> status -> psql, RESP and HTTP queries -> logs -> `cache down` (the app,
-  its dependent, first) -> up again -> `down --force` -> nothing left
+  up -> status -> psql, RESP and HTTP queries -> logs -> SIGKILL of Redis, which
+  its supervisor restarts (and the app with it) -> `cache down` (the app, its
+  dependent, first; not restarted) -> up again -> `up --attach`, Ctrl-C ->
+  `down --force` -> nothing left
 
 Free ports and a temporary state directory (DEVSTACK_DIR), so it runs next to
 other tests and to a devstack a developer has up. As root Postgres runs as
@@ -23,6 +25,7 @@ import json
 import os
 import pwd
 import re
+import select
 import shutil
 import signal
 import socket
@@ -224,6 +227,33 @@ def tour(t, pg_bin, pg_user, state, ports):
     out, _ = t.run("cache", "logs")
     check("Ready to accept connections" in out, "cache logs: Redis's own log")
 
+    print("== supervised: Redis killed with SIGKILL comes back, and the app restarts with it")
+    lines, table = t.status_lines()
+    found = re.search(r"^supervisor: pid (\d+)$", table, re.M)
+    check(found is not None, "stack status ends with the stack's supervisor (the file has restart policies)")
+    supervisor = int(found.group(1))
+    check(alive(supervisor), f"the supervisor (pid {supervisor}) is alive")
+    os.kill(daemon_pids["cache"], signal.SIGKILL)
+    pid_of = lambda role: int((state / ".stackup" / role / "pid").read_text().split()[0]) \
+        if (state / ".stackup" / role / "pid").exists() else 0
+    wait_until(lambda: pid_of("cache") not in (0, daemon_pids["cache"]) and listening(redis_port), "redis is back")
+    check(redis(redis_port, "PING") == "+PONG", f"redis answers again, as pid {pid_of('cache')}")
+    def healthy():
+        try:
+            return http_get(app_port, "/health")[0] == 200
+        except (urllib.error.URLError, OSError):
+            return False
+    wait_until(lambda: pid_of("app") not in (0, daemon_pids["app"]) and healthy(),
+               "the app is back (on_dependency_restart = restart)")
+    check(True, f"the app was restarted with it, as pid {pid_of('app')}")
+    out, _ = t.run("stack", "status", "--json")
+    rows = {r["role"]: r for r in json.loads(out)}
+    check(rows["cache"]["restarts"] == 1 and rows["cache"]["exit"]["signal"] == "SIGKILL",
+          "--json: the cache has restarts 1 and its exit, killed by SIGKILL")
+    check(rows["cache"]["state"] == "running" and rows["cache"]["supervision"] == "watching",
+          "--json: the cache is running again, watched")
+    daemon_pids = {r: pid_of(r) for r in ("cache", "app")}
+
     print("== cache down: the app, which depends on it, goes down first")
     out, _ = t.run("cache", "down")
     app_at, cache_at = out.find("app 'app' suspended"), out.find("cache 'redis' suspended")
@@ -233,6 +263,9 @@ def tour(t, pg_bin, pg_user, state, ports):
         check(not alive(daemon_pids[role]), f"{role} (pid {daemon_pids[role]}) is gone")
     check(not listening(redis_port) and not listening(app_port), "the Redis and app ports are closed")
     check(alive(pg_pid) and listening(pg_port), "postgres still runs")
+    time.sleep(3)  # past the supervisor's poll: a down wins, nothing comes back
+    check(not listening(redis_port) and not listening(app_port), "the supervisor restarted neither (a down wins)")
+    check(alive(supervisor), "the supervisor still runs")
     lines, _ = t.status_lines()
     check(lines == {"state": "running", "database": "running", "cache": "suspended", "app": "suspended"},
           "stack status: state and database running, cache and app suspended")
@@ -243,6 +276,34 @@ def tour(t, pg_bin, pg_user, state, ports):
     check(http_get(app_port, "/health")[0] == 200, "app: GET /health answers 200 again")
     check(psql(pg_bin, pg_dir, pg_port, pg_user, "select count(*) from visits") == "1", "psql: the table is still there")
     daemon_pids = {r: int((state / ".stackup" / r / "pid").read_text().split()[0]) for r in ("cache", "app")}
+
+    print("== stack up --attach: every line prefixed by its role; Ctrl-C takes the stack down")
+    print(f"$ stackctl stack up --attach")
+    p = subprocess.Popen([t.stackctl, "-f", t.file, "stack", "up", "--attach"], env=t.env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        fd, seen, deadline = p.stdout.fileno(), b"", time.monotonic() + CEILING
+        while b"is already running" not in seen and b" is up" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                seen += os.read(fd, 65536) or b""
+        wait_until(lambda: not alive(supervisor), f"the detached supervisor (pid {supervisor}) is gone")
+        check(not alive(supervisor), f"the attached up took over from the detached supervisor (pid {supervisor})")
+        http_get(app_port, "/health")
+        while b"app | " not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                seen += os.read(fd, 65536) or b""
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=CEILING)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    out = (seen + out).decode()
+    print("    " + (out + err.decode()).rstrip().replace("\n", "\n    "))
+    check(re.search(r"^app \| .*GET /health", out, re.M) is not None, "the app's request log, after 'app | '")
+    check(p.returncode == 0, f"Ctrl-C: the stack went down, exit 0 (got {p.returncode})")
+    lines, _ = t.status_lines()
+    check(all(lines[r] == "suspended" for r in ("database", "cache", "app")), "every daemon is suspended")
 
     print("== stack down --force: nothing left")
     t.run("stack", "down", "--force")

@@ -583,6 +583,18 @@ public:
     }
   }
 
+  /// Nothing of this start is left: no pid file (never started, or stopped by
+  /// a suspend). False for a daemon that is not running by is_running() but
+  /// still has a pid file: alive but not ready (its probe fails), or ended on
+  /// its own with its end on record. A down suspends those all the same, so no
+  /// process escapes a down and what a down stopped never reads as an exit.
+  [[nodiscard]] bool is_stopped() const {
+    const auto dir = open_state();
+    if (!dir) return true;
+    struct ::stat st {};
+    return ::fstatat(dir.get(), "pid", &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+  }
+
   /// How the daemon last ended on its own, from last_exit(): its exit status
   /// (`code`) or signal, and when (`at`). Only the end of the start the pid
   /// file records: empty while it runs, after a new start, after a down (which
