@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tour of the devstack (PostgreSQL, Redis and an app server, described in
 # stackup.toml beside this script) with stackctl: up, status, queries proving each
-# service serves, the cache down (the app, which needs it, first), down --force,
+# service serves, Redis killed and restarted by the stack's supervisor, the cache
+# down (the app, which needs it, first), `stack up --attach`, down --force,
 # and a check that no process and no data is left. Each command is echoed with
 # its output.
 #
@@ -97,8 +98,31 @@ else
     "http://127.0.0.1:$app_port/"
 fi
 
+echo "# Redis killed with SIGKILL: its supervisor restarts it (restart = \"on-failure\"),"
+echo "# and the app with it (on_dependency_restart = \"restart\"):"
+redis_pid=$(cut -d' ' -f1 "$state/.stackup/cache/pid")
+show kill -9 "$redis_pid"
+for _ in $(seq 100); do
+  new_pid=$(cut -d' ' -f1 "$state/.stackup/cache/pid" 2>/dev/null)
+  [ -n "$new_pid" ] && [ "$new_pid" != "$redis_pid" ] && redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break
+  sleep 0.1
+done
+show redis-cli -p "$redis_port" PING
+for _ in $(seq 100); do
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+    "http://127.0.0.1:$app_port/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+stackctl stack status
+pids="$pids $(cut -d' ' -f1 "$state/.stackup/cache/pid") $(cut -d' ' -f1 "$state/.stackup/app/pid")"
+
 stackctl cache down
 stackctl stack status
+
+echo "# attached: every component's output after its role; Ctrl-C (here: SIGINT after 3 s) takes the stack down"
+( sleep 2; python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \
+    "http://127.0.0.1:$app_port/health" ) >/dev/null 2>&1 &
+show timeout --preserve-status -s INT 3 "$stackctl" -f "$file" stack up --attach
 stackctl stack down --force
 
 finished=1
