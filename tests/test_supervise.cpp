@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <stop_token>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -727,6 +728,39 @@ TEST_CASE("supervise LocalDaemon: an exit is seen through its pidfd, with its co
   REQUIRE(nl != std::string::npos);
   CHECK(pids.substr(0, nl + 1) != pids.substr(nl + 1));
   CHECK(lines_of(starts) == 2);
+}
+
+// Killed a moment before supervise() starts: no end on record yet (its waiter,
+// stopped here, has not written it), yet its exit descriptor opens: it is watched
+// and its end, when it comes, goes to the policy (not taken for a down).
+TEST_CASE("supervise LocalDaemon: one ending as supervise starts (its waiter still at work) is an exit") {
+  Scratch w("supervise");
+  auto c = counted(w, "a", w.path / "starts", "exec sleep 100");
+  stackup::Stack<DA> s("local", DA{c});
+  s.up();
+  const auto fields = files::slurp(c.state_dir / "pid").value_or("");
+  std::istringstream in(fields);
+  long main = 0, waiter = 0;
+  unsigned long long start = 0;
+  std::string id;
+  in >> main >> start >> id >> waiter;
+  REQUIRE(waiter > 0);
+  REQUIRE(::kill(static_cast<pid_t>(waiter), SIGSTOP) == 0);
+  REQUIRE(::kill(static_cast<pid_t>(main), SIGKILL) == 0);
+  const pid_t resumer = ::fork();
+  if (resumer == 0) {
+    ::usleep(300'000);
+    ::kill(static_cast<pid_t>(waiter), SIGCONT);
+    ::_exit(0);
+  }
+  CHECK_FALSE(s.get<"a">().exit_status().has_value()); // not yet on record
+  const auto r = stackup::supervise(s, {.on_exit = stackup::OnExit::abort});
+  ::waitpid(resumer, nullptr, 0);
+  CHECK_FALSE(r.stopped);
+  CHECK(r.role == "a");
+  REQUIRE(r.exit);
+  CHECK(r.exit->signal == SIGKILL);
+  s.down({.force = true});
 }
 
 TEST_CASE("supervise LocalDaemon: one that exits at once is restarted with back-off, then failed after max") {

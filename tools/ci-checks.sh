@@ -103,7 +103,7 @@ part_asan() {
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_COMPILER="$cxx" \
     -DCMAKE_CXX_FLAGS="$san -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1" \
     -DCMAKE_EXE_LINKER_FLAGS="$san" -DSTACKUP_BUILD_BENCHMARKS=OFF || return 1
-  cmake --build "$dir" -j "$jobs" --target stackup_tests demo_stack_tests custom_component custom_flavor dynamic_stack stackctl || return 1
+  cmake --build "$dir" -j "$jobs" --target stackup_tests demo_stack_tests custom_component custom_flavor dynamic_stack supervised stackctl || return 1
   rm -rf "$reports" && mkdir -p "$reports"
   # Compile-only checks (compile-fail, headers, consumers, single header) have
   # nothing to sanitize; everything that runs code is here.
