@@ -1415,6 +1415,7 @@ struct Ops {
   int (*exit_fd)(const void*);                           // null: cannot tell (polled)
   std::optional<Exit> (*exit_status)(const void*);       // null: not known
   SupervisionConfig (*supervision)(const void*);         // null: the defaults
+  bool (*is_stopped)(const void*);                       // null: when not running
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -1608,17 +1609,22 @@ template <class T> concept has_supervision = requires(const T& c) {
   { c.supervision() } -> std::convertible_to<SupervisionConfig>;
 };
 
-/// It stopped running on its own and its end is still on record (a LocalDaemon's
-/// pid file and exit). A down suspends it all the same, which clears the record:
-/// what a down stopped never reads as an exit, and no supervisor restarts it.
-template <class C> bool has_ended(const C& c) {
+/// A component not running by is_running() may still hold something a suspend
+/// stops or clears (a LocalDaemon alive but not ready, or ended on its own with
+/// its end on record): it says so with an optional `bool is_stopped() const`,
+/// false then. A down suspends it all the same: no process escapes a down, and
+/// what a down stopped never reads as an exit (so no supervisor restarts it).
+template <class T> concept has_is_stopped = requires(const T& c) {
+  { c.is_stopped() } -> std::convertible_to<bool>;
+};
+template <class C> bool is_stopped(const C& c) {
   if constexpr (stand_in<C>) {
     const Slot& s = c.t.slots[c.k];
-    return s.ops->exit_status && s.ops->exit_status(s.object).has_value();
-  } else if constexpr (has_exit_status<C>) {
-    return c.exit_status().has_value();
+    return !s.ops->is_stopped || s.ops->is_stopped(s.object);
+  } else if constexpr (has_is_stopped<C>) {
+    return static_cast<bool>(c.is_stopped());
   } else {
-    return false;
+    return true;
   }
 }
 
@@ -1757,7 +1763,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     try {
       bool deprovisions = has_deprovision<C>;
       if constexpr (stand_in<C>) deprovisions = c.has(Transition::deprovision);
-      if (!c.is_running() && !detail::has_ended(c)) {
+      if (!c.is_running() && detail::is_stopped(c)) {
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
       } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
@@ -1897,6 +1903,7 @@ template <class C> void destroy_of(void* o) { delete static_cast<C*>(o); }
 template <class C> int exit_fd_of(const void* o) { return static_cast<int>(static_cast<const C*>(o)->exit_fd()); }
 template <class C> std::optional<Exit> exit_status_of(const void* o) { return static_cast<const C*>(o)->exit_status(); }
 template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
+template <class C> bool is_stopped_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_stopped()); }
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -1920,6 +1927,10 @@ template <class C> constexpr auto exit_fd_entry() {
 template <class C> constexpr auto exit_status_entry() {
   if constexpr (has_exit_status<C>) return &exit_status_of<C>;
   else return static_cast<std::optional<Exit> (*)(const void*)>(nullptr);
+}
+template <class C> constexpr auto is_stopped_entry() {
+  if constexpr (has_is_stopped<C>) return &is_stopped_of<C>;
+  else return static_cast<bool (*)(const void*)>(nullptr);
 }
 template <class C> constexpr auto supervision_entry() {
   if constexpr (has_supervision<C>) return &supervision_of<C>;
@@ -1946,6 +1957,7 @@ inline constexpr Ops ops_of{
     exit_fd_entry<C>(),
     exit_status_entry<C>(),
     supervision_entry<C>(),
+    is_stopped_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -7311,6 +7323,18 @@ public:
     } catch (const std::exception&) {
       return -1; // unsafe state directory, corrupt pid file: the queries say why
     }
+  }
+
+  /// Nothing of this start is left: no pid file (never started, or stopped by
+  /// a suspend). False for a daemon that is not running by is_running() but
+  /// still has a pid file: alive but not ready (its probe fails), or ended on
+  /// its own with its end on record. A down suspends those all the same, so no
+  /// process escapes a down and what a down stopped never reads as an exit.
+  [[nodiscard]] bool is_stopped() const {
+    const auto dir = open_state();
+    if (!dir) return true;
+    struct ::stat st {};
+    return ::fstatat(dir.get(), "pid", &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
   }
 
   /// How the daemon last ended on its own, from last_exit(): its exit status

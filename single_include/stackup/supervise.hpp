@@ -495,6 +495,9 @@ public:
       std::optional<Exit> e;
       if (running(w)) come_up(w);
       else if (!marked(w) && (e = v_.exit_status(w.role))) exited(w, std::move(*e), false);
+      else if (!marked(w) && ending(w)) continue;
+      // Its waiter ended between the two looks: its end is on record now.
+      else if (!marked(w) && (e = v_.exit_status(w.role))) exited(w, std::move(*e), false);
       else went_down(w);
       if (done_) return finish();
     }
@@ -690,10 +693,23 @@ private:
     w.liveness_failures = 0;
     dirty_ = true;
     w.fd = posix::Fd(v_.exit_fd(w.role));
-    if (!running(w)) {
-      w.fd.reset();
-      stopped_running(w);
-    }
+    // Ended already: with a descriptor, its end is on record once it turns
+    // readable (its waiter writes it first); without one, handled now.
+    if (!running(w) && !w.fd) stopped_running(w);
+  }
+
+  // Not running, no end on record, yet its exit descriptor opens: it is ending
+  // (killed a moment ago, its waiter still at work). Watched: its end comes.
+  bool ending(Watched& w) {
+    const int fd = v_.exit_fd(w.role);
+    if (fd < 0) return false;
+    w.fd = posix::Fd(fd);
+    w.can_tell = true;
+    w.watch = Watch::watching;
+    w.running_since = w.check_at = SteadyClock::now();
+    w.probe_at = SteadyClock::time_point::max();
+    dirty_ = true;
+    return true;
   }
 
   // Its exit descriptor turned readable, or a poll found it not running.
