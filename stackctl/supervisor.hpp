@@ -129,17 +129,17 @@ inline int supervise(stackup::DynamicStack& stack, const fs::path& dir, const st
                      stack.name(), ::getpid());
   out.flush();
   const signals::Token token;
-  const bool fancy = false; // a log file, mostly
+  // Plain lines: its output goes to a log file, mostly.
   // The actions of its restarts, between its own events.
-  stack.on_event([&out, fancy](const stackup::Event& e) {
-    out << stackup::progress_line(e, fancy) << '\n';
+  stack.on_event([&out](const stackup::Event& e) {
+    out << stackup::progress_line(e, false) << '\n';
     out.flush();
   });
   stackup::supervise(stack, stackup::SuperviseOptions{
                                 .stop = &token,
                                 .on_event =
-                                    [&out, fancy](const stackup::SupervisionEvent& e) {
-                                      out << stackup::supervision_line(e, fancy) << '\n';
+                                    [&out](const stackup::SupervisionEvent& e) {
+                                      out << stackup::supervision_line(e, false) << '\n';
                                       out.flush();
                                     },
                                 .wake_fd = wake.get(),
