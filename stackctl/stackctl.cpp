@@ -175,6 +175,8 @@ int run(std::span<const std::string_view> words) {
     // `.stackup` held the supervisor's state too when the components removed
     // theirs: it goes with the stack when nothing else is left in it.
     if (code == stackup::cli::exit_success && stackctl::forced_down(command))
+      // By path, on purpose: rmdir removes only an empty directory and never
+      // follows a symlink, so a swap can at worst remove an empty one.
       ::rmdir((source->directory / ".stackup").c_str());
     if (code != stackup::cli::exit_success || !stackctl::detached_up(command) || !stackctl::wants_supervisor(stack.view()))
       return code;

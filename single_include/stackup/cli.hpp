@@ -1968,7 +1968,10 @@ private:
     if (!fd) return;
     if (const px::Removal r = px::remove_contents(fd.get()))
       throw Error(fmt::format("cannot remove the supervision state: {}", px::removal_error(dir, r)));
-    ::rmdir(dir.c_str()); // empty now; another process may have added to it: then it stays
+    // By path, on purpose: rmdir removes only an empty directory and never
+    // follows a symlink (ENOTDIR), so a swap in between can at worst remove an
+    // empty directory, losing nothing; one another process filled stays.
+    ::rmdir(dir.c_str());
   }
 
   int status(const Command& cmd) {
