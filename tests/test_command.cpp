@@ -205,6 +205,26 @@ TEST_CASE("command: a background process that keeps stderr open does not hold up
   CHECK(alive(background)); // a successful command's background work is left running
 }
 
+TEST_CASE("run_program: output captured whole, input fed, a slow reader not stalled, a timeout kills") {
+  using px = stackup::detail::posix;
+  // 4 MiB through `cat`: far more than a pipe holds, both ways at once.
+  std::string input;
+  for (int i = 0; input.size() < (std::size_t{4} << 20); ++i) input += "line " + std::to_string(i) + '\n';
+  const auto echoed = px::run_program({"cat"}, {.capture_stdout = true, .input = input});
+  CHECK(echoed.ok());
+  CHECK(echoed.out == input);
+  const auto both = px::run_program({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, {.capture_stdout = true});
+  CHECK_FALSE(both.ok());
+  CHECK(both.exit.code == CLD_EXITED);
+  CHECK(both.exit.status == 3);
+  CHECK(both.out == "out\n");
+  CHECK(both.stderr_tail == "err\n");
+  const auto slow = px::run_program({"sleep", "600"}, {.timeout = 200ms});
+  CHECK(slow.timed_out);
+  CHECK_FALSE(slow.ok());
+  CHECK(contains(error_of([] { (void)px::run_program({"stackup-no-such-program"}, {}); }), "stackup-no-such-program"));
+}
+
 TEST_CASE("command: an empty action is not implemented; down skips it, up reports it") {
   TempDir t{"command"};
   stackup::Stack s{"local", Cmd{{.name = "cluster",

@@ -59,6 +59,17 @@ struct Logged : stackup::StackComponent<Logged> {
 using FuzzStack = stackup::Stack<Memory<"artifact_store", 0>, Logged,
                                  Memory<"model_deployer", 4, "artifact_store", "orchestrator">>;
 
+// `logs --follow` and `up --attach` run until a signal or a closed output, by
+// design (test_cli and the stackctl tests cover them); here they would only hang
+// the fuzzer. Conservative: any short-option cluster holding an `a` counts.
+bool runs_until_a_signal(const std::vector<std::string_view>& args) {
+  for (const std::string_view a : args) {
+    if (a == "--follow" || a.starts_with("--follow=") || a == "--attach" || a.starts_with("--attach=")) return true;
+    if (a.size() >= 2 && a[0] == '-' && a[1] != '-' && a.find('a') != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -83,10 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (nl == std::string_view::npos) break;
     start = nl + 1;
   }
-  // `logs --follow` runs until a signal or a closed output, by design (test_cli
-  // covers it); here it would only hang the fuzzer.
-  for (const auto a : args)
-    if (a == "--follow") return 0;
+  if (runs_until_a_signal(args)) return 0;
   FuzzStack stack;
   if (faults & 0x40u) { // start from a half-up stack
     stack.get<"artifact_store">().provisioned = stack.get<"artifact_store">().running = true;

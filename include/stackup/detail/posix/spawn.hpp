@@ -558,88 +558,141 @@ static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& e
   throw Error(start_error(o, plan, rep, got == sizeof rep));
 }
 
-// ---- shell commands -------------------------------------------------------------------
+// ---- programs and shell commands ------------------------------------------------------
 
-/// The result of run_shell.
+/// How run_program runs a program.
+struct ProgramOptions {
+  milliseconds timeout = milliseconds::max();           ///< then SIGTERM to its group, SIGKILL 2s later
+  std::filesystem::path working_dir{};                   ///< empty: inherit
+  const std::map<std::string, std::string>* env = nullptr; ///< added to the inherited environment (see SpawnOptions)
+  const RunAs* user = nullptr;                            ///< see SpawnOptions::user
+  bool capture_stdout = false; ///< keep its standard output (else /dev/null)
+  std::string_view input{};    ///< written to its standard input (else /dev/null); must outlive the call
+};
+
+/// The result of run_program (and run_shell).
 struct ShellResult {
-  ChildExit exit;      ///< how the shell ended (after a kill when timed out or stopped)
+  ChildExit exit;      ///< how it ended (after a kill when timed out or stopped)
   bool timed_out = false;
   bool stopped = false; ///< killed because the operation was asked to stop (stackup::stop_requested())
   std::string stderr_tail; ///< the last few KiB of its standard error
+  std::string out{};       ///< its standard output, when captured (at most 64 MiB: more is an error)
+  [[nodiscard]] bool ok() const noexcept { return !timed_out && !stopped && exit.code == CLD_EXITED && exit.status == 0; }
 };
 
-/// Runs `command` with /bin/sh -c in its own session (stdin and stdout /dev/null,
-/// stderr captured), as `user` when given (see run_as). Past `timeout`, its
-/// whole process group gets SIGTERM, then SIGKILL two seconds later. Returns when the shell exits, even if a process it
-/// started in the background still holds its stderr.
-static ShellResult run_shell(const std::string& command, milliseconds timeout,
-                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env,
-                             const RunAs* user = nullptr) {
-  constexpr std::size_t keep = 8192;
+/// Runs `argv` (argv[0] looked up in PATH) in its own session, its standard
+/// error captured (the last few KiB), its standard output captured or
+/// /dev/null, its standard input fed from `o.input` or /dev/null. Past
+/// `o.timeout`, or once the operation is asked to stop, its whole process group
+/// gets SIGTERM, then SIGKILL two seconds later. Returns when it exits, even if a
+/// process it started in the background still holds its output. Error when it
+/// cannot be started (naming argv[0]) or writes more than 64 MiB.
+static ShellResult run_program(const std::vector<std::string>& argv, const ProgramOptions& o) {
+  constexpr std::size_t keep = 8192, out_limit = std::size_t{64} << 20;
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) throw Error("stackup: cannot open /dev/null: " + sys_message(errno));
   null = above_stdio(std::move(null));
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
-  Fd err_read(p[0]), err_write(p[1]);
-  err_read = above_stdio(std::move(err_read));
-  err_write = above_stdio(std::move(err_write));
-  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+  const auto make_pipe = [](Fd& read_end, Fd& write_end) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+    read_end = above_stdio(Fd(p[0]));
+    write_end = above_stdio(Fd(p[1]));
+  };
+  Fd err_read, err_write, out_read, out_write, in_read, in_write;
+  make_pipe(err_read, err_write);
+  if (o.capture_stdout) make_pipe(out_read, out_write);
+  if (!o.input.empty()) make_pipe(in_read, in_write);
 
-  SpawnOptions o;
-  o.argv = {"/bin/sh", "-c", command};
-  o.env = &env;
-  o.working_dir = working_dir;
-  o.stdin_fd = null.get();
-  o.stdout_fd = null.get();
-  o.stderr_fd = err_write.get();
-  o.user = user;
-  const pid_t pid = spawn(o, [](pid_t) {});
+  SpawnOptions so;
+  so.argv = argv;
+  so.env = o.env;
+  so.working_dir = o.working_dir;
+  so.stdin_fd = in_read ? in_read.get() : null.get();
+  so.stdout_fd = out_write ? out_write.get() : null.get();
+  so.stderr_fd = err_write.get();
+  so.user = o.user;
+  const pid_t pid = spawn(so, [](pid_t) {});
   err_write.reset();
+  out_write.reset();
+  in_read.reset();
+  for (Fd* f : {&err_read, &out_read, &in_write})
+    if (*f) ::fcntl(f->get(), F_SETFL, O_NONBLOCK);
 
   ShellResult result;
-  bool open = true;
-  auto drain = [&] {
-    char buf[4096];
-    while (open) {
-      const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
+  std::size_t fed = 0;
+  bool too_much = false;
+  // Moves what can move without blocking: input in, output and error out.
+  auto pump = [&] {
+    char buf[16384];
+    if (err_read) {
+      for (;;) {
+        const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) err_read.reset();
+        if (n <= 0) break;
+        result.stderr_tail.append(buf, static_cast<std::size_t>(n));
+        if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+      }
+    }
+    if (out_read) {
+      for (;;) {
+        const ssize_t n = ::read(out_read.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) out_read.reset();
+        if (n <= 0) break;
+        if (result.out.size() + static_cast<std::size_t>(n) > out_limit) {
+          too_much = true;
+          out_read.reset();
+          break;
+        }
+        result.out.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    while (in_write && fed < o.input.size()) {
+      const ssize_t n = ::write(in_write.get(), o.input.data() + fed, o.input.size() - fed);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (n == 0) open = false;
+      if (n < 0 && errno == EAGAIN) break;
+      if (n < 0) { // EPIPE: it does not read its input
+        in_write.reset();
         break;
       }
-      result.stderr_tail.append(buf, static_cast<std::size_t>(n));
-      if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+      fed += static_cast<std::size_t>(n);
     }
+    if (in_write && fed == o.input.size()) in_write.reset(); // end of file
   };
-  auto deadline = deadline_after(timeout);
+  auto deadline = deadline_after(o.timeout);
   Backoff backoff;
   std::optional<ChildExit> ended;
+  pump();
   while (!(ended = peek_exit(pid))) {
-    if (Clock::now() >= deadline) break;
+    if (Clock::now() >= deadline || too_much) break;
     if (stop_requested()) {
       result.stopped = true;
       break;
     }
     const auto wait = std::chrono::duration_cast<milliseconds>(backoff.next(deadline));
-    if (open) {
-      pollfd pfd{err_read.get(), POLLIN, 0};
-      ::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
-      drain();
-      // stderr closed: the shell is exiting. Look again within a millisecond, not
+    pollfd pfd[3];
+    nfds_t n = 0;
+    if (err_read) pfd[n++] = {err_read.get(), POLLIN, 0};
+    if (out_read) pfd[n++] = {out_read.get(), POLLIN, 0};
+    if (in_write) pfd[n++] = {in_write.get(), POLLOUT, 0};
+    if (n > 0) {
+      ::poll(pfd, n, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
+      pump();
+      // Its output closed: it is exiting. Look again within a millisecond, not
       // after the pause the poll grew to (up to 10 ms per command).
-      if (!open) backoff = Backoff{};
+      if (!err_read && !out_read) backoff = Backoff{};
     } else {
       std::this_thread::sleep_for(wait);
     }
   }
   if (!ended) {
-    result.timed_out = !result.stopped;
+    result.timed_out = !result.stopped && !too_much;
     ::kill(-pid, SIGTERM);
     deadline = deadline_after(std::chrono::seconds(2));
     Backoff grace;
     while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
-    // The shell is not reaped yet, so its group number cannot have been reused.
+    // Not reaped yet, so its group number cannot have been reused.
     ::kill(-pid, SIGKILL);
   }
   siginfo_t si{};
@@ -647,9 +700,21 @@ static ShellResult run_shell(const std::string& command, milliseconds timeout,
   while ((r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED)) != 0 && errno == EINTR) {
   }
   result.exit = r == 0 ? ChildExit{si.si_code, si.si_status} : ended.value_or(ChildExit{unknown_exit, 0});
-  drain();
+  in_write.reset();
+  pump(); // what is left in the pipes (a background process may hold them: no waiting)
   if (result.stderr_tail.size() > keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+  if (too_much)
+    throw Error("stackup: `" + argv.front() + "` wrote more than 64 MiB to its standard output; stopped");
   return result;
+}
+
+/// Runs `command` with /bin/sh -c (see run_program: stdout /dev/null, stderr
+/// captured), as `user` when given (see run_as).
+static ShellResult run_shell(const std::string& command, milliseconds timeout,
+                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env,
+                             const RunAs* user = nullptr) {
+  return run_program({"/bin/sh", "-c", command},
+                     {.timeout = timeout, .working_dir = working_dir, .env = &env, .user = user});
 }
 
 }; // struct PosixSpawn
