@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building stackup's tests and examples needs, from Debian packages,
 # when it is missing: fmt, doctest, toml++ (stack files), PostgreSQL and Redis (the
-# devstack example and its test); callers add what else they need (clang, valgrind,
-# Google Benchmark). Installing postgresql may start Debian's own cluster on port
+# devstack example and its test), Podman with runc and busybox-static (the
+# container tests build their image from it); callers add what else they need
+# (clang, valgrind, Google Benchmark). Installing postgresql may start Debian's own cluster on port
 # 5432: the devstack uses another port and socket directory.
 # Usage: tools/bootstrap.sh [extra-package ...]
 set -euo pipefail
 
-packages=(cmake make g++ python3 pkg-config libfmt-dev doctest-dev libtomlplusplus-dev postgresql redis-server "$@")
+packages=(cmake make g++ python3 pkg-config libfmt-dev doctest-dev libtomlplusplus-dev postgresql redis-server
+          podman runc netavark aardvark-dns iptables catatonit uidmap busybox-static "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
