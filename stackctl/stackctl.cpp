@@ -109,6 +109,7 @@ int run(std::span<const std::string_view> words) {
   std::optional<stackup::StackFileSource> source; // set once the file is read
   stackup::DynamicStack* loaded = nullptr;        // set once the stack is loaded
   fs::path supervision_dir;                       // <the file's directory>/.stackup/stack
+  fs::path lock_path;                             // the stack file's lock (empty: none)
   std::function<int()> bring_up;                  // `stack up`, as the command line runs it
   const std::vector<stackup::cli::VerbSpec> verbs{
       {.name = "config",
@@ -123,7 +124,7 @@ int run(std::span<const std::string_view> words) {
        .scope = stackup::cli::Scope::stack,
        .help = "bring the stack up and keep it running by its restart policies, in the foreground",
        .run = [&](const stackup::cli::Invocation& inv) {
-         return stackctl::supervise(*loaded, supervision_dir, bring_up, inv.out, inv.err);
+         return stackctl::supervise(*loaded, supervision_dir, lock_path, bring_up, inv.out, inv.err);
        }},
   };
   const std::optional<StackFile> file = locate(named);
@@ -161,6 +162,7 @@ int run(std::span<const std::string_view> words) {
     const std::string lock_file = file->path != "-" && fs::is_regular_file(file->path, ec)
                                       ? fs::canonical(file->path, ec).string() : std::string();
     locked.lock_file = lock_file;
+    lock_path = lock_file;
     // The supervisor's state beside the components' (`.stackup/<role>`): a
     // stack file refuses the role `stack`, so no component's can be this one.
     supervision_dir = source->directory / ".stackup" / "stack";

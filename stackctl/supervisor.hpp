@@ -99,9 +99,10 @@ struct Token {
 /// `stack supervise`: takes the stack's supervisor lock (exit 1 when another
 /// holds it), records itself, brings the stack up (`up`: the library's `stack
 /// up`, which does nothing to what runs), then keeps it running until SIGTERM or
-/// SIGINT; exits 0 leaving every component as it is.
-inline int supervise(stackup::DynamicStack& stack, const fs::path& dir, const std::function<int()>& up,
-                     std::ostream& out, std::ostream& err) {
+/// SIGINT; exits 0 leaving every component as it is. Each restart holds the
+/// stack file's lock (`lock_file`; empty: none), as the commands do.
+inline int supervise(stackup::DynamicStack& stack, const fs::path& dir, const fs::path& lock_file,
+                     const std::function<int()>& up, std::ostream& out, std::ostream& err) {
   const posix::Fd dirfd = stackup::detail::supervision::open_state_dir(dir, true);
   const posix::Fd lock = open_lock(dirfd.get(), dir);
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
@@ -144,6 +145,7 @@ inline int supervise(stackup::DynamicStack& stack, const fs::path& dir, const st
                                     },
                                 .wake_fd = wake.get(),
                                 .state_dir = dir,
+                                .lock_file = lock_file,
                             });
   ::unlinkat(dirfd.get(), record::pid_file, 0);
   out << fmt::format("stopped supervising stack '{}'; it is left as it is\n", stack.name());

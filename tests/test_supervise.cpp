@@ -910,6 +910,74 @@ TEST_CASE("supervise LocalDaemon: a down from another process wins") {
   if (mark) CHECK(ev.count(Kind::exited) == 0);
 }
 
+TEST_CASE("supervise LocalDaemon: a down from another process in the middle of a restart comes after it, and wins") {
+  // a restarts with its dependent b, which takes a while to stop (it ignores
+  // SIGTERM): the restart is in flight for a second before a is started again.
+  // Another process takes the stack's lock, marks a down and brings it down in
+  // that second, as stackctl does. Without the supervisor holding the lock
+  // through the restart, that down finds a stopped and does nothing, and the
+  // restart then starts a again behind its back.
+  Scratch w("supervise");
+  const fs::path state = w.path / "supervision", lock_file = w.path / "stackup.toml";
+  files::spit(lock_file, "# the stack file commands lock\n");
+  const auto pa = ports::free_port(), pb = ports::free_port();
+  auto a = counted(w, "a", w.path / "a", test_daemon(pa, w));
+  a.ready = stackup::ready::tcp(pa);
+  a.restart = policy(Restart::always);
+  auto b = counted(w, "b", w.path / "b", test_daemon(pb, w, "--ignore-term"));
+  b.ready = stackup::ready::tcp(pb);
+  b.stop_timeout = 1s;
+  b.restart = policy(Restart::always);
+  b.on_dependency_restart = stackup::OnDependencyRestart::restart;
+  const auto make = [&] {
+    std::vector<stackup::AnyComponent> parts;
+    parts.emplace_back("a", stackup::LocalDaemon<>{a});
+    parts.emplace_back("b", stackup::LocalDaemon<>{b}, std::vector<std::string>{"a"});
+    return stackup::DynamicStack("local", std::move(parts));
+  };
+  stackup::DynamicStack s = make();
+  s.up();
+  const pid_t a_pid = s.get("a").target<stackup::LocalDaemon<>>()->pid().value_or(0);
+  REQUIRE(a_pid > 0);
+  bool b_stopping = false;
+  s.on_event([&](const stackup::Event& e) {
+    if (e.role == "b" && e.transition == stackup::Transition::suspend && e.outcome == stackup::Outcome::started)
+      b_stopping = true;
+  });
+  pid_t other = -1;
+  int status = -1;
+  std::optional<std::chrono::steady_clock::time_point> gone;
+  Until until{[&] {
+    if (!b_stopping && lines_of(w.path / "a") == 1) (void)::kill(a_pid, SIGKILL);
+    if (b_stopping && other < 0) {
+      // The restart is in flight (b is being stopped): the other process's down now.
+      other = ::fork();
+      if (other == 0) {
+        int code = 0;
+        try {
+          stackup::StackLock lock(lock_file, stackup::LockMode::exclusive);
+          lock.lock();
+          sv::mark_down(state, "a");
+          stackup::DynamicStack mine = make();
+          mine.down("a");
+        } catch (...) {
+          code = 1;
+        }
+        ::_exit(code);
+      }
+    }
+    if (other > 0 && !gone && ::waitpid(other, &status, WNOHANG) == other) gone = std::chrono::steady_clock::now();
+    return gone && std::chrono::steady_clock::now() - *gone > 500ms; // past several back-offs
+  }};
+  (void)stackup::supervise(s, {.stop = &until, .poll = 50ms, .state_dir = state, .lock_file = lock_file});
+  REQUIRE(other > 0);
+  CHECK(status == 0);
+  CHECK(s.view().state("a") != stackup::State::running);
+  CHECK(s.view().state("b") != stackup::State::running);
+  CHECK(ports::listenable(pa)); // nothing of a listens any more
+  s.down(stackup::DownOptions{.force = true});
+}
+
 TEST_CASE("supervise LocalDaemon: a resume that is not ready within start_timeout counts, and ends in failed") {
   Scratch w("supervise");
   const fs::path starts = w.path / "starts";

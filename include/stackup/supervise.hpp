@@ -8,6 +8,7 @@
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
 #include <stackup/restart.hpp>
+#include <stackup/stack_lock.hpp>
 #include <stackup/stack_view.hpp>
 #include <stackup/detail/posix.hpp>
 #include <stackup/detail/supervision_record.hpp>
@@ -50,6 +51,13 @@ struct SuperviseOptions {
   /// the marks of `down`s from other processes (`down/<role>`, `down/.stack`),
   /// so that a down always wins. Empty: nothing is recorded or read.
   std::filesystem::path state_dir{};
+  /// The stack file that commands on the stack lock (cli::Options::lock_file):
+  /// each restart, and each stop after a liveness failure, is done holding it
+  /// exclusively, so that a `down` from another process (which marks what it
+  /// stops while holding it) comes wholly before or wholly after — never in the
+  /// middle, where it would find nothing to stop and leave the restart running.
+  /// Opened once, when the loop starts. Empty: no lock.
+  std::filesystem::path lock_file{};
 };
 
 /// How supervise() returned.
@@ -119,6 +127,7 @@ public:
       }
     }
     if (!o_.state_dir.empty()) state_ = open_state_dir(o_.state_dir, true);
+    if (!o_.lock_file.empty()) lock_.emplace(o_.lock_file, LockMode::exclusive);
     const auto now = SteadyClock::now();
     for (const std::string_view role : v_.roles()) {
       const SupervisionConfig c = v_.supervision(role);
@@ -425,9 +434,38 @@ private:
     emit(w, SupervisionEvent::Kind::restarting, e, delay, w.restarts + 1);
   }
 
+  // The stack's lock for one restart or stop (SuperviseOptions::lock_file):
+  // released when it goes. Holds nothing when a stop came while waiting for it.
+  class Locked {
+  public:
+    explicit Locked(Loop& l) : lock_(l.lock_ ? &*l.lock_ : nullptr) {
+      if (lock_ == nullptr) return;
+      try {
+        lock_->lock(l.o_.stop);
+      } catch (const InterruptedError&) {
+        lock_ = nullptr;
+        stopped_ = true;
+      }
+    }
+    ~Locked() {
+      if (lock_ != nullptr) lock_->unlock();
+    }
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+    [[nodiscard]] bool stopped() const noexcept { return stopped_; }
+
+  private:
+    StackLock* lock_;
+    bool stopped_ = false;
+  };
+
   // Its back-off is over: start it again, if a down has not won meanwhile and
-  // its dependencies run.
+  // its dependencies run — all looked at and done under the stack's lock.
   void restart(Watched& w) {
+    const Locked locked(*this);
+    if (!locked.stopped()) restart_locked(w);
+  }
+  void restart_locked(Watched& w) {
     const auto now = SteadyClock::now();
     if (marked(w)) return went_down(w);
     if (running(w)) { // someone brought it up meanwhile
@@ -551,7 +589,11 @@ private:
     ++w.liveness_failures;
     emit(w, SupervisionEvent::Kind::unhealthy, {}, {}, w.liveness_failures, seen);
     if (w.liveness_failures < std::max(w.liveness.failures, 1U) || done_) return;
-    // Unhealthy for good: it is stopped (every process it started), then its policy decides.
+    // Unhealthy for good: it is stopped (every process it started), then its
+    // policy decides — unless a down from another process came first.
+    const Locked locked(*this);
+    if (locked.stopped()) return;
+    if (marked(w)) return went_down(w);
     w.fd.reset();
     w.liveness_failures = 0;
     try {
@@ -567,6 +609,7 @@ private:
   SuperviseOptions& o_;
   std::vector<Watched> roles_;
   posix::Fd state_;
+  std::optional<StackLock> lock_;
   bool dirty_ = false;
   bool wake_ignored_ = false;
   std::optional<SuperviseResult> done_;

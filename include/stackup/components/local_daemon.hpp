@@ -583,6 +583,27 @@ public:
     }
   }
 
+  /// Stops the daemon at once, without grace: SIGKILL to its main process and
+  /// to every process it holds (its waiter then records the end and exits).
+  /// Takes no lock, so it may run while a suspend in another thread waits out
+  /// the daemon's stop_timeout (a second Ctrl-C of `stack up --attach`); that
+  /// suspend then finds the daemon gone and finishes. Only processes the pid
+  /// file proves to be the daemon's are signalled (pid and start time). Errors
+  /// are swallowed: there is nothing better to do with them at that point.
+  void kill() const noexcept {
+    using px = detail::posix;
+    try {
+      const auto dir = open_state();
+      if (!dir) return;
+      const auto rec = read_pid(dir.get());
+      if (!rec) return;
+      (void)px::signal_process({rec->pid, rec->start_time}, SIGKILL);
+      for (const auto& p : px::daemon_processes(*rec)) (void)px::signal_process(p, SIGKILL);
+    } catch (...) {
+      // An unsafe state directory or a corrupt pid file: the queries say why.
+    }
+  }
+
   /// Nothing of this start is left: no pid file (never started, or stopped by
   /// a suspend). False for a daemon that is not running by is_running() but
   /// still has a pid file: alive but not ready (its probe fails), or ended on

@@ -708,7 +708,8 @@ private:
                              },
                              .wake_fd = wake,
                              .on_exit = cmd.abort_on_exit ? OnExit::abort : OnExit::policy,
-                             .state_dir = state_dir};
+                             .state_dir = state_dir,
+                             .lock_file = std::filesystem::path(options_.lock_file)};
     bool failed = false;
     std::optional<std::pair<std::string, Exit>> ended; // --abort-on-exit: who exited, and how
     try {
