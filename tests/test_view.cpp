@@ -9,7 +9,9 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -291,6 +293,66 @@ TEST_CASE("view: AnyComponent and its handles answer exit_fd, exit_status and su
   CHECK(w.exit_status()->code == 0);
   CHECK(w.supervision().liveness.port == 6390);
   ::close(efd);
+}
+
+namespace {
+// A component whose suspend waits (as a daemon's stop timeout) until kill() is
+// called from elsewhere; shared state through a pointer (a component is moved).
+struct Stopping {
+  std::atomic<bool> running{true}, suspending{false}, killed{false};
+  std::atomic<int> kills{0};
+};
+struct Killable {
+  static constexpr std::string_view role = "killable";
+  Stopping* s = nullptr;
+  bool is_provisioned() const { return true; }
+  bool is_running() const { return s->running; }
+  void suspend() {
+    s->suspending = true;
+    // Bounded, so that a kill that never arrives fails the test instead of hanging it.
+    for (int i = 0; i < 10'000 && !s->killed; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    s->running = false;
+  }
+  void kill() const {
+    ++s->kills;
+    s->killed = true;
+  }
+};
+} // namespace
+
+TEST_CASE_TEMPLATE("view: kill(role) reaches a component's kill() while a down's suspend of it is in progress; "
+                   "false without one",
+                   K, kinds::Typed, kinds::Dynamic) {
+  Stopping st;
+  Power sp{true, true};
+  auto s = kinds::make_from<K>("kill", Killable{&st}, Store{{&sp}});
+  const auto v = s.view();
+  std::thread down([&] { s.down(); });
+  while (!st.suspending) std::this_thread::yield();
+  CHECK(v.kill("killable"));
+  down.join();
+  CHECK(st.kills == 1);
+  CHECK(!st.running);
+  sp.running = true;
+  CHECK(!v.kill("store")); // no kill(): nothing done
+  CHECK(sp.running);
+  CHECK_THROWS_AS((void)v.kill("nope"), stackup::UnknownComponentError);
+}
+
+TEST_CASE("view: AnyComponent and its handle carry kill(); false for a type without one") {
+  Stopping st;
+  Power sp;
+  stackup::AnyComponent k(Killable{&st});
+  CHECK(k.kill());
+  CHECK(st.kills == 1);
+  stackup::AnyComponent plain(Store{{&sp}});
+  CHECK(!plain.kill());
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back(std::move(k));
+  stackup::DynamicStack s("any", std::move(parts));
+  CHECK(s.get("killable").kill());
+  CHECK(st.kills == 2);
+  static_assert(stackup::detail::has_kill<Killable> && !stackup::detail::has_kill<Store>);
 }
 
 TEST_CASE_TEMPLATE("view: an unknown role throws UnknownComponentError naming the valid roles", K, kinds::Typed,

@@ -102,6 +102,14 @@ public:
   [[nodiscard]] SupervisionConfig supervision() const {
     return ops().supervision ? ops_->supervision(object_) : SupervisionConfig{};
   }
+  /// The wrapped `kill()`: stop at once, without grace (it may run while a
+  /// suspend of the same component is in progress on another thread). False,
+  /// doing nothing, when the type has no kill().
+  bool kill() const {
+    if (!ops().kill) return false;
+    ops_->kill(object_);
+    return true;
+  }
   /// The paths the wrapped `owned_paths()` lists (absolute, lexically normal), or
   /// none when the type owns no files.
   [[nodiscard]] std::vector<std::string> owned_paths() const {
@@ -206,6 +214,8 @@ public:
   void resume() const requires(!read_only) { c_->resume(); }
   void suspend() const requires(!read_only) { c_->suspend(); }
   void deprovision() const requires(!read_only) { c_->deprovision(); }
+  /// The wrapped `kill()` (false without one), as AnyComponent's. Not through a ConstComponentRef.
+  bool kill() const requires(!read_only) { return c_->kill(); }
   /// The wrapped object if it is a T (a const T through a ConstComponentRef), else nullptr.
   template <class T> [[nodiscard]] auto* target() const noexcept { return c_->template target<T>(); }
 

@@ -174,6 +174,11 @@ public:
   /// Whether the component has `exit_status()`: then, not running with no exit
   /// to report, it was brought down (a supervisor does not restart it).
   [[nodiscard]] bool reports_exits(std::string_view role) const;
+  /// Stops the component at once, without grace (its optional `void kill()
+  /// const`): what a suspend would stop is killed now. Safe to call from another
+  /// thread while a suspend of the same component is in progress (a down that
+  /// waits out its stop timeout). False, doing nothing, when it has no kill().
+  bool kill(std::string_view role) const;
   /// Its restart policy, liveness probe and on_dependency_restart (its
   /// `supervision()`; the defaults, `Restart::no`, without one).
   [[nodiscard]] SupervisionConfig supervision(std::string_view role) const;

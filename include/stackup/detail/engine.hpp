@@ -153,6 +153,7 @@ struct Ops {
   std::optional<Exit> (*exit_status)(const void*);       // null: not known
   SupervisionConfig (*supervision)(const void*);         // null: the defaults
   bool (*is_stopped)(const void*);                       // null: when not running
+  void (*kill)(const void*);                             // null: it has no kill()
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -354,6 +355,11 @@ template <class T> concept has_supervision = requires(const T& c) {
 template <class T> concept has_is_stopped = requires(const T& c) {
   { c.is_stopped() } -> std::convertible_to<bool>;
 };
+/// `void kill() const`: stop at once, without grace — what suspend would stop is
+/// killed now. It may be called from another thread while a suspend of the same
+/// component runs (a supervisor's or a command line's second Ctrl-C); the engine
+/// never calls it itself, it only carries it (AnyComponent, StackView).
+template <class T> concept has_kill = requires(const T& c) { c.kill(); };
 template <class C> bool is_stopped(const C& c) {
   if constexpr (stand_in<C>) {
     const Slot& s = c.t.slots[c.k];
@@ -641,6 +647,7 @@ template <class C> int exit_fd_of(const void* o) { return static_cast<int>(stati
 template <class C> std::optional<Exit> exit_status_of(const void* o) { return static_cast<const C*>(o)->exit_status(); }
 template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
 template <class C> bool is_stopped_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_stopped()); }
+template <class C> void kill_of(const void* o) { static_cast<const C*>(o)->kill(); }
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -669,6 +676,10 @@ template <class C> constexpr auto is_stopped_entry() {
   if constexpr (has_is_stopped<C>) return &is_stopped_of<C>;
   else return static_cast<bool (*)(const void*)>(nullptr);
 }
+template <class C> constexpr auto kill_entry() {
+  if constexpr (has_kill<C>) return &kill_of<C>;
+  else return static_cast<void (*)(const void*)>(nullptr);
+}
 template <class C> constexpr auto supervision_entry() {
   if constexpr (has_supervision<C>) return &supervision_of<C>;
   else return static_cast<SupervisionConfig (*)(const void*)>(nullptr);
@@ -695,6 +706,7 @@ inline constexpr Ops ops_of{
     exit_status_entry<C>(),
     supervision_entry<C>(),
     is_stopped_entry<C>(),
+    kill_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -965,6 +977,12 @@ inline int StackView::exit_fd(std::string_view role) const {
 inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
+}
+inline bool StackView::kill(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  if (!s.ops->kill) return false;
+  s.ops->kill(s.object);
+  return true;
 }
 inline bool StackView::reports_exits(std::string_view role) const { return t_->slots[at(role)].ops->exit_status != nullptr; }
 inline SupervisionConfig StackView::supervision(std::string_view role) const {
