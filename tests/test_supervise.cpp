@@ -978,6 +978,32 @@ TEST_CASE("supervise LocalDaemon: a down from another process in the middle of a
   s.down(stackup::DownOptions{.force = true});
 }
 
+TEST_CASE("supervise LocalDaemon: a stop requested during a restart is seen once the restart is over") {
+  // A supervisor told to stop (SIGTERM from systemd, or `stack down` first
+  // stopping it) in the middle of a restart finishes it: stopping there would
+  // leave the daemon down with no exit on record, so no later supervisor would
+  // bring it back.
+  Scratch w("supervise");
+  const fs::path starts = w.path / "starts";
+  const auto port = ports::free_port();
+  auto c = counted(w, "a", starts, test_daemon(port, w, "--ready-after 600"));
+  c.ready = stackup::ready::tcp(port);
+  c.restart = policy(Restart::always);
+  stackup::Stack<DA> s("local", DA{c});
+  s.up();
+  const pid_t first = s.get<DA>().pid().value_or(0);
+  REQUIRE(first > 0);
+  REQUIRE(::kill(first, SIGKILL) == 0);
+  Events ev;
+  Until until{[&] { return lines_of(starts) == 2; }}; // the restart has started the new process
+  (void)stackup::supervise(s, {.stop = &until, .on_event = ev.observer()});
+  CHECK(lines_of(starts) == 2);
+  CHECK(ev.count(Kind::restarting) == 1);
+  CHECK(s.view().state("a") == stackup::State::running);
+  CHECK(s.get<DA>().pid().value_or(first) != first);
+  s.down();
+}
+
 TEST_CASE("supervise LocalDaemon: a resume that is not ready within start_timeout counts, and ends in failed") {
   Scratch w("supervise");
   const fs::path starts = w.path / "starts";

@@ -34,6 +34,7 @@ enum class OnExit : unsigned char {
 struct SuperviseOptions {
   /// Run until a stop is requested on this token (`.stop = &token`; it must
   /// outlive the call). Null: until every supervised component is failed or down.
+  /// A stop requested during a restart is seen once the restart is over.
   StopTokenRef stop = nullptr;
   /// Per role, a policy that replaces the component's own (`supervision().restart`).
   std::map<std::string, RestartPolicy, std::less<>> policies{};
@@ -460,7 +461,11 @@ private:
   };
 
   // Its back-off is over: start it again, if a down has not won meanwhile and
-  // its dependencies run — all looked at and done under the stack's lock.
+  // its dependencies run — all looked at and done under the stack's lock. A
+  // restart is one step: a stop requested meanwhile is seen once it is over
+  // (within the components' own timeouts), so that a supervisor told to stop
+  // never leaves half a restart behind — a component it had stopped, its exit
+  // no longer on record, that no later supervisor would bring back.
   void restart(Watched& w) {
     const Locked locked(*this);
     if (!locked.stopped()) restart_locked(w);
@@ -501,7 +506,7 @@ private:
       x.held_by = w.role;
       dirty_ = true;
       try {
-        ops_.down(ops_.stack, x.role, DownOptions{.stop = o_.stop, .dependents = Dependents::keep});
+        ops_.down(ops_.stack, x.role, DownOptions{.dependents = Dependents::keep});
       } catch (const TransitionError&) {
         // Still running, perhaps: resumed (a no-op then) with the others.
       }
@@ -509,21 +514,19 @@ private:
     ++w.restarts;
     dirty_ = true;
     try {
-      ops_.up(ops_.stack, w.role, UpOptions{.stop = o_.stop});
+      ops_.up(ops_.stack, w.role, UpOptions{});
     } catch (const TransitionError& e) {
-      if (o_.stop.stop_requested()) return;
       // A restart that fails is an exit of its own, through the same policy (and back-off).
       exited(w, Exit{.error = e.what(), .at = std::chrono::system_clock::now()}, true);
       return;
     }
     come_up(w);
     for (Watched* x : held) {
-      if (done_ || o_.stop.stop_requested()) return;
+      if (done_) return;
       if (x->watch != Watch::held || x->held_by != w.role) continue;
       try {
-        ops_.up(ops_.stack, x->role, UpOptions{.stop = o_.stop});
+        ops_.up(ops_.stack, x->role, UpOptions{});
       } catch (const TransitionError& e) {
-        if (o_.stop.stop_requested()) return;
         exited(*x, Exit{.error = e.what(), .at = std::chrono::system_clock::now()}, true);
         continue;
       }
@@ -597,7 +600,7 @@ private:
     w.fd.reset();
     w.liveness_failures = 0;
     try {
-      ops_.down(ops_.stack, w.role, DownOptions{.stop = o_.stop, .dependents = Dependents::keep});
+      ops_.down(ops_.stack, w.role, DownOptions{.dependents = Dependents::keep});
     } catch (const TransitionError&) {
       // Left running: its restart (a resume of a running component) changes nothing then.
     }

@@ -650,10 +650,16 @@ private:
     const PipeGuard pipe_guard;
     // One handling of Ctrl-C from the start of up to the end of down, so that
     // none goes unhandled between them: the first stops what runs (up rolls
-    // back), a second ends the process at once.
-    const Interrupts interrupts(fmt::format("\n{0}: interrupted again: stopped at once; parts of the stack may still be "
-                                            "up: '{0} stack status' shows them, '{0} stack down' takes them down\n",
-                                            program_));
+    // back, or the stack goes down), a second kills what is left without grace
+    // (each component that can: kill()) and ends the process at once.
+    const Interrupts interrupts(
+        fmt::format("\n{0}: interrupted again: what was left was killed, without waiting; '{0} stack status' shows "
+                    "what is still there, '{0} stack down' takes it down\n",
+                    program_),
+        [this] {
+          const auto roles = stack_.roles();
+          for (std::size_t i = roles.size(); i-- > 0;) (void)stack_.kill(roles[i]); // dependents first
+        });
     const std::stop_token stop = interrupts.token();
     if (const int code = operate(cmd, &stop); code != exit_success) return code;
     // Wakes the supervisor, and this thread, at the first Ctrl-C.
