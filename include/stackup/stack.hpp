@@ -220,7 +220,7 @@ public:
 #if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
       std::array<unsigned char, size> marks{};
-      detail::Run r{roles, marks, nullptr, nullptr};
+      detail::Run r{roles, marks, nullptr, nullptr, nullptr, true}; // refresh: an up brings outdated components up to date
       if (quiet<detail::Phase::provision, false>(r, std::make_index_sequence<size>{}) &&
           quiet<detail::Phase::resume, false>(r, std::make_index_sequence<size>{}))
         return;
