@@ -6,15 +6,19 @@
 // and without an observer (the quiet paths and the engine's walk).
 #include "support/kinds.hpp"
 
+#include <stackup/detail/query_round.hpp>
 #include <stackup/stackup.hpp>
 
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdint>
+#include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -309,4 +313,126 @@ TEST_CASE("drift: the progress line prints the reason of a start or success; fmt
   row.current = false;
   CHECK(fmt::format("{}", row) == "db 'pg': running (outdated; pid 7)");
   CHECK(stackup::status_table(std::span(&row, 1)).find("running        outdated; pid 7\n") != std::string::npos);
+}
+
+namespace {
+// An update() that refuses at run time (a component configured at run time):
+// as if it had none.
+struct Refusing : Drifting<Refusing> {
+  static constexpr std::string_view role = "refusing";
+  void update() {
+    act("update");
+    throw stackup::NotImplementedError("refusing: no update for these settings");
+  }
+};
+} // namespace
+
+TEST_CASE_TEMPLATE("drift: an update() that throws NotImplementedError is as none: up recreates the component", K,
+                   kinds::Typed, kinds::Dynamic) {
+  World w;
+  Power p{true, true, false};
+  auto s = kinds::make_from<K>("refuse", Refusing{{{&w, &p}}});
+  s.up();
+  CHECK(w.log == L{"refusing:update", "refusing:suspend", "refusing:deprovision", "refusing:provision", "refusing:resume"});
+  CHECK(p.current);
+}
+
+TEST_CASE("drift: AnyComponent and its handles carry is_current() and update()") {
+  Fixture f;
+  f.db.current = f.app.current = false;
+  stackup::AnyComponent db(Db{{{&f.w, &f.db}}});
+  stackup::AnyComponent web(Web{{&f.w, &f.web}});
+  CHECK(!db.is_current());
+  CHECK(!db.has_update());
+  CHECK_THROWS_AS(db.update(), stackup::NotImplementedError);
+  CHECK(web.is_current()); // no is_current(): current
+  std::vector<stackup::AnyComponent> parts;
+  parts.emplace_back(std::move(db));
+  parts.emplace_back(App{{{&f.w, &f.app}}});
+  stackup::DynamicStack s("any", std::move(parts));
+  CHECK(s.get("app").has_update());
+  CHECK(!s.get("app").is_current());
+  s.get("app").update();
+  CHECK(f.w.log == L{"app:update"});
+  CHECK(std::as_const(s).get("app").is_current());
+}
+
+// ---- query rounds: one per walk of a whole stack, none for a query of one component ----
+
+namespace {
+// Records the round each query runs in (queries may run on several threads in parallel mode).
+struct Rounds {
+  std::mutex lock;
+  std::vector<std::uint64_t> seen;
+  bool provisioned = true, running = true;
+  void note() {
+    const std::lock_guard<std::mutex> hold(lock);
+    seen.push_back(stackup::detail::current_query_round());
+  }
+  std::vector<std::uint64_t> take() {
+    const std::lock_guard<std::mutex> hold(lock);
+    return std::exchange(seen, {});
+  }
+};
+template <class Self> struct Asking {
+  Rounds* r = nullptr;
+  [[nodiscard]] bool is_provisioned() const { return r->note(), r->provisioned; }
+  [[nodiscard]] bool is_running() const { return r->note(), r->running; }
+  void provision() { r->provisioned = true; }
+  void resume() { r->running = true; }
+  void suspend() { r->running = false; }
+  void deprovision() { r->provisioned = r->running = false; }
+};
+struct First : Asking<First> {
+  static constexpr std::string_view role = "first";
+};
+struct Second : Asking<Second> {
+  static constexpr std::string_view role = "second";
+  static constexpr std::string_view depends_on[] = {"first"};
+};
+// One round, open: every query of the walk saw the same non-zero round.
+std::uint64_t one_round(const std::vector<std::uint64_t>& seen) {
+  REQUIRE(!seen.empty());
+  for (const auto r : seen) CHECK(r == seen.front());
+  CHECK(seen.front() != 0);
+  return seen.front();
+}
+} // namespace
+
+TEST_CASE_TEMPLATE("query rounds: status, up and down of the whole stack each run in one round; a lone query in none",
+                   K, kinds::Typed, kinds::Dynamic) {
+  Rounds r1, r2;
+  auto s = kinds::make_from<K>("rounds", First{{&r1}}, Second{{&r2}});
+  const auto v = s.view();
+  const auto both = [&] {
+    auto a = r1.take(), b = r2.take();
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  (void)s.status();
+  const std::uint64_t status_round = one_round(both());
+  (void)v.status();
+  CHECK(one_round(both()) != status_round); // a new round per walk
+  (void)s.is_running();
+  one_round(both());
+  for (const bool observed : {false, true}) {
+    CAPTURE(observed);
+    if (observed) s.on_event([](const stackup::Event&) {});
+    r1.running = r2.running = false;
+    s.up();
+    one_round(both());
+    s.down();
+    one_round(both());
+    s.up({.parallel = true});
+    one_round(both());
+    s.down({.force = true, .parallel = true});
+    one_round(both());
+  }
+  // A query of one component, as a supervisor polls it: never inside a round.
+  (void)v.state("first");
+  (void)v.status("second");
+  (void)v.is_current("first");
+  (void)kinds::get<First>(s).is_running();
+  for (const auto r : both()) CHECK(r == 0);
+  CHECK(stackup::detail::current_query_round() == 0);
 }

@@ -9,6 +9,7 @@
 
 #include <stackup/component.hpp>
 #include <stackup/detail/plan.hpp>
+#include <stackup/detail/round_hook.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
@@ -912,6 +913,7 @@ inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullp
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
   Run r = start(t, Record::marks, &o.stop, true);
+  const WalkRound round;
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -921,6 +923,7 @@ inline void up(const Table& t, const UpOptions& o) {
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
   Run r = start(t, Record::nothing, &o.stop);
+  const WalkRound round;
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
@@ -954,6 +957,7 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
   Run r = start(t, Record::marks);
+  const WalkRound round;
   if (run_phase(t, r, p, 0, false, 0)) return;
   try {
     std::rethrow_exception(r.failed->cause);
@@ -969,6 +973,7 @@ inline void primitive(const Table& t, Phase p) {
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
   Run r = start(t, Record::nothing);
+  const WalkRound round;
   run_phase(t, r, p, 0, false, 0);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
@@ -1014,6 +1019,7 @@ inline RoleRange StackView::dependents(std::string_view role) const {
   return {t_->roles.data(), on, count, on};
 }
 inline std::vector<ComponentStatus> StackView::status() const {
+  const detail::WalkRound round;
   std::vector<ComponentStatus> rows(t_->size());
   for (std::size_t k = 0; k < rows.size(); ++k) rows[k] = t_->status(k);
   return rows;
