@@ -290,13 +290,13 @@ TEST_CASE_TEMPLATE("cli: status --json is the status as JSON, one object per com
   CHECK(r.code == 0);
   CHECK(f.world.calls.empty());
   CHECK(r.out == "[\n"
-                 "  {\"role\": \"store\", \"name\": \"store\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"},\n"
-                 "  {\"role\": \"orch\", \"name\": \"web\", \"flavor\": \"fake_daemon\", \"state\": \"running\", \"detail\": \"pid 4242\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"},\n"
-                 "  {\"role\": \"deployer\", \"name\": \"deployer\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"},\n"
-                 "  {\"role\": \"tracker\", \"name\": \"tracker\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"}\n"
+                 "  {\"role\": \"store\", \"name\": \"store\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true},\n"
+                 "  {\"role\": \"orch\", \"name\": \"web\", \"flavor\": \"fake_daemon\", \"state\": \"running\", \"detail\": \"pid 4242\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true},\n"
+                 "  {\"role\": \"deployer\", \"name\": \"deployer\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true},\n"
+                 "  {\"role\": \"tracker\", \"name\": \"tracker\", \"flavor\": \"custom\", \"state\": \"deprovisioned\", \"detail\": \"\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true}\n"
                  "]\n");
   r = f.run({"orch", "status", "--json"});
-  CHECK(r.out == "[\n  {\"role\": \"orch\", \"name\": \"web\", \"flavor\": \"fake_daemon\", \"state\": \"running\", \"detail\": \"pid 4242\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"}\n]\n");
+  CHECK(r.out == "[\n  {\"role\": \"orch\", \"name\": \"web\", \"flavor\": \"fake_daemon\", \"state\": \"running\", \"detail\": \"pid 4242\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true}\n]\n");
   CHECK(f.run({"stack", "up", "--json"}).code == 2);
 }
 

@@ -171,11 +171,11 @@ TEST_CASE_TEMPLATE("cli supervision: status merges the running supervisor's reco
   CHECK(r.out.find("failed: killed by SIGKILL, 5 restarts\n") != std::string::npos);
   r = f.run({"stack", "status", "--json"});
   CHECK(r.out.find("\"detail\": \"pid 7\", \"restarts\": 2, \"exit\": {\"code\": 3, \"at\": \"2026-12-07T12:00:01.123Z\"}, "
-                   "\"supervision\": \"watching\"}") != std::string::npos);
+                   "\"supervision\": \"watching\", \"current\": true}") != std::string::npos);
   CHECK(r.out.find("\"restarts\": 5, \"exit\": {\"signal\": \"SIGKILL\", \"at\": \"2026-12-07T12:00:01.123Z\"}, "
-                   "\"supervision\": \"failed\"}") != std::string::npos);
+                   "\"supervision\": \"failed\", \"current\": true}") != std::string::npos);
   CHECK(r.out.find("\"role\": \"db\", \"name\": \"db\", \"flavor\": \"custom\", \"state\": \"running\", \"detail\": \"\", "
-                   "\"restarts\": 0, \"exit\": null, \"supervision\": \"none\"}") != std::string::npos);
+                   "\"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true}") != std::string::npos);
   // One role's status: its row merged, no supervisor line.
   r = f.run({"web", "status"});
   CHECK(r.out.find(", restarts 2; pid 7\n") != std::string::npos);

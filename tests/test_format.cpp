@@ -67,7 +67,10 @@ TEST_CASE("format: progress lines, plain and fancy") {
   e.message = "already running";
   CHECK(stackup::progress_line(e, false) == "= orchestrator 'web' already running");
   e.outcome = stackup::Outcome::started;
+  e.message.clear(); // a start says why only when the engine gives a reason (drift: "settings changed")
   CHECK(stackup::progress_line(e, false) == "- orchestrator 'web' resuming ...");
+  e.message = "settings changed";
+  CHECK(stackup::progress_line(e, false) == "- orchestrator 'web' resuming (settings changed) ...");
 }
 
 TEST_CASE("format: console observer writes one line per event, plain when not a terminal") {
@@ -93,9 +96,9 @@ TEST_CASE("status_json: one object per component, every string escaped, bytes th
   CHECK(stackup::status_json(rows) ==
         "[\n"
         "  {\"role\": \"cache\", \"name\": \"redis\", \"flavor\": \"local_daemon\", \"state\": \"running\", "
-        "\"detail\": \"pid 7, port 6390\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"},\n"
+        "\"detail\": \"pid 7, port 6390\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true},\n"
         "  {\"role\": \"odd\", \"name\": \"q\\\"b\\\\n\\nt\\tc\\u0001\", \"flavor\": \"custom\", \"state\": "
-        "\"suspended\", \"detail\": \"caf\xc3\xa9 \\ufffd\\ufffd\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\"}\n"
+        "\"suspended\", \"detail\": \"caf\xc3\xa9 \\ufffd\\ufffd\", \"restarts\": 0, \"exit\": null, \"supervision\": \"none\", \"current\": true}\n"
         "]\n");
   CHECK(stackup::status_json({}) == "[]\n");
 }
@@ -133,15 +136,15 @@ TEST_CASE("status_json: restarts, exit (code, signal, liveness, error; RFC 3339 
   CHECK(stackup::status_json(rows) ==
         "[\n"
         "  " + head + "\"detail\": \"pid 7\", \"restarts\": 2, \"exit\": {\"code\": 3, \"at\": "
-        "\"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"watching\"},\n"
+        "\"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"watching\", \"current\": true},\n"
         "  " + head + "\"detail\": \"\", \"restarts\": 1, \"exit\": {\"signal\": \"SIGKILL\", \"at\": "
-        "\"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"backing-off\"},\n"
+        "\"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"backing-off\", \"current\": true},\n"
         "  " + head + "\"detail\": \"\", \"restarts\": 5, \"exit\": {\"liveness\": \"http 127.0.0.1:8090/health: 503\", "
-        "\"at\": \"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"failed\"},\n"
+        "\"at\": \"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"failed\", \"current\": true},\n"
         "  " + head + "\"detail\": \"\", \"restarts\": 0, \"exit\": {\"error\": \"port \\\"6390\\\" taken\", "
-        "\"at\": \"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"none\"},\n"
+        "\"at\": \"2026-12-07T12:00:01.123Z\"}, \"supervision\": \"none\", \"current\": true},\n"
         "  " + head + "\"detail\": \"\", \"restarts\": 0, \"exit\": {\"signal\": \"signal 64\", \"at\": "
-        "\"2026-12-07T12:00:01.000Z\"}, \"supervision\": \"none\"}\n"
+        "\"2026-12-07T12:00:01.000Z\"}, \"supervision\": \"none\", \"current\": true}\n"
         "]\n");
 }
 

@@ -128,12 +128,22 @@ public:
   /// Whether the wrapped type has that action (it may still refuse at run time
   /// by throwing NotImplementedError).
   [[nodiscard]] bool has(Transition t) const { return (ops().actions & detail::action_bit(t)) != 0; }
+  /// The wrapped `is_current()` (settings unchanged since it was provisioned), or true without one.
+  [[nodiscard]] bool is_current() const { return ops().call(object_, detail::Call::is_current); }
+  /// Whether the wrapped type has `update()` (without it, up recreates an outdated component).
+  [[nodiscard]] bool has_update() const { return (ops().actions & detail::updates) != 0; }
 
   /// The wrapped action; NotImplementedError when the type lacks it.
   void provision() { act(Transition::provision); }
   void resume() { act(Transition::resume); }
   void suspend() { act(Transition::suspend); }
   void deprovision() { act(Transition::deprovision); }
+  /// The wrapped `update()`; NotImplementedError when the type lacks it.
+  void update() {
+    if (!has_update())
+      throw NotImplementedError(detail::cat({"stackup: ", role_, " '", name(), "' does not implement update()"}));
+    ops_->call(object_, detail::Call::update);
+  }
 
   /// The wrapped object if it is a T, else nullptr (as std::function::target).
   template <class T> [[nodiscard]] T* target() noexcept {
@@ -208,12 +218,16 @@ public:
   [[nodiscard]] bool is_running() const { return c_->is_running(); }
   /// Whether the wrapped type has that action.
   [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
+  /// The wrapped `is_current()` (true without one); whether it has `update()`.
+  [[nodiscard]] bool is_current() const { return c_->is_current(); }
+  [[nodiscard]] bool has_update() const { return c_->has_update(); }
   /// The wrapped actions (NotImplementedError when the type lacks one), run on
   /// this component alone, as AnyComponent's. Not through a ConstComponentRef.
   void provision() const requires(!read_only) { c_->provision(); }
   void resume() const requires(!read_only) { c_->resume(); }
   void suspend() const requires(!read_only) { c_->suspend(); }
   void deprovision() const requires(!read_only) { c_->deprovision(); }
+  void update() const requires(!read_only) { c_->update(); }
   /// The wrapped `kill()` (false without one), as AnyComponent's. Not through a ConstComponentRef.
   bool kill() const requires(!read_only) { return c_->kill(); }
   /// The wrapped object if it is a T (a const T through a ConstComponentRef), else nullptr.

@@ -123,14 +123,17 @@ public:
 
   /// Every component is provisioned.
   [[nodiscard]] bool is_provisioned() const {
+    const detail::WalkRound round;
     return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_provisioned(); });
   }
   /// Every component is running.
   [[nodiscard]] bool is_running() const {
+    const detail::WalkRound round;
     return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_running(); });
   }
   /// One row per component, in the order given. Changes nothing.
   [[nodiscard]] std::vector<ComponentStatus> status() const {
+    const detail::WalkRound round;
     const detail::Table& t = table();
     std::vector<ComponentStatus> rows;
     rows.reserve(size());

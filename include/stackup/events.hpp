@@ -81,6 +81,10 @@ struct ComponentStatus {
   std::optional<Exit> exit{};
   unsigned restarts = 0; ///< restarts by its supervisor since its last up (0 when none is running)
   SupervisionState supervision = SupervisionState::none; ///< as its supervisor reports it
+  /// False when it is provisioned and its `is_current()` says its settings
+  /// changed since (DESIGN §11): the next up updates or recreates it. True for a
+  /// component without `is_current()` and for one not provisioned.
+  bool current = true;
 };
 
 /// What a supervisor (stackup::supervise) reports, besides the ordinary events

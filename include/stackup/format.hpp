@@ -120,11 +120,13 @@ template <> struct fmt::formatter<stackup::Outcome> : stackup::detail::NameForma
     return NameFormatter::format(stackup::to_string(v), ctx);
   }
 };
-/// `role 'name': state`, plus ` (detail)` when the component offers one.
+/// `role 'name': state`, plus ` (detail)` when the component offers one, and
+/// `outdated` first in the parentheses when its settings changed (`current` false).
 template <> struct fmt::formatter<stackup::ComponentStatus> : stackup::detail::NameFormatter {
   auto format(const stackup::ComponentStatus& s, fmt::format_context& ctx) const {
     std::string text = fmt::format("{} '{}': {}", s.role, s.name, s.state);
-    if (!s.detail.empty()) text += fmt::format(" ({})", s.detail);
+    if (!s.current) text += s.detail.empty() ? std::string(" (outdated)") : fmt::format(" (outdated; {})", s.detail);
+    else if (!s.detail.empty()) text += fmt::format(" ({})", s.detail);
     return NameFormatter::format(text, ctx);
   }
 };
@@ -178,9 +180,14 @@ inline std::string progress_line(const Event& e, bool fancy) {
   std::string what;
   Look look{"•", "-", fmt::fg(fmt::terminal_color::cyan)};
   switch (e.outcome) {
-  case Outcome::started: what = fmt::format("{} ...", participle(e.transition)); break;
+  // A start or success says why when the engine gave a reason ("settings changed").
+  case Outcome::started:
+    what = e.message.empty() ? fmt::format("{} ...", participle(e.transition))
+                             : fmt::format("{} ({}) ...", participle(e.transition), e.message);
+    break;
   case Outcome::succeeded:
-    what = fmt::format("{}  {:.2f}s", past_tense(e.transition), seconds);
+    what = e.message.empty() ? fmt::format("{}  {:.2f}s", past_tense(e.transition), seconds)
+                             : fmt::format("{} ({})  {:.2f}s", past_tense(e.transition), e.message, seconds);
     look = {"✔", "+", fmt::fg(fmt::terminal_color::green)};
     break;
   case Outcome::rolled_back:
@@ -339,8 +346,9 @@ inline Observer console_observer(std::FILE* stream = stdout) {
 }
 
 /// Renders `status()` as an aligned table: ROLE, NAME, FLAVOR, STATE, DETAIL.
-/// DETAIL is the component's detail, after what supervision says of the row
-/// and "; " when there is any: `exited 3 at 12:00:01; pid 7`, `killed by
+/// DETAIL is the component's detail, after `outdated` (its settings changed
+/// since it was provisioned: the next up updates or recreates it) and what
+/// supervision says of the row, parts joined by "; ": `exited 3 at 12:00:01; pid 7`, `killed by
 /// SIGKILL at 12:00:01, restarting (3rd)`, `failed: exited 3, 5 restarts`,
 /// `restarts 2; pid 9` (times local, HH:MM:SS).
 inline std::string status_table(std::span<const ComponentStatus> rows, bool fancy = false) {
@@ -360,9 +368,9 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
                                                        : fmt::terminal_color::bright_black;
       state = detail::styled(state, fmt::fg(color));
     }
-    std::string detail = detail::supervision_phrase(r);
-    if (!detail.empty() && !r.detail.empty()) detail += "; ";
-    detail += r.detail;
+    std::string detail = r.current ? "" : "outdated";
+    for (const std::string& part : {detail::supervision_phrase(r), r.detail})
+      if (!part.empty()) detail.append(detail.empty() ? "" : "; ").append(part);
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}  {}", r.role, w_role, r.name, w_name, r.flavor, w_flavor, state,
                        detail);
     while (!out.empty() && out.back() == ' ') out.pop_back();
@@ -423,7 +431,8 @@ inline void json_string(std::string& out, std::string_view text) {
 /// number), `exit` (null, or one of `{"code": 3, "at": T}`, `{"signal":
 /// "SIGKILL", "at": T}`, `{"liveness": "...", "at": T}`, `{"error": "...", "at":
 /// T}`, T in RFC 3339 UTC with milliseconds) and `supervision` ("none",
-/// "watching", "backing-off", "failed"), and a final newline.
+/// "watching", "backing-off", "failed") and `current` (false: outdated, its
+/// settings changed since it was provisioned), and a final newline.
 inline std::string status_json(std::span<const ComponentStatus> rows) {
   std::string out = "[";
   for (const auto& r : rows) {
@@ -454,7 +463,7 @@ inline std::string status_json(std::span<const ComponentStatus> rows) {
     }
     out += ", \"supervision\": ";
     detail::json_string(out, to_string(r.supervision));
-    out += '}';
+    out += r.current ? ", \"current\": true}" : ", \"current\": false}";
   }
   out += rows.empty() ? "]\n" : "\n]\n";
   return out;

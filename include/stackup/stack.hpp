@@ -219,8 +219,9 @@ public:
   STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
 #if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
+      const detail::WalkRound round;
       std::array<unsigned char, size> marks{};
-      detail::Run r{roles, marks, nullptr, nullptr};
+      detail::Run r{roles, marks, nullptr, nullptr, nullptr, true}; // refresh: an up brings outdated components up to date
       if (quiet<detail::Phase::provision, false>(r, std::make_index_sequence<size>{}) &&
           quiet<detail::Phase::resume, false>(r, std::make_index_sequence<size>{}))
         return;
@@ -235,6 +236,7 @@ public:
   STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
 #if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
+      const detail::WalkRound round;
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
       else quiet<detail::Phase::suspend, true>(r, std::make_index_sequence<size>{});
@@ -263,18 +265,21 @@ public:
 
   /// Every component is provisioned.
   [[nodiscard]] bool is_provisioned() const {
+    const detail::WalkRound round;
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return (static_cast<bool>(detail::held<I>(storage_).is_provisioned()) && ... && true);
     }(std::make_index_sequence<size>{});
   }
   /// Every component is running.
   [[nodiscard]] bool is_running() const {
+    const detail::WalkRound round;
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return (static_cast<bool>(detail::held<I>(storage_).is_running()) && ... && true);
     }(std::make_index_sequence<size>{});
   }
   /// One row per component, in template-argument order. Changes nothing.
   [[nodiscard]] std::array<ComponentStatus, size> status() const {
+    const detail::WalkRound round;
     const View v(const_cast<Stack&>(*this));
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return std::array<ComponentStatus, size>{v.table.status(I)...};

@@ -174,6 +174,10 @@ public:
   /// Whether the component has `exit_status()`: then, not running with no exit
   /// to report, it was brought down (a supervisor does not restart it).
   [[nodiscard]] bool reports_exits(std::string_view role) const;
+  /// False when the component is provisioned and its `is_current()` says its
+  /// settings changed since (the next up updates or recreates it); true without
+  /// that member and when nothing is provisioned. As `status(role).current`.
+  [[nodiscard]] bool is_current(std::string_view role) const;
   /// Stops the component at once, without grace (its optional `void kill()
   /// const`): what a suspend would stop is killed now. Safe to call from another
   /// thread while a suspend of the same component is in progress (a down that

@@ -333,7 +333,8 @@ class Running(StackctlCase):
         rows = json.loads(self.ok("stack", "status", "--json").stdout)
         self.assertEqual([r["role"] for r in rows], ["web", "store"])  # the file's order
         for r in rows:
-            self.assertEqual(set(r), {"role", "name", "flavor", "state", "detail", "restarts", "exit", "supervision"})
+            self.assertEqual(set(r), {"role", "name", "flavor", "state", "detail", "restarts", "exit", "supervision", "current"})
+            self.assertIs(r["current"], True)
             self.assertEqual(r["state"], "running")
             self.assertEqual((r["restarts"], r["exit"], r["supervision"]), (0, None, "none"))
         web, store = rows

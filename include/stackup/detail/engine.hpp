@@ -9,6 +9,7 @@
 
 #include <stackup/component.hpp>
 #include <stackup/detail/plan.hpp>
+#include <stackup/detail/round_hook.hpp>
 #include <stackup/errors.hpp>
 #include <stackup/events.hpp>
 #include <stackup/options.hpp>
@@ -48,6 +49,13 @@ template <class T> concept has_provision = requires(T& c) { c.provision(); };
 template <class T> concept has_resume = requires(T& c) { c.resume(); };
 template <class T> concept has_suspend = requires(T& c) { c.suspend(); };
 template <class T> concept has_deprovision = requires(T& c) { c.deprovision(); };
+/// Drift (DESIGN §11): `bool is_current() const` says whether what is provisioned
+/// matches the component's settings (default: it does); `void update()` brings a
+/// provisioned component up to date in place (without it, up recreates it).
+template <class T> concept has_is_current = requires(const T& c) {
+  { c.is_current() } -> boolean_testable;
+};
+template <class T> concept has_update = requires(T& c) { c.update(); };
 /// The two queries: all a type needs to be wrapped with a role given at run time.
 template <class T> concept has_queries = std::is_class_v<T> && has_is_provisioned<T> && has_is_running<T>;
 
@@ -61,9 +69,12 @@ template <class T, Transition X> inline constexpr bool has_action =
                                : has_deprovision<T>;
 /// The bit of transition t in Ops::actions.
 inline constexpr unsigned char action_bit(Transition t) noexcept { return static_cast<unsigned char>(1u << static_cast<int>(t)); }
+/// Ops::actions bits beyond the four actions: the type has is_current(), update().
+inline constexpr unsigned char tells_current = 16, updates = 32;
 template <class C> inline constexpr unsigned char actions_of =
     (has_provision<C> ? action_bit(Transition::provision) : 0) | (has_resume<C> ? action_bit(Transition::resume) : 0) |
-    (has_suspend<C> ? action_bit(Transition::suspend) : 0) | (has_deprovision<C> ? action_bit(Transition::deprovision) : 0);
+    (has_suspend<C> ? action_bit(Transition::suspend) : 0) | (has_deprovision<C> ? action_bit(Transition::deprovision) : 0) |
+    (has_is_current<C> ? tells_current : 0) | (has_update<C> ? updates : 0);
 
 // ---- one operation's bookkeeping ----------------------------------------------------------
 
@@ -120,6 +131,7 @@ struct Run {
   Lock* guard = nullptr;          // set while steps run on several threads
   FailedRecord failed;            // null while nothing failed
   const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
+  bool refresh = false;               // an up: a provisioned component that is not current is brought up to date
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
@@ -137,7 +149,7 @@ struct Run {
 // ---- component types, reached at run time ----------------------------------------------
 
 /// A query or action of a component, as Ops::call does it.
-enum class Call : unsigned char { provision, resume, suspend, deprovision, is_provisioned, is_running };
+enum class Call : unsigned char { provision, resume, suspend, deprovision, is_provisioned, is_running, is_current, update };
 /// What the engine needs of one component type, built once per type.
 struct Ops {
   bool (*call)(void*, Call);                             // a query's answer; an action returns true
@@ -190,10 +202,16 @@ struct Table {
   [[nodiscard]] bool has(std::size_t k, Transition t) const {
     return (slots[k].ops->actions & action_bit(t)) != 0;
   }
+  /// False only for a provisioned component whose is_current() says so.
+  [[nodiscard]] bool is_current(std::size_t k, State s) const {
+    return s == State::deprovisioned || !(slots[k].ops->actions & tells_current) ||
+           slots[k].ops->call(slots[k].object, Call::is_current);
+  }
   [[nodiscard]] ComponentStatus status(std::size_t k) const {
     const Ops& o = *slots[k].ops;
-    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string(),
-            o.exit_status ? o.exit_status(slots[k].object) : std::nullopt, 0, SupervisionState::none};
+    const State s = state(k);
+    return {roles[k], name(k), s, o.flavor, o.detail ? o.detail(slots[k].object) : std::string(),
+            o.exit_status ? o.exit_status(slots[k].object) : std::nullopt, 0, SupervisionState::none, is_current(k, s)};
   }
   /// Index of `role`, or size() (linear: for messages and the command line).
   [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
@@ -290,22 +308,28 @@ struct Indirect {
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
   [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
-  [[gnu::noinline]] Did act(Transition x, bool undo, std::string_view advice) { // one copy for every step of the walk
+  [[nodiscard]] bool is_current() const { return !(t.slots[k].ops->actions & tells_current) || t.slots[k].ops->call(t.slots[k].object, Call::is_current); }
+  [[nodiscard]] bool has_update() const { return (t.slots[k].ops->actions & updates) != 0; }
+  /// Action x (with `update`: the component's update(), reported as x), its
+  /// start and success events saying `why` it is done.
+  [[gnu::noinline]] Did act(Transition x, bool undo, std::string_view advice, std::string_view why = {},
+                            bool update = false) { // one copy for every step of the walk
     bool (*const call)(void*, Call) = t.slots[k].ops->call;
     void* const object = t.slots[k].object;
+    const Call what = update ? Call::update : static_cast<Call>(x);
     // Without an observer (tested under the lock in parallel mode), no events.
     if (!t.events->guard && !t.events->observer) {
       try {
-        call(object, static_cast<Call>(x));
+        call(object, what);
       } catch (const NotImplementedError&) {
         return Did::not_implemented;
       }
       return Did::done;
     }
-    emit(t, k, x, Outcome::started, {}, {});
+    emit(t, k, x, Outcome::started, {}, why);
     const auto t0 = Clock::now();
     try {
-      call(object, static_cast<Call>(x));
+      call(object, what);
     } catch (const NotImplementedError& e) { // the component's own reason, then the advice
       emit(t, k, x, Outcome::not_implemented, Clock::now() - t0,
            advice.empty() ? std::string(e.what()) : cat({e.what(), "; ", advice}));
@@ -314,7 +338,7 @@ struct Indirect {
       emit(t, k, x, Outcome::failed, Clock::now() - t0, current_message());
       throw;
     }
-    emit(t, k, x, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, {});
+    emit(t, k, x, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, why);
     return Did::done;
   }
   void note(Transition x, Outcome o, std::string_view message) const {
@@ -419,9 +443,10 @@ enum class Catch : unsigned char { in_step, by_walk };
 /// lacks X or throws NotImplementedError, reported as an event whose message ends
 /// with `advice`: what follows for the component, what the user can do. These
 /// messages are the one place that says it (the command line prints them as they come).
-template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view advice, bool undo = false) {
+template <Transition X, class C>
+STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view advice, bool undo = false, std::string_view why = {}) {
   if constexpr (stand_in<C>) {
-    if (c.has(X)) return c.act(X, undo, advice);
+    if (c.has(X)) return c.act(X, undo, advice, why);
     c.absent(X, advice);
     return Did::not_implemented;
   } else if constexpr (has_action<C, X>) {
@@ -449,6 +474,60 @@ template <> inline constexpr NameOf name_of_type<Indirect> = [](const void* c) {
   return static_cast<const Indirect*>(c)->t.name(static_cast<const Indirect*>(c)->k);
 };
 
+// ---- drift (DESIGN §11) -------------------------------------------------------------------
+
+/// What the events of bringing a component up to date say.
+inline constexpr std::string_view settings_changed = "settings changed";
+inline constexpr std::string_view settings_changed_update = "settings changed: update";
+
+template <class C> bool is_current(const C& c) {
+  if constexpr (stand_in<C>) return c.is_current();
+  else if constexpr (has_is_current<C>) return static_cast<bool>(c.is_current());
+  else return true;
+}
+/// The component's update(): Did::not_implemented when it has none or throws NotImplementedError.
+template <class C> Did update(C& c) {
+  if constexpr (stand_in<C>) {
+    return c.has_update() ? c.act(Transition::provision, false, "recreating it instead", settings_changed_update, true)
+                          : Did::not_implemented;
+  } else if constexpr (has_update<C>) {
+    try {
+      c.update();
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  } else {
+    return Did::not_implemented;
+  }
+}
+/// Brings provisioned component k, which is not current, up to date for an up:
+/// its update(), else suspend (when running), deprovision and provision; the
+/// resume that follows is the up's own. It sets no mark: a rollback treats it
+/// as a component the up found provisioned (its old settings are gone: it is
+/// left provisioned, with the new ones) and undoes only the up's resume of it.
+/// A failure is recorded under the action that failed; returns false then.
+template <class C> STACKUP_COLD bool refresh(C& c, std::size_t k, Run& r) {
+  Transition at = Transition::provision;
+  try {
+    if (detail::update(c) == Did::done) return true;
+    at = Transition::suspend;
+    if (c.is_running()) detail::perform<Transition::suspend>(c, "deprovision follows", false, settings_changed);
+    at = Transition::deprovision;
+    if (detail::perform<Transition::deprovision>(c, "it cannot be recreated", false, settings_changed) != Did::done)
+      detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::deprovision,
+                    "it is outdated (settings changed) and can be brought up to date only by update() or by recreating it");
+    at = Transition::provision;
+    if (detail::perform<Transition::provision>(c, {}, false, settings_changed) != Did::done)
+      detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision,
+                    "it was deprovisioned to be recreated (settings changed) and cannot provision itself");
+    return true;
+  } catch (...) {
+    r.fail(k, at);
+    return false;
+  }
+}
+
 /// Component k's part of phase P, reaching it through `c` (the component or a
 /// stand-in); `marks` is the operation's record (a local of the caller: no reload
 /// after the component's own stores). Never throws: failures go to `r`. Returns
@@ -468,6 +547,9 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
         if (detail::perform<Transition::provision>(c, {}) != Did::done)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
         marks[k] |= did_provision;
+      } else {
+        if constexpr (stand_in<C> || has_is_current<C>)
+          if (r.refresh && !detail::is_current(c)) [[unlikely]] return detail::refresh(c, k, r);
       }
       return true;
     } catch (...) {
@@ -493,7 +575,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     }
   } else if constexpr (P == Phase::up_one) {
     try {
-      if (c.is_running()) {
+      if (c.is_running() && detail::is_current(c)) {
         detail::note(__builtin_addressof(c), Transition::resume, Outcome::already_done, "already running");
         return true;
       }
@@ -633,6 +715,10 @@ template <class C> bool call_of(void* o, Call what) {
   switch (what) {
   case Call::is_provisioned: return static_cast<bool>(std::as_const(c).is_provisioned());
   case Call::is_running: return static_cast<bool>(std::as_const(c).is_running());
+  case Call::is_current:
+    if constexpr (has_is_current<C>) return static_cast<bool>(std::as_const(c).is_current());
+    break;
+  case Call::update: if constexpr (has_update<C>) c.update(); break;
   case Call::provision: if constexpr (has_provision<C>) c.provision(); break;
   case Call::resume: if constexpr (has_resume<C>) c.resume(); break;
   case Call::suspend: if constexpr (has_suspend<C>) c.suspend(); break;
@@ -817,16 +903,17 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr, bool refresh = false) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
-  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr, refresh};
 }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+  Run r = start(t, Record::marks, &o.stop, true);
+  const WalkRound round;
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -836,13 +923,14 @@ inline void up(const Table& t, const UpOptions& o) {
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
   Run r = start(t, Record::nothing, &o.stop);
+  const WalkRound round;
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+  Run r = start(t, Record::marks, &o.stop, true);
   mark_closure(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
@@ -869,6 +957,7 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
   Run r = start(t, Record::marks);
+  const WalkRound round;
   if (run_phase(t, r, p, 0, false, 0)) return;
   try {
     std::rethrow_exception(r.failed->cause);
@@ -884,6 +973,7 @@ inline void primitive(const Table& t, Phase p) {
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
   Run r = start(t, Record::nothing);
+  const WalkRound round;
   run_phase(t, r, p, 0, false, 0);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
@@ -929,6 +1019,7 @@ inline RoleRange StackView::dependents(std::string_view role) const {
   return {t_->roles.data(), on, count, on};
 }
 inline std::vector<ComponentStatus> StackView::status() const {
+  const detail::WalkRound round;
   std::vector<ComponentStatus> rows(t_->size());
   for (std::size_t k = 0; k < rows.size(); ++k) rows[k] = t_->status(k);
   return rows;
@@ -977,6 +1068,10 @@ inline int StackView::exit_fd(std::string_view role) const {
 inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
+}
+inline bool StackView::is_current(std::string_view role) const {
+  const std::size_t k = at(role);
+  return t_->is_current(k, (t_->slots[k].ops->actions & detail::tells_current) ? t_->state(k) : State::running);
 }
 inline bool StackView::kill(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];

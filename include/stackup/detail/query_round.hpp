@@ -6,6 +6,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <stackup/detail/round_hook.hpp>
+
 #include <atomic>
 #include <cstdint>
 
@@ -36,5 +38,14 @@ inline std::uint64_t current_query_round() noexcept {
   return QueryRounds::open.load(std::memory_order_relaxed) == 0 ? 0
                                                                 : QueryRounds::number.load(std::memory_order_relaxed);
 }
+
+// The engine opens its rounds through RoundHooks (detail/round_hook.hpp), set
+// here, in any program that compiles a component reading current_query_round().
+inline void open_query_round() noexcept {
+  QueryRounds::number.fetch_add(1, std::memory_order_relaxed);
+  QueryRounds::open.fetch_add(1, std::memory_order_relaxed);
+}
+inline void close_query_round() noexcept { QueryRounds::open.fetch_sub(1, std::memory_order_relaxed); }
+inline const bool query_rounds_hooked = (RoundHooks::open = &open_query_round, RoundHooks::close = &close_query_round, true);
 
 } // namespace stackup::detail
