@@ -236,13 +236,17 @@ TEST_CASE("container: named volumes it creates go with it; one it found stays; b
   const std::uint16_t port = ports::free_port();
   auto cfg = web_config(stack, port);
   cfg.command = {"httpd", "-f", "-p", "80", "-h", "/site"};
-  cfg.volumes = {own + ":/data", found + ":/kept", "./site:/site:ro"};
+  cfg.volumes = {own + ":/data", found + ":/kept", "./site:/site:ro", "~/home:/home-dir:ro"};
   cfg.working_dir = dir.path;
+  fs::create_directories(dir.path / "home");
+  files::spit(dir.path / "home/f", "from home\n");
+  SetEnv home("HOME", dir.path.string()); // `~` is expanded by stackup: the engines take it as a volume name
   Web web(cfg);
   web.provision();
   CHECK(output_of("podman volume inspect --format '{{index .Labels \"io.stackup.role\"}}' " + own) == "web");
   web.resume();
   CHECK(contains(http_get(port), "from the bind mount"));
+  CHECK(output_of("podman exec " + web.container_name() + " cat /home-dir/f") == "from home");
   web.deprovision();
   CHECK(podman::sh("podman volume exists " + own) != 0);
   CHECK(podman::sh("podman volume exists " + found) == 0);
@@ -259,6 +263,21 @@ TEST_CASE("container: readiness: an exit before it is ready fails resume with it
   const std::string e = error_of([&] { web.resume(); });
   CHECK(contains(e, "exited with code 3 before it was ready"));
   CHECK(contains(e, "going away"));
+}
+
+TEST_CASE("container: with a restart policy, an exit during start-up is left to the policy") {
+  const std::string stack = unique_stack("policy");
+  Cleanup cleanup(stack);
+  auto cfg = web_config(stack, ports::free_port());
+  cfg.command = {"sh", "-c", "exit 3"};
+  cfg.restart.policy = stackup::Restart::on_failure;
+  Web web(cfg);
+  web.provision();
+  web.resume(); // no error: a supervisor restarts it by its policy
+  CHECK_FALSE(web.is_running());
+  REQUIRE(web.exit_status());
+  CHECK(web.exit_status()->code == 3);
+  CHECK(web.supervision().restart.policy == stackup::Restart::on_failure);
 }
 
 TEST_CASE("container: without a probe, the image's healthcheck decides readiness") {

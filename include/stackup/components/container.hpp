@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -291,8 +292,9 @@ public:
   /// Starts the container and waits until it is ready (ContainerConfig::ready).
   /// Nothing to start when it runs. TransitionError when a published port is
   /// taken (naming it and its holder), it exits before it is ready (with its
-  /// exit code and last log lines), or it is not ready within start_timeout (it
-  /// is stopped); ProvisioningError when there is no container.
+  /// exit code and last log lines; with a restart policy that exit is left to
+  /// the policy instead), or it is not ready within start_timeout (it is
+  /// stopped); ProvisioningError when there is no container.
   void resume() {
     const auto e = engine();
     forget(e);
@@ -425,6 +427,12 @@ private:
     for (const auto& v : config_.volumes) {
       const auto colon = v.find(':');
       const std::string source = v.substr(0, colon);
+      if (source.front() == '~' && (source.size() == 1 || source[1] == '/')) { // the engines do not expand it
+        const char* home = std::getenv("HOME");
+        out.push_back(detail::normal_directory(std::string(home != nullptr ? home : "/") + source.substr(1)).string() +
+                      v.substr(colon));
+        continue;
+      }
       if (source.front() != '.') {
         out.push_back(v);
         continue;
@@ -513,6 +521,8 @@ private:
       if (!r.ok() || f.size() < 3)
         fail(Transition::resume, "cannot read the state of container " + container_name() + ": " + dc::why(e, r));
       if (f[0] != "running") {
+        // With a restart policy the exit is the policy's (DESIGN §10): exit_status() tells it.
+        if (config_.restart.policy != Restart::no) return;
         const std::string tail = log_tail(e, id);
         fail(Transition::resume, "container " + container_name() + " exited with code " + f[1] + " before it was ready" + tail);
       }
