@@ -342,6 +342,26 @@ TEST_CASE("container: within a query round, the containers of one stack ask the 
   }
 }
 
+TEST_CASE("container: env values reach the container exactly, and never the engine's command line") {
+  const std::string stack = unique_stack("env");
+  Cleanup cleanup(stack);
+  files::TempDir bin("container-env");
+  const fs::path log = bin.path / "calls";
+  const std::string real = output_of("command -v podman");
+  REQUIRE_FALSE(real.empty());
+  files::spit(bin.path / "podman", "#!/bin/sh\necho \"$*\" >> '" + log.string() + "'\nexec " + real + " \"$@\"\n");
+  fs::permissions(bin.path / "podman", fs::perms::owner_all);
+  SetEnv path("PATH", bin.path.string() + ":" + std::getenv("PATH"));
+  auto cfg = web_config(stack, ports::free_port());
+  cfg.env = {{"SECRET", " s3cret value=1 "}, {"MULTI", "a\nb"}};
+  Web web(cfg);
+  web.provision();
+  web.resume();
+  CHECK(output_of("podman exec " + web.container_name() + " sh -c 'printf %s \"$SECRET\"'") == " s3cret value=1 ");
+  CHECK(output_of("podman exec " + web.container_name() + " sh -c 'printf %s \"$MULTI\"'") == "a\nb");
+  CHECK_FALSE(contains(files::slurp(log).value_or(""), "s3cret"));
+}
+
 TEST_CASE("container: no engine installed: an error naming both and how to install one") {
   const std::string stack = unique_stack("noengine");
   files::TempDir empty("container-empty");

@@ -274,14 +274,24 @@ public:
     std::vector<std::string> args{"create", "--name", name, "--label", std::string(stack_label) + "=" + config_.stack,
                                   "--label", std::string(role_label) + "=" + std::string(this->role_name()),
                                   "--label", std::string(config_label) + "=" + config_hash()};
-    for (const auto& [k, v] : config_.env) args.insert(args.end(), {"--env", k + "=" + v});
+    // Values go through standard input (--env-file /dev/stdin), not the command
+    // line, which every user can read in /proc; one the file format cannot
+    // hold (a line break) goes as an argument.
+    std::string env_file;
+    for (const auto& [k, v] : config_.env) {
+      const bool fits = (k + v).find_first_of("\r\n") == std::string::npos && !k.empty() && k.front() != '#' &&
+                        k.find_first_of(" \t") == std::string::npos;
+      if (fits) env_file += k + "=" + v + "\n";
+      else args.insert(args.end(), {"--env", k + "=" + v});
+    }
+    if (!env_file.empty()) args.insert(args.end(), {"--env-file", "/dev/stdin"});
     for (const auto& p : config_.ports) args.insert(args.end(), {"--publish", p});
     for (const auto& v : resolved_volumes()) args.insert(args.end(), {"--volume", v});
     if (!config_.user.empty()) args.insert(args.end(), {"--user", config_.user});
     args.insert(args.end(), config_.run_args.begin(), config_.run_args.end());
     args.push_back(config_.image);
     args.insert(args.end(), config_.command.begin(), config_.command.end());
-    const auto r = detail::container::run(e, args);
+    const auto r = detail::container::run(e, args, std::chrono::minutes(2), env_file);
     forget(e);
     if (r.ok()) return;
     if (detail::container::classify(r.stderr_tail) == detail::container::Failure::name_taken) refuse_foreign(e, name);
