@@ -27,6 +27,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -39,6 +41,8 @@ using messages::error_of;
 
 static_assert(stackup::Provisionable<Web> && stackup::Resumable<Web> && stackup::Suspendable<Web> &&
               stackup::Deprovisionable<Web>);
+// Without a template argument it takes its role at run time, as LocalDaemon{cfg}.
+static_assert(std::is_same_v<decltype(stackup::Container{std::declval<stackup::ContainerConfig>()}), stackup::Container<"">>);
 
 // A stack name no other test (or run) uses.
 std::string unique_stack(std::string_view what) {
