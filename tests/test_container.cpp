@@ -70,8 +70,10 @@ struct Cleanup {
   ~Cleanup() {
     const std::string filter = " --filter label=io.stackup.stack=" + stack;
     podman::sh("podman ps -aq" + filter + " | xargs -r podman rm -f -t 0 >/dev/null 2>&1");
-    podman::sh("podman rm -f -t 0 stackup-" + stack + "-web stackup-" + stack + "-api >/dev/null 2>&1");
+    // One at a time: podman removes none of the names when one is missing.
+    for (const char* role : {"web", "api"}) podman::sh("podman rm -f -t 0 stackup-" + stack + "-" + role + " >/dev/null 2>&1");
     podman::sh("podman volume ls -q" + filter + " | xargs -r podman volume rm -f >/dev/null 2>&1");
+    podman::sh("podman volume ls -q --filter name=" + stack + " | xargs -r podman volume rm -f >/dev/null 2>&1");
   }
   Cleanup(const Cleanup&) = delete;
   Cleanup& operator=(const Cleanup&) = delete;
