@@ -11,6 +11,7 @@
 #if defined(__cplusplus) && __cplusplus >= 202002L
 #include <stackup/any_component.hpp>
 #include <stackup/components/command.hpp>
+#include <stackup/components/container.hpp>
 #include <stackup/components/local_daemon.hpp>
 #include <stackup/components/local_directory.hpp>
 #include <stackup/dynamic_stack.hpp>
@@ -180,6 +181,7 @@ inline std::string render(const Record& r, bool inline_table) {
 struct Context {
   std::string file;
   std::filesystem::path directory;
+  std::string stack_name; // the stack's name (`name`, or the directory's), known before any component is read
   std::map<std::string, std::string, std::less<>> dotenv;
   std::vector<std::unique_ptr<Record>> records;
   // Bytes all values have expanded to so far: a small file whose many ${A}
@@ -770,6 +772,9 @@ public:
   [[nodiscard]] const std::string& role() const noexcept { return role_; }
   /// The directory relative paths resolve against (the stack file's).
   [[nodiscard]] const std::filesystem::path& directory() const noexcept { return ctx_->directory; }
+  /// The stack's name (the file's `name`, or its directory's name), for
+  /// components that name what they create after it (containers).
+  [[nodiscard]] const std::string& stack_name() const noexcept { return ctx_->stack_name; }
   /// How errors name this table: `component 'cache' (local_daemon)` (the
   /// flavour as the file names it), or `'ready' of component 'cache'
   /// (local_daemon)` for a table from table(). For a factory's own messages:
@@ -1038,7 +1043,7 @@ private:
 /// turns the component's table into a component.
 class Flavors {
 public:
-  /// local_daemon, local_directory and command: the shipped components, each
+  /// local_daemon, local_directory, command and container: the shipped components, each
   /// read by the from_table beside it (LocalDaemon<>::from_table, ...).
   [[nodiscard]] static Flavors builtin();
 
@@ -1105,6 +1110,7 @@ inline Flavors Flavors::builtin() {
   f.add<LocalDaemon<>>("local_daemon");
   f.add<LocalDirectory<>>("local_directory");
   f.add<Command<>>("command");
+  f.add<Container<>>("container");
   return f;
 }
 
@@ -1157,6 +1163,7 @@ inline DynamicStack detail::stack_file::parse(const StackFileSource& source, con
     }
   }
 
+  ctx.stack_name = name;
   std::vector<AnyComponent> parts;
   struct Entry {
     std::string role;

@@ -59,6 +59,9 @@ int consume(int argc, char** argv) {
   parts.emplace_back(Tracker{});
   parts.emplace_back(std::string(stackup::roles::artifact_store),
                      stackup::LocalDirectory{{.name = "dir", .path = root / "dir"}});
+  stackup::Container<"model_deployer"> container{{.stack = "dynamic", .image = "busybox", .ports = {"8080:80"}}};
+  if (!container.is_current() || container.exit_status()) container.kill();
+  parts.emplace_back(std::move(container));
   stackup::DynamicStack dynamic{"dynamic", std::move(parts)};
   dynamic.up({.parallel = true});
   dynamic.down();
