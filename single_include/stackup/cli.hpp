@@ -748,6 +748,7 @@ inline std::string Grammar::bash_completion() const {
 #include <chrono>
 #include <csignal>
 #include <cstddef>
+#include <functional>
 #include <iostream>
 #include <ostream>
 #include <stop_token>
@@ -789,13 +790,19 @@ struct SignalState {
   static inline int wake = -1;                         // write end of the pipe the watcher reads
   static inline char again[512]{};                     // said on a second signal, before exiting
   static inline std::size_t again_size = 0;
+  static inline volatile std::sig_atomic_t handing_over = 0; // a second signal goes to the watcher
+  static inline volatile std::sig_atomic_t seen = 0;         // signals caught so far
 };
 
 // First signal: wake the watcher (which asks the operation to stop). Second: say
 // what state things may be in and end the process at once. Async-signal-safe.
+// With an `on_again` (Interrupts), the second goes to the watcher, which runs it
+// first; a third ends the process at once whatever it is doing.
 inline void on_signal(int sig) {
-  if (SignalState::caught == 0) {
-    SignalState::caught = sig;
+  const int n_seen = SignalState::seen + 1;
+  SignalState::seen = n_seen;
+  if (n_seen == 1) SignalState::caught = sig;
+  if (n_seen == 1 || (n_seen == 2 && SignalState::handing_over != 0)) {
     const char byte = 1;
     [[maybe_unused]] const auto n = ::write(SignalState::wake, &byte, 1);
     return;
@@ -805,16 +812,20 @@ inline void on_signal(int sig) {
 }
 
 /// While it lives, SIGINT and SIGTERM ask the operation to stop (through
-/// `token()`); a second one ends the process at once. The host's handlers are
-/// put back when it dies. Without a pipe (no descriptors left) it does nothing.
+/// `token()`); a second one ends the process at once, after `on_again` when
+/// given (it runs on a thread of its own: e.g. kill what is left without
+/// grace), saying `again` either way. The host's handlers are put back when it
+/// dies. Without a pipe (no descriptors left) it does nothing.
 class Interrupts {
 public:
-  explicit Interrupts(std::string_view again) {
+  explicit Interrupts(std::string_view again, std::function<void()> on_again = {}) : on_again_(std::move(on_again)) {
     if (::pipe2(fds_, O_CLOEXEC) != 0) {
       fds_[0] = fds_[1] = -1;
       return;
     }
     SignalState::caught = 0;
+    SignalState::seen = 0;
+    SignalState::handing_over = on_again_ ? 1 : 0;
     SignalState::wake = fds_[1];
     SignalState::again_size = std::min(again.size(), sizeof SignalState::again);
     std::copy_n(again.data(), SignalState::again_size, SignalState::again);
@@ -828,11 +839,19 @@ public:
     installed_int_ = take(SIGINT, sa, host_int_);
     installed_term_ = take(SIGTERM, sa, host_term_);
     watcher_ = std::jthread([this] {
-      char byte = 0;
-      ssize_t n = 0;
-      while ((n = ::read(fds_[0], &byte, 1)) < 0 && errno == EINTR) {
+      for (int signals = 0;;) {
+        char byte = 0;
+        const ssize_t n = ::read(fds_[0], &byte, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n != 1) return; // closed: this object is going
+        if (++signals == 1) {
+          source_.request_stop();
+          continue;
+        }
+        on_again_();
+        [[maybe_unused]] const auto w = ::write(STDERR_FILENO, SignalState::again, SignalState::again_size);
+        ::_exit(128 + SignalState::caught);
       }
-      if (n == 1) source_.request_stop();
     });
   }
   ~Interrupts() {
@@ -840,6 +859,7 @@ public:
     if (installed_int_) ::sigaction(SIGINT, &host_int_, nullptr);
     if (installed_term_) ::sigaction(SIGTERM, &host_term_, nullptr);
     SignalState::wake = -1;
+    SignalState::handing_over = 0;
     ::close(fds_[1]); // the watcher's read ends
     watcher_.join();
     ::close(fds_[0]);
@@ -860,6 +880,7 @@ private:
   int fds_[2]{-1, -1};
   bool installed_int_ = false, installed_term_ = false;
   struct sigaction host_int_ {}, host_term_ {};
+  std::function<void()> on_again_;
   std::stop_source source_;
   std::jthread watcher_;
 };
@@ -2184,10 +2205,16 @@ private:
     const PipeGuard pipe_guard;
     // One handling of Ctrl-C from the start of up to the end of down, so that
     // none goes unhandled between them: the first stops what runs (up rolls
-    // back), a second ends the process at once.
-    const Interrupts interrupts(fmt::format("\n{0}: interrupted again: stopped at once; parts of the stack may still be "
-                                            "up: '{0} stack status' shows them, '{0} stack down' takes them down\n",
-                                            program_));
+    // back, or the stack goes down), a second kills what is left without grace
+    // (each component that can: kill()) and ends the process at once.
+    const Interrupts interrupts(
+        fmt::format("\n{0}: interrupted again: what was left was killed, without waiting; '{0} stack status' shows "
+                    "what is still there, '{0} stack down' takes it down\n",
+                    program_),
+        [this] {
+          const auto roles = stack_.roles();
+          for (std::size_t i = roles.size(); i-- > 0;) (void)stack_.kill(roles[i]); // dependents first
+        });
     const std::stop_token stop = interrupts.token();
     if (const int code = operate(cmd, &stop); code != exit_success) return code;
     // Wakes the supervisor, and this thread, at the first Ctrl-C.
@@ -2242,7 +2269,8 @@ private:
                              },
                              .wake_fd = wake,
                              .on_exit = cmd.abort_on_exit ? OnExit::abort : OnExit::policy,
-                             .state_dir = state_dir};
+                             .state_dir = state_dir,
+                             .lock_file = std::filesystem::path(options_.lock_file)};
     bool failed = false;
     std::optional<std::pair<std::string, Exit>> ended; // --abort-on-exit: who exited, and how
     try {

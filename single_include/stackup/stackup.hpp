@@ -568,6 +568,10 @@ struct ComponentStatus {
   std::optional<Exit> exit{};
   unsigned restarts = 0; ///< restarts by its supervisor since its last up (0 when none is running)
   SupervisionState supervision = SupervisionState::none; ///< as its supervisor reports it
+  /// False when it is provisioned and its `is_current()` says its settings
+  /// changed since (DESIGN §11): the next up updates or recreates it. True for a
+  /// component without `is_current()` and for one not provisioned.
+  bool current = true;
 };
 
 /// What a supervisor (stackup::supervise) reports, besides the ordinary events
@@ -960,6 +964,40 @@ void mark_dependents(std::size_t k, std::span<const std::size_t> order, std::spa
 } // namespace stackup::detail
 // ---- end stackup/detail/plan.hpp ----
 
+// ---- begin stackup/detail/round_hook.hpp ----
+// stackup — how the engine opens a query round (detail/query_round.hpp) for a
+// walk of a whole stack without putting <atomic> in every stack's includes:
+// query_round.hpp, which the components that answer from a round include, sets
+// the hooks; with no such component compiled in, a walk opens nothing. Not public API.
+// SPDX-License-Identifier: MIT
+
+namespace stackup::detail {
+
+struct RoundHooks {
+  static inline void (*open)() noexcept = nullptr;
+  static inline void (*close)() noexcept = nullptr;
+};
+
+/// A query round for its lifetime: one per walk of a whole stack (status, up,
+/// down, the primitives). A query of one component alone never opens one.
+class WalkRound {
+public:
+  WalkRound() noexcept : close_(RoundHooks::close) {
+    if (close_) RoundHooks::open();
+  }
+  ~WalkRound() {
+    if (close_) close_();
+  }
+  WalkRound(const WalkRound&) = delete;
+  WalkRound& operator=(const WalkRound&) = delete;
+
+private:
+  void (*close_)() noexcept; // read once: the round closed is the round opened
+};
+
+} // namespace stackup::detail
+// ---- end stackup/detail/round_hook.hpp ----
+
 // ---- begin stackup/stack_view.hpp ----
 // stackup — StackView: a stack's public, read-only face (DESIGN §12). Both kinds
 // of stack give one (`stack.view()`); whatever is built on a stack (the command
@@ -1236,6 +1274,15 @@ public:
   /// Whether the component has `exit_status()`: then, not running with no exit
   /// to report, it was brought down (a supervisor does not restart it).
   [[nodiscard]] bool reports_exits(std::string_view role) const;
+  /// False when the component is provisioned and its `is_current()` says its
+  /// settings changed since (the next up updates or recreates it); true without
+  /// that member and when nothing is provisioned. As `status(role).current`.
+  [[nodiscard]] bool is_current(std::string_view role) const;
+  /// Stops the component at once, without grace (its optional `void kill()
+  /// const`): what a suspend would stop is killed now. Safe to call from another
+  /// thread while a suspend of the same component is in progress (a down that
+  /// waits out its stop timeout). False, doing nothing, when it has no kill().
+  bool kill(std::string_view role) const;
   /// Its restart policy, liveness probe and on_dependency_restart (its
   /// `supervision()`; the defaults, `Restart::no`, without one).
   [[nodiscard]] SupervisionConfig supervision(std::string_view role) const;
@@ -1311,6 +1358,13 @@ template <class T> concept has_provision = requires(T& c) { c.provision(); };
 template <class T> concept has_resume = requires(T& c) { c.resume(); };
 template <class T> concept has_suspend = requires(T& c) { c.suspend(); };
 template <class T> concept has_deprovision = requires(T& c) { c.deprovision(); };
+/// Drift (DESIGN §11): `bool is_current() const` says whether what is provisioned
+/// matches the component's settings (default: it does); `void update()` brings a
+/// provisioned component up to date in place (without it, up recreates it).
+template <class T> concept has_is_current = requires(const T& c) {
+  { c.is_current() } -> boolean_testable;
+};
+template <class T> concept has_update = requires(T& c) { c.update(); };
 /// The two queries: all a type needs to be wrapped with a role given at run time.
 template <class T> concept has_queries = std::is_class_v<T> && has_is_provisioned<T> && has_is_running<T>;
 
@@ -1324,9 +1378,12 @@ template <class T, Transition X> inline constexpr bool has_action =
                                : has_deprovision<T>;
 /// The bit of transition t in Ops::actions.
 inline constexpr unsigned char action_bit(Transition t) noexcept { return static_cast<unsigned char>(1u << static_cast<int>(t)); }
+/// Ops::actions bits beyond the four actions: the type has is_current(), update().
+inline constexpr unsigned char tells_current = 16, updates = 32;
 template <class C> inline constexpr unsigned char actions_of =
     (has_provision<C> ? action_bit(Transition::provision) : 0) | (has_resume<C> ? action_bit(Transition::resume) : 0) |
-    (has_suspend<C> ? action_bit(Transition::suspend) : 0) | (has_deprovision<C> ? action_bit(Transition::deprovision) : 0);
+    (has_suspend<C> ? action_bit(Transition::suspend) : 0) | (has_deprovision<C> ? action_bit(Transition::deprovision) : 0) |
+    (has_is_current<C> ? tells_current : 0) | (has_update<C> ? updates : 0);
 
 // ---- one operation's bookkeeping ----------------------------------------------------------
 
@@ -1383,6 +1440,7 @@ struct Run {
   Lock* guard = nullptr;          // set while steps run on several threads
   FailedRecord failed;            // null while nothing failed
   const StopTokenRef* stop = nullptr; // the options' token, or null: nothing to check
+  bool refresh = false;               // an up: a provisioned component that is not current is brought up to date
 
   /// Call inside a catch: records the exception being handled.
   STACKUP_COLD void fail(std::size_t k, Transition t, bool rollback = false) {
@@ -1400,7 +1458,7 @@ struct Run {
 // ---- component types, reached at run time ----------------------------------------------
 
 /// A query or action of a component, as Ops::call does it.
-enum class Call : unsigned char { provision, resume, suspend, deprovision, is_provisioned, is_running };
+enum class Call : unsigned char { provision, resume, suspend, deprovision, is_provisioned, is_running, is_current, update };
 /// What the engine needs of one component type, built once per type.
 struct Ops {
   bool (*call)(void*, Call);                             // a query's answer; an action returns true
@@ -1416,6 +1474,7 @@ struct Ops {
   std::optional<Exit> (*exit_status)(const void*);       // null: not known
   SupervisionConfig (*supervision)(const void*);         // null: the defaults
   bool (*is_stopped)(const void*);                       // null: when not running
+  void (*kill)(const void*);                             // null: it has no kill()
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -1452,10 +1511,16 @@ struct Table {
   [[nodiscard]] bool has(std::size_t k, Transition t) const {
     return (slots[k].ops->actions & action_bit(t)) != 0;
   }
+  /// False only for a provisioned component whose is_current() says so.
+  [[nodiscard]] bool is_current(std::size_t k, State s) const {
+    return s == State::deprovisioned || !(slots[k].ops->actions & tells_current) ||
+           slots[k].ops->call(slots[k].object, Call::is_current);
+  }
   [[nodiscard]] ComponentStatus status(std::size_t k) const {
     const Ops& o = *slots[k].ops;
-    return {roles[k], name(k), state(k), o.flavor, o.detail ? o.detail(slots[k].object) : std::string(),
-            o.exit_status ? o.exit_status(slots[k].object) : std::nullopt, 0, SupervisionState::none};
+    const State s = state(k);
+    return {roles[k], name(k), s, o.flavor, o.detail ? o.detail(slots[k].object) : std::string(),
+            o.exit_status ? o.exit_status(slots[k].object) : std::nullopt, 0, SupervisionState::none, is_current(k, s)};
   }
   /// Index of `role`, or size() (linear: for messages and the command line).
   [[nodiscard]] std::size_t find(std::string_view role) const noexcept {
@@ -1552,22 +1617,28 @@ struct Indirect {
   [[nodiscard]] bool is_provisioned() const { return t.is_provisioned(k); }
   [[nodiscard]] bool is_running() const { return t.is_running(k); }
   [[nodiscard]] bool has(Transition x) const { return t.has(k, x); }
-  [[gnu::noinline]] Did act(Transition x, bool undo, std::string_view advice) { // one copy for every step of the walk
+  [[nodiscard]] bool is_current() const { return !(t.slots[k].ops->actions & tells_current) || t.slots[k].ops->call(t.slots[k].object, Call::is_current); }
+  [[nodiscard]] bool has_update() const { return (t.slots[k].ops->actions & updates) != 0; }
+  /// Action x (with `update`: the component's update(), reported as x), its
+  /// start and success events saying `why` it is done.
+  [[gnu::noinline]] Did act(Transition x, bool undo, std::string_view advice, std::string_view why = {},
+                            bool update = false) { // one copy for every step of the walk
     bool (*const call)(void*, Call) = t.slots[k].ops->call;
     void* const object = t.slots[k].object;
+    const Call what = update ? Call::update : static_cast<Call>(x);
     // Without an observer (tested under the lock in parallel mode), no events.
     if (!t.events->guard && !t.events->observer) {
       try {
-        call(object, static_cast<Call>(x));
+        call(object, what);
       } catch (const NotImplementedError&) {
         return Did::not_implemented;
       }
       return Did::done;
     }
-    emit(t, k, x, Outcome::started, {}, {});
+    emit(t, k, x, Outcome::started, {}, why);
     const auto t0 = Clock::now();
     try {
-      call(object, static_cast<Call>(x));
+      call(object, what);
     } catch (const NotImplementedError& e) { // the component's own reason, then the advice
       emit(t, k, x, Outcome::not_implemented, Clock::now() - t0,
            advice.empty() ? std::string(e.what()) : cat({e.what(), "; ", advice}));
@@ -1576,7 +1647,7 @@ struct Indirect {
       emit(t, k, x, Outcome::failed, Clock::now() - t0, current_message());
       throw;
     }
-    emit(t, k, x, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, {});
+    emit(t, k, x, undo ? Outcome::rolled_back : Outcome::succeeded, Clock::now() - t0, why);
     return Did::done;
   }
   void note(Transition x, Outcome o, std::string_view message) const {
@@ -1617,6 +1688,11 @@ template <class T> concept has_supervision = requires(const T& c) {
 template <class T> concept has_is_stopped = requires(const T& c) {
   { c.is_stopped() } -> std::convertible_to<bool>;
 };
+/// `void kill() const`: stop at once, without grace — what suspend would stop is
+/// killed now. It may be called from another thread while a suspend of the same
+/// component runs (a supervisor's or a command line's second Ctrl-C); the engine
+/// never calls it itself, it only carries it (AnyComponent, StackView).
+template <class T> concept has_kill = requires(const T& c) { c.kill(); };
 template <class C> bool is_stopped(const C& c) {
   if constexpr (stand_in<C>) {
     const Slot& s = c.t.slots[c.k];
@@ -1676,9 +1752,10 @@ enum class Catch : unsigned char { in_step, by_walk };
 /// lacks X or throws NotImplementedError, reported as an event whose message ends
 /// with `advice`: what follows for the component, what the user can do. These
 /// messages are the one place that says it (the command line prints them as they come).
-template <Transition X, class C> STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view advice, bool undo = false) {
+template <Transition X, class C>
+STACKUP_ALWAYS_INLINE Did perform(C& c, std::string_view advice, bool undo = false, std::string_view why = {}) {
   if constexpr (stand_in<C>) {
-    if (c.has(X)) return c.act(X, undo, advice);
+    if (c.has(X)) return c.act(X, undo, advice, why);
     c.absent(X, advice);
     return Did::not_implemented;
   } else if constexpr (has_action<C, X>) {
@@ -1706,6 +1783,60 @@ template <> inline constexpr NameOf name_of_type<Indirect> = [](const void* c) {
   return static_cast<const Indirect*>(c)->t.name(static_cast<const Indirect*>(c)->k);
 };
 
+// ---- drift (DESIGN §11) -------------------------------------------------------------------
+
+/// What the events of bringing a component up to date say.
+inline constexpr std::string_view settings_changed = "settings changed";
+inline constexpr std::string_view settings_changed_update = "settings changed: update";
+
+template <class C> bool is_current(const C& c) {
+  if constexpr (stand_in<C>) return c.is_current();
+  else if constexpr (has_is_current<C>) return static_cast<bool>(c.is_current());
+  else return true;
+}
+/// The component's update(): Did::not_implemented when it has none or throws NotImplementedError.
+template <class C> Did update(C& c) {
+  if constexpr (stand_in<C>) {
+    return c.has_update() ? c.act(Transition::provision, false, "recreating it instead", settings_changed_update, true)
+                          : Did::not_implemented;
+  } else if constexpr (has_update<C>) {
+    try {
+      c.update();
+    } catch (const NotImplementedError&) {
+      return Did::not_implemented;
+    }
+    return Did::done;
+  } else {
+    return Did::not_implemented;
+  }
+}
+/// Brings provisioned component k, which is not current, up to date for an up:
+/// its update(), else suspend (when running), deprovision and provision; the
+/// resume that follows is the up's own. It sets no mark: a rollback treats it
+/// as a component the up found provisioned (its old settings are gone: it is
+/// left provisioned, with the new ones) and undoes only the up's resume of it.
+/// A failure is recorded under the action that failed; returns false then.
+template <class C> STACKUP_COLD bool refresh(C& c, std::size_t k, Run& r) {
+  Transition at = Transition::provision;
+  try {
+    if (detail::update(c) == Did::done) return true;
+    at = Transition::suspend;
+    if (c.is_running()) detail::perform<Transition::suspend>(c, "deprovision follows", false, settings_changed);
+    at = Transition::deprovision;
+    if (detail::perform<Transition::deprovision>(c, "it cannot be recreated", false, settings_changed) != Did::done)
+      detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::deprovision,
+                    "it is outdated (settings changed) and can be brought up to date only by update() or by recreating it");
+    at = Transition::provision;
+    if (detail::perform<Transition::provision>(c, {}, false, settings_changed) != Did::done)
+      detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision,
+                    "it was deprovisioned to be recreated (settings changed) and cannot provision itself");
+    return true;
+  } catch (...) {
+    r.fail(k, at);
+    return false;
+  }
+}
+
 /// Component k's part of phase P, reaching it through `c` (the component or a
 /// stand-in); `marks` is the operation's record (a local of the caller: no reload
 /// after the component's own stores). Never throws: failures go to `r`. Returns
@@ -1725,6 +1856,9 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
         if (detail::perform<Transition::provision>(c, {}) != Did::done)
           detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::provision, "it is not provisioned and cannot provision itself");
         marks[k] |= did_provision;
+      } else {
+        if constexpr (stand_in<C> || has_is_current<C>)
+          if (r.refresh && !detail::is_current(c)) [[unlikely]] return detail::refresh(c, k, r);
       }
       return true;
     } catch (...) {
@@ -1750,7 +1884,7 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
     }
   } else if constexpr (P == Phase::up_one) {
     try {
-      if (c.is_running()) {
+      if (c.is_running() && detail::is_current(c)) {
         detail::note(__builtin_addressof(c), Transition::resume, Outcome::already_done, "already running");
         return true;
       }
@@ -1890,6 +2024,10 @@ template <class C> bool call_of(void* o, Call what) {
   switch (what) {
   case Call::is_provisioned: return static_cast<bool>(std::as_const(c).is_provisioned());
   case Call::is_running: return static_cast<bool>(std::as_const(c).is_running());
+  case Call::is_current:
+    if constexpr (has_is_current<C>) return static_cast<bool>(std::as_const(c).is_current());
+    break;
+  case Call::update: if constexpr (has_update<C>) c.update(); break;
   case Call::provision: if constexpr (has_provision<C>) c.provision(); break;
   case Call::resume: if constexpr (has_resume<C>) c.resume(); break;
   case Call::suspend: if constexpr (has_suspend<C>) c.suspend(); break;
@@ -1904,6 +2042,7 @@ template <class C> int exit_fd_of(const void* o) { return static_cast<int>(stati
 template <class C> std::optional<Exit> exit_status_of(const void* o) { return static_cast<const C*>(o)->exit_status(); }
 template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
 template <class C> bool is_stopped_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_stopped()); }
+template <class C> void kill_of(const void* o) { static_cast<const C*>(o)->kill(); }
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -1932,6 +2071,10 @@ template <class C> constexpr auto is_stopped_entry() {
   if constexpr (has_is_stopped<C>) return &is_stopped_of<C>;
   else return static_cast<bool (*)(const void*)>(nullptr);
 }
+template <class C> constexpr auto kill_entry() {
+  if constexpr (has_kill<C>) return &kill_of<C>;
+  else return static_cast<void (*)(const void*)>(nullptr);
+}
 template <class C> constexpr auto supervision_entry() {
   if constexpr (has_supervision<C>) return &supervision_of<C>;
   else return static_cast<SupervisionConfig (*)(const void*)>(nullptr);
@@ -1958,6 +2101,7 @@ inline constexpr Ops ops_of{
     exit_status_entry<C>(),
     supervision_entry<C>(),
     is_stopped_entry<C>(),
+    kill_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -2068,16 +2212,17 @@ inline bool run_phase(const Table& t, Run& r, Phase p, unsigned char scope, bool
 /// it did and which components it acts on (up, per-component operations).
 enum class Record : unsigned char { nothing, marks };
 
-inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr) {
+inline Run start(const Table& t, Record record, const StopTokenRef* stop = nullptr, bool refresh = false) {
   check_not_reporting(t);
   if (record == Record::marks)
     for (auto& m : t.marks) m = 0;
-  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr};
+  return Run{t.roles, t.marks, nullptr, nullptr, stop && stop->stop_possible() ? stop : nullptr, refresh};
 }
 
 /// `zenml stack up`: provision() then resume(), all-or-nothing unless `.rollback = false`.
 inline void up(const Table& t, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+  Run r = start(t, Record::marks, &o.stop, true);
+  const WalkRound round;
   if (run_phase(t, r, Phase::provision, 0, o.parallel, o.max_threads) &&
       run_phase(t, r, Phase::resume, 0, o.parallel, o.max_threads))
     return;
@@ -2087,13 +2232,14 @@ inline void up(const Table& t, const UpOptions& o) {
 /// `zenml stack down [--force]`: every component tried, one TransitionError listing all failures.
 inline void down(const Table& t, const DownOptions& o) {
   Run r = start(t, Record::nothing, &o.stop);
+  const WalkRound round;
   run_phase(t, r, o.force ? Phase::force : Phase::suspend, 0, o.parallel, o.max_threads);
   if (r.failed) [[unlikely]] raise(t, r, "down");
 }
 
 /// `zenml <role> up`: k's dependencies first, then k.
 inline void up_one(const Table& t, std::size_t k, const UpOptions& o) {
-  Run r = start(t, Record::marks, &o.stop);
+  Run r = start(t, Record::marks, &o.stop, true);
   mark_closure(k, t.order, t.first, t.dep, t.marks.data(), in_scope);
   if (!run_phase(t, r, Phase::up_one, in_scope, o.parallel, o.max_threads)) fail_up(t, r, o, Undo::per_component);
 }
@@ -2120,6 +2266,7 @@ inline void down_one(const Table& t, std::size_t k, const DownOptions& o) {
 /// themselves, a component's own exception wrapped in TransitionError; no rollback.
 inline void primitive(const Table& t, Phase p) {
   Run r = start(t, Record::marks);
+  const WalkRound round;
   if (run_phase(t, r, p, 0, false, 0)) return;
   try {
     std::rethrow_exception(r.failed->cause);
@@ -2135,6 +2282,7 @@ inline void primitive(const Table& t, Phase p) {
 /// ZenML's suspend() / deprovision(): every component tried, then one TransitionError.
 inline void exhaustive(const Table& t, Phase p) {
   Run r = start(t, Record::nothing);
+  const WalkRound round;
   run_phase(t, r, p, 0, false, 0);
   if (r.failed) raise(t, r, p == Phase::suspend ? "suspend" : "deprovision");
 }
@@ -2180,6 +2328,7 @@ inline RoleRange StackView::dependents(std::string_view role) const {
   return {t_->roles.data(), on, count, on};
 }
 inline std::vector<ComponentStatus> StackView::status() const {
+  const detail::WalkRound round;
   std::vector<ComponentStatus> rows(t_->size());
   for (std::size_t k = 0; k < rows.size(); ++k) rows[k] = t_->status(k);
   return rows;
@@ -2228,6 +2377,16 @@ inline int StackView::exit_fd(std::string_view role) const {
 inline std::optional<Exit> StackView::exit_status(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->exit_status ? s.ops->exit_status(s.object) : std::nullopt;
+}
+inline bool StackView::is_current(std::string_view role) const {
+  const std::size_t k = at(role);
+  return t_->is_current(k, (t_->slots[k].ops->actions & detail::tells_current) ? t_->state(k) : State::running);
+}
+inline bool StackView::kill(std::string_view role) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  if (!s.ops->kill) return false;
+  s.ops->kill(s.object);
+  return true;
 }
 inline bool StackView::reports_exits(std::string_view role) const { return t_->slots[at(role)].ops->exit_status != nullptr; }
 inline SupervisionConfig StackView::supervision(std::string_view role) const {
@@ -2558,8 +2717,9 @@ public:
   STACKUP_ALWAYS_INLINE void up(UpOptions options = {}) {
 #if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
+      const detail::WalkRound round;
       std::array<unsigned char, size> marks{};
-      detail::Run r{roles, marks, nullptr, nullptr};
+      detail::Run r{roles, marks, nullptr, nullptr, nullptr, true}; // refresh: an up brings outdated components up to date
       if (quiet<detail::Phase::provision, false>(r, std::make_index_sequence<size>{}) &&
           quiet<detail::Phase::resume, false>(r, std::make_index_sequence<size>{}))
         return;
@@ -2574,6 +2734,7 @@ public:
   STACKUP_ALWAYS_INLINE void down(DownOptions options = {}) {
 #if STACKUP_INLINE_STEPS
     if (!options.parallel && !events_.observer && !options.stop) [[likely]] {
+      const detail::WalkRound round;
       detail::Run r{roles, {}, nullptr, nullptr}; // down records nothing per component
       if (options.force) quiet<detail::Phase::force, true>(r, std::make_index_sequence<size>{});
       else quiet<detail::Phase::suspend, true>(r, std::make_index_sequence<size>{});
@@ -2602,18 +2763,21 @@ public:
 
   /// Every component is provisioned.
   [[nodiscard]] bool is_provisioned() const {
+    const detail::WalkRound round;
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return (static_cast<bool>(detail::held<I>(storage_).is_provisioned()) && ... && true);
     }(std::make_index_sequence<size>{});
   }
   /// Every component is running.
   [[nodiscard]] bool is_running() const {
+    const detail::WalkRound round;
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return (static_cast<bool>(detail::held<I>(storage_).is_running()) && ... && true);
     }(std::make_index_sequence<size>{});
   }
   /// One row per component, in template-argument order. Changes nothing.
   [[nodiscard]] std::array<ComponentStatus, size> status() const {
+    const detail::WalkRound round;
     const View v(const_cast<Stack&>(*this));
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return std::array<ComponentStatus, size>{v.table.status(I)...};
@@ -2825,6 +2989,14 @@ public:
   [[nodiscard]] SupervisionConfig supervision() const {
     return ops().supervision ? ops_->supervision(object_) : SupervisionConfig{};
   }
+  /// The wrapped `kill()`: stop at once, without grace (it may run while a
+  /// suspend of the same component is in progress on another thread). False,
+  /// doing nothing, when the type has no kill().
+  bool kill() const {
+    if (!ops().kill) return false;
+    ops_->kill(object_);
+    return true;
+  }
   /// The paths the wrapped `owned_paths()` lists (absolute, lexically normal), or
   /// none when the type owns no files.
   [[nodiscard]] std::vector<std::string> owned_paths() const {
@@ -2843,12 +3015,22 @@ public:
   /// Whether the wrapped type has that action (it may still refuse at run time
   /// by throwing NotImplementedError).
   [[nodiscard]] bool has(Transition t) const { return (ops().actions & detail::action_bit(t)) != 0; }
+  /// The wrapped `is_current()` (settings unchanged since it was provisioned), or true without one.
+  [[nodiscard]] bool is_current() const { return ops().call(object_, detail::Call::is_current); }
+  /// Whether the wrapped type has `update()` (without it, up recreates an outdated component).
+  [[nodiscard]] bool has_update() const { return (ops().actions & detail::updates) != 0; }
 
   /// The wrapped action; NotImplementedError when the type lacks it.
   void provision() { act(Transition::provision); }
   void resume() { act(Transition::resume); }
   void suspend() { act(Transition::suspend); }
   void deprovision() { act(Transition::deprovision); }
+  /// The wrapped `update()`; NotImplementedError when the type lacks it.
+  void update() {
+    if (!has_update())
+      throw NotImplementedError(detail::cat({"stackup: ", role_, " '", name(), "' does not implement update()"}));
+    ops_->call(object_, detail::Call::update);
+  }
 
   /// The wrapped object if it is a T, else nullptr (as std::function::target).
   template <class T> [[nodiscard]] T* target() noexcept {
@@ -2923,12 +3105,18 @@ public:
   [[nodiscard]] bool is_running() const { return c_->is_running(); }
   /// Whether the wrapped type has that action.
   [[nodiscard]] bool has(Transition t) const { return c_->has(t); }
+  /// The wrapped `is_current()` (true without one); whether it has `update()`.
+  [[nodiscard]] bool is_current() const { return c_->is_current(); }
+  [[nodiscard]] bool has_update() const { return c_->has_update(); }
   /// The wrapped actions (NotImplementedError when the type lacks one), run on
   /// this component alone, as AnyComponent's. Not through a ConstComponentRef.
   void provision() const requires(!read_only) { c_->provision(); }
   void resume() const requires(!read_only) { c_->resume(); }
   void suspend() const requires(!read_only) { c_->suspend(); }
   void deprovision() const requires(!read_only) { c_->deprovision(); }
+  void update() const requires(!read_only) { c_->update(); }
+  /// The wrapped `kill()` (false without one), as AnyComponent's. Not through a ConstComponentRef.
+  bool kill() const requires(!read_only) { return c_->kill(); }
   /// The wrapped object if it is a T (a const T through a ConstComponentRef), else nullptr.
   template <class T> [[nodiscard]] auto* target() const noexcept { return c_->template target<T>(); }
 
@@ -3063,14 +3251,17 @@ public:
 
   /// Every component is provisioned.
   [[nodiscard]] bool is_provisioned() const {
+    const detail::WalkRound round;
     return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_provisioned(); });
   }
   /// Every component is running.
   [[nodiscard]] bool is_running() const {
+    const detail::WalkRound round;
     return std::all_of(parts_.begin(), parts_.end(), [](const AnyComponent& c) { return c.is_running(); });
   }
   /// One row per component, in the order given. Changes nothing.
   [[nodiscard]] std::vector<ComponentStatus> status() const {
+    const detail::WalkRound round;
     const detail::Table& t = table();
     std::vector<ComponentStatus> rows;
     rows.reserve(size());
@@ -3451,11 +3642,13 @@ template <> struct fmt::formatter<stackup::Outcome> : stackup::detail::NameForma
     return NameFormatter::format(stackup::to_string(v), ctx);
   }
 };
-/// `role 'name': state`, plus ` (detail)` when the component offers one.
+/// `role 'name': state`, plus ` (detail)` when the component offers one, and
+/// `outdated` first in the parentheses when its settings changed (`current` false).
 template <> struct fmt::formatter<stackup::ComponentStatus> : stackup::detail::NameFormatter {
   auto format(const stackup::ComponentStatus& s, fmt::format_context& ctx) const {
     std::string text = fmt::format("{} '{}': {}", s.role, s.name, s.state);
-    if (!s.detail.empty()) text += fmt::format(" ({})", s.detail);
+    if (!s.current) text += s.detail.empty() ? std::string(" (outdated)") : fmt::format(" (outdated; {})", s.detail);
+    else if (!s.detail.empty()) text += fmt::format(" ({})", s.detail);
     return NameFormatter::format(text, ctx);
   }
 };
@@ -3509,9 +3702,14 @@ inline std::string progress_line(const Event& e, bool fancy) {
   std::string what;
   Look look{"•", "-", fmt::fg(fmt::terminal_color::cyan)};
   switch (e.outcome) {
-  case Outcome::started: what = fmt::format("{} ...", participle(e.transition)); break;
+  // A start or success says why when the engine gave a reason ("settings changed").
+  case Outcome::started:
+    what = e.message.empty() ? fmt::format("{} ...", participle(e.transition))
+                             : fmt::format("{} ({}) ...", participle(e.transition), e.message);
+    break;
   case Outcome::succeeded:
-    what = fmt::format("{}  {:.2f}s", past_tense(e.transition), seconds);
+    what = e.message.empty() ? fmt::format("{}  {:.2f}s", past_tense(e.transition), seconds)
+                             : fmt::format("{} ({})  {:.2f}s", past_tense(e.transition), e.message, seconds);
     look = {"✔", "+", fmt::fg(fmt::terminal_color::green)};
     break;
   case Outcome::rolled_back:
@@ -3670,8 +3868,9 @@ inline Observer console_observer(std::FILE* stream = stdout) {
 }
 
 /// Renders `status()` as an aligned table: ROLE, NAME, FLAVOR, STATE, DETAIL.
-/// DETAIL is the component's detail, after what supervision says of the row
-/// and "; " when there is any: `exited 3 at 12:00:01; pid 7`, `killed by
+/// DETAIL is the component's detail, after `outdated` (its settings changed
+/// since it was provisioned: the next up updates or recreates it) and what
+/// supervision says of the row, parts joined by "; ": `exited 3 at 12:00:01; pid 7`, `killed by
 /// SIGKILL at 12:00:01, restarting (3rd)`, `failed: exited 3, 5 restarts`,
 /// `restarts 2; pid 9` (times local, HH:MM:SS).
 inline std::string status_table(std::span<const ComponentStatus> rows, bool fancy = false) {
@@ -3691,9 +3890,9 @@ inline std::string status_table(std::span<const ComponentStatus> rows, bool fanc
                                                        : fmt::terminal_color::bright_black;
       state = detail::styled(state, fmt::fg(color));
     }
-    std::string detail = detail::supervision_phrase(r);
-    if (!detail.empty() && !r.detail.empty()) detail += "; ";
-    detail += r.detail;
+    std::string detail = r.current ? "" : "outdated";
+    for (const std::string& part : {detail::supervision_phrase(r), r.detail})
+      if (!part.empty()) detail.append(detail.empty() ? "" : "; ").append(part);
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}  {}", r.role, w_role, r.name, w_name, r.flavor, w_flavor, state,
                        detail);
     while (!out.empty() && out.back() == ' ') out.pop_back();
@@ -3754,7 +3953,8 @@ inline void json_string(std::string& out, std::string_view text) {
 /// number), `exit` (null, or one of `{"code": 3, "at": T}`, `{"signal":
 /// "SIGKILL", "at": T}`, `{"liveness": "...", "at": T}`, `{"error": "...", "at":
 /// T}`, T in RFC 3339 UTC with milliseconds) and `supervision` ("none",
-/// "watching", "backing-off", "failed"), and a final newline.
+/// "watching", "backing-off", "failed") and `current` (false: outdated, its
+/// settings changed since it was provisioned), and a final newline.
 inline std::string status_json(std::span<const ComponentStatus> rows) {
   std::string out = "[";
   for (const auto& r : rows) {
@@ -3785,7 +3985,7 @@ inline std::string status_json(std::span<const ComponentStatus> rows) {
     }
     out += ", \"supervision\": ";
     detail::json_string(out, to_string(r.supervision));
-    out += '}';
+    out += r.current ? ", \"current\": true}" : ", \"current\": false}";
   }
   out += rows.empty() ? "]\n" : "\n]\n";
   return out;
@@ -6248,88 +6448,141 @@ static Held spawn_held(const SpawnOptions& o, int hold_dir, const std::string& e
   throw Error(start_error(o, plan, rep, got == sizeof rep));
 }
 
-// ---- shell commands -------------------------------------------------------------------
+// ---- programs and shell commands ------------------------------------------------------
 
-/// The result of run_shell.
+/// How run_program runs a program.
+struct ProgramOptions {
+  milliseconds timeout = milliseconds::max();           ///< then SIGTERM to its group, SIGKILL 2s later
+  std::filesystem::path working_dir{};                   ///< empty: inherit
+  const std::map<std::string, std::string>* env = nullptr; ///< added to the inherited environment (see SpawnOptions)
+  const RunAs* user = nullptr;                            ///< see SpawnOptions::user
+  bool capture_stdout = false; ///< keep its standard output (else /dev/null)
+  std::string_view input{};    ///< written to its standard input (else /dev/null); must outlive the call
+};
+
+/// The result of run_program (and run_shell).
 struct ShellResult {
-  ChildExit exit;      ///< how the shell ended (after a kill when timed out or stopped)
+  ChildExit exit;      ///< how it ended (after a kill when timed out or stopped)
   bool timed_out = false;
   bool stopped = false; ///< killed because the operation was asked to stop (stackup::stop_requested())
   std::string stderr_tail; ///< the last few KiB of its standard error
+  std::string out{};       ///< its standard output, when captured (at most 64 MiB: more is an error)
+  [[nodiscard]] bool ok() const noexcept { return !timed_out && !stopped && exit.code == CLD_EXITED && exit.status == 0; }
 };
 
-/// Runs `command` with /bin/sh -c in its own session (stdin and stdout /dev/null,
-/// stderr captured), as `user` when given (see run_as). Past `timeout`, its
-/// whole process group gets SIGTERM, then SIGKILL two seconds later. Returns when the shell exits, even if a process it
-/// started in the background still holds its stderr.
-static ShellResult run_shell(const std::string& command, milliseconds timeout,
-                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env,
-                             const RunAs* user = nullptr) {
-  constexpr std::size_t keep = 8192;
+/// Runs `argv` (argv[0] looked up in PATH) in its own session, its standard
+/// error captured (the last few KiB), its standard output captured or
+/// /dev/null, its standard input fed from `o.input` or /dev/null. Past
+/// `o.timeout`, or once the operation is asked to stop, its whole process group
+/// gets SIGTERM, then SIGKILL two seconds later. Returns when it exits, even if a
+/// process it started in the background still holds its output. Error when it
+/// cannot be started (naming argv[0]) or writes more than 64 MiB.
+static ShellResult run_program(const std::vector<std::string>& argv, const ProgramOptions& o) {
+  constexpr std::size_t keep = 8192, out_limit = std::size_t{64} << 20;
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) throw Error("stackup: cannot open /dev/null: " + sys_message(errno));
   null = above_stdio(std::move(null));
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
-  Fd err_read(p[0]), err_write(p[1]);
-  err_read = above_stdio(std::move(err_read));
-  err_write = above_stdio(std::move(err_write));
-  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+  const auto make_pipe = [](Fd& read_end, Fd& write_end) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw Error("stackup: cannot create a pipe: " + sys_message(errno));
+    read_end = above_stdio(Fd(p[0]));
+    write_end = above_stdio(Fd(p[1]));
+  };
+  Fd err_read, err_write, out_read, out_write, in_read, in_write;
+  make_pipe(err_read, err_write);
+  if (o.capture_stdout) make_pipe(out_read, out_write);
+  if (!o.input.empty()) make_pipe(in_read, in_write);
 
-  SpawnOptions o;
-  o.argv = {"/bin/sh", "-c", command};
-  o.env = &env;
-  o.working_dir = working_dir;
-  o.stdin_fd = null.get();
-  o.stdout_fd = null.get();
-  o.stderr_fd = err_write.get();
-  o.user = user;
-  const pid_t pid = spawn(o, [](pid_t) {});
+  SpawnOptions so;
+  so.argv = argv;
+  so.env = o.env;
+  so.working_dir = o.working_dir;
+  so.stdin_fd = in_read ? in_read.get() : null.get();
+  so.stdout_fd = out_write ? out_write.get() : null.get();
+  so.stderr_fd = err_write.get();
+  so.user = o.user;
+  const pid_t pid = spawn(so, [](pid_t) {});
   err_write.reset();
+  out_write.reset();
+  in_read.reset();
+  for (Fd* f : {&err_read, &out_read, &in_write})
+    if (*f) ::fcntl(f->get(), F_SETFL, O_NONBLOCK);
 
   ShellResult result;
-  bool open = true;
-  auto drain = [&] {
-    char buf[4096];
-    while (open) {
-      const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
+  std::size_t fed = 0;
+  bool too_much = false;
+  // Moves what can move without blocking: input in, output and error out.
+  auto pump = [&] {
+    char buf[16384];
+    if (err_read) {
+      for (;;) {
+        const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) err_read.reset();
+        if (n <= 0) break;
+        result.stderr_tail.append(buf, static_cast<std::size_t>(n));
+        if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+      }
+    }
+    if (out_read) {
+      for (;;) {
+        const ssize_t n = ::read(out_read.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) out_read.reset();
+        if (n <= 0) break;
+        if (result.out.size() + static_cast<std::size_t>(n) > out_limit) {
+          too_much = true;
+          out_read.reset();
+          break;
+        }
+        result.out.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    while (in_write && fed < o.input.size()) {
+      const ssize_t n = ::write(in_write.get(), o.input.data() + fed, o.input.size() - fed);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (n == 0) open = false;
+      if (n < 0 && errno == EAGAIN) break;
+      if (n < 0) { // EPIPE: it does not read its input
+        in_write.reset();
         break;
       }
-      result.stderr_tail.append(buf, static_cast<std::size_t>(n));
-      if (result.stderr_tail.size() > 2 * keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+      fed += static_cast<std::size_t>(n);
     }
+    if (in_write && fed == o.input.size()) in_write.reset(); // end of file
   };
-  auto deadline = deadline_after(timeout);
+  auto deadline = deadline_after(o.timeout);
   Backoff backoff;
   std::optional<ChildExit> ended;
+  pump();
   while (!(ended = peek_exit(pid))) {
-    if (Clock::now() >= deadline) break;
+    if (Clock::now() >= deadline || too_much) break;
     if (stop_requested()) {
       result.stopped = true;
       break;
     }
     const auto wait = std::chrono::duration_cast<milliseconds>(backoff.next(deadline));
-    if (open) {
-      pollfd pfd{err_read.get(), POLLIN, 0};
-      ::poll(&pfd, 1, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
-      drain();
-      // stderr closed: the shell is exiting. Look again within a millisecond, not
+    pollfd pfd[3];
+    nfds_t n = 0;
+    if (err_read) pfd[n++] = {err_read.get(), POLLIN, 0};
+    if (out_read) pfd[n++] = {out_read.get(), POLLIN, 0};
+    if (in_write) pfd[n++] = {in_write.get(), POLLOUT, 0};
+    if (n > 0) {
+      ::poll(pfd, n, static_cast<int>(std::max<milliseconds::rep>(wait.count(), 1)));
+      pump();
+      // Its output closed: it is exiting. Look again within a millisecond, not
       // after the pause the poll grew to (up to 10 ms per command).
-      if (!open) backoff = Backoff{};
+      if (!err_read && !out_read) backoff = Backoff{};
     } else {
       std::this_thread::sleep_for(wait);
     }
   }
   if (!ended) {
-    result.timed_out = !result.stopped;
+    result.timed_out = !result.stopped && !too_much;
     ::kill(-pid, SIGTERM);
     deadline = deadline_after(std::chrono::seconds(2));
     Backoff grace;
     while (!(ended = peek_exit(pid)) && Clock::now() < deadline) grace.sleep(deadline);
-    // The shell is not reaped yet, so its group number cannot have been reused.
+    // Not reaped yet, so its group number cannot have been reused.
     ::kill(-pid, SIGKILL);
   }
   siginfo_t si{};
@@ -6337,9 +6590,21 @@ static ShellResult run_shell(const std::string& command, milliseconds timeout,
   while ((r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED)) != 0 && errno == EINTR) {
   }
   result.exit = r == 0 ? ChildExit{si.si_code, si.si_status} : ended.value_or(ChildExit{unknown_exit, 0});
-  drain();
+  in_write.reset();
+  pump(); // what is left in the pipes (a background process may hold them: no waiting)
   if (result.stderr_tail.size() > keep) result.stderr_tail.erase(0, result.stderr_tail.size() - keep);
+  if (too_much)
+    throw Error("stackup: `" + argv.front() + "` wrote more than 64 MiB to its standard output; stopped");
   return result;
+}
+
+/// Runs `command` with /bin/sh -c (see run_program: stdout /dev/null, stderr
+/// captured), as `user` when given (see run_as).
+static ShellResult run_shell(const std::string& command, milliseconds timeout,
+                             const std::filesystem::path& working_dir, const std::map<std::string, std::string>& env,
+                             const RunAs* user = nullptr) {
+  return run_program({"/bin/sh", "-c", command},
+                     {.timeout = timeout, .working_dir = working_dir, .env = &env, .user = user});
 }
 
 }; // struct PosixSpawn
@@ -7322,6 +7587,27 @@ public:
       return fd.release();
     } catch (const std::exception&) {
       return -1; // unsafe state directory, corrupt pid file: the queries say why
+    }
+  }
+
+  /// Stops the daemon at once, without grace: SIGKILL to its main process and
+  /// to every process it holds (its waiter then records the end and exits).
+  /// Takes no lock, so it may run while a suspend in another thread waits out
+  /// the daemon's stop_timeout (a second Ctrl-C of `stack up --attach`); that
+  /// suspend then finds the daemon gone and finishes. Only processes the pid
+  /// file proves to be the daemon's are signalled (pid and start time). Errors
+  /// are swallowed: there is nothing better to do with them at that point.
+  void kill() const noexcept {
+    using px = detail::posix;
+    try {
+      const auto dir = open_state();
+      if (!dir) return;
+      const auto rec = read_pid(dir.get());
+      if (!rec) return;
+      (void)px::signal_process({rec->pid, rec->start_time}, SIGKILL);
+      for (const auto& p : px::daemon_processes(*rec)) (void)px::signal_process(p, SIGKILL);
+    } catch (...) {
+      // An unsafe state directory or a corrupt pid file: the queries say why.
     }
   }
 
@@ -8381,6 +8667,1002 @@ private:
 
 } // namespace stackup
 // ---- end stackup/components/command.hpp ----
+
+// ---- begin stackup/components/container.hpp ----
+// stackup — Container<"role">: a container that the stack creates, starts, stops
+// and removes through the engine's own command-line client (podman or docker),
+// found again by its labels, with readiness probes as LocalDaemon's.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/container_engine.hpp ----
+// stackup — a container engine driven through its own command-line client
+// (podman or docker): which one to use, running it, reading its Go-template
+// output, and turning its failures into errors that name the thing and the
+// fix. Used by Container and by the kubernetes flavour's podman engine. Not
+// part of the public API.
+// SPDX-License-Identifier: MIT
+
+
+// ---- begin stackup/detail/query_round.hpp ----
+// stackup — a query round: while a stack operation walks its components (a
+// status, an up, a down), components driven by one engine (containers, cluster
+// objects) may answer their queries from one engine call for the whole stack
+// instead of one call each. Outside a round every query asks afresh, so a
+// supervisor polling one component never reads a stale answer. Not public API.
+// SPDX-License-Identifier: MIT
+
+
+#include <atomic>
+#include <cstdint>
+
+namespace stackup::detail {
+
+struct QueryRounds {
+  static inline std::atomic<std::uint64_t> number{0}; // the latest round opened
+  static inline std::atomic<unsigned> open{0};        // rounds open now (operations may nest)
+};
+
+/// Opens a round for its lifetime. The engine opens one per walk of a stack;
+/// a component that changes what the engine would answer (it creates, starts,
+/// stops or removes something) forgets its cached answer itself.
+class QueryRound {
+public:
+  QueryRound() noexcept {
+    QueryRounds::number.fetch_add(1, std::memory_order_relaxed);
+    QueryRounds::open.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~QueryRound() { QueryRounds::open.fetch_sub(1, std::memory_order_relaxed); }
+  QueryRound(const QueryRound&) = delete;
+  QueryRound& operator=(const QueryRound&) = delete;
+};
+
+/// The round a cached answer may belong to, or 0 when none is open (then
+/// nothing may be answered from a cache).
+inline std::uint64_t current_query_round() noexcept {
+  return QueryRounds::open.load(std::memory_order_relaxed) == 0 ? 0
+                                                                : QueryRounds::number.load(std::memory_order_relaxed);
+}
+
+// The engine opens its rounds through RoundHooks (detail/round_hook.hpp), set
+// here, in any program that compiles a component reading current_query_round().
+inline void open_query_round() noexcept {
+  QueryRounds::number.fetch_add(1, std::memory_order_relaxed);
+  QueryRounds::open.fetch_add(1, std::memory_order_relaxed);
+}
+inline void close_query_round() noexcept { QueryRounds::open.fetch_sub(1, std::memory_order_relaxed); }
+inline const bool query_rounds_hooked = (RoundHooks::open = &open_query_round, RoundHooks::close = &close_query_round, true);
+
+} // namespace stackup::detail
+// ---- end stackup/detail/query_round.hpp ----
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stackup::detail::container {
+
+/// The engines stackup drives, by the word a configuration uses for them.
+inline constexpr std::string_view engine_words = "\"podman\" or \"docker\"";
+
+/// How to install an engine, for messages.
+inline constexpr std::string_view install_hint =
+    "install one (Debian/Ubuntu: apt-get install podman; Docker: https://docs.docker.com/engine/install/)";
+
+/// The engine to run: its word ("podman" or "docker") and the program found
+/// for it on PATH, once, when it was chosen (run() starts that file, not a
+/// second lookup of the name).
+struct Engine {
+  std::string word;
+  std::string program;
+  [[nodiscard]] bool is_podman() const noexcept { return word == "podman"; }
+};
+
+/// The executable file `name` in a PATH directory, or empty.
+inline std::string find_on_path(std::string_view name) {
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    const auto colon = rest.find(':');
+    std::string dir(rest.substr(0, colon));
+    if (dir.empty()) dir = ".";
+    const std::string file = dir + "/" + std::string(name);
+    struct ::stat st {};
+    if (::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(file.c_str(), X_OK) == 0) return file;
+    if (colon == std::string_view::npos) return {};
+    rest.remove_prefix(colon + 1);
+  }
+}
+
+/// Whether `word` names an engine.
+inline bool valid_engine(std::string_view word) noexcept { return word == "podman" || word == "docker"; }
+
+/// The engine for `configured` ("podman", "docker", or empty: then
+/// $STACKUP_CONTAINER_ENGINE, else podman when it is on PATH, else docker).
+/// Error naming `who`, the engine(s) looked for and how to install one.
+inline Engine find_engine(std::string_view configured, std::string_view who) {
+  const std::string where = "stackup: " + std::string(who) + ": ";
+  std::string word(configured);
+  std::string from = "engine";
+  if (word.empty()) {
+    if (const char* env = std::getenv("STACKUP_CONTAINER_ENGINE"); env != nullptr && *env != '\0') {
+      word = env;
+      from = "$STACKUP_CONTAINER_ENGINE";
+    }
+  }
+  if (!word.empty()) {
+    if (!valid_engine(word))
+      throw Error(where + from + " is \"" + word + "\": give " + std::string(engine_words));
+    std::string program = find_on_path(word);
+    if (program.empty())
+      throw Error(where + "the container engine " + word + " (" + from + ") is not on PATH: " +
+                  std::string(install_hint) + ", or choose the other engine");
+    return {word, std::move(program)};
+  }
+  for (const char* w : {"podman", "docker"})
+    if (std::string program = find_on_path(w); !program.empty()) return {w, std::move(program)};
+  throw Error(where + "no container engine found: neither podman nor docker is on PATH; " + std::string(install_hint) +
+              ", or set engine (or $STACKUP_CONTAINER_ENGINE) to the one you have");
+}
+
+/// The last non-empty line of an engine's standard error, without its
+/// "Error: " prefix: what it says went wrong.
+inline std::string last_line(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  const auto nl = text.rfind('\n');
+  std::string_view line = nl == std::string_view::npos ? text : text.substr(nl + 1);
+  for (std::string_view prefix : {"Error: ", "Error response from daemon: ", "error: "})
+    if (line.starts_with(prefix)) line.remove_prefix(prefix.size());
+  return std::string(line);
+}
+
+/// What an engine's failure means, from its standard error.
+enum class Failure : unsigned char { other, no_daemon, image_missing, port_taken, name_taken, no_such_container };
+
+inline Failure classify(std::string_view err) {
+  const auto has = [&](std::string_view s) { return err.find(s) != std::string_view::npos; };
+  if (has("Cannot connect to the Docker daemon") || has("Is the docker daemon running") ||
+      has("permission denied while trying to connect to the Docker daemon") ||
+      has("unable to connect to Podman socket") || has("Cannot connect to Podman"))
+    return Failure::no_daemon;
+  if (has("address already in use") || has("port is already allocated")) return Failure::port_taken;
+  if (has("is already in use") || has("already in use by")) return Failure::name_taken;
+  if (has("no such container") || has("No such container")) return Failure::no_such_container;
+  if (has("image not known") || has("No such image") || has("manifest unknown") || has("not found") ||
+      has("pinging container registry") || has("no such host") || has("connection refused") ||
+      has("requested access to the resource is denied") || has("pull access denied"))
+    return Failure::image_missing;
+  return Failure::other;
+}
+
+/// The result of one engine call.
+using Result = posix::ShellResult;
+
+/// Runs `engine` with `args`; its standard output captured, `input` fed to
+/// it. `timeout`: then it is killed. Error when it cannot be started.
+inline Result run(const Engine& engine, const std::vector<std::string>& args,
+                  std::chrono::milliseconds timeout = std::chrono::minutes(2), std::string_view input = {}) {
+  std::vector<std::string> argv;
+  argv.reserve(args.size() + 1);
+  argv.push_back(engine.program);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return posix::run_program(argv, {.timeout = timeout, .capture_stdout = true, .input = input});
+}
+
+/// `podman stop x` as a message shows it (arguments with spaces quoted).
+inline std::string shown(const Engine& engine, const std::vector<std::string>& args) {
+  std::string out = engine.word;
+  for (const auto& a : args)
+    out += " " + (a.find_first_of(" \t'\"") == std::string::npos && !a.empty() ? a : "'" + a + "'");
+  return out;
+}
+
+/// Why a call failed, for messages: the engine's own last line, or how it
+/// ended; and, when the engine cannot be reached at all, what to do.
+inline std::string why(const Engine& engine, const Result& r) {
+  if (r.timed_out) return "it did not finish in time";
+  if (r.stopped) return "it was stopped (a stop was requested)";
+  std::string line = last_line(r.stderr_tail);
+  if (line.empty()) line = "it exited with status " + std::to_string(r.exit.status);
+  if (classify(r.stderr_tail) == Failure::no_daemon)
+    line += " — the " + engine.word + " daemon is not reachable: start it (e.g. `systemctl start " + engine.word +
+            "`), check that this user may use it, or use the other engine (engine = \"" +
+            (engine.is_podman() ? "docker" : "podman") + "\")";
+  return line;
+}
+
+/// Splits `text` at `sep`; an empty text is no fields.
+inline std::vector<std::string> split(std::string_view text, char sep) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  while (true) {
+    const auto at = text.find(sep);
+    out.emplace_back(text.substr(0, at));
+    if (at == std::string_view::npos) return out;
+    text.remove_prefix(at + 1);
+  }
+}
+
+/// The lines of an engine's output, without empty ones.
+inline std::vector<std::string> lines(std::string_view text) {
+  std::vector<std::string> out;
+  for (auto& l : split(text, '\n')) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    if (!l.empty()) out.push_back(std::move(l));
+  }
+  return out;
+}
+
+/// The value of label `key` in a `{{.Labels}}` rendering, as podman
+/// (`map[k1:v1 k2:v2]`) or docker (`k1=v1,k2=v2`) prints it; empty when it
+/// is absent. Exact for values without spaces or commas (stackup's own
+/// labels); the keys it looks for are its own.
+inline std::string label_value(std::string_view labels, std::string_view key) {
+  const bool podman_map = labels.starts_with("map[");
+  if (podman_map) {
+    labels.remove_prefix(4);
+    if (labels.ends_with("]")) labels.remove_suffix(1);
+  }
+  const char sep = podman_map ? ' ' : ',';
+  const char eq = podman_map ? ':' : '=';
+  std::size_t at = 0;
+  while (at <= labels.size()) {
+    const auto end = labels.find(sep, at);
+    const std::string_view field = labels.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+    if (field.size() > key.size() && field.starts_with(key) && field[key.size()] == eq)
+      return std::string(field.substr(key.size() + 1));
+    if (end == std::string_view::npos) break;
+    at = end + 1;
+  }
+  return {};
+}
+
+/// One container as `ps -a` lists it.
+struct Listed {
+  std::string id, name, status, labels;
+  /// "Up 3 seconds (healthy)": running, not paused. Both engines' status text.
+  [[nodiscard]] bool up() const {
+    return status.starts_with("Up ") && status.find("(Paused)") == std::string::npos &&
+           status.find("(paused)") == std::string::npos;
+  }
+  /// Its healthcheck's verdict: "healthy", "unhealthy", "starting", or empty without one.
+  [[nodiscard]] std::string health() const {
+    if (status.find("(healthy)") != std::string::npos) return "healthy";
+    if (status.find("(unhealthy)") != std::string::npos) return "unhealthy";
+    if (status.find("starting)") != std::string::npos) return "starting";
+    return {};
+  }
+  [[nodiscard]] std::string label(std::string_view key) const { return label_value(labels, key); }
+};
+
+/// The `ps` format both engines accept (podman's `.State` is a sentence and
+/// docker has no `index .Labels`, so status and labels are read as text).
+inline constexpr std::string_view ps_format = "{{.ID}}\t{{.Names}}\t{{.Status}}\t{{.Labels}}";
+
+/// Every container (running or not) with label `key`=`value`. Error when the
+/// engine fails.
+inline std::vector<Listed> list(const Engine& engine, std::string_view key, std::string_view value, std::string_view who) {
+  const std::vector<std::string> args{"ps", "-a", "--no-trunc", "--filter", "label=" + std::string(key) + "=" + std::string(value),
+                                      "--format", std::string(ps_format)};
+  const Result r = run(engine, args, std::chrono::seconds(60));
+  if (!r.ok()) throw Error("stackup: " + std::string(who) + ": `" + shown(engine, args) + "` failed: " + why(engine, r));
+  std::vector<Listed> out;
+  for (const auto& l : lines(r.out)) {
+    auto f = split(l, '\t');
+    if (f.size() < 4) continue;
+    out.push_back({f[0], f[1], f[2], f[3]});
+  }
+  return out;
+}
+
+/// Answers of `list` kept for one query round (detail::QueryRound): within
+/// it, every component of one (engine, label value) asks the engine once.
+/// A component that changes what the engine would answer forgets the entry.
+class ListCache {
+public:
+  static std::vector<Listed> get(const Engine& engine, std::string_view key, std::string_view value, std::string_view who) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return list(engine, key, value, who);
+    const std::string k = cache_key(engine, key, value);
+    {
+      const std::lock_guard<std::mutex> lock(mutex());
+      const auto it = entries().find(k);
+      if (it != entries().end() && it->second.first == round) return it->second.second;
+    }
+    auto rows = list(engine, key, value, who);
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries()[k] = {round, rows};
+    return rows;
+  }
+  static void forget(const Engine& engine, std::string_view key, std::string_view value) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries().erase(cache_key(engine, key, value));
+  }
+
+private:
+  static std::string cache_key(const Engine& engine, std::string_view key, std::string_view value) {
+    return engine.program + '\0' + std::string(key) + '\0' + std::string(value);
+  }
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, std::pair<std::uint64_t, std::vector<Listed>>>& entries() {
+    static std::map<std::string, std::pair<std::uint64_t, std::vector<Listed>>> e;
+    return e;
+  }
+};
+
+/// Whether `name` can be part of a container's name (`[A-Za-z0-9_.-]`,
+/// as both engines require), so that the name and the labels read back exactly.
+inline bool name_safe(std::string_view name) noexcept {
+  if (name.empty()) return false;
+  for (const char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+      return false;
+  return true;
+}
+
+/// A 64-bit FNV-1a hash in 16 hex digits: the settings' fingerprint in a label.
+inline std::string fingerprint(std::string_view text) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 0xf];
+  return out;
+}
+
+/// A published port as `ports` takes it: `[IP:][HOST:]CONTAINER[/tcp|udp|sctp]`.
+struct PortSpec {
+  std::string ip{};
+  std::uint16_t host = 0; ///< 0: the engine picks one
+  std::uint16_t container = 0;
+  std::string protocol = "tcp";
+};
+
+/// Parses a port spec; empty optional and `why` set when it is not one.
+inline std::optional<PortSpec> parse_port(std::string_view spec, std::string& why) {
+  const auto number = [](std::string_view s, std::uint16_t& out) {
+    if (s.empty() || s.size() > 5) return false;
+    unsigned v = 0;
+    for (const char c : s) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (v < 1 || v > 65535) return false;
+    out = static_cast<std::uint16_t>(v);
+    return true;
+  };
+  PortSpec p;
+  std::string_view s = spec;
+  if (const auto slash = s.rfind('/'); slash != std::string_view::npos) {
+    p.protocol = std::string(s.substr(slash + 1));
+    s = s.substr(0, slash);
+    if (p.protocol != "tcp" && p.protocol != "udp" && p.protocol != "sctp") {
+      why = "the protocol after '/' must be tcp, udp or sctp";
+      return std::nullopt;
+    }
+  }
+  const auto last = s.rfind(':');
+  if (last == std::string_view::npos) {
+    if (!number(s, p.container)) {
+      why = "the container port must be a number from 1 to 65535";
+      return std::nullopt;
+    }
+    return p;
+  }
+  if (!number(s.substr(last + 1), p.container)) {
+    why = "the container port (after the last ':') must be a number from 1 to 65535";
+    return std::nullopt;
+  }
+  std::string_view front = s.substr(0, last);
+  const auto colon = front.rfind(':');
+  const std::string_view host = colon == std::string_view::npos ? front : front.substr(colon + 1);
+  if (colon != std::string_view::npos) {
+    p.ip = std::string(front.substr(0, colon));
+    if (p.ip.empty() || p.ip.find_first_of(" \t") != std::string::npos) {
+      why = "the address before the host port is empty or holds a space";
+      return std::nullopt;
+    }
+  }
+  if (!(host.empty() && colon != std::string_view::npos) && !number(host, p.host)) {
+    why = "the host port must be a number from 1 to 65535 (port ranges are not supported)";
+    return std::nullopt;
+  }
+  return p;
+}
+
+} // namespace stackup::detail::container
+// ---- end stackup/detail/container_engine.hpp ----
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace stackup {
+
+/// Configuration of a Container; use designated initialisers, in this order.
+struct ContainerConfig {
+  std::string name{};  ///< display name; empty: the role
+  /// The stack's name: the container is `stackup-<stack>-<role>`, labelled
+  /// `io.stackup.stack=<stack>`. Required (a stack file gives its own name);
+  /// letters, digits, '_', '.' and '-' only, as container names allow.
+  std::string stack{};
+  std::string image{}; ///< required, e.g. "docker.io/library/postgres:16"
+  /// "podman" or "docker"; empty: $STACKUP_CONTAINER_ENGINE, else podman when
+  /// it is on PATH, else docker.
+  std::string engine{};
+  std::vector<std::string> command{};       ///< replaces the image's command; empty: the image's
+  std::map<std::string, std::string> env{}; ///< variables set in the container
+  std::vector<std::string> ports{};         ///< published ports: "[IP:][HOST:]CONTAINER[/tcp|udp|sctp]"
+  /// "NAME:/path[:opts]" (a named volume: created by provision if absent,
+  /// removed by deprovision if it created it) or "./dir:/path[:opts]" /
+  /// "/dir:/path" (a bind mount; a relative source is against working_dir).
+  std::vector<std::string> volumes{};
+  std::filesystem::path working_dir{}; ///< relative bind sources resolve here; empty: the current directory
+  std::vector<std::string> run_args{}; ///< passed to `create` as they are, before the image
+  std::string user{};                  ///< the user inside the container (`--user`); empty: the image's
+  /// When the started container counts as ready: a probe on 127.0.0.1 (a
+  /// published port), or none: then the image's healthcheck if it has one,
+  /// else running.
+  ready::Probe ready = ready::none();
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(30); ///< resume: wait this long for readiness
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(10);  ///< suspend: `stop -t`, then the engine kills it
+  RestartPolicy restart{};                     ///< see LocalDaemonConfig::restart (the engine's --restart is never set)
+  Liveness liveness{};                         ///< see LocalDaemonConfig::liveness
+  OnDependencyRestart on_dependency_restart{}; ///< see LocalDaemonConfig::on_dependency_restart
+};
+
+/// A container that the stack creates, starts, stops and removes through the
+/// engine's command-line client (DESIGN §11). No daemon of stackup's and no
+/// client library: `podman`/`docker` is run for each action and query.
+///
+/// - provision: pulls the image if it is not on this machine (a line on
+///   standard error says so), creates the named volumes it needs (labelled as
+///   its own) and creates the container `stackup-<stack>-<role>` labelled
+///   `io.stackup.stack`, `io.stackup.role` and `io.stackup.config` (a hash of
+///   its settings). Never `--restart`: stackup's supervisor restarts.
+/// - resume: starts it, then waits for readiness (ContainerConfig::ready).
+/// - suspend: `stop` within stop_timeout. deprovision: removes the container and
+///   the volumes it created.
+/// - Queries find the container by its labels. Within a query round (one walk
+///   of a stack) the containers of one (engine, stack) ask the engine once.
+/// - Ownership: a container named `stackup-<stack>-<role>` without these labels
+///   is not stackup's: it is never started, stopped or removed; provision fails
+///   naming it and the fix. A volume that exists without stackup's labels is
+///   mounted but never removed.
+template <FixedString Role = "">
+class Container : public detail::ShippedComponent<Container<Role>, Role, ContainerConfig> {
+  using Base = detail::ShippedComponent<Container<Role>, Role, ContainerConfig>;
+
+public:
+  /// Shown by Stack::status().
+  static constexpr std::string_view flavor = "container";
+  /// The configuration type (designated initialisers).
+  using Config = ContainerConfig;
+  /// The labels stackup sets (and finds its containers and volumes by).
+  static constexpr std::string_view stack_label = "io.stackup.stack", role_label = "io.stackup.role",
+                                    config_label = "io.stackup.config";
+
+  /// A container with this configuration; `working_dir` is made absolute now.
+  /// Error when `image` or `stack` is empty, `stack` holds a character a
+  /// container name cannot, `engine` is not "podman" or "docker", or a port
+  /// spec is malformed. Runs nothing.
+  explicit Container(Config config) : Base(std::move(config)) {
+    const std::string where =
+        "stackup: container" + (Role.size() ? " (" + std::string(Role.view()) + ")" : std::string()) + ": ";
+    if (config_.image.empty()) throw Error(where + ".image is empty: give the image to run, e.g. \"docker.io/library/redis:7\"");
+    if (config_.stack.empty())
+      throw Error(where + ".stack is empty: give the stack's name (the container is stackup-<stack>-<role>)");
+    if (!detail::container::name_safe(config_.stack))
+      throw Error(where + "the stack name '" + config_.stack +
+                  "' cannot be part of a container name: use letters, digits, '_', '.' and '-' only");
+    if (!config_.engine.empty() && !detail::container::valid_engine(config_.engine))
+      throw Error(where + ".engine is \"" + config_.engine + "\": give " + std::string(detail::container::engine_words) +
+                  " (or leave it empty to choose one)");
+    for (const auto& p : config_.ports) {
+      std::string why;
+      if (!detail::container::parse_port(p, why))
+        throw Error(where + "port \"" + p + "\" is not [IP:][HOST:]CONTAINER[/tcp|udp|sctp]: " + why);
+    }
+    for (const auto& v : config_.volumes)
+      if (v.find(':') == std::string::npos || v.front() == ':')
+        throw Error(where + "volume \"" + v + "\" is not SOURCE:/path[:options] (a named volume or a ./directory)");
+    config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
+    config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
+    if (!config_.working_dir.empty()) config_.working_dir = std::filesystem::absolute(config_.working_dir);
+  }
+
+  /// The container a stack file's table describes (`flavor = "container"`, see
+  /// docs/stack-files.md); the stack is the file's. `Table` is
+  /// stackup::StackFileTable (<stackup/stack_file.hpp>), or a type with its interface.
+  template <class Table> [[nodiscard]] static Container from_table(const Table& t) {
+    Config c;
+    const std::string role(t.role());
+    c.name = t.optional_string("name").value_or("");
+    c.stack = t.stack_name();
+    if (!t.contains("image"))
+      t.fail(t.what() + " lacks the required key 'image' (the image to run, e.g. image = \"docker.io/library/redis:7\")");
+    c.image = t.string("image");
+    if (c.image.empty()) t.fail("image", "'image' of component '" + role + "' is empty: give the image to run");
+    c.engine = t.optional_string("engine").value_or("");
+    if (!c.engine.empty() && !detail::container::valid_engine(c.engine))
+      t.fail("engine", "'engine' of component '" + role + "' is \"" + c.engine + "\": give " +
+                           std::string(detail::container::engine_words) + " (absent: $STACKUP_CONTAINER_ENGINE, else "
+                           "podman, else docker)");
+    c.command = t.strings("command");
+    c.env = t.string_map("env");
+    c.ports = t.strings("ports");
+    for (const auto& p : c.ports) {
+      std::string why;
+      if (!detail::container::parse_port(p, why))
+        t.fail("ports", "port \"" + p + "\" of component '" + role + "' is not [IP:][HOST:]CONTAINER[/tcp|udp|sctp] (" +
+                            why + "), e.g. \"127.0.0.1:5433:5432\"");
+    }
+    c.volumes = t.strings("volumes");
+    for (const auto& v : c.volumes)
+      if (v.find(':') == std::string::npos || v.front() == ':')
+        t.fail("volumes", "volume \"" + v + "\" of component '" + role +
+                              "' is not SOURCE:/path[:options], e.g. \"data:/var/lib/data\" or \"./init:/init:ro\"");
+    c.working_dir = t.path_or("working_dir", t.directory());
+    c.run_args = t.strings("run_args");
+    c.user = t.optional_string("user").value_or("");
+    if (const auto r = t.table("ready")) c.ready = ready::Probe::from_table(*r).with_any_listener();
+    c.start_timeout = t.duration("start_timeout").value_or(c.start_timeout);
+    c.stop_timeout = t.duration("stop_timeout").value_or(c.stop_timeout);
+    const auto supervision = detail::supervision_from_table(t);
+    c.restart = supervision.restart;
+    c.liveness = supervision.liveness;
+    c.on_dependency_restart = supervision.on_dependency_restart;
+    if (!detail::container::name_safe(c.stack))
+      t.fail("component '" + role + "': the stack name '" + c.stack +
+             "' cannot be part of a container name (letters, digits, '_', '.' and '-' only): set name = \"...\" at "
+             "the top of the file");
+    if (!detail::container::name_safe(role))
+      t.fail("component '" + role + "': a container's role is part of its name: use letters, digits, '_', '.' and '-' only");
+    return Container(std::move(c));
+  }
+
+  /// The container's name: `stackup-<stack>-<role>`. Error when the role holds
+  /// a character a container name cannot.
+  [[nodiscard]] std::string container_name() const {
+    if (!detail::container::name_safe(this->role_name()))
+      throw Error("stackup: " + who() + ": the role cannot be part of a container name: use letters, digits, '_', "
+                                        "'.' and '-' only");
+    return "stackup-" + config_.stack + "-" + std::string(this->role_name());
+  }
+
+  /// The fingerprint of the settings the container is created with (image,
+  /// command, env, ports, volumes, working_dir, run_args, user): its
+  /// `io.stackup.config` label.
+  [[nodiscard]] std::string config_hash() const {
+    std::string text = "image\n" + config_.image + "\n";
+    const auto list = [&](std::string_view key, const std::vector<std::string>& v) {
+      for (const auto& s : v) text.append(key).append("\n").append(s).append("\n");
+    };
+    list("arg", config_.command);
+    for (const auto& [k, v] : config_.env) text += "env\n" + k + "=" + v + "\n";
+    list("port", config_.ports);
+    list("volume", resolved_volumes());
+    list("run_arg", config_.run_args);
+    text += "user\n" + config_.user + "\n";
+    return detail::container::fingerprint(text);
+  }
+
+  /// A container with this stack's and role's labels exists.
+  [[nodiscard]] bool is_provisioned() const { return find(false).has_value(); }
+
+  /// It is running (not paused), healthy where it has a healthcheck, and its
+  /// readiness probe, if any, passes.
+  [[nodiscard]] bool is_running() const {
+    const auto row = find(false);
+    if (!row || !row->up()) return false;
+    const std::string health = row->health();
+    if (health == "unhealthy" || health == "starting") return false;
+    return probe(std::chrono::seconds(1));
+  }
+
+  /// Whether the container was created with the current settings (its
+  /// `io.stackup.config` label matches config_hash()); true when there is none.
+  [[nodiscard]] bool is_current() const {
+    const auto row = find(false);
+    return !row || row->label(config_label) == config_hash();
+  }
+
+  /// For status tables: "container 3f2a1b0c9d8e, image ..., ports ...".
+  [[nodiscard]] std::string detail() const {
+    try {
+      const auto row = find(false);
+      std::string d = row ? "container " + row->id.substr(0, 12) : "container " + container_name() + " (not created)";
+      d += ", image " + config_.image;
+      if (!config_.ports.empty()) {
+        d += ", ports ";
+        for (std::size_t i = 0; i < config_.ports.size(); ++i) d += (i ? " " : "") + config_.ports[i];
+      }
+      return d;
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+
+  /// How the container last ended, when it exited on its own (not stopped by
+  /// this object's suspend): its exit code as the engine reports it (128+N
+  /// for signal N) and when. Empty while it runs, before its first start, and
+  /// when the engine cannot be asked.
+  [[nodiscard]] std::optional<Exit> exit_status() const {
+    try {
+      if (stopped_by_us_) return std::nullopt;
+      const auto row = find(true);
+      if (!row) return std::nullopt;
+      const auto e = engine();
+      const auto r = detail::container::run(e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{.State.FinishedAt}}", row->id});
+      if (!r.ok()) return std::nullopt;
+      const auto l = detail::container::lines(r.out);
+      const auto f = detail::container::split(l.empty() ? "" : l.front(), '\t');
+      if (f.size() < 3 || f[0] != "exited") return std::nullopt;
+      Exit out;
+      out.code = std::stoi(f[1]);
+      out.at = parse_time(f[2]);
+      return out;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+  /// What a supervisor reads: the config's `restart`, `liveness` and `on_dependency_restart`.
+  [[nodiscard]] SupervisionConfig supervision() const {
+    return {config_.restart, config_.liveness, config_.on_dependency_restart};
+  }
+
+  /// Pulls the image if absent, creates the named volumes it needs and the
+  /// container (not started). Nothing to do when the container exists. Error
+  /// when the engine is missing or unreachable, the image can be neither
+  /// found nor pulled, or a container of that name exists that is not stackup's.
+  void provision() {
+    const auto e = engine();
+    forget(e);
+    if (find_in(e, true)) return;
+    const std::string name = container_name();
+    ensure_image(e);
+    for (const auto& v : named_volumes()) ensure_volume(e, v);
+    std::vector<std::string> args{"create", "--name", name, "--label", std::string(stack_label) + "=" + config_.stack,
+                                  "--label", std::string(role_label) + "=" + std::string(this->role_name()),
+                                  "--label", std::string(config_label) + "=" + config_hash()};
+    // Values go through standard input (--env-file /dev/stdin), not the command
+    // line, which every user can read in /proc; one the file format cannot
+    // hold (a line break) goes as an argument.
+    std::string env_file;
+    for (const auto& [k, v] : config_.env) {
+      const bool fits = (k + v).find_first_of("\r\n") == std::string::npos && !k.empty() && k.front() != '#' &&
+                        k.find_first_of(" \t") == std::string::npos;
+      if (fits) env_file += k + "=" + v + "\n";
+      else args.insert(args.end(), {"--env", k + "=" + v});
+    }
+    if (!env_file.empty()) args.insert(args.end(), {"--env-file", "/dev/stdin"});
+    for (const auto& p : config_.ports) args.insert(args.end(), {"--publish", p});
+    for (const auto& v : resolved_volumes()) args.insert(args.end(), {"--volume", v});
+    if (!config_.user.empty()) args.insert(args.end(), {"--user", config_.user});
+    args.insert(args.end(), config_.run_args.begin(), config_.run_args.end());
+    args.push_back(config_.image);
+    args.insert(args.end(), config_.command.begin(), config_.command.end());
+    const auto r = detail::container::run(e, args, std::chrono::minutes(2), env_file);
+    forget(e);
+    if (r.ok()) return;
+    if (detail::container::classify(r.stderr_tail) == detail::container::Failure::name_taken) refuse_foreign(e, name);
+    fail(Transition::provision, "cannot create container " + name + ": `" + detail::container::shown(e, args) +
+                                    "` failed: " + detail::container::why(e, r));
+  }
+
+  /// Starts the container and waits until it is ready (ContainerConfig::ready).
+  /// Nothing to start when it runs. TransitionError when a published port is
+  /// taken (naming it and its holder), it exits before it is ready (with its
+  /// exit code and last log lines; with a restart policy that exit is left to
+  /// the policy instead), or it is not ready within start_timeout (it is
+  /// stopped); ProvisioningError when there is no container.
+  void resume() {
+    const auto e = engine();
+    forget(e);
+    const auto row = find_in(e, true);
+    if (!row)
+      throw ProvisioningError("stackup: " + who() + ": there is no container " + container_name() + ": provision first");
+    stopped_by_us_ = false;
+    if (!row->up()) {
+      for (const auto& spec : config_.ports) {
+        std::string why;
+        const auto p = detail::container::parse_port(spec, why);
+        if (!p || p->host == 0 || p->protocol != "tcp") continue;
+        if (const std::string holders = detail::posix::listener_holders(p->host); !holders.empty())
+          fail(Transition::resume, "cannot start: port " + std::to_string(p->host) + " (\"" + spec +
+                                       "\") is already taken by " + holders +
+                                       ": stop that process, or publish another host port in `ports`");
+      }
+      const std::vector<std::string> args{"start", row->id};
+      const auto r = detail::container::run(e, args);
+      forget(e);
+      if (!r.ok()) {
+        if (detail::container::classify(r.stderr_tail) == detail::container::Failure::port_taken)
+          fail(Transition::resume, "cannot start: a published port is already taken (" +
+                                       detail::container::last_line(r.stderr_tail) +
+                                       "): stop what holds it, or publish another host port in `ports`");
+        fail(Transition::resume, "cannot start container " + container_name() + ": `" +
+                                     detail::container::shown(e, args) + "` failed: " + detail::container::why(e, r));
+      }
+    }
+    await_ready(e, row->id);
+  }
+
+  /// Stops the container within stop_timeout (`stop -t`; the engine kills it
+  /// after that). Nothing to do when it is not running or does not exist.
+  void suspend() {
+    const auto e = engine();
+    forget(e);
+    const auto row = find_in(e, true);
+    if (!row) return;
+    stop(e, row->id);
+  }
+
+  /// Stops and removes the container, then the named volumes it created.
+  void deprovision() {
+    const auto e = engine();
+    forget(e);
+    if (const auto row = find_in(e, true)) {
+      stop(e, row->id);
+      const std::vector<std::string> args{"rm", row->id};
+      const auto r = detail::container::run(e, args);
+      forget(e);
+      if (!r.ok() && detail::container::classify(r.stderr_tail) != detail::container::Failure::no_such_container)
+        fail(Transition::deprovision, "cannot remove container " + container_name() + ": `" +
+                                          detail::container::shown(e, args) + "` failed: " + detail::container::why(e, r));
+    }
+    const std::vector<std::string> ls{"volume", "ls", "--filter", "label=" + std::string(stack_label) + "=" + config_.stack,
+                                      "--filter", "label=" + std::string(role_label) + "=" + std::string(this->role_name()),
+                                      "--format", "{{.Name}}"};
+    const auto r = detail::container::run(e, ls);
+    if (!r.ok())
+      fail(Transition::deprovision, "cannot list its volumes: `" + detail::container::shown(e, ls) + "` failed: " +
+                                        detail::container::why(e, r));
+    for (const auto& v : detail::container::lines(r.out)) {
+      const std::vector<std::string> args{"volume", "rm", v};
+      const auto rm = detail::container::run(e, args);
+      if (!rm.ok())
+        fail(Transition::deprovision, "cannot remove volume " + v + ": `" + detail::container::shown(e, args) +
+                                          "` failed: " + detail::container::why(e, rm));
+    }
+  }
+
+  /// Kills the container's main process (`kill`, SIGKILL), as a crash would:
+  /// exit_status() then tells how it ended. Nothing to do when it is not running.
+  void kill() const {
+    const auto e = engine();
+    forget(e);
+    const auto row = find_in(e, true);
+    if (!row || !row->up()) return;
+    const std::vector<std::string> args{"kill", row->id};
+    const auto r = detail::container::run(e, args);
+    forget(e);
+    if (!r.ok())
+      throw Error("stackup: " + who() + ": `" + detail::container::shown(e, args) + "` failed: " + detail::container::why(e, r));
+  }
+
+private:
+  using Base::config_;
+  using Base::who;
+  // Whether this object's suspend stopped the container (then its exit is no
+  // exit of its own). Reset by resume.
+  mutable bool stopped_by_us_ = false;
+
+  [[nodiscard]] detail::container::Engine engine() const { return detail::container::find_engine(config_.engine, who()); }
+
+  void forget(const detail::container::Engine& e) const { detail::container::ListCache::forget(e, stack_label, config_.stack); }
+
+  [[nodiscard]] std::optional<detail::container::Listed> find(bool fresh) const { return find_in(engine(), fresh); }
+
+  // This role's container among the stack's (asked once per query round, or
+  // afresh), found by its labels.
+  [[nodiscard]] std::optional<detail::container::Listed> find_in(const detail::container::Engine& e, bool fresh) const {
+    const auto rows = fresh ? detail::container::list(e, stack_label, config_.stack, who())
+                            : detail::container::ListCache::get(e, stack_label, config_.stack, who());
+    for (const auto& row : rows)
+      if (row.label(role_label) == this->role_name()) return row;
+    return std::nullopt;
+  }
+
+  [[noreturn]] void fail(Transition t, const std::string& what) const {
+    throw_transition_error(std::string(this->role_name()), t, "stackup: " + who() + ": " + what);
+  }
+
+  // A bind mount's source: starts with '/', '.' or '~'; anything else names a volume.
+  static bool is_bind(std::string_view source) {
+    return !source.empty() && (source.front() == '/' || source.front() == '.' || source.front() == '~');
+  }
+
+  [[nodiscard]] std::vector<std::string> named_volumes() const {
+    std::vector<std::string> out;
+    for (const auto& v : config_.volumes) {
+      const std::string source = v.substr(0, v.find(':'));
+      if (!is_bind(source)) out.push_back(source);
+    }
+    return out;
+  }
+
+  // The volumes with relative bind sources made absolute against working_dir.
+  [[nodiscard]] std::vector<std::string> resolved_volumes() const {
+    std::vector<std::string> out;
+    for (const auto& v : config_.volumes) {
+      const auto colon = v.find(':');
+      const std::string source = v.substr(0, colon);
+      if (source.front() == '~' && (source.size() == 1 || source[1] == '/')) { // the engines do not expand it
+        const char* home = std::getenv("HOME");
+        out.push_back(detail::normal_directory(std::string(home != nullptr ? home : "/") + source.substr(1)).string() +
+                      v.substr(colon));
+        continue;
+      }
+      if (source.front() != '.') {
+        out.push_back(v);
+        continue;
+      }
+      const std::filesystem::path base = config_.working_dir.empty() ? std::filesystem::current_path() : config_.working_dir;
+      out.push_back(detail::normal_directory(base / source).string() + v.substr(colon));
+    }
+    return out;
+  }
+
+  void ensure_image(const detail::container::Engine& e) const {
+    const auto r = detail::container::run(e, {"image", "inspect", "--format", "{{.Id}}", config_.image});
+    if (r.ok()) return;
+    if (detail::container::classify(r.stderr_tail) == detail::container::Failure::no_daemon)
+      fail(Transition::provision, "cannot look up image " + config_.image + ": " + detail::container::why(e, r));
+    std::fprintf(stderr, "stackup: %s: pulling image %s (not on this machine)\n", who().c_str(), config_.image.c_str());
+    std::fflush(stderr);
+    const std::vector<std::string> args{"pull", config_.image};
+    const auto p = detail::container::run(e, args, std::chrono::minutes(30));
+    if (p.ok()) return;
+    fail(Transition::provision,
+         "image " + config_.image + " is not on this machine and cannot be pulled (" + detail::container::why(e, p) +
+             "): build it (`" + e.word + " build -t " + config_.image + " DIR`) or load it (`" + e.word +
+             " load -i FILE`), or fix `image`");
+  }
+
+  void ensure_volume(const detail::container::Engine& e, const std::string& name) const {
+    if (detail::container::run(e, {"volume", "inspect", "--format", "{{.Name}}", name}).ok()) return; // kept, never removed
+    const std::vector<std::string> args{"volume", "create", "--label", std::string(stack_label) + "=" + config_.stack,
+                                        "--label", std::string(role_label) + "=" + std::string(this->role_name()), name};
+    const auto r = detail::container::run(e, args);
+    if (!r.ok())
+      fail(Transition::provision, "cannot create volume " + name + ": `" + detail::container::shown(e, args) +
+                                      "` failed: " + detail::container::why(e, r));
+  }
+
+  // The name is taken: by a container that is not ours (no labels of this
+  // stack and role). Error naming it and the fix.
+  [[noreturn]] void refuse_foreign(const detail::container::Engine& e, const std::string& name) const {
+    fail(Transition::provision,
+         "a container named " + name + " exists that stackup did not create (it lacks the labels " +
+             std::string(stack_label) + "=" + config_.stack + " and " + std::string(role_label) + "=" +
+             std::string(this->role_name()) + "), so stackup leaves it alone: remove it if it is yours to remove (`" +
+             e.word + " rm " + name + "`), or give the stack another name");
+  }
+
+  void stop(const detail::container::Engine& e, const std::string& id) {
+    const auto seconds = (config_.stop_timeout.count() + 999) / 1000;
+    const std::vector<std::string> args{"stop", "-t", std::to_string(seconds), id};
+    stopped_by_us_ = true;
+    const auto r = detail::container::run(e, args, config_.stop_timeout + std::chrono::seconds(60));
+    forget(e);
+    if (!r.ok() && detail::container::classify(r.stderr_tail) != detail::container::Failure::no_such_container)
+      fail(Transition::suspend, "cannot stop container " + container_name() + ": `" + detail::container::shown(e, args) +
+                                    "` failed: " + detail::container::why(e, r));
+  }
+
+  [[nodiscard]] bool probe(std::chrono::milliseconds timeout) const {
+    switch (config_.ready.kind) {
+    case ready::Probe::Kind::none: return true;
+    case ready::Probe::Kind::tcp: return detail::posix::tcp_probe(config_.ready.port, timeout);
+    case ready::Probe::Kind::http: return detail::posix::http_probe(config_.ready.port, config_.ready.path, timeout);
+    }
+    return false;
+  }
+
+  // The last lines of the container's output, for messages.
+  [[nodiscard]] std::string log_tail(const detail::container::Engine& e, const std::string& id) const {
+    const auto r = detail::container::run(e, {"logs", "--tail", "10", id}, std::chrono::seconds(30));
+    std::string text = r.out + r.stderr_tail;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    return text.empty() ? " (it wrote nothing)" : "; its last lines:\n" + text;
+  }
+
+  // Polls until the container is ready: its probe passes, else its
+  // healthcheck reports healthy, else it runs. Fails when it exits first or
+  // start_timeout passes (it is stopped then).
+  void await_ready(const detail::container::Engine& e, const std::string& id) {
+    namespace dc = detail::container;
+    const auto deadline = detail::posix::deadline_after(config_.start_timeout);
+    auto pause = std::chrono::milliseconds(10);
+    while (true) {
+      const auto r = dc::run(e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{if .Config.Healthcheck}}health{{end}}", id});
+      const auto l = dc::lines(r.out);
+      const auto f = dc::split(l.empty() ? "" : l.front(), '\t');
+      if (!r.ok() || f.size() < 3)
+        fail(Transition::resume, "cannot read the state of container " + container_name() + ": " + dc::why(e, r));
+      if (f[0] != "running") {
+        // With a restart policy the exit is the policy's (DESIGN §10): exit_status() tells it.
+        if (config_.restart.policy != Restart::no) return;
+        const std::string tail = log_tail(e, id);
+        fail(Transition::resume, "container " + container_name() + " exited with code " + f[1] + " before it was ready" + tail);
+      }
+      bool ready = false;
+      if (config_.ready.kind != ready::Probe::Kind::none) {
+        ready = probe(std::chrono::milliseconds(500));
+      } else if (f[2] == "health") {
+        // Podman runs healthchecks from systemd timers, absent on many hosts:
+        // run the check itself. Docker's daemon runs them: read its verdict.
+        if (e.is_podman()) {
+          ready = dc::run(e, {"healthcheck", "run", id}).ok();
+        } else {
+          const auto h = dc::run(e, {"inspect", "--format", "{{.State.Health.Status}}", id});
+          const auto hl = dc::lines(h.out);
+          ready = h.ok() && !hl.empty() && hl.front() == "healthy";
+        }
+      } else {
+        ready = true;
+      }
+      if (ready) return;
+      if (stop_requested()) {
+        stop(e, id);
+        throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
+      }
+      if (detail::posix::Clock::now() >= deadline) {
+        stop(e, id);
+        stopped_by_us_ = false;
+        fail(Transition::resume, "was not ready within " + detail::posix::format_duration(config_.start_timeout) +
+                                     " (" + (config_.ready.kind != ready::Probe::Kind::none
+                                                 ? "probe " + config_.ready.describe()
+                                                 : std::string("its image's healthcheck")) +
+                                     "); it was stopped");
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(200));
+    }
+  }
+
+  // "2026-12-07 23:35:02.91 +0000 UTC" (podman) or "2026-12-07T23:35:02.91Z" (docker), as UTC.
+  static std::chrono::system_clock::time_point parse_time(const std::string& s) {
+    std::tm tm{};
+    if (s.size() < 19 || std::sscanf(s.c_str(), "%d-%d-%d%*c%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                                     &tm.tm_min, &tm.tm_sec) != 6)
+      return {};
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return std::chrono::system_clock::from_time_t(::timegm(&tm));
+  }
+};
+
+} // namespace stackup
+// ---- end stackup/components/container.hpp ----
 #endif
 #endif // C++20: add new headers above this line
 // ---- end stackup/stackup.hpp ----

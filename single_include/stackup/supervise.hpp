@@ -387,6 +387,7 @@ enum class OnExit : unsigned char {
 struct SuperviseOptions {
   /// Run until a stop is requested on this token (`.stop = &token`; it must
   /// outlive the call). Null: until every supervised component is failed or down.
+  /// A stop requested during a restart is seen once the restart is over.
   StopTokenRef stop = nullptr;
   /// Per role, a policy that replaces the component's own (`supervision().restart`).
   std::map<std::string, RestartPolicy, std::less<>> policies{};
@@ -404,6 +405,13 @@ struct SuperviseOptions {
   /// the marks of `down`s from other processes (`down/<role>`, `down/.stack`),
   /// so that a down always wins. Empty: nothing is recorded or read.
   std::filesystem::path state_dir{};
+  /// The stack file that commands on the stack lock (cli::Options::lock_file):
+  /// each restart, and each stop after a liveness failure, is done holding it
+  /// exclusively, so that a `down` from another process (which marks what it
+  /// stops while holding it) comes wholly before or wholly after — never in the
+  /// middle, where it would find nothing to stop and leave the restart running.
+  /// Opened once, when the loop starts. Empty: no lock.
+  std::filesystem::path lock_file{};
 };
 
 /// How supervise() returned.
@@ -473,6 +481,7 @@ public:
       }
     }
     if (!o_.state_dir.empty()) state_ = open_state_dir(o_.state_dir, true);
+    if (!o_.lock_file.empty()) lock_.emplace(o_.lock_file, LockMode::exclusive);
     const auto now = SteadyClock::now();
     for (const std::string_view role : v_.roles()) {
       const SupervisionConfig c = v_.supervision(role);
@@ -779,9 +788,42 @@ private:
     emit(w, SupervisionEvent::Kind::restarting, e, delay, w.restarts + 1);
   }
 
+  // The stack's lock for one restart or stop (SuperviseOptions::lock_file):
+  // released when it goes. Holds nothing when a stop came while waiting for it.
+  class Locked {
+  public:
+    explicit Locked(Loop& l) : lock_(l.lock_ ? &*l.lock_ : nullptr) {
+      if (lock_ == nullptr) return;
+      try {
+        lock_->lock(l.o_.stop);
+      } catch (const InterruptedError&) {
+        lock_ = nullptr;
+        stopped_ = true;
+      }
+    }
+    ~Locked() {
+      if (lock_ != nullptr) lock_->unlock();
+    }
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+    [[nodiscard]] bool stopped() const noexcept { return stopped_; }
+
+  private:
+    StackLock* lock_;
+    bool stopped_ = false;
+  };
+
   // Its back-off is over: start it again, if a down has not won meanwhile and
-  // its dependencies run.
+  // its dependencies run — all looked at and done under the stack's lock. A
+  // restart is one step: a stop requested meanwhile is seen once it is over
+  // (within the components' own timeouts), so that a supervisor told to stop
+  // never leaves half a restart behind — a component it had stopped, its exit
+  // no longer on record, that no later supervisor would bring back.
   void restart(Watched& w) {
+    const Locked locked(*this);
+    if (!locked.stopped()) restart_locked(w);
+  }
+  void restart_locked(Watched& w) {
     const auto now = SteadyClock::now();
     if (marked(w)) return went_down(w);
     if (running(w)) { // someone brought it up meanwhile
@@ -817,7 +859,7 @@ private:
       x.held_by = w.role;
       dirty_ = true;
       try {
-        ops_.down(ops_.stack, x.role, DownOptions{.stop = o_.stop, .dependents = Dependents::keep});
+        ops_.down(ops_.stack, x.role, DownOptions{.dependents = Dependents::keep});
       } catch (const TransitionError&) {
         // Still running, perhaps: resumed (a no-op then) with the others.
       }
@@ -825,21 +867,19 @@ private:
     ++w.restarts;
     dirty_ = true;
     try {
-      ops_.up(ops_.stack, w.role, UpOptions{.stop = o_.stop});
+      ops_.up(ops_.stack, w.role, UpOptions{});
     } catch (const TransitionError& e) {
-      if (o_.stop.stop_requested()) return;
       // A restart that fails is an exit of its own, through the same policy (and back-off).
       exited(w, Exit{.error = e.what(), .at = std::chrono::system_clock::now()}, true);
       return;
     }
     come_up(w);
     for (Watched* x : held) {
-      if (done_ || o_.stop.stop_requested()) return;
+      if (done_) return;
       if (x->watch != Watch::held || x->held_by != w.role) continue;
       try {
-        ops_.up(ops_.stack, x->role, UpOptions{.stop = o_.stop});
+        ops_.up(ops_.stack, x->role, UpOptions{});
       } catch (const TransitionError& e) {
-        if (o_.stop.stop_requested()) return;
         exited(*x, Exit{.error = e.what(), .at = std::chrono::system_clock::now()}, true);
         continue;
       }
@@ -905,11 +945,15 @@ private:
     ++w.liveness_failures;
     emit(w, SupervisionEvent::Kind::unhealthy, {}, {}, w.liveness_failures, seen);
     if (w.liveness_failures < std::max(w.liveness.failures, 1U) || done_) return;
-    // Unhealthy for good: it is stopped (every process it started), then its policy decides.
+    // Unhealthy for good: it is stopped (every process it started), then its
+    // policy decides — unless a down from another process came first.
+    const Locked locked(*this);
+    if (locked.stopped()) return;
+    if (marked(w)) return went_down(w);
     w.fd.reset();
     w.liveness_failures = 0;
     try {
-      ops_.down(ops_.stack, w.role, DownOptions{.stop = o_.stop, .dependents = Dependents::keep});
+      ops_.down(ops_.stack, w.role, DownOptions{.dependents = Dependents::keep});
     } catch (const TransitionError&) {
       // Left running: its restart (a resume of a running component) changes nothing then.
     }
@@ -921,6 +965,7 @@ private:
   SuperviseOptions& o_;
   std::vector<Watched> roles_;
   posix::Fd state_;
+  std::optional<StackLock> lock_;
   bool dirty_ = false;
   bool wake_ignored_ = false;
   std::optional<SuperviseResult> done_;
