@@ -11,6 +11,7 @@
 #if defined(__cplusplus) && __cplusplus >= 202002L
 #include <stackup/any_component.hpp>
 #include <stackup/components/command.hpp>
+#include <stackup/components/kubernetes.hpp>
 #include <stackup/components/local_daemon.hpp>
 #include <stackup/components/local_directory.hpp>
 #include <stackup/dynamic_stack.hpp>
@@ -180,6 +181,7 @@ inline std::string render(const Record& r, bool inline_table) {
 struct Context {
   std::string file;
   std::filesystem::path directory;
+  std::string stack_name; // the stack's `name` (or its default), for flavours that label what they create
   std::map<std::string, std::string, std::less<>> dotenv;
   std::vector<std::unique_ptr<Record>> records;
   // Bytes all values have expanded to so far: a small file whose many ${A}
@@ -770,6 +772,8 @@ public:
   [[nodiscard]] const std::string& role() const noexcept { return role_; }
   /// The directory relative paths resolve against (the stack file's).
   [[nodiscard]] const std::filesystem::path& directory() const noexcept { return ctx_->directory; }
+  /// The stack's name (its `name`, or the default: the file's directory's name).
+  [[nodiscard]] const std::string& stack_name() const noexcept { return ctx_->stack_name; }
   /// How errors name this table: `component 'cache' (local_daemon)` (the
   /// flavour as the file names it), or `'ready' of component 'cache'
   /// (local_daemon)` for a table from table(). For a factory's own messages:
@@ -1105,6 +1109,7 @@ inline Flavors Flavors::builtin() {
   f.add<LocalDaemon<>>("local_daemon");
   f.add<LocalDirectory<>>("local_directory");
   f.add<Command<>>("command");
+  f.add<Kubernetes<>>("kubernetes");
   return f;
 }
 
@@ -1157,6 +1162,7 @@ inline DynamicStack detail::stack_file::parse(const StackFileSource& source, con
     }
   }
 
+  ctx.stack_name = name;
   std::vector<AnyComponent> parts;
   struct Entry {
     std::string role;

@@ -23,5 +23,6 @@
 #include <stackup/components/local_daemon.hpp>
 #include <stackup/components/local_directory.hpp>
 #include <stackup/components/command.hpp>
+#include <stackup/components/kubernetes.hpp>
 #endif
 #endif // C++20: add new headers above this line
