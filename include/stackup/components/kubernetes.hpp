@@ -122,13 +122,13 @@ public:
     if (!config_.state_dir.empty()) config_.state_dir = detail::owned_directory(config_.working_dir / config_.state_dir);
     if (config_.stack.empty()) config_.stack = detail::normal_directory(config_.working_dir).filename().string();
     if (config_.stack.empty()) config_.stack = "default";
+    // The role may not be known yet (Kubernetes<>): the configured name, if any.
+    const std::string named = config_.name.empty() ? std::string() : " '" + config_.name + "'";
     if (config_.manifests.empty())
-      throw Error("stackup: kubernetes component '" + std::string(this->name()) +
-                  "': no manifests: give the YAML files or directories to apply (manifests = [\"k8s/\"])");
+      throw Error("stackup: kubernetes component" + named +
+                  ": no manifests: give the YAML files or directories to apply (manifests = [\"k8s/\"])");
     if (!detail::kube::label_value(config_.stack))
-      throw Error("stackup: kubernetes component '" + std::string(this->name()) + "': stack name '" + config_.stack +
-                  "' cannot be a Kubernetes label value (at most 63 letters, digits, '.', '_' or '-', starting and "
-                  "ending with a letter or digit): rename the stack");
+      throw Error("stackup: kubernetes component" + named + ": " + stack_name_error(config_.stack));
   }
 
   /// The component a stack file's table describes (`flavor = "kubernetes"`,
@@ -169,6 +169,10 @@ public:
     c.working_dir = t.path_or("working_dir", t.directory());
     c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
     if constexpr (requires { t.stack_name(); }) c.stack = t.stack_name();
+    if (!c.stack.empty() && !detail::kube::label_value(c.stack)) t.fail(t.what() + ": " + stack_name_error(c.stack));
+    if (!detail::kube::label_value(role))
+      t.fail(t.what() + ": the role '" + role + "' cannot be a Kubernetes label value (at most 63 letters, digits, "
+             "'.', '_' or '-', starting and ending with a letter or digit): rename the component");
     const auto supervision = detail::supervision_from_table(t);
     c.restart = supervision.restart;
     c.liveness = supervision.liveness;
@@ -186,6 +190,12 @@ public:
   /// `on_dependency_restart`. (No exit_fd(): a supervisor polls is_running().)
   [[nodiscard]] SupervisionConfig supervision() const {
     return {config_.restart, config_.liveness, config_.on_dependency_restart};
+  }
+
+  /// Why `stack` cannot label objects, and the fix.
+  static std::string stack_name_error(const std::string& stack) {
+    return "the stack's name '" + stack + "' cannot be a Kubernetes label value (at most 63 letters, digits, '.', "
+           "'_' or '-', starting and ending with a letter or digit): rename the stack";
   }
 
   /// The state directory: the configured one, else `<working_dir>/.stackup/<role>`.
