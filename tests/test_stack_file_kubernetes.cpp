@@ -5,6 +5,11 @@
 #include <doctest/doctest.h>
 
 #include "support/files.hpp"
+#include "support/podman.hpp"
+#include "support/ports.hpp"
+#include "support/processes.hpp"
+
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -94,4 +99,44 @@ TEST_CASE("stack file: kubernetes errors are at file:line:column and name the fi
       f + ":2:1: component 'k' (kubernetes): the stack's name 'my stack' cannot be a Kubernetes label value"));
   CHECK(file_error("[components.web_]\nflavor = \"kubernetes\"\nmanifests = [\"k8s\"]\n", d.path).starts_with(
       f + ":1:1: component 'web_' (kubernetes): the role 'web_' cannot be a Kubernetes label value"));
+}
+
+TEST_CASE("stack file: a kubernetes component with engine = \"podman\" goes up and down with its stack, for real") {
+  podman::use_test_settings();
+  files::TempDir d("kube");
+  const std::string name = "stackup-kfile-" + std::to_string(::getpid());
+  struct Cleanup {
+    std::string pod;
+    ~Cleanup() { podman::sh("podman pod rm --force --ignore " + pod + " >/dev/null 2>&1"); }
+  } cleanup{name + "-pod-0"};
+  const std::uint16_t port = ports::free_port();
+  fs::create_directories(d.path / "k8s");
+  files::spit(d.path / "k8s/web.yaml", R"({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": ")" + name + R"("},
+ "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+  "template": {"metadata": {"labels": {"app": "web"}},
+   "spec": {"containers": [{"name": "httpd", "image": ")" + std::string(podman::test_image()) + R"(",
+     "command": ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+     "ports": [{"containerPort": 8080, "hostPort": )" + std::to_string(port) + R"(, "hostIP": "127.0.0.1"}]}]}}}}
+)");
+  auto s = stackup::load_stack(stackup::StackFileSource{(d.path / "stackup.toml").string(), d.path, R"(
+name = "kfile"
+[components.web]
+flavor = "kubernetes"
+manifests = ["k8s"]
+engine = "podman"
+ready_timeout = "1m"
+)", {}, {}});
+  s.up();
+  auto st = s.status();
+  REQUIRE(st.size() == 1);
+  CHECK(st[0].state == stackup::State::running);
+  CHECK(st[0].flavor == "kubernetes");
+  CHECK(processes::eventually([&] { return podman::sh("wget -q -O /dev/null http://127.0.0.1:" + std::to_string(port) + "/ 2>/dev/null || "
+                                                      "curl -sf -o /dev/null http://127.0.0.1:" + std::to_string(port) + "/") == 0; },
+                              std::chrono::seconds(20)));
+  s.down();
+  CHECK(s.status()[0].state == stackup::State::suspended);
+  s.down({.force = true});
+  CHECK(s.status()[0].state == stackup::State::deprovisioned);
+  CHECK(podman::sh("podman pod exists " + name + "-pod-0") != 0);
 }

@@ -192,12 +192,6 @@ public:
     return {config_.restart, config_.liveness, config_.on_dependency_restart};
   }
 
-  /// Why `stack` cannot label objects, and the fix.
-  static std::string stack_name_error(const std::string& stack) {
-    return "the stack's name '" + stack + "' cannot be a Kubernetes label value (at most 63 letters, digits, '.', "
-           "'_' or '-', starting and ending with a letter or digit): rename the stack";
-  }
-
   /// The state directory: the configured one, else `<working_dir>/.stackup/<role>`.
   [[nodiscard]] std::filesystem::path state_dir() const {
     if (!config_.state_dir.empty()) return config_.state_dir;
@@ -228,7 +222,11 @@ public:
   /// For status tables: `outdated` when the manifests or settings changed
   /// since they were applied, else where they run.
   [[nodiscard]] std::string detail() const {
-    if (is_provisioned() && !is_current()) return "outdated: manifests or settings changed";
+    try {
+      if (is_provisioned() && !is_current()) return "outdated: manifests or settings changed";
+    } catch (const Error& e) {
+      return std::string(detail::unprefixed(e.what())); // a status table still shows the others
+    }
     if (config_.engine == KubernetesEngine::podman) return "podman kube play";
     std::string out = "kubectl";
     if (!config_.context.empty()) out += " context " + config_.context;
@@ -350,6 +348,12 @@ private:
   using Base::who;
   using milliseconds = std::chrono::milliseconds;
   static constexpr milliseconds call_timeout = std::chrono::minutes(2);
+
+  // Why `stack` cannot label objects, and the fix.
+  static std::string stack_name_error(const std::string& stack) {
+    return "the stack's name '" + stack + "' cannot be a Kubernetes label value (at most 63 letters, digits, '.', "
+           "'_' or '-', starting and ending with a letter or digit): rename the stack";
+  }
 
   // ---- running the clients -----------------------------------------------------
 
