@@ -72,7 +72,7 @@ text = "kept by stackup"
 depends_on = ["store"]
 )";
 
-  auto flavors = stackup::Flavors::builtin(); // local_daemon, local_directory, command
+  auto flavors = stackup::Flavors::builtin(); // local_daemon, local_directory, command, kubernetes
   flavors.add<Note>("note");                  // the one line a new flavour needs
 
   try {

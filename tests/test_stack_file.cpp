@@ -288,11 +288,11 @@ TEST_CASE("errors at their line and column, saying what is valid") {
   }
   SUBCASE("no flavor, unknown flavor, flavor not a string") {
     CHECK_ERROR("[components.cache]\nname = \"x\"\n", 1, 1,
-                "component 'cache' has no flavor: add flavor = one of local_daemon, local_directory, command, container");
+                "component 'cache' has no flavor: add flavor = one of local_daemon, local_directory, command, container, kubernetes");
     CHECK_ERROR("[components.cache]\nflavor = \"redis\"\n", 2, 10,
-                "unknown flavor 'redis' for component 'cache'; valid flavors: local_daemon, local_directory, command, container");
+                "unknown flavor 'redis' for component 'cache'; valid flavors: local_daemon, local_directory, command, container, kubernetes");
     CHECK_ERROR("[components.cache]\nflavor = 1\n", 2, 10,
-                "'flavor' of component 'cache' must be a string (one of local_daemon, local_directory, command, container), not an integer");
+                "'flavor' of component 'cache' must be a string (one of local_daemon, local_directory, command, container, kubernetes), not an integer");
   }
   SUBCASE("wrong types") {
     CHECK_ERROR("[components.c]\nflavor = \"local_daemon\"\ncommand = \"redis-server\"\n", 3, 11,
@@ -629,7 +629,7 @@ TEST_CASE("Flavors::add: a custom flavour reads its table through StackFileTable
     if (c.nodes.size() > 3) t.fail("nodes", "at most 3 nodes");
     return c;
   });
-  CHECK(flavors.names() == std::vector<std::string>{"local_daemon", "local_directory", "command", "container", "my_cluster"});
+  CHECK(flavors.names() == std::vector<std::string>{"local_daemon", "local_directory", "command", "container", "kubernetes", "my_cluster"});
   CHECK(flavors.contains("my_cluster"));
   CHECK_FALSE(flavors.contains("k3d"));
 
@@ -686,7 +686,7 @@ depends_on = ["orchestrator"]
         "t.toml:4:1: unknown key 'extra' in component 'o' (my_cluster); valid keys: flavor, depends_on, cluster, "
         "api_port, wait, nodes, kubeconfig, cloud");
   CHECK(error("[components.o]\nflavor = \"k3d\"\n") ==
-        "t.toml:2:10: unknown flavor 'k3d' for component 'o'; valid flavors: local_daemon, local_directory, command, container, my_cluster");
+        "t.toml:2:10: unknown flavor 'k3d' for component 'o'; valid flavors: local_daemon, local_directory, command, container, kubernetes, my_cluster");
 
   // A factory's own exception becomes a StackFileError at the component.
   flavors.add("command", [](stackup::StackFileTable&) -> Cluster { throw stackup::Error("stackup: no commands here"); });
@@ -716,7 +716,7 @@ struct Bucket {
 TEST_CASE("Flavors::add<C>: a component's own from_table, under its own name or another") {
   // builtin() is the shipped components' from_table, listed.
   stackup::Flavors listed;
-  listed.add<Daemon>("local_daemon").add<Directory>("local_directory").add<Cmd>("command").add<stackup::Container<>>("container");
+  listed.add<Daemon>("local_daemon").add<Directory>("local_directory").add<Cmd>("command").add<stackup::Container<>>("container").add<stackup::Kubernetes<>>("kubernetes");
   CHECK(listed.names() == stackup::Flavors::builtin().names());
   TempDir tmp;
   write(tmp.path / "stackup.toml", R"([components.store]
@@ -745,7 +745,7 @@ user = ""
     return d;
   });
   CHECK(flavors.names() ==
-        std::vector<std::string>{"local_daemon", "local_directory", "command", "container", "daemon", "bucket", "redis"});
+        std::vector<std::string>{"local_daemon", "local_directory", "command", "container", "kubernetes", "daemon", "bucket", "redis"});
   write(tmp.path / "other.toml", R"([components.cache]
 flavor = "daemon"
 command = ["redis-server"]

@@ -12,6 +12,7 @@
 #include <stackup/any_component.hpp>
 #include <stackup/components/command.hpp>
 #include <stackup/components/container.hpp>
+#include <stackup/components/kubernetes.hpp>
 #include <stackup/components/local_daemon.hpp>
 #include <stackup/components/local_directory.hpp>
 #include <stackup/dynamic_stack.hpp>
@@ -1111,6 +1112,7 @@ inline Flavors Flavors::builtin() {
   f.add<LocalDirectory<>>("local_directory");
   f.add<Command<>>("command");
   f.add<Container<>>("container");
+  f.add<Kubernetes<>>("kubernetes");
   return f;
 }
 

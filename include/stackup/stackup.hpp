@@ -24,5 +24,6 @@
 #include <stackup/components/local_directory.hpp>
 #include <stackup/components/command.hpp>
 #include <stackup/components/container.hpp>
+#include <stackup/components/kubernetes.hpp>
 #endif
 #endif // C++20: add new headers above this line

@@ -287,17 +287,32 @@ inline bool name_safe(std::string_view name) noexcept {
   return true;
 }
 
-/// A 64-bit FNV-1a hash in 16 hex digits: the settings' fingerprint in a label.
-inline std::string fingerprint(std::string_view text) {
+/// FNV-1a, 64 bits: a short, stable digest for a label value (not a defence
+/// against an adversary: it only tells whether something changed).
+struct Hash {
   std::uint64_t h = 14695981039346656037ULL;
-  for (const char c : text) {
-    h ^= static_cast<unsigned char>(c);
+  void add(std::string_view s) {
+    for (const unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+    // A separator, so that ("ab", "c") and ("a", "bc") differ.
+    h ^= 0xff;
     h *= 1099511628211ULL;
   }
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(16, '0');
-  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 0xf];
-  return out;
+  [[nodiscard]] std::string hex() const {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(16, '0');
+    for (int i = 0; i < 16; ++i) out[static_cast<std::size_t>(15 - i)] = digits[(h >> (4 * i)) & 0xf];
+    return out;
+  }
+};
+
+/// A 64-bit FNV-1a hash in 16 hex digits: the settings' fingerprint in a label.
+inline std::string fingerprint(std::string_view text) {
+  Hash h;
+  h.add(text);
+  return h.hex();
 }
 
 /// A published port as `ports` takes it: `[IP:][HOST:]CONTAINER[/tcp|udp|sctp]`.

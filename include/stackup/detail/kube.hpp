@@ -1,0 +1,112 @@
+// stackup — what the kubernetes flavour needs besides its component: the hash
+// of its manifests and settings, the files a manifest entry stands for, and the
+// reading of the line-per-object answers it asks kubectl and podman for
+// (jsonpath and --format templates: no YAML or JSON parser of ours). Not part of
+// the public API.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stackup/detail/container_engine.hpp>
+#include <stackup/errors.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace stackup::detail::kube {
+
+/// The podman that runs manifests here: found as the container flavour finds
+/// its engine (an error naming the component and how to install podman).
+inline std::string podman_program(std::string_view who) { return container::find_engine("podman", who).program; }
+
+/// The files a manifest entry stands for, as kubectl reads them: a file as it
+/// is; a directory's *.yaml, *.yml and *.json files (not its subdirectories),
+/// in name order. Error naming the entry and the fix when it is missing or
+/// names no manifest.
+inline std::vector<std::filesystem::path> manifest_files(const std::filesystem::path& entry, std::string_view who) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto st = fs::status(entry, ec);
+  if (ec || !fs::exists(st))
+    throw Error("stackup: " + std::string(who) + ": manifest '" + entry.string() +
+                "' does not exist: fix 'manifests' (relative paths are against the working directory, for a stack "
+                "file its directory)");
+  if (!fs::is_directory(st)) return {entry};
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(entry, ec)) {
+    const auto ext = e.path().extension();
+    if ((ext == ".yaml" || ext == ".yml" || ext == ".json") && e.is_regular_file()) out.push_back(e.path());
+  }
+  if (ec)
+    throw Error("stackup: " + std::string(who) + ": cannot list manifest directory '" + entry.string() +
+                "': " + ec.message());
+  if (out.empty())
+    throw Error("stackup: " + std::string(who) + ": manifest directory '" + entry.string() +
+                "' holds no *.yaml, *.yml or *.json file: add the manifests, or fix 'manifests'");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+
+/// The bytes of a manifest file. Error naming it when it cannot be read.
+inline std::string read_manifest(const std::filesystem::path& file, std::string_view who) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error("stackup: " + std::string(who) + ": cannot read manifest '" + file.string() + "'");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// `text` cut at `sep` (every field kept, empty ones too).
+inline std::vector<std::string> split(std::string_view text, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const auto at = text.find(sep, start);
+    out.emplace_back(text.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
+    if (at == std::string_view::npos) return out;
+    start = at + 1;
+  }
+}
+
+/// The non-empty lines of `text`, without a trailing '\r'.
+inline std::vector<std::string> lines(std::string_view text) {
+  std::vector<std::string> out;
+  for (auto& l : split(text, '\n')) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    if (!l.empty()) out.push_back(std::move(l));
+  }
+  return out;
+}
+
+/// A whole number >= 0 from kubectl's answer; -1 for an empty field (absent).
+inline long long number(std::string_view s) {
+  if (s.empty()) return -1;
+  long long v = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9' || v > 1'000'000'000) return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+/// Whether `v` is a valid Kubernetes label value that is not empty: at most 63
+/// characters, [A-Za-z0-9._-], starting and ending with a letter or digit.
+inline bool label_value(std::string_view v) {
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (v.empty() || v.size() > 63 || !alnum(v.front()) || !alnum(v.back())) return false;
+  return std::all_of(v.begin(), v.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+/// The lower-case form of an ASCII word (a kind, for `kubectl get`).
+inline std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+} // namespace stackup::detail::kube
