@@ -98,7 +98,7 @@ base() {
   mkdir -p "$rootfs"/{bin,etc,tmp,usr/local/bin}
   chmod 1777 "$rootfs/tmp"
   cp /bin/busybox "$rootfs/bin/busybox"
-  for applet in sh chown chmod mkdir id su cat grep rm ls env printf sleep echo test ps kill; do
+  for applet in sh chown chmod mkdir id su sed cat grep rm ls env printf sleep echo test ps kill; do
     ln -s busybox "$rootfs/bin/$applet"
   done
   printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:999:999:%s:/nonexistent:/bin/sh\n' "$user" "$user" >"$rootfs/etc/passwd"
@@ -146,10 +146,12 @@ build_redis() {
   cat >"$rootfs/usr/local/bin/docker-entrypoint.sh" <<'EOF'
 #!/bin/sh
 set -e
+# Each argument in single quotes, for su -c (busybox su would read "--save" as its own option).
+quoted() { for a in "$@"; do printf " '%s'" "$(printf '%s' "$a" | sed "s/'/'\\\\''/g")"; done; }
 case $1 in -* | *.conf) set -- redis-server "$@" ;; esac
 if [ "$1" = redis-server ] && [ "$(id -u)" = 0 ]; then
   chown -R redis:redis .
-  exec su -p -s /bin/sh redis -c 'exec "$0" "$@"' /usr/local/bin/docker-entrypoint.sh "$@"
+  exec su -p -s /bin/sh redis -c "exec /usr/local/bin/docker-entrypoint.sh $(quoted "$@")"
 fi
 if [ "$1" = redis-server ]; then
   protected=1
@@ -193,16 +195,18 @@ build_postgres() {
   # the user postgres's and drops to it; the first start runs initdb (the
   # superuser POSTGRES_USER with POSTGRES_PASSWORD; other hosts authenticate with
   # POSTGRES_HOST_AUTH_METHOD, default scram-sha-256), creates POSTGRES_DB, and
-  # listens on every address.
+  # listens on every address. initdb skips its fsync calls (seconds on a busy disk).
   cat >"$rootfs/usr/local/bin/docker-entrypoint.sh" <<'EOF'
 #!/bin/sh
 set -e
+# Each argument in single quotes, for su -c (busybox su would read "-c" as its own option).
+quoted() { for a in "$@"; do printf " '%s'" "$(printf '%s' "$a" | sed "s/'/'\\\\''/g")"; done; }
 case $1 in -*) set -- postgres "$@" ;; esac
 if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
   chown postgres:postgres "$PGDATA" /var/run/postgresql
   chmod 0700 "$PGDATA"
-  exec su -p -s /bin/sh postgres -c 'exec "$0" "$@"' /usr/local/bin/docker-entrypoint.sh "$@"
+  exec su -p -s /bin/sh postgres -c "exec /usr/local/bin/docker-entrypoint.sh $(quoted "$@")"
 fi
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   user=${POSTGRES_USER:-postgres}
@@ -219,7 +223,7 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
   fi
   initdb --username="$user" ${pwfile:+--pwfile="$pwfile"} --auth-local=trust --auth-host="$auth" \
-    --encoding=UTF8 --locale=C $POSTGRES_INITDB_ARGS -D "$PGDATA" >/dev/null
+    --encoding=UTF8 --locale=C --no-sync $POSTGRES_INITDB_ARGS -D "$PGDATA" >/dev/null
   rm -f /tmp/pwfile
   printf 'host all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
   printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
