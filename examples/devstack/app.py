@@ -5,7 +5,8 @@ and runs `select 1` in Postgres (its wire protocol, over its Unix socket). Both
 connections are kept open between requests, so a health check costs a round trip
 to each, not a new connection or a psql process.
 
-Environment (set by stackup.toml): APP_PORT, REDIS_PORT, PG_PORT, PG_SOCKET_DIR, PG_USER.
+Environment (set by stackup.toml): APP_PORT, REDIS_PORT, PG_PORT, PG_SOCKET_DIR, PG_USER;
+PG_HOST to reach Postgres over TCP instead (examples/containers: a container's published port).
 """
 import json
 import os
@@ -19,6 +20,7 @@ REDIS_PORT = int(os.environ.get("REDIS_PORT", "6390"))
 PG_PORT = int(os.environ.get("PG_PORT", "5433"))
 PG_SOCKET_DIR = os.path.abspath(os.environ.get("PG_SOCKET_DIR", ".stackup/postgres"))  # relative: to our directory
 PG_USER = os.environ.get("PG_USER", "postgres")
+PG_HOST = os.environ.get("PG_HOST", "")  # empty: the Unix socket in PG_SOCKET_DIR
 
 
 FAILURES = (OSError, RuntimeError, ValueError, struct.error)
@@ -81,14 +83,17 @@ class Postgres(Connection):
         self.parameters = {}  # what the server reports at start-up: server_version, ...
 
     def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(2)
-        self.sock.connect(os.path.join(PG_SOCKET_DIR, f".s.PGSQL.{PG_PORT}"))
+        if PG_HOST:
+            self.sock = socket.create_connection((PG_HOST, PG_PORT), timeout=2)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(2)
+            self.sock.connect(os.path.join(PG_SOCKET_DIR, f".s.PGSQL.{PG_PORT}"))
         body = struct.pack("!i", 196608) + f"user\0{PG_USER}\0database\0postgres\0\0".encode()
         self.sock.sendall(struct.pack("!i", len(body) + 4) + body)
         for kind, data in self.messages():
             if kind == b"R" and struct.unpack("!i", data[:4])[0] != 0:
-                raise RuntimeError("postgres asks for a password: the devstack's cluster trusts local users")
+                raise RuntimeError("postgres asks for a password: the devstack's cluster trusts its users")
             if kind == b"S":
                 name, value = data.split(b"\0")[:2]
                 self.parameters[name.decode()] = value.decode()
