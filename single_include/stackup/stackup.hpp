@@ -9018,8 +9018,8 @@ inline bool name_safe(std::string_view name) noexcept {
 struct Hash {
   std::uint64_t h = 14695981039346656037ULL;
   void add(std::string_view s) {
-    for (const unsigned char c : s) {
-      h ^= c;
+    for (const char c : s) {
+      h ^= static_cast<unsigned char>(c);
       h *= 1099511628211ULL;
     }
     // A separator, so that ("ab", "c") and ("a", "bc") differ.
