@@ -8881,10 +8881,10 @@ inline std::string why(const Engine& engine, const Result& r) {
   return line;
 }
 
-/// Splits `text` at `sep`; an empty text is no fields.
+/// `text` cut at `sep`: every field kept, empty ones too (an empty text is one
+/// empty field).
 inline std::vector<std::string> split(std::string_view text, char sep) {
   std::vector<std::string> out;
-  if (text.empty()) return out;
   while (true) {
     const auto at = text.find(sep);
     out.emplace_back(text.substr(0, at));
@@ -9747,27 +9747,9 @@ inline std::string read_manifest(const std::filesystem::path& file, std::string_
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// `text` cut at `sep` (every field kept, empty ones too).
-inline std::vector<std::string> split(std::string_view text, char sep) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (true) {
-    const auto at = text.find(sep, start);
-    out.emplace_back(text.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
-    if (at == std::string_view::npos) return out;
-    start = at + 1;
-  }
-}
-
-/// The non-empty lines of `text`, without a trailing '\r'.
-inline std::vector<std::string> lines(std::string_view text) {
-  std::vector<std::string> out;
-  for (auto& l : split(text, '\n')) {
-    if (!l.empty() && l.back() == '\r') l.pop_back();
-    if (!l.empty()) out.push_back(std::move(l));
-  }
-  return out;
-}
+// Cutting text into fields and lines, as for the container engines' answers.
+using container::lines;
+using container::split;
 
 /// A whole number >= 0 from kubectl's answer; -1 for an empty field (absent).
 inline long long number(std::string_view s) {
