@@ -690,7 +690,7 @@ depends_on = ["orchestrator"]
 
   // A factory's own exception becomes a StackFileError at the component.
   flavors.add("command", [](stackup::StackFileTable&) -> Cluster { throw stackup::Error("stackup: no commands here"); });
-  CHECK(flavors.names().size() == 5); // replaced, not added
+  CHECK(flavors.names().size() == 6); // replaced, not added
   CHECK(error("\n[components.j]\nflavor = \"command\"\n") == "t.toml:2:1: component 'j' (command): no commands here");
   CHECK_THROWS_AS(flavors.add("", [](stackup::StackFileTable&) { return Cluster{}; }), stackup::Error);
 }
