@@ -259,6 +259,26 @@ TEST_CASE("container: named volumes it creates go with it; one it found stays; b
   podman::sh("podman volume rm -f " + found + " >/dev/null 2>&1");
 }
 
+TEST_CASE("container: deprovision removes its own volumes only, never another component's of the same stack") {
+  const std::string stack = unique_stack("two");
+  Cleanup cleanup(stack);
+  auto web_cfg = web_config(stack, ports::free_port());
+  web_cfg.volumes = {stack + "-web:/data"};
+  auto api_cfg = web_config(stack, ports::free_port());
+  api_cfg.volumes = {stack + "-api:/data"};
+  Web web(web_cfg);
+  stackup::Container<"api"> api(api_cfg);
+  web.provision();
+  api.provision();
+  // The api container gone, its data kept (as after `podman rm` by hand).
+  REQUIRE(podman::sh("podman rm " + api.container_name() + " >/dev/null") == 0);
+  web.deprovision();
+  CHECK(podman::sh("podman volume exists " + stack + "-web") != 0);
+  CHECK(podman::sh("podman volume exists " + stack + "-api") == 0);
+  api.deprovision();
+  CHECK(podman::sh("podman volume exists " + stack + "-api") != 0);
+}
+
 TEST_CASE("container: readiness: an exit before it is ready fails resume with its code and output") {
   const std::string stack = unique_stack("exit");
   Cleanup cleanup(stack);

@@ -99,7 +99,8 @@ else
   show python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode(), end="")' \
     "http://127.0.0.1:$app_port/"
 fi
-stackctl database logs --tail 3
+echo "# the database's output, through the engine (a container's log is the engine's):"
+show "$engine" logs --tail 3 stackup-containers-database
 
 echo "# down: the app stopped, then the containers — stopped, not removed:"
 stackctl stack down

@@ -360,14 +360,21 @@ public:
         fail(Transition::deprovision, "cannot remove container " + container_name() + ": `" +
                                           detail::container::shown(e, args) + "` failed: " + detail::container::why(e, r));
     }
+    // Podman joins two label filters with "or": the stack's volumes are
+    // listed, and only those labelled with this role too are its own.
     const std::vector<std::string> ls{"volume", "ls", "--filter", "label=" + std::string(stack_label) + "=" + config_.stack,
-                                      "--filter", "label=" + std::string(role_label) + "=" + std::string(this->role_name()),
-                                      "--format", "{{.Name}}"};
+                                      "--format", "{{.Name}}\t{{.Labels}}"};
     const auto r = detail::container::run(e, ls);
     if (!r.ok())
       fail(Transition::deprovision, "cannot list its volumes: `" + detail::container::shown(e, ls) + "` failed: " +
                                         detail::container::why(e, r));
-    for (const auto& v : detail::container::lines(r.out)) {
+    for (const auto& line : detail::container::lines(r.out)) {
+      const auto tab = line.find('\t');
+      if (tab == std::string::npos) continue;
+      const std::string v = line.substr(0, tab), labels = line.substr(tab + 1);
+      if (detail::container::label_value(labels, stack_label) != config_.stack ||
+          detail::container::label_value(labels, role_label) != this->role_name())
+        continue; // another component's, or not stackup's
       const std::vector<std::string> args{"volume", "rm", v};
       const auto rm = detail::container::run(e, args);
       if (!rm.ok())
