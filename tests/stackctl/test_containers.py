@@ -126,6 +126,37 @@ class Containers(unittest.TestCase):
         self.assertNotEqual(subprocess.run(["podman", "container", "exists", name]).returncode, 0)
         self.assertNotEqual(subprocess.run(["podman", "volume", "exists", f"{self.stack}-data"]).returncode, 0)
 
+    def test_status_asks_the_engine_once_for_all_containers(self):
+        roles = ("a", "b", "c")
+        self.write(f'name = "{self.stack}"\n' + "".join(f"""
+            [components.{r}]
+            flavor = "container"
+            image = "{IMAGE}"
+            engine = "podman"
+            command = ["sleep", "600"]
+            stop_timeout = "1s"
+            """ for r in roles))
+        self.run_ctl("stack", "up", "-p")
+        # A podman first on PATH that logs each call, then runs the real one.
+        bin_dir = os.path.join(self.dir, "bin")
+        os.makedirs(bin_dir)
+        log = os.path.join(self.dir, "calls")
+        wrapper = os.path.join(bin_dir, "podman")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("podman")} "$@"\n')
+        os.chmod(wrapper, 0o755)
+        env = dict(self.env, PATH=bin_dir + os.pathsep + self.env.get("PATH", ""))
+        for args in (["stack", "status"], ["stack", "status", "--json"]):
+            if os.path.exists(log):
+                os.remove(log)
+            p = subprocess.run([STACKCTL, "-f", self.file, *args], env=env, capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            with open(log) as f:
+                calls = [c for c in f.read().splitlines() if c.startswith("ps ")]
+            self.assertEqual(len(calls), 1, calls)
+        self.assertEqual([self.status()[r]["state"] for r in roles], ["running"] * 3)
+        self.run_ctl("stack", "down", "--force")
+
     def test_file_error(self):
         self.write(f"""\
             name = "{self.stack}"

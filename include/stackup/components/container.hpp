@@ -238,8 +238,10 @@ public:
   [[nodiscard]] std::optional<Exit> exit_status() const {
     try {
       if (stopped_by_us_) return std::nullopt;
-      const auto row = find(true);
-      if (!row) return std::nullopt;
+      // From the stack's one listing in a round (a status asks the engine once);
+      // only a container that has exited is asked how and when.
+      const auto row = find(false);
+      if (!row || !row->status.starts_with("Exited")) return std::nullopt;
       const auto e = engine();
       const auto r = detail::container::run(e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{.State.FinishedAt}}", row->id});
       if (!r.ok()) return std::nullopt;

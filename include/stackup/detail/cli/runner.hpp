@@ -20,6 +20,7 @@
 #include <stackup/options.hpp>
 #include <stackup/stack_lock.hpp>
 #include <stackup/stack_view.hpp>
+#include <stackup/detail/round_hook.hpp>
 #include <stackup/supervise.hpp>
 
 #include <fmt/color.h>
@@ -444,6 +445,9 @@ private:
     StackLock lock;
     if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
     try {
+      // One query round for the whole command: the rows and what supervision
+      // adds to them (exits) come from one engine call per engine and stack.
+      const stackup::detail::WalkRound round;
       std::vector<ComponentStatus> rows = stack_.status();
       const auto supervisor = supervision_into(rows);
       std::span<const ComponentStatus> shown(rows);
