@@ -6,8 +6,7 @@
 // and without an observer (the quiet paths and the engine's walk).
 #include "support/kinds.hpp"
 
-#include <stackup/detail/query_round.hpp>
-#include <stackup/stackup.hpp>
+#include <stackup/stackup.hpp> // and with it detail::current_query_round() (the container component asks in rounds)
 
 #include <doctest/doctest.h>
 
