@@ -9734,6 +9734,9 @@ inline std::vector<std::filesystem::path> manifest_files(const std::filesystem::
                 "file its directory)");
   if (!fs::is_directory(st)) return {entry};
   std::vector<fs::path> out;
+  // By path, on purpose: manifests are named by the stack file, which is read
+  // only when it is trusted (StrictModes), and what is read is only ever sent
+  // to the engine the same user drives; nothing is removed or written here.
   for (const auto& e : fs::directory_iterator(entry, ec)) {
     const auto ext = e.path().extension();
     if ((ext == ".yaml" || ext == ".yml" || ext == ".json") && e.is_regular_file()) out.push_back(e.path());
@@ -9751,6 +9754,8 @@ inline std::vector<std::filesystem::path> manifest_files(const std::filesystem::
 
 /// The bytes of a manifest file. Error naming it when it cannot be read.
 inline std::string read_manifest(const std::filesystem::path& file, std::string_view who) {
+  // By path (see manifest_files): the bytes read are the bytes hashed and
+  // applied, from one open; nothing is decided on a second look.
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error("stackup: " + std::string(who) + ": cannot read manifest '" + file.string() + "'");
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
