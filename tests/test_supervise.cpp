@@ -56,6 +56,17 @@ struct ProcState {
   bool fail_after_first = false; // every resume but the first throws
   bool no_fd = false;             // exit_fd() is -1 (as without pidfds): polled
   std::optional<stackup::Exit> exit{};
+
+  ProcState() = default;
+  ProcState(const ProcState&) = delete;
+  ProcState& operator=(const ProcState&) = delete;
+  // A test that ends with its process running leaves nothing behind: the child
+  // leads a process group of its own (a shell's children included), killed here.
+  ~ProcState() {
+    if (pid <= 0) return;
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
 };
 
 // A component whose process is a child of the test: exit_fd() is a pidfd,
@@ -79,9 +90,11 @@ struct Proc : stackup::StackComponent<Proc<R, Deps...>> {
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
+      ::setpgid(0, 0);
       ::execl("/bin/sh", "sh", "-c", s->script.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
+    ::setpgid(pid, pid); // as the child does: whichever runs first
     s->pid = pid;
     s->exit.reset();
     ++s->starts;
@@ -89,7 +102,7 @@ struct Proc : stackup::StackComponent<Proc<R, Deps...>> {
   void suspend() {
     ++s->suspends;
     if (s->pid > 0) {
-      ::kill(s->pid, SIGKILL);
+      ::kill(-s->pid, SIGKILL);
       ::waitpid(s->pid, nullptr, 0);
     }
     s->pid = 0;
