@@ -92,6 +92,11 @@ public:
   [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
   /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
   [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// The wrapped `log_command(request)`: the program whose output is its log as
+  /// its engine keeps it; empty without one.
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    return ops().log_command ? ops_->log_command(object_, request) : std::vector<std::string>{};
+  }
   /// The wrapped `exit_fd()` (a new descriptor: close it), or -1 without one.
   [[nodiscard]] int exit_fd() const { return ops().exit_fd ? ops_->exit_fd(object_) : -1; }
   /// The wrapped `exit_status()`, or empty without one.
@@ -200,7 +205,7 @@ public:
   BasicComponentRef& operator=(BasicComponentRef&&) = delete;
   ~BasicComponentRef() = default;
 
-  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file,
+  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file and command,
   /// exit descriptor, exit status, supervision config, owned paths, state.
   [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
   [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
@@ -208,6 +213,7 @@ public:
   [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
   [[nodiscard]] std::string detail() const { return c_->detail(); }
   [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const { return c_->log_command(request); }
   [[nodiscard]] int exit_fd() const { return c_->exit_fd(); }
   [[nodiscard]] std::optional<Exit> exit_status() const { return c_->exit_status(); }
   [[nodiscard]] SupervisionConfig supervision() const { return c_->supervision(); }

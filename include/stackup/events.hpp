@@ -4,6 +4,7 @@
 
 #include <stackup/component.hpp>
 
+#include <cstddef>
 #include <functional>
 // Event::elapsed is a std::chrono::nanoseconds. libstdc++ declares the durations
 // and clocks apart from <chrono>'s calendar, time zones and I/O, which cost every
@@ -48,6 +49,17 @@ struct Exit {
   std::chrono::system_clock::time_point at{};
   /// Whether the policy `on-failure` counts it as a failure (all but exit status 0).
   [[nodiscard]] bool failed() const noexcept { return !code || *code != 0; }
+};
+
+/// What `<role> logs` and `stack logs` ask of a component whose log an engine
+/// keeps (its optional `log_command()`, DESIGN §11): how much of it, and whether
+/// to follow it.
+struct LogRequest {
+  std::optional<std::size_t> tail{}; ///< its last N lines; all of it when empty
+  bool follow = false;               ///< go on with what is written, until the reader stops
+  /// Only what was written from then on (a follow taken up again after the
+  /// engine's reader ended); empty: from the start, or the last `tail` lines.
+  std::optional<std::chrono::system_clock::time_point> since{};
 };
 
 /// Where supervision stands for one component.

@@ -163,6 +163,10 @@ public:
   [[nodiscard]] std::string_view flavor(std::string_view role) const;
   /// The file the component writes its log to (`log_file()`); empty when it keeps none.
   [[nodiscard]] std::string log_file(std::string_view role) const;
+  /// The program (argv) whose output is the component's log as its engine keeps
+  /// it (its `log_command()`: a container's `podman logs`), for `request`; empty
+  /// when it has none. A component has a log file, a log command, or neither.
+  [[nodiscard]] std::vector<std::string> log_command(std::string_view role, const LogRequest& request) const;
 
   /// A new descriptor (close it) that becomes readable when the component stops
   /// running on its own (its `exit_fd()`: a LocalDaemon's is a pidfd); -1 when

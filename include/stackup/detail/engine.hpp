@@ -166,6 +166,7 @@ struct Ops {
   SupervisionConfig (*supervision)(const void*);         // null: the defaults
   bool (*is_stopped)(const void*);                       // null: when not running
   void (*kill)(const void*);                             // null: it has no kill()
+  std::vector<std::string> (*log_command)(const void*, const LogRequest&); // null: no engine keeps its log
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -384,6 +385,13 @@ template <class T> concept has_is_stopped = requires(const T& c) {
 /// component runs (a supervisor's or a command line's second Ctrl-C); the engine
 /// never calls it itself, it only carries it (AnyComponent, StackView).
 template <class T> concept has_kill = requires(const T& c) { c.kill(); };
+/// `std::vector<std::string> log_command(const LogRequest&) const`: the program
+/// (argv) whose standard output and error are the component's log as its engine
+/// keeps it (a container's `podman logs`); the CLI runs it for `logs`. For a
+/// component whose log is no file of its own (no `log_file()`).
+template <class T> concept has_log_command = requires(const T& c, const LogRequest& r) {
+  { c.log_command(r) } -> std::convertible_to<std::vector<std::string>>;
+};
 template <class C> bool is_stopped(const C& c) {
   if constexpr (stand_in<C>) {
     const Slot& s = c.t.slots[c.k];
@@ -734,6 +742,9 @@ template <class C> std::optional<Exit> exit_status_of(const void* o) { return st
 template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
 template <class C> bool is_stopped_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_stopped()); }
 template <class C> void kill_of(const void* o) { static_cast<const C*>(o)->kill(); }
+template <class C> std::vector<std::string> log_command_of(const void* o, const LogRequest& r) {
+  return static_cast<const C*>(o)->log_command(r);
+}
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -766,6 +777,10 @@ template <class C> constexpr auto kill_entry() {
   if constexpr (has_kill<C>) return &kill_of<C>;
   else return static_cast<void (*)(const void*)>(nullptr);
 }
+template <class C> constexpr auto log_command_entry() {
+  if constexpr (has_log_command<C>) return &log_command_of<C>;
+  else return static_cast<std::vector<std::string> (*)(const void*, const LogRequest&)>(nullptr);
+}
 template <class C> constexpr auto supervision_entry() {
   if constexpr (has_supervision<C>) return &supervision_of<C>;
   else return static_cast<SupervisionConfig (*)(const void*)>(nullptr);
@@ -793,6 +808,7 @@ inline constexpr Ops ops_of{
     supervision_entry<C>(),
     is_stopped_entry<C>(),
     kill_entry<C>(),
+    log_command_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -1060,6 +1076,10 @@ inline std::string_view StackView::flavor(std::string_view role) const { return 
 inline std::string StackView::log_file(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->log_file ? s.ops->log_file(s.object) : std::string();
+}
+inline std::vector<std::string> StackView::log_command(std::string_view role, const LogRequest& request) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->log_command ? s.ops->log_command(s.object, request) : std::vector<std::string>{};
 }
 inline int StackView::exit_fd(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
