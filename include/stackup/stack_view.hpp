@@ -167,6 +167,8 @@ public:
   /// it (its `log_command()`: a container's `podman logs`), for `request`; empty
   /// when it has none. A component has a log file, a log command, or neither.
   [[nodiscard]] std::vector<std::string> log_command(std::string_view role, const LogRequest& request) const;
+  /// Whether the component has `log_command()` (asking for the command itself may ask its engine).
+  [[nodiscard]] bool has_log_command(std::string_view role) const;
 
   /// A new descriptor (close it) that becomes readable when the component stops
   /// running on its own (its `exit_fd()`: a LocalDaemon's is a pidfd); -1 when

@@ -1081,6 +1081,9 @@ inline std::vector<std::string> StackView::log_command(std::string_view role, co
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->log_command ? s.ops->log_command(s.object, request) : std::vector<std::string>{};
 }
+inline bool StackView::has_log_command(std::string_view role) const {
+  return t_->slots[at(role)].ops->log_command != nullptr;
+}
 inline int StackView::exit_fd(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->exit_fd ? s.ops->exit_fd(s.object) : -1;

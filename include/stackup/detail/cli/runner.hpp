@@ -134,7 +134,11 @@ private:
     for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles()[i]);
     return s;
   }
-  [[nodiscard]] bool keeps_log(std::size_t k) const { return !stack_.log_file(stack_.roles()[k]).empty(); }
+  // A log file of its own, or a log its engine keeps (log_command()).
+  [[nodiscard]] bool keeps_log(std::size_t k) const {
+    const std::string_view r = stack_.roles()[k];
+    return stack_.has_log_command(r) || !stack_.log_file(r).empty();
+  }
   [[nodiscard]] std::string logging_roles() const {
     std::string s;
     for (std::size_t i = 0; i < size; ++i)
@@ -478,7 +482,9 @@ private:
     StackLock lock;
     if (!cmd.follow)
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
-    if (cmd.whole_stack) return merged_logs(cmd);
+    if (cmd.whole_stack) return merged_logs(cmd, merge_sources(), !cmd.no_prefix);
+    // A log its engine keeps: the engine's reader, as `stack logs` runs it, for this one.
+    if (stack_.has_log_command(role(cmd.index))) return merged_logs(cmd, {merge_source(cmd.index)}, false);
     try {
       // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
       // Handled from before the first line is out, so that one sent after it is.
@@ -503,11 +509,17 @@ private:
     }
   }
 
+  // The log of component k: its engine's reader (log_command()), else its file.
+  [[nodiscard]] MergeSource merge_source(std::size_t k) const {
+    const std::string_view r = role(k);
+    if (!stack_.has_log_command(r)) return {std::string(r), stack_.log_file(r)};
+    return {std::string(r), {}, [view = stack_, r](const LogRequest& request) { return view.log_command(r, request); }};
+  }
   // The logs of the components that keep one, in the stack's order.
   [[nodiscard]] std::vector<MergeSource> merge_sources() const {
     std::vector<MergeSource> sources;
     for (std::size_t i = 0; i < size; ++i)
-      if (keeps_log(i)) sources.push_back({std::string(role(i)), stack_.log_file(role(i))});
+      if (keeps_log(i)) sources.push_back(merge_source(i));
     return sources;
   }
 
@@ -524,14 +536,15 @@ private:
     return static_cast<bool>(out_);
   }
 
-  // `stack logs`: every log, merged line by line (see MergedLogs).
-  int merged_logs(const Command& cmd) {
+  // `stack logs`: every log, merged line by line (see MergedLogs); and `<role>
+  // logs` of a log its engine keeps (one source, no prefix).
+  int merged_logs(const Command& cmd, std::vector<MergeSource> sources, bool prefix) {
     try {
       // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
       // Handled from before the first line is out, so that one sent after it is.
       std::optional<Interrupts> interrupts;
       if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-      MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+      MergedLogs logs(std::move(sources), {.prefix = prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
       std::string text;
       std::vector<LogProblem> problems;
       logs.start(cmd.tail, cmd.follow, text, problems);
@@ -547,7 +560,9 @@ private:
       if (!written) throw Error("cannot write the logs: the output is closed (what read it, a pipe or a terminal, has gone)");
       return failed ? exit_failure : exit_success;
     } catch (...) {
-      return report(fmt::format("cannot read the logs of stack '{}'", stack_.name()), std::current_exception(), cmd, {});
+      const std::string what = cmd.whole_stack ? fmt::format("the logs of stack '{}'", stack_.name())
+                                               : fmt::format("the log of {}", describe(cmd.index));
+      return report("cannot read " + what, std::current_exception(), cmd, {});
     }
   }
 
