@@ -2,8 +2,10 @@
 # stackup's reliability checks, the ones a user does not run every day:
 #
 #   asan      the full test suite (unit tests, the demo_stack demo tests, crash and
-#             concurrency tests) built with AddressSanitizer + UndefinedBehavior-
-#             Sanitizer; any report, from any process (daemons included), fails
+#             concurrency tests) built with clang++, AddressSanitizer + UndefinedBehavior-
+#             Sanitizer and warnings as errors; any report, from any process
+#             (daemons included), fails. It is also the suite's clang build:
+#             tools/test.sh runs only the compile-time checks with clang.
 #   tsan      the parallel and multi-process tests under ThreadSanitizer: the
 #             parallel, fault-injection, events, stop and run-time stack suites
 #             (both kinds of stack), LocalDaemon's concurrent up, LocalDirectory's
@@ -16,7 +18,7 @@
 # Each part builds in its own directory under build-ci/ and prints one PASS or
 # FAIL line (with the end of its log on failure); the exit status is non-zero
 # if any part failed. Environment:
-#   FUZZ_SECONDS  seconds per fuzz target (default 60)
+#   FUZZ_SECONDS  seconds per fuzz target (default 40)
 #   CI_JOBS       parallel build and test jobs (default 2)
 #   CI_CXX        compiler for the sanitizer and fuzz builds (default clang++)
 #   BUILD_CI      where the build directories go (default <repo>/build-ci)
@@ -26,7 +28,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${BUILD_CI:-$root/build-ci}
 jobs=${CI_JOBS:-2}
 cxx=${CI_CXX:-clang++}
-fuzz_seconds=${FUZZ_SECONDS:-60}
+fuzz_seconds=${FUZZ_SECONDS:-40}
 mkdir -p "$out"
 
 failed=()
@@ -102,7 +104,7 @@ part_asan() {
   local reports=$dir/sanitizer-reports
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_COMPILER="$cxx" \
     -DCMAKE_CXX_FLAGS="$san -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1" \
-    -DCMAKE_EXE_LINKER_FLAGS="$san" -DSTACKUP_BUILD_BENCHMARKS=OFF || return 1
+    -DCMAKE_EXE_LINKER_FLAGS="$san" -DSTACKUP_BUILD_BENCHMARKS=OFF -DSTACKUP_WERROR=ON || return 1
   cmake --build "$dir" -j "$jobs" --target stackup_tests demo_stack_tests custom_component custom_flavor dynamic_stack supervised stackctl || return 1
   rm -rf "$reports" && mkdir -p "$reports"
   # Compile-only checks (compile-fail, headers, consumers, single header) have
