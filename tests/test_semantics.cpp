@@ -211,9 +211,17 @@ TEST_CASE_TEMPLATE("semantics: down<C>() stops C's running dependents first, the
   CHECK(log.empty());
 }
 
-TEST_CASE_TEMPLATE("semantics: down<C>() of a component that cannot suspend suggests force", K, kinds::Typed,
-                   kinds::Dynamic) {
-  auto s = kinds::make<K, Fake<"user", "fixed">, Fixed<"fixed">>();
+// Running and provisioned, with a deprovision() but no suspend().
+struct RemoveOnly : stackup::StackComponent<RemoveOnly> {
+  static constexpr std::string_view role = "fixed";
+  bool is_provisioned() const { return true; }
+  bool is_running() const { return true; }
+  void deprovision() {}
+};
+
+TEST_CASE_TEMPLATE("semantics: down<C>() of a component that cannot suspend suggests force, if force can remove it",
+                   K, kinds::Typed, kinds::Dynamic) {
+  auto s = kinds::make<K, Fake<"user", "fixed">, RemoveOnly>();
   s.up();
   try {
     s.down("fixed");
@@ -221,11 +229,21 @@ TEST_CASE_TEMPLATE("semantics: down<C>() of a component that cannot suspend sugg
   } catch (const stackup::TransitionError& e) {
     CHECK(e.role() == "fixed");
     CHECK(e.transition() == Transition::suspend);
-    CHECK(std::string(e.what()).find("force") != std::string::npos);
+    CHECK(std::string(e.what()).find("use down with force (--force) to deprovision it instead") != std::string::npos);
     CHECK_THROWS_AS(std::rethrow_exception(e.cause()), stackup::NotImplementedError);
   }
   // the dependent was still stopped first
   CHECK_FALSE(get<Fake<"user", "fixed">>(s).running);
+
+  // Neither suspend() nor deprovision(): force would not help, and is not advised.
+  auto fixed = kinds::make<K, Fixed<"fixed">>();
+  try {
+    fixed.down("fixed");
+    FAIL("down should have thrown");
+  } catch (const stackup::TransitionError& e) {
+    CHECK(std::string(e.what()).find("force") == std::string::npos);
+    CHECK(std::string(e.what()).find("it has no deprovision() either: it cannot be brought down") != std::string::npos);
+  }
 }
 
 TEST_CASE_TEMPLATE("semantics: down<C>({.force}) takes dependents down with force, then removes C", K, kinds::Typed,

@@ -600,7 +600,9 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
       } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
-        detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
+        detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend,
+                      deprovisions ? "use down with force (--force) to deprovision it instead"
+                                   : "it has no deprovision() either: it cannot be brought down");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
