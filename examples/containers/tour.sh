@@ -99,8 +99,10 @@ else
   show python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode(), end="")' \
     "http://127.0.0.1:$app_port/"
 fi
-echo "# the database's output, through the engine (a container's log is the engine's):"
-show "$engine" logs --tail 3 stackup-containers-database
+echo "# the database's output: a container's log is the engine's, read through it (podman logs):"
+stackctl database logs --tail 3
+echo "# every log of the stack, merged — the app's file and the containers' engine logs:"
+stackctl stack logs --tail 2
 
 echo "# down: the app stopped, then the containers — stopped, not removed:"
 stackctl stack down
