@@ -131,6 +131,20 @@ std::string label_of(const std::string& container, const std::string& key) {
   return output_of("podman inspect --format '{{index .Config.Labels \"" + key + "\"}}' " + container + " 2>/dev/null");
 }
 
+// The non-empty lines of `text`.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto nl = text.find('\n', at);
+    std::string line = text.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    if (!line.empty()) out.push_back(std::move(line));
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  return out;
+}
+
 bool container_exists(const std::string& name) { return podman::sh("podman container exists " + name) == 0; }
 
 } // namespace
@@ -608,4 +622,44 @@ TEST_CASE("container: a stop of stackup's reads as no exit in another process; a
   // Removed, it leaves no record of its stops behind.
   web.deprovision();
   for (const auto& entry : fs::directory_iterator(state.path)) CHECK_FALSE(entry.path().filename().string().starts_with("stopped-"));
+}
+
+TEST_CASE("container: a stack's down --force asks the engine once for its containers and volumes, then one call each") {
+  const std::string stack = unique_stack("down");
+  Cleanup cleanup(stack);
+  files::TempDir bin("container-bin");
+  const fs::path log = bin.path / "calls";
+  const std::string real = output_of("command -v podman");
+  REQUIRE_FALSE(real.empty());
+  files::spit(bin.path / "podman", "#!/bin/sh\necho \"$*\" >> '" + log.string() + "'\nexec " + real + " \"$@\"\n");
+  fs::permissions(bin.path / "podman", fs::perms::owner_all);
+  SetEnv path("PATH", bin.path.string() + ":" + std::getenv("PATH"));
+
+  auto web_cfg = web_config(stack, ports::free_port());
+  web_cfg.volumes = {stack + "-wdata:/data"};
+  auto api_cfg = web_config(stack, ports::free_port());
+  api_cfg.volumes = {stack + "-adata:/data", stack + "-found:/found"};
+  // A volume it finds (no labels of stackup's) is mounted, never removed.
+  REQUIRE(podman::sh("podman volume create " + stack + "-found >/dev/null") == 0);
+  stackup::Stack<Web, stackup::Container<"api">> s(stack, Web(web_cfg), stackup::Container<"api">(api_cfg));
+  s.up();
+  REQUIRE(s.get<Web>().is_running());
+  fs::remove(log);
+  s.down({.force = true});
+  const auto calls = lines_of(files::slurp(log).value_or(""));
+  const auto count = [&](std::string_view start) {
+    return std::count_if(calls.begin(), calls.end(), [&](const std::string& c) { return c.starts_with(start); });
+  };
+  INFO("engine calls: " << files::slurp(log).value_or(""));
+  CHECK(count("ps -a") == 1);
+  CHECK(count("volume ls") == 1);
+  CHECK(count("stop ") == 2);            // the suspends
+  CHECK(count("rm -f -t 2 ") == 2);      // the removals, one call each
+  CHECK(count("volume rm ") == 2);       // their own volumes
+  CHECK(calls.size() == 8);
+  CHECK_FALSE(container_exists("stackup-" + stack + "-web"));
+  CHECK_FALSE(container_exists("stackup-" + stack + "-api"));
+  CHECK(podman::sh("podman volume exists " + stack + "-wdata") != 0);
+  CHECK(podman::sh("podman volume exists " + stack + "-adata") != 0);
+  CHECK(podman::sh("podman volume exists " + stack + "-found") == 0);
 }

@@ -403,7 +403,8 @@ public:
       if (v.label(role_label) != this->role_name()) continue; // another component's
       const std::vector<std::string> args{"volume", "rm", v.name};
       const auto rm = dc::run(e, args);
-      dc::VolumeCache::forget(e, stack_label, config_.stack);
+      if (rm.ok()) dc::VolumeCache::erase(e, stack_label, config_.stack, v.name);
+      else dc::VolumeCache::forget(e, stack_label, config_.stack);
       if (!rm.ok())
         fail(Transition::deprovision, "cannot remove volume " + v.name + ": `" + dc::shown(e, args) +
                                           "` failed: " + dc::why(e, rm));

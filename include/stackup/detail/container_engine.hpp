@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -341,10 +342,21 @@ public:
     entries()[k] = {round, rows};
     return rows;
   }
-  /// Volume `name` was removed (or created): the next get asks the engine.
+  /// A volume was created: the next get asks the engine.
   static void forget(const Engine& engine, std::string_view key, std::string_view value) {
     const std::lock_guard<std::mutex> lock(mutex());
     entries().erase(engine.program + '\0' + std::string(key) + '\0' + std::string(value));
+  }
+  /// Volume `name` was removed: this round's answer goes on without it.
+  static void erase(const Engine& engine, std::string_view key, std::string_view value, std::string_view name) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(engine.program + '\0' + std::string(key) + '\0' + std::string(value));
+    if (it == entries().end()) return;
+    if (it->second.first != current_query_round() || current_query_round() == 0) {
+      entries().erase(it);
+      return;
+    }
+    std::erase_if(it->second.second, [&](const ListedVolume& v) { return v.name == name; });
   }
 
 private:
