@@ -581,8 +581,8 @@ private:
   // 4.3 reports no StoppedByUser, and docker none a client can read.)
   void record_stop(const std::string& id, std::chrono::system_clock::time_point asked) const {
     using px = detail::posix;
-    const auto dir = state_dir();
     try {
+      const auto dir = state_dir();
       if (const std::string why = px::forbidden_directory(dir); !why.empty())
         throw Error("refusing state directory " + px::quoted(dir) + ": " + why + "; set state_dir to a directory of its own");
       const auto l = px::lock_private_dir(dir, true);
