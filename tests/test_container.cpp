@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -127,6 +129,20 @@ stackup::ContainerConfig web_config(const std::string& stack, std::uint16_t port
 
 std::string label_of(const std::string& container, const std::string& key) {
   return output_of("podman inspect --format '{{index .Config.Labels \"" + key + "\"}}' " + container + " 2>/dev/null");
+}
+
+// The non-empty lines of `text`.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto nl = text.find('\n', at);
+    std::string line = text.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    if (!line.empty()) out.push_back(std::move(line));
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  return out;
 }
 
 bool container_exists(const std::string& name) { return podman::sh("podman container exists " + name) == 0; }
@@ -489,4 +505,161 @@ TEST_CASE("container: the docker engine (a docker CLI backed by podman)") {
   CHECK_FALSE(web.is_running());
   web.deprovision();
   CHECK_FALSE(web.is_provisioned());
+}
+
+TEST_CASE("container: log_command reads the engine's log: all of it, its tail, since a time, following it") {
+  const std::string stack = unique_stack("logs");
+  Cleanup cleanup(stack);
+  // Three lines, then a fourth once /tmp/go exists, then it waits.
+  Web web({.stack = stack,
+           .image = podman::test_image(),
+           .engine = "podman",
+           .command = {"sh", "-c", "echo one; echo two; echo three >&2; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo four; "
+                                   "exec sleep 1000"},
+           .stop_timeout = 1s});
+  // Not provisioned: an error naming the role and the fix.
+  const std::string none = error_of([&] { (void)web.log_command({}); });
+  CHECK(contains(none, "web"));
+  CHECK(contains(none, "not provisioned"));
+  CHECK(contains(none, "run `up` first"));
+
+  web.provision();
+  web.resume();
+  const auto run = [](const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 30s) {
+    REQUIRE_FALSE(argv.empty());
+    return stackup::detail::posix::run_program(argv, {.timeout = timeout, .capture_stdout = true});
+  };
+  // The engine keeps standard output and error in one log; the command gives
+  // the first on its stdout and the second on its stderr, as the container wrote them.
+  const auto all_of = [&](const stackup::LogRequest& r) {
+    const auto res = run(web.log_command(r));
+    return res.out + "|" + res.stderr_tail;
+  };
+  REQUIRE(processes::eventually([&] { return all_of({}) == "one\ntwo\n|three\n"; }));
+  CHECK(all_of({.tail = 1}) == "|three\n");
+  CHECK(all_of({.tail = 2}) == "two\n|three\n");
+  // It names the container by the id found by its labels.
+  const auto argv = web.log_command({.tail = 5});
+  CHECK(argv.back() == output_of("podman inspect --format '{{.Id}}' " + web.container_name()));
+
+  std::this_thread::sleep_for(50ms); // the log's timestamps are the engine's; leave a gap before `since`
+  const auto since = std::chrono::system_clock::now();
+  std::this_thread::sleep_for(50ms);
+  REQUIRE(podman::sh("podman exec " + web.container_name() + " touch /tmp/go") == 0);
+  REQUIRE(processes::eventually([&] { return contains(all_of({}), "four"); }));
+  CHECK(all_of({.since = since}) == "four\n|");
+  CHECK(all_of({.tail = 1, .since = since}) == "four\n|");
+
+  // Following: it goes on until it is stopped (here by the timeout), with what was written.
+  const auto followed = run(web.log_command({.tail = 2, .follow = true}), 1500ms);
+  CHECK(followed.timed_out);
+  CHECK(followed.out == "four\n");
+  CHECK(followed.stderr_tail == "three\n");
+  web.deprovision();
+  CHECK(contains(error_of([&] { (void)web.log_command({}); }), "not provisioned"));
+}
+
+TEST_CASE("container: log_command refuses a container of its name that is not stackup's") {
+  const std::string stack = unique_stack("logsforeign");
+  Cleanup cleanup(stack);
+  Web web(web_config(stack, ports::free_port()));
+  REQUIRE(podman::sh("podman run -d --name " + web.container_name() + " " + podman::test_image() +
+                     " sh -c 'echo secret; exec sleep 1000' >/dev/null") == 0);
+  const std::string msg = error_of([&] { (void)web.log_command({}); });
+  CHECK(contains(msg, "web"));
+  CHECK(contains(msg, "stackup did not create"));
+  CHECK(contains(msg, web.container_name()));
+  CHECK_FALSE(contains(msg, "secret"));
+}
+
+TEST_CASE("container: a stop of stackup's reads as no exit in another process; an exit of its own still does") {
+  const std::string stack = unique_stack("stopped");
+  Cleanup cleanup(stack);
+  files::TempDir state("container-state");
+  // Ends with 0 on SIGTERM (a stop), with 3 once /tmp/go exists (an exit of its own).
+  const stackup::ContainerConfig cfg{
+      .stack = stack,
+      .image = podman::test_image(),
+      .engine = "podman",
+      .command = {"sh", "-c", "trap 'exit 0' TERM; while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 3"},
+      .state_dir = state.path,
+      .stop_timeout = 5s};
+  // exit_status() as a fresh process sees it: 100 when empty, else its code.
+  const auto seen_elsewhere = [&] {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int code = 101;
+      try {
+        const Web other(cfg);
+        const auto exit = other.exit_status();
+        code = !exit ? 100 : exit->code.value_or(102);
+      } catch (...) {
+      }
+      ::_exit(code);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  Web web(cfg);
+  web.provision();
+  web.resume();
+  CHECK(seen_elsewhere() == 100); // running
+  web.suspend();
+  CHECK_FALSE(web.is_running());
+  CHECK(seen_elsewhere() == 100); // stopped by stackup: no exit
+  CHECK_FALSE(web.exit_status());
+
+  // Started again, it exits on its own: that exit is seen, here and elsewhere.
+  web.resume();
+  REQUIRE(podman::sh("podman exec " + web.container_name() + " touch /tmp/go") == 0);
+  REQUIRE(processes::eventually([&] { return !web.is_running(); }));
+  CHECK(seen_elsewhere() == 3);
+  REQUIRE(web.exit_status());
+  CHECK(web.exit_status()->code == 3);
+  // Removed, it leaves no record of its stops behind.
+  web.deprovision();
+  for (const auto& entry : fs::directory_iterator(state.path)) CHECK_FALSE(entry.path().filename().string().starts_with("stopped-"));
+}
+
+TEST_CASE("container: a stack's down --force asks the engine once for its containers and volumes, then one call each") {
+  const std::string stack = unique_stack("down");
+  Cleanup cleanup(stack);
+  files::TempDir bin("container-bin");
+  const fs::path log = bin.path / "calls";
+  const std::string real = output_of("command -v podman");
+  REQUIRE_FALSE(real.empty());
+  files::spit(bin.path / "podman", "#!/bin/sh\necho \"$*\" >> '" + log.string() + "'\nexec " + real + " \"$@\"\n");
+  fs::permissions(bin.path / "podman", fs::perms::owner_all);
+  SetEnv path("PATH", bin.path.string() + ":" + std::getenv("PATH"));
+
+  auto web_cfg = web_config(stack, ports::free_port());
+  web_cfg.volumes = {stack + "-wdata:/data"};
+  auto api_cfg = web_config(stack, ports::free_port());
+  api_cfg.volumes = {stack + "-adata:/data", stack + "-found:/found"};
+  // A volume it finds (no labels of stackup's) is mounted, never removed.
+  REQUIRE(podman::sh("podman volume create " + stack + "-found >/dev/null") == 0);
+  stackup::Stack<Web, stackup::Container<"api">> s(stack, Web(web_cfg), stackup::Container<"api">(api_cfg));
+  s.up();
+  REQUIRE(s.get<Web>().is_running());
+  fs::remove(log);
+  s.down({.force = true});
+  const auto calls = lines_of(files::slurp(log).value_or(""));
+  const auto count = [&](std::string_view start) {
+    return std::count_if(calls.begin(), calls.end(), [&](const std::string& c) { return c.starts_with(start); });
+  };
+  INFO("engine calls: " << files::slurp(log).value_or(""));
+  CHECK(count("ps -a") == 1);
+  CHECK(count("volume ls") == 1);
+  CHECK(count("stop ") == 2);            // the suspends
+  CHECK(count("rm -f -t 2 ") == 2);      // the removals, one call each
+  CHECK(count("volume rm ") == 2);       // their own volumes
+  CHECK(calls.size() == 8);
+  CHECK_FALSE(container_exists("stackup-" + stack + "-web"));
+  CHECK_FALSE(container_exists("stackup-" + stack + "-api"));
+  CHECK(podman::sh("podman volume exists " + stack + "-wdata") != 0);
+  CHECK(podman::sh("podman volume exists " + stack + "-adata") != 0);
+  CHECK(podman::sh("podman volume exists " + stack + "-found") == 0);
 }

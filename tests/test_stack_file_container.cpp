@@ -42,6 +42,7 @@ env = { POSTGRES_PASSWORD = "dev" }
 ports = ["127.0.0.1:5433:5432", "8080", "127.0.0.1::9000/udp"]
 volumes = ["pgdata:/var/lib/postgresql/data", "./init:/docker-entrypoint-initdb.d:ro"]
 working_dir = "sub"
+state_dir = "state/db"
 run_args = ["--cap-add", "NET_ADMIN"]
 user = "999"
 ready = { tcp = 5433 }
@@ -64,6 +65,7 @@ on_dependency_restart = "restart"
   CHECK(cfg.ports.size() == 3);
   CHECK(cfg.volumes.size() == 2);
   CHECK(cfg.working_dir == std::filesystem::path("/tmp/sub"));
+  CHECK(c->state_dir() == std::filesystem::path("/tmp/state/db")); // against the file's directory
   CHECK(cfg.run_args.size() == 2);
   CHECK(cfg.user == "999");
   CHECK(cfg.ready.kind == stackup::ready::Probe::Kind::tcp);
@@ -82,13 +84,14 @@ TEST_CASE("stack file: a container's defaults: the directory's name for the stac
   CHECK(c->container_name() == "stackup-tmp-web");
   CHECK(c->config().engine.empty());
   CHECK(c->config().working_dir == std::filesystem::path("/tmp"));
+  CHECK(c->state_dir() == std::filesystem::path("/tmp/.stackup/web"));
   CHECK(c->config().ready.kind == stackup::ready::Probe::Kind::none);
 }
 
 TEST_CASE("stack file: container errors at their line and column") {
   CHECK(error_of(std::string(head) + "image = \"x\"\nimages = 1\n") ==
         "/tmp/t.toml:5:1: unknown key 'images' in component 'db' (container); valid keys: flavor, depends_on, name, "
-        "image, engine, command, env, ports, volumes, working_dir, run_args, user, ready, start_timeout, stop_timeout, "
+        "image, engine, command, env, ports, volumes, working_dir, state_dir, run_args, user, ready, start_timeout, stop_timeout, "
         "restart, liveness, on_dependency_restart");
   CHECK(error_of(std::string(head)) ==
         "/tmp/t.toml:2:1: component 'db' (container) lacks the required key 'image' (the image to run, e.g. image = "

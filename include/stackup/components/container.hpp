@@ -46,6 +46,10 @@ struct ContainerConfig {
   /// "/dir:/path" (a bind mount; a relative source is against working_dir).
   std::vector<std::string> volumes{};
   std::filesystem::path working_dir{}; ///< relative bind sources resolve here; empty: the current directory
+  /// stackup's own directory (mode 0700): the record of the stops it made, so
+  /// that no process reads such a stop as an exit of the container's own.
+  /// Empty: `<working_dir>/.stackup/<role>`.
+  std::filesystem::path state_dir{};
   std::vector<std::string> run_args{}; ///< passed to `create` as they are, before the image
   std::string user{};                  ///< the user inside the container (`--user`); empty: the image's
   /// When the started container counts as ready: a probe on 127.0.0.1 (a
@@ -117,6 +121,7 @@ public:
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     if (!config_.working_dir.empty()) config_.working_dir = std::filesystem::absolute(config_.working_dir);
+    if (!config_.state_dir.empty()) config_.state_dir = detail::owned_directory(config_.state_dir);
   }
 
   /// The container a stack file's table describes (`flavor = "container"`, see
@@ -151,6 +156,7 @@ public:
         t.fail("volumes", "volume \"" + v + "\" of component '" + role +
                               "' is not SOURCE:/path[:options], e.g. \"data:/var/lib/data\" or \"./init:/init:ro\"");
     c.working_dir = t.path_or("working_dir", t.directory());
+    c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
     c.run_args = t.strings("run_args");
     c.user = t.optional_string("user").value_or("");
     if (const auto r = t.table("ready")) c.ready = ready::Probe::from_table(*r).with_any_listener();
@@ -195,6 +201,13 @@ public:
     return detail::container::fingerprint(text);
   }
 
+  /// The state directory: the configured one, else `<working_dir>/.stackup/<role>`.
+  [[nodiscard]] std::filesystem::path state_dir() const {
+    if (!config_.state_dir.empty()) return config_.state_dir;
+    const std::filesystem::path base = config_.working_dir.empty() ? std::filesystem::current_path() : config_.working_dir;
+    return detail::owned_directory(base / ".stackup" / std::string(this->role_name()));
+  }
+
   /// A container with this stack's and role's labels exists.
   [[nodiscard]] bool is_provisioned() const { return find(false).has_value(); }
 
@@ -232,7 +245,8 @@ public:
   }
 
   /// How the container last ended, when it exited on its own (not stopped by
-  /// this object's suspend): its exit code as the engine reports it (128+N
+  /// a suspend of stackup's, in this process or another: stackup records its
+  /// stops in state_dir()): its exit code as the engine reports it (128+N
   /// for signal N) and when. Empty while it runs, before its first start, and
   /// when the engine cannot be asked.
   [[nodiscard]] std::optional<Exit> exit_status() const {
@@ -243,14 +257,16 @@ public:
       const auto row = find(false);
       if (!row || !row->status.starts_with("Exited")) return std::nullopt;
       const auto e = engine();
-      const auto r = detail::container::run(e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{.State.FinishedAt}}", row->id});
+      const auto r = detail::container::run(
+          e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{.State.FinishedAt}}\t{{.State.StartedAt}}", row->id});
       if (!r.ok()) return std::nullopt;
       const auto l = detail::container::lines(r.out);
       const auto f = detail::container::split(l.empty() ? "" : l.front(), '\t');
-      if (f.size() < 3 || f[0] != "exited") return std::nullopt;
+      if (f.size() < 4 || f[0] != "exited") return std::nullopt;
       Exit out;
       out.code = std::stoi(f[1]);
       out.at = parse_time(f[2]);
+      if (stopped_by_stackup(row->id, parse_time(f[3]), out.at)) return std::nullopt;
       return out;
     } catch (const std::exception&) {
       return std::nullopt;
@@ -343,46 +359,84 @@ public:
   /// after that). Nothing to do when it is not running or does not exist.
   void suspend() {
     const auto e = engine();
-    forget(e);
-    const auto row = find_in(e, true);
+    // The round's listing will do: a container is found by its labels, then
+    // named by its id, which no other container ever has. It is stopped
+    // whatever the listing said of its state.
+    const auto row = find_in(e, false);
     if (!row) return;
     stop(e, row->id);
   }
 
   /// Stops and removes the container, then the named volumes it created.
   void deprovision() {
+    namespace dc = detail::container;
     const auto e = engine();
-    forget(e);
-    if (const auto row = find_in(e, true)) {
-      stop(e, row->id);
-      const std::vector<std::string> args{"rm", row->id};
-      const auto r = detail::container::run(e, args);
-      forget(e);
-      if (!r.ok() && detail::container::classify(r.stderr_tail) != detail::container::Failure::no_such_container)
-        fail(Transition::deprovision, "cannot remove container " + container_name() + ": `" +
-                                          detail::container::shown(e, args) + "` failed: " + detail::container::why(e, r));
+    // As suspend: the round's listing, the container named by its id.
+    if (const auto row = find_in(e, false)) {
+      const auto seconds = std::to_string((config_.stop_timeout.count() + 999) / 1000);
+      // One call: podman's `rm -f -t N` stops it within stop_timeout as `stop`
+      // does; docker's `rm -f` kills at once, so a running one is stopped first.
+      std::vector<std::string> args{"rm", "-f", "-t", seconds, row->id};
+      if (!e.is_podman()) {
+        if (row->up()) stop(e, row->id, false);
+        args = {"rm", "-f", row->id};
+      }
+      stopped_by_us_ = true;
+      const auto r = dc::run(e, args, config_.stop_timeout + std::chrono::seconds(60));
+      if (!r.ok() && dc::classify(r.stderr_tail) != dc::Failure::no_such_container) {
+        forget(e);
+        fail(Transition::deprovision, "cannot remove container " + container_name() + ": `" + dc::shown(e, args) +
+                                          "` failed: " + dc::why(e, r));
+      }
+      dc::ListCache::note(e, stack_label, config_.stack, row->id, [](dc::Listed*) { return true; });
+      forget_stop(row->id);
     }
-    // Podman joins two label filters with "or": the stack's volumes are
-    // listed, and only those labelled with this role too are its own.
-    const std::vector<std::string> ls{"volume", "ls", "--filter", "label=" + std::string(stack_label) + "=" + config_.stack,
-                                      "--format", "{{.Name}}\t{{.Labels}}"};
-    const auto r = detail::container::run(e, ls);
-    if (!r.ok())
-      fail(Transition::deprovision, "cannot list its volumes: `" + detail::container::shown(e, ls) + "` failed: " +
-                                        detail::container::why(e, r));
-    for (const auto& line : detail::container::lines(r.out)) {
-      const auto tab = line.find('\t');
-      if (tab == std::string::npos) continue;
-      const std::string v = line.substr(0, tab), labels = line.substr(tab + 1);
-      if (detail::container::label_value(labels, stack_label) != config_.stack ||
-          detail::container::label_value(labels, role_label) != this->role_name())
-        continue; // another component's, or not stackup's
-      const std::vector<std::string> args{"volume", "rm", v};
-      const auto rm = detail::container::run(e, args);
+    // The stack's volumes, listed once in a round; only those labelled with
+    // this role too are its own.
+    std::vector<dc::ListedVolume> volumes;
+    try {
+      volumes = dc::VolumeCache::get(e, stack_label, config_.stack, who());
+    } catch (const Error& x) {
+      throw_transition_error(std::string(this->role_name()), Transition::deprovision, x.what());
+    }
+    for (const auto& v : volumes) {
+      if (v.label(role_label) != this->role_name()) continue; // another component's
+      const std::vector<std::string> args{"volume", "rm", v.name};
+      const auto rm = dc::run(e, args);
+      if (rm.ok()) dc::VolumeCache::erase(e, stack_label, config_.stack, v.name);
+      else dc::VolumeCache::forget(e, stack_label, config_.stack);
       if (!rm.ok())
-        fail(Transition::deprovision, "cannot remove volume " + v + ": `" + detail::container::shown(e, args) +
-                                          "` failed: " + detail::container::why(e, rm));
+        fail(Transition::deprovision, "cannot remove volume " + v.name + ": `" + dc::shown(e, args) +
+                                          "` failed: " + dc::why(e, rm));
     }
+  }
+
+  /// The command whose output is the container's log as the engine keeps it:
+  /// `<engine> logs [--tail N] [--follow] [--since <RFC 3339>] <id>` (what
+  /// `stackctl <role> logs` runs). The container is the one found by its
+  /// labels, named by its id. Error naming the role and the fix when there is
+  /// none (not provisioned), or the container of its name is not stackup's.
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    const auto e = engine();
+    const auto row = find(false);
+    if (!row) {
+      const std::string name = container_name();
+      // Its name may be taken by a container stackup did not create: say so
+      // rather than "not provisioned", and never read that one's log.
+      if (detail::container::run(e, {"container", "inspect", "--format", "{{.Id}}", name}).ok())
+        throw Error("stackup: " + who() + ": a container named " + name + " exists that stackup did not create (it lacks the labels " +
+                    std::string(stack_label) + "=" + config_.stack + " and " + std::string(role_label) + "=" +
+                    std::string(this->role_name()) + "), so stackup does not read its log: read it with `" + e.word +
+                    " logs " + name + "` if it is yours, or give the stack another name");
+      throw Error("stackup: " + who() + ": not provisioned: there is no container " + name +
+                  ", so no log: run `up` first");
+    }
+    std::vector<std::string> argv{e.program, "logs"};
+    if (request.tail) argv.insert(argv.end(), {"--tail", std::to_string(*request.tail)});
+    if (request.follow) argv.emplace_back("--follow");
+    if (request.since) argv.insert(argv.end(), {"--since", rfc3339(*request.since)});
+    argv.push_back(row->id);
+    return argv;
   }
 
   /// Kills the container's main process (`kill`, SIGKILL), as a crash would:
@@ -483,6 +537,7 @@ private:
     const std::vector<std::string> args{"volume", "create", "--label", std::string(stack_label) + "=" + config_.stack,
                                         "--label", std::string(role_label) + "=" + std::string(this->role_name()), name};
     const auto r = detail::container::run(e, args);
+    detail::container::VolumeCache::forget(e, stack_label, config_.stack);
     if (!r.ok())
       fail(Transition::provision, "cannot create volume " + name + ": `" + detail::container::shown(e, args) +
                                       "` failed: " + detail::container::why(e, r));
@@ -498,15 +553,77 @@ private:
              e.word + " rm " + name + "`), or give the stack another name");
   }
 
-  void stop(const detail::container::Engine& e, const std::string& id) {
+  // Stops it; with `record`, a stop of stackup's (not an exit of its own),
+  // written down for every process (record_stop).
+  void stop(const detail::container::Engine& e, const std::string& id, bool record = true) {
     const auto seconds = (config_.stop_timeout.count() + 999) / 1000;
     const std::vector<std::string> args{"stop", "-t", std::to_string(seconds), id};
     stopped_by_us_ = true;
+    const auto asked = std::chrono::system_clock::now();
     const auto r = detail::container::run(e, args, config_.stop_timeout + std::chrono::seconds(60));
-    forget(e);
+    if (r.ok()) // what the round's listing would now say, without asking again
+      detail::container::ListCache::note(e, stack_label, config_.stack, id, [](detail::container::Listed* row) {
+        row->status = "Exited";
+        return false;
+      });
+    else
+      forget(e);
     if (!r.ok() && detail::container::classify(r.stderr_tail) != detail::container::Failure::no_such_container)
       fail(Transition::suspend, "cannot stop container " + container_name() + ": `" + detail::container::shown(e, args) +
                                     "` failed: " + detail::container::why(e, r));
+    if (record && r.ok()) record_stop(id, asked);
+  }
+
+  // The record of a stop: file `stopped-<id>` in state_dir() holding when
+  // stackup asked the engine to stop it (nanoseconds since the epoch, UTC).
+  // A run that started before that and ended after it was stopped by stackup;
+  // a later start (anyone's) makes a later run, whose end is its own. (Podman
+  // 4.3 reports no StoppedByUser, and docker none a client can read.)
+  void record_stop(const std::string& id, std::chrono::system_clock::time_point asked) const {
+    using px = detail::posix;
+    try {
+      const auto dir = state_dir();
+      if (const std::string why = px::forbidden_directory(dir); !why.empty())
+        throw Error("refusing state directory " + px::quoted(dir) + ": " + why + "; set state_dir to a directory of its own");
+      const auto l = px::lock_private_dir(dir, true);
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(asked.time_since_epoch()).count();
+      px::write_file_atomic(l.dir.get(), "stopped-" + id, std::to_string(ns) + "\n", dir / ("stopped-" + id));
+    } catch (const std::exception& ex) {
+      // The container is stopped all the same; only a later reading of it suffers.
+      std::fprintf(stderr, "stackup: %s: cannot record its stop (%s): another process may show it as an exit\n",
+                   who().c_str(), ex.what());
+    }
+  }
+
+  // Whether the run that started at `started` and ended at `finished` was
+  // ended by a stop of stackup's (its record, see record_stop). The engine's
+  // clock may be another machine's: a second's slack on the end.
+  [[nodiscard]] bool stopped_by_stackup(const std::string& id, std::chrono::system_clock::time_point started,
+                                        std::chrono::system_clock::time_point finished) const {
+    using px = detail::posix;
+    try {
+      const auto dir = state_dir();
+      const auto l = px::lock_private_dir(dir, false);
+      if (!l) return false;
+      const auto text = px::read_file_at(l.dir.get(), ("stopped-" + id).c_str(), 64, dir / ("stopped-" + id));
+      if (!text) return false;
+      const auto asked = std::chrono::system_clock::time_point(
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(std::stoll(*text))));
+      return started <= asked && finished + std::chrono::seconds(1) >= asked;
+    } catch (const std::exception&) {
+      return false; // no readable record: the engine's word stands
+    }
+  }
+
+  void forget_stop(const std::string& id) const {
+    using px = detail::posix;
+    try {
+      const auto dir = state_dir();
+      const auto l = px::lock_private_dir(dir, false);
+      if (l) ::unlinkat(l.dir.get(), ("stopped-" + id).c_str(), 0);
+    } catch (const std::exception&) {
+      // A record left behind names a container that no longer exists: harmless.
+    }
   }
 
   [[nodiscard]] bool probe(std::chrono::milliseconds timeout) const {
@@ -567,7 +684,7 @@ private:
         throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
       }
       if (detail::posix::Clock::now() >= deadline) {
-        stop(e, id);
+        stop(e, id, false);
         stopped_by_us_ = false;
         fail(Transition::resume, "was not ready within " + detail::posix::format_duration(config_.start_timeout) +
                                      " (" + (config_.ready.kind != ready::Probe::Kind::none
@@ -580,6 +697,23 @@ private:
     }
   }
 
+  // "2026-12-08T03:28:21.123456789Z": both engines' `logs --since` take it.
+  static std::string rfc3339(std::chrono::system_clock::time_point t) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    auto secs = static_cast<std::time_t>(ns / 1'000'000'000);
+    auto frac = ns % 1'000'000'000;
+    if (frac < 0) {
+      frac += 1'000'000'000;
+      --secs;
+    }
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+    return buf;
+  }
+
   // "2026-12-07 23:35:02.91 +0000 UTC" (podman) or "2026-12-07T23:35:02.91Z" (docker), as UTC.
   static std::chrono::system_clock::time_point parse_time(const std::string& s) {
     std::tm tm{};
@@ -588,7 +722,17 @@ private:
       return {};
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    return std::chrono::system_clock::from_time_t(::timegm(&tm));
+    auto t = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    // The fraction of the second, to the nanosecond (both engines print one).
+    if (s.size() > 20 && s[19] == '.') {
+      long long ns = 0;
+      int digits = 0;
+      for (std::size_t i = 20; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i)
+        if (digits < 9) ns = ns * 10 + (s[i] - '0'), ++digits;
+      for (; digits < 9; ++digits) ns *= 10;
+      t += std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns));
+    }
+    return t;
   }
 };
 

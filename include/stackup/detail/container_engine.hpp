@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -262,6 +263,27 @@ public:
     const std::lock_guard<std::mutex> lock(mutex());
     entries().erase(cache_key(engine, key, value));
   }
+  /// A component's action changed container `id` as it knows: `change` gets
+  /// its row in this round's answer (null when there is none) and returns
+  /// whether the row is to go (removed). Saves asking the engine again for
+  /// what the action itself did.
+  template <class F> static void note(const Engine& engine, std::string_view key, std::string_view value,
+                                      const std::string& id, F change) {
+    const std::uint64_t round = current_query_round();
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(cache_key(engine, key, value));
+    if (it == entries().end()) return;
+    if (it->second.first != round || round == 0) {
+      entries().erase(it);
+      return;
+    }
+    auto& rows = it->second.second;
+    for (auto r = rows.begin(); r != rows.end(); ++r)
+      if (r->id == id) {
+        if (change(&*r)) rows.erase(r);
+        return;
+      }
+  }
 
 private:
   static std::string cache_key(const Engine& engine, std::string_view key, std::string_view value) {
@@ -273,6 +295,77 @@ private:
   }
   static std::map<std::string, std::pair<std::uint64_t, std::vector<Listed>>>& entries() {
     static std::map<std::string, std::pair<std::uint64_t, std::vector<Listed>>> e;
+    return e;
+  }
+};
+
+/// One volume as `volume ls` lists it.
+struct ListedVolume {
+  std::string name, labels;
+  [[nodiscard]] std::string label(std::string_view key) const { return label_value(labels, key); }
+};
+
+/// Every volume with label `key`=`value`, checked here too (podman joins
+/// label filters with "or"). Error when the engine fails.
+inline std::vector<ListedVolume> list_volumes(const Engine& engine, std::string_view key, std::string_view value,
+                                              std::string_view who) {
+  const std::vector<std::string> args{"volume", "ls", "--filter", "label=" + std::string(key) + "=" + std::string(value),
+                                      "--format", "{{.Name}}\t{{.Labels}}"};
+  const Result r = run(engine, args, std::chrono::seconds(60));
+  if (!r.ok()) throw Error("stackup: " + std::string(who) + ": `" + shown(engine, args) + "` failed: " + why(engine, r));
+  std::vector<ListedVolume> out;
+  for (const auto& l : lines(r.out)) {
+    const auto tab = l.find('\t');
+    if (tab == std::string::npos) continue;
+    ListedVolume v{l.substr(0, tab), l.substr(tab + 1)};
+    if (v.label(key) == value) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+/// Answers of `list_volumes` kept for one query round, as ListCache: the
+/// components of one stack taken down together list its volumes once.
+class VolumeCache {
+public:
+  static std::vector<ListedVolume> get(const Engine& engine, std::string_view key, std::string_view value,
+                                       std::string_view who) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return list_volumes(engine, key, value, who);
+    const std::string k = engine.program + '\0' + std::string(key) + '\0' + std::string(value);
+    {
+      const std::lock_guard<std::mutex> lock(mutex());
+      const auto it = entries().find(k);
+      if (it != entries().end() && it->second.first == round) return it->second.second;
+    }
+    auto rows = list_volumes(engine, key, value, who);
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries()[k] = {round, rows};
+    return rows;
+  }
+  /// A volume was created: the next get asks the engine.
+  static void forget(const Engine& engine, std::string_view key, std::string_view value) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries().erase(engine.program + '\0' + std::string(key) + '\0' + std::string(value));
+  }
+  /// Volume `name` was removed: this round's answer goes on without it.
+  static void erase(const Engine& engine, std::string_view key, std::string_view value, std::string_view name) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(engine.program + '\0' + std::string(key) + '\0' + std::string(value));
+    if (it == entries().end()) return;
+    if (it->second.first != current_query_round() || current_query_round() == 0) {
+      entries().erase(it);
+      return;
+    }
+    std::erase_if(it->second.second, [&](const ListedVolume& v) { return v.name == name; });
+  }
+
+private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, std::pair<std::uint64_t, std::vector<ListedVolume>>>& entries() {
+    static std::map<std::string, std::pair<std::uint64_t, std::vector<ListedVolume>>> e;
     return e;
   }
 };
