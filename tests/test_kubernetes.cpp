@@ -36,6 +36,7 @@ using K8s = stackup::Kubernetes<"web">;
 static_assert(stackup::Provisionable<K8s> && stackup::Resumable<K8s> && stackup::Suspendable<K8s> &&
               stackup::Deprovisionable<K8s>);
 static_assert(std::is_move_constructible_v<K8s>);
+static_assert(stackup::detail::has_log_command<K8s>); // `<role> logs` reads what its engine keeps
 
 using files::slurp;
 using files::spit;
@@ -491,4 +492,76 @@ TEST_CASE("kubernetes/kubectl: a real cluster (STACKUP_TEST_KUBE_CONTEXT)") {
   CHECK(web.is_running());
   web.deprovision();
   CHECK_FALSE(web.is_provisioned());
+}
+
+// ---- logs ---------------------------------------------------------------------------------
+
+TEST_CASE("kubernetes/kubectl: log_command is kubectl logs of every container of its labelled pods, prefixed") {
+  StandIn k;
+  k.cluster(R"({"contexts": ["dev"], "reachable": true, "objects": {},
+    "logs": {"Deployment/web": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"]}})");
+  const fs::path dir = k.dir.path / "project";
+  fs::create_directories(dir / "k8s");
+  spit(dir / "k8s/app.yaml", deployment);
+  K8s web = kubectl_component(dir);
+  web.provision();
+  k.forget_calls();
+
+  const auto all = web.log_command({});
+  CHECK(all == std::vector<std::string>{"kubectl", "--context", "dev", "-n", "ml", "logs", "-l",
+                                        "stackup.io/stack=shop,stackup.io/role=web", "--all-containers", "--prefix",
+                                        "--tail=-1", "--max-log-requests=64"});
+  CHECK(k.calls().empty()); // the command line needs no call
+  const auto r = stackup::detail::posix::run_program(all, {.capture_stdout = true});
+  REQUIRE(r.ok());
+  // Both replicas, all eleven lines each (kubectl's own default with a selector is 10).
+  CHECK(contains(r.out, "[pod/web-0/web] one\n"));
+  CHECK(contains(r.out, "[pod/web-1/web] eleven\n"));
+
+  const auto since = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000)) + 5ms;
+  const auto some = web.log_command({.tail = 2, .follow = true, .since = since});
+  CHECK(std::vector<std::string>(some.begin() + 10, some.end()) ==
+        std::vector<std::string>{"--tail=2", "--follow", "--since-time=2027-01-15T08:00:00.005000000Z",
+                                 "--max-log-requests=64"});
+  const auto tail = stackup::detail::posix::run_program(some, {.capture_stdout = true});
+  REQUIRE(tail.ok());
+  CHECK(tail.out == "[pod/web-0/web] ten\n[pod/web-0/web] eleven\n[pod/web-1/web] ten\n[pod/web-1/web] eleven\n");
+}
+
+TEST_CASE("kubernetes/podman: log_command is podman logs of the containers of its pods on record, for real") {
+  podman::use_test_settings();
+  TempDir d("kube");
+  PodNames pod("klog");
+  PodNames other("klogx");
+  fs::create_directories(d.path / "k8s");
+  spit(d.path / "k8s/pod.yaml", R"({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": ")" + pod.name + R"("},
+ "spec": {"restartPolicy": "Never", "containers": [{"name": "talk", "image": ")" + std::string(podman::test_image()) + R"(",
+   "command": ["/bin/sh", "-c", "echo first line; echo second line; echo third line; sleep 600"]}]}})");
+  K8s web{{.manifests = {"k8s"}, .engine = stackup::KubernetesEngine::podman, .ready_timeout = 60s,
+           .working_dir = d.path}};
+  CHECK(web.log_command({}).empty()); // nothing on record
+  // A pod of another name, not on record: never part of the log.
+  REQUIRE(podman::sh("podman pod create --name " + other.name + " >/dev/null && podman create --pod " + other.name +
+                     " " + podman::test_image() + " echo not-mine >/dev/null && podman pod start " + other.name +
+                     " >/dev/null") == 0);
+  web.provision();
+  web.resume();
+
+  const auto argv = web.log_command({});
+  REQUIRE(argv.size() == 4);
+  CHECK(std::vector<std::string>(argv.begin() + 1, argv.begin() + 3) == std::vector<std::string>{"logs", "--names"});
+  std::string out;
+  CHECK(processes::eventually([&] {
+    const auto r = stackup::detail::posix::run_program(argv, {.capture_stdout = true});
+    out = r.out;
+    return r.ok() && contains(out, "third line");
+  }, 20s));
+  CHECK(out == "first line\nsecond line\nthird line\n");
+  CHECK_FALSE(contains(out, "not-mine"));
+
+  const auto last = web.log_command({.tail = 1});
+  CHECK(std::vector<std::string>(last.begin() + 3, last.end() - 1) == std::vector<std::string>{"--tail", "1"});
+  CHECK(stackup::detail::posix::run_program(last, {.capture_stdout = true}).out == "third line\n");
+  web.deprovision();
+  CHECK(web.log_command({}).empty());
 }

@@ -328,6 +328,35 @@ public:
     forget();
   }
 
+  /// The program whose output is its log, as the engine keeps it (DESIGN §11).
+  /// kubectl: `kubectl [--context C] [-n NS] logs -l <its selector>
+  /// --all-containers --prefix --tail N|-1 [--follow] [--since-time T]
+  /// --max-log-requests 64`: every container of every pod with its labels, each
+  /// line prefixed with its pod and container (`--tail` is per container; -1,
+  /// all of it, unless a tail is asked: kubectl's own default for a selector is 10).
+  /// podman: `podman logs --names [--tail N] [--follow] [--since T]` of the
+  /// containers of its pods on record (not their infra containers); empty when
+  /// none exists (nothing provisioned).
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    if (config_.engine == KubernetesEngine::podman) {
+      const auto ids = podman_containers();
+      if (ids.empty()) return {};
+      std::vector<std::string> argv{podman(), "logs", "--names"};
+      if (request.tail) argv.insert(argv.end(), {"--tail", std::to_string(*request.tail)});
+      if (request.follow) argv.emplace_back("--follow");
+      if (request.since) argv.insert(argv.end(), {"--since", detail::kube::rfc3339(*request.since)});
+      argv.insert(argv.end(), ids.begin(), ids.end());
+      return argv;
+    }
+    std::vector<std::string> args{"logs", "-l", selector(), "--all-containers", "--prefix",
+                                  "--tail=" + (request.tail ? std::to_string(*request.tail) : std::string("-1"))};
+    if (request.follow) args.emplace_back("--follow");
+    if (request.since) args.push_back("--since-time=" + detail::kube::rfc3339(*request.since));
+    // kubectl refuses to follow more log streams than this at once (its default is 5).
+    args.push_back("--max-log-requests=" + std::to_string(max_log_requests));
+    return kubectl(std::move(args)).argv;
+  }
+
   /// Deletes every object with our labels and waits until gone (kubectl), or
   /// takes down the pods on record (podman).
   void deprovision() {
@@ -348,6 +377,7 @@ private:
   using Base::who;
   using milliseconds = std::chrono::milliseconds;
   static constexpr milliseconds call_timeout = std::chrono::minutes(2);
+  static constexpr int max_log_requests = 64;
 
   // Why `stack` cannot label objects, and the fix.
   static std::string stack_name_error(const std::string& stack) {
@@ -754,6 +784,24 @@ private:
     std::vector<Pod> out;
     for (const auto& p : rec.pods)
       if (find_pod(pods, p.id) != nullptr) out.push_back(p);
+    return out;
+  }
+
+  // The containers of its pods on record that exist, infra containers left
+  // out (they print nothing): their full IDs, from one podman call.
+  [[nodiscard]] std::vector<std::string> podman_containers() const {
+    const auto mine = existing(record());
+    if (mine.empty()) return {};
+    std::vector<std::string> argv{podman(), "ps", "-a", "--no-trunc"};
+    for (const auto& p : mine) argv.insert(argv.end(), {"--filter", "pod=" + p.id});
+    argv.insert(argv.end(), {"--format", "{{.ID}} {{.IsInfra}} {{.Pod}}"});
+    std::vector<std::string> out;
+    for (const auto& line : detail::kube::lines(checked(Call{argv}, "list the containers of its pods"))) {
+      const auto f = detail::kube::split(line, ' ');
+      // Only a container of a pod on record, whatever the filter matched.
+      if (f.size() < 3 || f[1] != "false") continue;
+      if (std::any_of(mine.begin(), mine.end(), [&](const Pod& p) { return p.id == f[2]; })) out.push_back(f[0]);
+    }
     return out;
   }
 

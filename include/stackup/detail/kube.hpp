@@ -9,8 +9,12 @@
 #include <stackup/detail/container_engine.hpp>
 #include <stackup/errors.hpp>
 
+#include <time.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -94,6 +98,25 @@ inline std::string lower(std::string s) {
   for (char& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return s;
+}
+
+/// `t` as RFC 3339 in UTC with nanoseconds ("2026-12-08T03:28:21.123456789Z"):
+/// what `kubectl logs --since-time` and `podman logs --since` take.
+inline std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  long long secs = ns / 1'000'000'000;
+  long long frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  const auto tt = static_cast<::time_t>(secs);
+  ::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
 }
 
 } // namespace stackup::detail::kube
