@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -564,4 +565,117 @@ TEST_CASE("kubernetes/podman: log_command is podman logs of the containers of it
   CHECK(stackup::detail::posix::run_program(last, {.capture_stdout = true}).out == "third line\n");
   web.deprovision();
   CHECK(web.log_command({}).empty());
+}
+
+// ---- status batching ----------------------------------------------------------------------
+
+namespace {
+std::size_t count_calls(const StandIn& k, std::string_view verb) {
+  std::size_t n = 0;
+  for (const auto& c : k.calls())
+    if (std::find(c.begin(), c.end(), std::string(verb)) != c.end()) ++n;
+  return n;
+}
+} // namespace
+
+TEST_CASE("kubernetes/kubectl: within a query round, the stack's kubernetes components share one kubectl get") {
+  StandIn k;
+  const fs::path dir = k.dir.path / "project";
+  for (const std::string role : {"a", "b", "c"}) {
+    fs::create_directories(dir / role);
+    std::string m(deployment);
+    for (std::size_t at = m.find("web"); at != std::string::npos; at = m.find("web", at + 1)) m.replace(at, 3, role);
+    spit(dir / role / "app.yaml", m);
+  }
+  // Another kind in one of them: the shared call covers it too.
+  spit(dir / "c/secret.json", R"({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c-secret"}})");
+  const auto make = [&](const std::string& role) {
+    stackup::Kubernetes<> c{{.manifests = {role}, .context = "dev", .namespace_ = "ml", .ready_timeout = 20s,
+                             .working_dir = dir, .stack = "shop"}};
+    return stackup::AnyComponent(role, std::move(c));
+  };
+  std::vector<stackup::AnyComponent> all;
+  for (const std::string role : {"a", "b", "c"}) all.push_back(make(role));
+  for (auto& c : all) c.provision();
+  // A component of another namespace asks for itself.
+  stackup::Kubernetes<"d"> other{{.manifests = {"a"}, .context = "dev", .namespace_ = "other", .working_dir = dir, .stack = "shop"}};
+
+  k.forget_calls();
+  for (int round = 0; round < 2; ++round) {
+    {
+      stackup::detail::QueryRound r;
+      for (auto& c : all) {
+        CHECK(c.is_provisioned());
+        CHECK(c.is_running());
+      }
+      CHECK_FALSE(other.is_provisioned());
+    }
+    // Round 1 learns the kinds of all three (at most one more call per kind
+    // set it had not seen); from then on one call per round.
+    if (round == 1) CHECK(count_calls(k, "get") == 2);
+    k.forget_calls();
+  }
+  // Each answers for its own objects only.
+  {
+    stackup::detail::QueryRound r;
+    all[0].suspend();
+    CHECK_FALSE(all[0].is_running());
+    CHECK(all[1].is_running());
+  }
+  // Outside a round every query asks afresh.
+  k.forget_calls();
+  for (auto& c : all) CHECK(c.is_provisioned());
+  CHECK(count_calls(k, "get") == 3);
+}
+
+TEST_CASE("kubernetes/podman: within a query round, its components share one podman pod listing") {
+  podman::use_test_settings();
+  TempDir d("kube");
+  TempDir bin("kube-bin");
+  const fs::path log = bin.path / "calls";
+  const std::string real = stackup::detail::container::find_on_path("podman");
+  REQUIRE_FALSE(real.empty());
+  spit(bin.path / "podman", "#!/bin/sh\necho \"$*\" >> '" + log.string() + "'\nexec " + real + " \"$@\"\n");
+  fs::permissions(bin.path / "podman", fs::perms::owner_all);
+  Env path("PATH", bin.path.string() + ":" + std::getenv("PATH"));
+  PodNames a("kba"), b("kbb");
+  for (const auto* p : {&a, &b}) {
+    fs::create_directories(d.path / p->name);
+    spit(d.path / p->name / "pod.yaml", R"({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": ")" + p->name +
+                                            R"("}, "spec": {"containers": [{"name": "s", "image": ")" +
+                                            podman::test_image() + R"(", "command": ["/bin/sleep", "600"]}]}})");
+  }
+  stackup::Kubernetes<"a"> ka{{.manifests = {a.name}, .engine = stackup::KubernetesEngine::podman, .working_dir = d.path}};
+  stackup::Kubernetes<"b"> kb{{.manifests = {b.name}, .engine = stackup::KubernetesEngine::podman, .working_dir = d.path}};
+  ka.provision();
+  kb.provision();
+  const auto listings = [&] {
+    const auto text = slurp(log).value_or("");
+    std::size_t n = 0;
+    for (std::size_t at = text.find("pod ps"); at != std::string::npos; at = text.find("pod ps", at + 1)) ++n;
+    return n;
+  };
+  fs::remove(log);
+  {
+    stackup::detail::QueryRound r;
+    CHECK(ka.is_provisioned());
+    CHECK(kb.is_provisioned());
+    CHECK_FALSE(ka.is_running());
+    CHECK_FALSE(kb.is_running());
+  }
+  CHECK(listings() == 1);
+  fs::remove(log);
+  CHECK(ka.is_provisioned());
+  CHECK(kb.is_provisioned());
+  CHECK(listings() == 2);
+  // An action forgets the round's answer: the next query sees what it did.
+  {
+    stackup::detail::QueryRound r;
+    CHECK_FALSE(ka.is_running());
+    ka.resume();
+    CHECK(ka.is_running());
+    CHECK_FALSE(kb.is_running());
+  }
+  ka.deprovision();
+  kb.deprovision();
 }

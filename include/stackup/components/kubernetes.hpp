@@ -513,42 +513,70 @@ private:
   // One line per object, `|`-separated (jsonpath, so no parser of ours).
   static constexpr const char* object_template =
       R"(jsonpath={range .items[*]}{.kind}/{.metadata.name}|{.metadata.labels.stackup\.io/config}|{.spec.replicas}|)"
-      R"({.status.readyReplicas}|{.metadata.annotations.stackup\.io/replicas}|{.spec.suspend}{"\n"}{end})";
+      R"({.status.readyReplicas}|{.metadata.annotations.stackup\.io/replicas}|{.spec.suspend}|)"
+      R"({.metadata.labels.stackup\.io/role}{"\n"}{end})";
 
-  // The objects with our labels: one `kubectl get` of the kinds in use, or its
-  // answer from earlier in the same query round.
+  // What the stack's kubernetes components of one context and namespace share
+  // in a query round: one `kubectl get` of the stack's objects.
+  [[nodiscard]] std::string shared_key() const {
+    return "kubectl\0" + config_.context + '\0' + config_.namespace_ + '\0' + config_.stack;
+  }
+
+  // The objects with our labels. Outside a query round one `kubectl get` of the
+  // kinds in use with our stack's and role's labels; within one, one `kubectl
+  // get` of the stack's objects (every kind its components use) answers every
+  // kubernetes component of the stack, context and namespace.
   [[nodiscard]] std::vector<Object> objects() const {
-    const auto round = detail::current_query_round();
-    if (round != 0 && cached_round_ == round) return cached_;
-    std::vector<Object> out;
     const auto kinds = kinds_in_use();
-    if (!kinds.empty()) {
-      const auto text = checked(kubectl({"get", join(kinds, ','), "-l", selector(), "-o", object_template}),
-                                "list its objects");
-      for (const auto& line : detail::kube::lines(text)) {
-        const auto f = detail::kube::split(line, '|');
-        if (f.size() < 6) continue;
-        Object o;
-        const auto slash = f[0].find('/');
-        o.kind = f[0].substr(0, slash);
-        o.name = slash == std::string::npos ? std::string() : f[0].substr(slash + 1);
-        o.config = f[1];
-        o.replicas = detail::kube::number(f[2]);
-        o.ready = std::max(detail::kube::number(f[3]), 0LL);
-        o.recorded = detail::kube::number(f[4]);
-        o.suspend = f[5];
-        if (o.scalable() && o.replicas < 0) o.replicas = 1; // Kubernetes' default
-        out.push_back(std::move(o));
+    if (kinds.empty()) return {};
+    std::string text;
+    if (detail::current_query_round() == 0) {
+      text = checked(kubectl({"get", join(kinds, ','), "-l", selector(), "-o", object_template}), "list its objects");
+    } else {
+      using Cache = detail::kube::RoundCache;
+      const std::string key = shared_key();
+      auto entry = Cache::find(key);
+      const bool covered = entry && std::all_of(kinds.begin(), kinds.end(), [&](const std::string& k) {
+        return std::find(entry->kinds.begin(), entry->kinds.end(), k) != entry->kinds.end();
+      });
+      if (covered) {
+        text = std::move(entry->text);
+      } else {
+        auto asked = Cache::known_kinds(key);
+        if (entry)
+          for (const auto& k : entry->kinds) Cache::add(asked, k);
+        for (const auto& k : kinds) Cache::add(asked, k);
+        text = checked(kubectl({"get", join(asked, ','), "-l", "stackup.io/stack=" + config_.stack, "-o", object_template}),
+                       "list its objects");
+        Cache::store(key, asked, text);
       }
     }
-    if (round != 0) {
-      cached_ = out;
-      cached_round_ = round;
+    const std::string mine = checked_role();
+    std::vector<Object> out;
+    for (const auto& line : detail::kube::lines(text)) {
+      const auto f = detail::kube::split(line, '|');
+      if (f.size() < 7 || f[6] != mine) continue;
+      Object o;
+      const auto slash = f[0].find('/');
+      o.kind = f[0].substr(0, slash);
+      o.name = slash == std::string::npos ? std::string() : f[0].substr(slash + 1);
+      // Only the kinds it uses (the shared answer holds others' too).
+      if (std::find(kinds.begin(), kinds.end(), detail::kube::lower(o.kind)) == kinds.end()) continue;
+      o.config = f[1];
+      o.replicas = detail::kube::number(f[2]);
+      o.ready = std::max(detail::kube::number(f[3]), 0LL);
+      o.recorded = detail::kube::number(f[4]);
+      o.suspend = f[5];
+      if (o.scalable() && o.replicas < 0) o.replicas = 1; // Kubernetes' default
+      out.push_back(std::move(o));
     }
     return out;
   }
 
-  void forget() const { cached_round_ = pods_round_ = 0; }
+  // What it changed may be in a shared answer: every component asks afresh.
+  void forget() const {
+    detail::kube::RoundCache::forget(config_.engine == KubernetesEngine::podman ? pods_key() : shared_key());
+  }
 
   // Every manifest file, in order.
   [[nodiscard]] std::vector<std::filesystem::path> files() const {
@@ -754,21 +782,25 @@ private:
     std::string id, name, status;
   };
 
+  [[nodiscard]] std::string pods_key() const { return "podman pods\0" + podman(); }
+
   // Every pod podman has: one call, or its answer from earlier in the same
-  // query round.
+  // query round (shared by every podman-engine kubernetes component).
   [[nodiscard]] std::vector<PodState> podman_pods() const {
-    const auto round = detail::current_query_round();
-    if (round != 0 && pods_round_ == round) return pods_;
-    const auto text = checked(Call{{podman(), "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Status}}"}},
-                              "list its pods");
+    using Cache = detail::kube::RoundCache;
+    const std::string key = pods_key();
+    std::string text;
+    if (auto entry = Cache::find(key)) {
+      text = std::move(entry->text);
+    } else {
+      text = checked(Call{{podman(), "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Status}}"}},
+                     "list its pods");
+      Cache::store(key, {}, text);
+    }
     std::vector<PodState> out;
     for (const auto& line : detail::kube::lines(text)) {
       const auto f = detail::kube::split(line, ' ');
       if (f.size() >= 3) out.push_back({f[0], f[1], f[2]});
-    }
-    if (round != 0) {
-      pods_ = out;
-      pods_round_ = round;
     }
     return out;
   }
@@ -905,10 +937,6 @@ private:
     forget();
   }
 
-  mutable std::uint64_t cached_round_ = 0;
-  mutable std::vector<Object> cached_{};
-  mutable std::uint64_t pods_round_ = 0;
-  mutable std::vector<PodState> pods_{};
 };
 
 } // namespace stackup
