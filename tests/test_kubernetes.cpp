@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -36,6 +37,7 @@ using K8s = stackup::Kubernetes<"web">;
 static_assert(stackup::Provisionable<K8s> && stackup::Resumable<K8s> && stackup::Suspendable<K8s> &&
               stackup::Deprovisionable<K8s>);
 static_assert(std::is_move_constructible_v<K8s>);
+static_assert(stackup::detail::has_log_command<K8s>); // `<role> logs` reads what its engine keeps
 
 using files::slurp;
 using files::spit;
@@ -491,4 +493,189 @@ TEST_CASE("kubernetes/kubectl: a real cluster (STACKUP_TEST_KUBE_CONTEXT)") {
   CHECK(web.is_running());
   web.deprovision();
   CHECK_FALSE(web.is_provisioned());
+}
+
+// ---- logs ---------------------------------------------------------------------------------
+
+TEST_CASE("kubernetes/kubectl: log_command is kubectl logs of every container of its labelled pods, prefixed") {
+  StandIn k;
+  k.cluster(R"({"contexts": ["dev"], "reachable": true, "objects": {},
+    "logs": {"Deployment/web": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"]}})");
+  const fs::path dir = k.dir.path / "project";
+  fs::create_directories(dir / "k8s");
+  spit(dir / "k8s/app.yaml", deployment);
+  K8s web = kubectl_component(dir);
+  web.provision();
+  k.forget_calls();
+
+  const auto all = web.log_command({});
+  CHECK(all == std::vector<std::string>{"kubectl", "--context", "dev", "-n", "ml", "logs", "-l",
+                                        "stackup.io/stack=shop,stackup.io/role=web", "--all-containers", "--prefix",
+                                        "--tail=-1", "--max-log-requests=64"});
+  CHECK(k.calls().empty()); // the command line needs no call
+  const auto r = stackup::detail::posix::run_program(all, {.capture_stdout = true});
+  REQUIRE(r.ok());
+  // Both replicas, all eleven lines each (kubectl's own default with a selector is 10).
+  CHECK(contains(r.out, "[pod/web-0/web] one\n"));
+  CHECK(contains(r.out, "[pod/web-1/web] eleven\n"));
+
+  const auto since = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000)) + 5ms;
+  const auto some = web.log_command({.tail = 2, .follow = true, .since = since});
+  CHECK(std::vector<std::string>(some.begin() + 10, some.end()) ==
+        std::vector<std::string>{"--tail=2", "--follow", "--since-time=2027-01-15T08:00:00.005000000Z",
+                                 "--max-log-requests=64"});
+  const auto tail = stackup::detail::posix::run_program(some, {.capture_stdout = true});
+  REQUIRE(tail.ok());
+  CHECK(tail.out == "[pod/web-0/web] ten\n[pod/web-0/web] eleven\n[pod/web-1/web] ten\n[pod/web-1/web] eleven\n");
+}
+
+TEST_CASE("kubernetes/podman: log_command is podman logs of the containers of its pods on record, for real") {
+  podman::use_test_settings();
+  TempDir d("kube");
+  PodNames pod("klog");
+  PodNames other("klogx");
+  fs::create_directories(d.path / "k8s");
+  spit(d.path / "k8s/pod.yaml", R"({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": ")" + pod.name + R"("},
+ "spec": {"restartPolicy": "Never", "containers": [{"name": "talk", "image": ")" + std::string(podman::test_image()) + R"(",
+   "command": ["/bin/sh", "-c", "echo first line; echo second line; echo third line; sleep 600"]}]}})");
+  K8s web{{.manifests = {"k8s"}, .engine = stackup::KubernetesEngine::podman, .ready_timeout = 60s,
+           .working_dir = d.path}};
+  CHECK(web.log_command({}).empty()); // nothing on record
+  // A pod of another name, not on record: never part of the log.
+  REQUIRE(podman::sh("podman pod create --name " + other.name + " >/dev/null && podman create --pod " + other.name +
+                     " " + podman::test_image() + " echo not-mine >/dev/null && podman pod start " + other.name +
+                     " >/dev/null") == 0);
+  web.provision();
+  web.resume();
+
+  const auto argv = web.log_command({});
+  REQUIRE(argv.size() == 4);
+  CHECK(std::vector<std::string>(argv.begin() + 1, argv.begin() + 3) == std::vector<std::string>{"logs", "--names"});
+  std::string out;
+  CHECK(processes::eventually([&] {
+    const auto r = stackup::detail::posix::run_program(argv, {.capture_stdout = true});
+    out = r.out;
+    return r.ok() && contains(out, "third line");
+  }, 20s));
+  CHECK(out == "first line\nsecond line\nthird line\n");
+  CHECK_FALSE(contains(out, "not-mine"));
+
+  const auto last = web.log_command({.tail = 1});
+  CHECK(std::vector<std::string>(last.begin() + 3, last.end() - 1) == std::vector<std::string>{"--tail", "1"});
+  CHECK(stackup::detail::posix::run_program(last, {.capture_stdout = true}).out == "third line\n");
+  web.deprovision();
+  CHECK(web.log_command({}).empty());
+}
+
+// ---- status batching ----------------------------------------------------------------------
+
+namespace {
+std::size_t count_calls(const StandIn& k, std::string_view verb) {
+  std::size_t n = 0;
+  for (const auto& c : k.calls())
+    if (std::find(c.begin(), c.end(), std::string(verb)) != c.end()) ++n;
+  return n;
+}
+} // namespace
+
+TEST_CASE("kubernetes/kubectl: within a query round, the stack's kubernetes components share one kubectl get") {
+  StandIn k;
+  const fs::path dir = k.dir.path / "project";
+  for (const std::string role : {"a", "b", "c"}) {
+    fs::create_directories(dir / role);
+    std::string m(deployment);
+    for (std::size_t at = m.find("web"); at != std::string::npos; at = m.find("web", at + 1)) m.replace(at, 3, role);
+    spit(dir / role / "app.yaml", m);
+  }
+  // Another kind in one of them: the shared call covers it too.
+  spit(dir / "c/secret.json", R"({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c-secret"}})");
+  const auto make = [&](const std::string& role) {
+    stackup::Kubernetes<> c{{.manifests = {role}, .context = "dev", .namespace_ = "ml", .ready_timeout = 20s,
+                             .working_dir = dir, .stack = "shop"}};
+    return stackup::AnyComponent(role, std::move(c));
+  };
+  std::vector<stackup::AnyComponent> all;
+  for (const std::string role : {"a", "b", "c"}) all.push_back(make(role));
+  for (auto& c : all) c.provision();
+  // A component of another namespace asks for itself.
+  stackup::Kubernetes<"d"> other{{.manifests = {"a"}, .context = "dev", .namespace_ = "other", .working_dir = dir, .stack = "shop"}};
+
+  k.forget_calls();
+  for (int round = 0; round < 2; ++round) {
+    {
+      stackup::detail::QueryRound r;
+      for (auto& c : all) {
+        CHECK(c.is_provisioned());
+        CHECK(c.is_running());
+      }
+      CHECK_FALSE(other.is_provisioned());
+    }
+    // Round 1 learns the kinds of all three (at most one more call per kind
+    // set it had not seen); from then on one call per round.
+    if (round == 1) CHECK(count_calls(k, "get") == 2);
+    k.forget_calls();
+  }
+  // Each answers for its own objects only.
+  {
+    stackup::detail::QueryRound r;
+    all[0].suspend();
+    CHECK_FALSE(all[0].is_running());
+    CHECK(all[1].is_running());
+  }
+  // Outside a round every query asks afresh.
+  k.forget_calls();
+  for (auto& c : all) CHECK(c.is_provisioned());
+  CHECK(count_calls(k, "get") == 3);
+}
+
+TEST_CASE("kubernetes/podman: within a query round, its components share one podman pod listing") {
+  podman::use_test_settings();
+  TempDir d("kube");
+  TempDir bin("kube-bin");
+  const fs::path log = bin.path / "calls";
+  const std::string real = stackup::detail::container::find_on_path("podman");
+  REQUIRE_FALSE(real.empty());
+  spit(bin.path / "podman", "#!/bin/sh\necho \"$*\" >> '" + log.string() + "'\nexec " + real + " \"$@\"\n");
+  fs::permissions(bin.path / "podman", fs::perms::owner_all);
+  Env path("PATH", bin.path.string() + ":" + std::getenv("PATH"));
+  PodNames a("kba"), b("kbb");
+  for (const auto* p : {&a, &b}) {
+    fs::create_directories(d.path / p->name);
+    spit(d.path / p->name / "pod.yaml", R"({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": ")" + p->name +
+                                            R"("}, "spec": {"containers": [{"name": "s", "image": ")" +
+                                            podman::test_image() + R"(", "command": ["/bin/sleep", "600"]}]}})");
+  }
+  stackup::Kubernetes<"a"> ka{{.manifests = {a.name}, .engine = stackup::KubernetesEngine::podman, .working_dir = d.path}};
+  stackup::Kubernetes<"b"> kb{{.manifests = {b.name}, .engine = stackup::KubernetesEngine::podman, .working_dir = d.path}};
+  ka.provision();
+  kb.provision();
+  const auto listings = [&] {
+    const auto text = slurp(log).value_or("");
+    std::size_t n = 0;
+    for (std::size_t at = text.find("pod ps"); at != std::string::npos; at = text.find("pod ps", at + 1)) ++n;
+    return n;
+  };
+  fs::remove(log);
+  {
+    stackup::detail::QueryRound r;
+    CHECK(ka.is_provisioned());
+    CHECK(kb.is_provisioned());
+    CHECK_FALSE(ka.is_running());
+    CHECK_FALSE(kb.is_running());
+  }
+  CHECK(listings() == 1);
+  fs::remove(log);
+  CHECK(ka.is_provisioned());
+  CHECK(kb.is_provisioned());
+  CHECK(listings() == 2);
+  // An action forgets the round's answer: the next query sees what it did.
+  {
+    stackup::detail::QueryRound r;
+    CHECK_FALSE(ka.is_running());
+    ka.resume();
+    CHECK(ka.is_running());
+    CHECK_FALSE(kb.is_running());
+  }
+  ka.deprovision();
+  kb.deprovision();
 }

@@ -328,6 +328,35 @@ public:
     forget();
   }
 
+  /// The program whose output is its log, as the engine keeps it (DESIGN §11).
+  /// kubectl: `kubectl [--context C] [-n NS] logs -l <its selector>
+  /// --all-containers --prefix --tail N|-1 [--follow] [--since-time T]
+  /// --max-log-requests 64`: every container of every pod with its labels, each
+  /// line prefixed with its pod and container (`--tail` is per container; -1,
+  /// all of it, unless a tail is asked: kubectl's own default for a selector is 10).
+  /// podman: `podman logs --names [--tail N] [--follow] [--since T]` of the
+  /// containers of its pods on record (not their infra containers); empty when
+  /// none exists (nothing provisioned).
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    if (config_.engine == KubernetesEngine::podman) {
+      const auto ids = podman_containers();
+      if (ids.empty()) return {};
+      std::vector<std::string> argv{podman(), "logs", "--names"};
+      if (request.tail) argv.insert(argv.end(), {"--tail", std::to_string(*request.tail)});
+      if (request.follow) argv.emplace_back("--follow");
+      if (request.since) argv.insert(argv.end(), {"--since", detail::kube::rfc3339(*request.since)});
+      argv.insert(argv.end(), ids.begin(), ids.end());
+      return argv;
+    }
+    std::vector<std::string> args{"logs", "-l", selector(), "--all-containers", "--prefix",
+                                  "--tail=" + (request.tail ? std::to_string(*request.tail) : std::string("-1"))};
+    if (request.follow) args.emplace_back("--follow");
+    if (request.since) args.push_back("--since-time=" + detail::kube::rfc3339(*request.since));
+    // kubectl refuses to follow more log streams than this at once (its default is 5).
+    args.push_back("--max-log-requests=" + std::to_string(max_log_requests));
+    return kubectl(std::move(args)).argv;
+  }
+
   /// Deletes every object with our labels and waits until gone (kubectl), or
   /// takes down the pods on record (podman).
   void deprovision() {
@@ -348,6 +377,7 @@ private:
   using Base::who;
   using milliseconds = std::chrono::milliseconds;
   static constexpr milliseconds call_timeout = std::chrono::minutes(2);
+  static constexpr int max_log_requests = 64;
 
   // Why `stack` cannot label objects, and the fix.
   static std::string stack_name_error(const std::string& stack) {
@@ -483,42 +513,70 @@ private:
   // One line per object, `|`-separated (jsonpath, so no parser of ours).
   static constexpr const char* object_template =
       R"(jsonpath={range .items[*]}{.kind}/{.metadata.name}|{.metadata.labels.stackup\.io/config}|{.spec.replicas}|)"
-      R"({.status.readyReplicas}|{.metadata.annotations.stackup\.io/replicas}|{.spec.suspend}{"\n"}{end})";
+      R"({.status.readyReplicas}|{.metadata.annotations.stackup\.io/replicas}|{.spec.suspend}|)"
+      R"({.metadata.labels.stackup\.io/role}{"\n"}{end})";
 
-  // The objects with our labels: one `kubectl get` of the kinds in use, or its
-  // answer from earlier in the same query round.
+  // What the stack's kubernetes components of one context and namespace share
+  // in a query round: one `kubectl get` of the stack's objects.
+  [[nodiscard]] std::string shared_key() const {
+    return "kubectl\0" + config_.context + '\0' + config_.namespace_ + '\0' + config_.stack;
+  }
+
+  // The objects with our labels. Outside a query round one `kubectl get` of the
+  // kinds in use with our stack's and role's labels; within one, one `kubectl
+  // get` of the stack's objects (every kind its components use) answers every
+  // kubernetes component of the stack, context and namespace.
   [[nodiscard]] std::vector<Object> objects() const {
-    const auto round = detail::current_query_round();
-    if (round != 0 && cached_round_ == round) return cached_;
-    std::vector<Object> out;
     const auto kinds = kinds_in_use();
-    if (!kinds.empty()) {
-      const auto text = checked(kubectl({"get", join(kinds, ','), "-l", selector(), "-o", object_template}),
-                                "list its objects");
-      for (const auto& line : detail::kube::lines(text)) {
-        const auto f = detail::kube::split(line, '|');
-        if (f.size() < 6) continue;
-        Object o;
-        const auto slash = f[0].find('/');
-        o.kind = f[0].substr(0, slash);
-        o.name = slash == std::string::npos ? std::string() : f[0].substr(slash + 1);
-        o.config = f[1];
-        o.replicas = detail::kube::number(f[2]);
-        o.ready = std::max(detail::kube::number(f[3]), 0LL);
-        o.recorded = detail::kube::number(f[4]);
-        o.suspend = f[5];
-        if (o.scalable() && o.replicas < 0) o.replicas = 1; // Kubernetes' default
-        out.push_back(std::move(o));
+    if (kinds.empty()) return {};
+    std::string text;
+    if (detail::current_query_round() == 0) {
+      text = checked(kubectl({"get", join(kinds, ','), "-l", selector(), "-o", object_template}), "list its objects");
+    } else {
+      using Cache = detail::kube::RoundCache;
+      const std::string key = shared_key();
+      auto entry = Cache::find(key);
+      const bool covered = entry && std::all_of(kinds.begin(), kinds.end(), [&](const std::string& k) {
+        return std::find(entry->kinds.begin(), entry->kinds.end(), k) != entry->kinds.end();
+      });
+      if (covered) {
+        text = std::move(entry->text);
+      } else {
+        auto asked = Cache::known_kinds(key);
+        if (entry)
+          for (const auto& k : entry->kinds) Cache::add(asked, k);
+        for (const auto& k : kinds) Cache::add(asked, k);
+        text = checked(kubectl({"get", join(asked, ','), "-l", "stackup.io/stack=" + config_.stack, "-o", object_template}),
+                       "list its objects");
+        Cache::store(key, asked, text);
       }
     }
-    if (round != 0) {
-      cached_ = out;
-      cached_round_ = round;
+    const std::string mine = checked_role();
+    std::vector<Object> out;
+    for (const auto& line : detail::kube::lines(text)) {
+      const auto f = detail::kube::split(line, '|');
+      if (f.size() < 7 || f[6] != mine) continue;
+      Object o;
+      const auto slash = f[0].find('/');
+      o.kind = f[0].substr(0, slash);
+      o.name = slash == std::string::npos ? std::string() : f[0].substr(slash + 1);
+      // Only the kinds it uses (the shared answer holds others' too).
+      if (std::find(kinds.begin(), kinds.end(), detail::kube::lower(o.kind)) == kinds.end()) continue;
+      o.config = f[1];
+      o.replicas = detail::kube::number(f[2]);
+      o.ready = std::max(detail::kube::number(f[3]), 0LL);
+      o.recorded = detail::kube::number(f[4]);
+      o.suspend = f[5];
+      if (o.scalable() && o.replicas < 0) o.replicas = 1; // Kubernetes' default
+      out.push_back(std::move(o));
     }
     return out;
   }
 
-  void forget() const { cached_round_ = pods_round_ = 0; }
+  // What it changed may be in a shared answer: every component asks afresh.
+  void forget() const {
+    detail::kube::RoundCache::forget(config_.engine == KubernetesEngine::podman ? pods_key() : shared_key());
+  }
 
   // Every manifest file, in order.
   [[nodiscard]] std::vector<std::filesystem::path> files() const {
@@ -724,21 +782,25 @@ private:
     std::string id, name, status;
   };
 
+  [[nodiscard]] std::string pods_key() const { return "podman pods\0" + podman(); }
+
   // Every pod podman has: one call, or its answer from earlier in the same
-  // query round.
+  // query round (shared by every podman-engine kubernetes component).
   [[nodiscard]] std::vector<PodState> podman_pods() const {
-    const auto round = detail::current_query_round();
-    if (round != 0 && pods_round_ == round) return pods_;
-    const auto text = checked(Call{{podman(), "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Status}}"}},
-                              "list its pods");
+    using Cache = detail::kube::RoundCache;
+    const std::string key = pods_key();
+    std::string text;
+    if (auto entry = Cache::find(key)) {
+      text = std::move(entry->text);
+    } else {
+      text = checked(Call{{podman(), "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Status}}"}},
+                     "list its pods");
+      Cache::store(key, {}, text);
+    }
     std::vector<PodState> out;
     for (const auto& line : detail::kube::lines(text)) {
       const auto f = detail::kube::split(line, ' ');
       if (f.size() >= 3) out.push_back({f[0], f[1], f[2]});
-    }
-    if (round != 0) {
-      pods_ = out;
-      pods_round_ = round;
     }
     return out;
   }
@@ -754,6 +816,24 @@ private:
     std::vector<Pod> out;
     for (const auto& p : rec.pods)
       if (find_pod(pods, p.id) != nullptr) out.push_back(p);
+    return out;
+  }
+
+  // The containers of its pods on record that exist, infra containers left
+  // out (they print nothing): their full IDs, from one podman call.
+  [[nodiscard]] std::vector<std::string> podman_containers() const {
+    const auto mine = existing(record());
+    if (mine.empty()) return {};
+    std::vector<std::string> argv{podman(), "ps", "-a", "--no-trunc"};
+    for (const auto& p : mine) argv.insert(argv.end(), {"--filter", "pod=" + p.id});
+    argv.insert(argv.end(), {"--format", "{{.ID}} {{.IsInfra}} {{.Pod}}"});
+    std::vector<std::string> out;
+    for (const auto& line : detail::kube::lines(checked(Call{argv}, "list the containers of its pods"))) {
+      const auto f = detail::kube::split(line, ' ');
+      // Only a container of a pod on record, whatever the filter matched.
+      if (f.size() < 3 || f[1] != "false") continue;
+      if (std::any_of(mine.begin(), mine.end(), [&](const Pod& p) { return p.id == f[2]; })) out.push_back(f[0]);
+    }
     return out;
   }
 
@@ -857,10 +937,6 @@ private:
     forget();
   }
 
-  mutable std::uint64_t cached_round_ = 0;
-  mutable std::vector<Object> cached_{};
-  mutable std::uint64_t pods_round_ = 0;
-  mutable std::vector<PodState> pods_{};
 };
 
 } // namespace stackup

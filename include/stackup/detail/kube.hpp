@@ -7,13 +7,21 @@
 #pragma once
 
 #include <stackup/detail/container_engine.hpp>
+#include <stackup/detail/query_round.hpp>
 #include <stackup/errors.hpp>
 
+#include <time.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -94,6 +102,87 @@ inline std::string lower(std::string s) {
   for (char& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return s;
+}
+
+/// One engine answer kept for one query round (detail::QueryRound), shared by
+/// every component that asks the same question (the same key: kubectl, its
+/// context, namespace and stack; or the podman program): within a round, a
+/// stack's components ask once. `kinds`: what the answer covers (the object
+/// kinds it lists). A component that changes what the engine would answer
+/// forgets the entry; outside a round nothing is kept.
+class RoundCache {
+public:
+  struct Entry {
+    std::uint64_t round = 0;
+    std::vector<std::string> kinds{};
+    std::string text{};
+  };
+  /// The entry for `key` from the current round, if any.
+  static std::optional<Entry> find(const std::string& key) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return std::nullopt;
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(key);
+    if (it == entries().end() || it->second.round != round) return std::nullopt;
+    return it->second;
+  }
+  /// Keeps `text` as the answer for `key` in the current round (none open: nothing).
+  static void store(const std::string& key, std::vector<std::string> kinds, std::string text) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return;
+    const std::lock_guard<std::mutex> lock(mutex());
+    for (const auto& k : kinds) add(known()[key], k);
+    entries()[key] = {round, std::move(kinds), std::move(text)};
+  }
+  /// Every kind asked for under `key` so far in this process: a later round
+  /// asks for all of them at once, so that components with different kinds
+  /// still share one call.
+  static std::vector<std::string> known_kinds(const std::string& key) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = known().find(key);
+    return it == known().end() ? std::vector<std::string>{} : it->second;
+  }
+  static void forget(const std::string& key) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries().erase(key);
+  }
+  /// Adds `k` to `kinds` unless it is there.
+  static void add(std::vector<std::string>& kinds, const std::string& k) {
+    if (!k.empty() && std::find(kinds.begin(), kinds.end(), k) == kinds.end()) kinds.push_back(k);
+  }
+
+private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, Entry>& entries() {
+    static std::map<std::string, Entry> e;
+    return e;
+  }
+  static std::map<std::string, std::vector<std::string>>& known() {
+    static std::map<std::string, std::vector<std::string>> k;
+    return k;
+  }
+};
+
+/// `t` as RFC 3339 in UTC with nanoseconds ("2026-12-08T03:28:21.123456789Z"):
+/// what `kubectl logs --since-time` and `podman logs --since` take.
+inline std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  long long secs = ns / 1'000'000'000;
+  long long frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  const auto tt = static_cast<::time_t>(secs);
+  ::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
 }
 
 } // namespace stackup::detail::kube
