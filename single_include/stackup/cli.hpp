@@ -1092,7 +1092,9 @@ inline void follow(const std::filesystem::path& path, std::uintmax_t offset, std
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace stackup::cli::detail {
@@ -1180,10 +1182,105 @@ struct LogProblem {
   bool missing = false;
 };
 
-/// One log of the merge: whose, and where it is.
+/// One log of the merge: whose, and where it is: a file, or the output of a
+/// program an engine gives (a container's `podman logs`, see log_command()).
 struct MergeSource {
   std::string role;
-  std::filesystem::path path;
+  std::filesystem::path path; ///< the log file; empty when `command` gives the log
+  /// The program whose output is the log, for a request (it may throw Error:
+  /// not provisioned, not ours); empty for a log file.
+  std::function<std::vector<std::string>(const LogRequest&)> command{};
+};
+
+/// A program whose standard output and error are a component's log, read
+/// through one pipe. It runs in a session of its own (a Ctrl-C at the terminal
+/// is ours to act on) and is ended with its group when dropped.
+class LogProgram {
+  using px = ::stackup::detail::posix;
+
+public:
+  LogProgram() = default;
+  LogProgram(const LogProgram&) = delete;
+  LogProgram& operator=(const LogProgram&) = delete;
+  LogProgram(LogProgram&& o) noexcept : pid_(std::exchange(o.pid_, -1)), out_(std::move(o.out_)), argv0_(std::move(o.argv0_)) {}
+  LogProgram& operator=(LogProgram&&) = delete;
+  ~LogProgram() { end(); }
+
+  /// Starts `argv`; Error when it cannot be started.
+  void start(const std::vector<std::string>& argv) {
+    end();
+    px::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    int p[2];
+    if (!null || ::pipe2(p, O_CLOEXEC) != 0) throw Error("cannot create a pipe: " + px::sys_message(errno));
+    px::Fd read_end = px::above_stdio(px::Fd(p[0]));
+    const px::Fd write_end = px::above_stdio(px::Fd(p[1]));
+    null = px::above_stdio(std::move(null));
+    px::SpawnOptions o;
+    o.argv = argv;
+    o.stdin_fd = null.get();
+    o.stdout_fd = write_end.get();
+    o.stderr_fd = write_end.get();
+    pid_ = px::spawn(o, [](pid_t) {});
+    ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
+    out_ = std::move(read_end);
+    argv0_ = argv.front();
+  }
+  /// Whether it was started and its output is not at its end yet.
+  [[nodiscard]] bool open() const noexcept { return static_cast<bool>(out_); }
+  [[nodiscard]] int fd() const noexcept { return out_ ? out_.get() : -1; }
+
+  /// Reads what it wrote, without blocking unless `wait`, into `data(text)`, at
+  /// most `rounds` chunks (`wait`: until its output ends). Returns whether it
+  /// stopped with more to read; at the end of its output, reaps it and says in
+  /// `failure` how it ended when not with status 0.
+  template <class F> bool read(std::vector<char>& buf, F&& data, std::string& failure, bool wait = false, int rounds = 64) {
+    for (int r = 0; out_ && (wait || r < rounds); ++r) {
+      const ssize_t got = ::read(out_.get(), buf.data(), buf.size());
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0 && errno == EAGAIN) {
+        if (!wait) return false;
+        pollfd p{out_.get(), POLLIN, 0};
+        ::poll(&p, 1, -1);
+        continue;
+      }
+      if (got <= 0) { // its end: what it was asked for is all out
+        out_.reset();
+        failure = finish();
+        return false;
+      }
+      data(std::string_view(buf.data(), static_cast<std::size_t>(got)));
+    }
+    return static_cast<bool>(out_);
+  }
+
+  /// Ends it and its group (SIGTERM, SIGKILL a second later) and reaps it.
+  void end() noexcept {
+    out_.reset();
+    if (pid_ <= 0) return;
+    ::kill(-pid_, SIGTERM);
+    for (int i = 0; i < 100 && !px::peek_exit(pid_); ++i) ::usleep(10000);
+    ::kill(-pid_, SIGKILL); // not reaped yet: its group number is still its own
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+
+private:
+  // Reaps it (its output ended, so it is ending); how it ended when not well.
+  std::string finish() {
+    if (pid_ <= 0) return {};
+    int status = 0;
+    pid_t r = 0;
+    while ((r = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    if (r < 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) return {};
+    return WIFEXITED(status) ? fmt::format("`{}` exited with status {}", argv0_, WEXITSTATUS(status))
+                             : fmt::format("`{}` was killed by {}", argv0_, px::signal_name(WTERMSIG(status)));
+  }
+  pid_t pid_ = -1;
+  px::Fd out_;
+  std::string argv0_;
 };
 
 /// The logs of several components, merged line by line. Each log is opened
@@ -1197,6 +1294,14 @@ class MergedLogs {
   struct Log {
     std::string role, prefix;
     std::filesystem::path path;
+    // A log that is a program's output: the program, when it runs again (a
+    // follow goes on after it ends: the component restarted, or not up yet),
+    // and from when (it ended then, so what came after is what is missing).
+    std::function<std::vector<std::string>(const LogRequest&)> command;
+    LogProgram program;
+    std::chrono::steady_clock::time_point next_run{};
+    std::chrono::system_clock::time_point since{};
+    std::chrono::milliseconds pause{0};
     int fd = -1;
     std::uint64_t offset = 0;
     ::dev_t dev = 0;
@@ -1230,6 +1335,7 @@ public:
       Log log;
       log.role = std::move(s.role);
       log.path = std::move(s.path);
+      log.command = std::move(s.command);
       if (look_.prefix) {
         const std::string p = log.role + " |";
         log.prefix = (look_.color ? stackup::detail::styled(p, fmt::fg(role_color(log.role))) : p) + ' ';
@@ -1254,6 +1360,18 @@ public:
     stamp_ = now();
     stamp_text_.clear();
     for (auto& l : logs_) {
+      if (l.command) {
+        l.since = stamp_;
+        run(l, {.tail = tail, .follow = follow}, &problems);
+        if (!follow) {
+          std::string failure;
+          buf_.resize(chunk);
+          l.program.read(buf_, [&](std::string_view d) { l.lines.feed(d, emit_to(l, out)); }, failure, true);
+          if (!failure.empty()) problems.push_back({l.role + ": " + failure, false});
+          l.lines.flush(emit_to(l, out));
+        }
+        continue;
+      }
       const int fd = open_checked(l, &problems);
       if (fd < 0) continue;
       adopt(l, fd);
@@ -1291,9 +1409,12 @@ public:
     std::string out;
     bool more = false; // a log had more than one pass reads: look again at once
     auto last_look = std::chrono::steady_clock::now();
+    std::vector<pollfd> fds;
     while (!stop.stop_requested()) {
-      pollfd fds[2] = {{inotify_, POLLIN, 0}, {wake, POLLIN, 0}};
-      const int n = ::poll(fds, 2, more ? 0 : 250);
+      fds.assign({{inotify_, POLLIN, 0}, {wake, POLLIN, 0}});
+      for (const auto& l : logs_)
+        if (l.program.open()) fds.push_back({l.program.fd(), POLLIN, 0});
+      const int n = ::poll(fds.data(), fds.size(), more ? 0 : 250);
       // The fallback, also while the logs keep it busy: every path looked at again.
       bool recheck = std::chrono::steady_clock::now() - last_look >= std::chrono::milliseconds(250);
       if (n > 0 && (fds[0].revents & POLLIN) != 0) recheck |= drain_inotify();
@@ -1303,8 +1424,12 @@ public:
       if (!out.empty() && !write(out)) return false;
     }
     out.clear();
+    for (auto& l : logs_) l.next_run = std::chrono::steady_clock::time_point::max(); // no program runs again
     pass(out, true);
-    for (auto& l : logs_) l.lines.flush(emit_to(l, out));
+    for (auto& l : logs_) {
+      l.lines.flush(emit_to(l, out));
+      l.program.end();
+    }
     return out.empty() || write(out);
   }
 
@@ -1340,6 +1465,51 @@ public:
   }
 
 private:
+  // Starts the program of log `l` for `request`; what stops it is a problem
+  // (said once), and it is tried again later when following.
+  void run(Log& l, const LogRequest& request, std::vector<LogProblem>* problems) {
+    std::string problem;
+    try {
+      l.program.start(l.command(request));
+      l.problem.clear();
+    } catch (...) {
+      problem = l.role + ": " + stackup::detail::current_message();
+    }
+    l.next_run = std::chrono::steady_clock::now() + next_pause(l, false);
+    if (problem.empty()) return;
+    if (problems != nullptr && problem != l.problem) problems->push_back({problem, false});
+    l.problem = std::move(problem);
+  }
+  // How long before the program of `l` runs again: a second after a run that
+  // gave lines, else twice as long as last time, up to 8 s (a stopped container's
+  // `logs --follow` ends at once: it is not run in a tight loop).
+  static std::chrono::milliseconds next_pause(Log& l, bool gave_lines) {
+    using std::chrono::milliseconds;
+    l.pause = gave_lines || l.pause == milliseconds(0) ? milliseconds(1000) : std::min(l.pause * 2, milliseconds(8000));
+    return l.pause;
+  }
+  // Reads the output of the program of `l`; when it has ended (and is due),
+  // runs it again for what was written since. Whether it has more to read.
+  bool read_program(Log& l, std::string& out, bool recheck) {
+    if (l.program.open()) {
+      std::string failure;
+      bool gave = false;
+      buf_.resize(chunk);
+      const bool more = l.program.read(buf_, [&](std::string_view d) {
+        gave = true;
+        l.lines.feed(d, emit_to(l, out));
+      }, failure);
+      if (l.program.open()) return more;
+      l.lines.flush(emit_to(l, out)); // its end ends its last line
+      l.since = now();
+      l.next_run = std::chrono::steady_clock::now() + next_pause(l, gave);
+      return false;
+    }
+    if (recheck && std::chrono::steady_clock::now() >= l.next_run)
+      run(l, {.tail = std::nullopt, .follow = true, .since = l.since}, nullptr);
+    return false;
+  }
+
   // O_NOFOLLOW and O_NONBLOCK: a symlink or a FIFO in the log's place is not
   // read (nor waited on); what is read is the file checked here.
   int open_checked(Log& l, std::vector<LogProblem>* problems) {
@@ -1438,6 +1608,10 @@ private:
     stamp_text_.clear();
     bool more = false;
     for (auto& l : logs_) {
+      if (l.command) {
+        more |= read_program(l, out, recheck);
+        continue;
+      }
       more |= read_appended(l, out);
       if (!recheck && l.fd >= 0) continue;
       if (l.dir_watch < 0) watch(l);
@@ -1688,7 +1862,11 @@ private:
     for (std::size_t i = 0; i < size; ++i) s += fmt::format("{}{}", i ? ", " : "", stack_.roles()[i]);
     return s;
   }
-  [[nodiscard]] bool keeps_log(std::size_t k) const { return !stack_.log_file(stack_.roles()[k]).empty(); }
+  // A log file of its own, or a log its engine keeps (log_command()).
+  [[nodiscard]] bool keeps_log(std::size_t k) const {
+    const std::string_view r = stack_.roles()[k];
+    return stack_.has_log_command(r) || !stack_.log_file(r).empty();
+  }
   [[nodiscard]] std::string logging_roles() const {
     std::string s;
     for (std::size_t i = 0; i < size; ++i)
@@ -2032,7 +2210,9 @@ private:
     StackLock lock;
     if (!cmd.follow)
       if (auto code = take_lock(lock, LockMode::shared, cmd, nullptr)) return *code;
-    if (cmd.whole_stack) return merged_logs(cmd);
+    if (cmd.whole_stack) return merged_logs(cmd, merge_sources(), !cmd.no_prefix);
+    // A log its engine keeps: the engine's reader, as `stack logs` runs it, for this one.
+    if (stack_.has_log_command(role(cmd.index))) return merged_logs(cmd, {merge_source(cmd.index)}, false);
     try {
       // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
       // Handled from before the first line is out, so that one sent after it is.
@@ -2057,11 +2237,17 @@ private:
     }
   }
 
+  // The log of component k: its engine's reader (log_command()), else its file.
+  [[nodiscard]] MergeSource merge_source(std::size_t k) const {
+    const std::string_view r = role(k);
+    if (!stack_.has_log_command(r)) return {std::string(r), stack_.log_file(r)};
+    return {std::string(r), {}, [view = stack_, r](const LogRequest& request) { return view.log_command(r, request); }};
+  }
   // The logs of the components that keep one, in the stack's order.
   [[nodiscard]] std::vector<MergeSource> merge_sources() const {
     std::vector<MergeSource> sources;
     for (std::size_t i = 0; i < size; ++i)
-      if (keeps_log(i)) sources.push_back({std::string(role(i)), stack_.log_file(role(i))});
+      if (keeps_log(i)) sources.push_back(merge_source(i));
     return sources;
   }
 
@@ -2078,14 +2264,15 @@ private:
     return static_cast<bool>(out_);
   }
 
-  // `stack logs`: every log, merged line by line (see MergedLogs).
-  int merged_logs(const Command& cmd) {
+  // `stack logs`: every log, merged line by line (see MergedLogs); and `<role>
+  // logs` of a log its engine keeps (one source, no prefix).
+  int merged_logs(const Command& cmd, std::vector<MergeSource> sources, bool prefix) {
     try {
       // Following ends with Ctrl-C or SIGTERM: the way it is meant to end, so exit 0.
       // Handled from before the first line is out, so that one sent after it is.
       std::optional<Interrupts> interrupts;
       if (cmd.follow) interrupts.emplace(fmt::format("\n{}: interrupted again: stopped at once\n", program_));
-      MergedLogs logs(merge_sources(), {.prefix = !cmd.no_prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
+      MergedLogs logs(std::move(sources), {.prefix = prefix, .timestamps = cmd.timestamps, .color = fancy_out_});
       std::string text;
       std::vector<LogProblem> problems;
       logs.start(cmd.tail, cmd.follow, text, problems);
@@ -2101,7 +2288,9 @@ private:
       if (!written) throw Error("cannot write the logs: the output is closed (what read it, a pipe or a terminal, has gone)");
       return failed ? exit_failure : exit_success;
     } catch (...) {
-      return report(fmt::format("cannot read the logs of stack '{}'", stack_.name()), std::current_exception(), cmd, {});
+      const std::string what = cmd.whole_stack ? fmt::format("the logs of stack '{}'", stack_.name())
+                                               : fmt::format("the log of {}", describe(cmd.index));
+      return report("cannot read " + what, std::current_exception(), cmd, {});
     }
   }
 

@@ -491,6 +491,7 @@ inline std::string StackDefinitionError::message_of(std::string_view stack, Kind
 // SPDX-License-Identifier: MIT
 
 
+#include <cstddef>
 #include <functional>
 // Event::elapsed is a std::chrono::nanoseconds. libstdc++ declares the durations
 // and clocks apart from <chrono>'s calendar, time zones and I/O, which cost every
@@ -535,6 +536,17 @@ struct Exit {
   std::chrono::system_clock::time_point at{};
   /// Whether the policy `on-failure` counts it as a failure (all but exit status 0).
   [[nodiscard]] bool failed() const noexcept { return !code || *code != 0; }
+};
+
+/// What `<role> logs` and `stack logs` ask of a component whose log an engine
+/// keeps (its optional `log_command()`, DESIGN §11): how much of it, and whether
+/// to follow it.
+struct LogRequest {
+  std::optional<std::size_t> tail{}; ///< its last N lines; all of it when empty
+  bool follow = false;               ///< go on with what is written, until the reader stops
+  /// Only what was written from then on (a follow taken up again after the
+  /// engine's reader ended); empty: from the start, or the last `tail` lines.
+  std::optional<std::chrono::system_clock::time_point> since{};
 };
 
 /// Where supervision stands for one component.
@@ -1263,6 +1275,12 @@ public:
   [[nodiscard]] std::string_view flavor(std::string_view role) const;
   /// The file the component writes its log to (`log_file()`); empty when it keeps none.
   [[nodiscard]] std::string log_file(std::string_view role) const;
+  /// The program (argv) whose output is the component's log as its engine keeps
+  /// it (its `log_command()`: a container's `podman logs`), for `request`; empty
+  /// when it has none. A component has a log file, a log command, or neither.
+  [[nodiscard]] std::vector<std::string> log_command(std::string_view role, const LogRequest& request) const;
+  /// Whether the component has `log_command()` (asking for the command itself may ask its engine).
+  [[nodiscard]] bool has_log_command(std::string_view role) const;
 
   /// A new descriptor (close it) that becomes readable when the component stops
   /// running on its own (its `exit_fd()`: a LocalDaemon's is a pidfd); -1 when
@@ -1475,6 +1493,7 @@ struct Ops {
   SupervisionConfig (*supervision)(const void*);         // null: the defaults
   bool (*is_stopped)(const void*);                       // null: when not running
   void (*kill)(const void*);                             // null: it has no kill()
+  std::vector<std::string> (*log_command)(const void*, const LogRequest&); // null: no engine keeps its log
 };
 template <class T> inline constexpr char type_tag = 0;
 
@@ -1693,6 +1712,13 @@ template <class T> concept has_is_stopped = requires(const T& c) {
 /// component runs (a supervisor's or a command line's second Ctrl-C); the engine
 /// never calls it itself, it only carries it (AnyComponent, StackView).
 template <class T> concept has_kill = requires(const T& c) { c.kill(); };
+/// `std::vector<std::string> log_command(const LogRequest&) const`: the program
+/// (argv) whose standard output and error are the component's log as its engine
+/// keeps it (a container's `podman logs`); the CLI runs it for `logs`. For a
+/// component whose log is no file of its own (no `log_file()`).
+template <class T> concept has_log_command = requires(const T& c, const LogRequest& r) {
+  { c.log_command(r) } -> std::convertible_to<std::vector<std::string>>;
+};
 template <class C> bool is_stopped(const C& c) {
   if constexpr (stand_in<C>) {
     const Slot& s = c.t.slots[c.k];
@@ -1901,7 +1927,9 @@ STACKUP_ALWAYS_INLINE bool step(C& c, K k, Run& r, unsigned char* marks, Missing
         detail::note(__builtin_addressof(c), Transition::suspend, Outcome::already_done, "not running");
       } else if (detail::perform<Transition::suspend>(c, deprovisions ? "use force (--force) to deprovision" : "it keeps running") != Did::done &&
                  missing == Missing::error) {
-        detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend, "use down with force (--force) to deprovision it instead");
+        detail::lacks(__builtin_addressof(c), r, k, name_of_type<C>, Transition::suspend,
+                      deprovisions ? "use down with force (--force) to deprovision it instead"
+                                   : "it has no deprovision() either: it cannot be brought down");
       }
     } catch (...) {
       r.fail(k, Transition::suspend);
@@ -2043,6 +2071,9 @@ template <class C> std::optional<Exit> exit_status_of(const void* o) { return st
 template <class C> SupervisionConfig supervision_of(const void* o) { return static_cast<const C*>(o)->supervision(); }
 template <class C> bool is_stopped_of(const void* o) { return static_cast<bool>(static_cast<const C*>(o)->is_stopped()); }
 template <class C> void kill_of(const void* o) { static_cast<const C*>(o)->kill(); }
+template <class C> std::vector<std::string> log_command_of(const void* o, const LogRequest& r) {
+  return static_cast<const C*>(o)->log_command(r);
+}
 template <class C, bool Dynamic, Phase P> constexpr bool (*quiet_entry())(void*, Run&, std::size_t) {
   if constexpr (Dynamic) return &quiet_step<C, P>;
   else return nullptr;
@@ -2075,6 +2106,10 @@ template <class C> constexpr auto kill_entry() {
   if constexpr (has_kill<C>) return &kill_of<C>;
   else return static_cast<void (*)(const void*)>(nullptr);
 }
+template <class C> constexpr auto log_command_entry() {
+  if constexpr (has_log_command<C>) return &log_command_of<C>;
+  else return static_cast<std::vector<std::string> (*)(const void*, const LogRequest&)>(nullptr);
+}
 template <class C> constexpr auto supervision_entry() {
   if constexpr (has_supervision<C>) return &supervision_of<C>;
   else return static_cast<SupervisionConfig (*)(const void*)>(nullptr);
@@ -2102,6 +2137,7 @@ inline constexpr Ops ops_of{
     supervision_entry<C>(),
     is_stopped_entry<C>(),
     kill_entry<C>(),
+    log_command_entry<C>(),
 };
 
 // ---- phases ---------------------------------------------------------------------------
@@ -2369,6 +2405,13 @@ inline std::string_view StackView::flavor(std::string_view role) const { return 
 inline std::string StackView::log_file(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
   return s.ops->log_file ? s.ops->log_file(s.object) : std::string();
+}
+inline std::vector<std::string> StackView::log_command(std::string_view role, const LogRequest& request) const {
+  const detail::Slot& s = t_->slots[at(role)];
+  return s.ops->log_command ? s.ops->log_command(s.object, request) : std::vector<std::string>{};
+}
+inline bool StackView::has_log_command(std::string_view role) const {
+  return t_->slots[at(role)].ops->log_command != nullptr;
 }
 inline int StackView::exit_fd(std::string_view role) const {
   const detail::Slot& s = t_->slots[at(role)];
@@ -2979,6 +3022,11 @@ public:
   [[nodiscard]] std::string detail() const { return ops().detail ? ops_->detail(object_) : std::string(); }
   /// The file `<role> logs` prints (the wrapped `log_file()`), or empty when it keeps none.
   [[nodiscard]] std::string log_file() const { return ops().log_file ? ops_->log_file(object_) : std::string(); }
+  /// The wrapped `log_command(request)`: the program whose output is its log as
+  /// its engine keeps it; empty without one.
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    return ops().log_command ? ops_->log_command(object_, request) : std::vector<std::string>{};
+  }
   /// The wrapped `exit_fd()` (a new descriptor: close it), or -1 without one.
   [[nodiscard]] int exit_fd() const { return ops().exit_fd ? ops_->exit_fd(object_) : -1; }
   /// The wrapped `exit_status()`, or empty without one.
@@ -3087,7 +3135,7 @@ public:
   BasicComponentRef& operator=(BasicComponentRef&&) = delete;
   ~BasicComponentRef() = default;
 
-  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file,
+  /// As AnyComponent: the role, dependencies, display name, flavor, detail, log file and command,
   /// exit descriptor, exit status, supervision config, owned paths, state.
   [[nodiscard]] const std::string& role() const noexcept { return c_->role(); }
   [[nodiscard]] const std::vector<std::string>& depends_on() const noexcept { return c_->depends_on(); }
@@ -3095,6 +3143,7 @@ public:
   [[nodiscard]] std::string_view flavor() const { return c_->flavor(); }
   [[nodiscard]] std::string detail() const { return c_->detail(); }
   [[nodiscard]] std::string log_file() const { return c_->log_file(); }
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const { return c_->log_command(request); }
   [[nodiscard]] int exit_fd() const { return c_->exit_fd(); }
   [[nodiscard]] std::optional<Exit> exit_status() const { return c_->exit_status(); }
   [[nodiscard]] SupervisionConfig supervision() const { return c_->supervision(); }
@@ -8739,6 +8788,7 @@ inline const bool query_rounds_hooked = (RoundHooks::open = &open_query_round, R
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -8988,6 +9038,27 @@ public:
     const std::lock_guard<std::mutex> lock(mutex());
     entries().erase(cache_key(engine, key, value));
   }
+  /// A component's action changed container `id` as it knows: `change` gets
+  /// its row in this round's answer (null when there is none) and returns
+  /// whether the row is to go (removed). Saves asking the engine again for
+  /// what the action itself did.
+  template <class F> static void note(const Engine& engine, std::string_view key, std::string_view value,
+                                      const std::string& id, F change) {
+    const std::uint64_t round = current_query_round();
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(cache_key(engine, key, value));
+    if (it == entries().end()) return;
+    if (it->second.first != round || round == 0) {
+      entries().erase(it);
+      return;
+    }
+    auto& rows = it->second.second;
+    for (auto r = rows.begin(); r != rows.end(); ++r)
+      if (r->id == id) {
+        if (change(&*r)) rows.erase(r);
+        return;
+      }
+  }
 
 private:
   static std::string cache_key(const Engine& engine, std::string_view key, std::string_view value) {
@@ -8999,6 +9070,77 @@ private:
   }
   static std::map<std::string, std::pair<std::uint64_t, std::vector<Listed>>>& entries() {
     static std::map<std::string, std::pair<std::uint64_t, std::vector<Listed>>> e;
+    return e;
+  }
+};
+
+/// One volume as `volume ls` lists it.
+struct ListedVolume {
+  std::string name, labels;
+  [[nodiscard]] std::string label(std::string_view key) const { return label_value(labels, key); }
+};
+
+/// Every volume with label `key`=`value`, checked here too (podman joins
+/// label filters with "or"). Error when the engine fails.
+inline std::vector<ListedVolume> list_volumes(const Engine& engine, std::string_view key, std::string_view value,
+                                              std::string_view who) {
+  const std::vector<std::string> args{"volume", "ls", "--filter", "label=" + std::string(key) + "=" + std::string(value),
+                                      "--format", "{{.Name}}\t{{.Labels}}"};
+  const Result r = run(engine, args, std::chrono::seconds(60));
+  if (!r.ok()) throw Error("stackup: " + std::string(who) + ": `" + shown(engine, args) + "` failed: " + why(engine, r));
+  std::vector<ListedVolume> out;
+  for (const auto& l : lines(r.out)) {
+    const auto tab = l.find('\t');
+    if (tab == std::string::npos) continue;
+    ListedVolume v{l.substr(0, tab), l.substr(tab + 1)};
+    if (v.label(key) == value) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+/// Answers of `list_volumes` kept for one query round, as ListCache: the
+/// components of one stack taken down together list its volumes once.
+class VolumeCache {
+public:
+  static std::vector<ListedVolume> get(const Engine& engine, std::string_view key, std::string_view value,
+                                       std::string_view who) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return list_volumes(engine, key, value, who);
+    const std::string k = engine.program + '\0' + std::string(key) + '\0' + std::string(value);
+    {
+      const std::lock_guard<std::mutex> lock(mutex());
+      const auto it = entries().find(k);
+      if (it != entries().end() && it->second.first == round) return it->second.second;
+    }
+    auto rows = list_volumes(engine, key, value, who);
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries()[k] = {round, rows};
+    return rows;
+  }
+  /// A volume was created: the next get asks the engine.
+  static void forget(const Engine& engine, std::string_view key, std::string_view value) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries().erase(engine.program + '\0' + std::string(key) + '\0' + std::string(value));
+  }
+  /// Volume `name` was removed: this round's answer goes on without it.
+  static void erase(const Engine& engine, std::string_view key, std::string_view value, std::string_view name) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(engine.program + '\0' + std::string(key) + '\0' + std::string(value));
+    if (it == entries().end()) return;
+    if (it->second.first != current_query_round() || current_query_round() == 0) {
+      entries().erase(it);
+      return;
+    }
+    std::erase_if(it->second.second, [&](const ListedVolume& v) { return v.name == name; });
+  }
+
+private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, std::pair<std::uint64_t, std::vector<ListedVolume>>>& entries() {
+    static std::map<std::string, std::pair<std::uint64_t, std::vector<ListedVolume>>> e;
     return e;
   }
 };
@@ -9139,6 +9281,10 @@ struct ContainerConfig {
   /// "/dir:/path" (a bind mount; a relative source is against working_dir).
   std::vector<std::string> volumes{};
   std::filesystem::path working_dir{}; ///< relative bind sources resolve here; empty: the current directory
+  /// stackup's own directory (mode 0700): the record of the stops it made, so
+  /// that no process reads such a stop as an exit of the container's own.
+  /// Empty: `<working_dir>/.stackup/<role>`.
+  std::filesystem::path state_dir{};
   std::vector<std::string> run_args{}; ///< passed to `create` as they are, before the image
   std::string user{};                  ///< the user inside the container (`--user`); empty: the image's
   /// When the started container counts as ready: a probe on 127.0.0.1 (a
@@ -9210,6 +9356,7 @@ public:
     config_.start_timeout = std::max(config_.start_timeout, std::chrono::milliseconds::zero());
     config_.stop_timeout = std::max(config_.stop_timeout, std::chrono::milliseconds::zero());
     if (!config_.working_dir.empty()) config_.working_dir = std::filesystem::absolute(config_.working_dir);
+    if (!config_.state_dir.empty()) config_.state_dir = detail::owned_directory(config_.state_dir);
   }
 
   /// The container a stack file's table describes (`flavor = "container"`, see
@@ -9244,6 +9391,7 @@ public:
         t.fail("volumes", "volume \"" + v + "\" of component '" + role +
                               "' is not SOURCE:/path[:options], e.g. \"data:/var/lib/data\" or \"./init:/init:ro\"");
     c.working_dir = t.path_or("working_dir", t.directory());
+    c.state_dir = t.path_or("state_dir", t.directory() / ".stackup" / role);
     c.run_args = t.strings("run_args");
     c.user = t.optional_string("user").value_or("");
     if (const auto r = t.table("ready")) c.ready = ready::Probe::from_table(*r).with_any_listener();
@@ -9288,6 +9436,13 @@ public:
     return detail::container::fingerprint(text);
   }
 
+  /// The state directory: the configured one, else `<working_dir>/.stackup/<role>`.
+  [[nodiscard]] std::filesystem::path state_dir() const {
+    if (!config_.state_dir.empty()) return config_.state_dir;
+    const std::filesystem::path base = config_.working_dir.empty() ? std::filesystem::current_path() : config_.working_dir;
+    return detail::owned_directory(base / ".stackup" / std::string(this->role_name()));
+  }
+
   /// A container with this stack's and role's labels exists.
   [[nodiscard]] bool is_provisioned() const { return find(false).has_value(); }
 
@@ -9325,7 +9480,8 @@ public:
   }
 
   /// How the container last ended, when it exited on its own (not stopped by
-  /// this object's suspend): its exit code as the engine reports it (128+N
+  /// a suspend of stackup's, in this process or another: stackup records its
+  /// stops in state_dir()): its exit code as the engine reports it (128+N
   /// for signal N) and when. Empty while it runs, before its first start, and
   /// when the engine cannot be asked.
   [[nodiscard]] std::optional<Exit> exit_status() const {
@@ -9336,14 +9492,16 @@ public:
       const auto row = find(false);
       if (!row || !row->status.starts_with("Exited")) return std::nullopt;
       const auto e = engine();
-      const auto r = detail::container::run(e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{.State.FinishedAt}}", row->id});
+      const auto r = detail::container::run(
+          e, {"inspect", "--format", "{{.State.Status}}\t{{.State.ExitCode}}\t{{.State.FinishedAt}}\t{{.State.StartedAt}}", row->id});
       if (!r.ok()) return std::nullopt;
       const auto l = detail::container::lines(r.out);
       const auto f = detail::container::split(l.empty() ? "" : l.front(), '\t');
-      if (f.size() < 3 || f[0] != "exited") return std::nullopt;
+      if (f.size() < 4 || f[0] != "exited") return std::nullopt;
       Exit out;
       out.code = std::stoi(f[1]);
       out.at = parse_time(f[2]);
+      if (stopped_by_stackup(row->id, parse_time(f[3]), out.at)) return std::nullopt;
       return out;
     } catch (const std::exception&) {
       return std::nullopt;
@@ -9436,46 +9594,84 @@ public:
   /// after that). Nothing to do when it is not running or does not exist.
   void suspend() {
     const auto e = engine();
-    forget(e);
-    const auto row = find_in(e, true);
+    // The round's listing will do: a container is found by its labels, then
+    // named by its id, which no other container ever has. It is stopped
+    // whatever the listing said of its state.
+    const auto row = find_in(e, false);
     if (!row) return;
     stop(e, row->id);
   }
 
   /// Stops and removes the container, then the named volumes it created.
   void deprovision() {
+    namespace dc = detail::container;
     const auto e = engine();
-    forget(e);
-    if (const auto row = find_in(e, true)) {
-      stop(e, row->id);
-      const std::vector<std::string> args{"rm", row->id};
-      const auto r = detail::container::run(e, args);
-      forget(e);
-      if (!r.ok() && detail::container::classify(r.stderr_tail) != detail::container::Failure::no_such_container)
-        fail(Transition::deprovision, "cannot remove container " + container_name() + ": `" +
-                                          detail::container::shown(e, args) + "` failed: " + detail::container::why(e, r));
+    // As suspend: the round's listing, the container named by its id.
+    if (const auto row = find_in(e, false)) {
+      const auto seconds = std::to_string((config_.stop_timeout.count() + 999) / 1000);
+      // One call: podman's `rm -f -t N` stops it within stop_timeout as `stop`
+      // does; docker's `rm -f` kills at once, so a running one is stopped first.
+      std::vector<std::string> args{"rm", "-f", "-t", seconds, row->id};
+      if (!e.is_podman()) {
+        if (row->up()) stop(e, row->id, false);
+        args = {"rm", "-f", row->id};
+      }
+      stopped_by_us_ = true;
+      const auto r = dc::run(e, args, config_.stop_timeout + std::chrono::seconds(60));
+      if (!r.ok() && dc::classify(r.stderr_tail) != dc::Failure::no_such_container) {
+        forget(e);
+        fail(Transition::deprovision, "cannot remove container " + container_name() + ": `" + dc::shown(e, args) +
+                                          "` failed: " + dc::why(e, r));
+      }
+      dc::ListCache::note(e, stack_label, config_.stack, row->id, [](dc::Listed*) { return true; });
+      forget_stop(row->id);
     }
-    // Podman joins two label filters with "or": the stack's volumes are
-    // listed, and only those labelled with this role too are its own.
-    const std::vector<std::string> ls{"volume", "ls", "--filter", "label=" + std::string(stack_label) + "=" + config_.stack,
-                                      "--format", "{{.Name}}\t{{.Labels}}"};
-    const auto r = detail::container::run(e, ls);
-    if (!r.ok())
-      fail(Transition::deprovision, "cannot list its volumes: `" + detail::container::shown(e, ls) + "` failed: " +
-                                        detail::container::why(e, r));
-    for (const auto& line : detail::container::lines(r.out)) {
-      const auto tab = line.find('\t');
-      if (tab == std::string::npos) continue;
-      const std::string v = line.substr(0, tab), labels = line.substr(tab + 1);
-      if (detail::container::label_value(labels, stack_label) != config_.stack ||
-          detail::container::label_value(labels, role_label) != this->role_name())
-        continue; // another component's, or not stackup's
-      const std::vector<std::string> args{"volume", "rm", v};
-      const auto rm = detail::container::run(e, args);
+    // The stack's volumes, listed once in a round; only those labelled with
+    // this role too are its own.
+    std::vector<dc::ListedVolume> volumes;
+    try {
+      volumes = dc::VolumeCache::get(e, stack_label, config_.stack, who());
+    } catch (const Error& x) {
+      throw_transition_error(std::string(this->role_name()), Transition::deprovision, x.what());
+    }
+    for (const auto& v : volumes) {
+      if (v.label(role_label) != this->role_name()) continue; // another component's
+      const std::vector<std::string> args{"volume", "rm", v.name};
+      const auto rm = dc::run(e, args);
+      if (rm.ok()) dc::VolumeCache::erase(e, stack_label, config_.stack, v.name);
+      else dc::VolumeCache::forget(e, stack_label, config_.stack);
       if (!rm.ok())
-        fail(Transition::deprovision, "cannot remove volume " + v + ": `" + detail::container::shown(e, args) +
-                                          "` failed: " + detail::container::why(e, rm));
+        fail(Transition::deprovision, "cannot remove volume " + v.name + ": `" + dc::shown(e, args) +
+                                          "` failed: " + dc::why(e, rm));
     }
+  }
+
+  /// The command whose output is the container's log as the engine keeps it:
+  /// `<engine> logs [--tail N] [--follow] [--since <RFC 3339>] <id>` (what
+  /// `stackctl <role> logs` runs). The container is the one found by its
+  /// labels, named by its id. Error naming the role and the fix when there is
+  /// none (not provisioned), or the container of its name is not stackup's.
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    const auto e = engine();
+    const auto row = find(false);
+    if (!row) {
+      const std::string name = container_name();
+      // Its name may be taken by a container stackup did not create: say so
+      // rather than "not provisioned", and never read that one's log.
+      if (detail::container::run(e, {"container", "inspect", "--format", "{{.Id}}", name}).ok())
+        throw Error("stackup: " + who() + ": a container named " + name + " exists that stackup did not create (it lacks the labels " +
+                    std::string(stack_label) + "=" + config_.stack + " and " + std::string(role_label) + "=" +
+                    std::string(this->role_name()) + "), so stackup does not read its log: read it with `" + e.word +
+                    " logs " + name + "` if it is yours, or give the stack another name");
+      throw Error("stackup: " + who() + ": not provisioned: there is no container " + name +
+                  ", so no log: run `up` first");
+    }
+    std::vector<std::string> argv{e.program, "logs"};
+    if (request.tail) argv.insert(argv.end(), {"--tail", std::to_string(*request.tail)});
+    if (request.follow) argv.emplace_back("--follow");
+    if (request.since) argv.insert(argv.end(), {"--since", rfc3339(*request.since)});
+    argv.push_back(row->id);
+    return argv;
   }
 
   /// Kills the container's main process (`kill`, SIGKILL), as a crash would:
@@ -9576,6 +9772,7 @@ private:
     const std::vector<std::string> args{"volume", "create", "--label", std::string(stack_label) + "=" + config_.stack,
                                         "--label", std::string(role_label) + "=" + std::string(this->role_name()), name};
     const auto r = detail::container::run(e, args);
+    detail::container::VolumeCache::forget(e, stack_label, config_.stack);
     if (!r.ok())
       fail(Transition::provision, "cannot create volume " + name + ": `" + detail::container::shown(e, args) +
                                       "` failed: " + detail::container::why(e, r));
@@ -9591,15 +9788,77 @@ private:
              e.word + " rm " + name + "`), or give the stack another name");
   }
 
-  void stop(const detail::container::Engine& e, const std::string& id) {
+  // Stops it; with `record`, a stop of stackup's (not an exit of its own),
+  // written down for every process (record_stop).
+  void stop(const detail::container::Engine& e, const std::string& id, bool record = true) {
     const auto seconds = (config_.stop_timeout.count() + 999) / 1000;
     const std::vector<std::string> args{"stop", "-t", std::to_string(seconds), id};
     stopped_by_us_ = true;
+    const auto asked = std::chrono::system_clock::now();
     const auto r = detail::container::run(e, args, config_.stop_timeout + std::chrono::seconds(60));
-    forget(e);
+    if (r.ok()) // what the round's listing would now say, without asking again
+      detail::container::ListCache::note(e, stack_label, config_.stack, id, [](detail::container::Listed* row) {
+        row->status = "Exited";
+        return false;
+      });
+    else
+      forget(e);
     if (!r.ok() && detail::container::classify(r.stderr_tail) != detail::container::Failure::no_such_container)
       fail(Transition::suspend, "cannot stop container " + container_name() + ": `" + detail::container::shown(e, args) +
                                     "` failed: " + detail::container::why(e, r));
+    if (record && r.ok()) record_stop(id, asked);
+  }
+
+  // The record of a stop: file `stopped-<id>` in state_dir() holding when
+  // stackup asked the engine to stop it (nanoseconds since the epoch, UTC).
+  // A run that started before that and ended after it was stopped by stackup;
+  // a later start (anyone's) makes a later run, whose end is its own. (Podman
+  // 4.3 reports no StoppedByUser, and docker none a client can read.)
+  void record_stop(const std::string& id, std::chrono::system_clock::time_point asked) const {
+    using px = detail::posix;
+    try {
+      const auto dir = state_dir();
+      if (const std::string why = px::forbidden_directory(dir); !why.empty())
+        throw Error("refusing state directory " + px::quoted(dir) + ": " + why + "; set state_dir to a directory of its own");
+      const auto l = px::lock_private_dir(dir, true);
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(asked.time_since_epoch()).count();
+      px::write_file_atomic(l.dir.get(), "stopped-" + id, std::to_string(ns) + "\n", dir / ("stopped-" + id));
+    } catch (const std::exception& ex) {
+      // The container is stopped all the same; only a later reading of it suffers.
+      std::fprintf(stderr, "stackup: %s: cannot record its stop (%s): another process may show it as an exit\n",
+                   who().c_str(), ex.what());
+    }
+  }
+
+  // Whether the run that started at `started` and ended at `finished` was
+  // ended by a stop of stackup's (its record, see record_stop). The engine's
+  // clock may be another machine's: a second's slack on the end.
+  [[nodiscard]] bool stopped_by_stackup(const std::string& id, std::chrono::system_clock::time_point started,
+                                        std::chrono::system_clock::time_point finished) const {
+    using px = detail::posix;
+    try {
+      const auto dir = state_dir();
+      const auto l = px::lock_private_dir(dir, false);
+      if (!l) return false;
+      const auto text = px::read_file_at(l.dir.get(), ("stopped-" + id).c_str(), 64, dir / ("stopped-" + id));
+      if (!text) return false;
+      const auto asked = std::chrono::system_clock::time_point(
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(std::stoll(*text))));
+      return started <= asked && finished + std::chrono::seconds(1) >= asked;
+    } catch (const std::exception&) {
+      return false; // no readable record: the engine's word stands
+    }
+  }
+
+  void forget_stop(const std::string& id) const {
+    using px = detail::posix;
+    try {
+      const auto dir = state_dir();
+      const auto l = px::lock_private_dir(dir, false);
+      if (l) ::unlinkat(l.dir.get(), ("stopped-" + id).c_str(), 0);
+    } catch (const std::exception&) {
+      // A record left behind names a container that no longer exists: harmless.
+    }
   }
 
   [[nodiscard]] bool probe(std::chrono::milliseconds timeout) const {
@@ -9660,7 +9919,7 @@ private:
         throw InterruptedError("stackup: " + who() + " was stopped before it was ready: a stop was requested");
       }
       if (detail::posix::Clock::now() >= deadline) {
-        stop(e, id);
+        stop(e, id, false);
         stopped_by_us_ = false;
         fail(Transition::resume, "was not ready within " + detail::posix::format_duration(config_.start_timeout) +
                                      " (" + (config_.ready.kind != ready::Probe::Kind::none
@@ -9673,6 +9932,23 @@ private:
     }
   }
 
+  // "2026-12-08T03:28:21.123456789Z": both engines' `logs --since` take it.
+  static std::string rfc3339(std::chrono::system_clock::time_point t) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    auto secs = static_cast<std::time_t>(ns / 1'000'000'000);
+    auto frac = ns % 1'000'000'000;
+    if (frac < 0) {
+      frac += 1'000'000'000;
+      --secs;
+    }
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+    return buf;
+  }
+
   // "2026-12-07 23:35:02.91 +0000 UTC" (podman) or "2026-12-07T23:35:02.91Z" (docker), as UTC.
   static std::chrono::system_clock::time_point parse_time(const std::string& s) {
     std::tm tm{};
@@ -9681,7 +9957,17 @@ private:
       return {};
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    return std::chrono::system_clock::from_time_t(::timegm(&tm));
+    auto t = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    // The fraction of the second, to the nanosecond (both engines print one).
+    if (s.size() > 20 && s[19] == '.') {
+      long long ns = 0;
+      int digits = 0;
+      for (std::size_t i = 20; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i)
+        if (digits < 9) ns = ns * 10 + (s[i] - '0'), ++digits;
+      for (; digits < 9; ++digits) ns *= 10;
+      t += std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns));
+    }
+    return t;
   }
 };
 
@@ -9704,11 +9990,18 @@ private:
 // SPDX-License-Identifier: MIT
 
 
+#include <time.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -9789,6 +10082,87 @@ inline std::string lower(std::string s) {
   for (char& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return s;
+}
+
+/// One engine answer kept for one query round (detail::QueryRound), shared by
+/// every component that asks the same question (the same key: kubectl, its
+/// context, namespace and stack; or the podman program): within a round, a
+/// stack's components ask once. `kinds`: what the answer covers (the object
+/// kinds it lists). A component that changes what the engine would answer
+/// forgets the entry; outside a round nothing is kept.
+class RoundCache {
+public:
+  struct Entry {
+    std::uint64_t round = 0;
+    std::vector<std::string> kinds{};
+    std::string text{};
+  };
+  /// The entry for `key` from the current round, if any.
+  static std::optional<Entry> find(const std::string& key) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return std::nullopt;
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = entries().find(key);
+    if (it == entries().end() || it->second.round != round) return std::nullopt;
+    return it->second;
+  }
+  /// Keeps `text` as the answer for `key` in the current round (none open: nothing).
+  static void store(const std::string& key, std::vector<std::string> kinds, std::string text) {
+    const std::uint64_t round = current_query_round();
+    if (round == 0) return;
+    const std::lock_guard<std::mutex> lock(mutex());
+    for (const auto& k : kinds) add(known()[key], k);
+    entries()[key] = {round, std::move(kinds), std::move(text)};
+  }
+  /// Every kind asked for under `key` so far in this process: a later round
+  /// asks for all of them at once, so that components with different kinds
+  /// still share one call.
+  static std::vector<std::string> known_kinds(const std::string& key) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    const auto it = known().find(key);
+    return it == known().end() ? std::vector<std::string>{} : it->second;
+  }
+  static void forget(const std::string& key) {
+    const std::lock_guard<std::mutex> lock(mutex());
+    entries().erase(key);
+  }
+  /// Adds `k` to `kinds` unless it is there.
+  static void add(std::vector<std::string>& kinds, const std::string& k) {
+    if (!k.empty() && std::find(kinds.begin(), kinds.end(), k) == kinds.end()) kinds.push_back(k);
+  }
+
+private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, Entry>& entries() {
+    static std::map<std::string, Entry> e;
+    return e;
+  }
+  static std::map<std::string, std::vector<std::string>>& known() {
+    static std::map<std::string, std::vector<std::string>> k;
+    return k;
+  }
+};
+
+/// `t` as RFC 3339 in UTC with nanoseconds ("2026-12-08T03:28:21.123456789Z"):
+/// what `kubectl logs --since-time` and `podman logs --since` take.
+inline std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  long long secs = ns / 1'000'000'000;
+  long long frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  const auto tt = static_cast<::time_t>(secs);
+  ::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
 }
 
 } // namespace stackup::detail::kube
@@ -10109,6 +10483,35 @@ public:
     forget();
   }
 
+  /// The program whose output is its log, as the engine keeps it (DESIGN §11).
+  /// kubectl: `kubectl [--context C] [-n NS] logs -l <its selector>
+  /// --all-containers --prefix --tail N|-1 [--follow] [--since-time T]
+  /// --max-log-requests 64`: every container of every pod with its labels, each
+  /// line prefixed with its pod and container (`--tail` is per container; -1,
+  /// all of it, unless a tail is asked: kubectl's own default for a selector is 10).
+  /// podman: `podman logs --names [--tail N] [--follow] [--since T]` of the
+  /// containers of its pods on record (not their infra containers); empty when
+  /// none exists (nothing provisioned).
+  [[nodiscard]] std::vector<std::string> log_command(const LogRequest& request) const {
+    if (config_.engine == KubernetesEngine::podman) {
+      const auto ids = podman_containers();
+      if (ids.empty()) return {};
+      std::vector<std::string> argv{podman(), "logs", "--names"};
+      if (request.tail) argv.insert(argv.end(), {"--tail", std::to_string(*request.tail)});
+      if (request.follow) argv.emplace_back("--follow");
+      if (request.since) argv.insert(argv.end(), {"--since", detail::kube::rfc3339(*request.since)});
+      argv.insert(argv.end(), ids.begin(), ids.end());
+      return argv;
+    }
+    std::vector<std::string> args{"logs", "-l", selector(), "--all-containers", "--prefix",
+                                  "--tail=" + (request.tail ? std::to_string(*request.tail) : std::string("-1"))};
+    if (request.follow) args.emplace_back("--follow");
+    if (request.since) args.push_back("--since-time=" + detail::kube::rfc3339(*request.since));
+    // kubectl refuses to follow more log streams than this at once (its default is 5).
+    args.push_back("--max-log-requests=" + std::to_string(max_log_requests));
+    return kubectl(std::move(args)).argv;
+  }
+
   /// Deletes every object with our labels and waits until gone (kubectl), or
   /// takes down the pods on record (podman).
   void deprovision() {
@@ -10129,6 +10532,7 @@ private:
   using Base::who;
   using milliseconds = std::chrono::milliseconds;
   static constexpr milliseconds call_timeout = std::chrono::minutes(2);
+  static constexpr int max_log_requests = 64;
 
   // Why `stack` cannot label objects, and the fix.
   static std::string stack_name_error(const std::string& stack) {
@@ -10264,42 +10668,70 @@ private:
   // One line per object, `|`-separated (jsonpath, so no parser of ours).
   static constexpr const char* object_template =
       R"(jsonpath={range .items[*]}{.kind}/{.metadata.name}|{.metadata.labels.stackup\.io/config}|{.spec.replicas}|)"
-      R"({.status.readyReplicas}|{.metadata.annotations.stackup\.io/replicas}|{.spec.suspend}{"\n"}{end})";
+      R"({.status.readyReplicas}|{.metadata.annotations.stackup\.io/replicas}|{.spec.suspend}|)"
+      R"({.metadata.labels.stackup\.io/role}{"\n"}{end})";
 
-  // The objects with our labels: one `kubectl get` of the kinds in use, or its
-  // answer from earlier in the same query round.
+  // What the stack's kubernetes components of one context and namespace share
+  // in a query round: one `kubectl get` of the stack's objects.
+  [[nodiscard]] std::string shared_key() const {
+    return "kubectl\0" + config_.context + '\0' + config_.namespace_ + '\0' + config_.stack;
+  }
+
+  // The objects with our labels. Outside a query round one `kubectl get` of the
+  // kinds in use with our stack's and role's labels; within one, one `kubectl
+  // get` of the stack's objects (every kind its components use) answers every
+  // kubernetes component of the stack, context and namespace.
   [[nodiscard]] std::vector<Object> objects() const {
-    const auto round = detail::current_query_round();
-    if (round != 0 && cached_round_ == round) return cached_;
-    std::vector<Object> out;
     const auto kinds = kinds_in_use();
-    if (!kinds.empty()) {
-      const auto text = checked(kubectl({"get", join(kinds, ','), "-l", selector(), "-o", object_template}),
-                                "list its objects");
-      for (const auto& line : detail::kube::lines(text)) {
-        const auto f = detail::kube::split(line, '|');
-        if (f.size() < 6) continue;
-        Object o;
-        const auto slash = f[0].find('/');
-        o.kind = f[0].substr(0, slash);
-        o.name = slash == std::string::npos ? std::string() : f[0].substr(slash + 1);
-        o.config = f[1];
-        o.replicas = detail::kube::number(f[2]);
-        o.ready = std::max(detail::kube::number(f[3]), 0LL);
-        o.recorded = detail::kube::number(f[4]);
-        o.suspend = f[5];
-        if (o.scalable() && o.replicas < 0) o.replicas = 1; // Kubernetes' default
-        out.push_back(std::move(o));
+    if (kinds.empty()) return {};
+    std::string text;
+    if (detail::current_query_round() == 0) {
+      text = checked(kubectl({"get", join(kinds, ','), "-l", selector(), "-o", object_template}), "list its objects");
+    } else {
+      using Cache = detail::kube::RoundCache;
+      const std::string key = shared_key();
+      auto entry = Cache::find(key);
+      const bool covered = entry && std::all_of(kinds.begin(), kinds.end(), [&](const std::string& k) {
+        return std::find(entry->kinds.begin(), entry->kinds.end(), k) != entry->kinds.end();
+      });
+      if (covered) {
+        text = std::move(entry->text);
+      } else {
+        auto asked = Cache::known_kinds(key);
+        if (entry)
+          for (const auto& k : entry->kinds) Cache::add(asked, k);
+        for (const auto& k : kinds) Cache::add(asked, k);
+        text = checked(kubectl({"get", join(asked, ','), "-l", "stackup.io/stack=" + config_.stack, "-o", object_template}),
+                       "list its objects");
+        Cache::store(key, asked, text);
       }
     }
-    if (round != 0) {
-      cached_ = out;
-      cached_round_ = round;
+    const std::string mine = checked_role();
+    std::vector<Object> out;
+    for (const auto& line : detail::kube::lines(text)) {
+      const auto f = detail::kube::split(line, '|');
+      if (f.size() < 7 || f[6] != mine) continue;
+      Object o;
+      const auto slash = f[0].find('/');
+      o.kind = f[0].substr(0, slash);
+      o.name = slash == std::string::npos ? std::string() : f[0].substr(slash + 1);
+      // Only the kinds it uses (the shared answer holds others' too).
+      if (std::find(kinds.begin(), kinds.end(), detail::kube::lower(o.kind)) == kinds.end()) continue;
+      o.config = f[1];
+      o.replicas = detail::kube::number(f[2]);
+      o.ready = std::max(detail::kube::number(f[3]), 0LL);
+      o.recorded = detail::kube::number(f[4]);
+      o.suspend = f[5];
+      if (o.scalable() && o.replicas < 0) o.replicas = 1; // Kubernetes' default
+      out.push_back(std::move(o));
     }
     return out;
   }
 
-  void forget() const { cached_round_ = pods_round_ = 0; }
+  // What it changed may be in a shared answer: every component asks afresh.
+  void forget() const {
+    detail::kube::RoundCache::forget(config_.engine == KubernetesEngine::podman ? pods_key() : shared_key());
+  }
 
   // Every manifest file, in order.
   [[nodiscard]] std::vector<std::filesystem::path> files() const {
@@ -10505,21 +10937,25 @@ private:
     std::string id, name, status;
   };
 
+  [[nodiscard]] std::string pods_key() const { return "podman pods\0" + podman(); }
+
   // Every pod podman has: one call, or its answer from earlier in the same
-  // query round.
+  // query round (shared by every podman-engine kubernetes component).
   [[nodiscard]] std::vector<PodState> podman_pods() const {
-    const auto round = detail::current_query_round();
-    if (round != 0 && pods_round_ == round) return pods_;
-    const auto text = checked(Call{{podman(), "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Status}}"}},
-                              "list its pods");
+    using Cache = detail::kube::RoundCache;
+    const std::string key = pods_key();
+    std::string text;
+    if (auto entry = Cache::find(key)) {
+      text = std::move(entry->text);
+    } else {
+      text = checked(Call{{podman(), "pod", "ps", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Status}}"}},
+                     "list its pods");
+      Cache::store(key, {}, text);
+    }
     std::vector<PodState> out;
     for (const auto& line : detail::kube::lines(text)) {
       const auto f = detail::kube::split(line, ' ');
       if (f.size() >= 3) out.push_back({f[0], f[1], f[2]});
-    }
-    if (round != 0) {
-      pods_ = out;
-      pods_round_ = round;
     }
     return out;
   }
@@ -10535,6 +10971,24 @@ private:
     std::vector<Pod> out;
     for (const auto& p : rec.pods)
       if (find_pod(pods, p.id) != nullptr) out.push_back(p);
+    return out;
+  }
+
+  // The containers of its pods on record that exist, infra containers left
+  // out (they print nothing): their full IDs, from one podman call.
+  [[nodiscard]] std::vector<std::string> podman_containers() const {
+    const auto mine = existing(record());
+    if (mine.empty()) return {};
+    std::vector<std::string> argv{podman(), "ps", "-a", "--no-trunc"};
+    for (const auto& p : mine) argv.insert(argv.end(), {"--filter", "pod=" + p.id});
+    argv.insert(argv.end(), {"--format", "{{.ID}} {{.IsInfra}} {{.Pod}}"});
+    std::vector<std::string> out;
+    for (const auto& line : detail::kube::lines(checked(Call{argv}, "list the containers of its pods"))) {
+      const auto f = detail::kube::split(line, ' ');
+      // Only a container of a pod on record, whatever the filter matched.
+      if (f.size() < 3 || f[1] != "false") continue;
+      if (std::any_of(mine.begin(), mine.end(), [&](const Pod& p) { return p.id == f[2]; })) out.push_back(f[0]);
+    }
     return out;
   }
 
@@ -10638,10 +11092,6 @@ private:
     forget();
   }
 
-  mutable std::uint64_t cached_round_ = 0;
-  mutable std::vector<Object> cached_{};
-  mutable std::uint64_t pods_round_ = 0;
-  mutable std::vector<PodState> pods_{};
 };
 
 } // namespace stackup
