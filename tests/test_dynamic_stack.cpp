@@ -665,10 +665,11 @@ TEST_CASE("dynamic: cli::run drives a stack of run-time roles: stack up, status,
   CHECK(note == "* deployer, web depend on cache: they go down first"); // named in the order they go down
   CHECK(log == Log{"suspend deployer", "suspend web", "suspend cache"});
 
-  r = run_cli(s, {"idle", "down"}); // no suspend at all: an error that suggests --force
+  r = run_cli(s, {"idle", "down"}); // no suspend, no deprovision: an error, and --force would not help
   CHECK(r.code == 1);
   CHECK(contains(r.err, "error: idle down failed\n"));
-  CHECK(contains(r.err, "--force"));
+  CHECK(contains(r.err, "it cannot be brought down"));
+  CHECK(!contains(r.err, "--force"));
 
   r = run_cli(s, {"cahce", "up"});
   CHECK(r.code == 2);
